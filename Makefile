@@ -1,0 +1,94 @@
+# DetecTor: the one entry point.
+#
+#   make deps    install the Debian packages the project needs (root)
+#   make         build libdetector, its tools and the tests
+#   make test    run every test (unit + integration), after deps and build
+#   make demo    the main job: detect a real MITM on loopback
+#   make asan    build everything with AddressSanitizer + UBSan into build-asan/
+#
+# Fragments in mk/*.mk add further targets (NSS build, Tor network, ...).
+
+PYTHON   ?= /usr/bin/python3
+BUILD    ?= build
+SANITIZE ?=
+
+PKGS     := nss nspr inih jansson
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+CC       ?= cc
+CFLAGS   ?= -O2 -g
+CFLAGS   += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow \
+            -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 -fPIC \
+            -fvisibility=hidden -Idetector/include -Idetector/lib $(PKG_CFLAGS)
+ifneq ($(SANITIZE),)
+CFLAGS   += -fsanitize=address,undefined -fno-omit-frame-pointer \
+            -fno-sanitize-recover=undefined
+LDFLAGS  += -fsanitize=address,undefined
+endif
+
+LIB_SRCS := $(wildcard detector/lib/*.c)
+LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
+LIB_A    := $(BUILD)/libdetector.a
+LIB_SO   := $(BUILD)/libdetector.so.0
+
+TOOLS    := $(BUILD)/sphere-probe
+
+UNIT_SRCS  := $(wildcard tests/unit/test_*.c)
+UNIT_TESTS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+
+.PHONY: all deps test unit integration demo asan test-asan clean
+all: $(LIB_A) $(LIB_SO) $(TOOLS) $(UNIT_TESTS)
+
+deps:
+	@scripts/install-deps.sh mk/debian-packages.txt
+
+$(BUILD)/%.o: %.c $(wildcard detector/include/*.h detector/lib/*.h)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(LIB_A): $(LIB_OBJS)
+	@mkdir -p $(@D)
+	rm -f $@ && ar rcs $@ $^
+
+$(LIB_SO): $(LIB_OBJS)
+	$(CC) -shared -Wl,-soname,libdetector.so.0 -Wl,-z,defs -o $@ $^ $(LDFLAGS) $(PKG_LIBS)
+	ln -sf libdetector.so.0 $(BUILD)/libdetector.so
+
+$(BUILD)/sphere-probe: $(BUILD)/detector/tools/sphere-probe.o $(LIB_A)
+	$(CC) -o $@ $^ $(LDFLAGS) $(PKG_LIBS)
+
+$(BUILD)/tests/test_%: tests/unit/test_%.c $(LIB_A)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(PKG_LIBS) -lcmocka
+
+unit: $(UNIT_TESTS)
+	@fail=0; for t in $(UNIT_TESTS); do echo "== $$t"; $$t || fail=1; done; exit $$fail
+
+integration: all
+	cd tests/integration && DETECTOR_BUILD=$(abspath $(BUILD)) \
+	  $(PYTHON) -m pytest -p no:cacheprovider -q -rs .
+
+test: deps
+	$(MAKE) all
+	$(MAKE) unit
+	$(MAKE) integration
+	$(MAKE) test-asan
+
+# The whole unit + integration suite again with ASan/UBSan (leaks included).
+test-asan: deps
+	$(MAKE) BUILD=build-asan SANITIZE=1 all
+	$(MAKE) BUILD=build-asan SANITIZE=1 unit
+	$(MAKE) BUILD=build-asan SANITIZE=1 integration
+
+asan: deps
+	$(MAKE) BUILD=build-asan SANITIZE=1 all
+
+demo: deps
+	$(MAKE) all
+	DETECTOR_BUILD=$(abspath $(BUILD)) $(PYTHON) tests/demo.py
+
+clean:
+	rm -rf build build-asan
+
+-include mk/*.mk
