@@ -69,11 +69,14 @@ integration: all
 	cd tests/integration && DETECTOR_BUILD=$(abspath $(BUILD)) \
 	  $(PYTHON) -m pytest -p no:cacheprovider -q -rs .
 
+# Fragments in mk/*.mk append further test targets to EXTRA_TESTS.
+EXTRA_TESTS ?=
 test: deps
 	$(MAKE) all
 	$(MAKE) unit
 	$(MAKE) integration
 	$(MAKE) test-asan
+	@for t in $(EXTRA_TESTS); do $(MAKE) $$t || exit 1; done
 
 # The whole unit + integration suite again with ASan/UBSan (leaks included).
 test-asan: deps
