@@ -1,0 +1,858 @@
+#!/usr/bin/python3
+"""A private Tor network on loopback, for DetecTor's tests and demo.
+
+    tornet.py up --dir D [--socks-ports 9160,9162,...] [--exits 5]
+    tornet.py down --dir D
+    tornet.py status --dir D
+    tornet.py run --dir D -- CMD...      up, run CMD, down (whatever CMD does)
+    tornet.py isolate -- CMD...          run CMD in a private network, mount
+                                         and PID namespace (see docs/tor-network.md)
+
+`up` builds, in order: a DNS responder for the exits (dnsmasq on
+127.0.0.53:5353, its own hosts file: server.test -> 127.0.0.2), a TLS check
+server (openssl s_server on 127.0.0.2), three directory authorities (keys from
+tor-gencert), two middle relays and the exit relays, all with
+`TestingTorNetwork 1` on 127.0.0.1; once the consensus lists every relay it
+starts the five sphere clients, each pinned by `ExitNodes` + `StrictNodes 1`
+to its own disjoint set of exits, and probes server.test through each sphere
+until the TLS handshake succeeds. Every stage is bounded and timed.
+
+Every process is recorded by PID in D/state.json; `down` (or TorNetwork.down)
+sends SIGTERM, then SIGKILL after a grace period, and removes D.
+
+The options come from ../../shared/notes/private-tor-network.md; each pitfall
+named there is handled where the option is set (look for "pitfall").
+
+From pytest, see conftest.py: the session fixture `tornet` returns the
+TorNetwork object below.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import dns  # noqa: E402
+import socks5  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+SPHERES_TOOL = os.path.join(REPO, "sphere-controller", "detector-spheres")
+
+TOR = "/usr/bin/tor"
+TOR_GENCERT = "/usr/bin/tor-gencert"
+DNSMASQ = "/usr/sbin/dnsmasq"
+OPENSSL = "/usr/bin/openssl"
+
+RELAY_ADDR = "127.0.0.1"        # every Tor node
+SERVER_ADDR = "127.0.0.2"       # test servers (pitfall 3: never the relays' address)
+DNS_ADDR = ("127.0.0.53", 5353)  # the exits' resolver
+SERVER_NAME = "server.test"
+SPHERE_NAMES = ["asia", "europe", "north-america", "africa-south-america",
+                "oceania-antarctica"]
+DEFAULT_SOCKS_PORTS = [9160, 9162, 9164, 9166, 9168]
+
+GRACE = 10.0        # seconds between SIGTERM and SIGKILL
+
+
+class TornetError(Exception):
+    """A stage of the network failed or missed its deadline."""
+
+
+def _log(msg):
+    print("tornet: " + msg, file=sys.stderr, flush=True)
+
+
+def _pid_state(pid):
+    """'alive', 'zombie' or 'gone' for a PID (zombies are as good as gone)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            stat = f.read()
+    except OSError:
+        return "gone"
+    return "zombie" if stat.rsplit(")", 1)[1].split()[0] in "ZX" else "alive"
+
+
+def _cmdline(pid):
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _reap():
+    """Collect exited children so they do not linger as zombies."""
+    try:
+        while os.waitpid(-1, os.WNOHANG)[0] > 0:
+            pass
+    except ChildProcessError:
+        pass
+
+
+def stop_pids(procs, grace=GRACE):
+    """End processes [(name, pid, marker)]: SIGTERM, SIGKILL after `grace` s.
+
+    A PID is only signalled while its command line still contains `marker`
+    (a path under the network's directory), so a recycled PID is never hit.
+    Returns the names that needed SIGKILL.
+    """
+    live = []
+    for name, pid, marker in procs:
+        if _pid_state(pid) == "alive" and marker in _cmdline(pid):
+            try:
+                os.kill(pid, signal.SIGTERM)
+                live.append((name, pid))
+            except ProcessLookupError:
+                pass
+    deadline = time.monotonic() + grace
+    while live and time.monotonic() < deadline:
+        _reap()
+        live = [(n, p) for n, p in live if _pid_state(p) == "alive"]
+        if live:
+            time.sleep(0.1)
+    killed = []
+    for name, pid in live:           # pitfall 6: one exit once hung on SIGTERM
+        try:
+            os.kill(pid, signal.SIGKILL)
+            killed.append(name)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + 5
+    while live and time.monotonic() < deadline:
+        _reap()
+        live = [(n, p) for n, p in live if _pid_state(p) == "alive"]
+        time.sleep(0.05)
+    return killed
+
+
+def rss_kib(pid):
+    """Resident set size of a process in KiB, or None."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def _controller(port):
+    import stem.control
+    ctl = stem.control.Controller.from_port(address=RELAY_ADDR, port=port)
+    ctl.authenticate()          # cookie authentication
+    return ctl
+
+
+def bootstrap_progress(port):
+    """(percent, summary) from GETINFO status/bootstrap-phase, or (None, why)."""
+    import stem
+    try:
+        with _controller(port) as ctl:
+            phase = ctl.get_info("status/bootstrap-phase")
+    except (stem.SocketError, stem.ControllerError, OSError) as e:
+        return None, str(e)
+    fields = dict(kv.split("=", 1) for kv in phase.split() if "=" in kv)
+    return int(fields.get("PROGRESS", 0)), phase
+
+
+class Node:
+    """One tor relay or directory authority of the private network."""
+
+    def __init__(self, net, kind, index, orport, dirport, controlport):
+        self.kind = kind            # "authority", "middle" or "exit"
+        self.nickname = {"authority": "auth", "middle": "middle",
+                         "exit": "exit"}[kind] + str(index)
+        self.orport, self.dirport, self.controlport = orport, dirport, controlport
+        self.dir = os.path.join(net.dir, self.nickname)
+        self.torrc = os.path.join(self.dir, "torrc")
+        self.pidfile = os.path.join(self.dir, "tor.pid")
+        self.fingerprint = None
+        self.v3ident = None
+        self.pid = None
+
+    def to_json(self):
+        return {k: getattr(self, k) for k in (
+            "kind", "nickname", "orport", "dirport", "controlport", "dir",
+            "fingerprint", "v3ident", "pid")}
+
+    def dir_authority_line(self):
+        return "%s orport=%d no-v2 v3ident=%s %s:%d %s" % (
+            self.nickname, self.orport, self.v3ident, RELAY_ADDR, self.dirport,
+            self.fingerprint)
+
+
+class TorNetwork:
+    """A private Tor network and its spheres.
+
+    Attributes useful to tests (valid after up()):
+      spheres          [{'name', 'socks': (host, port), 'control_port',
+                         'exits': [fingerprint, ...]}]
+      socks_addresses  "127.0.0.1:9160,127.0.0.1:9162,..." for sphere-probe
+      exits            the exit Nodes; .fingerprint, .nickname
+      dns              (addr, port) of the exits' resolver
+      server           (name, addr, port) of the TLS check server
+      server_cert      PEM file of the check server's self-signed certificate
+    """
+
+    def __init__(self, directory, socks_ports=None, n_exits=5, base_port=7000,
+                 server_port=8443, owner_pid=None, quiet=False):
+        self.dir = os.path.abspath(directory)
+        self.socks_ports = list(socks_ports or DEFAULT_SOCKS_PORTS)
+        if not 1 <= len(self.socks_ports) <= len(SPHERE_NAMES):
+            raise TornetError("between 1 and %d spheres, got %d"
+                              % (len(SPHERE_NAMES), len(self.socks_ports)))
+        if n_exits < len(self.socks_ports):
+            raise TornetError("%d exits cannot give %d spheres disjoint exits"
+                              % (n_exits, len(self.socks_ports)))
+        self.n_exits = n_exits
+        self.base_port = base_port
+        self.server = (SERVER_NAME, SERVER_ADDR, server_port)
+        self.dns = DNS_ADDR
+        self.owner_pid = owner_pid   # tor exits if this process dies
+        self.quiet = quiet
+        self.nodes = []
+        self.spheres = []
+        self.procs = []              # [(name, pid, marker)] everything we started
+        self.popens = []
+        self.timings = {}
+        self.hosts = {SERVER_NAME: SERVER_ADDR}
+        self.t0 = None
+
+    # ---- paths -------------------------------------------------------
+    def path(self, *parts):
+        return os.path.join(self.dir, *parts)
+
+    @property
+    def hosts_file(self):
+        return self.path("dns", "hosts")
+
+    @property
+    def server_cert(self):
+        return self.path("tls", "cert.pem")
+
+    @property
+    def exits(self):
+        return [n for n in self.nodes if n.kind == "exit"]
+
+    @property
+    def exit_fingerprints(self):
+        return [n.fingerprint for n in self.exits]
+
+    @property
+    def socks_addresses(self):
+        return ",".join("%s:%d" % s["socks"] for s in self.spheres)
+
+    def _say(self, msg):
+        if not self.quiet:
+            el = time.monotonic() - self.t0 if self.t0 else 0.0
+            _log("[%6.1fs] %s" % (el, msg))
+
+    def _stage(self, name, start):
+        self.timings[name] = round(time.monotonic() - start, 2)
+
+    # ---- bring-up ----------------------------------------------------
+    def up(self, timeout=180.0, keep_on_failure=False):
+        """Start everything; return when every sphere carried a real probe.
+
+        Raises TornetError when a stage fails or the whole bring-up misses
+        `timeout` seconds, after stopping whatever it started and removing
+        the directory (kept, logs and all, with keep_on_failure).
+        """
+        self.t0 = time.monotonic()
+        deadline = self.t0 + timeout
+        if os.path.exists(self.dir) and os.listdir(self.dir):
+            raise TornetError("%s exists and is not empty: pick a fresh "
+                              "directory or run 'tornet.py down --dir %s'"
+                              % (self.dir, self.dir))
+        os.makedirs(self.dir, mode=0o700, exist_ok=True)
+        try:
+            self._up(deadline)
+        except BaseException:
+            self._say("bring-up failed; stopping what was started")
+            self.down(remove=not keep_on_failure)
+            if keep_on_failure:
+                self._say("logs kept in %s (*/notice.log, dns/, tls/)" % self.dir)
+            raise
+        self.timings["total"] = round(time.monotonic() - self.t0, 2)
+        self._save()
+        self._say("network ready in %.1f s (%s)" % (
+            self.timings["total"], ", ".join(
+                "%s %.1f s" % kv for kv in self.timings.items()
+                if kv[0] != "total")))
+        return self
+
+    def _up(self, deadline):
+        t = time.monotonic()
+        self._prepare_files()
+        self._start_dns()
+        self._start_check_server()
+        self._stage("dns+tls", t)
+
+        t = time.monotonic()
+        self._make_nodes()
+        self._make_keys(deadline)
+        self._stage("keys", t)
+        self._say("keys ready: %d authorities, %d middles, %d exits" % (
+            3, 2, self.n_exits))
+
+        t = time.monotonic()
+        auths = [n for n in self.nodes if n.kind == "authority"]
+        # Start all authorities together: one >1 s late loses the first vote.
+        self._start_nodes(auths, deadline)
+        self._start_nodes([n for n in self.nodes if n.kind != "authority"],
+                          deadline)
+        self._stage("relays started", t)
+
+        t = time.monotonic()
+        self._wait_consensus(auths[0], deadline)
+        self._stage("consensus", t)
+
+        t = time.monotonic()
+        self._start_spheres(deadline)
+        self._wait_spheres_bootstrapped(deadline)
+        self._stage("spheres bootstrapped", t)
+
+        t = time.monotonic()
+        for sphere in self.spheres:
+            self._first_probe(sphere, deadline)
+        self._stage("first probes", t)
+
+    def _prepare_files(self):
+        os.makedirs(self.path("dns"))
+        os.makedirs(self.path("tls"))
+        open(self.path("geoip-empty"), "w").close()
+        open(self.path("empty-torrc"), "w").close()   # tor refuses -f /dev/null
+        with open(self.path("dns", "resolv.conf"), "w") as f:
+            f.write("nameserver %s:%d\n" % self.dns)
+        self._write_hosts()
+        subprocess.run(
+            [OPENSSL, "req", "-x509", "-newkey", "ec", "-pkeyopt",
+             "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
+             "-subj", "/CN=" + SERVER_NAME,
+             "-addext", "subjectAltName=DNS:" + SERVER_NAME,
+             "-keyout", self.path("tls", "key.pem"),
+             "-out", self.server_cert],
+            check=True, capture_output=True, timeout=30)
+
+    def _spawn(self, name, argv, marker, logname):
+        log = open(self.path(logname), "ab")
+        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
+                             stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+        self.popens.append(p)
+        self.procs.append((name, p.pid, marker))
+        return p
+
+    def _start_dns(self):
+        argv = [DNSMASQ, "--keep-in-foreground", "--conf-file=/dev/null",
+                "--no-resolv", "--no-hosts", "--addn-hosts=" + self.hosts_file,
+                "--listen-address=" + self.dns[0], "--bind-interfaces",
+                "--port=%d" % self.dns[1], "--local=/#/", "--pid-file=",
+                "--log-facility=" + self.path("dns", "dnsmasq.log")]
+        if os.geteuid() == 0:
+            argv.append("--user=root")   # it must re-read hosts files under 0700
+        p = self._spawn("dnsmasq", argv, self.hosts_file, "dns/dnsmasq.out")
+        deadline = time.monotonic() + 10
+        while True:
+            if p.poll() is not None:
+                raise TornetError("dnsmasq exited with %d: see %s" % (
+                    p.returncode, self.path("dns", "dnsmasq.out")))
+            try:
+                if dns.query_a(SERVER_NAME, self.dns, timeout=0.5) == [SERVER_ADDR]:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise TornetError("dnsmasq on %s:%d does not answer" % self.dns)
+            time.sleep(0.1)
+        self._say("dnsmasq on %s:%d: %s -> %s" % (
+            self.dns + (SERVER_NAME, SERVER_ADDR)))
+
+    def _start_check_server(self):
+        name, addr, port = self.server
+        p = self._spawn("check-server", [
+            OPENSSL, "s_server", "-accept", "%s:%d" % (addr, port),
+            "-cert", self.server_cert, "-key", self.path("tls", "key.pem"),
+            "-www", "-quiet", "-naccept", "1000000"],
+            self.server_cert, "tls/s_server.log")
+        deadline = time.monotonic() + 10
+        while True:
+            if p.poll() is not None:
+                raise TornetError("openssl s_server exited with %d: see %s" % (
+                    p.returncode, self.path("tls", "s_server.log")))
+            try:
+                self._tls_handshake(__import__("socket").create_connection(
+                    (addr, port), timeout=2))
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise TornetError("TLS check server %s:%d does not answer"
+                                      % (addr, port))
+                time.sleep(0.1)
+
+    def _tls_handshake(self, sock):
+        ctx = ssl.create_default_context(cafile=self.server_cert)
+        with ctx.wrap_socket(sock, server_hostname=SERVER_NAME) as tls:
+            return tls.version()
+
+    def _make_nodes(self):
+        b = self.base_port
+        kinds = ["authority"] * 3 + ["middle"] * 2 + ["exit"] * self.n_exits
+        count = {}
+        for i, kind in enumerate(kinds):
+            idx = count[kind] = count.get(kind, -1) + 1
+            self.nodes.append(Node(self, kind, idx, orport=b + i,
+                                   dirport=b + 50 + i if kind == "authority" else None,
+                                   controlport=b + 100 + i))
+        for n in self.nodes:
+            os.makedirs(os.path.join(n.dir, "keys"), mode=0o700)
+            os.chmod(n.dir, 0o700)
+
+    def _make_keys(self, deadline):
+        gencerts = []
+        for n in self.nodes:
+            if n.kind != "authority":
+                continue
+            k = os.path.join(n.dir, "keys")
+            gencerts.append(subprocess.Popen(
+                [TOR_GENCERT, "--create-identity-key", "-m", "12",
+                 "-a", "%s:%d" % (RELAY_ADDR, n.dirport),
+                 "-i", os.path.join(k, "authority_identity_key"),
+                 "-s", os.path.join(k, "authority_signing_key"),
+                 "-c", os.path.join(k, "authority_certificate"),
+                 "--passphrase-fd", "0"],
+                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE))
+        fps = [subprocess.Popen(
+            [TOR, "--list-fingerprint", "--ORPort", "1", "--DataDirectory",
+             n.dir, "-f", self.path("empty-torrc"), "--GeoIPFile", self.path("geoip-empty"),
+             "--GeoIPv6File", self.path("geoip-empty")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            for n in self.nodes]
+        for p in gencerts:
+            _, err = p.communicate(b"\n", timeout=max(1, deadline - time.monotonic()))
+            if p.returncode:
+                raise TornetError("tor-gencert failed: %s" % err.decode().strip())
+        for p in fps:
+            _, err = p.communicate(timeout=max(1, deadline - time.monotonic()))
+            if p.returncode:
+                raise TornetError("tor --list-fingerprint failed: %s"
+                                  % err.decode().strip())
+        for n in self.nodes:
+            with open(os.path.join(n.dir, "fingerprint")) as f:
+                n.fingerprint = f.read().split()[1]   # "<nickname> <FP>"
+            if n.kind == "authority":
+                with open(os.path.join(n.dir, "keys", "authority_certificate")) as f:
+                    n.v3ident = next(line.split()[1] for line in f
+                                     if line.startswith("fingerprint "))
+
+    def common_torrc(self):
+        """Options every tor of this network needs (relays and spheres)."""
+        lines = ["TestingTorNetwork 1",
+                 "ShutdownWaitLength 0",
+                 "GeoIPFile " + self.path("geoip-empty"),
+                 "GeoIPv6File " + self.path("geoip-empty")]
+        lines += ["DirAuthority " + n.dir_authority_line()
+                  for n in self.nodes if n.kind == "authority"]
+        if self.owner_pid:
+            lines.append("__OwningControllerProcess %d" % self.owner_pid)
+        return lines
+
+    def _node_torrc(self, n):
+        lines = self.common_torrc() + [
+            "DataDirectory " + n.dir,
+            "RunAsDaemon 1",
+            "PidFile " + n.pidfile,
+            "Log notice file " + os.path.join(n.dir, "notice.log"),
+            "Nickname " + n.nickname,
+            "Address " + RELAY_ADDR,
+            "ORPort %s:%d" % (RELAY_ADDR, n.orport),
+            "SocksPort 0",                 # else relays open 9050
+            "ControlPort %s:%d" % (RELAY_ADDR, n.controlport),
+            "CookieAuthentication 1",
+            "AssumeReachable 1",
+            "TestingDirAuthVoteExit *",
+            "TestingDirAuthVoteGuard *",
+            "TestingMinExitFlagThreshold 0",
+            "PathsNeededToBuildCircuits 0.25",
+            "V3AuthNIntervalsValid 2",
+            # Every relay gets the test resolver, and no hijack detection:
+            # otherwise they use the system resolver and probe www.google.com.
+            "ServerDNSResolvConfFile " + self.path("dns", "resolv.conf"),
+            "ServerDNSDetectHijacking 0",
+        ]
+        if n.kind == "authority":
+            lines += ["AuthoritativeDirectory 1",
+                      "V3AuthoritativeDirectory 1",
+                      "ContactInfo tornet@%s" % SERVER_NAME,
+                      "DirPort %s:%d" % (RELAY_ADDR, n.dirport),
+                      "TestingV3AuthInitialVotingInterval 10",
+                      "TestingV3AuthInitialVoteDelay 2",
+                      "TestingV3AuthInitialDistDelay 2",
+                      "V3AuthVotingInterval 10",
+                      "V3AuthVoteDelay 2",
+                      "V3AuthDistDelay 2",
+                      "ExitPolicy reject *:*"]
+        elif n.kind == "middle":
+            lines += ["ExitRelay 0", "ExitPolicy reject *:*"]
+        else:
+            # Order matters. Pitfall 1: 'accept 127.0.0.0/8, reject *:*' makes
+            # clients see no exit at all. Pitfall 2: for IP targets clients
+            # pick exits by port only, hence the final 'accept *4:*' (the two
+            # /1 rejects still block every public IPv4 address).
+            lines += ["ExitRelay 1",
+                      "ExitPolicy accept 127.0.0.0/8:*",
+                      "ExitPolicy reject 0.0.0.0/1:*",
+                      "ExitPolicy reject 128.0.0.0/1:*",
+                      "ExitPolicy accept *4:*"]
+        return lines
+
+    def _start_nodes(self, nodes, deadline):
+        parents = []
+        for n in nodes:
+            with open(n.torrc, "w") as f:
+                f.write("\n".join(self._node_torrc(n)) + "\n")
+            out = open(os.path.join(n.dir, "startup.log"), "wb")
+            parents.append((n, subprocess.Popen(
+                [TOR, "-f", n.torrc], stdin=subprocess.DEVNULL, stdout=out,
+                stderr=subprocess.STDOUT)))
+            out.close()
+        # RunAsDaemon: the parent exits once the daemon has initialised.
+        for n, p in parents:
+            try:
+                rc = p.wait(timeout=max(1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+                raise TornetError("%s did not daemonize in time" % n.nickname)
+            if rc:
+                raise TornetError("%s failed to start (exit %d): see %s" % (
+                    n.nickname, rc, os.path.join(n.dir, "startup.log")))
+            n.pid = self._read_pid(n.pidfile, n.nickname)
+            self.procs.append((n.nickname, n.pid, n.torrc))
+        self._say("started %s" % ", ".join(n.nickname for n in nodes))
+
+    @staticmethod
+    def _read_pid(pidfile, name):
+        for _ in range(50):
+            try:
+                with open(pidfile) as f:
+                    return int(f.read().strip())
+            except (OSError, ValueError):
+                time.sleep(0.1)
+        raise TornetError("%s wrote no pid file %s" % (name, pidfile))
+
+    def _wait_consensus(self, auth, deadline):
+        """Until the authorities' consensus lists every relay, exits as Exit."""
+        import stem
+        want = {n.fingerprint for n in self.nodes}
+        exits = set(self.exit_fingerprints)
+        seen = -1
+        while True:
+            try:
+                with _controller(auth.controlport) as ctl:
+                    entries = list(ctl.get_network_statuses())
+                have = {e.fingerprint for e in entries if "Running" in e.flags}
+                have_exit = {e.fingerprint for e in entries
+                             if "Exit" in e.flags and "BadExit" not in e.flags}
+                if want <= have and exits <= have_exit:
+                    self._say("consensus lists all %d relays" % len(want))
+                    return
+                if len(have) != seen:
+                    seen = len(have)
+                    self._say("consensus: %d/%d relays running" % (seen, len(want)))
+            except (stem.ControllerError, stem.SocketError, OSError):
+                pass                  # no consensus yet
+            self._check_alive()
+            if time.monotonic() > deadline:
+                raise TornetError("no consensus listing all relays in time: see "
+                                  "%s/*/notice.log" % self.dir)
+            time.sleep(1.0)
+
+    def _check_alive(self):
+        for name, pid, _ in self.procs:
+            if _pid_state(pid) != "alive":
+                raise TornetError("%s (pid %d) died: see its log under %s"
+                                  % (name, pid, self.dir))
+
+    # ---- spheres -----------------------------------------------------
+    def _plan_spheres(self):
+        self.spheres = []
+        for i, port in enumerate(self.socks_ports):
+            self.spheres.append({
+                "name": SPHERE_NAMES[i],
+                "socks": (RELAY_ADDR, port),
+                "control_port": port + 1,
+                "exits": [e.fingerprint for j, e in enumerate(self.exits)
+                          if j % len(self.socks_ports) == i],
+            })
+
+    def _sphere_torrc(self, sphere):
+        d = self.path("spheres", sphere["name"])
+        return self.common_torrc() + [
+            "DataDirectory " + d,
+            "PidFile " + os.path.join(d, "tor.pid"),
+            "Log notice stdout",           # what Stem's launcher reads
+            "Log notice file " + os.path.join(d, "notice.log"),
+            "SocksPort %s:%d" % sphere["socks"],
+            "ControlPort %s:%d" % (RELAY_ADDR, sphere["control_port"]),
+            "CookieAuthentication 1",
+            "ExitNodes " + ",".join("$" + fp for fp in sphere["exits"]),
+            "StrictNodes 1",
+            "UseMicrodescriptors 0",
+        ]
+
+    def _start_spheres(self, deadline):
+        import stem.process
+        self._plan_spheres()
+        for s in self.spheres:
+            d = self.path("spheres", s["name"])
+            os.makedirs(d, mode=0o700)
+            torrc = os.path.join(d, "torrc")
+            with open(torrc, "w") as f:
+                f.write("\n".join(self._sphere_torrc(s)) + "\n")
+            # setsid: the tor client gets its own session (setsid execs in place)
+            proc = stem.process.launch_tor(
+                "/usr/bin/setsid", args=[TOR], torrc_path=torrc,
+                completion_percent=0,
+                timeout=max(1, int(deadline - time.monotonic())))
+            s["pid"] = proc.pid
+            self.popens.append(proc)
+            self.procs.append(("sphere " + s["name"], s["pid"], torrc))
+            with _controller(s["control_port"]) as ctl:   # stdout is closed now
+                ctl.set_conf("Log", "notice file " + os.path.join(d, "notice.log"))
+        self._say("started spheres %s" % ", ".join(s["name"] for s in self.spheres))
+
+    def _wait_spheres_bootstrapped(self, deadline):
+        pending = {s["name"]: s for s in self.spheres}
+        last = {}
+        while pending:
+            for name, s in list(pending.items()):
+                pct, summary = bootstrap_progress(s["control_port"])
+                if pct != last.get(name):
+                    last[name] = pct
+                    self._say("sphere %s: %s%%" % (name, pct))
+                if pct == 100:
+                    del pending[name]
+            if not pending:
+                return
+            self._check_alive()
+            if time.monotonic() > deadline:
+                raise TornetError("spheres not bootstrapped in time: %s" % ", ".join(
+                    "%s at %s%%" % (n, last.get(n)) for n in pending))
+            time.sleep(0.5)
+
+    def probe(self, sphere, host=SERVER_NAME, port=None, timeout=30.0):
+        """SOCKS5 CONNECT host:port through a sphere, then a TLS handshake
+        verified against the check server's certificate. Returns seconds."""
+        port = port or self.server[2]
+        t = time.monotonic()
+        sock = socks5.connect(sphere["socks"], host, port, timeout=timeout)
+        self._tls_handshake(sock)
+        return time.monotonic() - t
+
+    def _first_probe(self, sphere, deadline):
+        # Pitfall 5: right after bootstrap an exit once refused streams for
+        # ~10 s, so retry until the first probe works.
+        tries, why = 0, None
+        while True:
+            tries += 1
+            try:
+                latency = self.probe(sphere, timeout=min(
+                    30.0, max(1.0, deadline - time.monotonic())))
+                sphere["first_probe_s"] = round(latency, 3)
+                self._say("sphere %s: probe %s:%d ok in %.0f ms (try %d)" % (
+                    sphere["name"], SERVER_NAME, self.server[2],
+                    latency * 1000, tries))
+                return
+            except (OSError, socks5.SocksError, ssl.SSLError) as e:
+                why = e
+            if time.monotonic() > deadline:
+                raise TornetError("sphere %s: no probe got through after %d "
+                                  "tries: %s" % (sphere["name"], tries, why))
+            time.sleep(1.0)
+
+    # ---- control for tests -------------------------------------------
+    def _write_hosts(self):
+        tmp = self.hosts_file + ".tmp"
+        with open(tmp, "w") as f:
+            for name, addr in sorted(self.hosts.items()):
+                f.write("%s %s\n" % (addr, name))
+        os.replace(tmp, self.hosts_file)
+
+    def set_hosts(self, mapping):
+        """Replace what the exits' resolver answers: {name: IPv4 address}.
+
+        dnsmasq re-reads its hosts file on SIGHUP. Tor exits cache answers
+        (see docs/tor-network.md), so give a changed mapping a fresh name.
+        """
+        self.hosts = dict(mapping)
+        self._write_hosts()
+        for name, pid, marker in self.procs:
+            if name == "dnsmasq" and marker in _cmdline(pid):
+                os.kill(pid, signal.SIGHUP)
+        deadline = time.monotonic() + 5
+        for name, addr in self.hosts.items():
+            while dns.query_a(name, self.dns) != [addr]:
+                if time.monotonic() > deadline:
+                    raise TornetError("dnsmasq still does not say %s -> %s"
+                                      % (name, addr))
+                time.sleep(0.05)
+
+    def rss(self):
+        """{process name: RSS in KiB} for every live process we started."""
+        return {name: rss_kib(pid) for name, pid, _ in self.procs
+                if _pid_state(pid) == "alive"}
+
+    # ---- teardown ----------------------------------------------------
+    def _save(self):
+        state = {"dir": self.dir, "procs": self.procs,
+                 "nodes": [n.to_json() for n in self.nodes],
+                 "spheres": self.spheres, "server": self.server,
+                 "dns": self.dns, "timings": self.timings}
+        tmp = self.path("state.json.tmp")
+        with open(tmp, "w") as f:
+            json.dump(state, f, indent=1)
+        os.replace(tmp, self.path("state.json"))
+
+    @classmethod
+    def load(cls, directory):
+        with open(os.path.join(directory, "state.json")) as f:
+            state = json.load(f)
+        net = cls(state["dir"], quiet=True)
+        net.procs = [tuple(p) for p in state["procs"]]
+        net.spheres = state["spheres"]
+        for s in net.spheres:
+            s["socks"] = tuple(s["socks"])
+        net.timings = state["timings"]
+        return net
+
+    def down(self, remove=True):
+        """Stop every process started, by PID; then delete the directory."""
+        killed = stop_pids(list(reversed(self.procs)))
+        if killed:
+            _log("needed SIGKILL: %s" % ", ".join(killed))
+        for p in self.popens:
+            p.poll()
+        _reap()
+        self.procs = []
+        if remove:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# ---- isolation -------------------------------------------------------
+def isolate(cmd):
+    """Run cmd in fresh network, mount and PID namespaces (see the docs).
+
+    Inside: only a loopback interface (brought up), a private /run/netns for
+    `ip netns add`, and a PID namespace whose end kills every process left.
+    """
+    argv = ["unshare", "--net", "--mount", "--pid", "--fork", "--mount-proc"]
+    if os.geteuid() != 0:
+        argv.append("--map-root-user")
+    os.execvp("unshare", argv + [sys.executable, os.path.abspath(__file__),
+                                 "_init", "--"] + cmd)
+
+
+def _namespace_init(cmd):
+    """PID 1 of the isolated namespace: set up, run cmd, reap orphans."""
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    try:
+        os.makedirs("/run/netns", exist_ok=True)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=755", "tmpfs",
+                        "/run/netns"], check=True)
+    except (OSError, subprocess.CalledProcessError) as e:
+        _log("no private /run/netns (%s): tests needing 'ip netns' will skip" % e)
+    os.environ["DETECTOR_TORNET_ISOLATED"] = "1"
+    child = subprocess.Popen(cmd)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda s, _f: child.send_signal(s))
+    status = None
+    while True:                     # reap orphans (daemonized tor) too
+        try:
+            pid, st = os.wait()
+        except ChildProcessError:
+            break
+        except InterruptedError:
+            continue
+        if pid == child.pid:
+            status = st
+            break
+    # Leaving PID 1 makes the kernel SIGKILL whatever is left in here.
+    sys.exit(os.waitstatus_to_exitcode(status) if status is not None else 1)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    for name in ("up", "down", "status", "run"):
+        p = sub.add_parser(name)
+        p.add_argument("--dir", required=True, help="network directory")
+        if name in ("up", "run"):
+            p.add_argument("--socks-ports", default=",".join(
+                map(str, DEFAULT_SOCKS_PORTS)),
+                help="sphere SOCKS ports; control port is each +1")
+            p.add_argument("--exits", type=int, default=5)
+            p.add_argument("--base-port", type=int, default=7000,
+                           help="relays use base..base+150")
+            p.add_argument("--server-port", type=int, default=8443)
+            p.add_argument("--timeout", type=float, default=180.0)
+            p.add_argument("--keep-on-failure", action="store_true",
+                           help="keep the directory and its logs if up fails")
+        if name == "run":
+            p.add_argument("command", nargs=argparse.REMAINDER)
+    for name in ("isolate", "_init"):
+        sub.add_parser(name).add_argument("command", nargs=argparse.REMAINDER)
+    args = ap.parse_args(argv)
+    command = getattr(args, "command", None)
+    if command and command[0] == "--":
+        command = command[1:]
+
+    if args.cmd == "isolate":
+        isolate(command or ["/bin/sh"])
+    if args.cmd == "_init":
+        _namespace_init(command)
+    if args.cmd in ("down", "status"):
+        try:
+            net = TorNetwork.load(args.dir)
+        except OSError as e:
+            _log("no network state in %s: %s" % (args.dir, e))
+            return 1
+        if args.cmd == "status":
+            for name, pid, _ in net.procs:
+                print("%-24s pid %-7d %s" % (name, pid, _pid_state(pid)))
+            print("socks: " + net.socks_addresses)
+            return 0
+        net.down()
+        _log("stopped; removed %s" % args.dir)
+        return 0
+
+    net = TorNetwork(args.dir, [int(p) for p in args.socks_ports.split(",")],
+                     n_exits=args.exits, base_port=args.base_port,
+                     server_port=args.server_port)
+    try:
+        net.up(timeout=args.timeout, keep_on_failure=args.keep_on_failure)
+    except TornetError as e:
+        _log("error: %s" % e)
+        return 1
+    print("socks: " + net.socks_addresses)
+    if args.cmd == "up":
+        return 0
+    try:
+        return subprocess.call(command or ["/bin/true"])
+    finally:
+        net.down()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
