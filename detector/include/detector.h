@@ -1,0 +1,209 @@
+/*
+ * detector.h - libdetector, the DetecTor engine.
+ *
+ * DetecTor asks: "is the certificate my direct connection got for host:port
+ * the one the rest of the world sees?"  It probes host:port through several
+ * SOCKS5 "spheres" (Tor clients, each exiting on a different continent),
+ * compares the server key each sphere sees with the key seen directly, and
+ * returns a verdict:
+ *
+ *   ACCEPT     at least k spheres saw the same key (k = quorum, default 4 of 5)
+ *   REJECT     at least n-k+1 spheres saw a different key: likely MITM
+ *   UNDECIDED  neither, because spheres failed or timed out
+ *
+ * A sphere that fails or times out is never counted as a disagreement, and a
+ * single lying sphere cannot flip the verdict at the default quorum.
+ *
+ * Usage, in the style of libtls:
+ *
+ *	struct detector_config *cfg = detector_config_new();
+ *	if (detector_config_load_default(cfg) == -1)
+ *		errx(3, "%s", detector_config_error(cfg));
+ *	struct detector *ctx = detector_new();
+ *	if (detector_configure(ctx, cfg) == -1)
+ *		errx(3, "%s", detector_error(ctx));
+ *	struct detector_result *res;
+ *	if (detector_check(ctx, "bank.test", 443, der, der_len, &res) == -1)
+ *		errx(3, "%s", detector_error(ctx));
+ *	if (res->verdict == DETECTOR_REJECT) ...
+ *	detector_result_free(res);
+ *	detector_free(ctx);
+ *	detector_config_free(cfg);
+ *
+ * NSS must be initialised by the caller (NSS_Init, NSS_NoDB_Init, ...) before
+ * detector_configure(): probes are real TLS handshakes made with NSS.
+ *
+ * Functions returning int return 0 on success and -1 on failure; the reason
+ * is then available from detector_error() or detector_config_error() until
+ * the next call on the same object.  One struct detector is used by one
+ * thread at a time; separate contexts are independent.
+ */
+#ifndef DETECTOR_H
+#define DETECTOR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define DETECTOR_API __attribute__((visibility("default")))
+#else
+#define DETECTOR_API
+#endif
+
+#define DETECTOR_DEFAULT_SPHERES \
+	"127.0.0.1:9160,127.0.0.1:9162,127.0.0.1:9164,127.0.0.1:9166,127.0.0.1:9168"
+#define DETECTOR_DEFAULT_QUORUM 4
+#define DETECTOR_DEFAULT_PROBE_TIMEOUT_MS 20000
+#define DETECTOR_DEFAULT_DEADLINE_MS 30000
+#define DETECTOR_MAX_SPHERES 16
+#define DETECTOR_SHA256_LEN 32
+
+enum detector_verdict {
+	DETECTOR_ACCEPT = 0,   /* consistent with at least k spheres */
+	DETECTOR_REJECT,       /* inconsistent with n-k+1 spheres: likely MITM */
+	DETECTOR_UNDECIDED,    /* not enough spheres answered */
+	DETECTOR_EXCLUDED,     /* host matches an `exclude` rule: not probed */
+};
+
+enum detector_path_status {
+	DETECTOR_PATH_MATCH = 0,  /* same certificate as the direct path */
+	DETECTOR_PATH_KEY_MATCH,  /* same key, different certificate: a match */
+	DETECTOR_PATH_MISMATCH,   /* a different key */
+	DETECTOR_PATH_FAILED,     /* no certificate: see error */
+	DETECTOR_PATH_TIMEOUT,    /* no certificate before the probe timeout */
+	DETECTOR_PATH_SKIPPED,    /* not awaited: the verdict was already reached */
+	DETECTOR_PATH_SEEN,       /* a direct fetch that captured a certificate */
+};
+
+enum detector_undecided_policy {
+	DETECTOR_UNDECIDED_ACCEPT = 0,
+	DETECTOR_UNDECIDED_REJECT,
+};
+
+/* A DER object (certificate or OCSP response) as captured from the network. */
+struct detector_der {
+	const unsigned char *data;
+	size_t len;
+};
+
+/* What one path (the direct connection or one sphere) saw of host:port. */
+struct detector_path {
+	const char *via;                  /* "direct" or the sphere "ip:port" */
+	enum detector_path_status status;
+	const char *error;                /* why it failed; NULL otherwise */
+	int have_cert;                    /* the hashes and chain below are set */
+	unsigned char spki_sha256[DETECTOR_SHA256_LEN];
+	unsigned char cert_sha256[DETECTOR_SHA256_LEN];
+	unsigned int ms;                  /* elapsed time of this path */
+	size_t ncerts;                    /* chain as sent, leaf first */
+	const struct detector_der *certs;
+	struct detector_der ocsp;         /* stapled OCSP response; len 0: none */
+	uint16_t tls_version;             /* e.g. 0x0304; 0 if unknown */
+};
+
+/* The outcome of one detector_check(); read-only, freed with
+ * detector_result_free(). */
+struct detector_result {
+	enum detector_verdict verdict;
+	unsigned int quorum;              /* k */
+	unsigned int matches;             /* spheres that saw the same key */
+	unsigned int mismatches;          /* spheres that saw another key */
+	unsigned int failures;            /* failed, timed out or skipped */
+	unsigned int ms;                  /* time to the verdict */
+	const char *reason;               /* one line, for humans */
+	size_t nspheres;
+	const struct detector_path *spheres;
+};
+
+struct detector_config;
+struct detector;
+
+/*
+ * Configuration.  detector_config_new() returns the defaults: the five
+ * standard spheres, quorum 4, the default timeouts, nothing excluded.
+ */
+DETECTOR_API struct detector_config *detector_config_new(void);
+DETECTOR_API void detector_config_free(struct detector_config *cfg);
+DETECTOR_API const char *detector_config_error(struct detector_config *cfg);
+
+/* Comma or space separated "ip:port" / "[ipv6]:port" SOCKS5 endpoints.
+ * Host names are refused: resolving them would leak and could be spoofed. */
+DETECTOR_API int detector_config_set_spheres(struct detector_config *cfg,
+    const char *list);
+DETECTOR_API int detector_config_set_quorum(struct detector_config *cfg,
+    unsigned int k);
+DETECTOR_API int detector_config_set_probe_timeout(struct detector_config *cfg,
+    unsigned int ms);
+DETECTOR_API int detector_config_set_deadline(struct detector_config *cfg,
+    unsigned int ms);
+/* Adds exclusion rules (comma or space separated): a domain suffix such as
+ * "corp.example" (matches it and every name below it) or a CIDR such as
+ * "10.0.0.0/8" / "fd00::/8" (matches IP-literal hosts). */
+DETECTOR_API int detector_config_add_exclude(struct detector_config *cfg,
+    const char *rules);
+DETECTOR_API int detector_config_set_on_undecided(struct detector_config *cfg,
+    enum detector_undecided_policy policy);
+DETECTOR_API enum detector_undecided_policy detector_config_on_undecided(
+    const struct detector_config *cfg);
+
+/* Reads an INI file.  Every error names the file, the line and the key. */
+DETECTOR_API int detector_config_load_file(struct detector_config *cfg,
+    const char *path);
+/*
+ * Loads the first file found of $DETECTOR_CONFIG (which must exist if set),
+ * ~/.config/detector/detector.conf and /etc/detector/detector.conf (none is
+ * fine), then applies $DETECTOR_SPHERES if set.  The path loaded, if any, is
+ * returned by detector_config_path().
+ */
+DETECTOR_API int detector_config_load_default(struct detector_config *cfg);
+DETECTOR_API const char *detector_config_path(const struct detector_config *cfg);
+
+/*
+ * Contexts.
+ */
+DETECTOR_API struct detector *detector_new(void);
+DETECTOR_API void detector_free(struct detector *ctx);
+DETECTOR_API const char *detector_error(struct detector *ctx);
+/* Copies cfg into ctx; cfg may be freed or reused afterwards. */
+DETECTOR_API int detector_configure(struct detector *ctx,
+    const struct detector_config *cfg);
+
+/* Does an `exclude` rule match host?  Returns the rule or NULL. */
+DETECTOR_API const char *detector_excluded(struct detector *ctx,
+    const char *host);
+
+/*
+ * Probes host:port through every sphere at once and compares what each sees
+ * with observed_der, the leaf certificate the caller's direct connection got.
+ * Returns 0 and a result (whatever the verdict), or -1 if the check could not
+ * be made at all (bad arguments, unparsable certificate, out of memory).
+ * Blocks for at most the configured deadline.
+ */
+DETECTOR_API int detector_check(struct detector *ctx, const char *host,
+    unsigned int port, const unsigned char *observed_der, size_t der_len,
+    struct detector_result **result);
+DETECTOR_API void detector_result_free(struct detector_result *result);
+
+/*
+ * Connects directly to host:port (to connect_addr instead when not NULL:
+ * an IP literal; otherwise the name is resolved by the system resolver), does
+ * the TLS handshake up to the server's certificate and returns what was seen.
+ * Returns 0 with *path set (check path->status), -1 on bad arguments.
+ */
+DETECTOR_API int detector_fetch(struct detector *ctx, const char *host,
+    unsigned int port, const char *connect_addr, struct detector_path **path);
+DETECTOR_API void detector_path_free(struct detector_path *path);
+
+/* Names for the enums ("accept", "key-match", ...). */
+DETECTOR_API const char *detector_verdict_name(enum detector_verdict v);
+DETECTOR_API const char *detector_path_status_name(
+    enum detector_path_status s);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* DETECTOR_H */

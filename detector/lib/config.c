@@ -1,0 +1,523 @@
+/*
+ * config.c - struct detector_config: defaults, setters, and the INI file.
+ *
+ * A security tool must never fall back to a default because a value was
+ * mistyped: every bad file, line, key or value is an error that names the
+ * file, the line and the key.  Parsing is done by inih (libinih), which
+ * tells us the line of the first error; we say what was wrong with it.
+ */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <ini.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define CONFIG_LINE_MAX 199     /* inih's default line buffer is 200 */
+#define CONFIG_MS_MAX 600000u   /* ten minutes */
+
+static int
+seterr(struct detector_config *cfg, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static int
+seterr(struct detector_config *cfg, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(cfg->err, sizeof(cfg->err), fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+struct detector_config *
+detector_config_new(void)
+{
+	struct detector_config *cfg = calloc(1, sizeof(*cfg));
+
+	if (cfg == NULL)
+		return NULL;
+	if (config_parse_spheres(DETECTOR_DEFAULT_SPHERES, cfg->spheres,
+	    &cfg->nspheres, cfg->err, sizeof(cfg->err)) == -1) {
+		free(cfg);
+		return NULL;
+	}
+	cfg->quorum = DETECTOR_DEFAULT_QUORUM;
+	cfg->probe_timeout_ms = DETECTOR_DEFAULT_PROBE_TIMEOUT_MS;
+	cfg->deadline_ms = DETECTOR_DEFAULT_DEADLINE_MS;
+	cfg->on_undecided = DETECTOR_UNDECIDED_ACCEPT;
+	return cfg;
+}
+
+void
+detector_config_free(struct detector_config *cfg)
+{
+	if (cfg == NULL)
+		return;
+	exclude_clear(&cfg->exclude);
+	free(cfg);
+}
+
+const char *
+detector_config_error(struct detector_config *cfg)
+{
+	return cfg->err[0] ? cfg->err : "no error";
+}
+
+int
+config_copy(struct detector_config *dst, const struct detector_config *src)
+{
+	*dst = *src;
+	if (exclude_copy(&dst->exclude, &src->exclude) == -1) {
+		dst->exclude.rules = NULL;
+		dst->exclude.n = 0;
+		return -1;
+	}
+	return 0;
+}
+
+/* One "ip:port" or "[ipv6]:port" into s. */
+static int
+parse_sphere(const char *tok, struct sphere *s, char *err, size_t errlen)
+{
+	char host[INET6_ADDRSTRLEN + 2];
+	const char *colon;
+	char *end;
+	unsigned long port;
+	size_t hl;
+
+	memset(s, 0, sizeof(*s));
+	if (tok[0] == '[') {
+		const char *rb = strchr(tok, ']');
+		if (rb == NULL || rb[1] != ':') {
+			snprintf(err, errlen, "sphere '%s': expected "
+			    "[ipv6]:port", tok);
+			return -1;
+		}
+		hl = (size_t)(rb - tok - 1);
+		colon = rb + 1;
+		tok++;
+	} else {
+		colon = strrchr(tok, ':');
+		if (colon == NULL) {
+			snprintf(err, errlen, "sphere '%s': expected ip:port "
+			    "(for example 127.0.0.1:9160)", tok);
+			return -1;
+		}
+		hl = (size_t)(colon - tok);
+	}
+	if (hl == 0 || hl >= sizeof(host)) {
+		snprintf(err, errlen, "sphere '%s': bad address", tok);
+		return -1;
+	}
+	memcpy(host, tok, hl);
+	host[hl] = '\0';
+	errno = 0;
+	port = strtoul(colon + 1, &end, 10);
+	if (colon[1] < '0' || colon[1] > '9' || *end != '\0' || errno ||
+	    port < 1 || port > 65535) {
+		snprintf(err, errlen, "sphere '%s': port must be 1-65535",
+		    tok);
+		return -1;
+	}
+	if (strchr(host, ':') == NULL) {
+		struct sockaddr_in *sin = (struct sockaddr_in *)&s->addr;
+		if (inet_pton(AF_INET, host, &sin->sin_addr) != 1) {
+			snprintf(err, errlen, "sphere '%s': '%s' is not an IP "
+			    "address (host names are not accepted: they "
+			    "would be resolved outside Tor)", tok, host);
+			return -1;
+		}
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons((uint16_t)port);
+		snprintf(s->text, sizeof(s->text), "%s:%lu", host, port);
+	} else {
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&s->addr;
+		if (inet_pton(AF_INET6, host, &sin6->sin6_addr) != 1) {
+			snprintf(err, errlen, "sphere '%s': '%s' is not an "
+			    "IPv6 address", tok, host);
+			return -1;
+		}
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons((uint16_t)port);
+		snprintf(s->text, sizeof(s->text), "[%s]:%lu", host, port);
+	}
+	return 0;
+}
+
+int
+config_parse_spheres(const char *list, struct sphere *out, unsigned int *n,
+    char *err, size_t errlen)
+{
+	struct sphere tmp[DETECTOR_MAX_SPHERES];
+	unsigned int count = 0, i;
+	const char *p = list;
+	char tok[128];
+
+	while (*p) {
+		size_t len = strcspn(p, ", \t");
+
+		if (len == 0) {
+			p++;
+			continue;
+		}
+		if (len >= sizeof(tok)) {
+			snprintf(err, errlen, "sphere '%.40s...' is too long",
+			    p);
+			return -1;
+		}
+		if (count == DETECTOR_MAX_SPHERES) {
+			snprintf(err, errlen, "more than %d spheres",
+			    DETECTOR_MAX_SPHERES);
+			return -1;
+		}
+		memcpy(tok, p, len);
+		tok[len] = '\0';
+		p += len;
+		if (parse_sphere(tok, &tmp[count], err, errlen) == -1)
+			return -1;
+		for (i = 0; i < count; i++) {
+			if (strcmp(tmp[i].text, tmp[count].text) == 0) {
+				snprintf(err, errlen, "sphere %s is listed "
+				    "twice", tmp[i].text);
+				return -1;
+			}
+		}
+		count++;
+	}
+	if (count == 0) {
+		snprintf(err, errlen, "no spheres given");
+		return -1;
+	}
+	memcpy(out, tmp, count * sizeof(*tmp));
+	*n = count;
+	return 0;
+}
+
+int
+detector_config_set_spheres(struct detector_config *cfg, const char *list)
+{
+	char err[sizeof(cfg->err) - 32];
+
+	if (list == NULL)
+		return seterr(cfg, "spheres: no list given");
+	if (config_parse_spheres(list, cfg->spheres, &cfg->nspheres, err,
+	    sizeof(err)) == -1)
+		return seterr(cfg, "spheres: %s", err);
+	return 0;
+}
+
+int
+detector_config_set_quorum(struct detector_config *cfg, unsigned int k)
+{
+	if (k < 1 || k > DETECTOR_MAX_SPHERES)
+		return seterr(cfg, "quorum %u out of range 1-%d", k,
+		    DETECTOR_MAX_SPHERES);
+	cfg->quorum = k;
+	return 0;
+}
+
+int
+detector_config_set_probe_timeout(struct detector_config *cfg, unsigned int ms)
+{
+	if (ms < 1 || ms > CONFIG_MS_MAX)
+		return seterr(cfg, "probe timeout %u ms out of range 1-%u",
+		    ms, CONFIG_MS_MAX);
+	cfg->probe_timeout_ms = ms;
+	return 0;
+}
+
+int
+detector_config_set_deadline(struct detector_config *cfg, unsigned int ms)
+{
+	if (ms < 1 || ms > CONFIG_MS_MAX)
+		return seterr(cfg, "deadline %u ms out of range 1-%u", ms,
+		    CONFIG_MS_MAX);
+	cfg->deadline_ms = ms;
+	return 0;
+}
+
+int
+detector_config_add_exclude(struct detector_config *cfg, const char *rules)
+{
+	char err[sizeof(cfg->err) - 32];
+
+	if (rules == NULL)
+		return seterr(cfg, "exclude: no rules given");
+	if (exclude_add(&cfg->exclude, rules, err, sizeof(err)) == -1)
+		return seterr(cfg, "exclude: %s", err);
+	return 0;
+}
+
+int
+detector_config_set_on_undecided(struct detector_config *cfg,
+    enum detector_undecided_policy policy)
+{
+	if (policy != DETECTOR_UNDECIDED_ACCEPT &&
+	    policy != DETECTOR_UNDECIDED_REJECT)
+		return seterr(cfg, "on_undecided: unknown policy %d",
+		    (int)policy);
+	cfg->on_undecided = policy;
+	return 0;
+}
+
+enum detector_undecided_policy
+detector_config_on_undecided(const struct detector_config *cfg)
+{
+	return cfg->on_undecided;
+}
+
+const char *
+detector_config_path(const struct detector_config *cfg)
+{
+	return cfg->path[0] ? cfg->path : NULL;
+}
+
+/*
+ * The INI file.
+ */
+
+struct ini_state {
+	struct detector_config *cfg;
+	char what[sizeof(((struct detector_config *)0)->err)];
+	int failed;
+	int quorum_seen;
+};
+
+/* Strict unsigned decimal: digits only, no sign, no overflow. */
+static int
+parse_uint(const char *s, unsigned long max, unsigned int *out)
+{
+	char *end;
+	unsigned long v;
+
+	if (*s < '0' || *s > '9')
+		return -1;
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno || *end != '\0' || v > max)
+		return -1;
+	*out = (unsigned int)v;
+	return 0;
+}
+
+static int
+ini_fail(struct ini_state *st, const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int
+ini_fail(struct ini_state *st, const char *name, const char *fmt, ...)
+{
+	char msg[sizeof(st->what) - 64];
+	va_list ap;
+
+	if (st->failed)
+		return 0;   /* keep the first error: it is the line inih reports */
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	snprintf(st->what, sizeof(st->what), "key '%s': %s", name, msg);
+	st->failed = 1;
+	return 0;
+}
+
+static int
+config_ini_handler(void *user, const char *section, const char *name,
+    const char *value)
+{
+	struct ini_state *st = user;
+	struct detector_config *cfg = st->cfg;
+	unsigned int v;
+
+	if (st->failed)
+		return 0;
+	if (section[0] != '\0' && strcmp(section, "detector") != 0)
+		return ini_fail(st, name, "unknown section [%s] (DetecTor "
+		    "reads [detector] only)", section);
+	if (strcmp(name, "spheres") == 0) {
+		if (detector_config_set_spheres(cfg, value) == -1)
+			return ini_fail(st, name, "%s", cfg->err);
+	} else if (strcmp(name, "quorum") == 0) {
+		if (parse_uint(value, DETECTOR_MAX_SPHERES, &v) == -1 || v < 1)
+			return ini_fail(st, name, "'%s' is not a number of "
+			    "spheres from 1 to %d", value,
+			    DETECTOR_MAX_SPHERES);
+		cfg->quorum = v;
+		st->quorum_seen = 1;
+	} else if (strcmp(name, "probe_timeout_ms") == 0 ||
+	    strcmp(name, "deadline_ms") == 0) {
+		if (parse_uint(value, CONFIG_MS_MAX, &v) == -1 || v < 1)
+			return ini_fail(st, name, "'%s' is not a time in "
+			    "milliseconds from 1 to %u", value, CONFIG_MS_MAX);
+		if (name[0] == 'p')
+			cfg->probe_timeout_ms = v;
+		else
+			cfg->deadline_ms = v;
+	} else if (strcmp(name, "exclude") == 0) {
+		if (detector_config_add_exclude(cfg, value) == -1)
+			return ini_fail(st, name, "%s", cfg->err);
+	} else if (strcmp(name, "on_undecided") == 0) {
+		if (strcmp(value, "accept") == 0)
+			cfg->on_undecided = DETECTOR_UNDECIDED_ACCEPT;
+		else if (strcmp(value, "reject") == 0)
+			cfg->on_undecided = DETECTOR_UNDECIDED_REJECT;
+		else
+			return ini_fail(st, name, "'%s' is neither 'accept' "
+			    "nor 'reject'", value);
+	} else {
+		return ini_fail(st, name, "unknown key (known: spheres, "
+		    "quorum, probe_timeout_ms, deadline_ms, exclude, "
+		    "on_undecided)");
+	}
+	return 1;
+}
+
+/* inih silently splits lines longer than its buffer: refuse them first. */
+static int
+check_line_lengths(FILE *f, int *bad_line)
+{
+	int c, line = 1;
+	size_t len = 0;
+
+	while ((c = getc(f)) != EOF) {
+		if (c == '\n') {
+			line++;
+			len = 0;
+		} else if (c == '\0' || ++len > CONFIG_LINE_MAX) {
+			*bad_line = line;
+			return c == '\0' ? -2 : -1;
+		}
+	}
+	return ferror(f) ? -3 : 0;
+}
+
+int
+detector_config_load_file(struct detector_config *cfg, const char *path)
+{
+	struct detector_config *work;
+	struct ini_state *st;
+	struct stat sb;
+	FILE *f;
+	int line = 0, rc;
+
+	if (path == NULL)
+		return seterr(cfg, "no configuration file given");
+	if ((f = fopen(path, "r")) == NULL)
+		return seterr(cfg, "%s: cannot open: %s", path,
+		    strerror(errno));
+	if (fstat(fileno(f), &sb) == -1 || !S_ISREG(sb.st_mode)) {
+		fclose(f);
+		return seterr(cfg, "%s: not a regular file", path);
+	}
+	rc = check_line_lengths(f, &line);
+	if (rc != 0) {
+		fclose(f);
+		if (rc == -3)
+			return seterr(cfg, "%s: read error", path);
+		return seterr(cfg, "%s:%d: %s", path, line, rc == -2 ?
+		    "NUL byte in the file" : "line longer than 199 "
+		    "characters (split it: 'exclude' may be repeated)");
+	}
+	rewind(f);
+	/* Parse into a copy: a bad file leaves cfg as it was. */
+	work = malloc(sizeof(*work));
+	st = calloc(1, sizeof(*st));
+	if (work == NULL || st == NULL || config_copy(work, cfg) == -1) {
+		free(work);
+		free(st);
+		fclose(f);
+		return seterr(cfg, "out of memory");
+	}
+	st->cfg = work;
+	rc = ini_parse_file(f, config_ini_handler, st);
+	fclose(f);
+	if (rc != 0) {
+		if (rc < 0)
+			seterr(cfg, "%s: cannot parse (out of memory)", path);
+		else if (st->failed)
+			seterr(cfg, "%s:%d: %s", path, rc, st->what);
+		else
+			seterr(cfg, "%s:%d: syntax error: expected "
+			    "'key = value' or '[detector]'", path, rc);
+		detector_config_free(work);
+		free(st);
+		return -1;
+	}
+	if (work->quorum > work->nspheres) {
+		seterr(cfg, "%s: key '%s': quorum %u is more than the %u "
+		    "spheres configured", path, st->quorum_seen ? "quorum" :
+		    "spheres", work->quorum, work->nspheres);
+		detector_config_free(work);
+		free(st);
+		return -1;
+	}
+	exclude_clear(&cfg->exclude);
+	*cfg = *work;
+	free(work);
+	free(st);
+	return 0;
+}
+
+/* Fills buf with the per-user file path; 0 if there is none. */
+static int
+user_config_path(char *buf, size_t size)
+{
+	const char *xdg = getenv("XDG_CONFIG_HOME");
+	const char *home = getenv("HOME");
+	int n;
+
+	if (xdg != NULL && xdg[0] == '/')
+		n = snprintf(buf, size, "%s/detector/detector.conf", xdg);
+	else if (home != NULL && home[0] == '/')
+		n = snprintf(buf, size, "%s/.config/detector/detector.conf",
+		    home);
+	else
+		return 0;
+	return n > 0 && (size_t)n < size;
+}
+
+int
+detector_config_load_default(struct detector_config *cfg)
+{
+	char user[PATH_MAX];
+	const char *env = getenv("DETECTOR_CONFIG");
+	const char *candidates[2];
+	size_t i, nc = 0;
+
+	cfg->path[0] = '\0';
+	if (env != NULL && env[0] != '\0') {
+		if (detector_config_load_file(cfg, env) == -1)
+			return -1;   /* named explicitly: must load */
+		snprintf(cfg->path, sizeof(cfg->path), "%s", env);
+	} else {
+		if (user_config_path(user, sizeof(user)))
+			candidates[nc++] = user;
+		candidates[nc++] = "/etc/detector/detector.conf";
+		for (i = 0; i < nc; i++) {
+			/* Absent is fine; present but unreadable is not. */
+			if (access(candidates[i], F_OK) == -1 &&
+			    errno == ENOENT)
+				continue;
+			if (detector_config_load_file(cfg, candidates[i]) == -1)
+				return -1;
+			snprintf(cfg->path, sizeof(cfg->path), "%s",
+			    candidates[i]);
+			break;
+		}
+	}
+	env = getenv("DETECTOR_SPHERES");
+	if (env != NULL && env[0] != '\0') {
+		char err[sizeof(cfg->err) - 32];
+		if (config_parse_spheres(env, cfg->spheres, &cfg->nspheres,
+		    err, sizeof(err)) == -1)
+			return seterr(cfg, "DETECTOR_SPHERES: %s", err);
+	}
+	return 0;
+}

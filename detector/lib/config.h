@@ -1,0 +1,37 @@
+/*
+ * config.h - struct detector_config, shared by config.c and the engine.
+ */
+#ifndef DETECTOR_CONFIG_H
+#define DETECTOR_CONFIG_H
+
+#include <limits.h>
+#include <netinet/in.h>
+
+#include "detector.h"
+#include "exclude.h"
+
+struct sphere {
+	struct sockaddr_storage addr;
+	char text[64];                  /* "127.0.0.1:9160", "[::1]:9160" */
+};
+
+struct detector_config {
+	struct sphere spheres[DETECTOR_MAX_SPHERES];
+	unsigned int nspheres;
+	unsigned int quorum;
+	unsigned int probe_timeout_ms;
+	unsigned int deadline_ms;
+	enum detector_undecided_policy on_undecided;
+	struct exclude_list exclude;
+	char path[PATH_MAX];            /* file loaded by load_default, if any */
+	char err[1024];
+};
+
+/* Parses one sphere list into out[]; pure, used by the setter and tests. */
+int config_parse_spheres(const char *list, struct sphere *out,
+    unsigned int *n, char *err, size_t errlen);
+
+/* Deep copy (the exclude list is heap memory). */
+int config_copy(struct detector_config *dst, const struct detector_config *src);
+
+#endif

@@ -1,0 +1,492 @@
+/*
+ * detector.c - the context, detector_check()'s event loop, and
+ * detector_fetch().
+ *
+ * detector_check() starts one probe per sphere at once and drives them all
+ * from a single PR_Poll loop, each with its own deadline inside the overall
+ * one.  After every probe that finishes, the k-of-n rule is asked whether
+ * the verdict can still change; the moment it cannot, the loop stops and the
+ * probes still in flight are closed (reported as "skipped").
+ */
+#include <nss.h>
+#include <pk11pub.h>
+#include <prerror.h>
+#include <prnetdb.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "certinfo.h"
+#include "config.h"
+#include "probe.h"
+#include "verdict.h"
+
+#define HOST_MAX 253            /* longest DNS name, without a final dot */
+
+struct detector {
+	struct detector_config cfg;
+	int configured;
+	char err[1024];
+};
+
+static int
+seterr(struct detector *ctx, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static int
+seterr(struct detector *ctx, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(ctx->err, sizeof(ctx->err), fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+struct detector *
+detector_new(void)
+{
+	return calloc(1, sizeof(struct detector));
+}
+
+void
+detector_free(struct detector *ctx)
+{
+	if (ctx == NULL)
+		return;
+	exclude_clear(&ctx->cfg.exclude);
+	free(ctx);
+}
+
+const char *
+detector_error(struct detector *ctx)
+{
+	return ctx->err[0] ? ctx->err : "no error";
+}
+
+int
+detector_configure(struct detector *ctx, const struct detector_config *cfg)
+{
+	struct detector_config copy;
+
+	if (cfg == NULL)
+		return seterr(ctx, "no configuration given");
+	if (cfg->quorum > cfg->nspheres)
+		return seterr(ctx, "quorum %u is more than the %u spheres "
+		    "configured", cfg->quorum, cfg->nspheres);
+	if (!NSS_IsInitialized())
+		return seterr(ctx, "NSS is not initialised: call NSS_Init() "
+		    "or NSS_NoDB_Init() before detector_configure()");
+	if (config_copy(&copy, cfg) == -1)
+		return seterr(ctx, "out of memory");
+	exclude_clear(&ctx->cfg.exclude);
+	ctx->cfg = copy;
+	ctx->configured = 1;
+	return 0;
+}
+
+const char *
+detector_excluded(struct detector *ctx, const char *host)
+{
+	return host != NULL ? exclude_match(&ctx->cfg.exclude, host) : NULL;
+}
+
+const char *
+detector_verdict_name(enum detector_verdict v)
+{
+	switch (v) {
+	case DETECTOR_ACCEPT: return "accept";
+	case DETECTOR_REJECT: return "reject";
+	case DETECTOR_UNDECIDED: return "undecided";
+	case DETECTOR_EXCLUDED: return "excluded";
+	}
+	return "unknown";
+}
+
+const char *
+detector_path_status_name(enum detector_path_status s)
+{
+	switch (s) {
+	case DETECTOR_PATH_MATCH: return "match";
+	case DETECTOR_PATH_KEY_MATCH: return "key-match";
+	case DETECTOR_PATH_MISMATCH: return "mismatch";
+	case DETECTOR_PATH_FAILED: return "failed";
+	case DETECTOR_PATH_TIMEOUT: return "timeout";
+	case DETECTOR_PATH_SKIPPED: return "skipped";
+	case DETECTOR_PATH_SEEN: return "seen";
+	}
+	return "unknown";
+}
+
+static void
+to_netaddr(const struct sockaddr_storage *ss, PRNetAddr *na)
+{
+	memset(na, 0, sizeof(*na));
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *sin = (const void *)ss;
+		na->inet.family = PR_AF_INET;
+		na->inet.port = sin->sin_port;
+		na->inet.ip = sin->sin_addr.s_addr;
+	} else {
+		const struct sockaddr_in6 *sin6 = (const void *)ss;
+		na->ipv6.family = PR_AF_INET6;
+		na->ipv6.port = sin6->sin6_port;
+		memcpy(&na->ipv6.ip, &sin6->sin6_addr, 16);
+		na->ipv6.scope_id = sin6->sin6_scope_id;
+	}
+}
+
+/* Arguments every entry point checks the same way. */
+static int
+check_target(struct detector *ctx, const char *host, unsigned int port)
+{
+	size_t n;
+
+	if (!ctx->configured)
+		return seterr(ctx, "detector_configure() was not called");
+	if (host == NULL || (n = strlen(host)) == 0)
+		return seterr(ctx, "no host name given");
+	if (n > HOST_MAX + 1 || (n == HOST_MAX + 1 && host[n - 1] != '.'))
+		return seterr(ctx, "host name is %zu bytes long; DNS names "
+		    "have at most %d", n, HOST_MAX);
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)host[i];
+		if (c <= ' ' || c >= 0x7f || c == '/' || c == '@')
+			return seterr(ctx, "host name contains byte 0x%02x at "
+			    "offset %zu (non-ASCII names must be given in "
+			    "their IDNA A-label form, xn--...)", c, i);
+	}
+	if (port < 1 || port > 65535)
+		return seterr(ctx, "port %u out of range 1-65535", port);
+	return 0;
+}
+
+/* A fresh random SOCKS username/password per check: Tor's
+ * IsolateSOCKSAuth then never shares a circuit between two checks. */
+static int
+isolation_token(char *user, size_t usize, char *pass, size_t psize)
+{
+	unsigned char rnd[16];
+	size_t i;
+
+	if (PK11_GenerateRandom(rnd, sizeof(rnd)) != SECSuccess ||
+	    psize < 2 * sizeof(rnd) + 1)
+		return -1;
+	for (i = 0; i < sizeof(rnd); i++)
+		snprintf(pass + 2 * i, 3, "%02x", rnd[i]);
+	snprintf(user, usize, "detector");
+	return 0;
+}
+
+static void
+classify(struct detector_path *path, const unsigned char *spki,
+    const unsigned char *cert)
+{
+	if (path->status != DETECTOR_PATH_SEEN)
+		return;
+	if (memcmp(path->spki_sha256, spki, DETECTOR_SHA256_LEN) != 0)
+		path->status = DETECTOR_PATH_MISMATCH;
+	else if (memcmp(path->cert_sha256, cert, DETECTOR_SHA256_LEN) != 0)
+		path->status = DETECTOR_PATH_KEY_MATCH;
+	else
+		path->status = DETECTOR_PATH_MATCH;
+}
+
+static void
+tally_paths(const struct detector_path *paths, const struct probe *probes,
+    size_t n, struct tally *t)
+{
+	size_t i;
+
+	t->matches = t->mismatches = t->pending = 0;
+	for (i = 0; i < n; i++) {
+		if (probes[i].state != PROBE_DONE)
+			t->pending++;
+		else if (paths[i].status == DETECTOR_PATH_MATCH ||
+		    paths[i].status == DETECTOR_PATH_KEY_MATCH)
+			t->matches++;
+		else if (paths[i].status == DETECTOR_PATH_MISMATCH)
+			t->mismatches++;
+	}
+}
+
+static char *
+make_reason(const char *host, unsigned int port,
+    const struct detector_result *r)
+{
+	char *s = NULL;
+	int rc = -1;
+	unsigned int n = (unsigned int)r->nspheres;
+
+	switch (r->verdict) {
+	case DETECTOR_ACCEPT:
+		rc = asprintf(&s, "%u of %u spheres see the same key for "
+		    "%s:%u as the direct connection (quorum %u)%s",
+		    r->matches, n, host, port, r->quorum, r->mismatches ?
+		    "; a minority saw another key" : "");
+		break;
+	case DETECTOR_REJECT:
+		rc = asprintf(&s, "the key seen directly for %s:%u differs "
+		    "from what %u of %u spheres see (possible "
+		    "man-in-the-middle)", host, port, r->mismatches, n);
+		break;
+	case DETECTOR_UNDECIDED:
+		rc = asprintf(&s, "only %u of %u spheres confirmed the key of "
+		    "%s:%u (quorum %u), %u disagreed, %u failed or timed "
+		    "out", r->matches, n, host, port, r->quorum,
+		    r->mismatches, r->failures);
+		break;
+	case DETECTOR_EXCLUDED:
+		rc = asprintf(&s, "%s is excluded from probing by the "
+		    "configuration", host);
+		break;
+	}
+	return rc == -1 ? NULL : s;
+}
+
+void
+detector_result_free(struct detector_result *r)
+{
+	size_t i;
+
+	if (r == NULL)
+		return;
+	for (i = 0; i < r->nspheres; i++)
+		path_release((struct detector_path *)&r->spheres[i]);
+	free((void *)r->spheres);
+	free((void *)r->reason);
+	free(r);
+}
+
+/*
+ * The event loop.  Returns when the verdict is final or time is up.
+ */
+static void
+run_probes(struct detector *ctx, struct probe *probes,
+    struct detector_path *paths, size_t n, PRIntervalTime start,
+    const unsigned char *spki, const unsigned char *cert,
+    struct detector_result *res)
+{
+	PRPollDesc pds[DETECTOR_MAX_SPHERES];
+	size_t idx[DETECTOR_MAX_SPHERES];
+	PRIntervalTime overall = start +
+	    PR_MillisecondsToInterval(ctx->cfg.deadline_ms);
+	struct tally t = { (unsigned int)n, ctx->cfg.quorum, 0, 0, 0 };
+	size_t i, npd;
+
+	for (;;) {
+		PRIntervalTime now = PR_IntervalNow(), wait;
+		PRInt32 ready;
+
+		for (i = 0; i < n; i++) {
+			if (probes[i].state == PROBE_DONE &&
+			    paths[i].status == DETECTOR_PATH_SEEN)
+				classify(&paths[i], spki, cert);
+		}
+		tally_paths(paths, probes, n, &t);
+		if (verdict_decide(&t, &res->verdict))
+			break;
+		if ((PRInt32)(now - overall) >= 0) {
+			for (i = 0; i < n; i++) {
+				probe_abandon(&probes[i], DETECTOR_PATH_TIMEOUT,
+				    "overall deadline reached");
+			}
+			continue;
+		}
+		wait = overall - now;
+		npd = 0;
+		for (i = 0; i < n; i++) {
+			if (probes[i].state == PROBE_DONE)
+				continue;
+			if ((PRInt32)(now - probes[i].deadline) >= 0) {
+				probe_abandon(&probes[i], DETECTOR_PATH_TIMEOUT,
+				    "probe timed out");
+				continue;
+			}
+			if ((PRIntervalTime)(probes[i].deadline - now) < wait)
+				wait = probes[i].deadline - now;
+			pds[npd].fd = probes[i].fd;
+			pds[npd].in_flags = probe_poll_flags(&probes[i]);
+			pds[npd].out_flags = 0;
+			idx[npd++] = i;
+		}
+		if (npd == 0)
+			continue;
+		ready = PR_Poll(pds, (PRIntn)npd, wait);
+		if (ready < 0) {
+			for (i = 0; i < n; i++) {
+				probe_abandon(&probes[i], DETECTOR_PATH_FAILED,
+				    "poll failed");
+			}
+			continue;
+		}
+		for (i = 0; i < npd; i++) {
+			if (pds[i].out_flags == 0)
+				continue;
+			probe_advance(&probes[idx[i]], pds[i].out_flags);
+		}
+	}
+	/* The verdict is final: close what is still in flight. */
+	for (i = 0; i < n; i++) {
+		probe_abandon(&probes[i], DETECTOR_PATH_SKIPPED,
+		    "not awaited (verdict already reached)");
+	}
+	res->matches = t.matches;
+	res->mismatches = t.mismatches;
+	res->failures = (unsigned int)n - t.matches - t.mismatches;
+}
+
+int
+detector_check(struct detector *ctx, const char *host, unsigned int port,
+    const unsigned char *observed_der, size_t der_len,
+    struct detector_result **result)
+{
+	struct probe probes[DETECTOR_MAX_SPHERES];
+	struct detector_path *paths;
+	struct detector_result *res;
+	unsigned char spki[DETECTOR_SHA256_LEN], cert[DETECTOR_SHA256_LEN];
+	char user[16], pass[40], err[256];
+	PRIntervalTime start = PR_IntervalNow();
+	size_t i, n = ctx->cfg.nspheres;
+
+	if (result == NULL)
+		return seterr(ctx, "no result pointer given");
+	*result = NULL;
+	if (check_target(ctx, host, port) == -1)
+		return -1;
+	if (observed_der == NULL || der_len == 0)
+		return seterr(ctx, "no certificate given for %s:%u", host,
+		    port);
+	if (certinfo_hash(observed_der, der_len, spki, cert, err,
+	    sizeof(err)) == -1)
+		return seterr(ctx, "the certificate given for %s:%u is "
+		    "unusable: %s", host, port, err);
+	if (isolation_token(user, sizeof(user), pass, sizeof(pass)) == -1)
+		return seterr(ctx, "cannot generate a random isolation token");
+	res = calloc(1, sizeof(*res));
+	paths = calloc(n, sizeof(*paths));
+	if (res == NULL || paths == NULL) {
+		free(res);
+		free(paths);
+		return seterr(ctx, "out of memory");
+	}
+	res->quorum = ctx->cfg.quorum;
+	res->nspheres = n;
+	res->spheres = paths;
+	if (exclude_match(&ctx->cfg.exclude, host) != NULL) {
+		res->verdict = DETECTOR_EXCLUDED;
+		res->nspheres = 0;
+	} else {
+		for (i = 0; i < n; i++) {
+			PRNetAddr addr;
+
+			memset(&probes[i], 0, sizeof(probes[i]));
+			probes[i].host = host;
+			probes[i].port = port;
+			probes[i].via_socks = 1;
+			probes[i].user = user;
+			probes[i].pass = pass;
+			probes[i].start = start;
+			probes[i].path = &paths[i];
+			probes[i].deadline = start + PR_MillisecondsToInterval(
+			    ctx->cfg.probe_timeout_ms);
+			to_netaddr(&ctx->cfg.spheres[i].addr, &addr);
+			probe_start(&probes[i], &addr,
+			    ctx->cfg.spheres[i].text);
+		}
+		run_probes(ctx, probes, paths, n, start, spki, cert, res);
+	}
+	res->ms = PR_IntervalToMilliseconds(PR_IntervalNow() - start);
+	res->reason = make_reason(host, port, res);
+	if (res->reason == NULL) {
+		detector_result_free(res);
+		return seterr(ctx, "out of memory");
+	}
+	*result = res;
+	return 0;
+}
+
+/* The direct path's address: a literal, or the system resolver's first. */
+static int
+direct_addr(struct detector *ctx, const char *host, unsigned int port,
+    const char *connect_addr, PRNetAddr *addr)
+{
+	PRAddrInfo *ai;
+	const char *name = connect_addr != NULL ? connect_addr : host;
+
+	if (connect_addr != NULL || PR_StringToNetAddr(host, addr) ==
+	    PR_SUCCESS) {
+		if (PR_StringToNetAddr(name, addr) != PR_SUCCESS)
+			return seterr(ctx, "'%s' is not an IP address", name);
+	} else {
+		ai = PR_GetAddrInfoByName(host, PR_AF_UNSPEC,
+		    PR_AI_ADDRCONFIG);
+		if (ai == NULL)
+			return seterr(ctx, "cannot resolve %s: %s", host,
+			    PR_ErrorToString(PR_GetError(),
+			    PR_LANGUAGE_I_DEFAULT));
+		if (PR_EnumerateAddrInfo(NULL, ai, (PRUint16)port, addr) ==
+		    NULL) {
+			PR_FreeAddrInfo(ai);
+			return seterr(ctx, "%s has no address", host);
+		}
+		PR_FreeAddrInfo(ai);
+	}
+	return PR_SetNetAddr(PR_IpAddrNull, PR_NetAddrFamily(addr),
+	    (PRUint16)port, addr) == PR_SUCCESS ? 0 :
+	    seterr(ctx, "bad port %u", port);
+}
+
+int
+detector_fetch(struct detector *ctx, const char *host, unsigned int port,
+    const char *connect_addr, struct detector_path **out)
+{
+	struct probe p;
+	struct detector_path *path;
+	PRNetAddr addr;
+
+	if (out == NULL)
+		return seterr(ctx, "no result pointer given");
+	*out = NULL;
+	if (check_target(ctx, host, port) == -1 ||
+	    direct_addr(ctx, host, port, connect_addr, &addr) == -1)
+		return -1;
+	if ((path = calloc(1, sizeof(*path))) == NULL)
+		return seterr(ctx, "out of memory");
+	memset(&p, 0, sizeof(p));
+	p.host = host;
+	p.port = port;
+	p.start = PR_IntervalNow();
+	p.path = path;
+	p.deadline = p.start + PR_MillisecondsToInterval(
+	    ctx->cfg.probe_timeout_ms);
+	probe_start(&p, &addr, "direct");
+	while (p.state != PROBE_DONE) {
+		PRIntervalTime now = PR_IntervalNow();
+		PRPollDesc pd = { p.fd, probe_poll_flags(&p), 0 };
+
+		if ((PRInt32)(now - p.deadline) >= 0) {
+			probe_abandon(&p, DETECTOR_PATH_TIMEOUT, "timed out");
+			break;
+		}
+		if (PR_Poll(&pd, 1, p.deadline - now) < 0) {
+			probe_abandon(&p, DETECTOR_PATH_FAILED, "poll failed");
+			break;
+		}
+		if (pd.out_flags != 0)
+			probe_advance(&p, pd.out_flags);
+	}
+	*out = path;
+	return 0;
+}
+
+void
+detector_path_free(struct detector_path *path)
+{
+	if (path == NULL)
+		return;
+	path_release(path);
+	free(path);
+}

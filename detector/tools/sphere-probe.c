@@ -1,0 +1,492 @@
+/*
+ * sphere-probe - is the certificate I get for HOST the one the world sees?
+ *
+ * Connects to HOST:PORT directly, then through every Tor sphere, and
+ * prints one row per path and the verdict.  Exit codes follow the Nagios
+ * plugin convention so it drops into monitoring as it is:
+ *   0 consistent (ACCEPT), 1 UNDECIDED, 2 inconsistent (REJECT: likely
+ *   MITM), 3 usage or internal error (UNKNOWN).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <nss.h>
+#include <plbase64.h>
+#include <prinit.h>
+#include <prmem.h>
+#include <ssl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "detector.h"
+
+#define EXIT_ACCEPT 0
+#define EXIT_UNDECIDED 1
+#define EXIT_REJECT 2
+#define EXIT_UNKNOWN 3
+
+struct options {
+	const char *host_arg;
+	char host[256];
+	unsigned int port;
+	const char *spheres, *config, *resolve, *dump_dir;
+	long quorum, timeout, deadline;
+	int json, verbose;
+	char resolve_addr[64];
+};
+
+static void
+usage(FILE *f)
+{
+	fprintf(f,
+	    "usage: sphere-probe [options] HOST[:PORT]\n"
+	    "  -p, --port PORT          server port (default 443)\n"
+	    "  -s, --spheres LIST       SOCKS5 spheres, ip:port,ip:port,...\n"
+	    "  -k, --quorum K           spheres that must agree (default 4)\n"
+	    "  -t, --timeout MS         per-sphere probe timeout\n"
+	    "      --deadline MS        overall deadline for the verdict\n"
+	    "      --resolve HOST:PORT:ADDR  connect the direct path to ADDR\n"
+	    "                           (the spheres still resolve HOST)\n"
+	    "  -c, --config FILE        configuration file to read\n"
+	    "      --json               print one JSON object\n"
+	    "  -D, --dump-certs DIR     write every certificate seen as PEM\n"
+	    "  -v, --verbose            full fingerprints and details\n"
+	    "  -h, --help               this text\n"
+	    "Exit: 0 consistent, 1 undecided, 2 inconsistent (likely MITM), "
+	    "3 error.\n");
+}
+
+static void
+die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+static void
+die(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "sphere-probe: ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	exit(EXIT_UNKNOWN);
+}
+
+static long
+parse_num(const char *s, const char *what, long min, long max)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (s[0] == '\0' || *end != '\0' || errno || v < min || v > max)
+		die("%s '%s': expected a number from %ld to %ld", what, s,
+		    min, max);
+	return v;
+}
+
+/* HOST, HOST:PORT, [V6] or [V6]:PORT; a bare IPv6 literal is a host. */
+static void
+parse_target(struct options *o)
+{
+	const char *a = o->host_arg, *colon, *port = NULL;
+	size_t hl;
+
+	if (a[0] == '[') {
+		const char *rb = strchr(a, ']');
+		if (rb == NULL || (rb[1] != '\0' && rb[1] != ':'))
+			die("bad target '%s': expected [IPv6]:PORT", a);
+		hl = (size_t)(rb - a - 1);
+		a++;
+		if (rb[1] == ':')
+			port = rb + 2;
+	} else if ((colon = strchr(a, ':')) != NULL &&
+	    strchr(colon + 1, ':') == NULL) {
+		hl = (size_t)(colon - a);
+		port = colon + 1;
+	} else {
+		hl = strlen(a);
+	}
+	if (hl == 0 || hl >= sizeof(o->host))
+		die("bad target '%s': host name empty or too long",
+		    o->host_arg);
+	memcpy(o->host, a, hl);
+	o->host[hl] = '\0';
+	if (port != NULL)
+		o->port = (unsigned int)parse_num(port, "port", 1, 65535);
+}
+
+/* curl's --resolve HOST:PORT:ADDR, for the direct path only. */
+static void
+parse_resolve(struct options *o)
+{
+	const char *r = o->resolve, *c1, *c2;
+	char host[256];
+	char portbuf[8];
+	size_t hl, pl, al;
+
+	c1 = strchr(r, ':');
+	c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+	if (c1 == NULL || c2 == NULL)
+		die("--resolve '%s': expected HOST:PORT:ADDR", r);
+	hl = (size_t)(c1 - r);
+	pl = (size_t)(c2 - c1 - 1);
+	if (hl == 0 || hl >= sizeof(host) || pl == 0 || pl >= sizeof(portbuf))
+		die("--resolve '%s': expected HOST:PORT:ADDR", r);
+	memcpy(host, r, hl);
+	host[hl] = '\0';
+	memcpy(portbuf, c1 + 1, pl);
+	portbuf[pl] = '\0';
+	if (strcasecmp(host, o->host) != 0 ||
+	    parse_num(portbuf, "--resolve port", 1, 65535) != o->port)
+		die("--resolve '%s' does not name the target %s:%u", r,
+		    o->host, o->port);
+	c2++;
+	al = strlen(c2);
+	if (al >= 2 && c2[0] == '[' && c2[al - 1] == ']') {
+		c2++;
+		al -= 2;
+	}
+	if (al == 0 || al >= sizeof(o->resolve_addr))
+		die("--resolve '%s': bad address", r);
+	memcpy(o->resolve_addr, c2, al);
+	o->resolve_addr[al] = '\0';
+}
+
+static void
+hex(const unsigned char *b, size_t n, char *out)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		sprintf(out + 2 * i, "%02x", b[i]);
+	out[2 * n] = '\0';
+}
+
+static const char *
+version_name(uint16_t v)
+{
+	switch (v) {
+	case 0x0303: return "TLS 1.2";
+	case 0x0304: return "TLS 1.3";
+	case 0: return "-";
+	default: return "other";
+	}
+}
+
+static void
+print_row(const struct detector_path *p, int verbose)
+{
+	char spki[65], cert[65];
+
+	if (p->have_cert) {
+		hex(p->spki_sha256, 32, spki);
+		hex(p->cert_sha256, 32, cert);
+	} else {
+		strcpy(spki, "-");
+		strcpy(cert, "-");
+	}
+	if (verbose) {
+		printf("  %-22s %-10s %6u ms  %s\n", p->via,
+		    detector_path_status_name(p->status), p->ms,
+		    version_name(p->tls_version));
+		printf("  %22s spki sha256 %s\n", "", spki);
+		printf("  %22s cert sha256 %s\n", "", cert);
+		if (p->have_cert)
+			printf("  %22s chain %zu certificate(s), OCSP "
+			    "staple %s\n", "", p->ncerts,
+			    p->ocsp.len ? "present" : "none");
+		if (p->error != NULL)
+			printf("  %22s %s\n", "", p->error);
+		return;
+	}
+	if (p->have_cert)
+		spki[16] = '\0';
+	printf("  %-22s %-10s %-17s %6u ms%s%s\n", p->via,
+	    detector_path_status_name(p->status), spki, p->ms,
+	    p->error ? "  " : "", p->error ? p->error : "");
+}
+
+static void
+print_text(const struct options *o, const struct detector_path *direct,
+    const struct detector_result *r)
+{
+	size_t i;
+	const char *v = detector_verdict_name(r->verdict);
+
+	printf("sphere-probe %s:%u\n\n", o->host, o->port);
+	if (!o->verbose)
+		printf("  %-22s %-10s %-17s %9s\n", "path", "status",
+		    "key (SPKI SHA-256)", "time");
+	print_row(direct, o->verbose);
+	for (i = 0; i < r->nspheres; i++)
+		print_row(&r->spheres[i], o->verbose);
+	printf("\nverdict: ");
+	for (; *v; v++)
+		putchar(*v >= 'a' && *v <= 'z' ? *v - 'a' + 'A' : *v);
+	printf(" (%u ms): %s\n", r->ms, r->reason);
+}
+
+static json_t *
+json_hash(int have, const unsigned char *h)
+{
+	char buf[65];
+
+	if (!have)
+		return json_null();
+	hex(h, 32, buf);
+	return json_string(buf);
+}
+
+static void
+print_json(const struct options *o, const struct detector_path *direct,
+    const struct detector_result *r)
+{
+	json_t *root, *spheres, *d;
+	size_t i;
+	char *out;
+
+	spheres = json_array();
+	for (i = 0; i < r->nspheres; i++) {
+		const struct detector_path *p = &r->spheres[i];
+		json_array_append_new(spheres, json_pack(
+		    "{s:s, s:s, s:o, s:o, s:o, s:I, s:o, s:I}",
+		    "address", p->via,
+		    "status", detector_path_status_name(p->status),
+		    "spki_sha256", json_hash(p->have_cert, p->spki_sha256),
+		    "cert_sha256", json_hash(p->have_cert, p->cert_sha256),
+		    "error", p->error ? json_string(p->error) : json_null(),
+		    "ms", (json_int_t)p->ms,
+		    "tls_version", p->tls_version ?
+		    json_string(version_name(p->tls_version)) : json_null(),
+		    "chain_length", (json_int_t)p->ncerts));
+	}
+	d = json_pack("{s:o, s:o, s:I, s:b}",
+	    "spki_sha256", json_hash(direct->have_cert, direct->spki_sha256),
+	    "cert_sha256", json_hash(direct->have_cert, direct->cert_sha256),
+	    "ms", (json_int_t)direct->ms,
+	    "ocsp_stapled", direct->ocsp.len > 0);
+	root = json_pack("{s:s, s:I, s:s, s:I, s:o, s:o, s:s, s:I}",
+	    "host", o->host, "port", (json_int_t)o->port,
+	    "verdict", detector_verdict_name(r->verdict),
+	    "quorum", (json_int_t)r->quorum,
+	    "direct", d, "spheres", spheres,
+	    "reason", r->reason, "ms", (json_int_t)r->ms);
+	if (root == NULL)
+		die("cannot build the JSON report");
+	out = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+	if (out == NULL)
+		die("cannot build the JSON report");
+	printf("%s\n", out);
+	free(out);
+	json_decref(root);
+}
+
+/* Writes one DER object as PEM, mode 0600, never through a symlink. */
+static void
+write_pem(const char *dir, const char *name, const char *label,
+    const struct detector_der *der)
+{
+	char path[4096];
+	char *b64;
+	size_t i, len;
+	FILE *f;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	b64 = PL_Base64Encode((const char *)der->data, (PRUint32)der->len,
+	    NULL);
+	if (b64 == NULL)
+		die("%s: cannot encode", path);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
+	    0600);
+	if (fd == -1 || fchmod(fd, 0600) == -1 ||
+	    (f = fdopen(fd, "w")) == NULL)
+		die("%s: %s", path, strerror(errno));
+	fprintf(f, "-----BEGIN %s-----\n", label);
+	len = strlen(b64);
+	for (i = 0; i < len; i += 64)
+		fprintf(f, "%.64s\n", b64 + i);
+	fprintf(f, "-----END %s-----\n", label);
+	if (fclose(f) != 0)
+		die("%s: %s", path, strerror(errno));
+	PR_Free(b64);
+}
+
+static void
+dump_path(const char *dir, const char *tag, const struct detector_path *p)
+{
+	char name[128];
+	size_t i;
+
+	for (i = 0; i < p->ncerts; i++) {
+		snprintf(name, sizeof(name), "%s-%zu.pem", tag, i);
+		write_pem(dir, name, "CERTIFICATE", &p->certs[i]);
+	}
+	if (p->ocsp.len > 0) {
+		snprintf(name, sizeof(name), "%s-ocsp.pem", tag);
+		write_pem(dir, name, "OCSP RESPONSE", &p->ocsp);
+	}
+}
+
+static void
+dump_all(const char *dir, const struct detector_path *direct,
+    const struct detector_result *r)
+{
+	char tag[96];
+	size_t i, j;
+
+	if (mkdir(dir, 0700) == -1 && errno != EEXIST)
+		die("%s: %s", dir, strerror(errno));
+	dump_path(dir, "direct", direct);
+	for (i = 0; i < r->nspheres; i++) {
+		snprintf(tag, sizeof(tag), "sphere%zu-%s", i,
+		    r->spheres[i].via);
+		for (j = 0; tag[j]; j++)
+			if (tag[j] == ':' || tag[j] == '[' || tag[j] == ']')
+				tag[j] = '_';
+		dump_path(dir, tag, &r->spheres[i]);
+	}
+}
+
+static void
+parse_args(int argc, char **argv, struct options *o)
+{
+	enum { OPT_DEADLINE = 256, OPT_RESOLVE, OPT_JSON };
+	static const struct option longopts[] = {
+		{ "port", required_argument, NULL, 'p' },
+		{ "spheres", required_argument, NULL, 's' },
+		{ "quorum", required_argument, NULL, 'k' },
+		{ "timeout", required_argument, NULL, 't' },
+		{ "deadline", required_argument, NULL, OPT_DEADLINE },
+		{ "resolve", required_argument, NULL, OPT_RESOLVE },
+		{ "config", required_argument, NULL, 'c' },
+		{ "json", no_argument, NULL, OPT_JSON },
+		{ "dump-certs", required_argument, NULL, 'D' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	long port = -1;
+	int c;
+
+	memset(o, 0, sizeof(*o));
+	o->port = 443;
+	o->quorum = o->timeout = o->deadline = -1;
+	while ((c = getopt_long(argc, argv, "p:s:k:t:c:D:vh", longopts,
+	    NULL)) != -1) {
+		switch (c) {
+		case 'p': port = parse_num(optarg, "port", 1, 65535); break;
+		case 's': o->spheres = optarg; break;
+		case 'k': o->quorum = parse_num(optarg, "quorum", 1,
+		    DETECTOR_MAX_SPHERES); break;
+		case 't': o->timeout = parse_num(optarg, "timeout", 1,
+		    600000); break;
+		case OPT_DEADLINE: o->deadline = parse_num(optarg, "deadline",
+		    1, 600000); break;
+		case OPT_RESOLVE: o->resolve = optarg; break;
+		case 'c': o->config = optarg; break;
+		case OPT_JSON: o->json = 1; break;
+		case 'D': o->dump_dir = optarg; break;
+		case 'v': o->verbose = 1; break;
+		case 'h': usage(stdout); exit(0);
+		default: usage(stderr); exit(EXIT_UNKNOWN);
+		}
+	}
+	if (optind != argc - 1) {
+		usage(stderr);
+		exit(EXIT_UNKNOWN);
+	}
+	o->host_arg = argv[optind];
+	parse_target(o);
+	if (port != -1)
+		o->port = (unsigned int)port;
+	if (o->resolve != NULL)
+		parse_resolve(o);
+}
+
+static struct detector_config *
+load_config(const struct options *o)
+{
+	struct detector_config *cfg = detector_config_new();
+
+	if (cfg == NULL)
+		die("out of memory");
+	if ((o->config ? detector_config_load_file(cfg, o->config) :
+	    detector_config_load_default(cfg)) == -1)
+		die("%s", detector_config_error(cfg));
+	if ((o->spheres && detector_config_set_spheres(cfg, o->spheres) == -1) ||
+	    (o->quorum > 0 &&
+	    detector_config_set_quorum(cfg, (unsigned int)o->quorum) == -1) ||
+	    (o->timeout > 0 && detector_config_set_probe_timeout(cfg,
+	    (unsigned int)o->timeout) == -1) ||
+	    (o->deadline > 0 && detector_config_set_deadline(cfg,
+	    (unsigned int)o->deadline) == -1))
+		die("%s", detector_config_error(cfg));
+	if (o->verbose && !o->json)
+		printf("configuration: %s\n", detector_config_path(cfg) ?
+		    detector_config_path(cfg) : o->config ? o->config :
+		    "built-in defaults");
+	return cfg;
+}
+
+int
+main(int argc, char **argv)
+{
+	struct options o;
+	struct detector_config *cfg;
+	struct detector *ctx;
+	struct detector_path *direct = NULL;
+	struct detector_result *res = NULL;
+	const char *rule;
+	int code;
+
+	parse_args(argc, argv, &o);
+	if (NSS_NoDB_Init(NULL) != SECSuccess ||
+	    NSS_SetDomesticPolicy() != SECSuccess)
+		die("cannot initialise NSS");
+	cfg = load_config(&o);
+	if ((ctx = detector_new()) == NULL)
+		die("out of memory");
+	if (detector_configure(ctx, cfg) == -1)
+		die("%s", detector_error(ctx));
+	detector_config_free(cfg);
+	if ((rule = detector_excluded(ctx, o.host)) != NULL)
+		die("%s is excluded from probing by the rule '%s' in the "
+		    "configuration; not probed", o.host, rule);
+	if (detector_fetch(ctx, o.host, o.port, o.resolve ? o.resolve_addr :
+	    NULL, &direct) == -1)
+		die("%s", detector_error(ctx));
+	if (direct->status != DETECTOR_PATH_SEEN)
+		die("direct connection to %s:%u failed: %s", o.host, o.port,
+		    direct->error ? direct->error : "no certificate");
+	if (detector_check(ctx, o.host, o.port, direct->certs[0].data,
+	    direct->certs[0].len, &res) == -1)
+		die("%s", detector_error(ctx));
+	if (o.json)
+		print_json(&o, direct, res);
+	else
+		print_text(&o, direct, res);
+	if (o.dump_dir != NULL)
+		dump_all(o.dump_dir, direct, res);
+	switch (res->verdict) {
+	case DETECTOR_ACCEPT: code = EXIT_ACCEPT; break;
+	case DETECTOR_REJECT: code = EXIT_REJECT; break;
+	case DETECTOR_UNDECIDED: code = EXIT_UNDECIDED; break;
+	default: code = EXIT_UNKNOWN; break;
+	}
+	detector_result_free(res);
+	detector_path_free(direct);
+	detector_free(ctx);
+	if (NSS_Shutdown() != SECSuccess)
+		fprintf(stderr, "sphere-probe: NSS shutdown reported leaked "
+		    "references\n");
+	PR_Cleanup();
+	return code;
+}
