@@ -1,0 +1,154 @@
+/*
+ * Finding and hashing the key: agrees with openssl's SPKI for real RSA and
+ * EC certificates, and refuses every truncation and malformed encoding.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+#include <nss.h>
+
+#include "certinfo.h"
+
+static char dir[] = "/tmp/detector-test-certinfo-XXXXXX";
+
+static size_t
+slurp(const char *path, unsigned char *buf, size_t size)
+{
+	FILE *f = fopen(path, "rb");
+	size_t n;
+
+	assert_non_null(f);
+	n = fread(buf, 1, size, f);
+	fclose(f);
+	return n;
+}
+
+static int
+setup(void **state)
+{
+	(void)state;
+	if (mkdtemp(dir) == NULL || NSS_NoDB_Init(NULL) != SECSuccess)
+		return -1;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	char cmd[600];
+
+	(void)state;
+	NSS_Shutdown();
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+/* Makes a self-signed certificate with openssl; returns its DER length and
+ * openssl's own SHA-256 of the SPKI in hex. */
+static size_t
+make_cert(const char *keyopt, unsigned char *der, size_t size, char *hex)
+{
+	char cmd[2048], path[600];
+	FILE *f;
+
+	snprintf(cmd, sizeof(cmd),
+	    "cd '%s' && openssl req -x509 %s -nodes -keyout k.pem -out c.pem "
+	    "-days 1 -subj /CN=unit.test 2>/dev/null && "
+	    "openssl x509 -in c.pem -outform der -out c.der && "
+	    "openssl x509 -in c.pem -pubkey -noout | openssl pkey -pubin "
+	    "-outform der | sha256sum | cut -c1-64 > spki.hex", dir, keyopt);
+	assert_int_equal(system(cmd), 0);
+	snprintf(path, sizeof(path), "%s/spki.hex", dir);
+	f = fopen(path, "r");
+	assert_non_null(f);
+	assert_non_null(fgets(hex, 65, f));
+	fclose(f);
+	snprintf(path, sizeof(path), "%s/c.der", dir);
+	return slurp(path, der, size);
+}
+
+static void
+check_matches_openssl(const char *keyopt)
+{
+	unsigned char der[8192], spki[32], cert[32];
+	char want[65], got[65], err[256];
+	size_t n = make_cert(keyopt, der, sizeof(der), want), i;
+
+	assert_int_equal(certinfo_hash(der, n, spki, cert, err, sizeof(err)),
+	    0);
+	for (i = 0; i < 32; i++)
+		sprintf(got + 2 * i, "%02x", spki[i]);
+	assert_string_equal(got, want);
+}
+
+static void
+test_rsa_and_ec_match_openssl(void **state)
+{
+	(void)state;
+	check_matches_openssl("-newkey rsa:2048");
+	check_matches_openssl("-newkey ec -pkeyopt ec_paramgen_curve:P-256");
+	check_matches_openssl("-newkey ed25519");
+}
+
+static void
+test_every_truncation_and_extension_fails(void **state)
+{
+	unsigned char der[8192], spki[32], cert[32];
+	char hex[65], err[256];
+	size_t n = make_cert("-newkey ec -pkeyopt ec_paramgen_curve:P-256",
+	    der, sizeof(der) - 1, hex), i;
+
+	(void)state;
+	for (i = 0; i < n; i++)
+		assert_int_equal(certinfo_hash(der, i, spki, cert, err,
+		    sizeof(err)), -1);
+	der[n] = 0;
+	assert_int_equal(certinfo_hash(der, n + 1, spki, cert, err,
+	    sizeof(err)), -1);
+	assert_non_null(strstr(err, "trailing"));
+}
+
+static void
+test_malformed_encodings(void **state)
+{
+	static const struct {
+		unsigned char b[12];
+		size_t n;
+	} bad[] = {
+		{ { 0x30, 0x80, 0x00, 0x00 }, 4 },              /* indefinite */
+		{ { 0x30, 0x81, 0x05, 1, 2, 3, 4, 5 }, 8 },     /* not minimal */
+		{ { 0x30, 0x82, 0x00, 0x85 }, 4 },              /* not minimal */
+		{ { 0x30, 0x85, 1, 1, 1, 1, 1 }, 7 },           /* too long */
+		{ { 0x31, 0x00 }, 2 },                          /* SET */
+		{ { 0x30, 0x02, 0x30, 0x00 }, 4 },              /* empty tbs */
+		{ { 0x30, 0x04, 0x30, 0x02, 0x02, 0x00 }, 6 },  /* no sig alg */
+		{ { 0x3f, 0x01, 0x00 }, 3 },                    /* high tag */
+		{ { 0 }, 0 },
+	};
+	const unsigned char *spki;
+	size_t i, len;
+	char err[256];
+
+	(void)state;
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		err[0] = '\0';
+		assert_int_equal(certinfo_spki(bad[i].b, bad[i].n, &spki, &len,
+		    err, sizeof(err)), -1);
+		assert_non_null(strstr(err, "not a DER certificate"));
+	}
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_rsa_and_ec_match_openssl),
+		cmocka_unit_test(test_every_truncation_and_extension_fails),
+		cmocka_unit_test(test_malformed_encodings),
+	};
+	return cmocka_run_group_tests_name("certinfo", tests, setup, teardown);
+}
