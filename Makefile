@@ -43,24 +43,31 @@ all: $(LIB_A) $(LIB_SO) $(TOOLS) $(UNIT_TESTS)
 deps:
 	@scripts/install-deps.sh mk/debian-packages.txt
 
+# `make V=1` shows the full commands.
+Q := $(if $(V),,@)
+
 $(BUILD)/%.o: %.c $(wildcard detector/include/*.h detector/lib/*.h)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -c -o $@ $<
+	@$(if $(Q),echo "  CC      $@")
+	$(Q)$(CC) $(CFLAGS) -c -o $@ $<
 
 $(LIB_A): $(LIB_OBJS)
 	@mkdir -p $(@D)
 	rm -f $@ && ar rcs $@ $^
 
 $(LIB_SO): $(LIB_OBJS)
-	$(CC) -shared -Wl,-soname,libdetector.so.0 -Wl,-z,defs -o $@ $^ $(LDFLAGS) $(PKG_LIBS)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) -shared -Wl,-soname,libdetector.so.0 -Wl,-z,defs -o $@ $^ $(LDFLAGS) $(PKG_LIBS)
 	ln -sf libdetector.so.0 $(BUILD)/libdetector.so
 
 $(BUILD)/sphere-probe: $(BUILD)/detector/tools/sphere-probe.o $(LIB_A)
-	$(CC) -o $@ $^ $(LDFLAGS) $(PKG_LIBS)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) -o $@ $^ $(LDFLAGS) $(PKG_LIBS)
 
 $(BUILD)/tests/test_%: tests/unit/test_%.c $(LIB_A)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(PKG_LIBS) -lcmocka
+	@$(if $(Q),echo "  CC      $@")
+	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(PKG_LIBS) -lcmocka
 
 unit: $(UNIT_TESTS)
 	@fail=0; for t in $(UNIT_TESTS); do echo "== $$t"; $$t || fail=1; done; exit $$fail
