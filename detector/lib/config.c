@@ -53,6 +53,8 @@ detector_config_new(void)
 	cfg->probe_timeout_ms = DETECTOR_DEFAULT_PROBE_TIMEOUT_MS;
 	cfg->deadline_ms = DETECTOR_DEFAULT_DEADLINE_MS;
 	cfg->on_undecided = DETECTOR_UNDECIDED_ACCEPT;
+	cfg->enabled = 1;
+	cfg->log_level = LOG_ERRORS;
 	return cfg;
 }
 
@@ -280,6 +282,44 @@ detector_config_path(const struct detector_config *cfg)
 	return cfg->path[0] ? cfg->path : NULL;
 }
 
+int
+config_parse_log(const char *value, enum log_level *level, int *syslog_)
+{
+	size_t n = strcspn(value, ",");
+	const char *to = value[n] == ',' ? value + n + 1 : "stderr";
+
+	if (n == 3 && strncmp(value, "off", n) == 0)
+		*level = LOG_OFF;
+	else if (n == 6 && strncmp(value, "errors", n) == 0)
+		*level = LOG_ERRORS;
+	else if (n == 9 && strncmp(value, "decisions", n) == 0)
+		*level = LOG_DECISIONS;
+	else
+		return -1;
+	if (strcmp(to, "stderr") == 0)
+		*syslog_ = 0;
+	else if (strcmp(to, "syslog") == 0)
+		*syslog_ = 1;
+	else
+		return -1;
+	return 0;
+}
+
+/* "yes"/"no" and their usual spellings. */
+static int
+parse_bool(const char *s, int *out)
+{
+	if (!strcmp(s, "yes") || !strcmp(s, "true") || !strcmp(s, "1") ||
+	    !strcmp(s, "on"))
+		*out = 1;
+	else if (!strcmp(s, "no") || !strcmp(s, "false") || !strcmp(s, "0") ||
+	    !strcmp(s, "off"))
+		*out = 0;
+	else
+		return -1;
+	return 0;
+}
+
 /*
  * The INI file.
  */
@@ -371,10 +411,20 @@ config_ini_handler(void *user, const char *section, const char *name,
 		else
 			return ini_fail(st, name, "'%s' is neither 'accept' "
 			    "nor 'reject'", value);
+	} else if (strcmp(name, "enabled") == 0) {
+		if (parse_bool(value, &cfg->enabled) == -1)
+			return ini_fail(st, name, "'%s' is neither 'yes' nor "
+			    "'no'", value);
+	} else if (strcmp(name, "log") == 0) {
+		if (config_parse_log(value, &cfg->log_level,
+		    &cfg->log_syslog) == -1)
+			return ini_fail(st, name, "'%s' is not one of off, "
+			    "errors, decisions (optionally followed by "
+			    "',syslog' or ',stderr')", value);
 	} else {
 		return ini_fail(st, name, "unknown key (known: spheres, "
 		    "quorum, probe_timeout_ms, deadline_ms, exclude, "
-		    "on_undecided)");
+		    "on_undecided, enabled, log)");
 	}
 	return 1;
 }
@@ -512,6 +562,12 @@ detector_config_load_default(struct detector_config *cfg)
 			break;
 		}
 	}
+	env = getenv("DETECTOR_LOG");
+	if (env != NULL && env[0] != '\0' &&
+	    config_parse_log(env, &cfg->log_level, &cfg->log_syslog) == -1)
+		return seterr(cfg, "DETECTOR_LOG: '%s' is not one of off, "
+		    "errors, decisions (optionally followed by ',syslog' or "
+		    "',stderr')", env);
 	env = getenv("DETECTOR_SPHERES");
 	if (env != NULL && env[0] != '\0') {
 		char err[sizeof(cfg->err) - 32];

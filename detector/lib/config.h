@@ -15,6 +15,12 @@ struct sphere {
 	char text[64];                  /* "127.0.0.1:9160", "[::1]:9160" */
 };
 
+enum log_level {
+	LOG_OFF = 0,
+	LOG_ERRORS,          /* refusals and failures */
+	LOG_DECISIONS,       /* every handshake's decision */
+};
+
 struct detector_config {
 	struct sphere spheres[DETECTOR_MAX_SPHERES];
 	unsigned int nspheres;
@@ -22,6 +28,9 @@ struct detector_config {
 	unsigned int probe_timeout_ms;
 	unsigned int deadline_ms;
 	enum detector_undecided_policy on_undecided;
+	int enabled;                    /* the NSS integration probes at all */
+	enum log_level log_level;       /* NSS integration logging */
+	int log_syslog;                 /* to syslog instead of stderr */
 	struct exclude_list exclude;
 	char path[PATH_MAX];            /* file loaded by load_default, if any */
 	char err[1024];
@@ -30,6 +39,9 @@ struct detector_config {
 /* Parses one sphere list into out[]; pure, used by the setter and tests. */
 int config_parse_spheres(const char *list, struct sphere *out,
     unsigned int *n, char *err, size_t errlen);
+
+/* "off", "errors" or "decisions", optionally ",syslog" or ",stderr". */
+int config_parse_log(const char *value, enum log_level *level, int *syslog_);
 
 /* Deep copy (the exclude list is heap memory). */
 int config_copy(struct detector_config *dst, const struct detector_config *src);

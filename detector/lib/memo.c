@@ -1,0 +1,58 @@
+/*
+ * memo.c - a small fixed table of recent verdicts.
+ *
+ * A presented key that differs from the remembered one is never answered
+ * from memory: "a mismatch is the natural cue" to probe again.
+ */
+#include "memo.h"
+
+#include <string.h>
+#include <strings.h>
+
+int
+memo_lookup(const struct memo *m, const char *host, unsigned int port,
+    const unsigned char *spki, PRTime now, enum detector_verdict *v)
+{
+	size_t i;
+
+	for (i = 0; i < MEMO_ENTRIES; i++) {
+		const struct memo_entry *e = &m->e[i];
+
+		if (e->expires <= now || e->port != port ||
+		    strcasecmp(e->host, host) != 0)
+			continue;
+		if (memcmp(e->spki, spki, DETECTOR_SHA256_LEN) != 0)
+			return 0;
+		*v = e->verdict;
+		return 1;
+	}
+	return 0;
+}
+
+void
+memo_store(struct memo *m, const char *host, unsigned int port,
+    const unsigned char *spki, enum detector_verdict v, PRTime now,
+    PRTime ttl)
+{
+	struct memo_entry *slot = NULL;
+	size_t i;
+
+	if (strlen(host) >= MEMO_HOST_MAX)
+		return;
+	for (i = 0; i < MEMO_ENTRIES; i++) {
+		struct memo_entry *e = &m->e[i];
+
+		if (e->expires > now && e->port == port &&
+		    strcasecmp(e->host, host) == 0) {
+			slot = e;
+			break;
+		}
+		if (slot == NULL || e->expires < slot->expires)
+			slot = e;
+	}
+	strcpy(slot->host, host);
+	slot->port = port;
+	memcpy(slot->spki, spki, DETECTOR_SHA256_LEN);
+	slot->verdict = v;
+	slot->expires = now + ttl;
+}

@@ -1,0 +1,324 @@
+/*
+ * nss_glue.c - DetecTor inside NSS's libssl: the decision for one handshake.
+ *
+ * The patched libssl3.so calls check() once the application's own
+ * certificate check has accepted a server certificate.  DetecTor can only
+ * add a refusal here; it never sees, let alone overturns, a certificate the
+ * application rejected.
+ *
+ *   disabled / excluded host      -> accept (stock NSS behaviour)
+ *   same key remembered           -> the remembered verdict, no probe
+ *   blocking socket               -> probe now, bounded by the deadline
+ *   non-blocking socket           -> probe on a worker thread; the socket's
+ *                                    handshake is suspended (SECWouldBlock)
+ *                                    and resumed by done()
+ *
+ * An UNDECIDED verdict follows `on_undecided`; a REJECT is never turned
+ * into an accept by a timeout.  An invalid configuration refuses every
+ * handshake (fail closed) and says why once.
+ *
+ * The state below is process-wide because it belongs to the process's NSS:
+ * the configuration read once, the error table, and the verdict memory.
+ */
+#include <nss.h>
+#include <prerror.h>
+#include <prinit.h>
+#include <prlock.h>
+#include <pratom.h>
+#include <prthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "certinfo.h"
+#include "config.h"
+#include "detector_nss.h"
+#include "log.h"
+#include "memo.h"
+
+#define TTL_ACCEPT (12 * 3600 * PR_USEC_PER_SEC)
+#define TTL_REJECT (10 * 60 * PR_USEC_PER_SEC)
+#define TTL_UNDECIDED (30 * PR_USEC_PER_SEC)
+
+static const struct PRErrorMessage glue_messages[] = {
+	{ "DETECTOR_ERROR_MITM", "DetecTor: the server's certificate differs "
+	    "from what the Tor spheres see (possible man-in-the-middle); "
+	    "connection refused" },
+	{ "DETECTOR_ERROR_UNDECIDED", "DetecTor: too few Tor spheres could "
+	    "confirm the server's certificate, and the policy "
+	    "(on_undecided = reject) refuses unconfirmed servers" },
+	{ "DETECTOR_ERROR_CONFIG", "DetecTor: its configuration is invalid, "
+	    "so connections are refused (run 'sphere-probe -v' to see the "
+	    "error)" },
+};
+
+static const struct PRErrorTable glue_error_table = {
+	glue_messages, "detector", DETECTOR_ERROR_BASE,
+	sizeof(glue_messages) / sizeof(glue_messages[0]),
+};
+
+static struct {
+	PRCallOnceType once;
+	struct detector_config *cfg;    /* NULL: the configuration is bad */
+	char cfg_error[1024];
+	PRLock *lock;                   /* guards memo */
+	struct memo memo;
+} glue;
+
+/* The process's DetecTor settings, read once. */
+static PRStatus
+glue_init(void)
+{
+	struct detector_config *cfg = detector_config_new();
+
+	(void)PR_ErrorInstallTable(&glue_error_table);
+	glue.lock = PR_NewLock();
+	if (cfg == NULL || glue.lock == NULL) {
+		snprintf(glue.cfg_error, sizeof(glue.cfg_error),
+		    "out of memory");
+	} else if (detector_config_load_default(cfg) == -1) {
+		snprintf(glue.cfg_error, sizeof(glue.cfg_error), "%s",
+		    detector_config_error(cfg));
+	} else if (cfg->quorum > cfg->nspheres) {
+		snprintf(glue.cfg_error, sizeof(glue.cfg_error), "quorum %u "
+		    "is more than the %u spheres configured", cfg->quorum,
+		    cfg->nspheres);
+	} else {
+		glue.cfg = cfg;
+		return PR_SUCCESS;
+	}
+	detector_config_free(cfg);
+	return PR_SUCCESS;
+}
+
+/* The refusal code for a verdict: 0 accepts. */
+static int
+decide(enum detector_verdict v)
+{
+	switch (v) {
+	case DETECTOR_REJECT:
+		return DETECTOR_ERROR_MITM;
+	case DETECTOR_UNDECIDED:
+		return glue.cfg->on_undecided == DETECTOR_UNDECIDED_REJECT ?
+		    DETECTOR_ERROR_UNDECIDED : 0;
+	default:
+		return 0;
+	}
+}
+
+static int
+remembered(const char *host, unsigned int port, const unsigned char *spki,
+    enum detector_verdict *v)
+{
+	int found;
+
+	PR_Lock(glue.lock);
+	found = memo_lookup(&glue.memo, host, port, spki, PR_Now(), v);
+	PR_Unlock(glue.lock);
+	return found;
+}
+
+static void
+remember(const char *host, unsigned int port, const unsigned char *spki,
+    enum detector_verdict v)
+{
+	PRTime ttl = v == DETECTOR_ACCEPT ? TTL_ACCEPT :
+	    v == DETECTOR_REJECT ? TTL_REJECT : TTL_UNDECIDED;
+
+	PR_Lock(glue.lock);
+	memo_store(&glue.memo, host, port, spki, v, PR_Now(), ttl);
+	PR_Unlock(glue.lock);
+}
+
+/* Probes the spheres (blocking, bounded by the deadline) and decides. */
+static int
+probe_and_decide(const char *host, unsigned int port,
+    const unsigned char *der, unsigned int len, const unsigned char *spki)
+{
+	const struct detector_config *cfg = glue.cfg;
+	struct detector *ctx = detector_new();
+	struct detector_result *res = NULL;
+	enum detector_verdict v = DETECTOR_UNDECIDED;
+	int error;
+
+	if (ctx == NULL || detector_configure(ctx, cfg) == -1 ||
+	    detector_check(ctx, host, port, der, len, &res) == -1) {
+		detector_log(cfg, LOG_ERRORS, "%s:%u: the check could not be "
+		    "made: %s", host, port, ctx ? detector_error(ctx) :
+		    "out of memory");
+	} else {
+		v = res->verdict;
+		remember(host, port, spki, v);
+	}
+	error = decide(v);
+	if (error != 0)
+		detector_log(cfg, LOG_ERRORS, "%s:%u REFUSED (%s): %s", host,
+		    port, detector_verdict_name(v), res ? res->reason :
+		    "no verdict");
+	else
+		detector_log(cfg, LOG_DECISIONS, "%s:%u accepted (%s%s): %s",
+		    host, port, detector_verdict_name(v),
+		    v == DETECTOR_UNDECIDED ? ", on_undecided = accept" : "",
+		    res ? res->reason : "no verdict");
+	detector_result_free(res);
+	detector_free(ctx);
+	return error;
+}
+
+/*
+ * A check running on its own thread for a non-blocking socket.  Two
+ * references: the thread's and the socket's (dropped by cancel()).
+ */
+struct job {
+	char *host;
+	unsigned int port;
+	unsigned char *der;
+	unsigned int len;
+	unsigned char spki[DETECTOR_SHA256_LEN];
+	detector_nss_done_fn done;
+	void *arg;
+	PRLock *lock;                   /* held while done() runs */
+	int cancelled;
+	PRInt32 refs;
+};
+
+static void
+job_unref(struct job *j)
+{
+	if (PR_ATOMIC_DECREMENT(&j->refs) != 0)
+		return;
+	PR_DestroyLock(j->lock);
+	free(j->host);
+	free(j->der);
+	free(j);
+}
+
+static void
+job_run(void *arg)
+{
+	struct job *j = arg;
+	int error = probe_and_decide(j->host, j->port, j->der, j->len,
+	    j->spki);
+
+	PR_Lock(j->lock);
+	if (!j->cancelled)
+		j->done(j->arg, error);
+	PR_Unlock(j->lock);
+	job_unref(j);
+}
+
+static void
+glue_cancel(void *pending)
+{
+	struct job *j = pending;
+
+	PR_Lock(j->lock);
+	j->cancelled = 1;
+	PR_Unlock(j->lock);
+	job_unref(j);
+}
+
+static int
+start_job(const char *host, unsigned int port, const unsigned char *der,
+    unsigned int len, const unsigned char *spki, detector_nss_done_fn done,
+    void *arg, void **pending)
+{
+	struct job *j = calloc(1, sizeof(*j));
+
+	if (j == NULL || (j->host = strdup(host)) == NULL ||
+	    (j->der = malloc(len)) == NULL ||
+	    (j->lock = PR_NewLock()) == NULL)
+		goto fail;
+	memcpy(j->der, der, len);
+	memcpy(j->spki, spki, sizeof(j->spki));
+	j->len = len;
+	j->port = port;
+	j->done = done;
+	j->arg = arg;
+	j->refs = 2;
+	if (PR_CreateThread(PR_SYSTEM_THREAD, job_run, j, PR_PRIORITY_NORMAL,
+	    PR_GLOBAL_THREAD, PR_UNJOINABLE_THREAD, 0) == NULL)
+		goto fail;
+	*pending = j;
+	return 0;
+fail:
+	if (j != NULL) {
+		if (j->lock != NULL)
+			PR_DestroyLock(j->lock);
+		free(j->der);
+		free(j->host);
+		free(j);
+	}
+	return -1;
+}
+
+static int
+glue_check(const char *host, unsigned int port, const unsigned char *der,
+    unsigned int der_len, int may_block, detector_nss_done_fn done,
+    void *arg, void **pending, int *error)
+{
+	const struct detector_config *cfg = glue.cfg;
+	unsigned char spki[DETECTOR_SHA256_LEN], cert[DETECTOR_SHA256_LEN];
+	char err[256];
+	enum detector_verdict v;
+	const char *rule;
+
+	*pending = NULL;
+	*error = 0;
+	if (cfg == NULL) {
+		struct detector_config quiet = { .log_level = LOG_ERRORS };
+		detector_log(&quiet, LOG_ERRORS, "%s:%u REFUSED: invalid "
+		    "configuration: %s", host, port, glue.cfg_error);
+		*error = DETECTOR_ERROR_CONFIG;
+		return DETECTOR_NSS_DECIDED;
+	}
+	if ((rule = exclude_match(&cfg->exclude, host)) != NULL) {
+		detector_log(cfg, LOG_DECISIONS, "%s:%u not probed: excluded "
+		    "by '%s'", host, port, rule);
+		return DETECTOR_NSS_DECIDED;
+	}
+	if (certinfo_hash(der, der_len, spki, cert, err, sizeof(err)) == -1) {
+		*error = decide(DETECTOR_UNDECIDED);
+		detector_log(cfg, LOG_ERRORS, "%s:%u %s: certificate not "
+		    "understood: %s", host, port, *error ? "REFUSED" :
+		    "accepted (on_undecided = accept)", err);
+		return DETECTOR_NSS_DECIDED;
+	}
+	if (remembered(host, port, spki, &v)) {
+		*error = decide(v);
+		detector_log(cfg, *error ? LOG_ERRORS : LOG_DECISIONS,
+		    "%s:%u %s: remembered verdict '%s' for this key, no probe",
+		    host, port, *error ? "REFUSED" : "accepted",
+		    detector_verdict_name(v));
+		return DETECTOR_NSS_DECIDED;
+	}
+	if (may_block) {
+		*error = probe_and_decide(host, port, der, der_len, spki);
+		return DETECTOR_NSS_DECIDED;
+	}
+	if (start_job(host, port, der, der_len, spki, done, arg,
+	    pending) == -1) {
+		*error = decide(DETECTOR_UNDECIDED);
+		detector_log(cfg, LOG_ERRORS, "%s:%u %s: cannot start the "
+		    "check (out of memory or threads)", host, port,
+		    *error ? "REFUSED" : "accepted (on_undecided = accept)");
+		return DETECTOR_NSS_DECIDED;
+	}
+	detector_log(cfg, LOG_DECISIONS, "%s:%u probing the spheres; "
+	    "handshake suspended", host, port);
+	return DETECTOR_NSS_PENDING;
+}
+
+static const struct detector_nss_ops glue_ops = {
+	1, glue_check, glue_cancel,
+};
+
+const struct detector_nss_ops *
+detector_nss_v1(void)
+{
+	if (PR_CallOnce(&glue.once, glue_init) != PR_SUCCESS)
+		return NULL;
+	if (glue.cfg != NULL && !glue.cfg->enabled)
+		return NULL;
+	return &glue_ops;
+}
