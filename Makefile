@@ -32,7 +32,7 @@ LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 LIB_A    := $(BUILD)/libdetector.a
 LIB_SO   := $(BUILD)/libdetector.so.0
 
-TOOLS    := $(BUILD)/sphere-probe
+TOOLS    := $(BUILD)/sphere-probe $(BUILD)/detector-run $(BUILD)/tests/nbclient
 
 UNIT_SRCS  := $(wildcard tests/unit/test_*.c)
 UNIT_TESTS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
@@ -63,6 +63,15 @@ $(LIB_SO): $(LIB_OBJS)
 $(BUILD)/sphere-probe: $(BUILD)/detector/tools/sphere-probe.o $(LIB_A)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) -o $@ $^ $(LDFLAGS) $(PKG_LIBS)
+
+$(BUILD)/detector-run: detector/tools/detector-run
+	install -m 0755 $< $@
+
+# An unmodified NSS application: links the system NSS only.
+$(BUILD)/tests/nbclient: tests/hook/nbclient.c
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  CC      $@")
+	$(Q)$(CC) $(CFLAGS) -o $@ $< $(LDFLAGS) $(shell pkg-config --libs nss nspr)
 
 $(BUILD)/tests/test_%: tests/unit/test_%.c $(LIB_A)
 	@mkdir -p $(@D)

@@ -1,0 +1,121 @@
+/*
+ * nbclient - a plain non-blocking NSS TLS client, as an application would
+ * write it: no DetecTor code.  It connects, drives the handshake with
+ * SSL_ForceHandshake and PR_Poll (POLL_MS per wait), and reports the
+ * outcome and the longest time any single NSS call kept its thread.  Run
+ * under detector-run, the longest call shows whether DetecTor's probes ever
+ * blocked the application's thread.
+ *
+ * usage: nbclient DBDIR HOST PORT ADDR
+ * prints: "result: ok" or "result: failed <NAME>: <text>", then
+ *         "max_call_ms: N", "polls: N", "total_ms: N"
+ */
+#include <nss.h>
+#include <prerror.h>
+#include <prinit.h>
+#include <prio.h>
+#include <prnetdb.h>
+#include <ssl.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#define POLL_MS 50
+#define LIMIT_MS 60000
+
+static unsigned int max_call_ms;
+
+static PRIntervalTime
+call_start(void)
+{
+	return PR_IntervalNow();
+}
+
+static void
+call_end(PRIntervalTime start)
+{
+	unsigned int ms = PR_IntervalToMilliseconds(PR_IntervalNow() - start);
+
+	if (ms > max_call_ms)
+		max_call_ms = ms;
+}
+
+static int
+fail(const char *what)
+{
+	PRErrorCode e = PR_GetError();
+
+	printf("result: failed %s: %s (%s)\n", PR_ErrorToName(e) ?
+	    PR_ErrorToName(e) : "?", PR_ErrorToString(e,
+	    PR_LANGUAGE_I_DEFAULT), what);
+	return 1;
+}
+
+int
+main(int argc, char **argv)
+{
+	PRSocketOptionData opt;
+	PRFileDesc *tcp, *fd;
+	PRNetAddr addr;
+	PRIntervalTime t0, start;
+	unsigned int polls = 0;
+	int rc = 0;
+
+	if (argc != 5) {
+		fprintf(stderr, "usage: nbclient DBDIR HOST PORT ADDR\n");
+		return 2;
+	}
+	if (NSS_Init(argv[1]) != SECSuccess || NSS_SetDomesticPolicy() !=
+	    SECSuccess)
+		return fail("NSS_Init");
+	if (PR_StringToNetAddr(argv[4], &addr) != PR_SUCCESS ||
+	    PR_InitializeNetAddr(PR_IpAddrNull, (PRUint16)atoi(argv[3]),
+	    &addr) != PR_SUCCESS)
+		return fail("address");
+	tcp = PR_OpenTCPSocket(PR_AF_INET);
+	opt.option = PR_SockOpt_Nonblocking;
+	opt.value.non_blocking = PR_TRUE;
+	PR_SetSocketOption(tcp, &opt);
+	fd = SSL_ImportFD(NULL, tcp);
+	if (fd == NULL || SSL_SetURL(fd, argv[2]) != SECSuccess ||
+	    SSL_ResetHandshake(fd, PR_FALSE) != SECSuccess)
+		return fail("SSL setup");
+	t0 = PR_IntervalNow();
+	if (PR_Connect(fd, &addr, PR_INTERVAL_NO_WAIT) != PR_SUCCESS &&
+	    PR_GetError() != PR_IN_PROGRESS_ERROR)
+		return fail("connect");
+	for (;;) {
+		PRPollDesc pd = { fd, PR_POLL_READ | PR_POLL_WRITE, 0 };
+		SECStatus rv;
+
+		if (PR_IntervalToMilliseconds(PR_IntervalNow() - t0) >
+		    LIMIT_MS) {
+			printf("result: failed TIMEOUT: no outcome after %d ms\n",
+			    LIMIT_MS);
+			rc = 1;
+			break;
+		}
+		start = call_start();
+		rv = SSL_ForceHandshake(fd);
+		call_end(start);
+		if (rv == SECSuccess) {
+			printf("result: ok\n");
+			break;
+		}
+		if (PR_GetError() != PR_WOULD_BLOCK_ERROR &&
+		    PR_GetError() != PR_IN_PROGRESS_ERROR &&
+		    PR_GetError() != PR_NOT_CONNECTED_ERROR) {
+			rc = fail("handshake");
+			break;
+		}
+		start = call_start();
+		PR_Poll(&pd, 1, PR_MillisecondsToInterval(POLL_MS));
+		call_end(start);
+		polls++;
+	}
+	printf("max_call_ms: %u\npolls: %u\ntotal_ms: %u\n", max_call_ms,
+	    polls, PR_IntervalToMilliseconds(PR_IntervalNow() - t0));
+	PR_Close(fd);
+	NSS_Shutdown();
+	PR_Cleanup();
+	return rc;
+}
