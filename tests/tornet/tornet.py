@@ -153,18 +153,6 @@ def _controller(port):
     return ctl
 
 
-def bootstrap_progress(port):
-    """(percent, summary) from GETINFO status/bootstrap-phase, or (None, why)."""
-    import stem
-    try:
-        with _controller(port) as ctl:
-            phase = ctl.get_info("status/bootstrap-phase")
-    except (stem.SocketError, stem.ControllerError, OSError) as e:
-        return None, str(e)
-    fields = dict(kv.split("=", 1) for kv in phase.split() if "=" in kv)
-    return int(fields.get("PROGRESS", 0)), phase
-
-
 class Node:
     """One tor relay or directory authority of the private network."""
 
@@ -319,8 +307,7 @@ class TorNetwork:
 
         t = time.monotonic()
         self._start_spheres(deadline)
-        self._wait_spheres_bootstrapped(deadline)
-        self._stage("spheres bootstrapped", t)
+        self._stage("spheres usable", t)
 
         t = time.monotonic()
         for sphere in self.spheres:
@@ -597,60 +584,81 @@ class TorNetwork:
                           if j % len(self.socks_ports) == i],
             })
 
-    def _sphere_torrc(self, sphere):
-        d = self.path("spheres", sphere["name"])
-        return self.common_torrc() + [
-            "DataDirectory " + d,
-            "PidFile " + os.path.join(d, "tor.pid"),
-            "Log notice stdout",           # what Stem's launcher reads
-            "Log notice file " + os.path.join(d, "notice.log"),
-            "SocksPort %s:%d" % sphere["socks"],
-            "ControlPort %s:%d" % (RELAY_ADDR, sphere["control_port"]),
-            "CookieAuthentication 1",
-            "ExitNodes " + ",".join("$" + fp for fp in sphere["exits"]),
-            "StrictNodes 1",
-            "UseMicrodescriptors 0",
-        ]
+    def spheres_config(self):
+        """The detector-spheres INI config that pins each sphere to its exits
+        and points it at this network (the [tor] section)."""
+        lines = ["# written by tests/tornet/tornet.py", "[spheres]",
+                 "timeout = 120", ""]
+        for s in self.spheres:
+            lines += ["[sphere %s]" % s["name"],
+                      "exit_nodes = " + " ".join("$" + fp for fp in s["exits"]),
+                      "socks_port = %d" % s["socks"][1],
+                      "control_port = %d" % s["control_port"], ""]
+        lines.append("[tor]")
+        opts = {}
+        for line in self.common_torrc() + ["UseMicrodescriptors 0"]:
+            k, v = line.split(" ", 1)
+            opts.setdefault(k, []).append(v)
+        for k, vs in opts.items():
+            lines.append("%s = %s" % (k, "\n    ".join(vs)))
+        return "\n".join(lines) + "\n"
+
+    def spheres_cli(self, *args, timeout=150, check=True):
+        """Run detector-spheres on this network's spheres; CompletedProcess
+        (text stdout/stderr). `args` e.g. ('status', '--json')."""
+        cmd = [sys.executable, SPHERES_TOOL, args[0],
+               "--config", self.path("spheres.conf"),
+               "--state-dir", self.path("spheres")] + list(args[1:])
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        with open(self.path("detector-spheres.log"), "a") as f:
+            f.write("$ %s\n%s%s(exit %d)\n" % (" ".join(cmd), p.stdout,
+                                               p.stderr, p.returncode))
+        if check and p.returncode != 0:
+            raise TornetError("detector-spheres %s failed (exit %d):\n%s%s" % (
+                " ".join(args), p.returncode, p.stdout, p.stderr))
+        return p
+
+    def _sphere_pids(self):
+        """[(name, pid, torrc)] of the spheres detector-spheres has running."""
+        out = []
+        for s in self.spheres:
+            try:
+                with open(self.path("spheres", s["name"], "sphere.json")) as f:
+                    rec = json.load(f)
+                out.append(("sphere " + s["name"], rec["pid"], rec["torrc"]))
+            except (OSError, ValueError, KeyError):
+                pass
+        return out
 
     def _start_spheres(self, deadline):
-        import stem.process
+        """The spheres are started by the real controller, detector-spheres,
+        which also waits (via Stem) until each one bootstraps and sees its
+        exits."""
         self._plan_spheres()
-        for s in self.spheres:
-            d = self.path("spheres", s["name"])
-            os.makedirs(d, mode=0o700)
-            torrc = os.path.join(d, "torrc")
-            with open(torrc, "w") as f:
-                f.write("\n".join(self._sphere_torrc(s)) + "\n")
-            # setsid: the tor client gets its own session (setsid execs in place)
-            proc = stem.process.launch_tor(
-                "/usr/bin/setsid", args=[TOR], torrc_path=torrc,
-                completion_percent=0,
-                timeout=max(1, int(deadline - time.monotonic())))
-            s["pid"] = proc.pid
-            self.popens.append(proc)
-            self.procs.append(("sphere " + s["name"], s["pid"], torrc))
-            with _controller(s["control_port"]) as ctl:   # stdout is closed now
-                ctl.set_conf("Log", "notice file " + os.path.join(d, "notice.log"))
-        self._say("started spheres %s" % ", ".join(s["name"] for s in self.spheres))
+        with open(self.path("spheres.conf"), "w") as f:
+            f.write(self.spheres_config())
+        left = max(5, int(deadline - time.monotonic()))
+        p = self.spheres_cli("start", "--timeout", str(left),
+                             timeout=left + 30, check=False)
+        for line in p.stdout.splitlines():
+            self._say(line)
+        for s, (_, pid, _) in zip(self.spheres, self._sphere_pids()):
+            s["pid"] = pid
+        if p.returncode != 0:
+            raise TornetError("detector-spheres start failed (exit %d): %s"
+                              % (p.returncode, p.stderr.strip()))
 
-    def _wait_spheres_bootstrapped(self, deadline):
-        pending = {s["name"]: s for s in self.spheres}
-        last = {}
-        while pending:
-            for name, s in list(pending.items()):
-                pct, summary = bootstrap_progress(s["control_port"])
-                if pct != last.get(name):
-                    last[name] = pct
-                    self._say("sphere %s: %s%%" % (name, pct))
-                if pct == 100:
-                    del pending[name]
-            if not pending:
-                return
-            self._check_alive()
-            if time.monotonic() > deadline:
-                raise TornetError("spheres not bootstrapped in time: %s" % ", ".join(
-                    "%s at %s%%" % (n, last.get(n)) for n in pending))
-            time.sleep(0.5)
+    def stop_sphere(self, name):
+        """Stop one sphere's tor (as detector-spheres stop --sphere NAME)."""
+        self.spheres_cli("stop", "--sphere", name)
+
+    def start_sphere(self, name, timeout=60):
+        """Start one sphere again and wait until it is usable."""
+        self.spheres_cli("start", "--sphere", name, "--timeout", str(timeout),
+                         timeout=timeout + 30)
+
+    def sphere(self, name):
+        return next(s for s in self.spheres if s["name"] == name)
 
     def probe(self, sphere, host=SERVER_NAME, port=None, timeout=30.0):
         """SOCKS5 CONNECT host:port through a sphere, then a TLS handshake
@@ -738,8 +746,16 @@ class TorNetwork:
         return net
 
     def down(self, remove=True):
-        """Stop every process started, by PID; then delete the directory."""
-        killed = stop_pids(list(reversed(self.procs)))
+        """Stop every process started, by PID; then delete the directory.
+
+        The spheres are stopped with detector-spheres first (that is part of
+        what the tests check); whatever is left is signalled by PID."""
+        if os.path.exists(self.path("spheres.conf")):
+            try:
+                self.spheres_cli("stop", timeout=60, check=False)
+            except (OSError, subprocess.SubprocessError) as e:
+                _log("detector-spheres stop: %s" % e)
+        killed = stop_pids(self._sphere_pids() + list(reversed(self.procs)))
         if killed:
             _log("needed SIGKILL: %s" % ", ".join(killed))
         for p in self.popens:

@@ -1,0 +1,380 @@
+"""The configuration of the spheres: parsing and validation.
+
+Pure logic: it reads the INI text it is given and checks it, and touches
+nothing else (the checks that need the system, such as whether tor is
+installed or a port is free, live in sphere.py). Every problem is reported,
+not only the first, each naming the file, section and key at fault.
+
+    [spheres]                      ; settings for all spheres (all optional)
+    listen = 127.0.0.1             ; address the SOCKS ports bind to
+    allow = 192.168.1.0/24, ...    ; gateway mode: who may use them
+    state_dir = /var/lib/detector/spheres
+    tor = /usr/bin/tor
+    timeout = 180                  ; seconds `start`/`wait` wait for bootstrap
+
+    [sphere asia]                  ; one section per sphere, in order
+    countries = cn jp kr ...       ; exits in these countries, or
+    exit_nodes = $FINGERPRINT ...  ; exits pinned by relay fingerprint
+    socks_port = 9160              ; default 9160 + 2 * position
+    control_port = 9161            ; default socks_port + 1
+
+    [tor]                          ; extra torrc options for every sphere;
+    TestingTorNetwork = 1          ; an option given several times is written
+    DirAuthority = auth0 ...       ; one value per (indented) line
+        auth1 ...
+
+Without [sphere ...] sections the five continents of continents.py are used.
+"""
+
+import configparser
+import ipaddress
+import re
+
+from .continents import COUNTRY_CODES, DEFAULT_SPHERES
+
+FIRST_SOCKS_PORT = 9160
+DEFAULT_TIMEOUT = 180.0
+DEFAULT_LISTEN = "127.0.0.1"
+
+SPHERES_KEYS = {"listen", "allow", "state_dir", "tor", "timeout"}
+SPHERE_KEYS = {"countries", "exit_nodes", "socks_port", "control_port"}
+
+# torrc options the controller sets itself; [tor] may not override them.
+MANAGED_TOR_OPTIONS = {
+    "socksport", "controlport", "datadirectory", "exitnodes", "strictnodes",
+    "pidfile", "runasdaemon", "sockspolicy", "cookieauthentication",
+    "cookieauthfile", "hashedcontrolpassword", "clientonly",
+}
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
+# $FP, FP, $FP~nick or $FP=nick (Tor's ExitNodes forms for one relay)
+FINGERPRINT_RE = re.compile(r"^\$?([0-9A-Fa-f]{40})(?:[~=][A-Za-z0-9]{1,19})?$")
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; .problems lists every reason."""
+
+    def __init__(self, problems):
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+class SphereConfig:
+    """One sphere: its name, exit restriction and ports."""
+
+    def __init__(self, name, countries=(), fingerprints=(), socks_port=None,
+                 control_port=None):
+        self.name = name
+        self.countries = list(countries)        # lower-case ISO codes
+        self.fingerprints = list(fingerprints)  # upper-case hex, no '$'
+        self.socks_port = socks_port
+        self.control_port = control_port
+
+    def exit_nodes(self):
+        """The value of tor's ExitNodes option for this sphere."""
+        if self.fingerprints:
+            return ",".join("$" + fp for fp in self.fingerprints)
+        return ",".join("{%s}" % cc for cc in self.countries)
+
+    def to_json(self):
+        return {"name": self.name, "countries": self.countries,
+                "fingerprints": self.fingerprints,
+                "socks_port": self.socks_port,
+                "control_port": self.control_port}
+
+
+class Config:
+    """The whole, validated configuration."""
+
+    def __init__(self):
+        self.path = None
+        self.spheres = []
+        self.listen = DEFAULT_LISTEN
+        self.allow = []             # ipaddress networks
+        self.state_dir = None
+        self.tor = "tor"
+        self.timeout = DEFAULT_TIMEOUT
+        self.tor_options = []       # [(option, value)] in file order
+
+    @property
+    def gateway(self):
+        return not ipaddress.ip_address(self.listen).is_loopback
+
+    def socks_policy(self):
+        """SocksPolicy lines for gateway mode: the allowed networks, then
+        reject everyone else. Empty when nothing is restricted."""
+        if not self.allow:
+            return []
+        lines = []
+        for net in self.allow:
+            if net.version == 6:
+                lines.append("accept [%s]/%d" % (net.network_address,
+                                                 net.prefixlen))
+            else:
+                lines.append("accept %s" % net.with_prefixlen)
+        return lines + ["reject *"]
+
+    def sphere(self, name):
+        for s in self.spheres:
+            if s.name == name:
+                return s
+        return None
+
+
+def _split_list(value):
+    return [v for v in re.split(r"[\s,]+", value.strip()) if v]
+
+
+def _parse_port(value, where, problems):
+    try:
+        port = int(value)
+    except ValueError:
+        problems.append("%s: '%s' is not a port number" % (where, value))
+        return None
+    if not 1 <= port <= 65535:
+        problems.append("%s: port %d is outside 1-65535" % (where, port))
+        return None
+    return port
+
+
+def parse_networks(value, where, problems):
+    """CIDR list 'a.b.c.d/n, ...' -> [ip_network]; bad items go to problems."""
+    nets = []
+    for item in _split_list(value):
+        try:
+            nets.append(ipaddress.ip_network(item, strict=True))
+        except ValueError as e:
+            problems.append("%s: '%s' is not a network in CIDR form (%s)"
+                            % (where, item, e))
+    if not nets:
+        problems.append("%s: no network given" % where)
+    return nets
+
+
+def check_listen(value, where, problems):
+    try:
+        ipaddress.ip_address(value)
+        return value
+    except ValueError:
+        problems.append("%s: '%s' is not an IP address (gateway mode binds "
+                        "the SOCKS ports on one address of this machine)"
+                        % (where, value))
+        return None
+
+
+def parse(text, path="<config>", listen=None, allow=None):
+    """Parse and validate INI text; `listen`/`allow` (strings from the command
+    line) override the file. Returns a Config or raises ConfigError."""
+    problems = []
+    cfg = Config()
+    cfg.path = path
+    cp = configparser.ConfigParser(interpolation=None, strict=True,
+                                   empty_lines_in_values=False,
+                                   default_section="\0none")
+    cp.optionxform = str            # keep the case of tor options
+    try:
+        cp.read_string(text, source=path)
+    except configparser.Error as e:
+        raise ConfigError(["%s: %s" % (path, " ".join(str(e).split()))])
+
+    sphere_sections = []
+    for section in cp.sections():
+        if section == "spheres":
+            _parse_globals(cfg, cp[section], path, problems)
+        elif section == "tor":
+            _parse_tor(cfg, cp[section], path, problems)
+        elif section.startswith("sphere "):
+            sphere_sections.append(section)
+        else:
+            problems.append("%s: unknown section [%s] (known: [spheres], "
+                            "[sphere NAME], [tor])" % (path, section))
+
+    if listen is not None:
+        cfg.listen = check_listen(listen, "--listen", problems) or cfg.listen
+    if allow is not None:
+        cfg.allow = parse_networks(allow, "--allow", problems)
+
+    if sphere_sections:
+        for i, section in enumerate(sphere_sections):
+            s = _parse_sphere(section, cp[section], i, path, problems)
+            if s:
+                cfg.spheres.append(s)
+    else:
+        for i, (name, countries) in enumerate(DEFAULT_SPHERES):
+            cfg.spheres.append(SphereConfig(
+                name, countries=countries, socks_port=FIRST_SOCKS_PORT + 2 * i,
+                control_port=FIRST_SOCKS_PORT + 2 * i + 1))
+
+    _check_disjoint(cfg, path, problems)
+    _check_gateway(cfg, path, problems)
+    if problems:
+        raise ConfigError(problems)
+    return cfg
+
+
+def load(path=None, listen=None, allow=None):
+    """Read and validate a config file (None: the defaults only)."""
+    if path is None:
+        return parse("", "<defaults>", listen=listen, allow=allow)
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as e:
+        raise ConfigError(["%s: cannot read the config file: %s"
+                           % (path, e.strerror or e)])
+    except UnicodeDecodeError as e:
+        raise ConfigError(["%s: not UTF-8 text (%s)" % (path, e)])
+    return parse(text, path, listen=listen, allow=allow)
+
+
+def _parse_globals(cfg, sec, path, problems):
+    for key, value in sec.items():
+        where = "%s: [spheres] %s" % (path, key)
+        k = key.lower()
+        if k not in SPHERES_KEYS:
+            problems.append("%s: unknown key (known: %s)"
+                            % (where, ", ".join(sorted(SPHERES_KEYS))))
+        elif k == "listen":
+            cfg.listen = check_listen(value.strip(), where, problems) or cfg.listen
+        elif k == "allow":
+            cfg.allow = parse_networks(value, where, problems)
+        elif k == "state_dir":
+            cfg.state_dir = value.strip()
+        elif k == "tor":
+            cfg.tor = value.strip()
+        elif k == "timeout":
+            try:
+                cfg.timeout = float(value)
+                if cfg.timeout <= 0:
+                    raise ValueError
+            except ValueError:
+                problems.append("%s: '%s' is not a positive number of seconds"
+                                % (where, value))
+
+
+def _parse_tor(cfg, sec, path, problems):
+    for key, value in sec.items():
+        if key.lower() in MANAGED_TOR_OPTIONS:
+            problems.append("%s: [tor] %s: set by detector-spheres itself; "
+                            "use the [spheres]/[sphere NAME] settings instead"
+                            % (path, key))
+            continue
+        values = [v.strip() for v in value.split("\n") if v.strip()]
+        if not values:
+            problems.append("%s: [tor] %s: no value" % (path, key))
+        if not re.match(r"^_{0,2}[A-Za-z][A-Za-z0-9]*$", key):
+            problems.append("%s: [tor] %s: not a tor option name" % (path, key))
+        cfg.tor_options.extend((key, v) for v in values)
+
+
+def _parse_sphere(section, sec, index, path, problems):
+    name = section[len("sphere "):].strip()
+    where = "%s: [%s]" % (path, section)
+    if not NAME_RE.match(name):
+        problems.append("%s: sphere name '%s' must be 1-32 lower-case letters, "
+                        "digits or '-'" % (where, name))
+        return None
+    s = SphereConfig(name)
+    keys = {k.lower(): v for k, v in sec.items()}
+    for k in keys:
+        if k not in SPHERE_KEYS:
+            problems.append("%s %s: unknown key (known: %s)"
+                            % (where, k, ", ".join(sorted(SPHERE_KEYS))))
+    if "countries" in keys and "exit_nodes" in keys:
+        problems.append("%s: give either countries or exit_nodes, not both"
+                        % where)
+    elif "countries" not in keys and "exit_nodes" not in keys:
+        problems.append("%s: no exits: set countries (e.g. 'countries = jp kr') "
+                        "or exit_nodes (relay fingerprints)" % where)
+    before = len(problems)
+    if "countries" in keys:
+        for cc in _split_list(keys["countries"]):
+            c = cc.lower().strip("{}")
+            if c not in COUNTRY_CODES:
+                problems.append("%s countries: '%s' is not an ISO 3166-1 "
+                                "alpha-2 country code (two letters, e.g. 'jp')"
+                                % (where, cc))
+            elif c in s.countries:
+                problems.append("%s countries: '%s' is listed twice" % (where, c))
+            else:
+                s.countries.append(c)
+        if not s.countries and len(problems) == before:
+            problems.append("%s countries: empty" % where)
+    before = len(problems)
+    if "exit_nodes" in keys:
+        for item in _split_list(keys["exit_nodes"]):
+            m = FINGERPRINT_RE.match(item)
+            if not m:
+                problems.append("%s exit_nodes: '%s' is not a relay fingerprint "
+                                "(40 hex digits, optionally '$'-prefixed)"
+                                % (where, item))
+            elif m.group(1).upper() in s.fingerprints:
+                problems.append("%s exit_nodes: '%s' is listed twice"
+                                % (where, item))
+            else:
+                s.fingerprints.append(m.group(1).upper())
+        if not s.fingerprints and len(problems) == before:
+            problems.append("%s exit_nodes: empty" % where)
+    s.socks_port = FIRST_SOCKS_PORT + 2 * index
+    if "socks_port" in keys:
+        s.socks_port = _parse_port(keys["socks_port"], where + " socks_port",
+                                   problems)
+    if "control_port" in keys:
+        s.control_port = _parse_port(keys["control_port"],
+                                     where + " control_port", problems)
+    elif s.socks_port:
+        if s.socks_port < 65535:
+            s.control_port = s.socks_port + 1
+        else:
+            problems.append("%s socks_port: 65535 leaves no room for the "
+                            "default control port (socks_port + 1); set "
+                            "control_port" % where)
+    return s
+
+
+def _check_disjoint(cfg, path, problems):
+    """Spheres must not share a country, an exit relay or a port."""
+    names, countries, fps, ports = {}, {}, {}, {}
+    for s in cfg.spheres:
+        if s.name in names:
+            problems.append("%s: sphere '%s' is defined twice" % (path, s.name))
+        names[s.name] = s
+        for c in s.countries:
+            if c in countries:
+                problems.append("%s: country '%s' is in two spheres: '%s' and "
+                                "'%s'" % (path, c, countries[c], s.name))
+            countries.setdefault(c, s.name)
+        for fp in s.fingerprints:
+            if fp in fps:
+                problems.append("%s: exit relay %s is in two spheres: '%s' and "
+                                "'%s'" % (path, fp, fps[fp], s.name))
+            fps.setdefault(fp, s.name)
+        for kind, port in (("socks_port", s.socks_port),
+                           ("control_port", s.control_port)):
+            if port is None:
+                continue
+            if port in ports:
+                problems.append("%s: port clash: %d is [sphere %s] %s and "
+                                "[sphere %s] %s" % ((path, port) + ports[port]
+                                                    + (s.name, kind)))
+            else:
+                ports[port] = (s.name, kind)
+
+
+def _check_gateway(cfg, path, problems):
+    if cfg.gateway and not cfg.allow:
+        problems.append("%s: gateway mode (listen = %s) needs an allow list "
+                        "(--allow CIDR,... or 'allow =' in [spheres]) so that "
+                        "only your own networks can use the spheres"
+                        % (path, cfg.listen))
+    for net in cfg.allow:
+        if net.prefixlen == 0:
+            problems.append("%s: allow %s would open the spheres to everyone; "
+                            "list your own networks" % (path, net))
+    listen = ipaddress.ip_address(cfg.listen)
+    if cfg.allow and not listen.is_unspecified:
+        listen_v = listen.version
+        if all(n.version != listen_v for n in cfg.allow):
+            problems.append("%s: listen %s is IPv%d but every allowed network "
+                            "is IPv%d: no client could connect"
+                            % (path, cfg.listen, listen_v, 10 - listen_v))

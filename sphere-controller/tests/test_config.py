@@ -1,0 +1,286 @@
+"""Unit tests of detector-spheres' configuration: parsing and validation.
+
+No tor, no network: run with /usr/bin/python3 -m pytest sphere-controller/tests
+"""
+
+import ipaddress
+import os
+import sys
+import textwrap
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+from detector_spheres import cli, config  # noqa: E402
+from detector_spheres.continents import COUNTRY_CODES, DEFAULT_SPHERES  # noqa: E402
+from detector_spheres.sphere import Sphere, SphereError, find_tor  # noqa: E402
+
+FP1 = "A" * 40
+FP2 = "0123456789abcdef0123456789ABCDEF01234567"
+
+
+def parse(text, **kw):
+    return config.parse(textwrap.dedent(text), "t.conf", **kw)
+
+
+def problems(text, **kw):
+    with pytest.raises(config.ConfigError) as e:
+        parse(text, **kw)
+    return e.value.problems
+
+
+def test_defaults_are_five_continents_on_9160_to_9169():
+    cfg = parse("")
+    assert [s.name for s in cfg.spheres] == [
+        "asia", "europe", "north-america", "africa-south-america",
+        "oceania-antarctica"]
+    assert [(s.socks_port, s.control_port) for s in cfg.spheres] == [
+        (9160, 9161), (9162, 9163), (9164, 9165), (9166, 9167), (9168, 9169)]
+    assert cfg.listen == "127.0.0.1" and not cfg.gateway and not cfg.allow
+    assert cfg.socks_policy() == []
+
+
+def test_every_country_is_in_exactly_one_default_sphere():
+    seen = [c for _, cs in DEFAULT_SPHERES for c in cs]
+    assert len(seen) == len(set(seen)) == len(COUNTRY_CODES)
+    assert {"jp", "de", "us", "br", "za", "au", "aq"} <= COUNTRY_CODES
+    assert len(COUNTRY_CODES) == 249 + 5     # ISO 3166-1 + tor GeoIP extras
+
+
+def test_exit_nodes_value_for_countries_and_fingerprints():
+    cfg = parse("""
+        [sphere a]
+        countries = JP, kr {tw}
+        [sphere b]
+        exit_nodes = $%s %s~nick
+        """ % (FP1, FP2))
+    a, b = cfg.spheres
+    assert a.exit_nodes() == "{jp},{kr},{tw}"
+    assert b.exit_nodes() == "$%s,$%s" % (FP1, FP2.upper())
+    assert (a.socks_port, a.control_port, b.socks_port) == (9160, 9161, 9162)
+
+
+def test_bad_country_code_is_named_with_its_sphere():
+    p = problems("""
+        [sphere asia]
+        countries = jp xx japan
+        """)
+    assert len(p) == 2
+    assert "t.conf: [sphere asia] countries: 'xx' is not an ISO 3166-1" in p[0]
+    assert "'japan'" in p[1]
+
+
+def test_country_in_two_spheres():
+    p = problems("""
+        [sphere one]
+        countries = jp kr
+        [sphere two]
+        countries = de kr
+        """)
+    assert p == ["t.conf: country 'kr' is in two spheres: 'one' and 'two'"]
+
+
+def test_fingerprint_in_two_spheres_and_bad_fingerprint():
+    p = problems("""
+        [sphere one]
+        exit_nodes = $%s
+        [sphere two]
+        exit_nodes = %s, $1234
+        """ % (FP1, FP1.lower()))
+    assert any("'$1234' is not a relay fingerprint" in x for x in p)
+    assert any("exit relay %s is in two spheres: 'one' and 'two'" % FP1 in x
+               for x in p)
+
+
+def test_port_clash_between_spheres():
+    p = problems("""
+        [sphere one]
+        countries = jp
+        socks_port = 9000
+        [sphere two]
+        countries = de
+        socks_port = 9001
+        """)
+    assert p == ["t.conf: port clash: 9001 is [sphere one] control_port and "
+                 "[sphere two] socks_port"]
+
+
+def test_bad_ports():
+    p = problems("""
+        [sphere one]
+        countries = jp
+        socks_port = http
+        control_port = 70000
+        """)
+    assert "[sphere one] socks_port: 'http' is not a port number" in p[0]
+    assert "[sphere one] control_port: port 70000 is outside 1-65535" in p[1]
+
+
+def test_countries_and_exit_nodes_are_exclusive_and_one_is_needed():
+    p = problems("""
+        [sphere both]
+        countries = jp
+        exit_nodes = %s
+        [sphere neither]
+        socks_port = 9200
+        """ % FP1)
+    assert any("[sphere both]: give either countries or exit_nodes" in x for x in p)
+    assert any("[sphere neither]: no exits" in x for x in p)
+
+
+def test_unknown_keys_sections_and_bad_names():
+    p = problems("""
+        [spheres]
+        listn = 127.0.0.1
+        [sphere Asia_1]
+        countries = jp
+        [sphere ok]
+        country = jp
+        [tors]
+        """)
+    assert any("[spheres] listn: unknown key" in x for x in p)
+    assert any("sphere name 'Asia_1'" in x for x in p)
+    assert any("[sphere ok] country: unknown key" in x for x in p)
+    assert any("unknown section [tors]" in x for x in p)
+
+
+def test_syntax_errors_name_the_file_and_line():
+    p = problems("countries = jp\n")
+    assert p[0].startswith("t.conf: File contains no section headers")
+    p = problems("[sphere a]\ncountries = jp\n[sphere a]\ncountries = de\n")
+    assert "t.conf" in p[0] and "line 3" in p[0] and "already exists" in p[0]
+
+
+def test_tor_section_passes_options_through_multi_valued():
+    cfg = parse("""
+        [sphere a]
+        exit_nodes = %s
+        [tor]
+        TestingTorNetwork = 1
+        DirAuthority = auth0 orport=7000 127.0.0.1:7050 AAAA
+            auth1 orport=7001 127.0.0.1:7051 BBBB
+        __OwningControllerProcess = 123
+        """ % FP1)
+    assert cfg.tor_options == [
+        ("TestingTorNetwork", "1"),
+        ("DirAuthority", "auth0 orport=7000 127.0.0.1:7050 AAAA"),
+        ("DirAuthority", "auth1 orport=7001 127.0.0.1:7051 BBBB"),
+        ("__OwningControllerProcess", "123")]
+
+
+def test_tor_section_may_not_override_managed_options():
+    p = problems("""
+        [tor]
+        SocksPort = 9050
+        exitnodes = {us}
+        """)
+    assert len(p) == 2
+    assert "[tor] SocksPort: set by detector-spheres itself" in p[0]
+    assert "[tor] exitnodes: set by detector-spheres itself" in p[1]
+
+
+def test_gateway_needs_allow_list():
+    p = problems("[spheres]\nlisten = 192.168.1.1\n")
+    assert "gateway mode (listen = 192.168.1.1) needs an allow list" in p[0]
+    p = problems("", listen="10.0.0.1")
+    assert "needs an allow list" in p[0]
+
+
+def test_gateway_socks_policy_from_command_line():
+    cfg = parse("", listen="192.168.7.1", allow="192.168.7.0/24,10.1.0.0/16")
+    assert cfg.gateway
+    assert cfg.allow == [ipaddress.ip_network("192.168.7.0/24"),
+                         ipaddress.ip_network("10.1.0.0/16")]
+    assert cfg.socks_policy() == ["accept 192.168.7.0/24",
+                                  "accept 10.1.0.0/16", "reject *"]
+    cfg = parse("", listen="fd00::1", allow="fd00::/64")
+    assert cfg.socks_policy() == ["accept [fd00::]/64", "reject *"]
+
+
+def test_gateway_bad_values():
+    p = problems("", listen="gateway.example", allow="192.168.7.0/33")
+    assert any("--listen: 'gateway.example' is not an IP address" in x for x in p)
+    assert any("--allow: '192.168.7.0/33' is not a network" in x for x in p)
+    p = problems("", listen="192.168.7.1", allow="0.0.0.0/0")
+    assert any("would open the spheres to everyone" in x for x in p)
+    p = problems("", listen="192.168.7.1", allow="192.168.7.1/24")
+    assert any("has host bits set" in x for x in p)
+    p = problems("", listen="192.168.7.1", allow="fd00::/64")
+    assert any("no client could connect" in x for x in p)
+
+
+def test_globals():
+    cfg = parse("""
+        [spheres]
+        state_dir = /srv/spheres
+        tor = /opt/tor/bin/tor
+        timeout = 30
+        """)
+    assert (cfg.state_dir, cfg.tor, cfg.timeout) == (
+        "/srv/spheres", "/opt/tor/bin/tor", 30.0)
+    p = problems("[spheres]\ntimeout = soon\n")
+    assert "'soon' is not a positive number of seconds" in p[0]
+
+
+def test_all_problems_are_reported_at_once():
+    p = problems("""
+        [sphere a]
+        countries = zz
+        socks_port = 1
+        [sphere b]
+        countries = yy
+        socks_port = 1
+        """)
+    assert len(p) == 4      # two bad codes; socks and control ports clash
+
+
+def test_load_missing_file():
+    with pytest.raises(config.ConfigError) as e:
+        config.load("/nonexistent/spheres.conf")
+    assert e.value.problems == ["/nonexistent/spheres.conf: cannot read the "
+                                "config file: No such file or directory"]
+
+
+def test_tor_missing():
+    with pytest.raises(SphereError) as e:
+        find_tor("/nonexistent/tor")
+    assert "tor not found" in str(e.value) and "'tor' package" in str(e.value)
+
+
+def test_torrc_of_a_gateway_sphere(tmp_path):
+    cfg = parse("""
+        [sphere lab]
+        exit_nodes = %s
+        socks_port = 9300
+        [tor]
+        UseMicrodescriptors = 0
+        """ % FP1, listen="192.168.7.1", allow="192.168.7.0/24")
+    s = Sphere(str(tmp_path), "lab", cfg.spheres[0], cfg)
+    lines = s.torrc_lines()
+    assert "SocksPort 192.168.7.1:9300" in lines
+    assert "ControlPort 127.0.0.1:9301" in lines
+    assert "ExitNodes $%s" % FP1 in lines and "StrictNodes 1" in lines
+    assert lines.index("SocksPolicy accept 192.168.7.0/24") < \
+        lines.index("SocksPolicy reject *")
+    assert lines[-1] == "UseMicrodescriptors 0"
+    assert "DataDirectory %s/lab" % tmp_path in lines
+
+
+def test_cli_exit_codes_for_config_errors(tmp_path, capsys):
+    bad = tmp_path / "bad.conf"
+    bad.write_text("[sphere a]\ncountries = xx\n")
+    rc = cli.main(["start", "--config", str(bad), "--state-dir",
+                   str(tmp_path / "state")])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "detector-spheres: error: %s: [sphere a] countries: 'xx'" % bad in err
+    assert not (tmp_path / "state").exists()       # nothing was started
+    good = tmp_path / "tor.conf"
+    good.write_text("[spheres]\ntor = /nonexistent/tor\n")
+    assert cli.main(["start", "--config", str(good), "--state-dir",
+                     str(tmp_path / "state")]) == 2
+    assert "tor not found" in capsys.readouterr().err
+    assert cli.main(["status", "--state-dir", str(tmp_path / "state"),
+                     "--sphere", "nowhere"]) == 2
+    assert "no sphere named 'nowhere'" in capsys.readouterr().err
