@@ -140,6 +140,8 @@ DETECTOR_API int detector_config_set_probe_timeout(struct detector_config *cfg,
     unsigned int ms);
 DETECTOR_API int detector_config_set_deadline(struct detector_config *cfg,
     unsigned int ms);
+DETECTOR_API unsigned int detector_config_deadline(
+    const struct detector_config *cfg);
 /* Adds exclusion rules (comma or space separated): a domain suffix such as
  * "corp.example" (matches it and every name below it) or a CIDR such as
  * "10.0.0.0/8" / "fd00::/8" (matches IP-literal hosts). */

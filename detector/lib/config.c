@@ -246,6 +246,12 @@ detector_config_set_deadline(struct detector_config *cfg, unsigned int ms)
 	return 0;
 }
 
+unsigned int
+detector_config_deadline(const struct detector_config *cfg)
+{
+	return cfg->deadline_ms;
+}
+
 int
 detector_config_add_exclude(struct detector_config *cfg, const char *rules)
 {

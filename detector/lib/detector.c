@@ -232,12 +232,19 @@ make_reason(const char *host, unsigned int port,
 		    "from what %u of %u spheres see (possible "
 		    "man-in-the-middle)", host, port, r->mismatches, n);
 		break;
-	case DETECTOR_UNDECIDED:
+	case DETECTOR_UNDECIDED: {
+		unsigned int skipped = 0;
+		size_t i;
+
+		for (i = 0; i < r->nspheres; i++)
+			skipped += r->spheres[i].status == DETECTOR_PATH_SKIPPED;
 		rc = asprintf(&s, "only %u of %u spheres confirmed the key of "
 		    "%s:%u (quorum %u), %u disagreed, %u failed or timed "
-		    "out", r->matches, n, host, port, r->quorum,
-		    r->mismatches, r->failures);
+		    "out%s", r->matches, n, host, port, r->quorum,
+		    r->mismatches, r->failures - skipped, skipped ?
+		    ", the rest could no longer change the outcome" : "");
 		break;
+	}
 	case DETECTOR_EXCLUDED:
 		rc = asprintf(&s, "%s is excluded from probing by the "
 		    "configuration", host);
@@ -460,8 +467,10 @@ detector_fetch(struct detector *ctx, const char *host, unsigned int port,
 	p.port = port;
 	p.start = PR_IntervalNow();
 	p.path = path;
+	/* One path: both the probe timeout and the deadline bound it. */
 	p.deadline = p.start + PR_MillisecondsToInterval(
-	    ctx->cfg.probe_timeout_ms);
+	    ctx->cfg.probe_timeout_ms < ctx->cfg.deadline_ms ?
+	    ctx->cfg.probe_timeout_ms : ctx->cfg.deadline_ms);
 	probe_start(&p, &addr, "direct");
 	while (p.state != PROBE_DONE) {
 		PRIntervalTime now = PR_IntervalNow();

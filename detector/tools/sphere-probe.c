@@ -445,6 +445,7 @@ main(int argc, char **argv)
 	struct detector_path *direct = NULL;
 	struct detector_result *res = NULL;
 	const char *rule;
+	unsigned int deadline, remaining;
 	int code;
 
 	parse_args(argc, argv, &o);
@@ -452,11 +453,16 @@ main(int argc, char **argv)
 	    NSS_SetDomesticPolicy() != SECSuccess)
 		die("cannot initialise NSS");
 	cfg = load_config(&o);
+	deadline = detector_config_deadline(cfg);
+	if (o.dump_dir != NULL && mkdir(o.dump_dir, 0700) == -1 &&
+	    errno != EEXIST)
+		die("%s: %s", o.dump_dir, strerror(errno));
+	if (o.dump_dir != NULL && access(o.dump_dir, W_OK) == -1)
+		die("%s: %s", o.dump_dir, strerror(errno));
 	if ((ctx = detector_new()) == NULL)
 		die("out of memory");
 	if (detector_configure(ctx, cfg) == -1)
 		die("%s", detector_error(ctx));
-	detector_config_free(cfg);
 	if ((rule = detector_excluded(ctx, o.host)) != NULL)
 		die("%s is excluded from probing by the rule '%s' in the "
 		    "configuration; not probed", o.host, rule);
@@ -466,6 +472,12 @@ main(int argc, char **argv)
 	if (direct->status != DETECTOR_PATH_SEEN)
 		die("direct connection to %s:%u failed: %s", o.host, o.port,
 		    direct->error ? direct->error : "no certificate");
+	/* The deadline covers the whole run: the spheres get what is left. */
+	remaining = direct->ms < deadline ? deadline - direct->ms : 1;
+	if (detector_config_set_deadline(cfg, remaining) == -1 ||
+	    detector_configure(ctx, cfg) == -1)
+		die("%s", detector_error(ctx));
+	detector_config_free(cfg);
 	if (detector_check(ctx, o.host, o.port, direct->certs[0].data,
 	    direct->certs[0].len, &res) == -1)
 		die("%s", detector_error(ctx));
