@@ -40,6 +40,14 @@ struct options {
 	char resolve_addr[64];
 };
 
+/* What a run holds; released at exit whichever way the run ends. */
+static struct {
+	struct detector_config *cfg;
+	struct detector *ctx;
+	struct detector_path *direct;
+	struct detector_result *res;
+} run;
+
 static void
 usage(FILE *f)
 {
@@ -307,16 +315,18 @@ write_pem(const char *dir, const char *name, const char *label,
 	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
 	    0600);
 	if (fd == -1 || fchmod(fd, 0600) == -1 ||
-	    (f = fdopen(fd, "w")) == NULL)
+	    (f = fdopen(fd, "w")) == NULL) {
+		PR_Free(b64);
 		die("%s: %s", path, strerror(errno));
+	}
 	fprintf(f, "-----BEGIN %s-----\n", label);
 	len = strlen(b64);
 	for (i = 0; i < len; i += 64)
 		fprintf(f, "%.64s\n", b64 + i);
 	fprintf(f, "-----END %s-----\n", label);
+	PR_Free(b64);
 	if (fclose(f) != 0)
 		die("%s: %s", path, strerror(errno));
-	PR_Free(b64);
 }
 
 static void
@@ -411,10 +421,10 @@ parse_args(int argc, char **argv, struct options *o)
 		parse_resolve(o);
 }
 
-static struct detector_config *
+static void
 load_config(const struct options *o)
 {
-	struct detector_config *cfg = detector_config_new();
+	struct detector_config *cfg = run.cfg = detector_config_new();
 
 	if (cfg == NULL)
 		die("out of memory");
@@ -433,72 +443,71 @@ load_config(const struct options *o)
 		printf("configuration: %s\n", detector_config_path(cfg) ?
 		    detector_config_path(cfg) : o->config ? o->config :
 		    "built-in defaults");
-	return cfg;
+}
+
+static void
+run_release(void)
+{
+	detector_result_free(run.res);
+	detector_path_free(run.direct);
+	detector_free(run.ctx);
+	detector_config_free(run.cfg);
+	if (NSS_IsInitialized() && NSS_Shutdown() != SECSuccess)
+		fprintf(stderr, "sphere-probe: NSS shutdown reported leaked "
+		    "references\n");
+	PR_Cleanup();
 }
 
 int
 main(int argc, char **argv)
 {
 	struct options o;
-	struct detector_config *cfg;
-	struct detector *ctx;
-	struct detector_path *direct = NULL;
-	struct detector_result *res = NULL;
 	const char *rule;
 	unsigned int deadline, remaining;
-	int code;
 
 	parse_args(argc, argv, &o);
+	atexit(run_release);
 	if (NSS_NoDB_Init(NULL) != SECSuccess ||
 	    NSS_SetDomesticPolicy() != SECSuccess)
 		die("cannot initialise NSS");
-	cfg = load_config(&o);
-	deadline = detector_config_deadline(cfg);
+	load_config(&o);
+	deadline = detector_config_deadline(run.cfg);
 	if (o.dump_dir != NULL && mkdir(o.dump_dir, 0700) == -1 &&
 	    errno != EEXIST)
 		die("%s: %s", o.dump_dir, strerror(errno));
 	if (o.dump_dir != NULL && access(o.dump_dir, W_OK) == -1)
 		die("%s: %s", o.dump_dir, strerror(errno));
-	if ((ctx = detector_new()) == NULL)
+	if ((run.ctx = detector_new()) == NULL)
 		die("out of memory");
-	if (detector_configure(ctx, cfg) == -1)
-		die("%s", detector_error(ctx));
-	if ((rule = detector_excluded(ctx, o.host)) != NULL)
+	if (detector_configure(run.ctx, run.cfg) == -1)
+		die("%s", detector_error(run.ctx));
+	if ((rule = detector_excluded(run.ctx, o.host)) != NULL)
 		die("%s is excluded from probing by the rule '%s' in the "
 		    "configuration; not probed", o.host, rule);
-	if (detector_fetch(ctx, o.host, o.port, o.resolve ? o.resolve_addr :
-	    NULL, &direct) == -1)
-		die("%s", detector_error(ctx));
-	if (direct->status != DETECTOR_PATH_SEEN)
+	if (detector_fetch(run.ctx, o.host, o.port, o.resolve ?
+	    o.resolve_addr : NULL, &run.direct) == -1)
+		die("%s", detector_error(run.ctx));
+	if (run.direct->status != DETECTOR_PATH_SEEN)
 		die("direct connection to %s:%u failed: %s", o.host, o.port,
-		    direct->error ? direct->error : "no certificate");
+		    run.direct->error ? run.direct->error : "no certificate");
 	/* The deadline covers the whole run: the spheres get what is left. */
-	remaining = direct->ms < deadline ? deadline - direct->ms : 1;
-	if (detector_config_set_deadline(cfg, remaining) == -1 ||
-	    detector_configure(ctx, cfg) == -1)
-		die("%s", detector_error(ctx));
-	detector_config_free(cfg);
-	if (detector_check(ctx, o.host, o.port, direct->certs[0].data,
-	    direct->certs[0].len, &res) == -1)
-		die("%s", detector_error(ctx));
+	remaining = run.direct->ms < deadline ? deadline - run.direct->ms : 1;
+	if (detector_config_set_deadline(run.cfg, remaining) == -1 ||
+	    detector_configure(run.ctx, run.cfg) == -1)
+		die("%s", detector_error(run.ctx));
+	if (detector_check(run.ctx, o.host, o.port, run.direct->certs[0].data,
+	    run.direct->certs[0].len, &run.res) == -1)
+		die("%s", detector_error(run.ctx));
 	if (o.json)
-		print_json(&o, direct, res);
+		print_json(&o, run.direct, run.res);
 	else
-		print_text(&o, direct, res);
+		print_text(&o, run.direct, run.res);
 	if (o.dump_dir != NULL)
-		dump_all(o.dump_dir, direct, res);
-	switch (res->verdict) {
-	case DETECTOR_ACCEPT: code = EXIT_ACCEPT; break;
-	case DETECTOR_REJECT: code = EXIT_REJECT; break;
-	case DETECTOR_UNDECIDED: code = EXIT_UNDECIDED; break;
-	default: code = EXIT_UNKNOWN; break;
+		dump_all(o.dump_dir, run.direct, run.res);
+	switch (run.res->verdict) {
+	case DETECTOR_ACCEPT: return EXIT_ACCEPT;
+	case DETECTOR_REJECT: return EXIT_REJECT;
+	case DETECTOR_UNDECIDED: return EXIT_UNDECIDED;
+	default: return EXIT_UNKNOWN;
 	}
-	detector_result_free(res);
-	detector_path_free(direct);
-	detector_free(ctx);
-	if (NSS_Shutdown() != SECSuccess)
-		fprintf(stderr, "sphere-probe: NSS shutdown reported leaked "
-		    "references\n");
-	PR_Cleanup();
-	return code;
 }
