@@ -300,15 +300,17 @@ def cmd_status(args):
         print()
     else:
         print("%-22s %-8s %-5s %-22s %s" % ("SPHERE", "STATE", "BOOT",
-                                            "SOCKS", "CIRCUITS (exit relay, country)"))
+                                            "SOCKS", "CIRCUITS  EXITS (country)"))
         for r in result:
             state = "running" if r["running"] else "stopped"
             if r["running"] and not r["usable"]:
                 state = "starting" if not r["error"] else "broken"
             boot = "%d%%" % r["bootstrap"]["progress"] if r["bootstrap"] else "-"
-            circs = ", ".join("%s:%s(%s)" % (c["id"], c["exit"]["nickname"],
-                                             c["exit"]["country"])
-                              for c in r["circuits"]) or "-"
+            exits = {}
+            for c in r["circuits"]:
+                exits.setdefault("%s (%s)" % (c["exit"]["nickname"],
+                                              c["exit"]["country"]), 0)
+            circs = "%-9d %s" % (len(r["circuits"]), ", ".join(exits) or "-")
             print("%-22s %-8s %-5s %-22s %s" % (r["name"], state, boot,
                                                 r["socks"], circs))
             if r["error"]:
@@ -317,10 +319,17 @@ def cmd_status(args):
 
 
 def cmd_newnym(args):
-    """NEWNYM every sphere at once, then wait (briefly, all together) until
-    each shows a circuit it did not have before. Tor builds new circuits
-    lazily, so a sphere nobody uses may only get one with its next
-    connection; that is reported, not an error."""
+    """NEWNYM every sphere at once, then close its idle exit circuits, then
+    wait (briefly, all together) until each shows a circuit it did not have
+    before.
+
+    NEWNYM alone keeps clean circuits built earlier (tor 0.4.9 keeps its
+    prebuilt conflux sets), so the next probe could still leave through a
+    path chosen before the request. Closing every exit circuit that carries
+    no stream makes the next connection use a path chosen afterwards; live
+    connections are left alone (NEWNYM already bars their circuits from new
+    streams). Tor builds new circuits lazily, so a sphere may only get one
+    with its next connection; that is reported, not an error."""
     _, _, spheres = resolve(args)
     rc = 0
     ctls, before = {}, {}
@@ -337,6 +346,13 @@ def cmd_newnym(args):
                 say("%s: tor rate-limits NEWNYM; waiting %.1f s" % (s.name, wait))
                 time.sleep(wait)
             ctl.signal(Signal.NEWNYM)
+            busy = {st.circ_id for st in ctl.get_streams() if st.circ_id}
+            for c in spheremod.circuits(ctl):
+                if c["id"] not in busy:
+                    try:
+                        ctl.close_circuit(c["id"])
+                    except (stem.InvalidArguments, stem.ControllerError):
+                        pass        # already gone (a closed conflux partner)
         deadline = time.monotonic() + args.timeout
         new = {}
         while True:

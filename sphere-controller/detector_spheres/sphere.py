@@ -224,7 +224,8 @@ class Sphere:
         if pid is None:
             old = self.record.get("pid")
             self._drop_record()
-            return "not running (pid %s had already exited)" % old
+            return "not running (recorded pid %s is gone or no longer its " \
+                "tor)" % old
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + grace
         while _pid_alive(pid) and time.monotonic() < deadline:
@@ -306,12 +307,16 @@ def usable_exits(ctl, restriction):
 
 
 def circuits(ctl):
-    """Built exit circuits: [{id, path, exit}], exit with its address and
-    country. Internal circuits (directory fetches, one-hop tunnels) end at
-    relays that are no exit for this sphere, so they are left out."""
+    """Built exit circuits: [{id, purpose, path, exit}], exit with its
+    address and country. Tor >= 0.4.8 carries streams over conflux
+    (multipath) sets too, whose legs all end at one exit: purpose
+    CONFLUX_LINKED. Internal circuits (directory fetches, one-hop tunnels,
+    onion-service vanguards) end at relays that are no exit of the sphere,
+    so they are left out."""
     out = []
     built = [c for c in ctl.get_circuits()
-             if c.status == "BUILT" and c.purpose == "GENERAL" and c.path
+             if c.status == "BUILT" and c.path
+             and c.purpose in ("GENERAL", "CONFLUX_LINKED")
              and not {"IS_INTERNAL", "ONEHOP_TUNNEL"} & set(c.build_flags or ())]
     addrs = {}
     for c in built:
@@ -326,10 +331,10 @@ def circuits(ctl):
         fp, nick = c.path[-1]
         out.append({
             "id": c.id,
+            "purpose": c.purpose,
             "path": [{"fingerprint": f, "nickname": n} for f, n in c.path],
             "exit": {"fingerprint": fp, "nickname": nick,
                      "address": addrs[fp],
                      "country": cc.get(addrs[fp], "??")},
         })
     return out
-

@@ -32,6 +32,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -40,7 +41,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import dns  # noqa: E402
+import dnsquery  # noqa: E402
 import socks5  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -193,7 +194,7 @@ class TorNetwork:
     """
 
     def __init__(self, directory, socks_ports=None, n_exits=5, base_port=7000,
-                 server_port=8443, owner_pid=None, quiet=False):
+                 server_port=8443, quiet=False):
         self.dir = os.path.abspath(directory)
         self.socks_ports = list(socks_ports or DEFAULT_SOCKS_PORTS)
         if not 1 <= len(self.socks_ports) <= len(SPHERE_NAMES):
@@ -206,7 +207,6 @@ class TorNetwork:
         self.base_port = base_port
         self.server = (SERVER_NAME, SERVER_ADDR, server_port)
         self.dns = DNS_ADDR
-        self.owner_pid = owner_pid   # tor exits if this process dies
         self.quiet = quiet
         self.nodes = []
         self.spheres = []
@@ -355,7 +355,7 @@ class TorNetwork:
                 raise TornetError("dnsmasq exited with %d: see %s" % (
                     p.returncode, self.path("dns", "dnsmasq.out")))
             try:
-                if dns.query_a(SERVER_NAME, self.dns, timeout=0.5) == [SERVER_ADDR]:
+                if dnsquery.query_a(SERVER_NAME, self.dns, timeout=0.5) == [SERVER_ADDR]:
                     break
             except OSError:
                 pass
@@ -378,7 +378,7 @@ class TorNetwork:
                 raise TornetError("openssl s_server exited with %d: see %s" % (
                     p.returncode, self.path("tls", "s_server.log")))
             try:
-                self._tls_handshake(__import__("socket").create_connection(
+                self._tls_handshake(socket.create_connection(
                     (addr, port), timeout=2))
                 break
             except OSError:
@@ -451,8 +451,6 @@ class TorNetwork:
                  "GeoIPv6File " + self.path("geoip-empty")]
         lines += ["DirAuthority " + n.dir_authority_line()
                   for n in self.nodes if n.kind == "authority"]
-        if self.owner_pid:
-            lines.append("__OwningControllerProcess %d" % self.owner_pid)
         return lines
 
     def _node_torrc(self, n):
@@ -527,6 +525,7 @@ class TorNetwork:
                     n.nickname, rc, os.path.join(n.dir, "startup.log")))
             n.pid = self._read_pid(n.pidfile, n.nickname)
             self.procs.append((n.nickname, n.pid, n.torrc))
+        self._save()           # so that 'down' works even if up dies later
         self._say("started %s" % ", ".join(n.nickname for n in nodes))
 
     @staticmethod
@@ -660,6 +659,23 @@ class TorNetwork:
     def sphere(self, name):
         return next(s for s in self.spheres if s["name"] == name)
 
+    def sphere_running(self, name):
+        return any(n == "sphere " + name and _pid_state(pid) == "alive"
+                   and marker in _cmdline(pid)
+                   for n, pid, marker in self._sphere_pids())
+
+    def ensure_spheres(self, timeout=60):
+        """Start whichever spheres a previous test stopped; wait until usable."""
+        down = [s["name"] for s in self.spheres
+                if not self.sphere_running(s["name"])]
+        if down:
+            self.spheres_cli("start", "--sphere", ",".join(down), "--timeout",
+                             str(timeout), timeout=timeout + 30)
+
+    def controller(self, name):
+        """An authenticated Stem controller of a sphere (caller closes it)."""
+        return _controller(self.sphere(name)["control_port"])
+
     def probe(self, sphere, host=SERVER_NAME, port=None, timeout=30.0):
         """SOCKS5 CONNECT host:port through a sphere, then a TLS handshake
         verified against the check server's certificate. Returns seconds."""
@@ -711,7 +727,7 @@ class TorNetwork:
                 os.kill(pid, signal.SIGHUP)
         deadline = time.monotonic() + 5
         for name, addr in self.hosts.items():
-            while dns.query_a(name, self.dns) != [addr]:
+            while dnsquery.query_a(name, self.dns) != [addr]:
                 if time.monotonic() > deadline:
                     raise TornetError("dnsmasq still does not say %s -> %s"
                                       % (name, addr))
@@ -719,7 +735,8 @@ class TorNetwork:
 
     def rss(self):
         """{process name: RSS in KiB} for every live process we started."""
-        return {name: rss_kib(pid) for name, pid, _ in self.procs
+        return {name: rss_kib(pid)
+                for name, pid, _ in self.procs + self._sphere_pids()
                 if _pid_state(pid) == "alive"}
 
     # ---- teardown ----------------------------------------------------
@@ -766,6 +783,36 @@ class TorNetwork:
             shutil.rmtree(self.dir, ignore_errors=True)
 
 
+class session_network:
+    """Context manager for pytest session fixtures:
+
+        @pytest.fixture(scope="session")
+        def tornet(tmp_path_factory):
+            with tornet.session_network() as net:
+                yield net
+
+    Teardown stops everything by PID. If the test process itself is killed,
+    `tornet.py isolate` (its PID namespace) ends whatever is left; outside
+    it, `tornet.py down --dir DIR` does (DIR is printed at start).
+
+    (__OwningControllerProcess is no use here: Stem then issues TAKEOWNERSHIP
+    on every controller connection, and tor exits when it closes.)
+    """
+
+    def __init__(self, **kwargs):
+        self.timeout = kwargs.pop("timeout", 240.0)
+        self.dir = tempfile.mkdtemp(prefix="tornet-")
+        self.net = TorNetwork(self.dir, **kwargs)
+        _log("network directory " + self.dir)
+
+    def __enter__(self):
+        self.net.up(timeout=self.timeout)
+        return self.net
+
+    def __exit__(self, *exc):
+        self.net.down()
+
+
 # ---- isolation -------------------------------------------------------
 def isolate(cmd):
     """Run cmd in fresh network, mount and PID namespaces (see the docs).
@@ -808,6 +855,25 @@ def _namespace_init(cmd):
     sys.exit(os.waitstatus_to_exitcode(status) if status is not None else 1)
 
 
+def probe_main(args):
+    """One SOCKS5 CONNECT + verified TLS handshake; JSON result, exit 0/1."""
+    host, _, port = args.socks.rpartition(":")
+    t = time.monotonic()
+    try:
+        sock = socks5.connect((host, int(port)), args.host, args.port,
+                              timeout=args.timeout)
+        ctx = ssl.create_default_context(cafile=args.cafile)
+        with ctx.wrap_socket(sock, server_hostname=args.name) as tls:
+            version = tls.version()
+        print(json.dumps({"ok": True, "tls": version,
+                          "seconds": round(time.monotonic() - t, 3)}))
+        return 0
+    except (OSError, socks5.SocksError, ssl.SSLError) as e:
+        print(json.dumps({"ok": False, "error": "%s: %s" % (
+            type(e).__name__, e)}))
+        return 1
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -827,6 +893,14 @@ def main(argv=None):
                            help="keep the directory and its logs if up fails")
         if name == "run":
             p.add_argument("command", nargs=argparse.REMAINDER)
+    p = sub.add_parser("probe", help="SOCKS5 CONNECT + TLS handshake, print "
+                       "JSON (used from other network namespaces)")
+    p.add_argument("--socks", required=True, help="proxy HOST:PORT")
+    p.add_argument("--cafile", required=True, help="CA to verify the server")
+    p.add_argument("--name", default=SERVER_NAME, help="expected server name")
+    p.add_argument("--timeout", type=float, default=20.0)
+    p.add_argument("host")
+    p.add_argument("port", type=int)
     for name in ("isolate", "_init"):
         sub.add_parser(name).add_argument("command", nargs=argparse.REMAINDER)
     args = ap.parse_args(argv)
@@ -834,6 +908,8 @@ def main(argv=None):
     if command and command[0] == "--":
         command = command[1:]
 
+    if args.cmd == "probe":
+        return probe_main(args)
     if args.cmd == "isolate":
         isolate(command or ["/bin/sh"])
     if args.cmd == "_init":

@@ -1,0 +1,23 @@
+# Real Tor: detector-spheres' unit tests and the private Tor network tests.
+#
+#   make test-spheres   config validation unit tests (no tor; seconds)
+#   make test-tor       tests/tornet against a private Tor network (3
+#                       authorities, 2 middles, 5 exits, 5 spheres), run in
+#                       private network/mount/PID namespaces; a few minutes
+#
+# See docs/tor-network.md.
+
+TORNET_TIMEOUT ?= 900
+
+.PHONY: test-spheres test-tor
+EXTRA_TESTS += test-spheres test-tor
+
+test-spheres:
+	$(PYTHON) -m pytest -p no:cacheprovider -q sphere-controller/tests
+
+test-tor: deps
+	@mkdir -p $(BUILD)
+	TORNET_REPORT=$(abspath $(BUILD))/tornet-measurements.json \
+	  timeout --kill-after=30 $(TORNET_TIMEOUT) \
+	  $(PYTHON) tests/tornet/tornet.py isolate -- \
+	  $(PYTHON) -m pytest -p no:cacheprovider -q -rs tests/tornet
