@@ -371,7 +371,7 @@ def cmd_newnym(args):
     for name in ctls:
         old = ", ".join(sorted(before[name], key=int)) or "none"
         if name in new:
-            say("%s: new circuit%s %s (old, now unused for new connections: %s)"
+            say("%s: new circuit%s %s (replacing %s)"
                 % (name, "s" if len(new[name]) > 1 else "",
                    ", ".join("%s via %s" % (c["id"], c["exit"]["nickname"])
                              for c in new[name]), old))

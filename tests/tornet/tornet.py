@@ -921,7 +921,7 @@ def main(argv=None):
             _log("no network state in %s: %s" % (args.dir, e))
             return 1
         if args.cmd == "status":
-            for name, pid, _ in net.procs:
+            for name, pid, _ in net.procs + net._sphere_pids():
                 print("%-24s pid %-7d %s" % (name, pid, _pid_state(pid)))
             print("socks: " + net.socks_addresses)
             return 0
