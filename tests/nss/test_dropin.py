@@ -25,6 +25,7 @@ openssl, util-linux and iproute2 (for the namespace check).
 import argparse
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -64,19 +65,24 @@ class Results:
 
 
 def run(cmd, env=None, timeout=TIMEOUT, cwd=None):
-    """Run cmd, return (exit code, stdout+stderr); never raises on failure."""
+    """Run cmd, return (exit code, stdout+stderr); never raises on failure.
+    cmd runs in its own process group, and on timeout the whole group is
+    killed, so a server it started cannot outlive the test."""
     full_env = dict(os.environ)
     full_env.update(env or {})
     try:
-        p = subprocess.run(cmd, env=full_env, cwd=cwd, stdin=subprocess.DEVNULL,
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                           text=True, errors="replace", timeout=timeout)
-        return p.returncode, p.stdout
-    except subprocess.TimeoutExpired as e:
-        out = e.stdout.decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
-        return -1, out + f"\n(timed out after {timeout}s: {' '.join(cmd)})"
+        p = subprocess.Popen(cmd, env=full_env, cwd=cwd, stdin=subprocess.DEVNULL,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True, errors="replace", start_new_session=True)
     except OSError as e:
         return -1, f"cannot run {cmd[0]}: {e}"
+    try:
+        out, _ = p.communicate(timeout=timeout)
+        return p.returncode, out
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        out, _ = p.communicate()
+        return -1, (out or "") + f"\n(timed out after {timeout}s: {' '.join(cmd)})"
 
 
 def system_libssl():
