@@ -37,7 +37,7 @@ def ip(*args):
 def namespaces():
     if os.geteuid() != 0 or not shutil.which("ip"):
         pytest.skip("gateway test needs root (ip netns add, veth)")
-    if not os.environ.get("DETECTOR_TORNET_ISOLATED"):
+    if not os.environ.get("DETECTOR_TORNET_NETNS"):
         pytest.skip("gateway test adds links and addresses: run it inside "
                     "'tornet.py isolate' (make test-tor)")
     tag = os.getpid() % 100000

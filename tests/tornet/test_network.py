@@ -6,7 +6,6 @@ import json
 import os
 import statistics
 import threading
-import time
 
 import pytest
 import stem.control

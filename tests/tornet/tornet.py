@@ -12,10 +12,14 @@
 127.0.0.53:5353, its own hosts file: server.test -> 127.0.0.2), a TLS check
 server (openssl s_server on 127.0.0.2), three directory authorities (keys from
 tor-gencert), two middle relays and the exit relays, all with
-`TestingTorNetwork 1` on 127.0.0.1; once the consensus lists every relay it
-starts the five sphere clients, each pinned by `ExitNodes` + `StrictNodes 1`
-to its own disjoint set of exits, and probes server.test through each sphere
-until the TLS handshake succeeds. Every stage is bounded and timed.
+`TestingTorNetwork 1` on 127.0.0.1; once the consensus lists every relay,
+`detector-spheres start` starts the five sphere clients, each pinned by
+`ExitNodes` + `StrictNodes 1` to its own disjoint set of exits; finally it
+probes server.test through each sphere until the TLS handshake succeeds.
+Every stage is bounded and timed.
+
+    tornet.py probe --socks H:P --cafile F server.test 8443
+                                         one SOCKS5 + TLS probe, JSON result
 
 Every process is recorded by PID in D/state.json; `down` (or TorNetwork.down)
 sends SIGTERM, then SIGKILL after a grace period, and removes D.
@@ -62,6 +66,10 @@ SPHERE_NAMES = ["asia", "europe", "north-america", "africa-south-america",
 DEFAULT_SOCKS_PORTS = [9160, 9162, 9164, 9166, 9168]
 
 GRACE = 10.0        # seconds between SIGTERM and SIGKILL
+
+# binary -> the Debian package that has it (all in mk/debian-packages.txt)
+TOOLS = {TOR: "tor", TOR_GENCERT: "tor", DNSMASQ: "dnsmasq-base",
+         OPENSSL: "openssl"}
 
 
 class TornetError(Exception):
@@ -262,6 +270,10 @@ class TorNetwork:
             raise TornetError("%s exists and is not empty: pick a fresh "
                               "directory or run 'tornet.py down --dir %s'"
                               % (self.dir, self.dir))
+        missing = ["%s (Debian package %s)" % kv for kv in TOOLS.items()
+                   if not os.access(kv[0], os.X_OK)]
+        if missing:
+            raise TornetError("missing: %s; run 'make deps'" % ", ".join(missing))
         os.makedirs(self.dir, mode=0o700, exist_ok=True)
         try:
             self._up(deadline)
@@ -820,7 +832,10 @@ def isolate(cmd):
     Inside: only a loopback interface (brought up), a private /run/netns for
     `ip netns add`, and a PID namespace whose end kills every process left.
     """
-    argv = ["unshare", "--net", "--mount", "--pid", "--fork", "--mount-proc"]
+    # --kill-child: if unshare itself is killed (make timeout), so is PID 1,
+    # and with it every process of the namespace.
+    argv = ["unshare", "--net", "--mount", "--pid", "--fork", "--mount-proc",
+            "--kill-child"]
     if os.geteuid() != 0:
         argv.append("--map-root-user")
     os.execvp("unshare", argv + [sys.executable, os.path.abspath(__file__),
@@ -834,6 +849,7 @@ def _namespace_init(cmd):
         os.makedirs("/run/netns", exist_ok=True)
         subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=755", "tmpfs",
                         "/run/netns"], check=True)
+        os.environ["DETECTOR_TORNET_NETNS"] = "1"     # 'ip netns add' is private
     except (OSError, subprocess.CalledProcessError) as e:
         _log("no private /run/netns (%s): tests needing 'ip netns' will skip" % e)
     os.environ["DETECTOR_TORNET_ISOLATED"] = "1"
