@@ -57,6 +57,21 @@ def test_exits_resolve_names_with_the_test_dns(net):
     assert "refused" in str(e.value)
 
 
+def test_one_exit_can_have_its_own_view_of_names(net):
+    """The malicious-exit setup: one exit resolves a name its own way."""
+    asia, europe = net.spheres[0], net.spheres[1]
+    ex = asia["exits"][0]
+    net.set_exit_hosts(ex, {"asia-only.test": tn.SERVER_ADDR})
+    try:
+        net.probe(asia, host="asia-only.test")
+        with pytest.raises(socks5.SocksError):
+            socks5.connect(europe["socks"], "asia-only.test", net.server[2],
+                           timeout=30)
+    finally:
+        net.reset_exit_hosts(ex)
+    net.probe(asia)                   # back on the shared resolver
+
+
 def test_servers_by_ip_address_work_too(net):
     # pitfall 2: IP targets need the trailing 'accept *4:*' in the policy
     for sphere in net.spheres:

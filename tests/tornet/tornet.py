@@ -331,8 +331,6 @@ class TorNetwork:
         os.makedirs(self.path("tls"))
         open(self.path("geoip-empty"), "w").close()
         open(self.path("empty-torrc"), "w").close()   # tor refuses -f /dev/null
-        with open(self.path("dns", "resolv.conf"), "w") as f:
-            f.write("nameserver %s:%d\n" % self.dns)
         self._write_hosts()
         subprocess.run(
             [OPENSSL, "req", "-x509", "-newkey", "ec", "-pkeyopt",
@@ -352,30 +350,34 @@ class TorNetwork:
         self.procs.append((name, p.pid, marker))
         return p
 
-    def _start_dns(self):
+    def _start_dns(self, name="dnsmasq", addr=None, hosts_file=None):
+        """A dnsmasq answering only from its hosts file (everything else is
+        NXDOMAIN, nothing is forwarded)."""
+        addr = addr or self.dns
+        hosts_file = hosts_file or self.hosts_file
         argv = [DNSMASQ, "--keep-in-foreground", "--conf-file=/dev/null",
-                "--no-resolv", "--no-hosts", "--addn-hosts=" + self.hosts_file,
-                "--listen-address=" + self.dns[0], "--bind-interfaces",
-                "--port=%d" % self.dns[1], "--local=/#/", "--pid-file=",
-                "--log-facility=" + self.path("dns", "dnsmasq.log")]
+                "--no-resolv", "--no-hosts", "--addn-hosts=" + hosts_file,
+                "--listen-address=" + addr[0], "--bind-interfaces",
+                "--port=%d" % addr[1], "--local=/#/", "--pid-file=",
+                "--log-facility=" + hosts_file + ".log"]
         if os.geteuid() == 0:
             argv.append("--user=root")   # it must re-read hosts files under 0700
-        p = self._spawn("dnsmasq", argv, self.hosts_file, "dns/dnsmasq.out")
+        p = self._spawn(name, argv, hosts_file, os.path.relpath(
+            hosts_file + ".out", self.dir))
         deadline = time.monotonic() + 10
         while True:
             if p.poll() is not None:
-                raise TornetError("dnsmasq exited with %d: see %s" % (
-                    p.returncode, self.path("dns", "dnsmasq.out")))
+                raise TornetError("%s exited with %d: see %s.out" % (
+                    name, p.returncode, hosts_file))
             try:
-                if dnsquery.query_a(SERVER_NAME, self.dns, timeout=0.5) == [SERVER_ADDR]:
-                    break
+                dnsquery.query_a("probe.invalid", addr, timeout=0.5)
+                break
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                raise TornetError("dnsmasq on %s:%d does not answer" % self.dns)
+                raise TornetError("%s on %s:%d does not answer" % ((name,) + addr))
             time.sleep(0.1)
-        self._say("dnsmasq on %s:%d: %s -> %s" % (
-            self.dns + (SERVER_NAME, SERVER_ADDR)))
+        self._say("%s on %s:%d answers from %s" % ((name,) + addr + (hosts_file,)))
 
     def _start_check_server(self):
         name, addr, port = self.server
@@ -416,6 +418,23 @@ class TorNetwork:
         for n in self.nodes:
             os.makedirs(os.path.join(n.dir, "keys"), mode=0o700)
             os.chmod(n.dir, 0o700)
+            self._write_resolv_conf(n, self.dns)
+
+    @staticmethod
+    def _write_resolv_conf(node, server):
+        """Each relay has its own resolv.conf, so that one exit can be given
+        a resolver of its own (set_exit_hosts)."""
+        path = os.path.join(node.dir, "resolv.conf")
+        try:
+            old = int(os.stat(path).st_mtime)
+        except FileNotFoundError:
+            old = 0
+        with open(path + ".tmp", "w") as f:
+            f.write("nameserver %s:%d\n" % server)
+        # tor re-reads it on SIGHUP only if its mtime (whole seconds) moved
+        mtime = max(int(time.time()), old + 1)
+        os.utime(path + ".tmp", (mtime, mtime))
+        os.replace(path + ".tmp", path)
 
     def _make_keys(self, deadline):
         gencerts = []
@@ -485,7 +504,7 @@ class TorNetwork:
             "V3AuthNIntervalsValid 2",
             # Every relay gets the test resolver, and no hijack detection:
             # otherwise they use the system resolver and probe www.google.com.
-            "ServerDNSResolvConfFile " + self.path("dns", "resolv.conf"),
+            "ServerDNSResolvConfFile " + os.path.join(n.dir, "resolv.conf"),
             "ServerDNSDetectHijacking 0",
         ]
         if n.kind == "authority":
@@ -719,12 +738,29 @@ class TorNetwork:
             time.sleep(1.0)
 
     # ---- control for tests -------------------------------------------
-    def _write_hosts(self):
-        tmp = self.hosts_file + ".tmp"
-        with open(tmp, "w") as f:
-            for name, addr in sorted(self.hosts.items()):
+    @staticmethod
+    def _write_hosts_file(path, mapping):
+        with open(path + ".tmp", "w") as f:
+            for name, addr in sorted(mapping.items()):
                 f.write("%s %s\n" % (addr, name))
-        os.replace(tmp, self.hosts_file)
+        os.replace(path + ".tmp", path)
+
+    def _write_hosts(self):
+        self._write_hosts_file(self.hosts_file, self.hosts)
+
+    def _reload_dns(self, name, addr, mapping):
+        """SIGHUP dnsmasq `name` (it re-reads its hosts file); wait until it
+        answers the new mapping."""
+        for n, pid, marker in self.procs:
+            if n == name and marker in _cmdline(pid):
+                os.kill(pid, signal.SIGHUP)
+        deadline = time.monotonic() + 5
+        for host, want in mapping.items():
+            while dnsquery.query_a(host, addr) != [want]:
+                if time.monotonic() > deadline:
+                    raise TornetError("%s still does not say %s -> %s"
+                                      % (name, host, want))
+                time.sleep(0.05)
 
     def set_hosts(self, mapping):
         """Replace what the exits' resolver answers: {name: IPv4 address}.
@@ -734,16 +770,71 @@ class TorNetwork:
         """
         self.hosts = dict(mapping)
         self._write_hosts()
-        for name, pid, marker in self.procs:
-            if name == "dnsmasq" and marker in _cmdline(pid):
-                os.kill(pid, signal.SIGHUP)
-        deadline = time.monotonic() + 5
-        for name, addr in self.hosts.items():
-            while dnsquery.query_a(name, self.dns) != [addr]:
+        self._reload_dns("dnsmasq", self.dns, self.hosts)
+
+    def _exit(self, nickname):
+        for n in self.exits:
+            if nickname in (n.nickname, n.fingerprint):
+                return n
+        raise TornetError("no exit %r (exits: %s)" % (
+            nickname, ", ".join(n.nickname for n in self.exits)))
+
+    def set_exit_hosts(self, exit, overrides):
+        """Give ONE exit (nickname or fingerprint) its own view of names: the
+        shared hosts plus `overrides` ({name: address}), served by a dnsmasq
+        of its own on 127.0.0.(60+i):5353. This is the malicious (or
+        misconfigured) exit: e.g. {"server.test": "127.0.0.3"} sends only
+        that exit's sphere to a MITM on 127.0.0.3. The exit re-reads its
+        resolv.conf on SIGHUP; use a name it has not resolved yet (exits
+        cache answers)."""
+        n = self._exit(exit)
+        idx = self.exits.index(n)
+        addr = ("127.0.0.%d" % (60 + idx), self.dns[1])
+        hosts = self.path("dns", "hosts-" + n.nickname)
+        mapping = dict(self.hosts, **overrides)
+        self._write_hosts_file(hosts, mapping)
+        name = "dnsmasq-" + n.nickname
+        if any(p[0] == name and _pid_state(p[1]) == "alive" for p in self.procs):
+            self._reload_dns(name, addr, mapping)
+        else:
+            self._start_dns(name, addr, hosts)
+        self._write_resolv_conf(n, addr)
+        self._save()
+        self._reload_exit_resolver(n, hosts, name, addr, mapping)
+
+    def reset_exit_hosts(self, exit):
+        """Point an exit back at the shared resolver."""
+        n = self._exit(exit)
+        self._write_resolv_conf(n, self.dns)
+        self._reload_exit_resolver(n, self.hosts_file, "dnsmasq", self.dns,
+                                   self.hosts)
+
+    def _reload_exit_resolver(self, n, hosts_file, dns_name, addr, mapping):
+        """SIGHUP the exit, then wait until a probe of a never-used name that
+        only its (new) resolver knows gets through the exit's sphere."""
+        self._checks = getattr(self, "_checks", 0) + 1
+        check = "check%d.%s.tornet.test" % (self._checks, n.nickname)
+        mapping = dict(mapping, **{check: SERVER_ADDR})
+        self._write_hosts_file(hosts_file, mapping)
+        if hosts_file == self.hosts_file:
+            self.hosts = {k: v for k, v in mapping.items()
+                          if not k.endswith(".tornet.test")}
+        self._reload_dns(dns_name, addr, mapping)
+        os.kill(n.pid, signal.SIGHUP)     # tor re-reads ServerDNSResolvConfFile
+        sphere = next((s for s in self.spheres if n.fingerprint in s["exits"]),
+                      None)
+        if sphere is None:
+            return
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                self.probe(sphere, host=check, timeout=10)
+                return
+            except (OSError, socks5.SocksError, ssl.SSLError) as e:
                 if time.monotonic() > deadline:
-                    raise TornetError("dnsmasq still does not say %s -> %s"
-                                      % (name, addr))
-                time.sleep(0.05)
+                    raise TornetError("exit %s did not switch resolver to "
+                                      "%s:%d: %s" % ((n.nickname,) + addr + (e,)))
+                time.sleep(0.5)
 
     def rss(self):
         """{process name: RSS in KiB} for every live process we started."""
