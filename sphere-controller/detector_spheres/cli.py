@@ -36,18 +36,20 @@ def err(msg):
 
 
 # ---- which spheres a command acts on ---------------------------------
-def resolve(args, need_config=False):
+def resolve(args, need_config=False, recorded_only=False):
     """(config, state_dir, [Sphere]) for the command line.
 
     With --config (or for start) the spheres are the configured ones; without
     it, the spheres recorded in the state directory by an earlier start (the
-    five defaults when nothing was recorded).
+    five defaults when nothing was recorded). recorded_only (stop): always
+    every recorded sphere, so that a sphere dropped from the config since it
+    was started is still stopped.
     """
     cfg = configmod.load(args.config, listen=getattr(args, "listen", None),
                          allow=getattr(args, "allow", None))
     state_dir = os.path.abspath(args.state_dir or cfg.state_dir or
                                 spheremod.default_state_dir())
-    if args.config or need_config:
+    if (args.config or need_config) and not recorded_only:
         spheres = [Sphere(state_dir, s.name, s, cfg) for s in cfg.spheres]
     else:
         recorded = []
@@ -55,11 +57,14 @@ def resolve(args, need_config=False):
             for name in sorted(os.listdir(state_dir)):
                 if os.path.exists(os.path.join(state_dir, name, "sphere.json")):
                     recorded.append(name)
-        if recorded:
+        if recorded or recorded_only:
             order = {s.name: i for i, s in enumerate(cfg.spheres)}
             recorded.sort(key=lambda n: (order.get(n, 99), n))
             spheres = [Sphere(state_dir, n, cfg.sphere(n), cfg) for n in recorded]
             spheres = [s for s in spheres if s.record]
+            if recorded_only:       # configured but not running: "not running"
+                spheres += [Sphere(state_dir, s.name, s, cfg) for s in cfg.spheres
+                            if s.name not in recorded]
         else:
             spheres = [Sphere(state_dir, s.name, s, cfg) for s in cfg.spheres]
     if args.sphere:
@@ -249,13 +254,13 @@ def cmd_wait(args):
     timeout = args.timeout or cfg.timeout
     down = [s.name for s in spheres if s.pid() is None]
     if down:
-        raise SphereError("not running: %s (start with '%s start')"
+        raise SphereError("not running: %s (start them with '%s start')"
                           % (", ".join(down), PROG))
     return _report_wait(wait_usable(spheres, timeout), timeout)
 
 
 def cmd_stop(args):
-    _, state_dir, spheres = resolve(args)
+    _, state_dir, spheres = resolve(args, recorded_only=True)
     if not os.path.isdir(state_dir):
         say("nothing to stop: no state directory %s" % state_dir)
         return 0

@@ -22,7 +22,6 @@ import time
 import stem
 import stem.control
 import stem.process
-from stem import Signal
 
 CONTROL_ADDR = "127.0.0.1"
 STOP_GRACE = 10.0           # seconds between SIGTERM and SIGKILL

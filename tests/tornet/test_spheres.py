@@ -141,3 +141,28 @@ def test_port_in_use_is_reported_and_nothing_is_left_running(net, tmp_path):
     assert p.returncode == 1
     assert "sphere busy: SOCKS port 127.0.0.1:9180 is already in use" in p.stderr
     assert not (tmp_path / "state" / "busy" / "sphere.json").exists()
+
+
+def test_stop_also_ends_spheres_dropped_from_the_config(net, tmp_path):
+    text = open(os.path.join(net.dir, "spheres.conf")).read()
+    tor_section = text[text.index("[tor]"):]
+    fp = net.exits[0].fingerprint
+    before = tmp_path / "two.conf"
+    before.write_text("[sphere kept]\nexit_nodes = $%s\nsocks_port = 9182\n\n"
+                      "[sphere dropped]\nexit_nodes = $%s\nsocks_port = 9184\n\n%s"
+                      % (fp, net.exits[1].fingerprint, tor_section))
+    after = tmp_path / "one.conf"
+    after.write_text("[sphere kept]\nexit_nodes = $%s\nsocks_port = 9182\n\n%s"
+                     % (fp, tor_section))
+    state = str(tmp_path / "state")
+    run = lambda *a: subprocess.run(  # noqa: E731
+        [sys.executable, tn.SPHERES_TOOL] + list(a) + ["--state-dir", state],
+        capture_output=True, text=True, timeout=90)
+    p = run("start", "--config", str(before), "--timeout", "60")
+    assert p.returncode == 0, p.stdout + p.stderr
+    pids = [json.load(open(os.path.join(state, n, "sphere.json")))["pid"]
+            for n in ("kept", "dropped")]
+    p = run("stop", "--config", str(after))
+    assert p.returncode == 0
+    assert "kept: stopped" in p.stdout and "dropped: stopped" in p.stdout
+    assert all(tn._pid_state(pid) != "alive" for pid in pids)
