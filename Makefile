@@ -33,12 +33,15 @@ LIB_A    := $(BUILD)/libdetector.a
 LIB_SO   := $(BUILD)/libdetector.so.0
 
 TOOLS    := $(BUILD)/sphere-probe $(BUILD)/detector-run $(BUILD)/tests/nbclient
+# What detector-run puts first on LD_LIBRARY_PATH: the enhanced libssl3.so
+# (mk/nss.mk) next to libdetector.so.0.
+RUNLIBS  := $(BUILD)/lib/libssl3.so $(BUILD)/lib/libdetector.so.0
 
 UNIT_SRCS  := $(wildcard tests/unit/test_*.c)
 UNIT_TESTS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
 .PHONY: all deps test unit integration demo asan test-asan clean
-all: $(LIB_A) $(LIB_SO) $(TOOLS) $(UNIT_TESTS)
+all: $(LIB_A) $(LIB_SO) $(TOOLS) $(UNIT_TESTS) $(RUNLIBS)
 
 deps:
 	@scripts/install-deps.sh mk/debian-packages.txt
@@ -63,6 +66,14 @@ $(LIB_SO): $(LIB_OBJS)
 $(BUILD)/sphere-probe: $(BUILD)/detector/tools/sphere-probe.o $(LIB_A)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) -o $@ $^ $(LDFLAGS) $(PKG_LIBS)
+
+$(BUILD)/lib/libdetector.so.0: $(LIB_SO)
+	@mkdir -p $(@D)
+	cp $< $@
+
+$(BUILD)/lib/libssl3.so: nss
+	@mkdir -p $(@D)
+	cp $(NSS_SSL_SO) $@
 
 $(BUILD)/detector-run: detector/tools/detector-run
 	install -m 0755 $< $@

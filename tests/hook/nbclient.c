@@ -6,9 +6,12 @@
  * under detector-run, the longest call shows whether DetecTor's probes ever
  * blocked the application's thread.
  *
- * usage: nbclient DBDIR HOST PORT ADDR
- * prints: "result: ok" or "result: failed <NAME>: <text>", then
- *         "max_call_ms: N", "polls: N", "total_ms: N"
+ * usage: nbclient DBDIR HOST PORT ADDR [COUNT [nocache]]
+ * Makes COUNT (default 1) connections one after the other, in one process;
+ * "nocache" turns NSS's session cache off, so that every connection makes
+ * a full handshake (otherwise the second one resumes the first session).
+ * prints per connection: "result: ok" or "result: failed <NAME>: <text>",
+ *         then "max_call_ms: N", "polls: N", "total_ms: N"
  */
 #include <nss.h>
 #include <prerror.h>
@@ -18,11 +21,13 @@
 #include <ssl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define POLL_MS 50
 #define LIMIT_MS 60000
 
 static unsigned int max_call_ms;
+static int no_cache;
 
 static PRIntervalTime
 call_start(void)
@@ -50,39 +55,34 @@ fail(const char *what)
 	return 1;
 }
 
-int
-main(int argc, char **argv)
+/* One connection and handshake; returns 0 when the handshake succeeded. */
+static int
+handshake(const char *host, const PRNetAddr *addr)
 {
 	PRSocketOptionData opt;
 	PRFileDesc *tcp, *fd;
-	PRNetAddr addr;
 	PRIntervalTime t0, start;
 	unsigned int polls = 0;
 	int rc = 0;
 
-	if (argc != 5) {
-		fprintf(stderr, "usage: nbclient DBDIR HOST PORT ADDR\n");
-		return 2;
-	}
-	if (NSS_Init(argv[1]) != SECSuccess || NSS_SetDomesticPolicy() !=
-	    SECSuccess)
-		return fail("NSS_Init");
-	if (PR_StringToNetAddr(argv[4], &addr) != PR_SUCCESS ||
-	    PR_InitializeNetAddr(PR_IpAddrNull, (PRUint16)atoi(argv[3]),
-	    &addr) != PR_SUCCESS)
-		return fail("address");
+	max_call_ms = 0;
 	tcp = PR_OpenTCPSocket(PR_AF_INET);
+	if (tcp == NULL)
+		return fail("socket");
 	opt.option = PR_SockOpt_Nonblocking;
 	opt.value.non_blocking = PR_TRUE;
 	PR_SetSocketOption(tcp, &opt);
 	fd = SSL_ImportFD(NULL, tcp);
-	if (fd == NULL || SSL_SetURL(fd, argv[2]) != SECSuccess ||
+	if (fd == NULL || SSL_SetURL(fd, host) != SECSuccess ||
+	    SSL_OptionSet(fd, SSL_NO_CACHE, no_cache) != SECSuccess ||
 	    SSL_ResetHandshake(fd, PR_FALSE) != SECSuccess)
 		return fail("SSL setup");
 	t0 = PR_IntervalNow();
-	if (PR_Connect(fd, &addr, PR_INTERVAL_NO_WAIT) != PR_SUCCESS &&
-	    PR_GetError() != PR_IN_PROGRESS_ERROR)
-		return fail("connect");
+	if (PR_Connect(fd, addr, PR_INTERVAL_NO_WAIT) != PR_SUCCESS &&
+	    PR_GetError() != PR_IN_PROGRESS_ERROR) {
+		rc = fail("connect");
+		goto out;
+	}
 	for (;;) {
 		PRPollDesc pd = { fd, PR_POLL_READ | PR_POLL_WRITE, 0 };
 		SECStatus rv;
@@ -112,9 +112,35 @@ main(int argc, char **argv)
 		call_end(start);
 		polls++;
 	}
+out:
 	printf("max_call_ms: %u\npolls: %u\ntotal_ms: %u\n", max_call_ms,
 	    polls, PR_IntervalToMilliseconds(PR_IntervalNow() - t0));
 	PR_Close(fd);
+	return rc;
+}
+
+int
+main(int argc, char **argv)
+{
+	PRNetAddr addr;
+	int i, count = argc >= 6 ? atoi(argv[5]) : 1, rc = 0;
+
+	if (argc < 5 || argc > 7) {
+		fprintf(stderr, "usage: nbclient DBDIR HOST PORT ADDR [COUNT "
+		    "[nocache]]\n");
+		return 2;
+	}
+	no_cache = argc == 7 && strcmp(argv[6], "nocache") == 0;
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (NSS_Init(argv[1]) != SECSuccess || NSS_SetDomesticPolicy() !=
+	    SECSuccess)
+		return fail("NSS_Init");
+	if (PR_StringToNetAddr(argv[4], &addr) != PR_SUCCESS ||
+	    PR_InitializeNetAddr(PR_IpAddrNull, (PRUint16)atoi(argv[3]),
+	    &addr) != PR_SUCCESS)
+		return fail("address");
+	for (i = 0; i < count; i++)
+		rc |= handshake(argv[2], &addr);
 	NSS_Shutdown();
 	PR_Cleanup();
 	return rc;

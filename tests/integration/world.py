@@ -770,6 +770,19 @@ class World:
         self.server = self._s_server("server", REAL_ADDR, self.port, self.real)
         self.mitm = self._mitm("mitm", self.port, self.port)
 
+        # server.test:cport (TLS 1.2+1.3) and :cport12 (TLS 1.2 only): real
+        # servers that serve connections concurrently (a forking socat), with
+        # a MITM in front of each.  An application whose handshake DetecTor
+        # holds open must not keep the spheres' probes from the server, as a
+        # one-at-a-time s_server would.
+        self.cport = free_port(REAL_ADDR, MITM_ADDR)
+        self._socat_server("concurrent", self.cport, self.real)
+        self.cmitm = self._mitm("mitm-concurrent", self.cport, self.cport)
+        self.cport12 = free_port(REAL_ADDR, MITM_ADDR)
+        self._socat_server("concurrent-tls12", self.cport12, self.real,
+                           ",openssl-max-proto-version=TLS1.2")
+        self.cmitm12 = self._mitm("mitm-concurrent-tls12", self.cport12, self.cport12)
+
         self.honest = [Sphere(self, "honest%d" % i, {HOST: REAL_ADDR}) for i in range(5)]
         spheres = list(self.honest)
 
@@ -823,6 +836,20 @@ class World:
                        os.path.join(self.dir, "s_server-%s.log" % name))
         self._procs.append(proc)
         wait_tls(addr, port, proc)
+        return proc
+
+    def _socat_server(self, name, port, cert, options=""):
+        """A forking TLS server on REAL_ADDR:port: reads 16 bytes (the
+        first line of "GET / HTTP/1.0"), answers "hello", closes."""
+        answer = "echo hello"   # no ',' or ':': socat would parse them
+        proc = Process("socat server " + name,
+                       ["socat",
+                        "OPENSSL-LISTEN:%d,bind=%s,reuseaddr,fork,cert=%s,key=%s,verify=0%s"
+                        % (port, REAL_ADDR, cert.crt, cert.key, options),
+                        "SYSTEM:head -c 16 >/dev/null && %s" % answer],
+                       os.path.join(self.dir, "socat-server-%s.log" % name))
+        self._procs.append(proc)
+        wait_tls(REAL_ADDR, port, proc)
         return proc
 
     def _mitm(self, name, listen_port, upstream_port):
