@@ -66,8 +66,8 @@ int
 certinfo_spki(const unsigned char *der, size_t len,
     const unsigned char **spki, size_t *spki_len, char *err, size_t errlen)
 {
-	static const char *const field[] = { "serial number", "signature "
-	    "algorithm", "issuer", "validity", "subject",
+	static const char *const field[] = { "serial number",
+	    "signature algorithm", "issuer", "validity", "subject",
 	    "subjectPublicKeyInfo" };
 	static const unsigned char want[] = { TAG_INTEGER, TAG_SEQUENCE,
 	    TAG_SEQUENCE, TAG_SEQUENCE, TAG_SEQUENCE, TAG_SEQUENCE };
