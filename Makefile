@@ -12,7 +12,7 @@ PYTHON   ?= /usr/bin/python3
 BUILD    ?= build
 SANITIZE ?=
 
-PKGS     := nss nspr inih jansson
+PKGS     := nss nspr inih jansson lmdb
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 

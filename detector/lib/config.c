@@ -55,6 +55,7 @@ detector_config_new(void)
 	cfg->on_undecided = DETECTOR_UNDECIDED_ACCEPT;
 	cfg->enabled = 1;
 	cfg->log_level = LOG_ERRORS;
+	cfg->cache_validity_s = DETECTOR_DEFAULT_CACHE_VALIDITY_S;
 	return cfg;
 }
 
@@ -417,6 +418,18 @@ config_ini_handler(void *user, const char *section, const char *name,
 		else
 			return ini_fail(st, name, "'%s' is neither 'accept' "
 			    "nor 'reject'", value);
+	} else if (strcmp(name, "cache") == 0) {
+		if (value[0] != '/' && strcmp(value, "off") != 0)
+			return ini_fail(st, name, "'%s' is neither an absolute "
+			    "path nor 'off'", value);
+		if (strlen(value) >= sizeof(cfg->cache_path))
+			return ini_fail(st, name, "path too long");
+		strcpy(cfg->cache_path, value);
+	} else if (strcmp(name, "cache_validity") == 0) {
+		if (parse_uint(value, 365u * 86400, &v) == -1 || v < 1)
+			return ini_fail(st, name, "'%s' is not a number of "
+			    "seconds from 1 to %u", value, 365u * 86400);
+		cfg->cache_validity_s = v;
 	} else if (strcmp(name, "enabled") == 0) {
 		if (parse_bool(value, &cfg->enabled) == -1)
 			return ini_fail(st, name, "'%s' is neither 'yes' nor "
@@ -430,7 +443,7 @@ config_ini_handler(void *user, const char *section, const char *name,
 	} else {
 		return ini_fail(st, name, "unknown key (known: spheres, "
 		    "quorum, probe_timeout_ms, deadline_ms, exclude, "
-		    "on_undecided, enabled, log)");
+		    "on_undecided, enabled, log, cache, cache_validity)");
 	}
 	return 1;
 }

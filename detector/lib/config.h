@@ -31,6 +31,8 @@ struct detector_config {
 	int enabled;                    /* the NSS integration probes at all */
 	enum log_level log_level;       /* NSS integration logging */
 	int log_syslog;                 /* to syslog instead of stderr */
+	char cache_path[PATH_MAX];      /* "": the per-user default; "off" */
+	unsigned int cache_validity_s;  /* how long an ACCEPT is trusted */
 	struct exclude_list exclude;
 	char path[PATH_MAX];            /* file loaded by load_default, if any */
 	char err[1024];

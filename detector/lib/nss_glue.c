@@ -17,8 +17,13 @@
  * into an accept by a timeout.  An invalid configuration refuses every
  * handshake (fail closed) and says why once.
  *
+ * Verdicts are remembered in the verdict cache shared by every process of
+ * the user (cache.c); if it cannot be opened or written, in this process's
+ * memory (memo.c), and the problem is reported once.
+ *
  * The state below is process-wide because it belongs to the process's NSS:
- * the configuration read once, the error table, and the verdict memory.
+ * the configuration read once, the error table, the cache handle (LMDB
+ * allows one per process) and the in-memory fallback.
  */
 #include <nss.h>
 #include <prerror.h>
@@ -29,16 +34,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
+#include "cache.h"
 #include "certinfo.h"
 #include "config.h"
 #include "detector_nss.h"
 #include "log.h"
 #include "memo.h"
 
-#define TTL_ACCEPT (12 * 3600 * PR_USEC_PER_SEC)
-#define TTL_REJECT (10 * 60 * PR_USEC_PER_SEC)
-#define TTL_UNDECIDED (30 * PR_USEC_PER_SEC)
 
 static const struct PRErrorMessage glue_messages[] = {
 	{ "DETECTOR_ERROR_MITM", "DetecTor: the server's certificate differs "
@@ -61,9 +66,37 @@ static struct {
 	PRCallOnceType once;
 	struct detector_config *cfg;    /* NULL: the configuration is bad */
 	char cfg_error[1024];
-	PRLock *lock;                   /* guards memo */
+	PRLock *lock;                   /* guards memo and the flags below */
 	struct memo memo;
+	struct cache *cache;            /* NULL: none, or it failed */
+	pid_t cache_pid;                /* LMDB handles do not survive fork() */
+	int cache_write_failed;         /* reported once */
 } glue;
+
+/* Opens the verdict cache named by the configuration, if any. */
+static void
+glue_open_cache(const struct detector_config *cfg)
+{
+	char path[PATH_MAX], note[1024], err[1024];
+
+	if (strcmp(cfg->cache_path, "off") == 0)
+		return;
+	if (cfg->cache_path[0] != '\0')
+		snprintf(path, sizeof(path), "%s", cfg->cache_path);
+	else if (!cache_default_path(path, sizeof(path))) {
+		detector_log(cfg, LOG_ERRORS, "no verdict cache: neither "
+		    "XDG_CACHE_HOME nor HOME is set; verdicts are kept in "
+		    "memory");
+		return;
+	}
+	glue.cache = cache_open(path, note, sizeof(note), err, sizeof(err));
+	glue.cache_pid = getpid();
+	if (glue.cache == NULL)
+		detector_log(cfg, LOG_ERRORS, "%s; verdicts are kept in "
+		    "memory", err);
+	else if (note[0] != '\0')
+		detector_log(cfg, LOG_ERRORS, "%s", note);
+}
 
 /* The process's DetecTor settings, read once. */
 static PRStatus
@@ -85,6 +118,7 @@ glue_init(void)
 		    cfg->nspheres);
 	} else {
 		glue.cfg = cfg;
+		glue_open_cache(cfg);
 		return PR_SUCCESS;
 	}
 	detector_config_free(cfg);
@@ -110,8 +144,14 @@ static int
 remembered(const char *host, unsigned int port, const unsigned char *spki,
     enum detector_verdict *v)
 {
+	struct cache_record r;
 	int found;
 
+	if (glue.cache != NULL && glue.cache_pid == getpid() &&
+	    cache_recall(glue.cache, host, port, spki, (uint32_t)time(NULL), &r)) {
+		*v = r.verdict;
+		return 1;
+	}
 	PR_Lock(glue.lock);
 	found = memo_lookup(&glue.memo, host, port, spki, PR_Now(), v);
 	PR_Unlock(glue.lock);
@@ -122,12 +162,26 @@ static void
 remember(const char *host, unsigned int port, const unsigned char *spki,
     enum detector_verdict v)
 {
-	PRTime ttl = v == DETECTOR_ACCEPT ? TTL_ACCEPT :
-	    v == DETECTOR_REJECT ? TTL_REJECT : TTL_UNDECIDED;
+	PRTime ttl = v == DETECTOR_ACCEPT ? (PRTime)glue.cfg->cache_validity_s *
+	    PR_USEC_PER_SEC : v == DETECTOR_REJECT ? (PRTime)CACHE_TTL_REJECT *
+	    PR_USEC_PER_SEC : (PRTime)CACHE_TTL_UNDECIDED * PR_USEC_PER_SEC;
+	char err[256];
+	int report = 0;
 
+	if (glue.cache != NULL && glue.cache_pid == getpid() &&
+	    !cache_readonly(glue.cache) && cache_remember(glue.cache, host, port, spki, v,
+	    (uint32_t)time(NULL), glue.cfg->cache_validity_s, err,
+	    sizeof(err)) == 0)
+		return;
 	PR_Lock(glue.lock);
 	memo_store(&glue.memo, host, port, spki, v, PR_Now(), ttl);
+	if (glue.cache != NULL && !cache_readonly(glue.cache) &&
+	    !glue.cache_write_failed)
+		report = glue.cache_write_failed = 1;
 	PR_Unlock(glue.lock);
+	if (report)
+		detector_log(glue.cfg, LOG_ERRORS, "cannot write the verdict "
+		    "cache (%s); verdicts are kept in memory", err);
 }
 
 /* Probes the spheres (blocking, bounded by the deadline) and decides. */

@@ -21,9 +21,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "detector.h"
+/* In-tree internals: the configuration's cache settings and the cache. */
+#include "cache.h"
+#include "config.h"
 
 #define EXIT_ACCEPT 0
 #define EXIT_UNDECIDED 1
@@ -37,6 +41,8 @@ struct options {
 	const char *spheres, *config, *resolve, *dump_dir;
 	long quorum, timeout, deadline;
 	int json, verbose;
+	int no_cache, cache_list;
+	const char *cache_forget;
 	char resolve_addr[64];
 };
 
@@ -46,6 +52,7 @@ static struct {
 	struct detector *ctx;
 	struct detector_path *direct;
 	struct detector_result *res;
+	struct cache *cache;
 } run;
 
 static void
@@ -64,6 +71,10 @@ usage(FILE *f)
 	    "      --json               print one JSON object\n"
 	    "  -D, --dump-certs DIR     write every certificate seen as PEM\n"
 	    "  -v, --verbose            full fingerprints and details\n"
+	    "      --no-cache           probe even if a verdict is cached; "
+	    "do not record\n"
+	    "      --cache-list         list the verdict cache and exit\n"
+	    "      --cache-forget HOST[:PORT]  remove cached verdicts and exit\n"
 	    "  -h, --help               this text\n"
 	    "Exit: 0 consistent, 1 undecided, 2 inconsistent (likely MITM), "
 	    "3 error.\n");
@@ -368,7 +379,8 @@ dump_all(const char *dir, const struct detector_path *direct,
 static void
 parse_args(int argc, char **argv, struct options *o)
 {
-	enum { OPT_DEADLINE = 256, OPT_RESOLVE, OPT_JSON };
+	enum { OPT_DEADLINE = 256, OPT_RESOLVE, OPT_JSON, OPT_NO_CACHE,
+	    OPT_CACHE_LIST, OPT_CACHE_FORGET };
 	static const struct option longopts[] = {
 		{ "port", required_argument, NULL, 'p' },
 		{ "spheres", required_argument, NULL, 's' },
@@ -378,6 +390,9 @@ parse_args(int argc, char **argv, struct options *o)
 		{ "resolve", required_argument, NULL, OPT_RESOLVE },
 		{ "config", required_argument, NULL, 'c' },
 		{ "json", no_argument, NULL, OPT_JSON },
+		{ "no-cache", no_argument, NULL, OPT_NO_CACHE },
+		{ "cache-list", no_argument, NULL, OPT_CACHE_LIST },
+		{ "cache-forget", required_argument, NULL, OPT_CACHE_FORGET },
 		{ "dump-certs", required_argument, NULL, 'D' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
@@ -403,11 +418,26 @@ parse_args(int argc, char **argv, struct options *o)
 		case OPT_RESOLVE: o->resolve = optarg; break;
 		case 'c': o->config = optarg; break;
 		case OPT_JSON: o->json = 1; break;
+		case OPT_NO_CACHE: o->no_cache = 1; break;
+		case OPT_CACHE_LIST: o->cache_list = 1; break;
+		case OPT_CACHE_FORGET: o->cache_forget = optarg; break;
 		case 'D': o->dump_dir = optarg; break;
 		case 'v': o->verbose = 1; break;
 		case 'h': usage(stdout); exit(0);
 		default: usage(stderr); exit(EXIT_UNKNOWN);
 		}
+	}
+	if (o->cache_list || o->cache_forget) {
+		if (optind != argc) {
+			usage(stderr);
+			exit(EXIT_UNKNOWN);
+		}
+		if (o->cache_forget) {
+			o->host_arg = o->cache_forget;
+			o->port = 0;   /* every port unless one is given */
+			parse_target(o);
+		}
+		return;
 	}
 	if (optind != argc - 1) {
 		usage(stderr);
@@ -448,6 +478,7 @@ load_config(const struct options *o)
 static void
 run_release(void)
 {
+	cache_close(run.cache);
 	detector_result_free(run.res);
 	detector_path_free(run.direct);
 	detector_free(run.ctx);
@@ -456,6 +487,126 @@ run_release(void)
 		fprintf(stderr, "sphere-probe: NSS shutdown reported leaked "
 		    "references\n");
 	PR_Cleanup();
+}
+
+/* The verdict cache the configuration names; NULL when it is off, or (with
+ * a warning) when it cannot be opened. */
+static struct cache *
+open_cache(const struct detector_config *cfg, int must)
+{
+	char path[PATH_MAX], note[1024], err[1024];
+	struct cache *c;
+
+	if (strcmp(cfg->cache_path, "off") == 0) {
+		if (must)
+			die("the verdict cache is turned off (cache = off)");
+		return NULL;
+	}
+	if (cfg->cache_path[0] != '\0')
+		snprintf(path, sizeof(path), "%s", cfg->cache_path);
+	else if (!cache_default_path(path, sizeof(path))) {
+		if (must)
+			die("no verdict cache: neither XDG_CACHE_HOME nor HOME "
+			    "is set");
+		return NULL;
+	}
+	if ((c = cache_open(path, note, sizeof(note), err,
+	    sizeof(err))) == NULL) {
+		if (must)
+			die("%s", err);
+		fprintf(stderr, "sphere-probe: %s; probing without it\n", err);
+		return NULL;
+	}
+	if (note[0] != '\0')
+		fprintf(stderr, "sphere-probe: %s\n", note);
+	return c;
+}
+
+static void
+format_time(uint32_t t, char *buf, size_t size)
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+
+	if (gmtime_r(&tt, &tm) == NULL ||
+	    strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+		snprintf(buf, size, "%lu", (unsigned long)t);
+}
+
+static void
+list_entry(void *arg, const char *key, const struct cache_record *r)
+{
+	char spki[65], first[32], last[32], exp[32];
+
+	(void)arg;
+	if (r == NULL) {
+		printf("%-40s (malformed entry, ignored)\n", key);
+		return;
+	}
+	hex(r->spki, 32, spki);
+	format_time(r->first_seen, first, sizeof(first));
+	format_time(r->last_verified, last, sizeof(last));
+	format_time(r->expires, exp, sizeof(exp));
+	printf("%-40s %-9s %.16s  first %s  verified %s  expires %s\n", key,
+	    detector_verdict_name(r->verdict), spki, first, last, exp);
+}
+
+/* --cache-list and --cache-forget: no network at all. */
+static int
+cache_command(const struct options *o)
+{
+	char err[1024];
+	int n;
+
+	run.cache = open_cache(run.cfg, 1);
+	if (o->cache_list) {
+		if (cache_list(run.cache, list_entry, NULL, err,
+		    sizeof(err)) == -1)
+			die("%s", err);
+		return 0;
+	}
+	if ((n = cache_forget(run.cache, o->host, o->port, err,
+	    sizeof(err))) == -1)
+		die("%s", err);
+	printf("forgot %d cached verdict%s for %s%s%.0u\n", n, n == 1 ? "" :
+	    "s", o->host, o->port ? ":" : "", o->port);
+	return 0;
+}
+
+/* A verdict the cache already holds for the key seen directly. */
+static int
+report_cached(const struct options *o, const struct cache_record *r)
+{
+	const struct detector_path *d = run.direct;
+	char when[32], spki[65];
+
+	format_time(r->last_verified, when, sizeof(when));
+	if (o->json) {
+		json_t *root = json_pack("{s:s, s:I, s:s, s:I, s:{s:o, s:o}, "
+		    "s:[], s:s, s:b, s:s}", "host", o->host, "port",
+		    (json_int_t)o->port, "verdict",
+		    detector_verdict_name(r->verdict), "quorum",
+		    (json_int_t)run.cfg->quorum, "direct", "spki_sha256",
+		    json_hash(d->have_cert, d->spki_sha256), "cert_sha256",
+		    json_hash(d->have_cert, d->cert_sha256), "spheres",
+		    "reason", "remembered verdict for this key (verdict cache)",
+		    "cached", 1, "verified_at", when);
+		char *out = root ? json_dumps(root, JSON_INDENT(2) |
+		    JSON_PRESERVE_ORDER) : NULL;
+		if (out == NULL)
+			die("cannot build the JSON report");
+		printf("%s\n", out);
+		free(out);
+		json_decref(root);
+	} else {
+		hex(d->spki_sha256, 32, spki);
+		printf("sphere-probe %s:%u\n\n  direct key %s\n\nverdict: %s "
+		    "(cached): remembered verdict for this key, last verified "
+		    "%s; --no-cache probes again\n", o->host, o->port, spki,
+		    detector_verdict_name(r->verdict), when);
+	}
+	return r->verdict == DETECTOR_ACCEPT ? EXIT_ACCEPT :
+	    r->verdict == DETECTOR_REJECT ? EXIT_REJECT : EXIT_UNDECIDED;
 }
 
 int
@@ -471,6 +622,8 @@ main(int argc, char **argv)
 	    NSS_SetDomesticPolicy() != SECSuccess)
 		die("cannot initialise NSS");
 	load_config(&o);
+	if (o.cache_list || o.cache_forget)
+		return cache_command(&o);
 	deadline = detector_config_deadline(run.cfg);
 	if (o.dump_dir != NULL && mkdir(o.dump_dir, 0700) == -1 &&
 	    errno != EEXIST)
@@ -490,6 +643,12 @@ main(int argc, char **argv)
 	if (run.direct->status != DETECTOR_PATH_SEEN)
 		die("direct connection to %s:%u failed: %s", o.host, o.port,
 		    run.direct->error ? run.direct->error : "no certificate");
+	if (!o.no_cache && (run.cache = open_cache(run.cfg, 0)) != NULL) {
+		struct cache_record r;
+		if (cache_recall(run.cache, o.host, o.port,
+		    run.direct->spki_sha256, (uint32_t)time(NULL), &r))
+			return report_cached(&o, &r);
+	}
 	/* The deadline covers the whole run: the spheres get what is left. */
 	remaining = run.direct->ms < deadline ? deadline - run.direct->ms : 1;
 	if (detector_config_set_deadline(run.cfg, remaining) == -1 ||
@@ -504,6 +663,14 @@ main(int argc, char **argv)
 		print_text(&o, run.direct, run.res);
 	if (o.dump_dir != NULL)
 		dump_all(o.dump_dir, run.direct, run.res);
+	if (run.cache != NULL && !cache_readonly(run.cache)) {
+		char err[1024];
+		if (cache_remember(run.cache, o.host, o.port,
+		    run.direct->spki_sha256, run.res->verdict,
+		    (uint32_t)time(NULL), run.cfg->cache_validity_s, err,
+		    sizeof(err)) == -1)
+			fprintf(stderr, "sphere-probe: %s\n", err);
+	}
 	switch (run.res->verdict) {
 	case DETECTOR_ACCEPT: return EXIT_ACCEPT;
 	case DETECTOR_REJECT: return EXIT_REJECT;

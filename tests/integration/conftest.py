@@ -93,10 +93,14 @@ class Probe:
         env.update(extra)
         return env
 
-    def run(self, *args, env=None, timeout=RUN_TIMEOUT):
+    def run(self, *args, env=None, timeout=RUN_TIMEOUT, cache=False):
+        """cache=False adds --no-cache: tests of the verdict itself must not
+        be answered from what an earlier test left in the cache."""
         if not os.access(self.path, os.X_OK):
             pytest.fail("%s is missing: build it first (`make`)" % self.path, pytrace=False)
         argv = [str(a) for a in args]
+        if not cache and "--no-cache" not in argv:
+            argv.insert(0, "--no-cache")
         t0 = time.monotonic()
         try:
             proc = subprocess.run([self.path] + argv, env=env or self.env(),

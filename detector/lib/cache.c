@@ -1,0 +1,442 @@
+/*
+ * cache.c - the persistent verdict cache, on LMDB.
+ *
+ * LMDB gives what a cache shared by every NSS process of a user needs:
+ * many readers and one writer across processes at once, O(log n) lookups
+ * without a server, and crash safety (copy-on-write B+tree, no recovery
+ * step).  What LMDB cannot protect against is a file damaged from outside:
+ * truncated, overwritten, or not LMDB at all.  Such a file is detected
+ * before any page is touched (a truncated map would raise SIGBUS), moved
+ * aside, and replaced; nothing else is lost.
+ */
+#include "cache.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <lmdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define CACHE_VERSION 1
+#define CACHE_MAP_SIZE ((size_t)1 << 30)   /* sparse: only used pages count */
+
+struct cache {
+	MDB_env *env;
+	MDB_dbi dbi;
+	int readonly;
+};
+
+static void
+put32(unsigned char *p, uint32_t v)
+{
+	p[0] = (unsigned char)(v >> 24);
+	p[1] = (unsigned char)(v >> 16);
+	p[2] = (unsigned char)(v >> 8);
+	p[3] = (unsigned char)v;
+}
+
+static uint32_t
+get32(const unsigned char *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
+	    (uint32_t)p[2] << 8 | p[3];
+}
+
+void
+cache_record_encode(const struct cache_record *r,
+    unsigned char out[CACHE_RECORD_LEN])
+{
+	out[0] = CACHE_VERSION;
+	out[1] = (unsigned char)r->verdict;
+	out[2] = out[3] = 0;
+	put32(out + 4, r->first_seen);
+	put32(out + 8, r->last_verified);
+	put32(out + 12, r->expires);
+	memcpy(out + 16, r->spki, DETECTOR_SHA256_LEN);
+}
+
+int
+cache_record_decode(const unsigned char *in, size_t len,
+    struct cache_record *r)
+{
+	if (len != CACHE_RECORD_LEN || in[0] != CACHE_VERSION ||
+	    in[2] != 0 || in[3] != 0)
+		return -1;
+	if (in[1] != DETECTOR_ACCEPT && in[1] != DETECTOR_REJECT &&
+	    in[1] != DETECTOR_UNDECIDED)
+		return -1;
+	r->verdict = (enum detector_verdict)in[1];
+	r->first_seen = get32(in + 4);
+	r->last_verified = get32(in + 8);
+	r->expires = get32(in + 12);
+	if (r->first_seen > r->last_verified || r->last_verified > r->expires)
+		return -1;
+	memcpy(r->spki, in + 16, DETECTOR_SHA256_LEN);
+	return 0;
+}
+
+size_t
+cache_key(const char *host, unsigned int port, char *out, size_t size)
+{
+	size_t n = strlen(host), i;
+	int len;
+
+	if (n > 1 && host[n - 1] == '.')
+		n--;
+	if (n == 0 || n > 253 || port < 1 || port > 65535 || size < n + 7)
+		return 0;
+	for (i = 0; i < n; i++)
+		out[i] = (char)tolower((unsigned char)host[i]);
+	len = snprintf(out + n, size - n, ":%u", port);
+	return len > 0 ? n + (size_t)len : 0;
+}
+
+int
+cache_default_path(char *out, size_t size)
+{
+	const char *xdg = getenv("XDG_CACHE_HOME");
+	const char *home = getenv("HOME");
+	int n;
+
+	if (xdg != NULL && xdg[0] == '/')
+		n = snprintf(out, size, "%s/detector/verdicts.mdb", xdg);
+	else if (home != NULL && home[0] == '/')
+		n = snprintf(out, size, "%s/.cache/detector/verdicts.mdb",
+		    home);
+	else
+		return 0;
+	return n > 0 && (size_t)n < size;
+}
+
+/* Creates the folder holding path (one level, mode 0700) if missing. */
+static int
+make_parent(const char *path, char *err, size_t errlen)
+{
+	char dir[4096];
+	char *slash;
+
+	if (strlen(path) >= sizeof(dir)) {
+		snprintf(err, errlen, "%s: path too long", path);
+		return -1;
+	}
+	strcpy(dir, path);
+	if ((slash = strrchr(dir, '/')) == NULL || slash == dir)
+		return 0;
+	*slash = '\0';
+	if (mkdir(dir, 0700) == -1 && errno != EEXIST) {
+		/* ~/.cache itself may be missing on a fresh account. */
+		char *up = strrchr(dir, '/');
+		if (errno == ENOENT && up != NULL && up != dir) {
+			*up = '\0';
+			if (mkdir(dir, 0700) == 0 || errno == EEXIST) {
+				*up = '/';
+				if (mkdir(dir, 0700) == 0 || errno == EEXIST)
+					return 0;
+			}
+		}
+		snprintf(err, errlen, "%s: cannot create: %s", dir,
+		    strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* A data file shorter than the pages its meta page claims would fault on
+ * access: check before anything is read through the map. */
+static int
+truncated(MDB_env *env, const char *path)
+{
+	MDB_envinfo info;
+	MDB_stat st;
+	struct stat sb;
+
+	if (stat(path, &sb) == -1 || mdb_env_info(env, &info) != 0 ||
+	    mdb_env_stat(env, &st) != 0)
+		return 1;
+	return (unsigned long long)sb.st_size <
+	    ((unsigned long long)info.me_last_pgno + 1) * st.ms_psize;
+}
+
+static int
+try_open(struct cache *c, const char *path, int readonly, int *mdb_rc)
+{
+	MDB_txn *txn;
+	int rc;
+
+	if ((rc = mdb_env_create(&c->env)) != 0)
+		goto fail;
+	if ((rc = mdb_env_set_mapsize(c->env, CACHE_MAP_SIZE)) != 0)
+		goto fail_env;
+	rc = mdb_env_open(c->env, path, MDB_NOSUBDIR | MDB_NOTLS |
+	    (readonly ? MDB_RDONLY : 0), 0600);
+	if (rc != 0)
+		goto fail_env;
+	if (truncated(c->env, path)) {
+		rc = MDB_CORRUPTED;
+		goto fail_env;
+	}
+	if ((rc = mdb_txn_begin(c->env, NULL, readonly ? MDB_RDONLY : 0,
+	    &txn)) != 0)
+		goto fail_env;
+	if ((rc = mdb_dbi_open(txn, NULL, 0, &c->dbi)) != 0 ||
+	    (rc = mdb_txn_commit(txn)) != 0) {
+		if (rc != 0)
+			mdb_txn_abort(txn);
+		goto fail_env;
+	}
+	c->readonly = readonly;
+	return 0;
+fail_env:
+	mdb_env_close(c->env);
+	c->env = NULL;
+fail:
+	*mdb_rc = rc;
+	return -1;
+}
+
+static int
+is_damage(int rc)
+{
+	return rc == MDB_INVALID || rc == MDB_CORRUPTED ||
+	    rc == MDB_VERSION_MISMATCH || rc == MDB_PAGE_NOTFOUND ||
+	    rc == MDB_BAD_DBI || rc == MDB_INCOMPATIBLE;
+}
+
+struct cache *
+cache_open(const char *path, char *note, size_t notelen, char *err,
+    size_t errlen)
+{
+	struct cache *c = calloc(1, sizeof(*c));
+	char aside[4200], lock[4200];
+	int rc = 0;
+
+	note[0] = '\0';
+	if (c == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	if (make_parent(path, err, errlen) == -1) {
+		free(c);
+		return NULL;
+	}
+	if (try_open(c, path, 0, &rc) == 0)
+		return c;
+	if (is_damage(rc)) {
+		snprintf(aside, sizeof(aside), "%s.corrupt-%ld", path,
+		    (long)time(NULL));
+		snprintf(lock, sizeof(lock), "%s-lock", path);
+		if (rename(path, aside) == 0) {
+			(void)unlink(lock);
+			snprintf(note, notelen, "the verdict cache %s was "
+			    "damaged (%s); moved it aside to %s and started a "
+			    "new one", path, mdb_strerror(rc), aside);
+			if (try_open(c, path, 0, &rc) == 0)
+				return c;
+		}
+	} else if ((rc == EACCES || rc == EROFS) &&
+	    try_open(c, path, 1, &rc) == 0) {
+		snprintf(note, notelen, "the verdict cache %s is read-only: "
+		    "verdicts are looked up there but kept in memory", path);
+		return c;
+	}
+	snprintf(err, errlen, "cannot open the verdict cache %s: %s", path,
+	    mdb_strerror(rc));
+	free(c);
+	return NULL;
+}
+
+void
+cache_close(struct cache *c)
+{
+	if (c == NULL)
+		return;
+	mdb_env_close(c->env);
+	free(c);
+}
+
+int
+cache_readonly(const struct cache *c)
+{
+	return c->readonly;
+}
+
+static int
+fail(int rc, char *err, size_t errlen)
+{
+	snprintf(err, errlen, "verdict cache: %s", mdb_strerror(rc));
+	return -1;
+}
+
+int
+cache_get(struct cache *c, const char *host, unsigned int port,
+    struct cache_record *r, char *err, size_t errlen)
+{
+	char key[CACHE_KEY_MAX];
+	MDB_val k, v;
+	MDB_txn *txn;
+	int rc, found;
+
+	if ((k.mv_size = cache_key(host, port, key, sizeof(key))) == 0)
+		return 0;
+	k.mv_data = key;
+	if ((rc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn)) != 0)
+		return fail(rc, err, errlen);
+	rc = mdb_get(txn, c->dbi, &k, &v);
+	found = rc == 0 && cache_record_decode(v.mv_data, v.mv_size, r) == 0;
+	mdb_txn_abort(txn);
+	if (rc != 0 && rc != MDB_NOTFOUND)
+		return fail(rc, err, errlen);
+	return found;
+}
+
+int
+cache_put(struct cache *c, const char *host, unsigned int port,
+    const struct cache_record *r, char *err, size_t errlen)
+{
+	unsigned char rec[CACHE_RECORD_LEN];
+	char key[CACHE_KEY_MAX];
+	MDB_val k, v;
+	MDB_txn *txn;
+	int rc;
+
+	if (c->readonly) {
+		snprintf(err, errlen, "verdict cache is read-only");
+		return -1;
+	}
+	if ((k.mv_size = cache_key(host, port, key, sizeof(key))) == 0) {
+		snprintf(err, errlen, "verdict cache: bad key");
+		return -1;
+	}
+	k.mv_data = key;
+	cache_record_encode(r, rec);
+	v.mv_data = rec;
+	v.mv_size = sizeof(rec);
+	if ((rc = mdb_txn_begin(c->env, NULL, 0, &txn)) != 0)
+		return fail(rc, err, errlen);
+	if ((rc = mdb_put(txn, c->dbi, &k, &v, 0)) != 0) {
+		mdb_txn_abort(txn);
+		return fail(rc, err, errlen);
+	}
+	if ((rc = mdb_txn_commit(txn)) != 0)
+		return fail(rc, err, errlen);
+	return 0;
+}
+
+int
+cache_forget(struct cache *c, const char *host, unsigned int port,
+    char *err, size_t errlen)
+{
+	char key[CACHE_KEY_MAX];
+	size_t klen;
+	MDB_cursor *cur;
+	MDB_val k, v;
+	MDB_txn *txn;
+	int rc, removed = 0;
+
+	if (c->readonly) {
+		snprintf(err, errlen, "verdict cache is read-only");
+		return -1;
+	}
+	/* With port 0 the key is the prefix "host:", matching every port. */
+	if ((klen = cache_key(host, port ? port : 1, key, sizeof(key))) == 0) {
+		snprintf(err, errlen, "verdict cache: bad host '%s'", host);
+		return -1;
+	}
+	if (port == 0)
+		klen -= 1;
+	if ((rc = mdb_txn_begin(c->env, NULL, 0, &txn)) != 0)
+		return fail(rc, err, errlen);
+	if ((rc = mdb_cursor_open(txn, c->dbi, &cur)) != 0) {
+		mdb_txn_abort(txn);
+		return fail(rc, err, errlen);
+	}
+	for (;;) {
+		k.mv_data = key;
+		k.mv_size = klen;
+		rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+		if (rc != 0 || k.mv_size < klen ||
+		    memcmp(k.mv_data, key, klen) != 0 ||
+		    (port != 0 && k.mv_size != klen))
+			break;
+		if ((rc = mdb_cursor_del(cur, 0)) != 0)
+			break;
+		removed++;
+	}
+	mdb_cursor_close(cur);
+	if (rc != 0 && rc != MDB_NOTFOUND) {
+		mdb_txn_abort(txn);
+		return fail(rc, err, errlen);
+	}
+	if ((rc = mdb_txn_commit(txn)) != 0)
+		return fail(rc, err, errlen);
+	return removed;
+}
+
+int
+cache_list(struct cache *c, void (*fn)(void *arg, const char *key,
+    const struct cache_record *r), void *arg, char *err, size_t errlen)
+{
+	char key[CACHE_KEY_MAX];
+	struct cache_record r;
+	MDB_cursor *cur;
+	MDB_val k, v;
+	MDB_txn *txn;
+	int rc;
+
+	if ((rc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn)) != 0)
+		return fail(rc, err, errlen);
+	if ((rc = mdb_cursor_open(txn, c->dbi, &cur)) != 0) {
+		mdb_txn_abort(txn);
+		return fail(rc, err, errlen);
+	}
+	while ((rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
+		size_t n = k.mv_size < sizeof(key) - 1 ? k.mv_size :
+		    sizeof(key) - 1;
+		memcpy(key, k.mv_data, n);
+		key[n] = '\0';
+		fn(arg, key, cache_record_decode(v.mv_data, v.mv_size, &r) ==
+		    0 ? &r : NULL);
+	}
+	mdb_cursor_close(cur);
+	mdb_txn_abort(txn);
+	return rc == MDB_NOTFOUND ? 0 : fail(rc, err, errlen);
+}
+
+int
+cache_recall(struct cache *c, const char *host, unsigned int port,
+    const unsigned char *spki, uint32_t now, struct cache_record *r)
+{
+	char err[256];
+
+	if (cache_get(c, host, port, r, err, sizeof(err)) != 1)
+		return 0;
+	return r->expires > now &&
+	    memcmp(r->spki, spki, DETECTOR_SHA256_LEN) == 0;
+}
+
+int
+cache_remember(struct cache *c, const char *host, unsigned int port,
+    const unsigned char *spki, enum detector_verdict v, uint32_t now,
+    uint32_t validity_s, char *err, size_t errlen)
+{
+	struct cache_record old, r;
+	uint32_t ttl = v == DETECTOR_ACCEPT ? validity_s :
+	    v == DETECTOR_REJECT ? CACHE_TTL_REJECT : CACHE_TTL_UNDECIDED;
+
+	memset(&r, 0, sizeof(r));
+	r.verdict = v;
+	r.first_seen = now;
+	if (cache_get(c, host, port, &old, err, errlen) == 1 &&
+	    memcmp(old.spki, spki, DETECTOR_SHA256_LEN) == 0 &&
+	    old.verdict == v && old.first_seen <= now)
+		r.first_seen = old.first_seen;
+	r.last_verified = now;
+	r.expires = now + ttl < now ? UINT32_MAX : now + ttl;
+	memcpy(r.spki, spki, DETECTOR_SHA256_LEN);
+	return cache_put(c, host, port, &r, err, errlen);
+}
