@@ -1,0 +1,226 @@
+/*
+ * The verdict cache: the record codec (strict), the store, the verdict
+ * policy, damage handling, and several processes writing at once.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "cache.h"
+
+static char dir[] = "/tmp/detector-test-cache-XXXXXX";
+static char path[600];
+static char note[1024], err[1024];
+
+static int
+setup(void **state)
+{
+	(void)state;
+	if (mkdtemp(dir) == NULL)
+		return -1;
+	snprintf(path, sizeof(path), "%s/sub/verdicts.mdb", dir);
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	char cmd[700];
+
+	(void)state;
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+static struct cache_record
+record(enum detector_verdict v, unsigned char fill)
+{
+	struct cache_record r;
+
+	memset(&r, 0, sizeof(r));
+	r.verdict = v;
+	r.first_seen = 1000;
+	r.last_verified = 2000;
+	r.expires = 3000;
+	memset(r.spki, fill, sizeof(r.spki));
+	return r;
+}
+
+static void
+test_record_codec(void **state)
+{
+	struct cache_record r = record(DETECTOR_REJECT, 0xab), back;
+	unsigned char buf[CACHE_RECORD_LEN];
+	size_t i;
+
+	(void)state;
+	cache_record_encode(&r, buf);
+	assert_int_equal(cache_record_decode(buf, sizeof(buf), &back), 0);
+	assert_memory_equal(&r, &back, sizeof(r));
+	assert_int_equal(CACHE_RECORD_LEN, 48);   /* <= 64 bytes per entry */
+	/* Wrong length, version, reserved bytes, verdict, time order. */
+	assert_int_equal(cache_record_decode(buf, sizeof(buf) - 1, &back), -1);
+	for (i = 0; i < 4; i++) {
+		unsigned char bad[CACHE_RECORD_LEN];
+		memcpy(bad, buf, sizeof(bad));
+		bad[i] ^= 0x80;
+		assert_int_equal(cache_record_decode(bad, sizeof(bad), &back),
+		    -1);
+	}
+	r.last_verified = 5000;   /* after expires */
+	cache_record_encode(&r, buf);
+	assert_int_equal(cache_record_decode(buf, sizeof(buf), &back), -1);
+}
+
+static void
+test_keys(void **state)
+{
+	char k[CACHE_KEY_MAX];
+	char big[300];
+
+	(void)state;
+	assert_int_equal(cache_key("Bank.Example.", 443, k, sizeof(k)), 16);
+	assert_string_equal(k, "bank.example:443");
+	memset(big, 'a', 254);
+	big[254] = '\0';
+	assert_int_equal(cache_key(big, 443, k, sizeof(k)), 0);
+	assert_int_equal(cache_key("a", 0, k, sizeof(k)), 0);
+}
+
+static void
+test_store_recall_forget(void **state)
+{
+	struct cache *c = cache_open(path, note, sizeof(note), err, sizeof(err));
+	struct cache_record r = record(DETECTOR_ACCEPT, 1), got;
+	unsigned char other[DETECTOR_SHA256_LEN];
+	struct stat sb;
+
+	(void)state;
+	assert_non_null(c);
+	assert_int_equal(stat(path, &sb), 0);
+	assert_int_equal(sb.st_mode & 0777, 0600);
+	assert_int_equal(cache_get(c, "a.test", 443, &got, err, sizeof(err)), 0);
+	assert_int_equal(cache_put(c, "A.test", 443, &r, err, sizeof(err)), 0);
+	assert_int_equal(cache_get(c, "a.TEST", 443, &got, err, sizeof(err)), 1);
+	assert_memory_equal(&r, &got, sizeof(r));
+	/* Policy: same key and not expired only. */
+	assert_int_equal(cache_recall(c, "a.test", 443, r.spki, 2500, &got), 1);
+	assert_int_equal(cache_recall(c, "a.test", 443, r.spki, 3000, &got), 0);
+	memset(other, 2, sizeof(other));
+	assert_int_equal(cache_recall(c, "a.test", 443, other, 2500, &got), 0);
+	/* first_seen survives re-verification of the same key. */
+	assert_int_equal(cache_remember(c, "b.test", 443, r.spki,
+	    DETECTOR_ACCEPT, 10000, 86400, err, sizeof(err)), 0);
+	assert_int_equal(cache_remember(c, "b.test", 443, r.spki,
+	    DETECTOR_ACCEPT, 20000, 86400, err, sizeof(err)), 0);
+	assert_int_equal(cache_get(c, "b.test", 443, &got, err, sizeof(err)), 1);
+	assert_int_equal(got.first_seen, 10000);
+	assert_int_equal(got.last_verified, 20000);
+	assert_int_equal(got.expires, 20000 + 86400);
+	/* REJECT and UNDECIDED are kept briefly. */
+	assert_int_equal(cache_remember(c, "c.test", 443, r.spki,
+	    DETECTOR_UNDECIDED, 100, 86400, err, sizeof(err)), 0);
+	assert_int_equal(cache_get(c, "c.test", 443, &got, err, sizeof(err)), 1);
+	assert_int_equal(got.expires, 100 + CACHE_TTL_UNDECIDED);
+	/* Forget one port, or all ports of a host, and nothing else. */
+	assert_int_equal(cache_put(c, "a.test", 8443, &r, err, sizeof(err)), 0);
+	assert_int_equal(cache_put(c, "a.testing", 443, &r, err, sizeof(err)), 0);
+	assert_int_equal(cache_forget(c, "a.test", 8443, err, sizeof(err)), 1);
+	assert_int_equal(cache_put(c, "a.test", 8443, &r, err, sizeof(err)), 0);
+	assert_int_equal(cache_forget(c, "a.test", 0, err, sizeof(err)), 2);
+	assert_int_equal(cache_get(c, "a.testing", 443, &got, err,
+	    sizeof(err)), 1);
+	cache_close(c);
+}
+
+static void
+test_damaged_file_is_moved_aside(void **state)
+{
+	char p2[700], cmd[800];
+	struct cache *c;
+	FILE *f;
+
+	(void)state;
+	snprintf(p2, sizeof(p2), "%s/garbage.mdb", dir);
+	f = fopen(p2, "w");
+	assert_non_null(f);
+	for (int i = 0; i < 4096; i++)
+		fputc(i * 7, f);
+	fclose(f);
+	c = cache_open(p2, note, sizeof(note), err, sizeof(err));
+	assert_non_null(c);
+	assert_non_null(strstr(note, "damaged"));
+	assert_non_null(strstr(note, "garbage.mdb.corrupt-"));
+	cache_close(c);
+	snprintf(cmd, sizeof(cmd), "ls %s/garbage.mdb.corrupt-* >/dev/null", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
+/* Several processes write distinct entries at once: none is lost. */
+static void
+test_concurrent_writers_lose_nothing(void **state)
+{
+	enum { WRITERS = 4, EACH = 200 };
+	struct cache *c;
+	int w, i, status, found = 0;
+
+	(void)state;
+	for (w = 0; w < WRITERS; w++) {
+		pid_t pid = fork();
+		assert_true(pid >= 0);
+		if (pid == 0) {
+			struct cache *mine = cache_open(path, note, sizeof(note),
+			    err, sizeof(err));
+			struct cache_record r = record(DETECTOR_ACCEPT, (unsigned
+			    char)w);
+			char host[64];
+			if (mine == NULL)
+				_exit(2);
+			for (i = 0; i < EACH; i++) {
+				snprintf(host, sizeof(host), "w%d-%d.test", w, i);
+				if (cache_put(mine, host, 443, &r, err,
+				    sizeof(err)) != 0)
+					_exit(3);
+			}
+			cache_close(mine);
+			_exit(0);
+		}
+	}
+	for (w = 0; w < WRITERS; w++) {
+		assert_true(wait(&status) > 0);
+		assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	}
+	c = cache_open(path, note, sizeof(note), err, sizeof(err));
+	assert_non_null(c);
+	for (w = 0; w < WRITERS; w++) {
+		for (i = 0; i < EACH; i++) {
+			struct cache_record got;
+			char host[64];
+			snprintf(host, sizeof(host), "w%d-%d.test", w, i);
+			found += cache_get(c, host, 443, &got, err,
+			    sizeof(err)) == 1 && got.spki[0] == w;
+		}
+	}
+	cache_close(c);
+	assert_int_equal(found, WRITERS * EACH);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_record_codec),
+		cmocka_unit_test(test_keys),
+		cmocka_unit_test(test_store_recall_forget),
+		cmocka_unit_test(test_damaged_file_is_moved_aside),
+		cmocka_unit_test(test_concurrent_writers_lose_nothing),
+	};
+	return cmocka_run_group_tests_name("cache", tests, setup, teardown);
+}
