@@ -134,3 +134,24 @@ def probe(scratch):
     home = os.path.join(scratch, "home")
     os.mkdir(home, 0o700)
     return Probe(home)
+
+
+@pytest.fixture(scope="session")
+def nssdb(world, scratch):
+    """NSS databases: one trusting the test CA, one trusting nothing."""
+    dbs = {}
+    for name, trust in (("trusting", True), ("empty", False)):
+        d = os.path.join(scratch, "nssdb-" + name)
+        os.mkdir(d, 0o700)
+        subprocess.run(["certutil", "-N", "-d", "sql:" + d, "--empty-password"],
+                       check=True, capture_output=True)
+        if trust:
+            subprocess.run(["certutil", "-A", "-d", "sql:" + d, "-n", "testca",
+                            "-t", "C,,", "-i", world.ca.crt], check=True,
+                           capture_output=True)
+        dbs[name] = d
+    request = os.path.join(scratch, "request")
+    with open(request, "w") as f:
+        f.write("GET / HTTP/1.0\r\n\r\n")
+    dbs["request"] = request
+    return dbs

@@ -5,7 +5,7 @@ import os
 import re
 import stat
 
-from test_nss_hook import marks, probes_seen, run_app, tstclnt, nssdb  # noqa: F401
+from test_nss_hook import marks, probes_seen, run_app, tstclnt
 from world import MITM_ADDR, REAL_ADDR
 
 
@@ -13,7 +13,7 @@ def cache_file(home):
     return os.path.join(home, ".cache", "detector", "verdicts.mdb")
 
 
-def test_second_process_makes_no_probe(world, nssdb, tmpdir_):  # noqa: F811
+def test_second_process_makes_no_probe(world, nssdb, tmpdir_):
     m = marks(world)
     first = run_app(world, tmpdir_, tstclnt(nssdb, world.cport), REAL_ADDR)
     assert first.rc == 0 and "hello" in first.out, first
@@ -27,7 +27,7 @@ def test_second_process_makes_no_probe(world, nssdb, tmpdir_):  # noqa: F811
     assert probes_seen(world, m) == 0, "the second process probed again"
 
 
-def test_a_different_key_is_probed_again(world, nssdb, tmpdir_):  # noqa: F811
+def test_a_different_key_is_probed_again(world, nssdb, tmpdir_):
     # The clean verdict is cached; the MITM's key is another key: probed,
     # refused (the "mismatch is the natural cue" rule), then refused from
     # the cache without probing.
@@ -43,7 +43,7 @@ def test_a_different_key_is_probed_again(world, nssdb, tmpdir_):  # noqa: F811
     assert probes_seen(world, m) == 0
 
 
-def test_damaged_cache_is_set_aside_and_rebuilt(world, nssdb, tmpdir_):  # noqa: F811
+def test_damaged_cache_is_set_aside_and_rebuilt(world, nssdb, tmpdir_):
     run_app(world, tmpdir_, tstclnt(nssdb, world.cport), REAL_ADDR)
     path = cache_file(tmpdir_)
     size = os.path.getsize(path)
@@ -86,3 +86,18 @@ def test_sphere_probe_cache_commands(world, probe, tmpdir_):
     assert forgot.rc == 0 and "forgot 1 cached verdict for server.test" in forgot.out, forgot
     listed = probe.run("--cache-list", env=env, cache=True)
     assert "server.test" not in listed.out, listed
+
+
+def test_read_only_cache_is_read_not_written(world, nssdb, tmpdir_):
+    run_app(world, tmpdir_, tstclnt(nssdb, world.cport), REAL_ADDR)
+    d = os.path.dirname(cache_file(tmpdir_))
+    ro = 'mount --bind "%s" "%s" && mount -o remount,bind,ro "%s"' % (d, d, d)
+    m = marks(world)
+    hit = run_app(world, tmpdir_, tstclnt(nssdb, world.cport), REAL_ADDR, setup=ro)
+    assert hit.rc == 0 and "hello" in hit.out, hit
+    assert "is read-only" in hit.err and "remembered verdict 'accept'" in hit.err, hit
+    assert probes_seen(world, m) == 0
+    # A new verdict cannot be written: the handshake is still decided (here
+    # refused), and kept in memory.
+    mitm = run_app(world, tmpdir_, tstclnt(nssdb, world.cport), MITM_ADDR, setup=ro)
+    assert mitm.rc != 0 and "DETECTOR_ERROR_MITM" in mitm.err, mitm

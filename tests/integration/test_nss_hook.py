@@ -28,27 +28,6 @@ APP_TIMEOUT = 60
 POLL_MS = 50          # nbclient's PR_Poll interval
 
 
-@pytest.fixture(scope="session")
-def nssdb(world, scratch):
-    """NSS databases: one trusting the test CA, one trusting nothing."""
-    dbs = {}
-    for name, trust in (("trusting", True), ("empty", False)):
-        d = os.path.join(scratch, "nssdb-" + name)
-        os.mkdir(d, 0o700)
-        subprocess.run(["certutil", "-N", "-d", "sql:" + d, "--empty-password"],
-                       check=True, capture_output=True)
-        if trust:
-            subprocess.run(["certutil", "-A", "-d", "sql:" + d, "-n", "testca",
-                            "-t", "C,,", "-i", world.ca.crt], check=True,
-                           capture_output=True)
-        dbs[name] = d
-    request = os.path.join(scratch, "request")
-    with open(request, "w") as f:
-        f.write("GET / HTTP/1.0\r\n\r\n")
-    dbs["request"] = request
-    return dbs
-
-
 class App:
     """One finished application run."""
 
@@ -82,9 +61,10 @@ PRELOAD = sanitizer_preload()
 
 
 def run_app(world, tmpdir, argv, addr, detector=True, config=None,
-            spheres=None, log="decisions"):
+            spheres=None, log="decisions", setup=""):
     """Runs argv with server.test resolving to addr, under detector-run
-    unless detector is False.  config: text of a DetecTor config file."""
+    unless detector is False.  config: text of a DetecTor config file;
+    setup: shell commands run first inside the app's mount namespace."""
     hosts = os.path.join(tmpdir, "hosts")
     with open(hosts, "w") as f:
         f.write("127.0.0.1\tlocalhost\n%s\tserver.test\n" % addr)
@@ -104,7 +84,8 @@ def run_app(world, tmpdir, argv, addr, detector=True, config=None,
         env["ASAN_OPTIONS"] = "detect_leaks=0"
     runner = [DETECTOR_RUN] if detector else []
     full = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
-            'mount --bind "$0" /etc/hosts && exec "$@"', hosts] + runner + argv
+            'mount --bind "$0" /etc/hosts && %s exec "$@"'
+            % (setup + " &&" if setup else ""), hosts] + runner + argv
     t0 = time.monotonic()
     proc = subprocess.run(full, env=env, stdin=subprocess.DEVNULL,
                           capture_output=True, text=True, timeout=APP_TIMEOUT)
