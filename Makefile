@@ -32,7 +32,8 @@ LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 LIB_A    := $(BUILD)/libdetector.a
 LIB_SO   := $(BUILD)/libdetector.so.0
 
-TOOLS    := $(BUILD)/sphere-probe $(BUILD)/detector-run $(BUILD)/tests/nbclient
+TOOLS    := $(BUILD)/sphere-probe $(BUILD)/detector-run $(BUILD)/tests/nbclient \
+            $(BUILD)/tests/purple_client
 # What detector-run puts first on LD_LIBRARY_PATH: the enhanced libssl3.so
 # (mk/nss.mk) next to libdetector.so.0.
 RUNLIBS  := $(BUILD)/lib/libssl3.so $(BUILD)/lib/libdetector.so.0
@@ -83,6 +84,17 @@ $(BUILD)/tests/nbclient: tests/hook/nbclient.c
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  CC      $@")
 	$(Q)$(CC) $(CFLAGS) -o $@ $< $(LDFLAGS) $(shell pkg-config --libs nss nspr)
+
+# A Pidgin-family application: libpurple's TLS through its ssl-nss.so plugin,
+# which links the system NSS.  The driver itself links NSPR only to print
+# the NSS error code libpurple does not report.
+PURPLE_PKGS := purple glib-2.0 nspr
+$(BUILD)/tests/purple_client: tests/hook/purple_client.c
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  CC      $@")
+	$(Q)$(CC) $(CFLAGS) $(shell pkg-config --cflags $(PURPLE_PKGS)) \
+	  -DPURPLE_PLUGIN_DIR='"$(shell pkg-config --variable=plugindir purple)"' \
+	  -o $@ $< $(LDFLAGS) $(shell pkg-config --libs $(PURPLE_PKGS))
 
 $(BUILD)/tests/test_%: tests/unit/test_%.c $(LIB_A)
 	@mkdir -p $(@D)
