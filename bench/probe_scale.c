@@ -1,0 +1,339 @@
+/*
+ * probe_scale - many checks in flight on one thread: the engine at scale.
+ *
+ * usage: probe_scale HOST PORT SPKI_HEX INFLIGHT CHECKS TIMEOUT_MS QUORUM
+ *                    socks|direct ADDRS
+ *
+ * Keeps INFLIGHT checks of HOST:PORT in flight until CHECKS have been
+ * made.  A check is what detector_check() does: one probe per address in
+ * ADDRS ("ip:port,..."; SOCKS5 spheres with `socks`, or the TLS server
+ * itself with `direct`), a fresh isolation token, and the k-of-n rule
+ * (verdict.h) after every probe that ends; once the verdict is final the
+ * check's other probes are abandoned ("skipped") and a new check takes
+ * its place.  Every probe of every check is driven by the probe state
+ * machine of probe.h, all from ONE PR_Poll loop on this one thread.
+ *
+ * The soft RLIMIT_NOFILE is raised to the hard limit; INFLIGHT times the
+ * number of addresses must fit in it.
+ *
+ * prints "key value" lines: probes captured (a certificate was seen),
+ * failed, timed out, skipped; checks per verdict; seconds; probes/s;
+ * checks/s; peak RSS; PR_Poll calls and descriptors per call; this
+ * thread's CPU time per captured probe.
+ */
+#include <nss.h>
+#include <ssl.h>
+#include <pk11pub.h>
+#include <prerror.h>
+#include <prnetdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "probe.h"
+#include "verdict.h"
+
+#define MAX_ADDRS DETECTOR_MAX_SPHERES
+
+struct check {
+	struct probe probes[MAX_ADDRS];
+	struct detector_path paths[MAX_ADDRS];
+	char user[16], pass[40];
+	int active, finished;
+};
+
+static struct {
+	const char *host;
+	unsigned int port;
+	unsigned char spki[DETECTOR_SHA256_LEN];
+	int via_socks;
+	unsigned int quorum, timeout_ms;
+	size_t naddrs;
+	PRNetAddr addrs[MAX_ADDRS];
+	char *via[MAX_ADDRS];
+	long started, done;
+	long captured, failed, timedout, skipped, matches;
+	long verdicts[4];
+	const char *first_error;
+} run;
+
+static double
+now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int
+parse_addrs(char *list)
+{
+	char *tok, *save = NULL, *colon;
+
+	for (tok = strtok_r(list, ",", &save); tok != NULL;
+	    tok = strtok_r(NULL, ",", &save)) {
+		if (run.naddrs == MAX_ADDRS ||
+		    (colon = strrchr(tok, ':')) == NULL)
+			return -1;
+		run.via[run.naddrs] = strdup(tok);
+		*colon = '\0';
+		if (run.via[run.naddrs] == NULL ||
+		    PR_StringToNetAddr(tok, &run.addrs[run.naddrs]) !=
+		    PR_SUCCESS || PR_InitializeNetAddr(PR_IpAddrNull,
+		    (PRUint16)atoi(colon + 1), &run.addrs[run.naddrs]) !=
+		    PR_SUCCESS)
+			return -1;
+		run.naddrs++;
+	}
+	return run.naddrs > 0 ? 0 : -1;
+}
+
+static int
+parse_hex(const char *hex, unsigned char *out, size_t len)
+{
+	size_t i;
+	unsigned int b;
+
+	if (strlen(hex) != 2 * len)
+		return -1;
+	for (i = 0; i < len; i++) {
+		if (sscanf(hex + 2 * i, "%2x", &b) != 1)
+			return -1;
+		out[i] = (unsigned char)b;
+	}
+	return 0;
+}
+
+/* A fresh isolation token, as detector_check() makes for every check. */
+static void
+token(struct check *c)
+{
+	unsigned char rnd[16];
+	size_t i;
+
+	if (PK11_GenerateRandom(rnd, sizeof(rnd)) != SECSuccess)
+		memset(rnd, 0x5a, sizeof(rnd));
+	for (i = 0; i < sizeof(rnd); i++)
+		snprintf(c->pass + 2 * i, 3, "%02x", rnd[i]);
+	snprintf(c->user, sizeof(c->user), "detector");
+}
+
+static void
+check_start(struct check *c)
+{
+	PRIntervalTime start = PR_IntervalNow();
+	size_t i;
+
+	memset(c, 0, sizeof(*c));
+	token(c);
+	c->active = 1;
+	run.started++;
+	for (i = 0; i < run.naddrs; i++) {
+		struct probe *p = &c->probes[i];
+
+		p->host = run.host;
+		p->port = run.port;
+		p->via_socks = run.via_socks;
+		p->user = c->user;
+		p->pass = c->pass;
+		p->start = start;
+		p->deadline = start + PR_MillisecondsToInterval(run.timeout_ms);
+		p->path = &c->paths[i];
+		probe_start(p, &run.addrs[i], run.via[i]);
+	}
+}
+
+/* The k-of-n rule over the check's probes; on a final verdict, closes the
+ * rest and counts the outcome. */
+static void
+check_evaluate(struct check *c)
+{
+	struct tally t = { (unsigned int)run.naddrs, run.quorum, 0, 0, 0 };
+	enum detector_verdict v;
+	size_t i;
+
+	if (!c->active || c->finished)
+		return;
+	for (i = 0; i < run.naddrs; i++) {
+		if (c->probes[i].state != PROBE_DONE)
+			t.pending++;
+		else if (c->paths[i].status == DETECTOR_PATH_SEEN &&
+		    memcmp(c->paths[i].spki_sha256, run.spki,
+		    DETECTOR_SHA256_LEN) == 0)
+			t.matches++;
+		else if (c->paths[i].status == DETECTOR_PATH_SEEN)
+			t.mismatches++;
+	}
+	if (!verdict_decide(&t, &v))
+		return;
+	run.verdicts[v]++;
+	run.matches += t.matches;
+	for (i = 0; i < run.naddrs; i++) {
+		probe_abandon(&c->probes[i], DETECTOR_PATH_SKIPPED,
+		    "not awaited (verdict already reached)");
+		switch (c->paths[i].status) {
+		case DETECTOR_PATH_SEEN: run.captured++; break;
+		case DETECTOR_PATH_SKIPPED: run.skipped++; break;
+		case DETECTOR_PATH_TIMEOUT: run.timedout++; break;
+		default:
+			run.failed++;
+			if (run.first_error == NULL && c->paths[i].error)
+				run.first_error = strdup(c->paths[i].error);
+			break;
+		}
+		path_release(&c->paths[i]);
+	}
+	c->finished = 1;
+	run.done++;
+}
+
+int
+main(int argc, char **argv)
+{
+	struct rlimit rl;
+	struct rusage ru;
+	struct check *checks;
+	PRPollDesc *pds;
+	struct probe **owner;
+	long inflight, total, polls = 0, polled = 0, ready_sum = 0;
+	size_t i, j, npd, maxpd;
+	double t0, t, cpu;
+
+	if (argc != 10 || (inflight = atol(argv[4])) < 1 ||
+	    (total = atol(argv[5])) < inflight ||
+	    (strcmp(argv[8], "socks") != 0 && strcmp(argv[8], "direct") != 0)) {
+		fprintf(stderr, "usage: probe_scale HOST PORT SPKI_HEX INFLIGHT "
+		    "CHECKS TIMEOUT_MS QUORUM socks|direct ADDRS\n");
+		return 2;
+	}
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	run.host = argv[1];
+	run.port = (unsigned int)atoi(argv[2]);
+	run.timeout_ms = (unsigned int)atoi(argv[6]);
+	run.quorum = (unsigned int)atoi(argv[7]);
+	run.via_socks = strcmp(argv[8], "socks") == 0;
+	if (parse_hex(argv[3], run.spki, sizeof(run.spki)) == -1 ||
+	    parse_addrs(argv[9]) == -1 || run.quorum < 1 ||
+	    run.quorum > run.naddrs) {
+		fprintf(stderr, "probe_scale: bad SPKI hash, address list or "
+		    "quorum\n");
+		return 2;
+	}
+	/* One descriptor per probe, plus NSS's own files and stdio. */
+	maxpd = (size_t)inflight * run.naddrs;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		(void)setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur < maxpd + 64) {
+		fprintf(stderr, "probe_scale: %zu probes in flight need %zu "
+		    "descriptors; the limit is %llu (raise ulimit -Hn)\n",
+		    maxpd, maxpd + 64, (unsigned long long)rl.rlim_cur);
+		return 2;
+	}
+	printf("nofile_limit %llu\n", (unsigned long long)rl.rlim_cur);
+	if (NSS_NoDB_Init(NULL) != SECSuccess ||
+	    NSS_SetDomesticPolicy() != SECSuccess) {
+		fprintf(stderr, "probe_scale: NSS_NoDB_Init failed\n");
+		return 2;
+	}
+	checks = calloc((size_t)inflight, sizeof(*checks));
+	pds = calloc(maxpd, sizeof(*pds));
+	owner = calloc(maxpd, sizeof(*owner));
+	if (checks == NULL || pds == NULL || owner == NULL) {
+		fprintf(stderr, "probe_scale: out of memory\n");
+		return 2;
+	}
+	t0 = now_s();
+	for (i = 0; i < (size_t)inflight; i++)
+		check_start(&checks[i]);
+	for (;;) {
+		PRIntervalTime now = PR_IntervalNow(), wait;
+		int any = 0;
+		PRInt32 ready;
+
+		/* Finished checks make room for new ones. */
+		for (i = 0; i < (size_t)inflight; i++) {
+			check_evaluate(&checks[i]);
+			if (checks[i].finished) {
+				if (run.started < total)
+					check_start(&checks[i]);
+				else
+					checks[i].active = 0;
+			}
+			any |= checks[i].active;
+		}
+		if (!any)
+			break;
+		wait = PR_SecondsToInterval(1);
+		npd = 0;
+		for (i = 0; i < (size_t)inflight; i++) {
+			if (!checks[i].active)
+				continue;
+			for (j = 0; j < run.naddrs; j++) {
+				struct probe *p = &checks[i].probes[j];
+
+				if (p->state == PROBE_DONE)
+					continue;
+				if ((PRInt32)(now - p->deadline) >= 0) {
+					probe_abandon(p, DETECTOR_PATH_TIMEOUT,
+					    "probe timed out");
+					continue;
+				}
+				if ((PRIntervalTime)(p->deadline - now) < wait)
+					wait = p->deadline - now;
+				pds[npd].fd = p->fd;
+				pds[npd].in_flags = probe_poll_flags(p);
+				pds[npd].out_flags = 0;
+				owner[npd++] = p;
+			}
+		}
+		if (npd == 0)
+			continue;
+		ready = PR_Poll(pds, (PRIntn)npd, wait);
+		polls++;
+		polled += (long)npd;
+		if (ready < 0) {
+			fprintf(stderr, "probe_scale: PR_Poll failed: %s\n",
+			    PR_ErrorToName(PR_GetError()));
+			return 1;
+		}
+		ready_sum += ready;
+		for (i = 0; i < npd; i++) {
+			if (pds[i].out_flags != 0 &&
+			    owner[i]->state != PROBE_DONE)
+				probe_advance(owner[i], pds[i].out_flags);
+		}
+	}
+	t = now_s() - t0;
+	getrusage(RUSAGE_SELF, &ru);
+	cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+	    (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+	printf("checks %ld\nprobes_per_check %zu\ninflight %ld\nseconds %.3f\n"
+	    "captured %ld\nmatches %ld\nfailed %ld\ntimedout %ld\nskipped %ld\n"
+	    "accept %ld\nreject %ld\nundecided %ld\n"
+	    "probes_per_s %.1f\nchecks_per_s %.1f\npeak_rss_kib %ld\n"
+	    "polls %ld\nfds_per_poll %.1f\nready_per_poll %.1f\n"
+	    "cpu_seconds %.3f\ncpu_us_per_probe %.1f\n",
+	    run.done, run.naddrs, inflight, t, run.captured, run.matches,
+	    run.failed, run.timedout, run.skipped,
+	    run.verdicts[DETECTOR_ACCEPT], run.verdicts[DETECTOR_REJECT],
+	    run.verdicts[DETECTOR_UNDECIDED], (double)run.captured / t,
+	    (double)run.done / t, ru.ru_maxrss,
+	    polls, polls ? (double)polled / (double)polls : 0.0,
+	    polls ? (double)ready_sum / (double)polls : 0.0, cpu,
+	    run.captured ? cpu * 1e6 / (double)run.captured : 0.0);
+	if (run.first_error != NULL)
+		printf("first_error %s\n", run.first_error);
+	free(checks);
+	free(pds);
+	free(owner);
+	for (i = 0; i < run.naddrs; i++)
+		free(run.via[i]);
+	free((char *)run.first_error);
+	NSS_Shutdown();
+	return 0;
+}

@@ -1,0 +1,46 @@
+# mk/bench.mk: DetecTor's performance, measured side by side on loopback.
+#
+#   make bench         build the benchmark programs and run bench/run.py:
+#                      prints one table and writes bench/results.md with the
+#                      machine's description (a few minutes on 2 cores; root,
+#                      for the test world's sphere mount namespaces)
+#   make bench-build   only build them, into $(BUILD)/bench
+#
+# Not part of `make test`.  bench/run.py says what each figure is.
+
+BENCH_BIN    := $(BUILD)/bench
+# Drivers of the engine: libdetector.a and the internal headers of detector/lib.
+BENCH_ENGINE := $(BENCH_BIN)/check_latency $(BENCH_BIN)/probe_scale \
+                $(BENCH_BIN)/cache_bench
+BENCH_PROGS  := $(BENCH_BIN)/tls_server $(BENCH_BIN)/hsclient $(BENCH_ENGINE)
+
+.PHONY: bench bench-build bench-deps
+
+bench: deps bench-deps
+	$(MAKE) all
+	$(MAKE) bench-build
+	DETECTOR_BUILD=$(abspath $(BUILD)) $(PYTHON) bench/run.py
+
+bench-deps:
+	@scripts/install-deps.sh bench/debian-packages.txt
+
+bench-build: $(BENCH_PROGS)
+
+# The TLS server the benchmarks measure against: OpenSSL only.
+$(BENCH_BIN)/tls_server: bench/tls_server.c
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  CC      $@")
+	$(Q)$(CC) $(CFLAGS) -o $@ $< $(LDFLAGS) $(shell pkg-config --libs openssl)
+
+# An unmodified NSS application: links the system NSS only, so that
+# detector-run can swap in the enhanced libssl3.so.
+$(BENCH_BIN)/hsclient: bench/hsclient.c
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  CC      $@")
+	$(Q)$(CC) $(CFLAGS) -o $@ $< $(LDFLAGS) $(shell pkg-config --libs nss nspr)
+
+$(BENCH_ENGINE): $(BENCH_BIN)/%: bench/%.c $(LIB_A) \
+    $(wildcard detector/include/*.h detector/lib/*.h)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  CC      $@")
+	$(Q)$(CC) $(CFLAGS) -o $@ $< $(LIB_A) $(LDFLAGS) $(PKG_LIBS)
