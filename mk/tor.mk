@@ -15,9 +15,12 @@ EXTRA_TESTS += test-spheres test-tor
 test-spheres:
 	$(PYTHON) -m pytest -p no:cacheprovider -q sphere-controller/tests
 
-test-tor: deps
+# test_scenarios.py runs sphere-probe through the spheres.
+test-tor: deps $(BUILD)/sphere-probe
 	@mkdir -p $(BUILD)
 	TORNET_REPORT=$(abspath $(BUILD))/tornet-measurements.json \
+	  TORNET_SCENARIO_REPORT=$(abspath $(BUILD))/tornet-scenarios.json \
+	  DETECTOR_BUILD=$(abspath $(BUILD)) \
 	  timeout --kill-after=30 $(TORNET_TIMEOUT) \
 	  $(PYTHON) tests/tornet/tornet.py isolate -- \
 	  $(PYTHON) -m pytest -p no:cacheprovider -q -rs tests/tornet

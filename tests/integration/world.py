@@ -38,7 +38,12 @@ Use:
         w.port, w.real.spki_sha256, w.honest[0].address, ...
 
 or World(minimal=True) for just the PKI, the main server, the MITM and the
-five honest spheres (what the demo needs).
+five honest spheres.  World(spheres=False) builds no microsocks spheres (and
+needs no root): for tests whose spheres are real Tor clients
+(tests/tornet), where the exits, not mount namespaces, resolve the names.
+World(names=[...]) adds names to the server certificates (real, re-issued,
+rogue): the Tor tests need a fresh name per scenario, because Tor exits
+cache what they resolved.
 """
 
 import atexit
@@ -137,10 +142,12 @@ class Cert:
 
 
 class Pki:
-    """The test CA and every certificate the world serves."""
+    """The test CA and every certificate the world serves.  `names`: more
+    DNS names (besides HOST) in the server.test certificates."""
 
-    def __init__(self, directory):
+    def __init__(self, directory, names=()):
         self.dir = directory
+        self.names = list(names)
 
     def _path(self, name):
         return os.path.join(self.dir, name)
@@ -157,13 +164,15 @@ class Pki:
         return key
 
     def _issue(self, name, cn, key):
-        """A CA-signed leaf for cn (SAN DNS:cn) over an existing key."""
+        """A CA-signed leaf for cn (SAN DNS:cn, plus self.names when cn is
+        HOST) over an existing key."""
         csr, crt, ext = (self._path(name + s) for s in (".csr", ".crt", ".ext"))
+        sans = [cn] + (self.names if cn == HOST else [])
         with open(ext, "w") as f:
             f.write("basicConstraints=critical,CA:FALSE\n"
                     "keyUsage=critical,digitalSignature,keyEncipherment\n"
                     "extendedKeyUsage=serverAuth\n"
-                    "subjectAltName=DNS:%s\n" % cn)
+                    "subjectAltName=%s\n" % ",".join("DNS:" + n for n in sans))
         _run(["openssl", "req", "-new", "-key", key, "-subj", "/CN=" + cn, "-out", csr])
         _run(["openssl", "x509", "-req", "-in", csr, "-CA", self.ca_crt,
               "-CAkey", self.ca_key, "-set_serial", str(int.from_bytes(os.urandom(8), "big")),
@@ -192,6 +201,11 @@ class Pki:
         self.rogue = self._issue("rogue", HOST, self._newkey("rogue", "rsa"))
         self.default = self._issue("default", "default.test", self._newkey("default", "ec"))
         return self
+
+    def new_key(self, name):
+        """A CA-signed certificate for server.test over a fresh EC key: what
+        the server presents after a key rotation."""
+        return self._issue(name, HOST, self._newkey(name, "ec"))
 
 
 # --------------------------------------------------------------------------
@@ -709,8 +723,10 @@ class World:
     """The whole loopback world.  start() builds it, stop() tears it down
     (idempotent, also run at interpreter exit)."""
 
-    def __init__(self, minimal=False):
+    def __init__(self, minimal=False, spheres=True, names=()):
         self.minimal = minimal
+        self.with_spheres = spheres
+        self.names = list(names)
         self.host = HOST
         self.dir = None
         self._procs = []
@@ -748,11 +764,13 @@ class World:
             shutil.rmtree(self.dir, ignore_errors=True)
 
     def _check_tools(self):
-        missing = [t for t in ("openssl", "socat", "microsocks", "unshare", "mount")
-                   if shutil.which(t) is None]
+        tools = ["openssl", "socat"]
+        if self.with_spheres:
+            tools += ["microsocks", "unshare", "mount"]
+        missing = [t for t in tools if shutil.which(t) is None]
         if missing:
             raise WorldError("missing tools: %s (run `make deps`)" % ", ".join(missing))
-        if os.geteuid() != 0:
+        if self.with_spheres and os.geteuid() != 0:
             raise WorldError("the sphere mount namespaces need root "
                              "(unshare -m, mount --bind)")
 
@@ -760,7 +778,7 @@ class World:
         self._check_tools()
         pki_dir = os.path.join(self.dir, "pki")
         os.mkdir(pki_dir, 0o700)
-        self.pki = Pki(pki_dir).build()
+        self.pki = Pki(pki_dir, self.names).build()
         self.ca, self.real, self.rogue = self.pki.ca, self.pki.real, self.pki.rogue
         self.reissued, self.default = self.pki.reissued, self.pki.default
 
@@ -783,7 +801,10 @@ class World:
                            ",openssl-max-proto-version=TLS1.2")
         self.cmitm12 = self._mitm("mitm-concurrent-tls12", self.cport12, self.cport12)
 
-        self.honest = [Sphere(self, "honest%d" % i, {HOST: REAL_ADDR}) for i in range(5)]
+        self.honest = []
+        if self.with_spheres:
+            self.honest = [Sphere(self, "honest%d" % i, {HOST: REAL_ADDR})
+                           for i in range(5)]
         spheres = list(self.honest)
 
         if not self.minimal:
@@ -808,9 +829,10 @@ class World:
             self.slow_mitm = self._mitm("mitm-slowport", self.slow_port, self.port)
             wait_tls(REAL_ADDR, self.slow_port)
 
-            self.lying = Sphere(self, "lying", {HOST: MITM_ADDR})
-            self.keymatch = Sphere(self, "keymatch", {HOST: REISSUE_ADDR})
-            spheres += [self.lying, self.keymatch]
+            if self.with_spheres:
+                self.lying = Sphere(self, "lying", {HOST: MITM_ADDR})
+                self.keymatch = Sphere(self, "keymatch", {HOST: REISSUE_ADDR})
+                spheres += [self.lying, self.keymatch]
 
             self.torlike = self._service(TorLikeSphere({HOST: REAL_ADDR}))
             self.blackholes = [self._service(Blackhole()) for _ in range(5)]
@@ -866,6 +888,16 @@ class World:
         return proc
 
     # -- helpers for tests
+
+    def tls_server(self, name, cert, port=None, addr=REAL_ADDR):
+        """One more openssl s_server presenting `cert` on addr:port (a free
+        port if None), up when this returns.  Returns the Process: stop() it
+        to take the server down early (a key rotation); World.stop() ends
+        it otherwise.  Its .port is the port."""
+        port = port or free_port(addr)
+        proc = self._s_server(name, addr, port, cert)
+        proc.port = port
+        return proc
 
     def sphere_list(self, *spheres):
         """The --spheres value for a list of Sphere objects or address strings."""

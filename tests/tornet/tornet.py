@@ -41,6 +41,7 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -626,7 +627,15 @@ class TorNetwork:
                       "control_port = %d" % s["control_port"], ""]
         lines.append("[tor]")
         opts = {}
-        for line in self.common_torrc() + ["UseMicrodescriptors 0"]:
+        # No learned circuit build timeout: on loopback circuits build in
+        # ~10 ms, tor learns a timeout of ~60 ms, then declares a slower
+        # build timed out and retries a second later -- every sphere-probe
+        # run needs a new circuit (fresh SOCKS credentials), so 1-3 s
+        # outliers (measured: CIRC FAILED reason=TIMEOUT, then a new circuit
+        # 0.9 s later). Real Tor's timeouts are seconds.
+        for line in self.common_torrc() + ["UseMicrodescriptors 0",
+                                           "LearnCircuitBuildTimeout 0",
+                                           "CircuitBuildTimeout 10"]:
             k, v = line.split(" ", 1)
             opts.setdefault(k, []).append(v)
         for k, vs in opts.items():
@@ -668,15 +677,45 @@ class TorNetwork:
         with open(self.path("spheres.conf"), "w") as f:
             f.write(self.spheres_config())
         left = max(5, int(deadline - time.monotonic()))
-        p = self.spheres_cli("start", "--timeout", str(left),
-                             timeout=left + 30, check=False)
-        for line in p.stdout.splitlines():
-            self._say(line)
+        rc, err = self._spheres_start_live(left)
         for s, (_, pid, _) in zip(self.spheres, self._sphere_pids()):
             s["pid"] = pid
-        if p.returncode != 0:
-            raise TornetError("detector-spheres start failed (exit %d): %s"
-                              % (p.returncode, p.stderr.strip()))
+        if rc != 0:
+            raise TornetError("detector-spheres start failed (exit %s): %s"
+                              % (rc, err.strip()))
+
+    def _spheres_start_live(self, timeout):
+        """`detector-spheres start`, its lines (bootstrap progress per sphere)
+        shown as they come, not when it is done. Returns (exit status,
+        stderr); killed (status None) if it outlives its own timeout by 30 s.
+        """
+        cmd = [sys.executable, SPHERES_TOOL, "start",
+               "--config", self.path("spheres.conf"),
+               "--state-dir", self.path("spheres"), "--timeout", str(timeout)]
+        with tempfile.TemporaryFile("w+") as errf, \
+                open(self.path("detector-spheres.log"), "a") as log:
+            log.write("$ %s\n" % " ".join(cmd))
+            p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
+                                 stdout=subprocess.PIPE, stderr=errf,
+                                 text=True)
+            killer = threading.Timer(timeout + 30, p.kill)
+            killer.start()
+            try:
+                for line in p.stdout:
+                    log.write(line)
+                    self._say(line.rstrip("\n"))
+                rc = p.wait()
+            finally:
+                killer.cancel()
+                p.stdout.close()
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+            rc = None if rc < 0 else rc
+            errf.seek(0)
+            err = errf.read()
+            log.write("%s(exit %s)\n" % (err, rc))
+        return rc, err
 
     def stop_sphere(self, name):
         """Stop one sphere's tor (as detector-spheres stop --sphere NAME)."""
