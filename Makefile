@@ -3,7 +3,7 @@
 #   make deps    install the Debian packages the project needs (root)
 #   make         build libdetector, its tools and the tests
 #   make test    run every test (unit + integration), after deps and build
-#   make demo    the main job: detect a real MITM on loopback
+#   make demo    the main job: detect a real MITM on loopback, through real Tor
 #   make asan    build everything with AddressSanitizer + UBSan into build-asan/
 #
 # Fragments in mk/*.mk add further targets (NSS build, Tor network, ...).
