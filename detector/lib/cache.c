@@ -99,8 +99,8 @@ cache_key(const char *host, unsigned int port, char *out, size_t size)
 int
 cache_default_path(char *out, size_t size)
 {
-	const char *xdg = getenv("XDG_CACHE_HOME");
-	const char *home = getenv("HOME");
+	const char *xdg = secure_getenv("XDG_CACHE_HOME");
+	const char *home = secure_getenv("HOME");
 	int n;
 
 	if (xdg != NULL && xdg[0] == '/')

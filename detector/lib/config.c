@@ -538,8 +538,8 @@ detector_config_load_file(struct detector_config *cfg, const char *path)
 static int
 user_config_path(char *buf, size_t size)
 {
-	const char *xdg = getenv("XDG_CONFIG_HOME");
-	const char *home = getenv("HOME");
+	const char *xdg = secure_getenv("XDG_CONFIG_HOME");
+	const char *home = secure_getenv("HOME");
 	int n;
 
 	if (xdg != NULL && xdg[0] == '/')
@@ -556,7 +556,7 @@ int
 detector_config_load_default(struct detector_config *cfg)
 {
 	char user[PATH_MAX];
-	const char *env = getenv("DETECTOR_CONFIG");
+	const char *env = secure_getenv("DETECTOR_CONFIG");
 	const char *candidates[2];
 	size_t i, nc = 0;
 
@@ -581,13 +581,13 @@ detector_config_load_default(struct detector_config *cfg)
 			break;
 		}
 	}
-	env = getenv("DETECTOR_LOG");
+	env = secure_getenv("DETECTOR_LOG");
 	if (env != NULL && env[0] != '\0' &&
 	    config_parse_log(env, &cfg->log_level, &cfg->log_syslog) == -1)
 		return seterr(cfg, "DETECTOR_LOG: '%s' is not one of off, "
 		    "errors, decisions (optionally followed by ',syslog' or "
 		    "',stderr')", env);
-	env = getenv("DETECTOR_SPHERES");
+	env = secure_getenv("DETECTOR_SPHERES");
 	if (env != NULL && env[0] != '\0') {
 		char err[sizeof(cfg->err) - 32];
 		if (config_parse_spheres(env, cfg->spheres, &cfg->nspheres,
