@@ -165,7 +165,7 @@ remember(const char *host, unsigned int port, const unsigned char *spki,
 	PRTime ttl = v == DETECTOR_ACCEPT ? (PRTime)glue.cfg->cache_validity_s *
 	    PR_USEC_PER_SEC : v == DETECTOR_REJECT ? (PRTime)CACHE_TTL_REJECT *
 	    PR_USEC_PER_SEC : (PRTime)CACHE_TTL_UNDECIDED * PR_USEC_PER_SEC;
-	char err[256];
+	char err[256] = "the cache handle was opened before fork()";
 	int report = 0;
 
 	if (glue.cache != NULL && glue.cache_pid == getpid() &&
