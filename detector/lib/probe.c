@@ -29,17 +29,29 @@
 #include "certinfo.h"
 
 static char *
+vstrdupf(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
+
+static char *
+vstrdupf(const char *fmt, va_list ap)
+{
+	char *s = NULL;
+
+	if (vasprintf(&s, fmt, ap) == -1)
+		s = NULL;
+	return s;
+}
+
+static char *
 strdupf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 static char *
 strdupf(const char *fmt, ...)
 {
 	va_list ap;
-	char *s = NULL;
+	char *s;
 
 	va_start(ap, fmt);
-	if (vasprintf(&s, fmt, ap) == -1)
-		s = NULL;
+	s = vstrdupf(fmt, ap);
 	va_end(ap);
 	return s;
 }
@@ -87,11 +99,10 @@ static void
 probe_fail(struct probe *p, const char *fmt, ...)
 {
 	va_list ap;
-	char *msg = NULL;
+	char *msg;
 
 	va_start(ap, fmt);
-	if (vasprintf(&msg, fmt, ap) == -1)
-		msg = NULL;
+	msg = vstrdupf(fmt, ap);
 	va_end(ap);
 	free((char *)p->path->error);
 	p->path->error = msg != NULL ? msg : strdupf("out of memory");
