@@ -201,6 +201,47 @@ DETECTOR_API int detector_fetch(struct detector *ctx, const char *host,
     unsigned int port, const char *connect_addr, struct detector_path **path);
 DETECTOR_API void detector_path_free(struct detector_path *path);
 
+/*
+ * STARTTLS.  Many services speak a plaintext preamble before the TLS
+ * handshake.  A context probes with the preamble set by
+ * detector_set_starttls() (DETECTOR_STARTTLS_NONE, plain TLS, by default);
+ * it applies to every later detector_check(), detector_survey() and
+ * detector_fetch() on that context, on the direct path and through every
+ * sphere alike.
+ */
+enum detector_starttls {
+	DETECTOR_STARTTLS_NONE = 0,  /* TLS from the first byte */
+	DETECTOR_STARTTLS_SMTP,      /* EHLO, STARTTLS (RFC 3207) */
+	DETECTOR_STARTTLS_IMAP,      /* a STARTTLS (RFC 3501) */
+	DETECTOR_STARTTLS_POP3,      /* STLS (RFC 2595) */
+	DETECTOR_STARTTLS_XMPP,      /* client stream, <starttls/> (RFC 6120) */
+	DETECTOR_STARTTLS_LDAP,      /* StartTLS extended operation (RFC 4511) */
+};
+
+DETECTOR_API int detector_set_starttls(struct detector *ctx,
+    enum detector_starttls proto);
+/* "none"/"tls", "smtp", "imap", "pop3", "xmpp", "ldap": 0, or -1 if unknown. */
+DETECTOR_API int detector_starttls_parse(const char *name,
+    enum detector_starttls *proto);
+DETECTOR_API const char *detector_starttls_name(enum detector_starttls proto);
+/* The port's usual preamble: 25 and 587 SMTP, 143 IMAP, 110 POP3, 5222 XMPP,
+ * 389 LDAP; DETECTOR_STARTTLS_NONE for any other port (465, 993, 995, 5223,
+ * 636 and 443 are TLS from the first byte). */
+DETECTOR_API enum detector_starttls detector_starttls_for_port(
+    unsigned int port);
+
+/*
+ * For operators watching their own servers: probes host:port through every
+ * sphere and waits for all of them (no early decision; each bounded by the
+ * probe timeout, the whole by the deadline).  Each result->spheres[i] is
+ * DETECTOR_PATH_SEEN with the chain, or FAILED/TIMEOUT with an error; the
+ * caller compares the keys with what it deployed.  result->verdict is
+ * DETECTOR_UNDECIDED and matches/mismatches are 0: a survey has no
+ * reference certificate.  Returns -1 only if no survey could be made.
+ */
+DETECTOR_API int detector_survey(struct detector *ctx, const char *host,
+    unsigned int port, struct detector_result **result);
+
 /* Names for the enums ("accept", "key-match", ...). */
 DETECTOR_API const char *detector_verdict_name(enum detector_verdict v);
 DETECTOR_API const char *detector_path_status_name(
