@@ -253,6 +253,24 @@ make_reason(const char *host, unsigned int port,
 	return rc == -1 ? NULL : s;
 }
 
+static char *
+survey_reason(const char *host, unsigned int port,
+    const struct detector_result *r)
+{
+	unsigned int seen = 0;
+	char *s = NULL;
+	size_t i;
+
+	for (i = 0; i < r->nspheres; i++)
+		seen += r->spheres[i].status == DETECTOR_PATH_SEEN;
+	if (r->nspheres == 0)
+		return strdup("excluded from probing by the configuration");
+	if (asprintf(&s, "%u of %u spheres returned a certificate for %s:%u",
+	    seen, (unsigned int)r->nspheres, host, port) == -1)
+		return NULL;
+	return s;
+}
+
 void
 detector_result_free(struct detector_result *r)
 {
@@ -287,13 +305,15 @@ run_probes(struct detector *ctx, struct probe *probes,
 		PRIntervalTime now = PR_IntervalNow(), wait;
 		PRInt32 ready;
 
-		for (i = 0; i < n; i++) {
+		for (i = 0; spki != NULL && i < n; i++) {
 			if (probes[i].state == PROBE_DONE &&
 			    paths[i].status == DETECTOR_PATH_SEEN)
 				classify(&paths[i], spki, cert);
 		}
 		tally_paths(paths, probes, n, &t);
-		if (verdict_decide(&t, &res->verdict))
+		/* A survey (no reference key) awaits every sphere. */
+		if (spki == NULL ? t.pending == 0 :
+		    verdict_decide(&t, &res->verdict))
 			break;
 		if ((PRInt32)(now - overall) >= 0) {
 			for (i = 0; i < n; i++) {
@@ -345,31 +365,23 @@ run_probes(struct detector *ctx, struct probe *probes,
 	res->failures = (unsigned int)n - t.matches - t.mismatches;
 }
 
-int
-detector_check(struct detector *ctx, const char *host, unsigned int port,
-    const unsigned char *observed_der, size_t der_len,
+/*
+ * Probes host:port through every sphere.  With a reference key (spki and
+ * cert), as detector_check(): stops as soon as the verdict is final.
+ * Without (spki == NULL), as detector_survey(): awaits every sphere.
+ */
+static int
+probe_spheres(struct detector *ctx, const char *host, unsigned int port,
+    const unsigned char *spki, const unsigned char *cert,
     struct detector_result **result)
 {
 	struct probe probes[DETECTOR_MAX_SPHERES];
 	struct detector_path *paths;
 	struct detector_result *res;
-	unsigned char spki[DETECTOR_SHA256_LEN], cert[DETECTOR_SHA256_LEN];
-	char user[16], pass[40], err[256];
+	char user[16], pass[40];
 	PRIntervalTime start = PR_IntervalNow();
 	size_t i, n = ctx->cfg.nspheres;
 
-	if (result == NULL)
-		return seterr(ctx, "no result pointer given");
-	*result = NULL;
-	if (check_target(ctx, host, port) == -1)
-		return -1;
-	if (observed_der == NULL || der_len == 0)
-		return seterr(ctx, "no certificate given for %s:%u", host,
-		    port);
-	if (certinfo_hash(observed_der, der_len, spki, cert, err,
-	    sizeof(err)) == -1)
-		return seterr(ctx, "the certificate given for %s:%u is "
-		    "unusable: %s", host, port, err);
 	if (isolation_token(user, sizeof(user), pass, sizeof(pass)) == -1)
 		return seterr(ctx, "cannot generate a random isolation token");
 	res = calloc(1, sizeof(*res));
@@ -380,6 +392,7 @@ detector_check(struct detector *ctx, const char *host, unsigned int port,
 		return seterr(ctx, "out of memory");
 	}
 	res->quorum = ctx->cfg.quorum;
+	res->verdict = DETECTOR_UNDECIDED;
 	res->nspheres = n;
 	res->spheres = paths;
 	if (exclude_match(&ctx->cfg.exclude, host) != NULL) {
@@ -406,13 +419,54 @@ detector_check(struct detector *ctx, const char *host, unsigned int port,
 		run_probes(ctx, probes, paths, n, start, spki, cert, res);
 	}
 	res->ms = PR_IntervalToMilliseconds(PR_IntervalNow() - start);
-	res->reason = make_reason(host, port, res);
+	if (spki == NULL) {
+		res->matches = res->mismatches = res->failures = 0;
+		for (i = 0; i < res->nspheres; i++)
+			res->failures += paths[i].status != DETECTOR_PATH_SEEN;
+		res->reason = survey_reason(host, port, res);
+	} else
+		res->reason = make_reason(host, port, res);
 	if (res->reason == NULL) {
 		detector_result_free(res);
 		return seterr(ctx, "out of memory");
 	}
 	*result = res;
 	return 0;
+}
+
+int
+detector_check(struct detector *ctx, const char *host, unsigned int port,
+    const unsigned char *observed_der, size_t der_len,
+    struct detector_result **result)
+{
+	unsigned char spki[DETECTOR_SHA256_LEN], cert[DETECTOR_SHA256_LEN];
+	char err[256];
+
+	if (result == NULL)
+		return seterr(ctx, "no result pointer given");
+	*result = NULL;
+	if (check_target(ctx, host, port) == -1)
+		return -1;
+	if (observed_der == NULL || der_len == 0)
+		return seterr(ctx, "no certificate given for %s:%u", host,
+		    port);
+	if (certinfo_hash(observed_der, der_len, spki, cert, err,
+	    sizeof(err)) == -1)
+		return seterr(ctx, "the certificate given for %s:%u is "
+		    "unusable: %s", host, port, err);
+	return probe_spheres(ctx, host, port, spki, cert, result);
+}
+
+int
+detector_survey(struct detector *ctx, const char *host, unsigned int port,
+    struct detector_result **result)
+{
+	if (result == NULL)
+		return seterr(ctx, "no result pointer given");
+	*result = NULL;
+	if (check_target(ctx, host, port) == -1)
+		return -1;
+	return probe_spheres(ctx, host, port, NULL, NULL, result);
 }
 
 /* The direct path's address: a literal, or the system resolver's first. */
