@@ -163,6 +163,70 @@ test_damaged_file_is_moved_aside(void **state)
 	assert_int_equal(system(cmd), 0);
 }
 
+/* Opening must fail with this in the error, and leave victim untouched. */
+static void
+refused(const char *p, const char *why, const char *victim)
+{
+	struct stat before, after;
+
+	assert_int_equal(lstat(victim, &before), 0);
+	assert_null(cache_open(p, note, sizeof(note), err, sizeof(err)));
+	if (strstr(err, why) == NULL)
+		fail_msg("error '%s' does not say '%s'", err, why);
+	assert_int_equal(lstat(victim, &after), 0);
+	assert_int_equal(before.st_ino, after.st_ino);
+	assert_int_equal(before.st_size, after.st_size);
+	assert_int_equal(before.st_mode, after.st_mode);
+}
+
+/*
+ * Review finding C1: a cache path that is a symlink, another user's file,
+ * or writable by others is refused before anything is created, opened,
+ * or moved aside (a damaged-looking victim would otherwise be renamed).
+ */
+static void
+test_unsafe_files_are_refused(void **state)
+{
+	char victim[700], p2[700], d2[700];
+	FILE *f;
+
+	(void)state;
+	snprintf(victim, sizeof(victim), "%s/victim", dir);
+	f = fopen(victim, "w");
+	assert_non_null(f);
+	fputs("not a cache, and not ours to move\n", f);
+	fclose(f);
+
+	/* The data file is a symlink to a victim (which looks damaged). */
+	snprintf(p2, sizeof(p2), "%s/link.mdb", dir);
+	assert_int_equal(symlink(victim, p2), 0);
+	refused(p2, "is not a regular file", victim);
+
+	/* The lock file is a symlink. */
+	snprintf(p2, sizeof(p2), "%s/locked.mdb-lock", dir);
+	assert_int_equal(symlink(victim, p2), 0);
+	snprintf(p2, sizeof(p2), "%s/locked.mdb", dir);
+	refused(p2, "locked.mdb-lock is not a regular file", victim);
+
+	/* Group-writable, then another user's. */
+	snprintf(p2, sizeof(p2), "%s/victim", dir);
+	assert_int_equal(chmod(victim, 0620), 0);
+	refused(p2, "writable by its group", victim);
+	assert_int_equal(chmod(victim, 0600), 0);
+	if (geteuid() == 0) {
+		assert_int_equal(chown(victim, 65534, 65534), 0);
+		refused(p2, "belongs to uid 65534", victim);
+	}
+
+	/* A folder everyone can write to (as /tmp itself). */
+	snprintf(d2, sizeof(d2), "%s/open", dir);
+	assert_int_equal(mkdir(d2, 0700), 0);
+	assert_int_equal(chmod(d2, 01777), 0);
+	snprintf(p2, sizeof(p2), "%s/open/verdicts.mdb", dir);
+	refused(p2, "writable by everyone", d2);
+	assert_int_equal(access(p2, F_OK), -1);
+}
+
 /* Several processes write distinct entries at once: none is lost. */
 static void
 test_concurrent_writers_lose_nothing(void **state)
@@ -220,6 +284,7 @@ main(void)
 		cmocka_unit_test(test_keys),
 		cmocka_unit_test(test_store_recall_forget),
 		cmocka_unit_test(test_damaged_file_is_moved_aside),
+		cmocka_unit_test(test_unsafe_files_are_refused),
 		cmocka_unit_test(test_concurrent_writers_lose_nothing),
 	};
 	return cmocka_run_group_tests_name("cache", tests, setup, teardown);
