@@ -33,7 +33,7 @@ LIB_A    := $(BUILD)/libdetector.a
 LIB_SO   := $(BUILD)/libdetector.so.0
 
 TOOLS    := $(BUILD)/sphere-probe $(BUILD)/detector-run $(BUILD)/tests/nbclient \
-            $(BUILD)/tests/purple_client
+            $(BUILD)/tests/asyncclient $(BUILD)/tests/purple_client
 # What detector-run puts first on LD_LIBRARY_PATH: the enhanced libssl3.so
 # (mk/nss.mk) next to libdetector.so.0.
 RUNLIBS  := $(BUILD)/lib/libssl3.so $(BUILD)/lib/libdetector.so.0
@@ -81,6 +81,12 @@ $(BUILD)/detector-run: detector/tools/detector-run
 
 # An unmodified NSS application: links the system NSS only.
 $(BUILD)/tests/nbclient: tests/hook/nbclient.c
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  CC      $@")
+	$(Q)$(CC) $(CFLAGS) -o $@ $< $(LDFLAGS) $(shell pkg-config --libs nss nspr)
+
+# An asynchronous-authentication NSS application (as Firefox): system NSS only.
+$(BUILD)/tests/asyncclient: tests/hook/asyncclient.c
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  CC      $@")
 	$(Q)$(CC) $(CFLAGS) -o $@ $< $(LDFLAGS) $(shell pkg-config --libs nss nspr)
