@@ -1,0 +1,247 @@
+/*
+ * asyncclient - a non-blocking NSS TLS client that authenticates the
+ * server asynchronously, as Firefox does: its certificate hook returns
+ * SECWouldBlock, and its event loop later verifies the chain and calls
+ * SSL_AuthCertificateComplete.  No DetecTor code; it links the system NSS.
+ *
+ * It drives N connections at once from one PR_Poll loop and can misbehave
+ * in the ways the NSS API allows while DetecTor decides:
+ *
+ *   --twice        call SSL_AuthCertificateComplete(fd, 0) again on every
+ *                  turn of the loop after the first
+ *   --refuse-late  after accepting, call it again with
+ *                  SEC_ERROR_REVOKED_CERTIFICATE (the application changed
+ *                  its mind, e.g. a late OCSP answer)
+ *   --reset        after accepting, call SSL_ResetHandshake on the socket
+ *
+ * usage: asyncclient [-n N] [--twice|--refuse-late|--reset] DBDIR HOST PORT ADDR
+ * prints per connection "result: ok" or "result: failed <NAME>: <text>",
+ * then "max_poll_ms: N" (the longest single PR_Poll call), "polls: N" and
+ * "total_ms: N".  Exit 0 if every connection succeeded.
+ */
+#include <cert.h>
+#include <nss.h>
+#include <prerror.h>
+#include <prinit.h>
+#include <prio.h>
+#include <prnetdb.h>
+#include <secerr.h>
+#include <ssl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_CONNS 64
+#define POLL_MS 50
+#define LIMIT_MS 60000
+
+enum misbehaviour { NONE, TWICE, REFUSE_LATE, RESET };
+
+struct conn {
+	PRFileDesc *fd;
+	int auth_wanted;        /* the hook asked; verify on the next turn */
+	int auth_done;          /* SSL_AuthCertificateComplete(fd, 0) called */
+	int misbehaved;
+	int finished;
+	int ok;
+};
+
+static enum misbehaviour misbehaviour = NONE;
+
+static SECStatus
+auth_later(void *arg, PRFileDesc *fd, PRBool checksig, PRBool is_server)
+{
+	struct conn *c = arg;
+
+	(void)fd;
+	(void)checksig;
+	(void)is_server;
+	c->auth_wanted = 1;
+	return SECWouldBlock;
+}
+
+static void
+finish(struct conn *c, int ok, const char *what)
+{
+	PRErrorCode e = PR_GetError();
+
+	c->finished = 1;
+	c->ok = ok;
+	if (ok) {
+		printf("result: ok\n");
+		return;
+	}
+	printf("result: failed %s: %s (%s)\n", PR_ErrorToName(e) ?
+	    PR_ErrorToName(e) : "?", PR_ErrorToString(e,
+	    PR_LANGUAGE_I_DEFAULT), what);
+}
+
+/* The application's own check, then its answer to NSS. */
+static void
+authenticate(struct conn *c)
+{
+	SECStatus rv;
+
+	c->auth_wanted = 0;
+	rv = SSL_AuthCertificate(CERT_GetDefaultCertDB(), c->fd, PR_TRUE,
+	    PR_FALSE);
+	if (SSL_AuthCertificateComplete(c->fd, rv == SECSuccess ? 0 :
+	    PR_GetError()) != SECSuccess) {
+		finish(c, 0, "SSL_AuthCertificateComplete");
+		return;
+	}
+	c->auth_done = rv == SECSuccess;
+}
+
+/* What a careless or changing application may do afterwards. */
+static void
+misbehave(struct conn *c)
+{
+	switch (misbehaviour) {
+	case TWICE:
+		(void)SSL_AuthCertificateComplete(c->fd, 0);
+		break;
+	case REFUSE_LATE:
+		if (!c->misbehaved)
+			(void)SSL_AuthCertificateComplete(c->fd,
+			    SEC_ERROR_REVOKED_CERTIFICATE);
+		break;
+	case RESET:
+		if (!c->misbehaved)
+			(void)SSL_ResetHandshake(c->fd, PR_FALSE);
+		break;
+	case NONE:
+		return;
+	}
+	c->misbehaved = 1;
+}
+
+static int
+open_conn(struct conn *c, const char *host, const PRNetAddr *addr)
+{
+	PRSocketOptionData opt;
+	PRFileDesc *tcp = PR_OpenTCPSocket(PR_AF_INET);
+
+	if (tcp == NULL)
+		return -1;
+	opt.option = PR_SockOpt_Nonblocking;
+	opt.value.non_blocking = PR_TRUE;
+	PR_SetSocketOption(tcp, &opt);
+	if ((c->fd = SSL_ImportFD(NULL, tcp)) == NULL) {
+		PR_Close(tcp);
+		return -1;
+	}
+	if (SSL_SetURL(c->fd, host) != SECSuccess ||
+	    SSL_OptionSet(c->fd, SSL_NO_CACHE, PR_TRUE) != SECSuccess ||
+	    SSL_AuthCertificateHook(c->fd, auth_later, c) != SECSuccess ||
+	    SSL_ResetHandshake(c->fd, PR_FALSE) != SECSuccess)
+		return -1;
+	if (PR_Connect(c->fd, addr, PR_INTERVAL_NO_WAIT) != PR_SUCCESS &&
+	    PR_GetError() != PR_IN_PROGRESS_ERROR)
+		return -1;
+	return 0;
+}
+
+static void
+step(struct conn *c)
+{
+	PRErrorCode e;
+
+	if (c->auth_wanted)
+		authenticate(c);
+	else if (c->auth_done)
+		misbehave(c);
+	if (c->finished)
+		return;
+	if (SSL_ForceHandshake(c->fd) == SECSuccess) {
+		finish(c, 1, "");
+		return;
+	}
+	e = PR_GetError();
+	if (e != PR_WOULD_BLOCK_ERROR && e != PR_IN_PROGRESS_ERROR &&
+	    e != PR_NOT_CONNECTED_ERROR)
+		finish(c, 0, "handshake");
+}
+
+int
+main(int argc, char **argv)
+{
+	static struct conn conns[MAX_CONNS];
+	PRPollDesc pds[MAX_CONNS];
+	unsigned int max_poll_ms = 0, polls = 0;
+	PRIntervalTime t0;
+	PRNetAddr addr;
+	int i, n = 1, left, failed = 0, a = 1;
+
+	for (; a < argc && argv[a][0] == '-'; a++) {
+		if (strcmp(argv[a], "-n") == 0 && a + 1 < argc)
+			n = atoi(argv[++a]);
+		else if (strcmp(argv[a], "--twice") == 0)
+			misbehaviour = TWICE;
+		else if (strcmp(argv[a], "--refuse-late") == 0)
+			misbehaviour = REFUSE_LATE;
+		else if (strcmp(argv[a], "--reset") == 0)
+			misbehaviour = RESET;
+		else
+			break;
+	}
+	if (argc - a != 4 || n < 1 || n > MAX_CONNS) {
+		fprintf(stderr, "usage: asyncclient [-n N] [--twice|"
+		    "--refuse-late|--reset] DBDIR HOST PORT ADDR\n");
+		return 2;
+	}
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (NSS_Init(argv[a]) != SECSuccess || NSS_SetDomesticPolicy() !=
+	    SECSuccess || PR_StringToNetAddr(argv[a + 3], &addr) !=
+	    PR_SUCCESS || PR_InitializeNetAddr(PR_IpAddrNull,
+	    (PRUint16)atoi(argv[a + 2]), &addr) != PR_SUCCESS) {
+		fprintf(stderr, "asyncclient: setup: %s\n",
+		    PR_ErrorToName(PR_GetError()));
+		return 2;
+	}
+	t0 = PR_IntervalNow();
+	for (i = 0; i < n; i++) {
+		if (open_conn(&conns[i], argv[a + 1], &addr) == -1)
+			finish(&conns[i], 0, "connect");
+	}
+	for (;;) {
+		PRIntervalTime start;
+		int npd = 0;
+
+		for (i = 0, left = 0; i < n; i++) {
+			if (!conns[i].finished)
+				step(&conns[i]);
+			if (!conns[i].finished) {
+				pds[npd].fd = conns[i].fd;
+				pds[npd].in_flags = PR_POLL_READ | PR_POLL_WRITE;
+				pds[npd++].out_flags = 0;
+				left++;
+			}
+		}
+		if (left == 0)
+			break;
+		if (PR_IntervalToMilliseconds(PR_IntervalNow() - t0) >
+		    LIMIT_MS) {
+			printf("result: failed TIMEOUT: %d connections without "
+			    "an outcome after %d ms\n", left, LIMIT_MS);
+			failed = 1;
+			break;
+		}
+		start = PR_IntervalNow();
+		PR_Poll(pds, npd, PR_MillisecondsToInterval(POLL_MS));
+		start = PR_IntervalToMilliseconds(PR_IntervalNow() - start);
+		if (start > max_poll_ms)
+			max_poll_ms = start;
+		polls++;
+	}
+	printf("max_poll_ms: %u\npolls: %u\ntotal_ms: %u\n", max_poll_ms,
+	    polls, PR_IntervalToMilliseconds(PR_IntervalNow() - t0));
+	for (i = 0; i < n; i++) {
+		failed |= !conns[i].ok;
+		if (conns[i].fd != NULL)
+			PR_Close(conns[i].fd);
+	}
+	NSS_Shutdown();
+	PR_Cleanup();
+	return failed;
+}
