@@ -21,6 +21,23 @@ if [ "$(id -u)" != 0 ]; then
 fi
 echo "deps: installing:$missing"
 export DEBIAN_FRONTEND=noninteractive
+# The tests run their own mail, XMPP and LDAP servers (unprivileged, on
+# loopback, with their own configuration): installing the packages must not
+# configure or start the system's instances.  Postfix is installed with "No
+# configuration"; a policy-rc.d we add (only if none exists) refuses every
+# service start during this install and is removed afterwards.
+debconf-set-selections <<'EOP'
+postfix postfix/main_mailer_type select No configuration
+slapd slapd/no_configuration boolean true
+EOP
+policy=""
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+	policy=/usr/sbin/policy-rc.d
+	printf '#!/bin/sh\n# make deps: no service starts while installing\nexit 101\n' >"$policy"
+	chmod 0755 "$policy"
+	trap 'rm -f "$policy"' EXIT
+	trap 'exit 1' INT TERM
+fi
 apt-get update -q
 # shellcheck disable=SC2086
 apt-get install -y -q --no-install-recommends $missing
