@@ -1,6 +1,7 @@
 # mk/fuzz.mk: libFuzzer targets for every parser of outside input.
 #
 #   make fuzz [FUZZ_SECONDS=60]   run each target for FUZZ_SECONDS
+#                                 (-j2: two targets at once)
 #   make fuzz-regress             run each target over its seed corpus once
 #                                 (part of `make test`)
 #
@@ -41,16 +42,29 @@ fuzz-regress: $(FUZZ_BINS)
 	  fi; \
 	done; echo "fuzz-regress: $(words $(FUZZ_TARGETS)) passed, 0 failed"
 
+# Each target is its own job: `make -j2 fuzz` runs two at once.  The last
+# lines of each log are libFuzzer's totals (executions, cov:, ft:, time).
+# (Recipes expand after every fragment is read, so targets appended to
+# FUZZ_TARGETS anywhere are run too.)
 fuzz: $(FUZZ_BINS)
+	@$(MAKE) --no-print-directory $(FUZZ_TARGETS:%=fuzz-run-%)
 	@for t in $(FUZZ_TARGETS); do \
-	  mkdir -p $(FUZZ_BUILD)/corpus/$$t; \
-	  echo "== fuzz_$$t for $(FUZZ_SECONDS) s"; \
-	  if ! $(FUZZ_BUILD)/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) \
-	      -print_final_stats=1 -artifact_prefix=$(FUZZ_BUILD)/ \
-	      $(FUZZ_BUILD)/corpus/$$t tests/fuzz/corpus/$$t \
-	      >$(FUZZ_BUILD)/fuzz-$$t.log 2>&1; then \
-	    tail -40 $(FUZZ_BUILD)/fuzz-$$t.log; exit 1; \
-	  fi; \
-	  grep -E "^(stat::number_of_executed_units|stat::peak_rss_mb)|#[0-9]+ +DONE" \
-	    $(FUZZ_BUILD)/fuzz-$$t.log; \
+	  printf 'fuzz_%-10s %s %s\n' $$t \
+	    "$$(grep -E '^Done [0-9]+ runs' $(FUZZ_BUILD)/fuzz-$$t.log)" \
+	    "$$(grep -oE 'cov: [0-9]+ ft: [0-9]+' $(FUZZ_BUILD)/fuzz-$$t.log | \
+	      tail -1)"; \
 	done
+
+.PHONY: fuzz-force
+fuzz-run-%: $(FUZZ_BUILD)/fuzz_% fuzz-force
+	@mkdir -p $(FUZZ_BUILD)/corpus/$*
+	@echo "== fuzz_$* for $(FUZZ_SECONDS) s"
+	@start=$$(date +%s); \
+	if ! $(FUZZ_BUILD)/fuzz_$* -max_total_time=$(FUZZ_SECONDS) \
+	    -print_final_stats=1 -artifact_prefix=$(FUZZ_BUILD)/ \
+	    $(FUZZ_BUILD)/corpus/$* tests/fuzz/corpus/$* \
+	    >$(FUZZ_BUILD)/fuzz-$*.log 2>&1; then \
+	  tail -40 $(FUZZ_BUILD)/fuzz-$*.log; exit 1; \
+	fi; \
+	echo "fuzz_$*: $$(( $$(date +%s) - start )) s"; \
+	grep -E "^Done [0-9]+ runs" $(FUZZ_BUILD)/fuzz-$*.log

@@ -329,13 +329,38 @@ parse_bool(const char *s, int *out)
 
 /*
  * The INI file.
+ *
+ * inih (Debian's libinih is built with its defaults) has three habits a
+ * security tool must not inherit, so they are refused before or while it
+ * parses: a line longer than its 200-byte buffer is silently split in two
+ * (and every later line number shifts); an indented line after a key is a
+ * "continuation" that is handed to the handler as another value of that
+ * key (so "  quorum = 3" under "spheres = ..." would be read as a sphere);
+ * and a key given twice simply overrides the first.  The text is fed to
+ * inih through our own line reader, which counts lines, so every error
+ * names the exact line.
  */
+
+#define CONFIG_FILE_MAX (1024 * 1024)   /* bytes; a config is a few lines */
+
+/* The keys, for "set twice" (exclude is the one list that may repeat). */
+static const char *const config_keys[] = {
+	"spheres", "quorum", "probe_timeout_ms", "deadline_ms", "exclude",
+	"on_undecided", "enabled", "log", "cache", "cache_validity",
+};
+#define NKEYS (sizeof(config_keys) / sizeof(config_keys[0]))
 
 struct ini_state {
 	struct detector_config *cfg;
 	char what[sizeof(((struct detector_config *)0)->err)];
 	int failed;
+	int fail_line;
 	int quorum_seen;
+	int key_line[NKEYS];            /* line each key was set on, or 0 */
+	/* The line reader. */
+	const char *p, *end;
+	int line;
+	int prev_key_line;              /* a key line since the last section */
 };
 
 /* Strict unsigned decimal: digits only, no sign, no overflow. */
@@ -370,9 +395,61 @@ ini_fail(struct ini_state *st, const char *name, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	snprintf(st->what, sizeof(st->what), "key '%s': %s", name, msg);
+	if (name != NULL)
+		snprintf(st->what, sizeof(st->what), "key '%s': %s", name, msg);
+	else
+		snprintf(st->what, sizeof(st->what), "%s", msg);
 	st->failed = 1;
+	st->fail_line = st->line;
 	return 0;
+}
+
+/*
+ * inih's reader callback (fgets-like): hands out one line of the text per
+ * call, without its newline, and counts lines.  It also spots the lines
+ * inih would take as continuations, exactly as inih decides it: after a
+ * "key = value" line and before the next section header, a non-blank,
+ * non-comment line that starts with white space.  Marking the failure
+ * here makes the handler, which inih calls next for that line, refuse it.
+ */
+static char *
+config_read_line(char *str, int num, void *stream)
+{
+	struct ini_state *st = stream;
+	const char *nl, *s;
+	size_t len;
+
+	if (st->p >= st->end || num < 1)
+		return NULL;
+	nl = memchr(st->p, '\n', (size_t)(st->end - st->p));
+	len = (size_t)((nl != NULL ? nl : st->end) - st->p);
+	if (len > (size_t)num - 1)
+		len = (size_t)num - 1;  /* not reached: lengths checked first */
+	memcpy(str, st->p, len);
+	str[len] = '\0';
+	st->p = nl != NULL ? nl + 1 : st->end;
+	st->line++;
+
+	s = str;
+	if (st->line == 1 && strncmp(s, "\xef\xbb\xbf", 3) == 0)
+		s += 3;                 /* inih skips a UTF-8 BOM there */
+	while (*s == ' ' || *s == '\t' || *s == '\r' || *s == '\f' ||
+	    *s == '\v')
+		s++;
+	if (*s == '\0' || *s == ';' || *s == '#')
+		return str;             /* blank or comment: no change */
+	if (s > str && st->prev_key_line > 0) {
+		ini_fail(st, NULL, "indented line: inih would read it as a "
+		    "continuation of the key on line %d; continuation lines "
+		    "are not supported (remove the leading white space; "
+		    "'exclude' may be repeated)", st->prev_key_line);
+		return str;
+	}
+	if (*s == '[')
+		st->prev_key_line = 0;
+	else
+		st->prev_key_line = st->line;
+	return str;
 }
 
 static int
@@ -382,12 +459,22 @@ config_ini_handler(void *user, const char *section, const char *name,
 	struct ini_state *st = user;
 	struct detector_config *cfg = st->cfg;
 	unsigned int v;
+	size_t k;
 
 	if (st->failed)
 		return 0;
 	if (section[0] != '\0' && strcmp(section, "detector") != 0)
 		return ini_fail(st, name, "unknown section [%s] (DetecTor "
 		    "reads [detector] only)", section);
+	for (k = 0; k < NKEYS; k++)
+		if (strcmp(name, config_keys[k]) == 0)
+			break;
+	if (k < NKEYS && st->key_line[k] > 0 &&
+	    strcmp(name, "exclude") != 0)
+		return ini_fail(st, name, "set twice (lines %d and %d): "
+		    "remove one", st->key_line[k], st->line);
+	if (k < NKEYS)
+		st->key_line[k] = st->line;
 	if (strcmp(name, "spheres") == 0) {
 		if (detector_config_set_spheres(cfg, value) == -1)
 			return ini_fail(st, name, "%s", cfg->err);
@@ -450,78 +537,67 @@ config_ini_handler(void *user, const char *section, const char *name,
 
 /* inih silently splits lines longer than its buffer: refuse them first. */
 static int
-check_line_lengths(FILE *f, int *bad_line)
+check_lines(const char *text, size_t len, int *bad_line)
 {
-	int c, line = 1;
-	size_t len = 0;
+	size_t i, col = 0;
+	int line = 1;
 
-	while ((c = getc(f)) != EOF) {
-		if (c == '\n') {
+	for (i = 0; i < len; i++) {
+		if (text[i] == '\n') {
 			line++;
-			len = 0;
-		} else if (c == '\0' || ++len > CONFIG_LINE_MAX) {
+			col = 0;
+		} else if (text[i] == '\0' || ++col > CONFIG_LINE_MAX) {
 			*bad_line = line;
-			return c == '\0' ? -2 : -1;
+			return text[i] == '\0' ? -2 : -1;
 		}
 	}
-	return ferror(f) ? -3 : 0;
+	return 0;
 }
 
 int
-detector_config_load_file(struct detector_config *cfg, const char *path)
+config_load_string(struct detector_config *cfg, const char *text,
+    size_t len, const char *name)
 {
 	struct detector_config *work;
 	struct ini_state *st;
-	struct stat sb;
-	FILE *f;
 	int line = 0, rc;
 
-	if (path == NULL)
-		return seterr(cfg, "no configuration file given");
-	if ((f = fopen(path, "r")) == NULL)
-		return seterr(cfg, "%s: cannot open: %s", path,
-		    strerror(errno));
-	if (fstat(fileno(f), &sb) == -1 || !S_ISREG(sb.st_mode)) {
-		fclose(f);
-		return seterr(cfg, "%s: not a regular file", path);
-	}
-	rc = check_line_lengths(f, &line);
-	if (rc != 0) {
-		fclose(f);
-		if (rc == -3)
-			return seterr(cfg, "%s: read error", path);
-		return seterr(cfg, "%s:%d: %s", path, line, rc == -2 ?
+	if (name == NULL)
+		name = "(string)";
+	rc = check_lines(text, len, &line);
+	if (rc != 0)
+		return seterr(cfg, "%s:%d: %s", name, line, rc == -2 ?
 		    "NUL byte in the file" : "line longer than 199 "
 		    "characters (split it: 'exclude' may be repeated)");
-	}
-	rewind(f);
 	/* Parse into a copy: a bad file leaves cfg as it was. */
 	work = malloc(sizeof(*work));
 	st = calloc(1, sizeof(*st));
 	if (work == NULL || st == NULL || config_copy(work, cfg) == -1) {
 		free(work);
 		free(st);
-		fclose(f);
 		return seterr(cfg, "out of memory");
 	}
 	st->cfg = work;
-	rc = ini_parse_file(f, config_ini_handler, st);
-	fclose(f);
+	st->p = text;
+	st->end = text + len;
+	rc = ini_parse_stream(config_read_line, st, config_ini_handler, st);
+	if (rc == 0 && st->failed)
+		rc = st->fail_line;     /* refused by the reader alone */
 	if (rc != 0) {
 		if (rc < 0)
-			seterr(cfg, "%s: cannot parse (out of memory)", path);
+			seterr(cfg, "%s: cannot parse (out of memory)", name);
 		else if (st->failed)
-			seterr(cfg, "%s:%d: %s", path, rc, st->what);
+			seterr(cfg, "%s:%d: %s", name, st->fail_line, st->what);
 		else
 			seterr(cfg, "%s:%d: syntax error: expected "
-			    "'key = value' or '[detector]'", path, rc);
+			    "'key = value' or '[detector]'", name, rc);
 		detector_config_free(work);
 		free(st);
 		return -1;
 	}
 	if (work->quorum > work->nspheres) {
 		seterr(cfg, "%s: key '%s': quorum %u is more than the %u "
-		    "spheres configured", path, st->quorum_seen ? "quorum" :
+		    "spheres configured", name, st->quorum_seen ? "quorum" :
 		    "spheres", work->quorum, work->nspheres);
 		detector_config_free(work);
 		free(st);
@@ -532,6 +608,48 @@ detector_config_load_file(struct detector_config *cfg, const char *path)
 	free(work);
 	free(st);
 	return 0;
+}
+
+int
+detector_config_load_file(struct detector_config *cfg, const char *path)
+{
+	struct stat sb;
+	char *text;
+	size_t len;
+	FILE *f;
+	int rc;
+
+	if (path == NULL)
+		return seterr(cfg, "no configuration file given");
+	if ((f = fopen(path, "r")) == NULL)
+		return seterr(cfg, "%s: cannot open: %s", path,
+		    strerror(errno));
+	if (fstat(fileno(f), &sb) == -1 || !S_ISREG(sb.st_mode)) {
+		fclose(f);
+		return seterr(cfg, "%s: not a regular file", path);
+	}
+	if (sb.st_size > CONFIG_FILE_MAX) {
+		fclose(f);
+		return seterr(cfg, "%s: larger than %d bytes: not a DetecTor "
+		    "configuration file", path, CONFIG_FILE_MAX);
+	}
+	/* One byte more than the size: a file that grew is not read half. */
+	if ((text = malloc((size_t)sb.st_size + 1)) == NULL) {
+		fclose(f);
+		return seterr(cfg, "out of memory");
+	}
+	len = fread(text, 1, (size_t)sb.st_size + 1, f);
+	if (ferror(f) || len > (size_t)sb.st_size) {
+		const char *why = ferror(f) ? strerror(errno) :
+		    "the file changed while it was read";
+		fclose(f);
+		free(text);
+		return seterr(cfg, "%s: read error: %s", path, why);
+	}
+	fclose(f);
+	rc = config_load_string(cfg, text, len, path);
+	free(text);
+	return rc;
 }
 
 /* Fills buf with the per-user file path; 0 if there is none. */

@@ -45,6 +45,15 @@ int config_parse_spheres(const char *list, struct sphere *out,
 /* "off", "errors" or "decisions", optionally ",syslog" or ",stderr". */
 int config_parse_log(const char *value, enum log_level *level, int *syslog_);
 
+/*
+ * Parses len bytes of INI text (no NUL terminator needed) as if it were
+ * the file called name (used in errors: "name:line: key 'k': ...").  All
+ * or nothing, like detector_config_load_file(), which reads the file and
+ * calls this; the fuzz target calls it directly.
+ */
+int config_load_string(struct detector_config *cfg, const char *text,
+    size_t len, const char *name);
+
 /* Deep copy (the exclude list is heap memory). */
 int config_copy(struct detector_config *dst, const struct detector_config *src);
 

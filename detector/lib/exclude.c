@@ -29,6 +29,29 @@ unbracket(const char *host, char *out, size_t size)
 	return host;
 }
 
+/*
+ * A CIDR prefix length: plain decimal digits, no sign, no white space, no
+ * leading zero (strtoul would take "-0", "+8" and " 8"), at most max.
+ */
+static int
+parse_prefix(const char *s, unsigned int max, unsigned int *out)
+{
+	unsigned int v = 0;
+	size_t i;
+
+	if (s[0] == '\0' || (s[0] == '0' && s[1] != '\0'))
+		return -1;
+	for (i = 0; s[i] != '\0'; i++) {
+		if (s[i] < '0' || s[i] > '9' || i >= 3)
+			return -1;
+		v = v * 10 + (unsigned int)(s[i] - '0');
+	}
+	if (v > max)
+		return -1;
+	*out = v;
+	return 0;
+}
+
 static int
 parse_rule(const char *tok, struct exclude_rule *r, char *err, size_t errlen)
 {
@@ -45,8 +68,7 @@ parse_rule(const char *tok, struct exclude_rule *r, char *err, size_t errlen)
 	for (i = 0; i < n; i++)
 		r->text[i] = (char)tolower((unsigned char)tok[i]);
 	if ((slash = strchr(r->text, '/')) != NULL) {
-		char *end;
-		unsigned long prefix;
+		unsigned int max;
 		size_t alen = (size_t)(slash - r->text);
 
 		memcpy(buf, r->text, alen);
@@ -60,14 +82,13 @@ parse_rule(const char *tok, struct exclude_rule *r, char *err, size_t errlen)
 			    "an IPv4 or IPv6 address", r->text, buf);
 			return -1;
 		}
-		prefix = strtoul(slash + 1, &end, 10);
-		if (slash[1] == '\0' || *end != '\0' ||
-		    prefix > (r->family == AF_INET ? 32u : 128u)) {
+		max = r->family == AF_INET ? 32u : 128u;
+		if (parse_prefix(slash + 1, max, &r->prefix) == -1) {
 			snprintf(err, errlen, "exclude rule '%s': bad prefix "
-			    "length", r->text);
+			    "length (a decimal number from 0 to %u)", r->text,
+			    max);
 			return -1;
 		}
-		r->prefix = (unsigned int)prefix;
 		return 0;
 	}
 	if (inet_pton(AF_INET, r->text, r->net) == 1) {

@@ -256,6 +256,162 @@ test_exclude_matching(void **state)
 	exclude_clear(&l);
 }
 
+/* Each case: text, the error's "name:line:" and what it must say. */
+static void
+expect_string_error(const char *text, const char *where, const char *mention)
+{
+	struct detector_config *c = detector_config_new();
+
+	assert_non_null(c);
+	assert_int_equal(config_load_string(c, text, strlen(text), "t.conf"),
+	    -1);
+	if (strstr(detector_config_error(c), where) == NULL ||
+	    strstr(detector_config_error(c), mention) == NULL)
+		fail_msg("'%s': got '%s', want '%s' and '%s'", text,
+		    detector_config_error(c), where, mention);
+	assert_int_equal(c->quorum, 4);        /* all or nothing */
+	assert_int_equal(c->nspheres, 5);
+	assert_int_equal(c->exclude.n, 0);
+	detector_config_free(c);
+}
+
+static struct detector_config *
+expect_string_ok(const char *text)
+{
+	struct detector_config *c = detector_config_new();
+
+	assert_non_null(c);
+	if (config_load_string(c, text, strlen(text), "t.conf") != 0)
+		fail_msg("'%s': %s", text, detector_config_error(c));
+	return c;
+}
+
+static void
+test_repeated_keys_refused(void **state)
+{
+	struct detector_config *c;
+
+	(void)state;
+	expect_string_error("quorum = 3\nquorum = 3\n", "t.conf:2: ",
+	    "key 'quorum': set twice (lines 1 and 2)");
+	expect_string_error("[detector]\nspheres = 127.0.0.1:1\n; x\n\n"
+	    "[detector]\nspheres = 127.0.0.1:2\n", "t.conf:6: ",
+	    "key 'spheres': set twice (lines 2 and 6)");
+	expect_string_error("on_undecided = reject\ndeadline_ms = 9\n"
+	    "on_undecided = accept\n", "t.conf:3: ", "lines 1 and 3");
+	/* exclude is a list: it may repeat, and the rules add up. */
+	c = expect_string_ok("exclude = a.test\nexclude = b.test\n"
+	    "exclude = 10.0.0.0/8\n");
+	assert_int_equal(c->exclude.n, 3);
+	detector_config_free(c);
+}
+
+static void
+test_continuation_lines_refused(void **state)
+{
+	struct detector_config *c;
+
+	(void)state;
+	/* libinih (Debian's build: INI_ALLOW_MULTILINE=1) would hand
+	 * "quorum = 1" to the spheres key as a second value. */
+	expect_string_error("spheres = 127.0.0.1:1\n  quorum = 1\n",
+	    "t.conf:2: ", "continuation of the key on line 1");
+	expect_string_error("exclude = a.test\n\n\tb.test\n", "t.conf:3: ",
+	    "continuation lines are not supported");
+	expect_string_error("[detector]\nquorum = 2\n; note\n   [detector]\n",
+	    "t.conf:4: ", "key on line 2");
+	/* Indentation that inih does not read as a continuation is fine:
+	 * before any key, after a section header, comments. */
+	c = expect_string_ok("  quorum = 3\n");
+	assert_int_equal(c->quorum, 3);
+	detector_config_free(c);
+	c = expect_string_ok("quorum = 3\n[detector]\n  deadline_ms = 7\n"
+	    "   ; indented comment\n\t# another\n  \n");
+	assert_int_equal(c->deadline_ms, 7);
+	detector_config_free(c);
+}
+
+static void
+test_line_numbers_exact(void **state)
+{
+	char text[600];
+	struct detector_config *c;
+
+	(void)state;
+	/* A line of exactly 199 characters is whole; 200 is refused. */
+	memset(text, 0, sizeof(text));
+	memcpy(text, "exclude = ", 10);
+	memset(text + 10, 'a', 199 - 10 - 5);
+	memcpy(text + 199 - 5, ".test\nquorum = x\n", 17);
+	assert_int_equal(strchr(text, '\n') - text, 199);
+	expect_string_error(text, "t.conf:2: ", "key 'quorum'");
+	c = detector_config_new();
+	text[199] = 'x';          /* now 200+ characters on line 1 */
+	assert_int_equal(config_load_string(c, text, strlen(text), "t.conf"),
+	    -1);
+	assert_non_null(strstr(detector_config_error(c), "t.conf:1: line "
+	    "longer than 199"));
+	detector_config_free(c);
+	/* CRLF line ends, BOM, comments: counted exactly. */
+	expect_string_error("\xef\xbb\xbfquorum = 3\r\n; c\r\n\r\n"
+	    "probe_timeout_ms = 10s\r\n", "t.conf:4: ", "probe_timeout_ms");
+	expect_string_error("quorum = 3\nbroken line\n", "t.conf:2: ",
+	    "syntax error");
+	/* The text needs no terminator: only len bytes are read. */
+	c = detector_config_new();
+	assert_int_equal(config_load_string(c, "quorum = 3\nx\0y\n", 15,
+	    "t.conf"), -1);
+	assert_non_null(strstr(detector_config_error(c), "t.conf:2: NUL"));
+	assert_int_equal(config_load_string(c, "quorum = 2garbage", 10,
+	    "t.conf"), 0);
+	assert_int_equal(c->quorum, 2);
+	assert_int_equal(config_load_string(c, "", 0, "t.conf"), 0);
+	detector_config_free(c);
+}
+
+static void
+test_exclude_prefix_strict(void **state)
+{
+	static const char *const bad[] = {
+		"10.0.0.0/-0", "10.0.0.0/+8", "10.0.0.0/08", "10.0.0.0/8x",
+		"10.0.0.0/0x8", "10.0.0.0/33", "10.0.0.0/4294967304",
+		"10.0.0.0/-4294967288", "fd00::/129", "fd00::/+64",
+		"fd00::/0128", "10.0.0.0/", "10.0.0.0/\xd9\xa8",
+	};
+	static const struct {
+		const char *rule;
+		unsigned int prefix;
+	} good[] = {
+		{ "0.0.0.0/0", 0 }, { "10.0.0.0/8", 8 }, { "10.1.2.3/32", 32 },
+		{ "::/0", 0 }, { "fd00::/8", 8 }, { "::1/128", 128 },
+	};
+	struct exclude_list l = { NULL, 0 };
+	char err[256];
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		if (exclude_add(&l, bad[i], err, sizeof(err)) != -1)
+			fail_msg("'%s' accepted", bad[i]);
+		assert_non_null(strstr(err, "prefix length"));
+		assert_int_equal(l.n, 0);
+	}
+	for (i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		if (exclude_add(&l, good[i].rule, err, sizeof(err)) != 0)
+			fail_msg("'%s': %s", good[i].rule, err);
+		assert_int_equal(l.rules[l.n - 1].prefix, good[i].prefix);
+	}
+	/* /0 covers everything of its family, nothing of the other. */
+	exclude_clear(&l);
+	assert_int_equal(exclude_add(&l, "0.0.0.0/0", err, sizeof(err)), 0);
+	assert_non_null(exclude_match(&l, "203.0.113.9"));
+	assert_null(exclude_match(&l, "2001:db8::1"));
+	exclude_clear(&l);
+	/* Through the file: the error names the line and the key. */
+	expect_string_error("quorum = 3\nexclude = 10.0.0.0/+8\n",
+	    "t.conf:2: ", "key 'exclude'");
+}
+
 int
 main(void)
 {
@@ -267,6 +423,10 @@ main(void)
 		cmocka_unit_test(test_file_other_errors),
 		cmocka_unit_test(test_search_order_and_env),
 		cmocka_unit_test(test_exclude_matching),
+		cmocka_unit_test(test_repeated_keys_refused),
+		cmocka_unit_test(test_continuation_lines_refused),
+		cmocka_unit_test(test_line_numbers_exact),
+		cmocka_unit_test(test_exclude_prefix_strict),
 	};
 	return cmocka_run_group_tests_name("config", tests, setup, teardown);
 }
