@@ -13,8 +13,11 @@
  *                  SEC_ERROR_REVOKED_CERTIFICATE (the application changed
  *                  its mind, e.g. a late OCSP answer)
  *   --reset        after accepting, call SSL_ResetHandshake on the socket
+ *   --reset-own    call SSL_ResetHandshake instead of accepting (the same
+ *                  misuse while the application's own check is pending)
  *
- * usage: asyncclient [-n N] [--twice|--refuse-late|--reset] DBDIR HOST PORT ADDR
+ * usage: asyncclient [-n N] [-t MS] [--twice|--refuse-late|--reset|--reset-own] DBDIR HOST PORT ADDR
+ * -t MS gives up after MS milliseconds (default 60000).
  * prints per connection "result: ok" or "result: failed <NAME>: <text>",
  * then "max_poll_ms: N" (the longest single PR_Poll call), "polls: N" and
  * "total_ms: N".  Exit 0 if every connection succeeded.
@@ -35,7 +38,7 @@
 #define POLL_MS 50
 #define LIMIT_MS 60000
 
-enum misbehaviour { NONE, TWICE, REFUSE_LATE, RESET };
+enum misbehaviour { NONE, TWICE, REFUSE_LATE, RESET, RESET_OWN };
 
 struct conn {
 	PRFileDesc *fd;
@@ -47,6 +50,7 @@ struct conn {
 };
 
 static enum misbehaviour misbehaviour = NONE;
+static int limit_ms = LIMIT_MS;
 
 static SECStatus
 auth_later(void *arg, PRFileDesc *fd, PRBool checksig, PRBool is_server)
@@ -111,6 +115,7 @@ misbehave(struct conn *c)
 			(void)SSL_ResetHandshake(c->fd, PR_FALSE);
 		break;
 	case NONE:
+	case RESET_OWN:
 		return;
 	}
 	c->misbehaved = 1;
@@ -147,7 +152,12 @@ step(struct conn *c)
 {
 	PRErrorCode e;
 
-	if (c->auth_wanted)
+	if (c->auth_wanted && misbehaviour == RESET_OWN) {
+		/* The same, but while the application's own check is pending:
+		 * what stock NSS does here is the reference. */
+		c->auth_wanted = 0;
+		(void)SSL_ResetHandshake(c->fd, PR_FALSE);
+	} else if (c->auth_wanted)
 		authenticate(c);
 	else if (c->auth_done)
 		misbehave(c);
@@ -176,18 +186,22 @@ main(int argc, char **argv)
 	for (; a < argc && argv[a][0] == '-'; a++) {
 		if (strcmp(argv[a], "-n") == 0 && a + 1 < argc)
 			n = atoi(argv[++a]);
+		else if (strcmp(argv[a], "-t") == 0 && a + 1 < argc)
+			limit_ms = atoi(argv[++a]);
 		else if (strcmp(argv[a], "--twice") == 0)
 			misbehaviour = TWICE;
 		else if (strcmp(argv[a], "--refuse-late") == 0)
 			misbehaviour = REFUSE_LATE;
 		else if (strcmp(argv[a], "--reset") == 0)
 			misbehaviour = RESET;
+		else if (strcmp(argv[a], "--reset-own") == 0)
+			misbehaviour = RESET_OWN;
 		else
 			break;
 	}
 	if (argc - a != 4 || n < 1 || n > MAX_CONNS) {
-		fprintf(stderr, "usage: asyncclient [-n N] [--twice|"
-		    "--refuse-late|--reset] DBDIR HOST PORT ADDR\n");
+		fprintf(stderr, "usage: asyncclient [-n N] [-t MS] [--twice|"
+		    "--refuse-late|--reset|--reset-own] DBDIR HOST PORT ADDR\n");
 		return 2;
 	}
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -221,9 +235,9 @@ main(int argc, char **argv)
 		if (left == 0)
 			break;
 		if (PR_IntervalToMilliseconds(PR_IntervalNow() - t0) >
-		    LIMIT_MS) {
+		    (PRUint32)limit_ms) {
 			printf("result: failed TIMEOUT: %d connections without "
-			    "an outcome after %d ms\n", left, LIMIT_MS);
+			    "an outcome after %d ms\n", left, limit_ms);
 			failed = 1;
 			break;
 		}

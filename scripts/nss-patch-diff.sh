@@ -1,0 +1,21 @@
+#!/bin/sh
+# Regenerate a patch of nss-patches/ from two lib/ssl trees.
+#
+#   scripts/nss-patch-diff.sh A B HEADER > nss-patches/000N-....patch
+#
+# A and B each hold lib/ssl/ (pristine and edited); HEADER is the patch's
+# description (the From:/Subject: lines and the text above the first diff),
+# e.g. `sed '/^diff /,$d' nss-patches/0001-*.patch`.  File names in the
+# output carry the Debian source tree's nss/ prefix, so the series applies
+# with `patch -p1` from the top of the dpkg-source tree (see
+# scripts/nss-prepare.sh).
+set -eu
+a=$1 b=$2 header=$3
+cat "$header"
+(cd "$b" && find lib -type f | LC_ALL=C sort) | while read -r f; do
+	echo "diff -Nru a/nss/$f b/nss/$f"
+	diff -Nu --label "a/nss/$f" --label "b/nss/$f" "$a/$f" "$b/$f" || true
+done | awk '
+	/^diff -Nru/ { pending = $0; next }
+	/^--- / && pending != "" { print pending; pending = "" }
+	{ print }'

@@ -1,0 +1,104 @@
+"""The enhanced NSS with an application that authenticates asynchronously
+(tests/hook/asyncclient.c, as Firefox does), and what such an application
+may do while DetecTor decides (review finding C2):
+
+  - calling SSL_AuthCertificateComplete(fd, 0) again must not complete the
+    handshake behind DetecTor's back: a MITM is still refused;
+  - a refusal the application makes meanwhile wins over DetecTor's accept;
+  - SSL_ResetHandshake cancels the pending check: no crash, no stale
+    completion, an outcome within the deadline;
+  - many sockets waiting at once cost one 10 ms pause per PR_Poll round,
+    not one per socket (review finding I1).
+"""
+
+import os
+import re
+
+from conftest import BUILD
+from test_nss_hook import POLL_MS, run_app
+from world import MITM_ADDR, REAL_ADDR
+
+ASYNCCLIENT = os.path.join(BUILD, "tests", "asyncclient")
+
+# A probe that takes this long keeps DetecTor deciding while the
+# application misbehaves (one honest sphere behind a slow link would do;
+# blackholes need no extra parts): the verdict comes at the timeout.
+SLOW_CONFIG = "[detector]\nprobe_timeout_ms = 1500\ndeadline_ms = 1500\n"
+
+
+def asyncclient(nssdb, port, addr, *options, db="trusting"):
+    return [ASYNCCLIENT] + list(options) + [nssdb[db], "server.test", str(port), addr]
+
+
+def results(app):
+    return re.findall(r"^result: (.*)$", app.out, re.M)
+
+
+def test_async_client_clean_path_and_mitm(world, nssdb, tmpdir_):
+    clean = run_app(world, tmpdir_, asyncclient(nssdb, world.cport, REAL_ADDR), REAL_ADDR)
+    assert clean.rc == 0 and results(clean) == ["ok"], clean
+    mitm = run_app(world, tmpdir_, asyncclient(nssdb, world.cport, MITM_ADDR), MITM_ADDR)
+    assert mitm.rc != 0, mitm
+    assert results(mitm)[0].startswith("failed DETECTOR_ERROR_MITM"), mitm
+
+
+def test_completing_twice_does_not_bypass_detector(world, nssdb, tmpdir_):
+    # Before the fix the second SSL_AuthCertificateComplete(fd, 0) finished
+    # the handshake at once and the later REJECT was dropped.
+    app = run_app(world, tmpdir_, asyncclient(nssdb, world.cport, MITM_ADDR, "--twice"),
+                  MITM_ADDR)
+    assert app.rc != 0, app
+    [result] = results(app)
+    assert result.startswith("failed DETECTOR_ERROR_MITM"), app
+
+
+def test_late_refusal_by_the_application_wins(world, nssdb, tmpdir_):
+    # The clean path would be accepted by DetecTor; the application
+    # refuses while the (slow) check runs: its refusal is what happens.
+    spheres = world.sphere_list(*world.honest[:4], world.blackholes[0])
+    config = "[detector]\nquorum = 5\n" + SLOW_CONFIG.split("\n", 1)[1]
+    app = run_app(world, tmpdir_,
+                  asyncclient(nssdb, world.cport, REAL_ADDR, "--refuse-late"),
+                  REAL_ADDR, spheres=spheres, config=config)
+    assert app.rc != 0, app
+    [result] = results(app)
+    assert result.startswith("failed"), app
+    assert "DETECTOR_ERROR" not in result, "the application's refusal, not DetecTor's:\n%s" % app
+    assert app.elapsed < 10, app
+
+
+def test_reset_while_deciding_cancels_the_check(world, nssdb, tmpdir_):
+    # Resetting a handshake in mid-flight is a misuse; what stock NSS does
+    # when the application resets while its own check is pending is the
+    # reference: the old handshake is dropped and the new one goes nowhere
+    # (the server waits for the old Finished), so the application gives up
+    # at its own time limit.  With DetecTor deciding instead: the same, and
+    # in particular no success from the cancelled check, and no crash.
+    stock = run_app(world, tmpdir_,
+                    asyncclient(nssdb, world.cport, REAL_ADDR, "-t", "3000", "--reset-own"),
+                    REAL_ADDR, detector=False)
+    spheres = world.sphere_list(*world.blackholes[:5])
+    app = run_app(world, tmpdir_,
+                  asyncclient(nssdb, world.cport, REAL_ADDR, "-t", "3000", "--reset"),
+                  REAL_ADDR, spheres=spheres, config=SLOW_CONFIG)
+    assert results(app) == results(stock) == \
+        ["failed TIMEOUT: 1 connections without an outcome after 3000 ms"], (stock, app)
+    assert app.rc == stock.rc == 1, (stock, app)
+    assert "probing the spheres; handshake suspended" in app.err, app
+
+
+def test_many_waiting_sockets_pause_once_per_round(world, nssdb, tmpdir_):
+    # 20 handshakes wait for a 1.5 s check at once.  One PR_Poll over all
+    # of them must return within about one pause, not 20 x 10 ms.
+    n = 20
+    spheres = world.sphere_list(world.honest[0], *world.blackholes[:4])
+    app = run_app(world, tmpdir_,
+                  asyncclient(nssdb, world.cport, REAL_ADDR, "-n", str(n)),
+                  REAL_ADDR, spheres=spheres, config=SLOW_CONFIG)
+    assert results(app) == ["ok"] * n, app
+    max_poll = int(re.search(r"^max_poll_ms: (\d+)$", app.out, re.M).group(1))
+    polls = int(re.search(r"^polls: (\d+)$", app.out, re.M).group(1))
+    # 20 x 10 ms before the fix; one pause (about 10-25 ms) after.
+    assert max_poll <= POLL_MS + 30, app
+    assert app.elapsed >= 1.4, "the check should have run to its timeout:\n%s" % app
+    assert polls >= 20, "the loop kept turning while the check ran:\n%s" % app
