@@ -27,6 +27,7 @@
 struct detector {
 	struct detector_config cfg;
 	int configured;
+	enum detector_starttls starttls;        /* preamble for every probe */
 	char err[1024];
 };
 
@@ -84,6 +85,15 @@ detector_configure(struct detector *ctx, const struct detector_config *cfg)
 	exclude_clear(&ctx->cfg.exclude);
 	ctx->cfg = copy;
 	ctx->configured = 1;
+	return 0;
+}
+
+int
+detector_set_starttls(struct detector *ctx, enum detector_starttls proto)
+{
+	if (proto < DETECTOR_STARTTLS_NONE || proto > DETECTOR_STARTTLS_LDAP)
+		return seterr(ctx, "unknown STARTTLS protocol %d", (int)proto);
+	ctx->starttls = proto;
 	return 0;
 }
 
@@ -373,7 +383,7 @@ run_probes(struct detector *ctx, struct probe *probes,
 static int
 probe_spheres(struct detector *ctx, const char *host, unsigned int port,
     const unsigned char *spki, const unsigned char *cert,
-    struct detector_result **result)
+    enum probe_keytype keytype, struct detector_result **result)
 {
 	struct probe probes[DETECTOR_MAX_SPHERES];
 	struct detector_path *paths;
@@ -406,6 +416,8 @@ probe_spheres(struct detector *ctx, const char *host, unsigned int port,
 			probes[i].host = host;
 			probes[i].port = port;
 			probes[i].via_socks = 1;
+			probes[i].starttls = ctx->starttls;
+			probes[i].keytype = keytype;
 			probes[i].user = user;
 			probes[i].pass = pass;
 			probes[i].start = start;
@@ -454,7 +466,9 @@ detector_check(struct detector *ctx, const char *host, unsigned int port,
 	    sizeof(err)) == -1)
 		return seterr(ctx, "the certificate given for %s:%u is "
 		    "unusable: %s", host, port, err);
-	return probe_spheres(ctx, host, port, spki, cert, result);
+	/* Show the spheres the certificate of the key type seen directly. */
+	return probe_spheres(ctx, host, port, spki, cert,
+	    probe_keytype_of(observed_der, der_len), result);
 }
 
 int
@@ -466,7 +480,8 @@ detector_survey(struct detector *ctx, const char *host, unsigned int port,
 	*result = NULL;
 	if (check_target(ctx, host, port) == -1)
 		return -1;
-	return probe_spheres(ctx, host, port, NULL, NULL, result);
+	return probe_spheres(ctx, host, port, NULL, NULL, PROBE_KEY_ANY,
+	    result);
 }
 
 /* The direct path's address: a literal, or the system resolver's first. */
@@ -519,6 +534,7 @@ detector_fetch(struct detector *ctx, const char *host, unsigned int port,
 	memset(&p, 0, sizeof(p));
 	p.host = host;
 	p.port = port;
+	p.starttls = ctx->starttls;
 	p.start = PR_IntervalNow();
 	p.path = path;
 	/* One path: both the probe timeout and the deadline bound it. */

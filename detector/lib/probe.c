@@ -1,7 +1,8 @@
 /*
  * probe.c - one probe as a non-blocking state machine.
  *
- *   CONNECTING -> [SOCKS_METHOD -> SOCKS_AUTH -> SOCKS_CONNECT] -> TLS -> DONE
+ *   CONNECTING -> [SOCKS_METHOD -> SOCKS_AUTH -> SOCKS_CONNECT]
+ *              -> [STARTTLS] -> TLS -> DONE
  *
  * The engine drives many probes from one PR_Poll loop, so nothing here
  * blocks: each step does what it can and returns, and probe_poll_flags()
@@ -11,9 +12,18 @@
  * OCSP response, then suspends the handshake (SECWouldBlock) and the probe
  * closes the socket: the handshake never completes and no application data
  * is ever sent through a sphere.
+ *
+ * The STARTTLS state runs the plaintext preamble of starttls.c (SMTP, IMAP,
+ * POP3, XMPP, LDAP) over the same socket: it sends each command, collects
+ * the server's reply into a bounded buffer and lets the pure state machine
+ * judge it.  Only when the server has said "go ahead" with nothing after it
+ * is NSS pushed onto the socket.
  */
 #include "probe.h"
 
+#include <cert.h>
+#include <keyhi.h>
+#include <secoid.h>
 #include <nss.h>
 #include <prerror.h>
 #include <secerr.h>
@@ -64,7 +74,7 @@ elapsed_ms(PRIntervalTime since)
 }
 
 static const char *
-stage_name(enum probe_state s, int via_socks)
+stage_name(enum probe_state s, int via_socks, enum detector_starttls proto)
 {
 	switch (s) {
 	case PROBE_CONNECTING:
@@ -75,6 +85,7 @@ stage_name(enum probe_state s, int via_socks)
 	case PROBE_SOCKS_CONNECT:
 		return "SOCKS5 CONNECT (the sphere resolves the name and "
 		    "builds a circuit)";
+	case PROBE_STARTTLS: return starttls_stage(proto);
 	case PROBE_TLS: return "TLS handshake";
 	default: return "idle";
 	}
@@ -87,6 +98,8 @@ probe_close(struct probe *p)
 		PR_Close(p->fd);
 		p->fd = NULL;
 	}
+	free(p->stbuf);
+	p->stbuf = NULL;
 	p->path->ms = elapsed_ms(p->start);
 	p->state = PROBE_DONE;
 }
@@ -213,6 +226,117 @@ out:
 	return SECWouldBlock;
 }
 
+enum probe_keytype
+probe_keytype_of(const unsigned char *der, size_t len)
+{
+	SECItem item = { siBuffer, (unsigned char *)der, (unsigned int)len };
+	enum probe_keytype kt = PROBE_KEY_ANY;
+	CERTCertificate *cert;
+	SECKEYPublicKey *key;
+	SECItem *params, oid;
+
+	if (der == NULL || len == 0 || len > 0x7fffffff)
+		return PROBE_KEY_ANY;
+	if ((cert = CERT_NewTempCertificate(CERT_GetDefaultCertDB(), &item,
+	    NULL, PR_FALSE, PR_TRUE)) == NULL)
+		return PROBE_KEY_ANY;
+	if ((key = CERT_ExtractPublicKey(cert)) != NULL) {
+		if (key->keyType == rsaKey)
+			kt = PROBE_KEY_RSA;
+		else if (key->keyType == ecKey) {
+			/* The named curve: the parameters are one OID. */
+			params = &key->u.ec.DEREncodedParams;
+			memset(&oid, 0, sizeof(oid));
+			if (params->len > 2 && params->data[0] == 0x06 &&
+			    params->data[1] == params->len - 2) {
+				oid.data = params->data + 2;
+				oid.len = params->len - 2;
+			}
+			switch (oid.len ? SECOID_FindOIDTag(&oid) :
+			    SEC_OID_UNKNOWN) {
+			case SEC_OID_ANSIX962_EC_PRIME256V1:
+				kt = PROBE_KEY_EC_P256;
+				break;
+			case SEC_OID_SECG_EC_SECP384R1:
+				kt = PROBE_KEY_EC_P384;
+				break;
+			case SEC_OID_SECG_EC_SECP521R1:
+				kt = PROBE_KEY_EC_P521;
+				break;
+			default:
+				kt = PROBE_KEY_EC;
+				break;
+			}
+		}
+		SECKEY_DestroyPublicKey(key);
+	}
+	CERT_DestroyCertificate(cert);
+	return kt;
+}
+
+/*
+ * Offers only the signature schemes (and, for TLS 1.2, the cipher suites)
+ * that a key of type kt can serve, so that a server holding certificates of
+ * several key types shows this probe the one the direct path saw.
+ */
+static SECStatus
+restrict_key_type(PRFileDesc *ssl, enum probe_keytype kt)
+{
+	static const SSLSignatureScheme rsa[] = {
+		ssl_sig_rsa_pss_rsae_sha256, ssl_sig_rsa_pss_rsae_sha384,
+		ssl_sig_rsa_pss_rsae_sha512, ssl_sig_rsa_pkcs1_sha256,
+		ssl_sig_rsa_pkcs1_sha384, ssl_sig_rsa_pkcs1_sha512,
+		ssl_sig_rsa_pkcs1_sha1,
+	};
+	static const SSLSignatureScheme ec[] = {
+		ssl_sig_ecdsa_secp256r1_sha256, ssl_sig_ecdsa_secp384r1_sha384,
+		ssl_sig_ecdsa_secp521r1_sha512, ssl_sig_ecdsa_sha1,
+	};
+	const SSLSignatureScheme *schemes = ec;
+	unsigned int n = sizeof(ec) / sizeof(ec[0]);
+	const PRUint16 *suites = SSL_GetImplementedCiphers();
+	PRUint16 i, nsuites = SSL_GetNumImplementedCiphers();
+	SSLCipherSuiteInfo info;
+
+	switch (kt) {
+	case PROBE_KEY_ANY:
+		return SECSuccess;
+	case PROBE_KEY_RSA:
+		schemes = rsa;
+		n = sizeof(rsa) / sizeof(rsa[0]);
+		break;
+	case PROBE_KEY_EC_P256:
+	case PROBE_KEY_EC_P384:
+	case PROBE_KEY_EC_P521:
+		/* TLS 1.3 ties each ECDSA scheme to one curve. */
+		schemes = &ec[kt - PROBE_KEY_EC_P256];
+		n = 1;
+		break;
+	case PROBE_KEY_EC:
+		break;
+	}
+	if (SSL_SignatureSchemePrefSet(ssl, schemes, n) != SECSuccess)
+		return SECFailure;
+	/* TLS 1.2 picks the certificate with the cipher suite too. */
+	for (i = 0; i < nsuites; i++) {
+		int keep;
+
+		if (SSL_GetCipherSuiteInfo(suites[i], &info, sizeof(info)) !=
+		    SECSuccess)
+			continue;
+		if (info.authType == ssl_auth_tls13_any)
+			continue;
+		keep = kt == PROBE_KEY_RSA ?
+		    info.authType == ssl_auth_rsa_sign ||
+		    info.authType == ssl_auth_rsa_decrypt :
+		    info.authType == ssl_auth_ecdsa;
+		if (!keep && SSL_CipherPrefSet(ssl, suites[i], PR_FALSE) !=
+		    SECSuccess)
+			return SECFailure;
+	}
+	return SECSuccess;
+}
+
 /* Pushes NSS's SSL layer onto the connected (and tunnelled) socket. */
 static void
 tls_begin(struct probe *p)
@@ -236,6 +360,7 @@ tls_begin(struct probe *p)
 	    SSL_OptionSet(ssl, SSL_ENABLE_OCSP_STAPLING, PR_TRUE) !=
 	    SECSuccess ||
 	    SSL_VersionRangeSet(ssl, &range) != SECSuccess ||
+	    restrict_key_type(ssl, p->keytype) != SECSuccess ||
 	    SSL_SetURL(ssl, p->host) != SECSuccess ||
 	    SSL_AuthCertificateHook(ssl, probe_auth_certificate, p) !=
 	    SECSuccess ||
@@ -267,6 +392,119 @@ tls_step(struct probe *p)
 	if (PR_GetError() == PR_WOULD_BLOCK_ERROR)
 		return;
 	probe_fail_nspr(p, "TLS handshake failed");
+}
+
+_Static_assert(sizeof(((struct probe *)0)->out) >= STARTTLS_OUT_MAX,
+    "the probe's output buffer holds any STARTTLS command");
+
+/* Acts on one verdict of the preamble machine over the reply so far.
+ * Returns 1 to keep going, 0 when the probe moved on (TLS) or ended. */
+static int
+starttls_feed(struct probe *p)
+{
+	char err[512];
+	size_t outlen = 0;
+
+	switch (starttls_step(&p->st, p->stbuf, p->stlen, p->out,
+	    sizeof(p->out), &outlen, err, sizeof(err))) {
+	case STARTTLS_NEED_MORE:
+		return 1;
+	case STARTTLS_SEND:
+		p->outlen = outlen;
+		p->outoff = 0;
+		p->stlen = 0;
+		return 1;
+	case STARTTLS_READY:
+		free(p->stbuf);
+		p->stbuf = NULL;
+		p->outlen = p->outoff = 0;
+		tls_begin(p);
+		if (p->state == PROBE_TLS)
+			tls_step(p);
+		return 0;
+	case STARTTLS_ERROR:
+	default:
+		probe_fail(p, "%s", err);
+		return 0;
+	}
+}
+
+/* Sends the pending command, or reads what the server has said so far. */
+static void
+starttls_run(struct probe *p)
+{
+	char q[256];
+	PRInt32 n;
+	size_t i;
+
+	for (;;) {
+		if (p->outoff < p->outlen) {
+			n = PR_Send(p->fd, p->out + p->outoff,
+			    (PRInt32)(p->outlen - p->outoff), 0,
+			    PR_INTERVAL_NO_WAIT);
+			if (n < 0) {
+				if (PR_GetError() != PR_WOULD_BLOCK_ERROR)
+					probe_fail_nspr(p, starttls_stage(
+					    p->starttls));
+				return;
+			}
+			p->outoff += (size_t)n;
+			continue;
+		}
+		/* The machine fails a reply that fills the buffer. */
+		n = PR_Recv(p->fd, p->stbuf + p->stlen,
+		    (PRInt32)(STARTTLS_REPLY_MAX - p->stlen), 0,
+		    PR_INTERVAL_NO_WAIT);
+		if (n < 0) {
+			if (PR_GetError() != PR_WOULD_BLOCK_ERROR)
+				probe_fail_nspr(p, starttls_stage(p->starttls));
+			return;
+		}
+		if (n == 0) {
+			for (i = 0; i < p->stlen && i < 80; i++)
+				q[i] = p->stbuf[i] >= 0x20 && p->stbuf[i] < 0x7f ?
+				    (char)p->stbuf[i] : '.';
+			q[i] = '\0';
+			probe_fail(p, "the connection was closed during the %s "
+			    "(%zu bytes of the server's reply%s%s%s)",
+			    starttls_stage(p->starttls), p->stlen,
+			    p->stlen ? ": '" : "", q, p->stlen ? "'" : "");
+			return;
+		}
+		p->stlen += (size_t)n;
+		if (!starttls_feed(p))
+			return;
+	}
+}
+
+/* The byte stream to the server is open (directly or through the sphere):
+ * speak the preamble, if any, then TLS. */
+static void
+tunnel_ready(struct probe *p)
+{
+	char err[512];
+
+	if (p->starttls == DETECTOR_STARTTLS_NONE) {
+		tls_begin(p);
+		if (p->state == PROBE_TLS)
+			tls_step(p);
+		return;
+	}
+	if (starttls_init(&p->st, p->starttls, p->host, err,
+	    sizeof(err)) == -1) {
+		probe_fail(p, "%s", err);
+		return;
+	}
+	if ((p->stbuf = malloc(STARTTLS_REPLY_MAX)) == NULL) {
+		probe_fail(p, "out of memory");
+		return;
+	}
+	p->state = PROBE_STARTTLS;
+	p->stlen = 0;
+	p->outlen = p->outoff = 0;
+	/* XMPP and LDAP speak first. */
+	if (starttls_feed(p))
+		starttls_run(p);
 }
 
 /* Prepares the next SOCKS message and how many reply bytes to expect. */
@@ -329,13 +567,14 @@ socks_step(struct probe *p)
 			if (n < 0) {
 				if (PR_GetError() != PR_WOULD_BLOCK_ERROR)
 					probe_fail_nspr(p, stage_name(p->state,
-					    1));
+					    1, p->starttls));
 				return;
 			}
 			if (n == 0) {
 				probe_fail(p, "the sphere closed the connection "
 				    "during the %s (after %zu reply bytes)",
-				    stage_name(p->state, 1), p->inlen);
+				    stage_name(p->state, 1, p->starttls),
+				    p->inlen);
 				return;
 			}
 			p->inlen += (size_t)n;
@@ -370,9 +609,7 @@ socks_step(struct probe *p)
 		else if (p->state != PROBE_SOCKS_CONNECT)
 			socks_enter(p, PROBE_SOCKS_CONNECT);
 		else {
-			tls_begin(p);
-			if (p->state == PROBE_TLS)
-				tls_step(p);
+			tunnel_ready(p);
 			return;
 		}
 		if (p->state == PROBE_DONE)
@@ -386,11 +623,8 @@ connected(struct probe *p)
 	if (p->via_socks) {
 		socks_enter(p, PROBE_SOCKS_METHOD);
 		socks_step(p);
-	} else {
-		tls_begin(p);
-		if (p->state == PROBE_TLS)
-			tls_step(p);
-	}
+	} else
+		tunnel_ready(p);
 }
 
 void
@@ -421,7 +655,8 @@ probe_start(struct probe *p, const PRNetAddr *addr, const char *via)
 		return;
 	}
 	if (PR_GetError() != PR_IN_PROGRESS_ERROR)
-		probe_fail_nspr(p, stage_name(PROBE_CONNECTING, p->via_socks));
+		probe_fail_nspr(p, stage_name(PROBE_CONNECTING, p->via_socks,
+		    p->starttls));
 }
 
 PRInt16
@@ -433,6 +668,7 @@ probe_poll_flags(const struct probe *p)
 	case PROBE_SOCKS_METHOD:
 	case PROBE_SOCKS_AUTH:
 	case PROBE_SOCKS_CONNECT:
+	case PROBE_STARTTLS:
 		return p->outoff < p->outlen ? PR_POLL_WRITE : PR_POLL_READ;
 	case PROBE_TLS:
 		return PR_POLL_READ;    /* NSS's poll method adds WRITE */
@@ -450,12 +686,15 @@ probe_advance(struct probe *p, PRInt16 out_flags)
 			connected(p);
 		else if (PR_GetError() != PR_IN_PROGRESS_ERROR)
 			probe_fail_nspr(p, stage_name(PROBE_CONNECTING,
-			    p->via_socks));
+			    p->via_socks, p->starttls));
 		break;
 	case PROBE_SOCKS_METHOD:
 	case PROBE_SOCKS_AUTH:
 	case PROBE_SOCKS_CONNECT:
 		socks_step(p);
+		break;
+	case PROBE_STARTTLS:
+		starttls_run(p);
 		break;
 	case PROBE_TLS:
 		tls_step(p);
@@ -473,7 +712,7 @@ probe_abandon(struct probe *p, enum detector_path_status status,
 		return;
 	free((char *)p->path->error);
 	p->path->error = strdupf("%s during the %s", why,
-	    stage_name(p->state, p->via_socks));
+	    stage_name(p->state, p->via_socks, p->starttls));
 	probe_close(p);
 	p->path->status = status;
 }

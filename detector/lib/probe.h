@@ -1,6 +1,7 @@
 /*
- * probe.h - one probe: TCP connect, optional SOCKS5 tunnel, then a TLS
- * handshake up to the server's certificate, all non-blocking.
+ * probe.h - one probe: TCP connect, optional SOCKS5 tunnel, optional
+ * STARTTLS preamble, then a TLS handshake up to the server's certificate,
+ * all non-blocking.
  */
 #ifndef DETECTOR_PROBE_H
 #define DETECTOR_PROBE_H
@@ -9,8 +10,25 @@
 
 #include "detector.h"
 #include "socks5.h"
+#include "starttls.h"
 
 #define PROBE_MAX_CERTS 32      /* chain entries kept; more are dropped */
+
+/*
+ * The kind of key the direct connection saw.  A server with both an RSA and
+ * an ECDSA certificate picks one from the client's signature schemes, so
+ * the probes offer only the schemes of the key type seen directly: every
+ * path is then shown the same certificate (otherwise a sphere could see the
+ * server's other, equally genuine key and report a false mismatch).
+ */
+enum probe_keytype {
+	PROBE_KEY_ANY = 0,      /* no restriction (fetch, survey) */
+	PROBE_KEY_RSA,
+	PROBE_KEY_EC_P256,
+	PROBE_KEY_EC_P384,
+	PROBE_KEY_EC_P521,
+	PROBE_KEY_EC,           /* another curve: any ECDSA scheme */
+};
 
 enum probe_state {
 	PROBE_IDLE = 0,
@@ -18,6 +36,7 @@ enum probe_state {
 	PROBE_SOCKS_METHOD,
 	PROBE_SOCKS_AUTH,
 	PROBE_SOCKS_CONNECT,
+	PROBE_STARTTLS,
 	PROBE_TLS,
 	PROBE_DONE,
 };
@@ -30,6 +49,8 @@ struct probe {
 	const char *user, *pass;        /* RFC 1929 isolation token */
 	PRIntervalTime start;           /* the check's start, for path.ms */
 	PRIntervalTime deadline;        /* absolute */
+	enum detector_starttls starttls;        /* preamble before TLS */
+	enum probe_keytype keytype;     /* steer the server to this key type */
 
 	enum probe_state state;
 	PRFileDesc *fd;
@@ -38,6 +59,9 @@ struct probe {
 	unsigned char in[SOCKS5_MSG_MAX];
 	size_t inlen, need;
 	int captured;                   /* the certificate step was reached */
+	struct starttls st;             /* the preamble's state */
+	unsigned char *stbuf;           /* the server's reply so far */
+	size_t stlen;
 
 	/* Where the outcome goes (the caller's storage); what it points to is
 	 * released by path_release(). */
@@ -55,6 +79,9 @@ void probe_advance(struct probe *p, PRInt16 out_flags);
 /* Ends an unfinished probe with status (TIMEOUT or SKIPPED) and why. */
 void probe_abandon(struct probe *p, enum detector_path_status status,
     const char *why);
+
+/* The key type of a DER certificate (PROBE_KEY_ANY if unknown). */
+enum probe_keytype probe_keytype_of(const unsigned char *der, size_t len);
 
 /* Frees what a detector_path owns (not the struct itself). */
 void path_release(struct detector_path *path);
