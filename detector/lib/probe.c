@@ -371,6 +371,32 @@ tls_begin(struct probe *p)
 	p->state = PROBE_TLS;
 }
 
+/*
+ * A probe steered to the direct path's key type failed its handshake: the
+ * server may have no key of that type at all (a MITM with an RSA key in
+ * front of an ECDSA-only server).  That is exactly what must show as a
+ * mismatch, not a failure, so the probe starts over, once, offering every
+ * signature scheme, within the same deadline.
+ */
+static void
+probe_retry_any(struct probe *p)
+{
+	char *via = strdupf("%s", p->path->via ? p->path->via : "?");
+
+	if (p->fd != NULL) {
+		PR_Close(p->fd);
+		p->fd = NULL;
+	}
+	free(p->stbuf);
+	p->stbuf = NULL;
+	path_release(p->path);
+	p->keytype = PROBE_KEY_ANY;
+	p->captured = 0;
+	p->outlen = p->outoff = p->inlen = p->need = p->stlen = 0;
+	probe_start(p, &p->addr, via != NULL ? via : "?");
+	free(via);
+}
+
 static void
 tls_step(struct probe *p)
 {
@@ -391,6 +417,10 @@ tls_step(struct probe *p)
 	}
 	if (PR_GetError() == PR_WOULD_BLOCK_ERROR)
 		return;
+	if (p->keytype != PROBE_KEY_ANY) {
+		probe_retry_any(p);
+		return;
+	}
 	probe_fail_nspr(p, "TLS handshake failed");
 }
 
@@ -632,6 +662,8 @@ probe_start(struct probe *p, const PRNetAddr *addr, const char *via)
 {
 	PRSocketOptionData opt;
 
+	if (addr != &p->addr)
+		p->addr = *addr;
 	memset(p->path, 0, sizeof(*p->path));
 	p->path->via = strdupf("%s", via);
 	p->path->status = DETECTOR_PATH_FAILED;

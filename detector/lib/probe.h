@@ -53,6 +53,7 @@ struct probe {
 	enum probe_keytype keytype;     /* steer the server to this key type */
 
 	enum probe_state state;
+	PRNetAddr addr;                 /* where probe_start() connected */
 	PRFileDesc *fd;
 	unsigned char out[SOCKS5_MSG_MAX];
 	size_t outlen, outoff;
