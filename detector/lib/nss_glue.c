@@ -28,6 +28,7 @@
 #include <nss.h>
 #include <prerror.h>
 #include <prinit.h>
+#include <prcvar.h>
 #include <prlock.h>
 #include <pratom.h>
 #include <prthread.h>
@@ -71,6 +72,7 @@ static struct {
 	struct cache *cache;            /* NULL: none, or it failed */
 	pid_t cache_pid;                /* LMDB handles do not survive fork() */
 	int cache_write_failed;         /* reported once */
+	PRInt32 cfg_error_said;         /* the configuration error, once */
 } glue;
 
 /* Opens the verdict cache named by the configuration, if any. */
@@ -220,89 +222,227 @@ probe_and_decide(const char *host, unsigned int port,
 }
 
 /*
- * A check running on its own thread for a non-blocking socket.  Two
- * references: the thread's and the socket's (dropped by cancel()).
+ * Checks for non-blocking sockets run on worker threads.  A check is one
+ * host:port and key; every socket waiting for it is a waiter, so that ten
+ * handshakes to the same server at once make one set of probes.  At most
+ * GLUE_MAX_WORKERS checks run at a time; more wait in a FIFO and start as
+ * workers free up (each check is bounded by the configured deadline, so the
+ * queue always drains).  The lists below are guarded by glue.lock.
+ *
+ * A waiter is PENDING until its check has decided, then RUNNING while its
+ * done() is called (without any DetecTor lock held: done() takes the
+ * socket's NSS locks and may call the application back), then DONE.
+ * cancel() turns a PENDING waiter into CANCELLED, or waits until a RUNNING
+ * one is DONE, so that after cancel() returns done() is not running and
+ * never will: the socket may be freed.
  */
-struct job {
+#define GLUE_MAX_WORKERS 32
+
+enum waiter_state { W_PENDING, W_RUNNING, W_DONE, W_CANCELLED };
+
+struct waiter {
+	struct check *check;
+	detector_nss_done_fn done;
+	void *arg;
+	enum waiter_state state;
+	PRThread *runner;               /* the thread calling done() */
+	struct waiter *next;
+	int refs;                       /* the socket's and the check's */
+};
+
+struct check {
 	char *host;
 	unsigned int port;
 	unsigned char *der;
 	unsigned int len;
 	unsigned char spki[DETECTOR_SHA256_LEN];
-	detector_nss_done_fn done;
-	void *arg;
-	PRLock *lock;                   /* held while done() runs */
-	int cancelled;
-	PRInt32 refs;
+	struct waiter *waiters;
+	struct check *next;             /* in glue_jobs.queued / .running */
 };
 
+static struct {
+	PRCondVar *changed;             /* a waiter left RUNNING */
+	struct check *running, *queued, **queued_tail;
+	unsigned int nworkers;
+} glue_jobs;
+
 static void
-job_unref(struct job *j)
+waiter_unref_locked(struct waiter *w)
 {
-	if (PR_ATOMIC_DECREMENT(&j->refs) != 0)
-		return;
-	PR_DestroyLock(j->lock);
-	free(j->host);
-	free(j->der);
-	free(j);
+	if (--w->refs == 0)
+		free(w);
 }
 
 static void
-job_run(void *arg)
+check_free(struct check *c)
 {
-	struct job *j = arg;
-	int error = probe_and_decide(j->host, j->port, j->der, j->len,
-	    j->spki);
+	free(c->host);
+	free(c->der);
+	free(c);
+}
 
-	PR_Lock(j->lock);
-	if (!j->cancelled)
-		j->done(j->arg, error);
-	PR_Unlock(j->lock);
-	job_unref(j);
+static void
+list_remove(struct check **head, struct check *c)
+{
+	for (; *head != NULL; head = &(*head)->next) {
+		if (*head == c) {
+			*head = c->next;
+			return;
+		}
+	}
+}
+
+/* Tells every waiter still interested; frees the check. */
+static void
+deliver(struct check *c, int error)
+{
+	struct waiter *w, *next;
+
+	PR_Lock(glue.lock);
+	list_remove(&glue_jobs.running, c);
+	for (w = c->waiters; w != NULL; w = next) {
+		next = w->next;
+		if (w->state == W_PENDING) {
+			w->state = W_RUNNING;
+			w->runner = PR_GetCurrentThread();
+			PR_Unlock(glue.lock);
+			w->done(w->arg, error);
+			PR_Lock(glue.lock);
+			w->state = W_DONE;
+			PR_NotifyAllCondVar(glue_jobs.changed);
+		}
+		waiter_unref_locked(w);
+	}
+	PR_Unlock(glue.lock);
+	check_free(c);
+}
+
+/* Every socket that waited has given up (closed, reset): skip probing. */
+static int
+abandoned(const struct check *c)
+{
+	const struct waiter *w;
+	int all = 1;
+
+	PR_Lock(glue.lock);
+	for (w = c->waiters; w != NULL; w = w->next)
+		all &= w->state == W_CANCELLED;
+	PR_Unlock(glue.lock);
+	return all;
+}
+
+static void
+worker(void *arg)
+{
+	struct check *c = arg;
+
+	while (c != NULL) {
+		deliver(c, abandoned(c) ? 0 : probe_and_decide(c->host,
+		    c->port, c->der, c->len, c->spki));
+		PR_Lock(glue.lock);
+		if ((c = glue_jobs.queued) != NULL) {
+			glue_jobs.queued = c->next;
+			if (glue_jobs.queued == NULL)
+				glue_jobs.queued_tail = &glue_jobs.queued;
+			c->next = glue_jobs.running;
+			glue_jobs.running = c;
+		} else
+			glue_jobs.nworkers--;
+		PR_Unlock(glue.lock);
+	}
 }
 
 static void
 glue_cancel(void *pending)
 {
-	struct job *j = pending;
+	struct waiter *w = pending;
 
-	PR_Lock(j->lock);
-	j->cancelled = 1;
-	PR_Unlock(j->lock);
-	job_unref(j);
+	PR_Lock(glue.lock);
+	if (w->state == W_PENDING)
+		w->state = W_CANCELLED;
+	while (w->state == W_RUNNING && w->runner != PR_GetCurrentThread())
+		PR_WaitCondVar(glue_jobs.changed, PR_INTERVAL_NO_TIMEOUT);
+	waiter_unref_locked(w);
+	PR_Unlock(glue.lock);
 }
 
+static struct check *
+find_check(struct check *c, const char *host, unsigned int port,
+    const unsigned char *spki)
+{
+	for (; c != NULL; c = c->next) {
+		if (c->port == port && strcmp(c->host, host) == 0 &&
+		    memcmp(c->spki, spki, sizeof(c->spki)) == 0)
+			return c;
+	}
+	return NULL;
+}
+
+/* Makes a waiter for host:port and key: joins a check already queued or
+ * running, or starts one.  Returns 1 if it joined one. */
 static int
 start_job(const char *host, unsigned int port, const unsigned char *der,
     unsigned int len, const unsigned char *spki, detector_nss_done_fn done,
     void *arg, void **pending)
 {
-	struct job *j = calloc(1, sizeof(*j));
+	struct waiter *w = calloc(1, sizeof(*w));
+	struct check *c, *fresh = calloc(1, sizeof(*fresh));
+	int joined = 0;
 
-	if (j == NULL || (j->host = strdup(host)) == NULL ||
-	    (j->der = malloc(len)) == NULL ||
-	    (j->lock = PR_NewLock()) == NULL)
+	if (w == NULL || fresh == NULL || (fresh->host = strdup(host)) == NULL ||
+	    (fresh->der = malloc(len)) == NULL)
 		goto fail;
-	memcpy(j->der, der, len);
-	memcpy(j->spki, spki, sizeof(j->spki));
-	j->len = len;
-	j->port = port;
-	j->done = done;
-	j->arg = arg;
-	j->refs = 2;
-	if (PR_CreateThread(PR_SYSTEM_THREAD, job_run, j, PR_PRIORITY_NORMAL,
-	    PR_GLOBAL_THREAD, PR_UNJOINABLE_THREAD, 0) == NULL)
-		goto fail;
-	*pending = j;
-	return 0;
-fail:
-	if (j != NULL) {
-		if (j->lock != NULL)
-			PR_DestroyLock(j->lock);
-		free(j->der);
-		free(j->host);
-		free(j);
+	memcpy(fresh->der, der, len);
+	memcpy(fresh->spki, spki, sizeof(fresh->spki));
+	fresh->len = len;
+	fresh->port = port;
+	w->done = done;
+	w->arg = arg;
+	w->refs = 2;
+
+	PR_Lock(glue.lock);
+	if (glue_jobs.changed == NULL) {
+		glue_jobs.changed = PR_NewCondVar(glue.lock);
+		glue_jobs.queued_tail = &glue_jobs.queued;
 	}
+	if (glue_jobs.changed == NULL) {
+		PR_Unlock(glue.lock);
+		goto fail;
+	}
+	if ((c = find_check(glue_jobs.running, host, port, spki)) != NULL ||
+	    (c = find_check(glue_jobs.queued, host, port, spki)) != NULL) {
+		joined = 1;
+	} else if (glue_jobs.nworkers < GLUE_MAX_WORKERS) {
+		c = fresh;
+		if (PR_CreateThread(PR_SYSTEM_THREAD, worker, c,
+		    PR_PRIORITY_NORMAL, PR_GLOBAL_THREAD, PR_UNJOINABLE_THREAD,
+		    0) == NULL) {
+			PR_Unlock(glue.lock);
+			goto fail;
+		}
+		glue_jobs.nworkers++;
+		c->next = glue_jobs.running;
+		glue_jobs.running = c;
+		fresh = NULL;
+	} else {
+		c = fresh;
+		*glue_jobs.queued_tail = c;
+		glue_jobs.queued_tail = &c->next;
+		fresh = NULL;
+	}
+	/* The new thread cannot deliver before we let go of the lock. */
+	w->check = c;
+	w->next = c->waiters;
+	c->waiters = w;
+	PR_Unlock(glue.lock);
+	if (fresh != NULL)
+		check_free(fresh);
+	*pending = w;
+	return joined;
+fail:
+	if (fresh != NULL)
+		check_free(fresh);
+	free(w);
 	return -1;
 }
 
@@ -321,8 +461,12 @@ glue_check(const char *host, unsigned int port, const unsigned char *der,
 	*error = 0;
 	if (cfg == NULL) {
 		struct detector_config quiet = { .log_level = LOG_ERRORS };
-		detector_log(&quiet, LOG_ERRORS, "%s:%u REFUSED: invalid "
-		    "configuration: %s", host, port, glue.cfg_error);
+
+		/* Every handshake is refused; the reason is said once. */
+		if (PR_ATOMIC_SET(&glue.cfg_error_said, 1) == 0)
+			detector_log(&quiet, LOG_ERRORS, "%s:%u REFUSED, and "
+			    "every other connection of this process: invalid "
+			    "configuration: %s", host, port, glue.cfg_error);
 		*error = DETECTOR_ERROR_CONFIG;
 		return DETECTOR_NSS_DECIDED;
 	}
@@ -350,17 +494,23 @@ glue_check(const char *host, unsigned int port, const unsigned char *der,
 		*error = probe_and_decide(host, port, der, der_len, spki);
 		return DETECTOR_NSS_DECIDED;
 	}
-	if (start_job(host, port, der, der_len, spki, done, arg,
-	    pending) == -1) {
+	switch (start_job(host, port, der, der_len, spki, done, arg, pending)) {
+	case -1:
 		*error = decide(DETECTOR_UNDECIDED);
 		detector_log(cfg, LOG_ERRORS, "%s:%u %s: cannot start the "
 		    "check (out of memory or threads)", host, port,
 		    *error ? "REFUSED" : "accepted (on_undecided = accept)");
 		return DETECTOR_NSS_DECIDED;
+	case 1:
+		detector_log(cfg, LOG_DECISIONS, "%s:%u joined the check "
+		    "already running for this key; handshake suspended", host,
+		    port);
+		return DETECTOR_NSS_PENDING;
+	default:
+		detector_log(cfg, LOG_DECISIONS, "%s:%u probing the spheres; "
+		    "handshake suspended", host, port);
+		return DETECTOR_NSS_PENDING;
 	}
-	detector_log(cfg, LOG_DECISIONS, "%s:%u probing the spheres; "
-	    "handshake suspended", host, port);
-	return DETECTOR_NSS_PENDING;
 }
 
 static const struct detector_nss_ops glue_ops = {

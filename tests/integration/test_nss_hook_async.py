@@ -102,3 +102,26 @@ def test_many_waiting_sockets_pause_once_per_round(world, nssdb, tmpdir_):
     assert max_poll <= POLL_MS + 30, app
     assert app.elapsed >= 1.4, "the check should have run to its timeout:\n%s" % app
     assert polls >= 20, "the loop kept turning while the check ran:\n%s" % app
+
+
+def test_concurrent_handshakes_to_one_server_share_one_check(world, nssdb, tmpdir_):
+    # Ten handshakes to the same server and key at once (review I3), with
+    # a check slow enough (1.5 s) that they all arrive while it runs: one
+    # set of probes, and every handshake gets the verdict.
+    spheres = world.sphere_list(world.honest[0], *world.blackholes[:4])
+    mark = world.honest[0].log_size()
+    app = run_app(world, tmpdir_, asyncclient(nssdb, world.cport, REAL_ADDR, "-n", "10"),
+                  REAL_ADDR, spheres=spheres, config=SLOW_CONFIG)
+    assert results(app) == ["ok"] * 10, app
+    assert app.err.count("probing the spheres") == 1, app
+    assert app.err.count("joined the check already running") == 9, app
+    assert app.err.count("accepted (undecided") == 1, app
+    assert len(world.honest[0].targets(mark)) == 1, "one probe, not ten:\n%s" % app
+
+
+def test_invalid_configuration_is_reported_once(world, nssdb, tmpdir_):
+    app = run_app(world, tmpdir_, asyncclient(nssdb, world.cport, REAL_ADDR, "-n", "3"),
+                  REAL_ADDR, config="[detector]\nquorum = banana\n")
+    assert [r.split(":")[0] for r in results(app)] == ["failed DETECTOR_ERROR_CONFIG"] * 3, app
+    assert app.err.count("invalid configuration") == 1, app
+    assert "every other connection of this process" in app.err, app
