@@ -33,7 +33,8 @@ LIB_A    := $(BUILD)/libdetector.a
 LIB_SO   := $(BUILD)/libdetector.so.0
 
 TOOLS    := $(BUILD)/sphere-probe $(BUILD)/detector-run $(BUILD)/tests/nbclient \
-            $(BUILD)/tests/asyncclient $(BUILD)/tests/purple_client
+            $(BUILD)/tests/asyncclient $(BUILD)/tests/purple_client \
+            $(BUILD)/detector-monitor
 # What detector-run puts first on LD_LIBRARY_PATH: the enhanced libssl3.so
 # (mk/nss.mk) next to libdetector.so.0.
 RUNLIBS  := $(BUILD)/lib/libssl3.so $(BUILD)/lib/libdetector.so.0
@@ -67,6 +68,11 @@ $(LIB_SO): $(LIB_OBJS)
 $(BUILD)/sphere-probe: $(BUILD)/detector/tools/sphere-probe.o $(LIB_A)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) -o $@ $^ $(LDFLAGS) $(PKG_LIBS)
+
+# detector-monitor: its few files compiled and linked in one step.
+$(BUILD)/detector-monitor: $(wildcard detector/monitor/*.c detector/monitor/*.h) $(LIB_A)
+	@$(if $(Q),echo "  CCLD    $@")
+	$(Q)$(CC) $(CFLAGS) -o $@ $(filter %.c,$^) $(LIB_A) $(LDFLAGS) $(PKG_LIBS)
 
 $(BUILD)/lib/libdetector.so.0: $(LIB_SO)
 	@mkdir -p $(@D)
