@@ -1,0 +1,945 @@
+/*
+ * mconfig.c - detector-monitor's configuration file.
+ *
+ *	[monitor]
+ *	state = /var/lib/detector-monitor/state.json
+ *	hooks = /etc/detector/monitor-hooks.d
+ *
+ *	[www]
+ *	host = www.example.org
+ *	port = 443
+ *	pin = 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
+ *	pem = /etc/ssl/certs/www.pem
+ *
+ * A monitor that quietly watches nothing is worse than none: every error
+ * (unknown key, bad value, a PEM file that is missing or holds no
+ * certificate, a service without any expected key, a duplicate section)
+ * stops the load and names the file, the line and the key.  libinih parses
+ * the INI syntax; we feed it through a reader that counts lines, so that a
+ * message can name the line of any key and of any [section] header, and
+ * that sees every header (inih reports only sections with keys).
+ */
+#include "monitor.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <ini.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "certinfo.h"
+
+#define LINE_MAX_LEN 199           /* inih's line buffer is 200 */
+#define PEM_MAX_SIZE (1 << 20)
+#define DURATION_MAX (365u * 86400)
+
+struct pstate {
+	struct mon_config *mc;
+	FILE *f;
+	const char *name;
+	char dir[PATH_MAX];            /* for relative paths */
+	int line;
+	int failed;
+	int fail_line;
+	char what[MON_ERR_MAX - PATH_MAX / 8];
+	int section;                   /* 0 none, 1 [monitor], 2 a service */
+	int monitor_line;
+	struct mon_service *cur;
+	size_t cap;
+	unsigned int seen;             /* scalar keys already given, bits */
+};
+
+static int
+pfail(struct pstate *ps, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static int
+pfail(struct pstate *ps, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (ps->failed)
+		return 0;
+	va_start(ap, fmt);
+	vsnprintf(ps->what, sizeof(ps->what), fmt, ap);
+	va_end(ap);
+	ps->failed = 1;
+	ps->fail_line = ps->line;
+	return 0;
+}
+
+static const struct {
+	const char *name;
+	enum detector_starttls proto;
+	unsigned int port;
+} protos[] = {
+	{ "tls", DETECTOR_STARTTLS_NONE, 443 },
+	{ "smtp", DETECTOR_STARTTLS_SMTP, 25 },
+	{ "imap", DETECTOR_STARTTLS_IMAP, 143 },
+	{ "pop3", DETECTOR_STARTTLS_POP3, 110 },
+	{ "xmpp", DETECTOR_STARTTLS_XMPP, 5222 },
+	{ "ldap", DETECTOR_STARTTLS_LDAP, 389 },
+};
+#define NPROTOS (sizeof(protos) / sizeof(protos[0]))
+
+const char *
+mconfig_proto_name(enum detector_starttls proto)
+{
+	size_t i;
+
+	for (i = 0; i < NPROTOS; i++)
+		if (protos[i].proto == proto)
+			return protos[i].name;
+	return "?";
+}
+
+unsigned int
+mconfig_proto_port(enum detector_starttls proto)
+{
+	size_t i;
+
+	for (i = 0; i < NPROTOS; i++)
+		if (protos[i].proto == proto)
+			return protos[i].port;
+	return 443;
+}
+
+/* The port's usual preamble, as detector_starttls_for_port() documents it;
+ * any port not listed is TLS from the first byte. */
+static enum detector_starttls
+proto_for_port(unsigned int port)
+{
+	switch (port) {
+	case 25: case 587: return DETECTOR_STARTTLS_SMTP;
+	case 143: return DETECTOR_STARTTLS_IMAP;
+	case 110: return DETECTOR_STARTTLS_POP3;
+	case 5222: return DETECTOR_STARTTLS_XMPP;
+	case 389: return DETECTOR_STARTTLS_LDAP;
+	default: return DETECTOR_STARTTLS_NONE;
+	}
+}
+
+unsigned int
+mconfig_port(const struct mon_service *s)
+{
+	return s->port ? s->port : mconfig_proto_port(s->proto);
+}
+
+unsigned int
+mconfig_interval(const struct mon_config *mc, const struct mon_service *s)
+{
+	return s->interval_s ? s->interval_s : mc->interval_s;
+}
+
+unsigned int
+mconfig_jitter(const struct mon_config *mc, const struct mon_service *s)
+{
+	if (s->jitter_set)
+		return s->jitter_s;
+	if (s->interval_s == 0 && mc->jitter_set)
+		return mc->jitter_s;
+	return mconfig_interval(mc, s) / 10;
+}
+
+/*
+ * Values.
+ */
+
+static int
+hexval(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+static int
+b64val(int c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	if (c == '+')
+		return 62;
+	if (c == '/')
+		return 63;
+	return -1;
+}
+
+/* Strict base64 of whole groups (padding only at the end); returns the
+ * decoded length or -1.  out must hold len / 4 * 3 bytes. */
+static long
+b64decode(const char *in, size_t len, unsigned char *out)
+{
+	size_t i, o = 0;
+	int pad = 0;
+
+	if (len % 4 != 0)
+		return -1;
+	for (i = 0; i < len; i += 4) {
+		int v[4], j;
+
+		for (j = 0; j < 4; j++) {
+			if (in[i + j] == '=' && i + 4 == len && j >= 2 &&
+			    (j == 3 || in[i + 3] == '=')) {
+				v[j] = 0;
+				pad++;
+				continue;
+			}
+			if ((v[j] = b64val((unsigned char)in[i + j])) < 0)
+				return -1;
+		}
+		out[o++] = (unsigned char)(v[0] << 2 | v[1] >> 4);
+		out[o++] = (unsigned char)((v[1] & 15) << 4 | v[2] >> 2);
+		out[o++] = (unsigned char)((v[2] & 3) << 6 | v[3]);
+		/* Canonical: the bits padding throws away must be zero. */
+		if ((pad == 1 && (v[2] & 3)) || (pad == 2 && (v[1] & 15)))
+			return -1;
+	}
+	return (long)(o - (size_t)pad);
+}
+
+int
+mconfig_parse_pin(const char *s, unsigned char out[MON_KEY_LEN])
+{
+	size_t len = strlen(s), i;
+	unsigned char buf[48];
+
+	if (len == 64 || len == 95) {
+		size_t step = len == 64 ? 2 : 3;
+		for (i = 0; i < MON_KEY_LEN; i++) {
+			int hi = hexval((unsigned char)s[i * step]);
+			int lo = hexval((unsigned char)s[i * step + 1]);
+			if (hi < 0 || lo < 0)
+				return -1;
+			if (step == 3 && i + 1 < MON_KEY_LEN &&
+			    s[i * step + 2] != ':')
+				return -1;
+			out[i] = (unsigned char)(hi << 4 | lo);
+		}
+		return 0;
+	}
+	if (len == 44 && b64decode(s, len, buf) == MON_KEY_LEN) {
+		memcpy(out, buf, MON_KEY_LEN);
+		return 0;
+	}
+	return -1;
+}
+
+int
+mconfig_pem_first_cert(const char *text, size_t len, unsigned char **der,
+    size_t *der_len, char *err, size_t errlen)
+{
+	static const char begin[] = "-----BEGIN CERTIFICATE-----";
+	static const char end[] = "-----END CERTIFICATE-----";
+	const char *b = NULL, *e = NULL, *p;
+	char *body;
+	size_t n = 0;
+	long got;
+
+	*der = NULL;
+	for (p = text; p + sizeof(begin) - 1 <= text + len; p++) {
+		if (memcmp(p, begin, sizeof(begin) - 1) == 0 &&
+		    (p == text || p[-1] == '\n')) {
+			b = p + sizeof(begin) - 1;
+			break;
+		}
+	}
+	if (b == NULL) {
+		snprintf(err, errlen, "no certificate in it (no line '%s')",
+		    begin);
+		return -1;
+	}
+	for (p = b; p + sizeof(end) - 1 <= text + len; p++) {
+		if (memcmp(p, end, sizeof(end) - 1) == 0) {
+			e = p;
+			break;
+		}
+	}
+	if (e == NULL) {
+		snprintf(err, errlen, "certificate not terminated by '%s'",
+		    end);
+		return -1;
+	}
+	if ((body = malloc((size_t)(e - b) + 1)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	for (p = b; p < e; p++) {
+		if (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')
+			continue;
+		body[n++] = *p;
+	}
+	*der = malloc(n / 4 * 3 + 1);
+	got = *der ? b64decode(body, n, *der) : -1;
+	free(body);
+	if (got <= 0) {
+		free(*der);
+		*der = NULL;
+		snprintf(err, errlen, "the first certificate is not valid "
+		    "base64");
+		return -1;
+	}
+	*der_len = (size_t)got;
+	return 0;
+}
+
+/* Strict unsigned decimal. */
+static int
+parse_uint(const char *s, unsigned long max, unsigned long *out)
+{
+	char *end;
+	unsigned long v;
+
+	if (*s < '0' || *s > '9')
+		return -1;
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno || *end != '\0' || v > max)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+/* "90", "90s", "15m", "2h", "1d" into seconds. */
+static int
+parse_duration(const char *s, unsigned int *out)
+{
+	char num[16];
+	size_t len = strlen(s);
+	unsigned long v, mul = 1;
+
+	if (len == 0 || len >= sizeof(num))
+		return -1;
+	memcpy(num, s, len + 1);
+	switch (num[len - 1]) {
+	case 's': mul = 1; num[--len] = '\0'; break;
+	case 'm': mul = 60; num[--len] = '\0'; break;
+	case 'h': mul = 3600; num[--len] = '\0'; break;
+	case 'd': mul = 86400; num[--len] = '\0'; break;
+	default: break;
+	}
+	if (parse_uint(num, DURATION_MAX, &v) == -1 || v * mul > DURATION_MAX)
+		return -1;
+	*out = (unsigned int)(v * mul);
+	return 0;
+}
+
+static int
+parse_bool(const char *s, int *out)
+{
+	if (!strcmp(s, "yes") || !strcmp(s, "true") || !strcmp(s, "on") ||
+	    !strcmp(s, "1"))
+		*out = 1;
+	else if (!strcmp(s, "no") || !strcmp(s, "false") ||
+	    !strcmp(s, "off") || !strcmp(s, "0"))
+		*out = 0;
+	else
+		return -1;
+	return 0;
+}
+
+/* A path from the file: relative ones are relative to the file's folder. */
+static int
+set_path(struct pstate *ps, char *dst, size_t size, const char *value)
+{
+	int n;
+
+	if (value[0] == '\0')
+		return -1;
+	if (value[0] == '/')
+		n = snprintf(dst, size, "%s", value);
+	else
+		n = snprintf(dst, size, "%s/%s", ps->dir, value);
+	return n > 0 && (size_t)n < size ? 0 : -1;
+}
+
+/* Letters, digits and . - _ : @ ; used in file names and environments. */
+static int
+valid_name(const char *s)
+{
+	size_t i;
+
+	if (s[0] == '\0' || strlen(s) >= MON_NAME_MAX || s[0] == '.' ||
+	    s[0] == '-')
+		return 0;
+	for (i = 0; s[i]; i++) {
+		char c = s[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		    (c >= '0' && c <= '9') || c == '.' || c == '-' ||
+		    c == '_' || c == ':' || c == '@'))
+			return 0;
+	}
+	return 1;
+}
+
+/* A DNS name or an IP literal: what a SOCKS5 CONNECT and SNI can carry. */
+static int
+valid_host(const char *s)
+{
+	unsigned char a6[16];
+	size_t i, len = strlen(s);
+
+	if (len == 0 || len >= MON_HOST_MAX)
+		return 0;
+	if (inet_pton(AF_INET6, s, a6) == 1)
+		return 1;
+	if (s[0] == '.' || s[0] == '-')
+		return 0;
+	for (i = 0; i < len; i++) {
+		char c = s[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		    (c >= '0' && c <= '9') || c == '.' || c == '-' ||
+		    c == '_'))
+			return 0;
+		if (c == '.' && s[i + 1] == '.')
+			return 0;
+	}
+	return 1;
+}
+
+/* Reads a whole regular file of at most max bytes. */
+static char *
+slurp(const char *path, size_t max, size_t *len, char *err, size_t errlen)
+{
+	struct stat sb;
+	FILE *f;
+	char *buf;
+
+	if ((f = fopen(path, "rb")) == NULL) {
+		snprintf(err, errlen, "cannot open: %s", strerror(errno));
+		return NULL;
+	}
+	if (fstat(fileno(f), &sb) == -1 || !S_ISREG(sb.st_mode)) {
+		fclose(f);
+		snprintf(err, errlen, "not a regular file");
+		return NULL;
+	}
+	if (sb.st_size > (off_t)max) {
+		fclose(f);
+		snprintf(err, errlen, "larger than %zu bytes", max);
+		return NULL;
+	}
+	if ((buf = malloc((size_t)sb.st_size + 1)) == NULL) {
+		fclose(f);
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	*len = fread(buf, 1, (size_t)sb.st_size, f);
+	if (ferror(f)) {
+		snprintf(err, errlen, "read error: %s", strerror(errno));
+		fclose(f);
+		free(buf);
+		return NULL;
+	}
+	fclose(f);
+	buf[*len] = '\0';
+	return buf;
+}
+
+static int
+add_expected(struct pstate *ps, const char *key, const char *value,
+    const unsigned char spki[MON_KEY_LEN])
+{
+	struct mon_service *s = ps->cur;
+	size_t i;
+
+	for (i = 0; i < s->nexpected; i++)
+		if (memcmp(s->expected[i], spki, MON_KEY_LEN) == 0)
+			return 1;   /* a PEM and a pin for one key: fine */
+	if (s->nexpected == MON_MAX_EXPECTED)
+		return pfail(ps, "key '%s': '%s': more than %d expected keys",
+		    key, value, MON_MAX_EXPECTED);
+	memcpy(s->expected[s->nexpected++], spki, MON_KEY_LEN);
+	return 1;
+}
+
+static int
+add_pem(struct pstate *ps, const char *value)
+{
+	char path[PATH_MAX], err[512];
+	unsigned char spki[MON_KEY_LEN], cert[MON_KEY_LEN], *der;
+	size_t len, der_len;
+	char *text;
+	int rc;
+
+	if (set_path(ps, path, sizeof(path), value) == -1)
+		return pfail(ps, "key 'pem': bad path '%s'", value);
+	if ((text = slurp(path, PEM_MAX_SIZE, &len, err, sizeof(err))) ==
+	    NULL)
+		return pfail(ps, "key 'pem': %s: %s", path, err);
+	rc = mconfig_pem_first_cert(text, len, &der, &der_len, err,
+	    sizeof(err));
+	free(text);
+	if (rc == -1)
+		return pfail(ps, "key 'pem': %s: %s", path, err);
+	rc = certinfo_hash(der, der_len, spki, cert, err, sizeof(err));
+	free(der);
+	if (rc == -1)
+		return pfail(ps, "key 'pem': %s: the first certificate is "
+		    "unusable: %s", path, err);
+	return add_expected(ps, "pem", value, spki);
+}
+
+/* Each item of a comma or space separated list. */
+static int
+add_pins(struct pstate *ps, const char *value)
+{
+	const char *p = value;
+	char tok[128];
+	unsigned char spki[MON_KEY_LEN];
+
+	while (*p) {
+		size_t len = strcspn(p, ", \t");
+		if (len == 0) {
+			p++;
+			continue;
+		}
+		if (len >= sizeof(tok))
+			return pfail(ps, "key 'pin': '%.20s...' is not a "
+			    "SPKI SHA-256 pin: expected 64 hex digits or 44 "
+			    "characters of base64", p);
+		memcpy(tok, p, len);
+		tok[len] = '\0';
+		p += len;
+		if (mconfig_parse_pin(tok, spki) == -1)
+			return pfail(ps, "key 'pin': '%s' is not a SPKI "
+			    "SHA-256 pin: expected 64 hex digits or 44 "
+			    "characters of base64", tok);
+		if (!add_expected(ps, "pin", tok, spki))
+			return 0;
+	}
+	return 1;
+}
+
+/* Keys that may be given once per section; bit in ps->seen. */
+static int
+once(struct pstate *ps, const char *name, unsigned int bit)
+{
+	if (ps->seen & (1u << bit))
+		return pfail(ps, "key '%s': given twice in this section",
+		    name);
+	ps->seen |= 1u << bit;
+	return 1;
+}
+
+static int
+monitor_key(struct pstate *ps, const char *name, const char *value)
+{
+	struct mon_config *mc = ps->mc;
+	unsigned long v;
+
+	if (strcmp(name, "state") == 0) {
+		if (!once(ps, name, 0))
+			return 0;
+		if (set_path(ps, mc->state_path, sizeof(mc->state_path),
+		    value) == -1)
+			return pfail(ps, "key 'state': bad path '%s'", value);
+	} else if (strcmp(name, "hooks") == 0) {
+		if (!once(ps, name, 1))
+			return 0;
+		if (set_path(ps, mc->hooks_dir, sizeof(mc->hooks_dir),
+		    value) == -1)
+			return pfail(ps, "key 'hooks': bad path '%s'", value);
+	} else if (strcmp(name, "reports") == 0) {
+		if (!once(ps, name, 2))
+			return 0;
+		if (set_path(ps, mc->reports_dir, sizeof(mc->reports_dir),
+		    value) == -1)
+			return pfail(ps, "key 'reports': bad path '%s'",
+			    value);
+	} else if (strcmp(name, "detector_config") == 0) {
+		if (!once(ps, name, 3))
+			return 0;
+		if (set_path(ps, mc->detector_config,
+		    sizeof(mc->detector_config), value) == -1)
+			return pfail(ps, "key 'detector_config': bad path "
+			    "'%s'", value);
+	} else if (strcmp(name, "hook_timeout") == 0) {
+		if (!once(ps, name, 4))
+			return 0;
+		if (parse_duration(value, &mc->hook_timeout_s) == -1 ||
+		    mc->hook_timeout_s < 1 || mc->hook_timeout_s > 3600)
+			return pfail(ps, "key 'hook_timeout': '%s' is not a "
+			    "duration from 1s to 1h", value);
+	} else if (strcmp(name, "heartbeat") == 0) {
+		if (!once(ps, name, 5))
+			return 0;
+		if (strcmp(value, "off") == 0)
+			mc->heartbeat_s = 0;
+		else if (parse_duration(value, &mc->heartbeat_s) == -1 ||
+		    mc->heartbeat_s < 1)
+			return pfail(ps, "key 'heartbeat': '%s' is neither "
+			    "'off' nor a duration such as 1d or 12h", value);
+	} else if (strcmp(name, "down_after") == 0) {
+		if (!once(ps, name, 6))
+			return 0;
+		if (parse_uint(value, 100, &v) == -1 || v < 1)
+			return pfail(ps, "key 'down_after': '%s' is not a "
+			    "number of cycles from 1 to 100", value);
+		mc->down_after = (unsigned int)v;
+	} else if (strcmp(name, "syslog") == 0) {
+		if (!once(ps, name, 7))
+			return 0;
+		if (parse_bool(value, &mc->syslog) == -1)
+			return pfail(ps, "key 'syslog': '%s' is neither 'yes' "
+			    "nor 'no'", value);
+	} else if (strcmp(name, "interval") == 0) {
+		if (!once(ps, name, 8))
+			return 0;
+		if (parse_duration(value, &mc->interval_s) == -1 ||
+		    mc->interval_s < MON_MIN_INTERVAL_S)
+			return pfail(ps, "key 'interval': '%s' is not a "
+			    "duration from %us to 365d", value,
+			    MON_MIN_INTERVAL_S);
+	} else if (strcmp(name, "jitter") == 0) {
+		if (!once(ps, name, 9))
+			return 0;
+		if (parse_duration(value, &mc->jitter_s) == -1)
+			return pfail(ps, "key 'jitter': '%s' is not a "
+			    "duration such as 0, 30s or 5m", value);
+		mc->jitter_set = 1;
+	} else {
+		return pfail(ps, "key '%s': unknown in [monitor] (known: "
+		    "state, hooks, reports, detector_config, hook_timeout, "
+		    "heartbeat, down_after, syslog, interval, jitter)", name);
+	}
+	return 1;
+}
+
+static int
+service_key(struct pstate *ps, const char *name, const char *value)
+{
+	struct mon_service *s = ps->cur;
+	unsigned long v;
+	size_t i;
+
+	if (strcmp(name, "host") == 0) {
+		if (!once(ps, name, 0))
+			return 0;
+		if (!valid_host(value))
+			return pfail(ps, "key 'host': '%s' is not a host name "
+			    "or IP address", value);
+		snprintf(s->host, sizeof(s->host), "%s", value);
+	} else if (strcmp(name, "port") == 0) {
+		if (!once(ps, name, 1))
+			return 0;
+		if (parse_uint(value, 65535, &v) == -1 || v < 1)
+			return pfail(ps, "key 'port': '%s' is not a port "
+			    "number from 1 to 65535", value);
+		s->port = (unsigned int)v;
+	} else if (strcmp(name, "protocol") == 0) {
+		if (!once(ps, name, 2))
+			return 0;
+		for (i = 0; i < NPROTOS; i++)
+			if (strcmp(value, protos[i].name) == 0)
+				break;
+		if (i == NPROTOS)
+			return pfail(ps, "key 'protocol': unknown protocol "
+			    "'%s' (known: tls, smtp, imap, pop3, xmpp, ldap)",
+			    value);
+		s->proto = protos[i].proto;
+		s->proto_set = 1;
+	} else if (strcmp(name, "address") == 0) {
+		unsigned char a[16];
+		if (!once(ps, name, 3))
+			return 0;
+		if (strlen(value) >= sizeof(s->address) ||
+		    (inet_pton(AF_INET, value, a) != 1 &&
+		    inet_pton(AF_INET6, value, a) != 1))
+			return pfail(ps, "key 'address': '%s' is not an IP "
+			    "address", value);
+		snprintf(s->address, sizeof(s->address), "%s", value);
+	} else if (strcmp(name, "pin") == 0) {
+		return add_pins(ps, value);
+	} else if (strcmp(name, "pem") == 0) {
+		return add_pem(ps, value);
+	} else if (strcmp(name, "interval") == 0) {
+		if (!once(ps, name, 4))
+			return 0;
+		if (parse_duration(value, &s->interval_s) == -1 ||
+		    s->interval_s < MON_MIN_INTERVAL_S)
+			return pfail(ps, "key 'interval': '%s' is not a "
+			    "duration from %us to 365d", value,
+			    MON_MIN_INTERVAL_S);
+	} else if (strcmp(name, "jitter") == 0) {
+		if (!once(ps, name, 5))
+			return 0;
+		if (parse_duration(value, &s->jitter_s) == -1)
+			return pfail(ps, "key 'jitter': '%s' is not a "
+			    "duration such as 0, 30s or 5m", value);
+		s->jitter_set = 1;
+	} else {
+		return pfail(ps, "key '%s': unknown in a service section "
+		    "(known: host, port, protocol, address, pin, pem, "
+		    "interval, jitter)", name);
+	}
+	return 1;
+}
+
+static int
+handler(void *user, const char *section, const char *name, const char *value)
+{
+	struct pstate *ps = user;
+
+	if (ps->failed)
+		return 0;
+	if (ps->section == 0)
+		return pfail(ps, "key '%s' before any section (settings go "
+		    "under [monitor], services under [NAME])", name);
+	if (ps->section == 1)
+		return monitor_key(ps, name, value);
+	if (ps->cur == NULL || strcmp(section, ps->cur->name) != 0)
+		return pfail(ps, "key '%s': cannot tell its section", name);
+	return service_key(ps, name, value);
+}
+
+/* A [section] header, seen by the reader before inih. */
+static int
+start_section(struct pstate *ps, const char *line)
+{
+	struct mon_config *mc = ps->mc;
+	const char *close = strchr(line, ']');
+	char name[MON_NAME_MAX + 1];
+	size_t len, i;
+
+	if (close == NULL)
+		return 0;   /* inih reports the syntax error */
+	len = (size_t)(close - line - 1);
+	if (len >= sizeof(name))
+		return pfail(ps, "section name '%.*s' longer than %d "
+		    "characters", (int)(len > 80 ? 80 : len), line + 1,
+		    MON_NAME_MAX - 1);
+	memcpy(name, line + 1, len);
+	name[len] = '\0';
+	ps->seen = 0;
+	if (strcmp(name, "monitor") == 0) {
+		if (ps->monitor_line)
+			return pfail(ps, "section [monitor] given twice "
+			    "(first on line %d)", ps->monitor_line);
+		ps->monitor_line = ps->line;
+		ps->section = 1;
+		ps->cur = NULL;
+		return 1;
+	}
+	if (!valid_name(name))
+		return pfail(ps, "section [%s]: a service name is letters, "
+		    "digits and . - _ : @", name);
+	for (i = 0; i < mc->nservices; i++)
+		if (strcmp(mc->services[i].name, name) == 0)
+			return pfail(ps, "section [%s] given twice (first on "
+			    "line %d)", name, mc->services[i].line);
+	if (mc->nservices == MON_MAX_SERVICES)
+		return pfail(ps, "more than %d services", MON_MAX_SERVICES);
+	if (mc->nservices == ps->cap) {
+		size_t cap = ps->cap ? ps->cap * 2 : 8;
+		struct mon_service *n = realloc(mc->services,
+		    cap * sizeof(*n));
+		if (n == NULL)
+			return pfail(ps, "out of memory");
+		mc->services = n;
+		ps->cap = cap;
+	}
+	ps->cur = &mc->services[mc->nservices++];
+	memset(ps->cur, 0, sizeof(*ps->cur));
+	snprintf(ps->cur->name, sizeof(ps->cur->name), "%s", name);
+	ps->cur->line = ps->line;
+	ps->section = 2;
+	return 1;
+}
+
+/* inih's reader: one line, counted; refuses long lines and NUL bytes. */
+static char *
+reader(char *str, int num, void *stream)
+{
+	struct pstate *ps = stream;
+	int c, n = 0;
+	char *p;
+
+	if (ps->failed)
+		return NULL;
+	while ((c = getc(ps->f)) != EOF) {
+		if (c == '\0') {
+			ps->line++;
+			pfail(ps, "NUL byte in the file");
+			return NULL;
+		}
+		if (n >= num - 1 || n >= LINE_MAX_LEN + 1) {
+			ps->line++;
+			pfail(ps, "line longer than %d characters (split "
+			    "it: 'pin' and 'pem' may be repeated)",
+			    LINE_MAX_LEN);
+			return NULL;
+		}
+		str[n++] = (char)c;
+		if (c == '\n')
+			break;
+	}
+	if (n == 0)
+		return NULL;
+	str[n] = '\0';
+	ps->line++;
+	p = str;
+	if (ps->line == 1 && (unsigned char)p[0] == 0xEF &&
+	    (unsigned char)p[1] == 0xBB && (unsigned char)p[2] == 0xBF)
+		p += 3;
+	if (*p == '[') {
+		if (!start_section(ps, p))
+			return NULL;
+	} else {
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (*p == '[') {
+			pfail(ps, "indented section header: remove the "
+			    "spaces before '['");
+			return NULL;
+		}
+	}
+	return str;
+}
+
+/* What a service needs, checked after the whole file is read. */
+static int
+check_service(struct mon_config *mc, struct mon_service *s, const char *name)
+{
+	unsigned int interval, jitter;
+
+	if (s->host[0] == '\0') {
+		snprintf(mc->err, sizeof(mc->err), "%s:%d: [%s]: no 'host'",
+		    name, s->line, s->name);
+		return -1;
+	}
+	if (s->nexpected == 0) {
+		snprintf(mc->err, sizeof(mc->err), "%s:%d: [%s]: no expected "
+		    "key: give 'pin = SPKI-SHA256' or 'pem = FILE' (the "
+		    "'spki sha256' line of `sphere-probe -v %s` shows the key "
+		    "served now)", name, s->line, s->name, s->host);
+		return -1;
+	}
+	if (!s->proto_set)
+		s->proto = s->port ? proto_for_port(s->port) :
+		    DETECTOR_STARTTLS_NONE;
+	interval = mconfig_interval(mc, s);
+	jitter = mconfig_jitter(mc, s);
+	if (jitter >= interval) {
+		snprintf(mc->err, sizeof(mc->err), "%s:%d: [%s]: jitter (%us) "
+		    "must be shorter than the interval (%us)", name, s->line,
+		    s->name, jitter, interval);
+		return -1;
+	}
+	return 0;
+}
+
+static void
+config_defaults(struct mon_config *mc)
+{
+	memset(mc, 0, sizeof(*mc));
+	snprintf(mc->state_path, sizeof(mc->state_path), "%s",
+	    MON_DEFAULT_STATE);
+	mc->hook_timeout_s = MON_DEFAULT_HOOK_TIMEOUT_S;
+	mc->down_after = 1;
+	mc->interval_s = MON_DEFAULT_INTERVAL_S;
+}
+
+int
+mconfig_parse(struct mon_config *mc, FILE *f, const char *name)
+{
+	struct pstate *ps;
+	const char *slash;
+	size_t i;
+	int rc;
+
+	config_defaults(mc);
+	snprintf(mc->path, sizeof(mc->path), "%s", name);
+	if ((ps = calloc(1, sizeof(*ps))) == NULL) {
+		snprintf(mc->err, sizeof(mc->err), "%s: out of memory", name);
+		return -1;
+	}
+	ps->mc = mc;
+	ps->f = f;
+	ps->name = name;
+	slash = strrchr(name, '/');
+	if (slash == NULL)
+		snprintf(ps->dir, sizeof(ps->dir), ".");
+	else if (slash == name)
+		snprintf(ps->dir, sizeof(ps->dir), "/");
+	else
+		snprintf(ps->dir, sizeof(ps->dir), "%.*s",
+		    (int)(slash - name), name);
+	rc = ini_parse_stream(reader, ps, handler, ps);
+	if (ps->failed || rc != 0 || ferror(f)) {
+		if (ps->failed)
+			snprintf(mc->err, sizeof(mc->err), "%s:%d: %s", name,
+			    ps->fail_line, ps->what);
+		else if (rc > 0)
+			snprintf(mc->err, sizeof(mc->err), "%s:%d: syntax "
+			    "error: expected 'key = value' or '[NAME]'", name,
+			    rc);
+		else
+			snprintf(mc->err, sizeof(mc->err), "%s: cannot read "
+			    "it", name);
+		free(ps);
+		return -1;
+	}
+	free(ps);
+	if (mc->nservices == 0) {
+		snprintf(mc->err, sizeof(mc->err), "%s: no service to "
+		    "monitor (add a section [NAME] with host and pin or pem)",
+		    name);
+		return -1;
+	}
+	if (mc->jitter_set && mc->jitter_s >= mc->interval_s) {
+		snprintf(mc->err, sizeof(mc->err), "%s: [monitor]: jitter "
+		    "(%us) must be shorter than the interval (%us)", name,
+		    mc->jitter_s, mc->interval_s);
+		return -1;
+	}
+	for (i = 0; i < mc->nservices; i++)
+		if (check_service(mc, &mc->services[i], name) == -1)
+			return -1;
+	return 0;
+}
+
+int
+mconfig_load(struct mon_config *mc, const char *path)
+{
+	struct stat sb;
+	FILE *f;
+	int rc;
+
+	if ((f = fopen(path, "r")) == NULL) {
+		config_defaults(mc);
+		snprintf(mc->err, sizeof(mc->err), "%s: cannot open: %s", path,
+		    strerror(errno));
+		return -1;
+	}
+	if (fstat(fileno(f), &sb) == -1 || !S_ISREG(sb.st_mode)) {
+		fclose(f);
+		config_defaults(mc);
+		snprintf(mc->err, sizeof(mc->err), "%s: not a regular file",
+		    path);
+		return -1;
+	}
+	rc = mconfig_parse(mc, f, path);
+	fclose(f);
+	return rc;
+}
+
+void
+mconfig_free(struct mon_config *mc)
+{
+	free(mc->services);
+	mc->services = NULL;
+	mc->nservices = 0;
+}
