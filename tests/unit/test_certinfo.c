@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
+#include <cert.h>
 #include <nss.h>
 
 #include "certinfo.h"
@@ -142,6 +143,56 @@ test_malformed_encodings(void **state)
 	}
 }
 
+/*
+ * The walker must not be stricter than NSS: a certificate NSS accepts but
+ * the walker refuses would turn a check into "undecided" (and, with
+ * on_undecided = accept, let a MITM pass unprobed).  A non-minimal length
+ * (here in the serial number) is refused by both.
+ */
+static void
+test_walker_is_no_stricter_than_nss(void **state)
+{
+	unsigned char der[8192], odd[8200], spki[32], cert[32];
+	char hex[65], err[256];
+	const unsigned char *p;
+	size_t n = make_cert("-newkey rsa:2048", der, sizeof(der), hex), len;
+	size_t outer, tbs;
+	SECItem item = { siDERCertBuffer, der, 0 };
+	CERTCertificate *c;
+
+	(void)state;
+	/* 30 82 LL LL | 30 82 LL LL | a0 03 02 01 02 | 02 NN serial... */
+	assert_true(der[0] == 0x30 && der[1] == 0x82 && der[4] == 0x30 &&
+	    der[5] == 0x82 && der[8] == 0xa0 && der[13] == 0x02 &&
+	    der[14] < 0x80);
+	outer = ((size_t)der[2] << 8 | der[3]) + 1;
+	tbs = ((size_t)der[6] << 8 | der[7]) + 1;
+	memcpy(odd, der, 14);
+	odd[2] = (unsigned char)(outer >> 8);
+	odd[3] = (unsigned char)outer;
+	odd[6] = (unsigned char)(tbs >> 8);
+	odd[7] = (unsigned char)tbs;
+	odd[14] = 0x81;                 /* long form for a short length */
+	odd[15] = der[14];
+	memcpy(odd + 16, der + 15, n - 15);
+
+	/* NSS: the original decodes, the odd one does not. */
+	item.len = (unsigned int)n;
+	c = CERT_NewTempCertificate(CERT_GetDefaultCertDB(), &item, NULL,
+	    PR_FALSE, PR_TRUE);
+	assert_non_null(c);
+	CERT_DestroyCertificate(c);
+	item.data = odd;
+	item.len = (unsigned int)n + 1;
+	assert_null(CERT_NewTempCertificate(CERT_GetDefaultCertDB(), &item,
+	    NULL, PR_FALSE, PR_TRUE));
+	/* The walker: the same answers. */
+	assert_int_equal(certinfo_hash(der, n, spki, cert, err, sizeof(err)),
+	    0);
+	assert_int_equal(certinfo_spki(odd, n + 1, &p, &len, err,
+	    sizeof(err)), -1);
+}
+
 int
 main(void)
 {
@@ -149,6 +200,7 @@ main(void)
 		cmocka_unit_test(test_rsa_and_ec_match_openssl),
 		cmocka_unit_test(test_every_truncation_and_extension_fails),
 		cmocka_unit_test(test_malformed_encodings),
+		cmocka_unit_test(test_walker_is_no_stricter_than_nss),
 	};
 	return cmocka_run_group_tests_name("certinfo", tests, setup, teardown);
 }
