@@ -1,6 +1,7 @@
 # mk/fuzz.mk: libFuzzer targets for every parser of outside input.
 #
 #   make fuzz [FUZZ_SECONDS=60]   run each target for FUZZ_SECONDS
+#                                 (FUZZ_SECONDS_<target> for one target)
 #                                 (-j2: two targets at once)
 #   make fuzz-regress             run each target over its seed corpus once
 #                                 (part of `make test`)
@@ -58,9 +59,9 @@ fuzz: $(FUZZ_BINS)
 .PHONY: fuzz-force
 fuzz-run-%: $(FUZZ_BUILD)/fuzz_% fuzz-force
 	@mkdir -p $(FUZZ_BUILD)/corpus/$*
-	@echo "== fuzz_$* for $(FUZZ_SECONDS) s"
+	@echo "== fuzz_$* for $(or $(FUZZ_SECONDS_$*),$(FUZZ_SECONDS)) s"
 	@start=$$(date +%s); \
-	if ! $(FUZZ_BUILD)/fuzz_$* -max_total_time=$(FUZZ_SECONDS) \
+	if ! $(FUZZ_BUILD)/fuzz_$* -max_total_time=$(or $(FUZZ_SECONDS_$*),$(FUZZ_SECONDS)) \
 	    -print_final_stats=1 -artifact_prefix=$(FUZZ_BUILD)/ \
 	    $(FUZZ_BUILD)/corpus/$* tests/fuzz/corpus/$* \
 	    >$(FUZZ_BUILD)/fuzz-$*.log 2>&1; then \
