@@ -126,7 +126,8 @@ prune_paths(struct mon_svc_state *ss, const struct mon_observation *obs)
 /* Records a key seen now; when the history is full, the key seen least
  * recently makes room. */
 static void
-remember_key(struct mon_svc_state *ss, const unsigned char *k, int64_t now)
+remember_key(struct mon_svc_state *ss, const unsigned char *k, int64_t now,
+    int64_t seq)
 {
 	struct mon_key_hist *h = history_key(ss, k);
 	size_t i, old = 0;
@@ -134,8 +135,8 @@ remember_key(struct mon_svc_state *ss, const unsigned char *k, int64_t now)
 	if (h == NULL) {
 		if (ss->nkeys == MON_MAX_HISTORY) {
 			for (i = 1; i < ss->nkeys; i++)
-				if (ss->keys[i].last_seen <
-				    ss->keys[old].last_seen)
+				if (ss->keys[i].last_seq <
+				    ss->keys[old].last_seq)
 					old = i;
 			h = &ss->keys[old];
 		} else {
@@ -146,6 +147,7 @@ remember_key(struct mon_svc_state *ss, const unsigned char *k, int64_t now)
 		h->first_seen = now;
 	}
 	h->last_seen = now;
+	h->last_seq = seq;
 }
 
 /* An expected key seen now that was absent from the last cycle with data,
@@ -160,11 +162,11 @@ returns(const struct mon_service *svc, const struct mon_svc_state *ss,
 	for (i = 0; i < ss->nkeys; i++)
 		if (memcmp(ss->keys[i].spki, k, MON_KEY_LEN) == 0)
 			h = &ss->keys[i];
-	if (h == NULL || h->returned || h->last_seen >= ss->last_data)
+	if (h == NULL || h->returned || h->last_seq >= ss->seq)
 		return 0;
 	for (i = 0; i < ss->nkeys; i++) {
 		const struct mon_key_hist *o = &ss->keys[i];
-		if (o != h && o->last_seen > h->last_seen &&
+		if (o != h && o->last_seq > h->last_seq &&
 		    is_expected(svc, o->spki))
 			return 1;
 	}
@@ -231,8 +233,9 @@ assess(const struct mon_service *svc, unsigned int down_after,
 		}
 		if (a->suspicious.n > 0)
 			a->events[MON_EV_SUSPICIOUS_RETURN] = 1;
+		ss->seq++;
 		for (i = 0; i < a->seen.n; i++)
-			remember_key(ss, a->seen.k[i], obs->now);
+			remember_key(ss, a->seen.k[i], obs->now, ss->seq);
 		ss->last_data = obs->now;
 	}
 

@@ -127,6 +127,8 @@ parse_service(struct perr *pe, const char *name, json_t *o,
 	snprintf(ss->proto, sizeof(ss->proto), "%s", json_string_value(v));
 	if (get_time(o, "last_data", &ss->last_data) == -1)
 		return bad(pe, "services.%s.last_data: not a time", name);
+	if (get_time(o, "seq", &ss->seq) == -1)
+		return bad(pe, "services.%s.seq: not a count", name);
 
 	v = json_object_get(o, "alerted");
 	if (!json_is_array(v) || json_array_size(v) > MON_MAX_HISTORY)
@@ -190,6 +192,10 @@ parse_service(struct perr *pe, const char *name, json_t *o,
 		    k->first_seen > k->last_seen)
 			return bad(pe, "services.%s.keys[%zu]: first_seen and "
 			    "last_seen must be times, first <= last", name, i);
+		if (get_time(item, "last_seq", &k->last_seq) == -1 ||
+		    k->last_seq > ss->seq)
+			return bad(pe, "services.%s.keys[%zu].last_seq: not a "
+			    "cycle number up to seq", name, i);
 		if (!json_is_boolean(ret))
 			return bad(pe, "services.%s.keys[%zu].returned: not "
 			    "true or false", name, i);
@@ -322,14 +328,16 @@ service_json(const struct mon_svc_state *ss)
 		    "mode", mode_names[ss->paths[i].mode],
 		    "fails", (json_int_t)ss->paths[i].fails));
 	for (i = 0; i < ss->nkeys; i++)
-		json_array_append_new(keys, json_pack("{s:o, s:I, s:I, s:b}",
-		    "spki_sha256", hexstr(ss->keys[i].spki),
+		json_array_append_new(keys, json_pack("{s:o, s:I, s:I, s:I, "
+		    "s:b}", "spki_sha256", hexstr(ss->keys[i].spki),
 		    "first_seen", (json_int_t)ss->keys[i].first_seen,
 		    "last_seen", (json_int_t)ss->keys[i].last_seen,
+		    "last_seq", (json_int_t)ss->keys[i].last_seq,
 		    "returned", ss->keys[i].returned));
-	return json_pack("{s:s, s:I, s:s, s:I, s:o, s:o, s:o}",
+	return json_pack("{s:s, s:I, s:s, s:I, s:I, s:o, s:o, s:o}",
 	    "host", ss->host, "port", (json_int_t)ss->port,
 	    "protocol", ss->proto, "last_data", (json_int_t)ss->last_data,
+	    "seq", (json_int_t)ss->seq,
 	    "alerted", alerted, "paths", paths, "keys", keys);
 }
 

@@ -715,7 +715,7 @@ start_section(struct pstate *ps, const char *line)
 	size_t len, i;
 
 	if (close == NULL)
-		return 0;   /* inih reports the syntax error */
+		return pfail(ps, "syntax error: section header without ']'");
 	len = (size_t)(close - line - 1);
 	if (len >= sizeof(name))
 		return pfail(ps, "section name '%.*s' longer than %d "

@@ -124,7 +124,8 @@ struct mon_path_state {
 
 struct mon_key_hist {
 	unsigned char spki[MON_KEY_LEN];
-	int64_t first_seen, last_seen;  /* Unix time */
+	int64_t first_seen, last_seen;  /* Unix time, for people */
+	int64_t last_seq;               /* the last cycle (seq) that saw it */
 	int returned;                   /* reported as returning already */
 };
 
@@ -134,6 +135,9 @@ struct mon_svc_state {
 	unsigned int port;
 	char proto[8];
 	int64_t last_data;              /* last cycle in which a key was seen */
+	int64_t seq;                    /* cycles with data so far: the clock
+	                                   of the history (seconds are too
+	                                   coarse to order cycles) */
 	size_t nalerted;                /* unexpected keys alerted since the */
 	unsigned char alerted[MON_MAX_HISTORY][MON_KEY_LEN];   /* recovery */
 	size_t npaths;

@@ -96,6 +96,16 @@ service_text(const struct mon_cycle_service *cs, char *buf, size_t size)
 	}
 }
 
+/* The same without the leading "NAME: ". */
+static const char *
+service_detail(const struct mon_cycle_service *cs, char *buf, size_t size)
+{
+	size_t len = strlen(cs->svc->name);
+
+	service_text(cs, buf, size);
+	return strlen(buf) > len + 2 ? buf + len + 2 : buf;
+}
+
 void
 report_summary(char *buf, size_t size, const struct mon_cycle_service *cs,
     size_t n)
@@ -141,10 +151,11 @@ report_nagios(FILE *out, const struct mon_cycle_service *cs, size_t n,
 	for (i = 0; i < n; i++) {
 		if (!cs[i].probed)
 			continue;
-		service_text(&cs[i], one, sizeof(one));
-		fprintf(out, "%s %s %s:%u/%s\n", mon_status_name(cs[i].a.status),
-		    one, cs[i].svc->host, mconfig_port(cs[i].svc),
-		    mconfig_proto_name(cs[i].svc->proto));
+		fprintf(out, "%s %s %s:%u/%s: %s\n",
+		    mon_status_name(cs[i].a.status), cs[i].svc->name,
+		    cs[i].svc->host, mconfig_port(cs[i].svc),
+		    mconfig_proto_name(cs[i].svc->proto),
+		    service_detail(&cs[i], one, sizeof(one)));
 		for (j = 0; j < cs[i].obs.npaths; j++) {
 			const struct mon_obs_path *p = &cs[i].obs.paths[j];
 			if (p->ok) {
