@@ -149,7 +149,7 @@ write_report(const struct mon_config *mc, struct mon_cycle_service *cs)
 	const struct mon_service *s = cs->svc;
 	const struct mon_observation *obs = &cs->obs;
 	char dir[PATH_MAX], when[32], stamp[32], hex[2 * MON_KEY_LEN + 1];
-	char cert[2 * MON_KEY_LEN + 1];
+	char cert[2 * MON_KEY_LEN + 1], target[MON_HOST_MAX + 32];
 	time_t tt = (time_t)obs->now;
 	struct tm tm;
 	size_t i, j, k;
@@ -181,9 +181,9 @@ write_report(const struct mon_config *mc, struct mon_cycle_service *cs)
 		return;
 	}
 	iso_time(obs->now, when, sizeof(when));
-	fprintf(f, "detector-monitor report\n\nservice:  %s\ntarget:   %s:%u "
-	    "(%s)\ntime:     %s\nstatus:   %s\nevents:  ", s->name, s->host,
-	    mconfig_port(s), mconfig_proto_name(s->proto), when,
+	mconfig_target(s, target, sizeof(target));
+	fprintf(f, "detector-monitor report\n\nservice:  %s\ntarget:   %s\n"
+	    "time:     %s\nstatus:   %s\nevents:  ", s->name, target, when,
 	    mon_status_name(cs->a.status));
 	for (ev = 0; ev < MON_EV_COUNT; ev++)
 		if (cs->a.events[ev])
@@ -470,6 +470,7 @@ alert_service(const struct mon_alert_opts *o, struct mon_cycle_service *cs)
 	char returning[LIST_MAX], suspicious[LIST_MAX], paths[LIST_MAX];
 	char errs[LIST_MAX], line[3 * LIST_MAX];
 	char target[MON_NAME_MAX + MON_HOST_MAX + 32];
+	char hostport[MON_HOST_MAX + 32];
 	char num[32], when[32];
 	int ev, any = 0;
 
@@ -484,8 +485,8 @@ alert_service(const struct mon_alert_opts *o, struct mon_cycle_service *cs)
 	    sizeof(returning));
 	keys_text(a->suspicious.k, a->suspicious.n, suspicious,
 	    sizeof(suspicious));
-	snprintf(target, sizeof(target), "%s %s:%u/%s", s->name, s->host,
-	    mconfig_port(s), mconfig_proto_name(s->proto));
+	mconfig_target(s, hostport, sizeof(hostport));
+	snprintf(target, sizeof(target), "%s %s", s->name, hostport);
 	iso_time(cs->obs.now, when, sizeof(when));
 
 	for (ev = 0; ev < MON_EV_COUNT; ev++) {

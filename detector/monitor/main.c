@@ -604,7 +604,7 @@ run_daemon(struct setup *s)
 static void
 check_config(const struct setup *s)
 {
-	char hex[2 * MON_KEY_LEN + 1];
+	char hex[2 * MON_KEY_LEN + 1], target[MON_HOST_MAX + 32];
 	size_t i, k;
 
 	printf("%s: %zu service%s, spheres from %s (%u), state %s, hooks %s\n",
@@ -616,9 +616,9 @@ check_config(const struct setup *s)
 	    s->mc.state_path, s->mc.hooks_dir[0] ? s->mc.hooks_dir : "none");
 	for (i = 0; i < s->mc.nservices; i++) {
 		const struct mon_service *v = &s->mc.services[i];
-		printf("[%s] %s:%u %s%s%s, every %us (+%us jitter)\n", v->name,
-		    v->host, mconfig_port(v), mconfig_proto_name(v->proto),
-		    v->address[0] ? ", direct to " : "", v->address,
+		mconfig_target(v, target, sizeof(target));
+		printf("[%s] %s%s%s, every %us (+%us jitter)\n", v->name,
+		    target, v->address[0] ? ", direct to " : "", v->address,
 		    mconfig_interval(&s->mc, v), mconfig_jitter(&s->mc, v));
 		for (k = 0; k < v->nexpected; k++) {
 			mon_hex(v->expected[k], MON_KEY_LEN, hex);

@@ -129,6 +129,15 @@ mconfig_port(const struct mon_service *s)
 	return s->port ? s->port : mconfig_proto_port(s->proto);
 }
 
+void
+mconfig_target(const struct mon_service *s, char *buf, size_t size)
+{
+	int v6 = strchr(s->host, ':') != NULL;
+
+	snprintf(buf, size, "%s%s%s:%u/%s", v6 ? "[" : "", s->host,
+	    v6 ? "]" : "", mconfig_port(s), mconfig_proto_name(s->proto));
+}
+
 unsigned int
 mconfig_interval(const struct mon_config *mc, const struct mon_service *s)
 {

@@ -136,6 +136,7 @@ report_nagios(FILE *out, const struct mon_cycle_service *cs, size_t n,
 {
 	unsigned int sok, sdown, count[4] = { 0, 0, 0, 0 };
 	char summary[2048], one[512], hex[2 * MON_KEY_LEN + 1];
+	char target[MON_HOST_MAX + 32];
 	enum mon_status st = report_status(cs, n);
 	size_t i, j;
 
@@ -151,10 +152,9 @@ report_nagios(FILE *out, const struct mon_cycle_service *cs, size_t n,
 	for (i = 0; i < n; i++) {
 		if (!cs[i].probed)
 			continue;
-		fprintf(out, "%s %s %s:%u/%s: %s\n",
-		    mon_status_name(cs[i].a.status), cs[i].svc->name,
-		    cs[i].svc->host, mconfig_port(cs[i].svc),
-		    mconfig_proto_name(cs[i].svc->proto),
+		mconfig_target(cs[i].svc, target, sizeof(target));
+		fprintf(out, "%s %s %s: %s\n",
+		    mon_status_name(cs[i].a.status), cs[i].svc->name, target,
 		    service_detail(&cs[i], one, sizeof(one)));
 		for (j = 0; j < cs[i].obs.npaths; j++) {
 			const struct mon_obs_path *p = &cs[i].obs.paths[j];

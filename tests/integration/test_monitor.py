@@ -542,7 +542,7 @@ def test_check_config_prints_the_services(world, mon):
                         "interval": "10m", "jitter": "0"}})
     r = mon.run("--check-config")
     assert r.rc == 0, r
-    assert "[mail] mail.test:25 smtp, every 3600s (+360s jitter)" in r.out, r
-    assert "[imap] mail.test:143 imap, every 600s (+0s jitter)" in r.out, r
+    assert "[mail] mail.test:25/smtp, every 3600s (+360s jitter)" in r.out, r
+    assert "[imap] mail.test:143/imap, every 600s (+0s jitter)" in r.out, r
     assert r.out.count("expected " + world.real.spki_sha256) == 2, r
     assert not os.path.exists(mon.state)
