@@ -2,7 +2,9 @@
  * sphere-probe - is the certificate I get for HOST the one the world sees?
  *
  * Connects to HOST:PORT directly, then through every Tor sphere, and
- * prints one row per path and the verdict.  Exit codes follow the Nagios
+ * prints one row per path and the verdict.  Mail, chat and directory ports
+ * speak their STARTTLS preamble first (--starttls, or the port's usual one).
+ * --survey asks the spheres only and shows each one's key.  Exit codes follow the Nagios
  * plugin convention so it drops into monitoring as it is:
  *   0 consistent (ACCEPT), 1 UNDECIDED, 2 inconsistent (REJECT: likely
  *   MITM), 3 usage or internal error (UNKNOWN).
@@ -41,8 +43,9 @@ struct options {
 	const char *spheres, *config, *resolve, *dump_dir;
 	long quorum, timeout, deadline;
 	int json, verbose;
-	int no_cache, cache_list;
-	const char *cache_forget;
+	int no_cache, cache_list, survey;
+	const char *cache_forget, *starttls_arg;
+	enum detector_starttls starttls;
 	char resolve_addr[64];
 };
 
@@ -67,6 +70,13 @@ usage(FILE *f)
 	    "      --deadline MS        overall deadline for the verdict\n"
 	    "      --resolve HOST:PORT:ADDR  connect the direct path to ADDR\n"
 	    "                           (the spheres still resolve HOST)\n"
+	    "      --starttls PROTO     plaintext preamble before TLS: smtp, imap,\n"
+	    "                           pop3, xmpp, ldap or none (default: the\n"
+	    "                           port's usual one: 25/587 smtp, 143 imap,\n"
+	    "                           110 pop3, 5222 xmpp, 389 ldap; else none)\n"
+	    "      --survey             no direct connection: show the key each\n"
+	    "                           sphere sees (exit 0 all agree, 1 some\n"
+	    "                           failed, 2 they disagree)\n"
 	    "  -c, --config FILE        configuration file to read\n"
 	    "      --json               print one JSON object\n"
 	    "  -D, --dump-certs DIR     write every certificate seen as PEM\n"
@@ -239,7 +249,9 @@ print_text(const struct options *o, const struct detector_path *direct,
 	size_t i;
 	const char *v = detector_verdict_name(r->verdict);
 
-	printf("sphere-probe %s:%u\n\n", o->host, o->port);
+	printf("sphere-probe %s:%u%s%s\n\n", o->host, o->port,
+	    o->starttls ? " STARTTLS " : "", o->starttls ?
+	    detector_starttls_name(o->starttls) : "");
 	if (!o->verbose)
 		printf("  %-22s %-10s %-17s %9s\n", "path", "status",
 		    "key (SPKI SHA-256)", "time");
@@ -263,13 +275,11 @@ json_hash(int have, const unsigned char *h)
 	return json_string(buf);
 }
 
-static void
-print_json(const struct options *o, const struct detector_path *direct,
-    const struct detector_result *r)
+static json_t *
+spheres_json(const struct detector_result *r)
 {
-	json_t *root, *spheres, *d;
+	json_t *spheres;
 	size_t i;
-	char *out;
 
 	spheres = json_array();
 	for (i = 0; i < r->nspheres; i++) {
@@ -286,17 +296,14 @@ print_json(const struct options *o, const struct detector_path *direct,
 		    json_string(version_name(p->tls_version)) : json_null(),
 		    "chain_length", (json_int_t)p->ncerts));
 	}
-	d = json_pack("{s:o, s:o, s:I, s:b}",
-	    "spki_sha256", json_hash(direct->have_cert, direct->spki_sha256),
-	    "cert_sha256", json_hash(direct->have_cert, direct->cert_sha256),
-	    "ms", (json_int_t)direct->ms,
-	    "ocsp_stapled", direct->ocsp.len > 0);
-	root = json_pack("{s:s, s:I, s:s, s:I, s:o, s:o, s:s, s:I}",
-	    "host", o->host, "port", (json_int_t)o->port,
-	    "verdict", detector_verdict_name(r->verdict),
-	    "quorum", (json_int_t)r->quorum,
-	    "direct", d, "spheres", spheres,
-	    "reason", r->reason, "ms", (json_int_t)r->ms);
+	return spheres;
+}
+
+static void
+print_root(json_t *root)
+{
+	char *out;
+
 	if (root == NULL)
 		die("cannot build the JSON report");
 	out = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
@@ -305,6 +312,94 @@ print_json(const struct options *o, const struct detector_path *direct,
 	printf("%s\n", out);
 	free(out);
 	json_decref(root);
+}
+
+static void
+print_json(const struct options *o, const struct detector_path *direct,
+    const struct detector_result *r)
+{
+	json_t *root, *spheres = spheres_json(r), *d;
+
+	d = json_pack("{s:o, s:o, s:I, s:b}",
+	    "spki_sha256", json_hash(direct->have_cert, direct->spki_sha256),
+	    "cert_sha256", json_hash(direct->have_cert, direct->cert_sha256),
+	    "ms", (json_int_t)direct->ms,
+	    "ocsp_stapled", direct->ocsp.len > 0);
+	root = json_pack("{s:s, s:I, s:s, s:s, s:I, s:o, s:o, s:s, s:I}",
+	    "host", o->host, "port", (json_int_t)o->port,
+	    "starttls", detector_starttls_name(o->starttls),
+	    "verdict", detector_verdict_name(r->verdict),
+	    "quorum", (json_int_t)r->quorum,
+	    "direct", d, "spheres", spheres,
+	    "reason", r->reason, "ms", (json_int_t)r->ms);
+	print_root(root);
+}
+
+/*
+ * --survey: what every sphere sees, with no direct connection to compare
+ * with.  Exit 0 when every sphere saw the same key, 1 when some failed
+ * (and those that answered agree), 2 when spheres saw different keys.
+ */
+static int
+survey_exit(const struct detector_result *r, unsigned int *nkeys)
+{
+	const unsigned char *first = NULL;
+	unsigned int seen = 0, distinct = 0;
+	size_t i, j;
+
+	for (i = 0; i < r->nspheres; i++) {
+		const struct detector_path *p = &r->spheres[i];
+
+		if (p->status != DETECTOR_PATH_SEEN || !p->have_cert)
+			continue;
+		seen++;
+		for (j = 0; j < i; j++) {
+			if (r->spheres[j].status == DETECTOR_PATH_SEEN &&
+			    r->spheres[j].have_cert &&
+			    memcmp(r->spheres[j].spki_sha256, p->spki_sha256,
+			    DETECTOR_SHA256_LEN) == 0)
+				break;
+		}
+		if (j == i)
+			distinct++;
+		if (first == NULL)
+			first = p->spki_sha256;
+	}
+	*nkeys = distinct;
+	if (distinct > 1)
+		return EXIT_REJECT;
+	if (seen == 0 || seen < r->nspheres)
+		return EXIT_UNDECIDED;
+	return EXIT_ACCEPT;
+}
+
+static int
+print_survey(const struct options *o, const struct detector_result *r)
+{
+	unsigned int nkeys;
+	int rc = survey_exit(r, &nkeys);
+	size_t i;
+
+	if (o->json) {
+		print_root(json_pack("{s:s, s:I, s:s, s:b, s:o, s:I, s:s, s:I}",
+		    "host", o->host, "port", (json_int_t)o->port,
+		    "starttls", detector_starttls_name(o->starttls),
+		    "survey", 1, "spheres", spheres_json(r),
+		    "distinct_keys", (json_int_t)nkeys,
+		    "reason", r->reason, "ms", (json_int_t)r->ms));
+		return rc;
+	}
+	printf("sphere-probe --survey %s:%u%s%s\n\n", o->host, o->port,
+	    o->starttls ? " STARTTLS " : "", o->starttls ?
+	    detector_starttls_name(o->starttls) : "");
+	if (!o->verbose)
+		printf("  %-22s %-10s %-17s %9s\n", "path", "status",
+		    "key (SPKI SHA-256)", "time");
+	for (i = 0; i < r->nspheres; i++)
+		print_row(&r->spheres[i], o->verbose);
+	printf("\nsurvey (%u ms): %s; %u distinct key%s\n", r->ms, r->reason,
+	    nkeys, nkeys == 1 ? "" : "s");
+	return rc;
 }
 
 /* Writes one DER object as PEM, mode 0600, never through a symlink. */
@@ -365,7 +460,8 @@ dump_all(const char *dir, const struct detector_path *direct,
 
 	if (mkdir(dir, 0700) == -1 && errno != EEXIST)
 		die("%s: %s", dir, strerror(errno));
-	dump_path(dir, "direct", direct);
+	if (direct != NULL)
+		dump_path(dir, "direct", direct);
 	for (i = 0; i < r->nspheres; i++) {
 		snprintf(tag, sizeof(tag), "sphere%zu-%s", i,
 		    r->spheres[i].via);
@@ -380,7 +476,7 @@ static void
 parse_args(int argc, char **argv, struct options *o)
 {
 	enum { OPT_DEADLINE = 256, OPT_RESOLVE, OPT_JSON, OPT_NO_CACHE,
-	    OPT_CACHE_LIST, OPT_CACHE_FORGET };
+	    OPT_CACHE_LIST, OPT_CACHE_FORGET, OPT_STARTTLS, OPT_SURVEY };
 	static const struct option longopts[] = {
 		{ "port", required_argument, NULL, 'p' },
 		{ "spheres", required_argument, NULL, 's' },
@@ -394,6 +490,8 @@ parse_args(int argc, char **argv, struct options *o)
 		{ "cache-list", no_argument, NULL, OPT_CACHE_LIST },
 		{ "cache-forget", required_argument, NULL, OPT_CACHE_FORGET },
 		{ "dump-certs", required_argument, NULL, 'D' },
+		{ "starttls", required_argument, NULL, OPT_STARTTLS },
+		{ "survey", no_argument, NULL, OPT_SURVEY },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -422,6 +520,13 @@ parse_args(int argc, char **argv, struct options *o)
 		case OPT_CACHE_LIST: o->cache_list = 1; break;
 		case OPT_CACHE_FORGET: o->cache_forget = optarg; break;
 		case 'D': o->dump_dir = optarg; break;
+		case OPT_STARTTLS:
+			o->starttls_arg = optarg;
+			if (detector_starttls_parse(optarg, &o->starttls) == -1)
+				die("--starttls '%s': expected smtp, imap, pop3, "
+				    "xmpp, ldap or none", optarg);
+			break;
+		case OPT_SURVEY: o->survey = 1; break;
 		case 'v': o->verbose = 1; break;
 		case 'h': usage(stdout); exit(0);
 		default: usage(stderr); exit(EXIT_UNKNOWN);
@@ -447,6 +552,11 @@ parse_args(int argc, char **argv, struct options *o)
 	parse_target(o);
 	if (port != -1)
 		o->port = (unsigned int)port;
+	if (o->starttls_arg == NULL)
+		o->starttls = detector_starttls_for_port(o->port);
+	if (o->resolve != NULL && o->survey)
+		die("--resolve names the direct path, which --survey does not "
+		    "use");
 	if (o->resolve != NULL)
 		parse_resolve(o);
 }
@@ -632,11 +742,22 @@ main(int argc, char **argv)
 		die("%s: %s", o.dump_dir, strerror(errno));
 	if ((run.ctx = detector_new()) == NULL)
 		die("out of memory");
-	if (detector_configure(run.ctx, run.cfg) == -1)
+	if (detector_configure(run.ctx, run.cfg) == -1 ||
+	    detector_set_starttls(run.ctx, o.starttls) == -1)
 		die("%s", detector_error(run.ctx));
 	if ((rule = detector_excluded(run.ctx, o.host)) != NULL)
 		die("%s is excluded from probing by the rule '%s' in the "
 		    "configuration; not probed", o.host, rule);
+	if (o.survey) {
+		int rc;
+
+		if (detector_survey(run.ctx, o.host, o.port, &run.res) == -1)
+			die("%s", detector_error(run.ctx));
+		rc = print_survey(&o, run.res);
+		if (o.dump_dir != NULL)
+			dump_all(o.dump_dir, NULL, run.res);
+		return rc;
+	}
 	if (detector_fetch(run.ctx, o.host, o.port, o.resolve ?
 	    o.resolve_addr : NULL, &run.direct) == -1)
 		die("%s", detector_error(run.ctx));
