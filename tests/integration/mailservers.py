@@ -547,3 +547,35 @@ maxsize 1048576
                      "ldap://%s:%d/" % (REAL_ADDR, self.port["ldap"]),
                      "-f", conf],
                     os.path.join(self.dir, "slapd.log"))
+
+
+# --------------------------------------------------------------------------
+# A server with two keys
+
+
+class DualCertServer(_TcpService):
+    """A TLS server for server.test holding an ECDSA and an RSA certificate
+    at once (OpenSSL, through Python's ssl: one certificate per key type),
+    as many real servers do; OpenSSL shows each client the certificate that
+    fits the signature schemes the client offers.  Serves connections
+    concurrently (an application held by DetecTor's check must not keep
+    the spheres' probes out): reads a request, answers, closes."""
+    kind = "dual-cert"
+
+    def __init__(self, ec, rsa, addr=REAL_ADDR, port=None):
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(ec.crt, ec.key)
+        self.ctx.load_cert_chain(rsa.crt, rsa.key)
+        super().__init__(addr, port)
+
+    def handle(self, conn):
+        self._spawn(self._serve, conn)
+
+    def _serve(self, conn):
+        try:
+            conn.settimeout(IO_TIMEOUT)
+            with self.ctx.wrap_socket(conn, server_side=True) as tls:
+                tls.recv(64)
+                tls.sendall(b"HTTP/1.0 200 OK\r\n\r\nhello\n")
+        except (OSError, ssl.SSLError):
+            pass
