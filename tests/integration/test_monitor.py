@@ -14,6 +14,7 @@ import base64
 import fcntl
 import json
 import os
+import signal
 import stat
 import subprocess
 import time
@@ -546,3 +547,116 @@ def test_check_config_prints_the_services(world, mon):
     assert "[imap] mail.test:143/imap, every 600s (+0s jitter)" in r.out, r
     assert r.out.count("expected " + world.real.spki_sha256) == 2, r
     assert not os.path.exists(mon.state)
+
+
+# --------------------------------------------------------------------------
+# STARTTLS services: real postfix, dovecot, prosody and slapd
+
+
+@pytest.fixture(scope="module")
+def mail(world):
+    from mailservers import PROTOCOLS, MailServers
+    from world import WorldError
+    m = MailServers(world)
+    try:
+        m.start()
+    except WorldError as e:
+        pytest.fail("could not start the STARTTLS servers: %s" % e, pytrace=False)
+    m.protocols = PROTOCOLS
+    yield m
+    m.stop()
+
+
+def test_starttls_services(world, mon, mail):
+    """Every protocol against its real server: OK through the honest
+    spheres; with the lying sphere added (it reaches the STARTTLS MITM on
+    127.0.0.3, rogue certificate), CRITICAL naming that sphere alone."""
+    mon.write({p: service(mail.port[p], protocol=p, pin=world.real.spki_sha256)
+               for p in mail.protocols})
+    r = mon.run("--once", "--json")
+    assert r.rc == 0, r
+    [doc] = r.json()
+    assert {s["name"]: s["status"] for s in doc["services"]} == \
+        {p: "OK" for p in mail.protocols}, doc
+    for s in doc["services"]:
+        assert s["protocol"] == s["name"]
+        assert {p["spki_sha256"] for p in s["paths"]} == {world.real.spki_sha256}, s
+        assert len(s["paths"]) == 6, s
+
+    with open(mon.dconfig, "w") as f:
+        f.write("[detector]\nspheres = %s\nprobe_timeout_ms = 5000\n"
+                % world.sphere_list(*world.honest, world.lying))
+    r = mon.run("--once", "--json")
+    assert r.rc == 2, r
+    [doc] = r.json()
+    for s in doc["services"]:
+        assert s["status"] == "CRITICAL", s
+        bad = {p["via"]: p["spki_sha256"] for p in s["paths"] if p["status"] != "expected"}
+        assert bad == {world.lying.address: world.rogue.spki_sha256}, s
+    events = mon.events()
+    assert sorted(e["DETECTOR_SERVICE"] for e in events) == sorted(mail.protocols), events
+    for e in events:
+        assert e["DETECTOR_EVENT"] == "unexpected-key"
+        assert e["DETECTOR_PROTOCOL"] == e["DETECTOR_SERVICE"]
+        assert paths_of(e) == {world.lying.address}
+
+
+# --------------------------------------------------------------------------
+# The daemon's signals
+
+
+def _wait_for(pred, what, timeout=15):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return
+        time.sleep(0.1)
+    pytest.fail("timed out after %ss waiting for %s" % (timeout, what), pytrace=False)
+
+
+def _state_services(mon):
+    try:
+        with open(mon.state) as f:
+            return set(json.load(f)["services"])
+    except (OSError, ValueError):
+        return set()
+
+
+def test_daemon_reloads_on_sighup_and_stops_on_sigterm(world, mon):
+    srv = world.tls_server("mon-signals", world.real)
+    mon.write({"one": service(srv.port, pin=world.real.spki_sha256)})
+    err_path = os.path.join(mon.dir, "daemon.err")
+    env = dict(os.environ, MONITOR_HOOK_LOG=mon.hook_log)
+    env.pop("DETECTOR_CONFIG", None)
+    env.pop("DETECTOR_SPHERES", None)
+    with open(err_path, "w") as err:
+        proc = subprocess.Popen([MONITOR, "-c", mon.config, "--detector-config", mon.dconfig,
+                                 "--interval", "1"], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=err, env=env)
+    try:
+        _wait_for(lambda: _state_services(mon) == {"one"}, "the first cycle")
+        # A broken configuration is refused; the running one goes on.
+        with open(mon.config, "a") as f:
+            f.write("\n[broken]\nhost = b.test\n")
+        proc.send_signal(signal.SIGHUP)
+        _wait_for(lambda: "keeping the running configuration" in open(err_path).read(),
+                  "the refused reload")
+        assert proc.poll() is None
+        mon.write({"one": service(srv.port, pin=world.real.spki_sha256),
+                   "two": service(srv.port, pin=world.real.spki_sha256)})
+        proc.send_signal(signal.SIGHUP)
+        _wait_for(lambda: _state_services(mon) == {"one", "two"}, "the reloaded services")
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+    with open(err_path) as f:
+        err = f.read()
+    assert rc == 0, err
+    assert "[broken]: no expected key" in err, err
+    assert "reloaded %s: 2 services" % mon.config in err, err
+    assert err.rstrip().endswith("detector-monitor: stopping"), err
+    assert mon.events() == []
+    srv.stop()
