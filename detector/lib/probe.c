@@ -481,7 +481,14 @@ starttls_run(struct probe *p)
 			p->outoff += (size_t)n;
 			continue;
 		}
-		/* The machine fails a reply that fills the buffer. */
+		/* The machine fails a reply that fills the buffer; this is
+		 * only a backstop. */
+		if (p->stlen >= STARTTLS_REPLY_MAX) {
+			probe_fail(p, "the server's reply in the %s exceeds %d "
+			    "bytes", starttls_stage(p->starttls),
+			    STARTTLS_REPLY_MAX);
+			return;
+		}
 		n = PR_Recv(p->fd, p->stbuf + p->stlen,
 		    (PRInt32)(STARTTLS_REPLY_MAX - p->stlen), 0,
 		    PR_INTERVAL_NO_WAIT);

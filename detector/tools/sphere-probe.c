@@ -343,7 +343,6 @@ print_json(const struct options *o, const struct detector_path *direct,
 static int
 survey_exit(const struct detector_result *r, unsigned int *nkeys)
 {
-	const unsigned char *first = NULL;
 	unsigned int seen = 0, distinct = 0;
 	size_t i, j;
 
@@ -362,8 +361,6 @@ survey_exit(const struct detector_result *r, unsigned int *nkeys)
 		}
 		if (j == i)
 			distinct++;
-		if (first == NULL)
-			first = p->spki_sha256;
 	}
 	*nkeys = distinct;
 	if (distinct > 1)
@@ -692,9 +689,10 @@ report_cached(const struct options *o, const struct cache_record *r)
 
 	format_time(r->last_verified, when, sizeof(when));
 	if (o->json) {
-		json_t *root = json_pack("{s:s, s:I, s:s, s:I, s:{s:o, s:o}, "
-		    "s:[], s:s, s:b, s:s}", "host", o->host, "port",
-		    (json_int_t)o->port, "verdict",
+		json_t *root = json_pack("{s:s, s:I, s:s, s:s, s:I, "
+		    "s:{s:o, s:o}, s:[], s:s, s:b, s:s}", "host", o->host,
+		    "port", (json_int_t)o->port, "starttls",
+		    detector_starttls_name(o->starttls), "verdict",
 		    detector_verdict_name(r->verdict), "quorum",
 		    (json_int_t)run.cfg->quorum, "direct", "spki_sha256",
 		    json_hash(d->have_cert, d->spki_sha256), "cert_sha256",
@@ -710,9 +708,11 @@ report_cached(const struct options *o, const struct cache_record *r)
 		json_decref(root);
 	} else {
 		hex(d->spki_sha256, 32, spki);
-		printf("sphere-probe %s:%u\n\n  direct key %s\n\nverdict: %s "
-		    "(cached): remembered verdict for this key, last verified "
-		    "%s; --no-cache probes again\n", o->host, o->port, spki,
+		printf("sphere-probe %s:%u%s%s\n\n  direct key %s\n\n"
+		    "verdict: %s (cached): remembered verdict for this key, "
+		    "last verified %s; --no-cache probes again\n", o->host,
+		    o->port, o->starttls ? " STARTTLS " : "", o->starttls ?
+		    detector_starttls_name(o->starttls) : "", spki,
 		    detector_verdict_name(r->verdict), when);
 	}
 	return r->verdict == DETECTOR_ACCEPT ? EXIT_ACCEPT :

@@ -214,3 +214,16 @@ def test_dual_certificate_server_is_accepted(world, nssdb, tmpdir_, dual, scheme
     assert "DETECTOR_ERROR" not in app.err, app
     assert "hello" in app.out, app
     assert "accept" in app.err.lower(), app
+
+
+def test_cached_verdict_names_the_protocol(world, probe, mail):
+    """The second run is answered from the verdict cache, after the direct
+    STARTTLS fetch saw the same key."""
+    args = ["--starttls", "pop3", "-s", world.sphere_list(*world.honest),
+            "--resolve", resolve(mail, "pop3", REAL_ADDR), target(mail, "pop3")]
+    first = probe.run(*args, cache=True)
+    assert first.rc == 0 and "(cached)" not in first.out, first
+    second = probe.run("--json", *args, cache=True)
+    assert second.rc == 0, second
+    assert second.json.get("cached") is True, second
+    assert second.json["starttls"] == "pop3", second
