@@ -295,11 +295,12 @@ static void
 run_hook(const struct mon_config *mc, const char *path, char **envp,
     const char *event)
 {
-	struct timespec tick = { 0, 10 * 1000 * 1000 };
-	unsigned int waited_ms = 0, limit = mc->hook_timeout_s * 1000;
+	struct timespec tick = { 0, 10 * 1000 * 1000 }, start, now;
+	int64_t waited_ms, limit = (int64_t)mc->hook_timeout_s * 1000;
 	int status, null;
 	pid_t pid, r;
 
+	clock_gettime(CLOCK_MONOTONIC, &start);
 	if ((pid = fork()) == -1) {
 		mon_log(mc, LOG_ERR, "hook %s: cannot fork: %s", path,
 		    strerror(errno));
@@ -335,6 +336,9 @@ run_hook(const struct mon_config *mc, const char *path, char **envp,
 			    strerror(errno));
 			return;
 		}
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		waited_ms = (int64_t)(now.tv_sec - start.tv_sec) * 1000 +
+		    (now.tv_nsec - start.tv_nsec) / 1000000;
 		if (waited_ms >= limit) {
 			kill(-pid, SIGKILL);
 			kill(pid, SIGKILL);
@@ -344,7 +348,6 @@ run_hook(const struct mon_config *mc, const char *path, char **envp,
 			return;
 		}
 		nanosleep(&tick, NULL);
-		waited_ms += 10;
 	}
 	/* Whatever the hook left running in its group goes with it. */
 	kill(-pid, SIGKILL);
@@ -581,10 +584,21 @@ alert_heartbeat(const struct mon_alert_opts *o, enum mon_status st,
 
 	iso_time(now, when, sizeof(when));
 	tell(o, MON_EV_HEARTBEAT, now, summary);
+	static const char *const unset[] = { "DETECTOR_SERVICE",
+	    "DETECTOR_HOST", "DETECTOR_PORT", "DETECTOR_PROTOCOL",
+	    "DETECTOR_EXPECTED_KEYS", "DETECTOR_SEEN_KEYS",
+	    "DETECTOR_UNEXPECTED_KEYS", "DETECTOR_RETURNING_KEYS",
+	    "DETECTOR_SUSPICIOUS_KEYS", "DETECTOR_PATHS", "DETECTOR_ERRORS",
+	    "DETECTOR_SPHERES_OK", "DETECTOR_SPHERES_DOWN", "DETECTOR_REPORT" };
+	size_t i;
+
 	env_set(&e, "DETECTOR_EVENT", "heartbeat");
 	env_set(&e, "DETECTOR_STATUS", mon_status_name(st));
 	env_set(&e, "DETECTOR_TIME", when);
 	env_set(&e, "DETECTOR_SUMMARY", summary);
+	/* Empty, so that nothing inherited under these names misleads. */
+	for (i = 0; i < sizeof(unset) / sizeof(unset[0]); i++)
+		env_set(&e, unset[i], "");
 	run_hooks(o->mc, &e, "heartbeat");
 	env_free(&e);
 }

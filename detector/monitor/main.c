@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <jansson.h>
 #include <nss.h>
 #include <prinit.h>
 #include <signal.h>
@@ -138,9 +139,16 @@ die(const char *fmt, ...)
 	fprintf(stderr, "detector-monitor: %s\n", msg);
 	if (run.o.once && !run.o.json)
 		printf("DETECTOR-MONITOR UNKNOWN - %s\n", msg);
-	else if (run.o.once)
-		printf("{\"status\": \"UNKNOWN\", \"exit\": 3, \"error\": "
-		    "\"see stderr\"}\n");
+	else if (run.o.once) {
+		json_t *j = json_pack("{s:s, s:i, s:s}", "status", "UNKNOWN",
+		    "exit", MON_UNKNOWN, "error", msg);
+		char *text = j ? json_dumps(j, JSON_PRESERVE_ORDER |
+		    JSON_COMPACT) : NULL;
+		printf("%s\n", text ? text : "{\"status\":\"UNKNOWN\","
+		    "\"exit\":3}");
+		free(text);
+		json_decref(j);
+	}
 	if (run.s.mc.syslog || run.o.syslog_)
 		syslog(LOG_ERR, "%s", msg);
 	exit(MON_UNKNOWN);

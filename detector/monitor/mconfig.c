@@ -773,18 +773,22 @@ static char *
 reader(char *str, int num, void *stream)
 {
 	struct pstate *ps = stream;
-	int c, n = 0;
+	int c, n = 0, any = 0;
 	char *p;
 
 	if (ps->failed)
 		return NULL;
+	/* The newline is not stored: inih strips trailing space anyway. */
 	while ((c = getc(ps->f)) != EOF) {
+		any = 1;
+		if (c == '\n')
+			break;
 		if (c == '\0') {
 			ps->line++;
 			pfail(ps, "NUL byte in the file");
 			return NULL;
 		}
-		if (n >= num - 1 || n >= LINE_MAX_LEN + 1) {
+		if (n >= num - 1 || n >= LINE_MAX_LEN) {
 			ps->line++;
 			pfail(ps, "line longer than %d characters (split "
 			    "it: 'pin' and 'pem' may be repeated)",
@@ -792,10 +796,8 @@ reader(char *str, int num, void *stream)
 			return NULL;
 		}
 		str[n++] = (char)c;
-		if (c == '\n')
-			break;
 	}
-	if (n == 0)
+	if (!any)
 		return NULL;
 	str[n] = '\0';
 	ps->line++;

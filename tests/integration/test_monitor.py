@@ -467,6 +467,9 @@ def _bad_configs(world, d):
         ("[monitor]\nheartbeat = 1d\n", ": no service to monitor"),
         ("[web\nhost = a.test\n", ":1: syntax error"),
         ("[we b]\nhost = a.test\n", ":1: section [we b]: a service name is letters"),
+        ("[web]\nhost = a.test\npin = %s\n" % ("a" * 194),
+         ":3: line longer than 199 characters"),
+        ("[web]\nhost = a.test\n  [mail]\n", ":3: indented section header"),
     ]
 
 
@@ -538,7 +541,9 @@ def test_state_file_damage_and_permissions(world, mon):
 
 
 def test_check_config_prints_the_services(world, mon):
-    mon.write({"mail": {"host": "mail.test", "port": 25, "pin": world.real.spki_sha256},
+    # A line of exactly 199 characters (the limit) is fine.
+    long_pin = world.real.spki_sha256 + " " * (199 - len("pin = ") - 64)
+    mon.write({"mail": {"host": "mail.test", "port": 25, "pin": long_pin},
                "imap": {"host": "mail.test", "protocol": "imap", "pem": world.real.crt,
                         "interval": "10m", "jitter": "0"}})
     r = mon.run("--check-config")
