@@ -579,3 +579,51 @@ class DualCertServer(_TcpService):
                 tls.sendall(b"HTTP/1.0 200 OK\r\n\r\nhello\n")
         except (OSError, ssl.SSLError):
             pass
+
+
+# --------------------------------------------------------------------------
+# Hostile STARTTLS servers (python threads), for the probe's I/O layer
+
+
+class HostileSmtp(_TcpService):
+    """An SMTP server on 127.0.0.2 that misbehaves in one way (mode):
+
+      inject   answers STARTTLS with "220 go ahead" and, in the same
+               segment, a forged reply (STARTTLS command injection)
+      endless  sends "220-" greeting lines forever, a few per 10 ms
+      silent   accepts and never greets
+    """
+    kind = "hostile-smtp"
+
+    def __init__(self, mode):
+        self.mode = mode
+        super().__init__(REAL_ADDR)
+
+    def handle(self, conn):
+        self._spawn(self._serve, conn)
+
+    def _serve(self, conn):
+        try:
+            conn.settimeout(IO_TIMEOUT)
+            if self.mode == "silent":
+                self._stop.wait(IO_TIMEOUT)
+                return
+            if self.mode == "endless":
+                end = time.monotonic() + IO_TIMEOUT
+                while time.monotonic() < end and not self._stop.is_set():
+                    conn.sendall(b"220-server.test still greeting you\r\n" * 4)
+                    time.sleep(0.01)
+                return
+            conn.sendall(b"220 server.test ESMTP\r\n")
+            _read_line(conn)
+            conn.sendall(b"250-server.test\r\n250 STARTTLS\r\n")
+            _read_line(conn)
+            conn.sendall(b"220 2.0.0 go ahead\r\n250 2.0.0 injected\r\n")
+            conn.recv(1024)
+        except (OSError, WorldError):
+            pass
+        finally:
+            try:
+                conn.close()
+            except OSError:
+                pass

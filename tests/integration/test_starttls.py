@@ -15,7 +15,7 @@ The servers start once for this module (about 2 s).
 import pytest
 
 from conftest import PROBE  # noqa: F401  (the binary under test)
-from mailservers import (PROTOCOLS, DualCertServer, MailServers,
+from mailservers import (PROTOCOLS, DualCertServer, HostileSmtp, MailServers,
                          starttls_peer_cert)
 from test_nss_hook import run_app, tstclnt
 from world import (HOST, MITM_ADDR, REAL_ADDR, WorldError, cert_sha256_der)
@@ -227,3 +227,50 @@ def test_cached_verdict_names_the_protocol(world, probe, mail):
     assert second.rc == 0, second
     assert second.json.get("cached") is True, second
     assert second.json["starttls"] == "pop3", second
+
+
+# -- hostile servers: the probe's I/O is bounded and strict
+
+@pytest.fixture(scope="module")
+def hostile(world):
+    servers = {m: HostileSmtp(m) for m in ("inject", "endless", "silent")}
+    yield servers
+    for s in servers.values():
+        s.stop()
+
+
+def hostile_run(probe, world, srv, *extra):
+    return probe.run("--starttls", "smtp", "-s", world.sphere_list(*world.honest),
+                     "--resolve", "%s:%d:%s" % (HOST, srv.port, REAL_ADDR), *extra,
+                     "%s:%d" % (HOST, srv.port))
+
+
+def test_bytes_after_the_go_ahead_are_refused(world, probe, hostile):
+    run = hostile_run(probe, world, hostile["inject"])
+    assert run.rc == 3, run
+    assert "SMTP server sent 20 bytes after agreeing to start TLS" in run.err, run
+    assert "possible STARTTLS command injection" in run.err, run
+
+
+def test_an_endless_greeting_is_cut_off(world, probe, hostile):
+    run = hostile_run(probe, world, hostile["endless"])
+    assert run.rc == 3, run
+    assert "SMTP server reply exceeds 8192 bytes" in run.err, run
+    assert run.elapsed < 5, run
+
+
+def test_a_silent_server_times_out_in_the_preamble(world, probe, hostile):
+    run = hostile_run(probe, world, hostile["silent"], "-t", "1000")
+    assert run.rc == 3, run
+    assert "timed out during the SMTP STARTTLS preamble" in run.err, run
+    assert run.elapsed < 5, run
+
+
+def test_spheres_refuse_bytes_after_the_go_ahead(world, probe, hostile):
+    srv = hostile["inject"]
+    run = probe.run("--json", "--survey", "--starttls", "smtp", "-s",
+                    world.sphere_list(*world.honest), "%s:%d" % (HOST, srv.port))
+    assert run.rc == 1, run
+    for s in run.json["spheres"]:
+        assert s["status"] == "failed", run
+        assert "possible STARTTLS command injection" in s["error"], run
