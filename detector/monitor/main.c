@@ -434,19 +434,24 @@ finish_cycle(struct setup *s, unsigned int ms, int *save_failed)
 	int64_t now = (int64_t)time(NULL);
 	size_t i;
 
-	for (i = 0; i < s->mc.nservices; i++)
-		if (s->cs[i].probed)
-			assess(s->cs[i].svc, s->mc.down_after, s->ss[i],
-			    &s->cs[i].obs, &s->cs[i].a);
+	for (i = 0; i < s->mc.nservices; i++) {
+		if (!s->cs[i].probed)
+			continue;
+		assess(s->cs[i].svc, s->mc.down_after, s->ss[i],
+		    &s->cs[i].obs, &s->cs[i].a);
+		s->cs[i].assessed = 1;
+	}
 	for (i = 0; i < s->mc.nservices; i++)
 		if (s->cs[i].probed)
 			alert_service(&ao, &s->cs[i]);
-	st = report_status(s->cs, s->mc.nservices);
+	st = report_status(s->cs, s->mc.nservices, 0);
 	if (s->mc.heartbeat_s > 0 &&
 	    now - run.st.heartbeat_last >= (int64_t)s->mc.heartbeat_s) {
+		/* Every service as last seen, not only those due now. */
 		report_summary(summary, sizeof(summary), s->cs,
-		    s->mc.nservices);
-		alert_heartbeat(&ao, st, summary);
+		    s->mc.nservices, 1);
+		alert_heartbeat(&ao, report_status(s->cs, s->mc.nservices, 1),
+		    summary);
 		run.st.heartbeat_last = now;
 	}
 	*save_failed = 0;

@@ -244,6 +244,7 @@ struct mon_cycle_service {
 	struct mon_observation obs;
 	struct mon_assessment a;
 	int probed;                     /* due this cycle */
+	int assessed;                   /* a, obs hold its last cycle */
 	char report[PATH_MAX];          /* report file written, if any */
 	/* What the engine returned; obs points into them until released. */
 	struct detector_path *direct;
@@ -268,7 +269,10 @@ void alert_heartbeat(const struct mon_alert_opts *o, enum mon_status st,
 void mon_log(const struct mon_config *mc, int prio, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-enum mon_status report_status(const struct mon_cycle_service *cs, size_t n);
+/* Over the services probed this cycle, or (all) every service with a
+ * last cycle, as the heartbeat reports them. */
+enum mon_status report_status(const struct mon_cycle_service *cs, size_t n,
+    int all);
 /* The Nagios status line with performance data (and long output). */
 void report_nagios(FILE *out, const struct mon_cycle_service *cs, size_t n,
     unsigned int ms);
@@ -277,6 +281,6 @@ int report_json(FILE *out, const struct mon_cycle_service *cs, size_t n,
     unsigned int ms, int64_t now);
 /* "2 services OK, 1 CRITICAL (web: unexpected key ...)" */
 void report_summary(char *buf, size_t size, const struct mon_cycle_service *cs,
-    size_t n);
+    size_t n, int all);
 
 #endif

@@ -12,13 +12,14 @@
 #include <time.h>
 
 enum mon_status
-report_status(const struct mon_cycle_service *cs, size_t n)
+report_status(const struct mon_cycle_service *cs, size_t n, int all)
 {
 	enum mon_status st = MON_OK;
 	size_t i;
 
 	for (i = 0; i < n; i++)
-		if (cs[i].probed && cs[i].a.status > st)
+		if ((all ? cs[i].assessed : cs[i].probed) &&
+		    cs[i].a.status > st)
 			st = cs[i].a.status;
 	return st;
 }
@@ -108,14 +109,14 @@ service_detail(const struct mon_cycle_service *cs, char *buf, size_t size)
 
 void
 report_summary(char *buf, size_t size, const struct mon_cycle_service *cs,
-    size_t n)
+    size_t n, int all)
 {
 	size_t i, len, probed = 0, bad = 0;
 	char one[512];
 
 	buf[0] = '\0';
 	for (i = 0; i < n; i++) {
-		if (!cs[i].probed)
+		if (!(all ? cs[i].assessed : cs[i].probed))
 			continue;
 		probed++;
 		if (cs[i].a.status == MON_OK)
@@ -137,14 +138,14 @@ report_nagios(FILE *out, const struct mon_cycle_service *cs, size_t n,
 	unsigned int sok, sdown, count[4] = { 0, 0, 0, 0 };
 	char summary[2048], one[512], hex[2 * MON_KEY_LEN + 1];
 	char target[MON_HOST_MAX + 32];
-	enum mon_status st = report_status(cs, n);
+	enum mon_status st = report_status(cs, n, 0);
 	size_t i, j;
 
 	sphere_counts(cs, n, &sok, &sdown);
 	for (i = 0; i < n; i++)
 		if (cs[i].probed)
 			count[cs[i].a.status]++;
-	report_summary(summary, sizeof(summary), cs, n);
+	report_summary(summary, sizeof(summary), cs, n, 0);
 	fprintf(out, "DETECTOR-MONITOR %s - %s | services=%u ok=%u warning=%u "
 	    "critical=%u spheres_ok=%u spheres_down=%u time=%.3fs\n",
 	    mon_status_name(st), summary, count[0] + count[1] + count[2],
@@ -229,7 +230,7 @@ int
 report_json(FILE *out, const struct mon_cycle_service *cs, size_t n,
     unsigned int ms, int64_t now)
 {
-	enum mon_status st = report_status(cs, n);
+	enum mon_status st = report_status(cs, n, 0);
 	json_t *root, *svcs = json_array();
 	unsigned int sok, sdown;
 	char when[32], summary[2048];
@@ -241,7 +242,7 @@ report_json(FILE *out, const struct mon_cycle_service *cs, size_t n,
 	gmtime_r(&tt, &tm);
 	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
 	sphere_counts(cs, n, &sok, &sdown);
-	report_summary(summary, sizeof(summary), cs, n);
+	report_summary(summary, sizeof(summary), cs, n, 0);
 	for (i = 0; i < n; i++)
 		if (cs[i].probed)
 			json_array_append_new(svcs, service_json(&cs[i]));

@@ -256,6 +256,12 @@ def test_daemon_alerts_once_over_several_cycles(world, mon):
     assert world.rogue.spki_sha256 in lines[0] and "web %s:%d/tls" % (HOST, srv.port) in lines[0]
     # Three cycles, one second apart: bounded, not a sleep of minutes.
     assert 1.5 < r.elapsed < 30, r
+    # --json in daemon mode: one line per cycle on stdout, events on stderr.
+    r = mon.run("--cycles", "2", "--interval", "1", "--json")
+    docs = r.json()
+    assert [d["status"] for d in docs] == ["CRITICAL", "CRITICAL"], r
+    assert [d["services"][0]["events"] for d in docs] == [[], []], r
+    assert len(mon.events()) == 1
     srv.stop()
 
 
