@@ -5,9 +5,11 @@
  * An ordinary non-blocking NSS client with no DetecTor code; it links the
  * system NSS, so run with the enhanced libssl3.so first on the library path
  * (build/detector-run, or LD_LIBRARY_PATH=build/lib) every handshake goes
- * through DetecTor.  It makes SEQ handshakes one after the other, then CONC
- * handshakes all in flight at once (one PR_Poll loop over every socket, as
- * an event-driven application would), cycling through the targets.  Every
+ * through DetecTor.  It makes SEQ handshakes one after the other, then
+ * twice CONC handshakes all in flight at once (one PR_Poll loop over every
+ * socket, as an event-driven application would), cycling through the
+ * targets; $SOAKCLIENT_PAUSE_MS (default 0) is slept before each
+ * concurrent round (to let cached verdicts expire).  Every
  * handshake is a full one (SSL_NO_CACHE), and each connection is closed
  * once its handshake is done.
  *
@@ -16,8 +18,8 @@
  * Prints "stats <phase> n=<handshakes> fds=<n> rss_kb=<n> threads=<n>" at
  * start (after NSS_Init), warm (after one handshake per target), every
  * REPORT_EVERY sequential handshakes, after the sequential phase (seq),
- * during the concurrent one (peak), after it (conc), and after 3 s idle
- * (idle); and "result <phase> ok=<n> failed=<n>" with one
+ * during and after each concurrent round (peak, conc, peak2, conc2), and
+ * after 3 s idle (idle); and "result <phase> ok=<n> failed=<n>" with one
  * "error <phase> <NAME> <count>" line per kind of failure.
  * Exit 0 if every handshake succeeded, 1 otherwise, 2 on a usage error.
  */
@@ -246,7 +248,7 @@ run(unsigned long count, unsigned long width, unsigned long report_every,
 			*next = (*next + 1) % ntargets;
 			started++;
 		}
-		if (peak != NULL && loops % 25 == 0) {
+		if (peak != NULL && loops % 2 == 0) {
 			now = sample_now();
 			max.fds = now.fds > max.fds ? now.fds : max.fds;
 			max.rss_kb = now.rss_kb > max.rss_kb ? now.rss_kb :
@@ -312,7 +314,9 @@ parse_target(const char *arg, struct target *t)
 int
 main(int argc, char **argv)
 {
-	struct tally warm = { 0 }, seq = { 0 }, conc = { 0 };
+	struct tally warm = { 0 }, seq = { 0 }, conc = { 0 }, conc2 = { 0 };
+	const char *pause = getenv("SOAKCLIENT_PAUSE_MS");
+	unsigned int pause_ms = pause ? (unsigned int)atoi(pause) : 0;
 	unsigned long nseq, nconc, every;
 	unsigned int next = 0, i;
 	struct rlimit rl;
@@ -351,14 +355,21 @@ main(int argc, char **argv)
 	run(nseq, 1, every, &next, &seq, NULL);
 	tally_print("seq", &seq);
 	stats("seq");
+	/* Two concurrent rounds: memory the allocator keeps after the first
+	 * is reused by the second; a leak would grow again. */
+	PR_Sleep(PR_MillisecondsToInterval(pause_ms));
 	run(nconc, nconc ? nconc : 1, 0, &next, &conc, "peak");
 	tally_print("conc", &conc);
 	stats("conc");
+	PR_Sleep(PR_MillisecondsToInterval(pause_ms));
+	run(nconc, nconc ? nconc : 1, 0, &next, &conc2, "peak2");
+	tally_print("conc2", &conc2);
+	stats("conc2");
 	PR_Sleep(PR_SecondsToInterval(3));
 	stats("idle");
 	if (NSS_Shutdown() != SECSuccess)
 		fprintf(stderr, "soakclient: NSS_Shutdown: %s\n",
 		    PR_ErrorToName(PR_GetError()));
 	PR_Cleanup();
-	return warm.failed || seq.failed || conc.failed;
+	return warm.failed || seq.failed || conc.failed || conc2.failed;
 }
