@@ -13,6 +13,7 @@
  */
 #include "monitor.h"
 
+#include <cert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -126,6 +127,30 @@ pem_out(FILE *f, const struct detector_der *der)
 	PR_Free(b64);
 }
 
+/* Subject, issuer and validity of a leaf, for people reading a report. */
+static void
+cert_names(FILE *f, const struct detector_der *der)
+{
+	CERTCertificate *c;
+	PRTime before, after;
+	char b[32], a[32];
+
+	c = CERT_DecodeCertFromPackage((char *)der->data, (int)der->len);
+	if (c == NULL) {
+		fprintf(f, "#   (not decodable by NSS)\n");
+		return;
+	}
+	fprintf(f, "#   subject %s\n#   issuer  %s\n",
+	    c->subjectName ? c->subjectName : "?",
+	    c->issuerName ? c->issuerName : "?");
+	if (CERT_GetCertTimes(c, &before, &after) == SECSuccess) {
+		iso_time((int64_t)(before / PR_USEC_PER_SEC), b, sizeof(b));
+		iso_time((int64_t)(after / PR_USEC_PER_SEC), a, sizeof(a));
+		fprintf(f, "#   valid   %s to %s\n", b, a);
+	}
+	CERT_DestroyCertificate(c);
+}
+
 static void
 reports_dir(const struct mon_config *mc, char *buf, size_t size)
 {
@@ -199,9 +224,9 @@ write_report(const struct mon_config *mc, struct mon_cycle_service *cs)
 		if (p->ok) {
 			mon_hex(p->spki, MON_KEY_LEN, hex);
 			mon_hex(p->cert, MON_KEY_LEN, cert);
-			fprintf(f, "  %-24s %s key %s%s\n  %-24s cert %s "
+			fprintf(f, "  %-24s %s key %s\n  %-24s cert %s "
 			    "(%u ms)\n", p->via, p->expected ? "expected  " :
-			    "UNEXPECTED", hex, "", "", cert, p->ms);
+			    "UNEXPECTED", hex, "", cert, p->ms);
 		} else {
 			fprintf(f, "  %-24s down       %s (%u ms)\n", p->via,
 			    p->error ? p->error : "no certificate", p->ms);
@@ -225,6 +250,8 @@ write_report(const struct mon_config *mc, struct mon_cycle_service *cs)
 			    p->cert, MON_KEY_LEN) == 0)
 				fprintf(f, " %s", obs->paths[j].via);
 		fprintf(f, "\n");
+		if (p->raw->ncerts > 0)
+			cert_names(f, &p->raw->certs[0]);
 		for (k = 0; k < p->raw->ncerts; k++)
 			pem_out(f, &p->raw->certs[k]);
 	}

@@ -217,6 +217,7 @@ def test_rogue_key_alerts_once_then_recovers(world, mon):
         text = f.read()
     assert world.rogue.spki_sha256 in text and world.real.spki_sha256 in text
     assert "".join(world.rogue.pem.split()) in "".join(text.split())
+    assert "#   subject CN=server.test\n#   issuer  CN=DetecTor Test CA\n" in text, text
 
     srv = swap(world, srv, "mon-rogue-swap-real", world.real)
     r = mon.run("--once")
