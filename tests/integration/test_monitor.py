@@ -14,6 +14,7 @@ import base64
 import fcntl
 import json
 import os
+import shutil
 import signal
 import stat
 import subprocess
@@ -128,6 +129,7 @@ class Monitor:
                         % (" ".join(argv), timeout, e.stdout), pytrace=False)
         r = MonRun(argv, proc, time.monotonic() - t0)
         print(r)
+        assert "leaked references" not in r.err, r     # NSS_Shutdown's verdict
         return r
 
     def events(self):
@@ -550,8 +552,10 @@ def test_state_file_damage_and_permissions(world, mon):
 def test_check_config_prints_the_services(world, mon):
     # A line of exactly 199 characters (the limit) is fine.
     long_pin = world.real.spki_sha256 + " " * (199 - len("pin = ") - 64)
+    # A relative pem path is relative to the configuration file's folder.
+    shutil.copy(world.real.crt, os.path.join(mon.dir, "real.pem"))
     mon.write({"mail": {"host": "mail.test", "port": 25, "pin": long_pin},
-               "imap": {"host": "mail.test", "protocol": "imap", "pem": world.real.crt,
+               "imap": {"host": "mail.test", "protocol": "imap", "pem": "real.pem",
                         "interval": "10m", "jitter": "0"}})
     r = mon.run("--check-config")
     assert r.rc == 0, r
