@@ -489,7 +489,7 @@ static int64_t
 next_due(const struct setup *s, size_t i, int64_t now)
 {
 	unsigned int interval, jitter;
-	uint32_t r = 0;
+	uint64_t r = 0;
 
 	if (run.o.interval > 0) {
 		interval = (unsigned int)run.o.interval;
@@ -499,9 +499,9 @@ next_due(const struct setup *s, size_t i, int64_t now)
 		jitter = mconfig_jitter(&s->mc, &s->mc.services[i]);
 	}
 	if (jitter > 0 && getrandom(&r, sizeof(r), 0) != sizeof(r))
-		r = (uint32_t)random();
+		r = (uint64_t)random();
 	return now + (int64_t)interval * 1000 +
-	    (jitter ? (int64_t)(r % (jitter * 1000u + 1)) : 0);
+	    (jitter ? (int64_t)(r % ((uint64_t)jitter * 1000 + 1)) : 0);
 }
 
 /* SIGHUP: a new configuration, or (if it does not load) the old one. */
