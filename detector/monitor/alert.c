@@ -407,9 +407,14 @@ run_hooks(const struct mon_config *mc, const struct hook_env *e,
 
 	if (mc->hooks_dir[0] == '\0')
 		return;
-	if (stat(mc->hooks_dir, &sb) == -1 || !S_ISDIR(sb.st_mode)) {
+	if (stat(mc->hooks_dir, &sb) == -1) {
 		mon_log(mc, LOG_ERR, "hooks folder %s: %s", mc->hooks_dir,
-		    errno ? strerror(errno) : "not a folder");
+		    strerror(errno));
+		return;
+	}
+	if (!S_ISDIR(sb.st_mode)) {
+		mon_log(mc, LOG_ERR, "hooks folder %s: not a folder",
+		    mc->hooks_dir);
 		return;
 	}
 	if (sb.st_mode & S_IWOTH) {
