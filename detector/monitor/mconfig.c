@@ -558,9 +558,20 @@ monitor_key(struct pstate *ps, const char *name, const char *value)
 	} else if (strcmp(name, "hooks") == 0) {
 		if (!once(ps, name, 1))
 			return 0;
+		struct stat sb;
 		if (set_path(ps, mc->hooks_dir, sizeof(mc->hooks_dir),
 		    value) == -1)
 			return pfail(ps, "key 'hooks': bad path '%s'", value);
+		/* A mistyped folder would swallow every alert: refuse it now. */
+		if (stat(mc->hooks_dir, &sb) == -1)
+			return pfail(ps, "key 'hooks': %s: %s", mc->hooks_dir,
+			    strerror(errno));
+		if (!S_ISDIR(sb.st_mode))
+			return pfail(ps, "key 'hooks': %s: not a folder",
+			    mc->hooks_dir);
+		if (sb.st_mode & S_IWOTH)
+			return pfail(ps, "key 'hooks': %s: writable by others "
+			    "(anyone could add a hook)", mc->hooks_dir);
 	} else if (strcmp(name, "reports") == 0) {
 		if (!once(ps, name, 2))
 			return 0;
