@@ -33,6 +33,9 @@ from world import (BROKEN_ADDR, HOST, MITM_ADDR, REAL_ADDR, Blackhole,
 
 EXITS = {0: "ACCEPT", 1: "UNDECIDED", 2: "REJECT", 3: "error"}
 SLACK = 1.5            # seconds allowed past a deadline (process start, NSS init)
+MAX_CALL_MS = 250      # longest NSS call in nbclient (polls every 50 ms): far
+                       # below the checks' seconds, above scheduling noise
+                       # on a loaded 2-core machine
 HOSTS = {HOST: REAL_ADDR}
 
 
@@ -324,7 +327,7 @@ def test_sphere_killed_mid_probe_nss_reject_policy(world, nssdb, tmpdir_, victim
     """The same through nbclient under detector-run with on_undecided =
     reject.  Expected: the handshake fails with DETECTOR_ERROR_UNDECIDED
     soon after the kill (never accepted), the application's thread is never
-    held (max_call within a poll interval + 30 ms)."""
+    held for the check (longest call under MAX_CALL_MS)."""
     port, victim = victim_world["port"], victim_world["victim"]
     info = kill_when_connected(victim, victim.log_size())
     app = run_app(world, tmpdir_, nbclient(nssdb, port, REAL_ADDR), REAL_ADDR,
@@ -335,7 +338,7 @@ def test_sphere_killed_mid_probe_nss_reject_policy(world, nssdb, tmpdir_, victim
     assert "killed_at" in info, app
     [(result, max_call)] = nb_results(app)
     assert result.startswith("failed DETECTOR_ERROR_UNDECIDED"), app
-    assert max_call <= 80, app
+    assert max_call <= MAX_CALL_MS, app
     assert app.elapsed < 10, app
 
 
@@ -358,7 +361,7 @@ def test_nss_slowloris_spheres_bounded_by_deadline(world, nssdb, tmpdir_, misfit
     [(result, max_call)] = nb_results(app)
     assert result == "ok", app
     assert "on_undecided = accept" in app.err, app
-    assert max_call <= 80, app
+    assert max_call <= MAX_CALL_MS, app
     assert 1.8 <= app.elapsed <= 2.0 + 3 * SLACK, app
 
 

@@ -133,7 +133,7 @@ def test_soak(soak_world):
     hits = proc.stderr.count("remembered verdict")
     excluded = proc.stderr.count("not probed: excluded")
     joined = proc.stderr.count("joined the check already running")
-    report = ["soak: %d sequential + %d concurrent handshakes, %d targets, %.1f s"
+    report = ["soak: %d sequential + 2 x %d concurrent handshakes, %d targets, %.1f s"
               % (seq, conc, len(targets), elapsed),
               "decisions: %d probed, %d joined a running check, %d from the cache, "
               "%d excluded" % (probes, joined, hits, excluded)]
