@@ -819,12 +819,21 @@ reader(char *str, int num, void *stream)
 	if (*p == '[') {
 		if (!start_section(ps, p))
 			return NULL;
-	} else {
-		while (*p == ' ' || *p == '\t')
+	} else if (*p == ' ' || *p == '\t') {
+		/* inih would take an indented line after a key as more of
+		 * that key's value: "host = a" then "  pin = ..." would read
+		 * as a second host.  Say what is wrong instead. */
+		while (*p == ' ' || *p == '\t' || *p == '\r')
 			p++;
 		if (*p == '[') {
 			pfail(ps, "indented section header: remove the "
 			    "spaces before '['");
+			return NULL;
+		}
+		if (*p != '\0' && *p != ';' && *p != '#') {
+			pfail(ps, "indented line: remove the leading spaces "
+			    "(continuation lines are not supported; 'pin' and "
+			    "'pem' may be repeated)");
 			return NULL;
 		}
 	}

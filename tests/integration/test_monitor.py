@@ -483,6 +483,7 @@ def _bad_configs(world, d):
         ("[web]\nhost = a.test\npin = %s\n" % ("a" * 194),
          ":3: line longer than 199 characters"),
         ("[web]\nhost = a.test\n  [mail]\n", ":3: indented section header"),
+        ("[web]\nhost = a.test\n  pin = %s\n" % pin, ":3: indented line: remove the leading"),
     ]
 
 
