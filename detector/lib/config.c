@@ -347,6 +347,7 @@ parse_bool(const char *s, int *out)
 static const char *const config_keys[] = {
 	"spheres", "quorum", "probe_timeout_ms", "deadline_ms", "exclude",
 	"on_undecided", "enabled", "log", "cache", "cache_validity",
+	"starttls",
 };
 #define NKEYS (sizeof(config_keys) / sizeof(config_keys[0]))
 
@@ -452,6 +453,74 @@ config_read_line(char *str, int num, void *stream)
 	return str;
 }
 
+/*
+ * `starttls = 2525:smtp 5269:xmpp 8443:none`: which plaintext preamble the
+ * NSS integration's probes speak for a port, where it is not the port's
+ * usual one.  Comma or space separated PORT:PROTO pairs.
+ */
+static int
+parse_starttls(struct detector_config *cfg, const char *value, char *why,
+    size_t whylen)
+{
+	char buf[1024], *tok, *save = NULL, *colon;
+	enum detector_starttls proto;
+	unsigned int port, i;
+
+	if (strlen(value) >= sizeof(buf)) {
+		snprintf(why, whylen, "value too long");
+		return -1;
+	}
+	strcpy(buf, value);
+	cfg->nstarttls = 0;
+	for (tok = strtok_r(buf, ", \t", &save); tok != NULL;
+	    tok = strtok_r(NULL, ", \t", &save)) {
+		if ((colon = strchr(tok, ':')) == NULL) {
+			snprintf(why, whylen, "'%s' is not PORT:PROTOCOL (e.g. "
+			    "2525:smtp)", tok);
+			return -1;
+		}
+		*colon = '\0';
+		if (parse_uint(tok, 65535, &port) == -1 || port == 0) {
+			snprintf(why, whylen, "'%s' is not a port from 1 to "
+			    "65535", tok);
+			return -1;
+		}
+		if (detector_starttls_parse(colon + 1, &proto) == -1) {
+			snprintf(why, whylen, "'%s' is not one of none, smtp, "
+			    "imap, pop3, xmpp, ldap", colon + 1);
+			return -1;
+		}
+		for (i = 0; i < cfg->nstarttls; i++) {
+			if (cfg->starttls[i].port == port) {
+				snprintf(why, whylen, "port %u is listed twice",
+				    port);
+				return -1;
+			}
+		}
+		if (cfg->nstarttls == CONFIG_STARTTLS_MAX) {
+			snprintf(why, whylen, "more than %d ports",
+			    CONFIG_STARTTLS_MAX);
+			return -1;
+		}
+		cfg->starttls[cfg->nstarttls].port = port;
+		cfg->starttls[cfg->nstarttls++].proto = proto;
+	}
+	return 0;
+}
+
+enum detector_starttls
+config_starttls_for_port(const struct detector_config *cfg,
+    unsigned int port)
+{
+	unsigned int i;
+
+	for (i = 0; i < cfg->nstarttls; i++) {
+		if (cfg->starttls[i].port == port)
+			return cfg->starttls[i].proto;
+	}
+	return detector_starttls_for_port(port);
+}
+
 static int
 config_ini_handler(void *user, const char *section, const char *name,
     const char *value)
@@ -527,10 +596,15 @@ config_ini_handler(void *user, const char *section, const char *name,
 			return ini_fail(st, name, "'%s' is not one of off, "
 			    "errors, decisions (optionally followed by "
 			    "',syslog' or ',stderr')", value);
+	} else if (strcmp(name, "starttls") == 0) {
+		if (parse_starttls(cfg, value, st->what,
+		    sizeof(st->what)) == -1)
+			return ini_fail(st, name, "%s", st->what);
 	} else {
 		return ini_fail(st, name, "unknown key (known: spheres, "
 		    "quorum, probe_timeout_ms, deadline_ms, exclude, "
-		    "on_undecided, enabled, log, cache, cache_validity)");
+		    "on_undecided, enabled, log, cache, cache_validity, "
+		    "starttls)");
 	}
 	return 1;
 }

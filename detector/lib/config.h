@@ -10,6 +10,8 @@
 #include "detector.h"
 #include "exclude.h"
 
+#define CONFIG_STARTTLS_MAX 32    /* `starttls` port mappings */
+
 struct sphere {
 	struct sockaddr_storage addr;
 	char text[64];                  /* "127.0.0.1:9160", "[::1]:9160" */
@@ -34,6 +36,12 @@ struct detector_config {
 	char cache_path[PATH_MAX];      /* "": the per-user default; "off" */
 	unsigned int cache_validity_s;  /* how long an ACCEPT is trusted */
 	struct exclude_list exclude;
+	/* `starttls`: ports whose preamble differs from the usual one. */
+	struct {
+		unsigned int port;
+		enum detector_starttls proto;
+	} starttls[CONFIG_STARTTLS_MAX];
+	unsigned int nstarttls;
 	char path[PATH_MAX];            /* file loaded by load_default, if any */
 	char err[1024];
 };
@@ -53,6 +61,11 @@ int config_parse_log(const char *value, enum log_level *level, int *syslog_);
  */
 int config_load_string(struct detector_config *cfg, const char *text,
     size_t len, const char *name);
+
+/* The STARTTLS preamble for port: the `starttls` key's mapping, else the
+ * port's usual one (detector_starttls_for_port). */
+enum detector_starttls config_starttls_for_port(
+    const struct detector_config *cfg, unsigned int port);
 
 /* Deep copy (the exclude list is heap memory). */
 int config_copy(struct detector_config *dst, const struct detector_config *src);

@@ -197,8 +197,12 @@ probe_and_decide(const char *host, unsigned int port,
 	enum detector_verdict v = DETECTOR_UNDECIDED;
 	int error;
 
+	/* The application spoke the port's plaintext preamble itself before
+	 * handing the socket to NSS (Pidgin's XMPP on 5222, a mail client on
+	 * 587): the probes must speak it too. */
 	if (ctx == NULL || detector_configure(ctx, cfg) == -1 ||
-	    detector_check(ctx, host, port, der, len, &res) == -1) {
+	    detector_set_starttls(ctx, config_starttls_for_port(cfg, port)) ==
+	    -1 || detector_check(ctx, host, port, der, len, &res) == -1) {
 		detector_log(cfg, LOG_ERRORS, "%s:%u: the check could not be "
 		    "made: %s", host, port, ctx ? detector_error(ctx) :
 		    "out of memory");

@@ -16,8 +16,10 @@
  *   --reset-own    call SSL_ResetHandshake instead of accepting (the same
  *                  misuse while the application's own check is pending)
  *
- * usage: asyncclient [-n N] [-t MS] [--twice|--refuse-late|--reset|--reset-own] DBDIR HOST PORT ADDR
+ * usage: asyncclient [-n N] [-t MS] [--smtp] [--twice|--refuse-late|--reset|--reset-own] DBDIR HOST PORT ADDR
  * -t MS gives up after MS milliseconds (default 60000).
+ * --smtp speaks SMTP's plaintext EHLO/STARTTLS first (blocking), as a mail
+ * client does, then hands the socket to NSS.
  * prints per connection "result: ok" or "result: failed <NAME>: <text>",
  * then "max_poll_ms: N" (the longest single PR_Poll call), "polls: N" and
  * "total_ms: N".  Exit 0 if every connection succeeded.
@@ -51,6 +53,7 @@ struct conn {
 
 static enum misbehaviour misbehaviour = NONE;
 static int limit_ms = LIMIT_MS;
+static int starttls_smtp;
 
 static SECStatus
 auth_later(void *arg, PRFileDesc *fd, PRBool checksig, PRBool is_server)
@@ -121,6 +124,53 @@ misbehave(struct conn *c)
 	c->misbehaved = 1;
 }
 
+/* Reads one SMTP reply (all its lines); returns its code or -1. */
+static int
+smtp_reply(PRFileDesc *tcp)
+{
+	char line[1024];
+	size_t n = 0;
+
+	for (;;) {
+		char ch;
+
+		if (PR_Recv(tcp, &ch, 1, 0, PR_SecondsToInterval(10)) != 1 ||
+		    n + 1 >= sizeof(line))
+			return -1;
+		line[n++] = ch;
+		if (ch != '\n')
+			continue;
+		line[n] = '\0';
+		if (n < 4)
+			return -1;
+		if (line[3] == ' ')
+			return atoi(line);
+		n = 0;                  /* "250-..." : more lines follow */
+	}
+}
+
+static int
+smtp_send(PRFileDesc *tcp, const char *cmd)
+{
+	int len = (int)strlen(cmd);
+
+	return PR_Send(tcp, cmd, len, 0, PR_SecondsToInterval(10)) == len ?
+	    0 : -1;
+}
+
+/* The plaintext part of SMTP STARTTLS (RFC 3207), as a mail client does
+ * before it hands the socket to NSS. */
+static int
+smtp_starttls(PRFileDesc *tcp, const PRNetAddr *addr)
+{
+	if (PR_Connect(tcp, addr, PR_SecondsToInterval(10)) != PR_SUCCESS ||
+	    smtp_reply(tcp) != 220 || smtp_send(tcp, "EHLO client.test\r\n") ||
+	    smtp_reply(tcp) != 250 || smtp_send(tcp, "STARTTLS\r\n") ||
+	    smtp_reply(tcp) != 220)
+		return -1;
+	return 0;
+}
+
 static int
 open_conn(struct conn *c, const char *host, const PRNetAddr *addr)
 {
@@ -129,6 +179,10 @@ open_conn(struct conn *c, const char *host, const PRNetAddr *addr)
 
 	if (tcp == NULL)
 		return -1;
+	if (starttls_smtp && smtp_starttls(tcp, addr) == -1) {
+		PR_Close(tcp);
+		return -1;
+	}
 	opt.option = PR_SockOpt_Nonblocking;
 	opt.value.non_blocking = PR_TRUE;
 	PR_SetSocketOption(tcp, &opt);
@@ -141,8 +195,8 @@ open_conn(struct conn *c, const char *host, const PRNetAddr *addr)
 	    SSL_AuthCertificateHook(c->fd, auth_later, c) != SECSuccess ||
 	    SSL_ResetHandshake(c->fd, PR_FALSE) != SECSuccess)
 		return -1;
-	if (PR_Connect(c->fd, addr, PR_INTERVAL_NO_WAIT) != PR_SUCCESS &&
-	    PR_GetError() != PR_IN_PROGRESS_ERROR)
+	if (!starttls_smtp && PR_Connect(c->fd, addr, PR_INTERVAL_NO_WAIT) !=
+	    PR_SUCCESS && PR_GetError() != PR_IN_PROGRESS_ERROR)
 		return -1;
 	return 0;
 }
@@ -196,11 +250,13 @@ main(int argc, char **argv)
 			misbehaviour = RESET;
 		else if (strcmp(argv[a], "--reset-own") == 0)
 			misbehaviour = RESET_OWN;
+		else if (strcmp(argv[a], "--smtp") == 0)
+			starttls_smtp = 1;
 		else
 			break;
 	}
 	if (argc - a != 4 || n < 1 || n > MAX_CONNS) {
-		fprintf(stderr, "usage: asyncclient [-n N] [-t MS] [--twice|"
+		fprintf(stderr, "usage: asyncclient [-n N] [-t MS] [--smtp] [--twice|"
 		    "--refuse-late|--reset|--reset-own] DBDIR HOST PORT ADDR\n");
 		return 2;
 	}

@@ -135,6 +135,11 @@ test_file_errors_name_file_line_key(void **state)
 		{ "[tor]\nquorum = 3\n", ":2:", "unknown section" },
 		{ "quorum\n", ":1:", "syntax error" },
 		{ "[detector\n", ":1:", "syntax error" },
+		{ "starttls = 2525\n", ":1:", "not PORT:PROTOCOL" },
+		{ "starttls = 0:smtp\n", ":1:", "not a port" },
+		{ "starttls = 65536:smtp\n", ":1:", "not a port" },
+		{ "starttls = 2525:smtps\n", ":1:", "'smtps' is not one of" },
+		{ "starttls = 2525:smtp 2525:imap\n", ":1:", "listed twice" },
 	};
 	struct detector_config *c = detector_config_new();
 	size_t i;
@@ -412,6 +417,29 @@ test_exclude_prefix_strict(void **state)
 	    "t.conf:2: ", "key 'exclude'");
 }
 
+/* `starttls` maps ports to preambles; other ports keep their usual one. */
+static void
+test_starttls_ports(void **state)
+{
+	struct detector_config *c = detector_config_new();
+	const char *p = write_file("st.conf",
+	    "[detector]\nstarttls = 2525:smtp, 5269:xmpp 587:none\n");
+
+	(void)state;
+	assert_int_equal(detector_config_load_file(c, p), 0);
+	assert_int_equal(config_starttls_for_port(c, 2525),
+	    DETECTOR_STARTTLS_SMTP);
+	assert_int_equal(config_starttls_for_port(c, 5269),
+	    DETECTOR_STARTTLS_XMPP);
+	assert_int_equal(config_starttls_for_port(c, 587),
+	    DETECTOR_STARTTLS_NONE);
+	assert_int_equal(config_starttls_for_port(c, 143),
+	    DETECTOR_STARTTLS_IMAP);
+	assert_int_equal(config_starttls_for_port(c, 443),
+	    DETECTOR_STARTTLS_NONE);
+	detector_config_free(c);
+}
+
 int
 main(void)
 {
@@ -427,6 +455,7 @@ main(void)
 		cmocka_unit_test(test_continuation_lines_refused),
 		cmocka_unit_test(test_line_numbers_exact),
 		cmocka_unit_test(test_exclude_prefix_strict),
+		cmocka_unit_test(test_starttls_ports),
 	};
 	return cmocka_run_group_tests_name("config", tests, setup, teardown);
 }
