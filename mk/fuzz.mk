@@ -3,6 +3,9 @@
 #   make fuzz [FUZZ_SECONDS=60]   run each target for FUZZ_SECONDS
 #                                 (FUZZ_SECONDS_<target> for one target)
 #                                 (-j2: two targets at once)
+#                                 FUZZ_FLAGS / FUZZ_FLAGS_<target>: more
+#                                 libFuzzer flags (-fork=2: two processes
+#                                 for one slow target)
 #   make fuzz-regress             run each target over its seed corpus once
 #                                 (part of `make test`)
 #
@@ -52,7 +55,8 @@ fuzz: $(FUZZ_BINS)
 	@$(MAKE) --no-print-directory $(FUZZ_TARGETS:%=fuzz-run-%)
 	@for t in $(FUZZ_TARGETS); do \
 	  printf 'fuzz_%-10s %s %s\n' $$t \
-	    "$$(grep -E '^Done [0-9]+ runs' $(FUZZ_BUILD)/fuzz-$$t.log)" \
+	    "$$(grep -E '^Done [0-9]+ runs|^#[0-9]+: cov' \
+	      $(FUZZ_BUILD)/fuzz-$$t.log | tail -1 | cut -d' ' -f1-5)" \
 	    "$$(grep -oE 'cov: [0-9]+ ft: [0-9]+' $(FUZZ_BUILD)/fuzz-$$t.log | \
 	      tail -1)"; \
 	done
@@ -64,12 +68,13 @@ fuzz-run-%: $(FUZZ_BUILD)/fuzz_% fuzz-force
 	@start=$$(date +%s); \
 	if ! $(FUZZ_BUILD)/fuzz_$* -max_total_time=$(or $(FUZZ_SECONDS_$*),$(FUZZ_SECONDS)) \
 	    -print_final_stats=1 -artifact_prefix=$(FUZZ_BUILD)/ \
+	    $(FUZZ_FLAGS) $(FUZZ_FLAGS_$*) \
 	    $(FUZZ_BUILD)/corpus/$* tests/fuzz/corpus/$* \
 	    >$(FUZZ_BUILD)/fuzz-$*.log 2>&1; then \
 	  tail -40 $(FUZZ_BUILD)/fuzz-$*.log; exit 1; \
 	fi; \
 	echo "fuzz_$*: $$(( $$(date +%s) - start )) s"; \
-	grep -E "^Done [0-9]+ runs" $(FUZZ_BUILD)/fuzz-$*.log
+	grep -E "^Done [0-9]+ runs|^#[0-9]+: cov" $(FUZZ_BUILD)/fuzz-$*.log | tail -1
 
 # detector-monitor: its configuration file and its state file.
 FUZZ_TARGETS += monitor_config monitor_history
