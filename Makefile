@@ -74,13 +74,15 @@ $(BUILD)/detector-monitor: $(wildcard detector/monitor/*.c detector/monitor/*.h)
 	@$(if $(Q),echo "  CCLD    $@")
 	$(Q)$(CC) $(CFLAGS) -o $@ $(filter %.c,$^) $(LIB_A) $(LDFLAGS) $(PKG_LIBS)
 
+# Copied atomically (rename): a program running from build/lib while make
+# runs must never map a half-written library.
 $(BUILD)/lib/libdetector.so.0: $(LIB_SO)
 	@mkdir -p $(@D)
-	cp $< $@
+	cp $< $@.tmp && mv -f $@.tmp $@
 
 $(BUILD)/lib/libssl3.so: nss
 	@mkdir -p $(@D)
-	cp $(NSS_SSL_SO) $@
+	@cmp -s $(NSS_SSL_SO) $@ || { cp $(NSS_SSL_SO) $@.tmp && mv -f $@.tmp $@; }
 
 $(BUILD)/detector-run: detector/tools/detector-run
 	install -m 0755 $< $@

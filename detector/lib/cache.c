@@ -162,12 +162,43 @@ truncated(MDB_env *env, const char *path)
 	    ((unsigned long long)info.me_last_pgno + 1) * st.ms_psize;
 }
 
+/*
+ * LMDB sizes its lock file with ftruncate() and then writes to it through
+ * a shared mapping: on a full file system the first write has no block to
+ * land on and the process dies of SIGBUS (found by the fault matrix).  So
+ * the blocks are allocated here first, where a full disk is an error.
+ * 16 KiB holds LMDB's reader table (8 KiB for its default 126 readers);
+ * LMDB takes a larger existing file as room for more readers.
+ */
+#define CACHE_LOCK_SIZE 16384
+
+static int
+reserve_lock(const char *path)
+{
+	char lock[4200];
+	struct stat sb;
+	int fd, rc = 0;
+
+	snprintf(lock, sizeof(lock), "%s-lock", path);
+	if ((fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW,
+	    0600)) == -1)
+		return errno;
+	if (fstat(fd, &sb) == -1)
+		rc = errno;
+	else if (sb.st_size < CACHE_LOCK_SIZE)
+		rc = posix_fallocate(fd, 0, CACHE_LOCK_SIZE);
+	close(fd);
+	return rc;
+}
+
 static int
 try_open(struct cache *c, const char *path, int readonly, int *mdb_rc)
 {
 	MDB_txn *txn;
 	int rc;
 
+	if (!readonly && (rc = reserve_lock(path)) != 0)
+		goto fail;
 	if ((rc = mdb_env_create(&c->env)) != 0)
 		goto fail;
 	if ((rc = mdb_env_set_mapsize(c->env, CACHE_MAP_SIZE)) != 0)
