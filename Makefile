@@ -110,10 +110,13 @@ $(BUILD)/tests/purple_client: tests/hook/purple_client.c
 	  -DPURPLE_PLUGIN_DIR='"$(shell pkg-config --variable=plugindir purple)"' \
 	  -o $@ $< $(LDFLAGS) $(shell pkg-config --libs $(PURPLE_PKGS))
 
+# test_monitor_assess.c includes detector-monitor's sources.
+$(BUILD)/tests/test_monitor_assess: $(wildcard detector/monitor/*.c detector/monitor/*.h)
+
 $(BUILD)/tests/test_%: tests/unit/test_%.c $(LIB_A)
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  CC      $@")
-	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(PKG_LIBS) -lcmocka
+	$(Q)$(CC) $(CFLAGS) -o $@ $< $(LIB_A) $(LDFLAGS) $(PKG_LIBS) -lcmocka
 
 unit: $(UNIT_TESTS)
 	@fail=0; for t in $(UNIT_TESTS); do echo "== $$t"; $$t || fail=1; done; exit $$fail

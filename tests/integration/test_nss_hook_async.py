@@ -98,8 +98,9 @@ def test_many_waiting_sockets_pause_once_per_round(world, nssdb, tmpdir_):
     assert results(app) == ["ok"] * n, app
     max_poll = int(re.search(r"^max_poll_ms: (\d+)$", app.out, re.M).group(1))
     polls = int(re.search(r"^polls: (\d+)$", app.out, re.M).group(1))
-    # 20 x 10 ms before the fix; one pause (about 10-25 ms) after.
-    assert max_poll <= POLL_MS + 30, app
+    # 20 x 10 ms = 200 ms before the fix; one pause (about 10-25 ms, more
+    # on a loaded machine or under ASan) after.
+    assert max_poll <= POLL_MS + 60, app
     assert app.elapsed >= 1.4, "the check should have run to its timeout:\n%s" % app
     assert polls >= 20, "the loop kept turning while the check ran:\n%s" % app
 
