@@ -160,7 +160,8 @@ DETECTOR_API int detector_config_load_file(struct detector_config *cfg,
  * Loads the first file found of $DETECTOR_CONFIG (which must exist if set),
  * ~/.config/detector/detector.conf and /etc/detector/detector.conf (none is
  * fine), then applies $DETECTOR_SPHERES if set.  The path loaded, if any, is
- * returned by detector_config_path().
+ * returned by detector_config_path() (which also names the file last loaded
+ * by detector_config_load_file()).
  */
 DETECTOR_API int detector_config_load_default(struct detector_config *cfg);
 DETECTOR_API const char *detector_config_path(const struct detector_config *cfg);

@@ -723,6 +723,8 @@ detector_config_load_file(struct detector_config *cfg, const char *path)
 	fclose(f);
 	rc = config_load_string(cfg, text, len, path);
 	free(text);
+	if (rc == 0)
+		snprintf(cfg->path, sizeof(cfg->path), "%s", path);
 	return rc;
 }
 

@@ -113,6 +113,7 @@ test_file_ok(void **state)
 	assert_int_equal(c->deadline_ms, 3000);
 	assert_int_equal(c->exclude.n, 3);
 	assert_int_equal(c->on_undecided, DETECTOR_UNDECIDED_REJECT);
+	assert_string_equal(detector_config_path(c), p);
 	detector_config_free(c);
 }
 
