@@ -33,7 +33,8 @@ LIB_A    := $(BUILD)/libdetector.a
 LIB_SO   := $(BUILD)/libdetector.so.0
 
 TOOLS    := $(BUILD)/sphere-probe $(BUILD)/detector-run $(BUILD)/tests/nbclient \
-            $(BUILD)/tests/asyncclient $(BUILD)/tests/purple_client \
+            $(BUILD)/tests/asyncclient $(BUILD)/tests/gluefork \
+            $(BUILD)/tests/purple_client \
             $(BUILD)/detector-monitor
 # What detector-run puts first on LD_LIBRARY_PATH: the enhanced libssl3.so
 # (mk/nss.mk) next to libdetector.so.0.
@@ -98,6 +99,12 @@ $(BUILD)/tests/asyncclient: tests/hook/asyncclient.c
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  CC      $@")
 	$(Q)$(CC) $(CFLAGS) -o $@ $< $(LDFLAGS) $(shell pkg-config --libs nss nspr)
+
+# libdetector's NSS interface across fork() (loads the library itself).
+$(BUILD)/tests/gluefork: tests/hook/gluefork.c
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  CC      $@")
+	$(Q)$(CC) $(CFLAGS) -o $@ $< $(LDFLAGS) $(shell pkg-config --libs nss nspr) -ldl -lpthread
 
 # A Pidgin-family application: libpurple's TLS through its ssl-nss.so plugin,
 # which links the system NSS.  The driver itself links NSPR only to print

@@ -28,7 +28,9 @@ extern "C" {
 #define DETECTOR_NSS_DECIDED 0   /* *error is the answer: 0 accepts */
 #define DETECTOR_NSS_PENDING 1   /* done() will be called, or cancel() */
 
-/* Called once, from another thread, with 0 (accept) or a refusal code. */
+/* Called once, from another thread, with 0 (accept) or a refusal code.
+ * It may run before check() has returned (libssl holds the socket's
+ * handshake locks across check(), so it waits for them). */
 typedef void (*detector_nss_done_fn)(void *arg, int error);
 
 struct detector_nss_ops {
@@ -45,7 +47,14 @@ struct detector_nss_ops {
 	    const unsigned char *der, unsigned int der_len, int may_block,
 	    detector_nss_done_fn done, void *arg, void **pending,
 	    int *error);
-	/* After cancel() returns, done() is not running and never will. */
+	/*
+	 * Called exactly once per pending check, also after done() ran (it
+	 * releases the handle).  After cancel() returns, done() is not
+	 * running and never will, with one exception: called from inside
+	 * done() itself (an application callback that closes its socket
+	 * from within the handshake), it cannot wait for done() to return.
+	 * A handle inherited through fork() is never delivered in the child.
+	 */
 	void (*cancel)(void *pending);
 };
 

@@ -32,6 +32,7 @@
 #include <prlock.h>
 #include <pratom.h>
 #include <prthread.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -100,6 +101,35 @@ glue_open_cache(const struct detector_config *cfg)
 		detector_log(cfg, LOG_ERRORS, "%s", note);
 }
 
+/* The worker pool's lists (see "Checks for non-blocking sockets" below),
+ * guarded by glue.lock. */
+struct check;
+static struct {
+	PRCondVar *changed;             /* a waiter left RUNNING */
+	struct check *running, *queued, **queued_tail;
+	unsigned int nworkers;
+} glue_jobs;
+
+/*
+ * After fork() the child has one thread: the parent's workers, and any lock
+ * one of them held, did not come along.  The child starts an empty pool
+ * with fresh locks; what the parent's pool held is left alone (a few
+ * bytes), and the parent's waiters are never waited for (glue_cancel).
+ */
+static void
+glue_atfork_child(void)
+{
+	PRLock *lock = PR_NewLock();
+
+	if (lock == NULL)
+		return;         /* keep the old one: better than none */
+	glue.lock = lock;
+	glue_jobs.changed = NULL;       /* re-made on first use */
+	glue_jobs.running = glue_jobs.queued = NULL;
+	glue_jobs.queued_tail = &glue_jobs.queued;
+	glue_jobs.nworkers = 0;
+}
+
 /* The process's DetecTor settings, read once. */
 static PRStatus
 glue_init(void)
@@ -107,6 +137,7 @@ glue_init(void)
 	struct detector_config *cfg = detector_config_new();
 
 	(void)PR_ErrorInstallTable(&glue_error_table);
+	(void)pthread_atfork(NULL, NULL, glue_atfork_child);
 	glue.lock = PR_NewLock();
 	if (cfg == NULL || glue.lock == NULL) {
 		snprintf(glue.cfg_error, sizeof(glue.cfg_error),
@@ -250,6 +281,7 @@ struct waiter {
 	void *arg;
 	enum waiter_state state;
 	PRThread *runner;               /* the thread calling done() */
+	pid_t pid;                      /* the process whose pool has it */
 	struct waiter *next;
 	int refs;                       /* the socket's and the check's */
 };
@@ -264,11 +296,6 @@ struct check {
 	struct check *next;             /* in glue_jobs.queued / .running */
 };
 
-static struct {
-	PRCondVar *changed;             /* a waiter left RUNNING */
-	struct check *running, *queued, **queued_tail;
-	unsigned int nworkers;
-} glue_jobs;
 
 static void
 waiter_unref_locked(struct waiter *w)
@@ -321,9 +348,11 @@ deliver(struct check *c, int error)
 	check_free(c);
 }
 
-/* Every socket that waited has given up (closed, reset): skip probing. */
+/* Every socket that waited has given up (closed, reset): skip probing.
+ * The check leaves the running list in the same critical section, so that
+ * no new handshake can join it and be "accepted" without a probe. */
 static int
-abandoned(const struct check *c)
+abandoned(struct check *c)
 {
 	const struct waiter *w;
 	int all = 1;
@@ -331,6 +360,8 @@ abandoned(const struct check *c)
 	PR_Lock(glue.lock);
 	for (w = c->waiters; w != NULL; w = w->next)
 		all &= w->state == W_CANCELLED;
+	if (all)
+		list_remove(&glue_jobs.running, c);
 	PR_Unlock(glue.lock);
 	return all;
 }
@@ -361,6 +392,9 @@ glue_cancel(void *pending)
 {
 	struct waiter *w = pending;
 
+	if (w->pid != getpid())
+		return;         /* the parent's, inherited by fork(): no thread
+				 * here will ever deliver it; leave it be */
 	PR_Lock(glue.lock);
 	if (w->state == W_PENDING)
 		w->state = W_CANCELLED;
@@ -403,6 +437,7 @@ start_job(const char *host, unsigned int port, const unsigned char *der,
 	w->done = done;
 	w->arg = arg;
 	w->refs = 2;
+	w->pid = getpid();
 
 	PR_Lock(glue.lock);
 	if (glue_jobs.changed == NULL) {
