@@ -104,9 +104,10 @@ def test_soak(soak_world):
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("DETECTOR_") and k not in ("LD_LIBRARY_PATH", "LD_PRELOAD")}
     env.update(HOME=home, DETECTOR_CONFIG=conf, DETECTOR_LOG="decisions")
-    # A private copy of the enhanced libraries: `make` elsewhere rewrites
-    # build/lib/*.so in place, which would crash a process that has them
-    # mapped (SIGBUS/SIGSEGV) minutes into a long run.
+    # A private copy of the enhanced libraries, so that a long run is not
+    # at the mercy of other builds of build/lib (an in-place rewrite of a
+    # mapped library kills the process: it did, before the Makefile
+    # replaced them atomically).
     libdir = os.path.join(home, "lib")
     os.makedirs(libdir, exist_ok=True)
     for name in ("libssl3.so", "libdetector.so.0"):
