@@ -187,7 +187,9 @@ def test_4_one_malicious_exit_is_outvoted_and_named(net, world, sphere_probe,
         assert "minority" in run.json["reason"], run
         # the text report names the disagreeing sphere too
         line = re.compile(r"^\s*%s\s+(\S+)" % re.escape(bad_addr), re.M)
-        for _ in range(ATTEMPTS):
+        # Which sphere answers last through Tor is a race (circuits differ):
+        # a text run may well skip the lying one several times in a row.
+        for _ in range(3 * ATTEMPTS):
             text = sphere_probe.run("--spheres", net.socks_addresses,
                                     "--resolve", resolve, "%s:%d" % (name, port))
             assert text.rc == EXIT_ACCEPT, text

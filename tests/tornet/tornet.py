@@ -61,6 +61,7 @@ OPENSSL = "/usr/bin/openssl"
 RELAY_ADDR = "127.0.0.1"        # every Tor node
 SERVER_ADDR = "127.0.0.2"       # test servers (pitfall 3: never the relays' address)
 DNS_ADDR = ("127.0.0.53", 5353)  # the exits' resolver
+RESOLVER_CHECKS = 40            # names tried (0.5 s apart) after an exit's SIGHUP
 SERVER_NAME = "server.test"
 SPHERE_NAMES = ["asia", "europe", "north-america", "africa-south-america",
                 "oceania-antarctica"]
@@ -71,6 +72,7 @@ GRACE = 10.0        # seconds between SIGTERM and SIGKILL
 # binary -> the Debian package that has it (all in mk/debian-packages.txt)
 TOOLS = {TOR: "tor", TOR_GENCERT: "tor", DNSMASQ: "dnsmasq-base",
          OPENSSL: "openssl"}
+
 
 
 class TornetError(Exception):
@@ -852,8 +854,12 @@ class TorNetwork:
         """SIGHUP the exit, then wait until a probe of a never-used name that
         only its (new) resolver knows gets through the exit's sphere."""
         self._checks = getattr(self, "_checks", 0) + 1
-        check = "check%d.%s.tornet.test" % (self._checks, n.nickname)
-        mapping = dict(mapping, **{check: SERVER_ADDR})
+        # A fresh name for every attempt: an exit that answers before its
+        # resolver switched caches the failure ("host unreachable"), and
+        # asking the same name again would only get the cached answer.
+        checks = ["check%d-%d.%s.tornet.test" % (self._checks, i, n.nickname)
+                  for i in range(RESOLVER_CHECKS)]
+        mapping = dict(mapping, **{c: SERVER_ADDR for c in checks})
         self._write_hosts_file(hosts_file, mapping)
         if hosts_file == self.hosts_file:
             self.hosts = {k: v for k, v in mapping.items()
@@ -865,12 +871,12 @@ class TorNetwork:
         if sphere is None:
             return
         deadline = time.monotonic() + 20
-        while True:
+        for check in checks:
             try:
                 self.probe(sphere, host=check, timeout=10)
                 return
             except (OSError, socks5.SocksError, ssl.SSLError) as e:
-                if time.monotonic() > deadline:
+                if time.monotonic() > deadline or check == checks[-1]:
                     raise TornetError("exit %s did not switch resolver to "
                                       "%s:%d: %s" % ((n.nickname,) + addr + (e,)))
                 time.sleep(0.5)
