@@ -108,20 +108,6 @@ mconfig_proto_port(enum detector_starttls proto)
 	return 443;
 }
 
-/* The port's usual preamble, as detector_starttls_for_port() documents it;
- * any port not listed is TLS from the first byte. */
-static enum detector_starttls
-proto_for_port(unsigned int port)
-{
-	switch (port) {
-	case 25: case 587: return DETECTOR_STARTTLS_SMTP;
-	case 143: return DETECTOR_STARTTLS_IMAP;
-	case 110: return DETECTOR_STARTTLS_POP3;
-	case 5222: return DETECTOR_STARTTLS_XMPP;
-	case 389: return DETECTOR_STARTTLS_LDAP;
-	default: return DETECTOR_STARTTLS_NONE;
-	}
-}
 
 unsigned int
 mconfig_port(const struct mon_service *s)
@@ -859,7 +845,7 @@ check_service(struct mon_config *mc, struct mon_service *s, const char *name)
 		return -1;
 	}
 	if (!s->proto_set)
-		s->proto = s->port ? proto_for_port(s->port) :
+		s->proto = s->port ? detector_starttls_for_port(s->port) :
 		    DETECTOR_STARTTLS_NONE;
 	interval = mconfig_interval(mc, s);
 	jitter = mconfig_jitter(mc, s);
