@@ -34,6 +34,7 @@ LIB_SO   := $(BUILD)/libdetector.so.0
 
 TOOLS    := $(BUILD)/sphere-probe $(BUILD)/detector-run $(BUILD)/tests/nbclient \
             $(BUILD)/tests/asyncclient $(BUILD)/tests/gluefork \
+            $(BUILD)/tests/gluequeue \
             $(BUILD)/tests/purple_client \
             $(BUILD)/detector-monitor
 # What detector-run puts first on LD_LIBRARY_PATH: the enhanced libssl3.so
@@ -102,6 +103,12 @@ $(BUILD)/tests/asyncclient: tests/hook/asyncclient.c
 
 # libdetector's NSS interface across fork() (loads the library itself).
 $(BUILD)/tests/gluefork: tests/hook/gluefork.c
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  CC      $@")
+	$(Q)$(CC) $(CFLAGS) -o $@ $< $(LDFLAGS) $(shell pkg-config --libs nss nspr) -ldl -lpthread
+
+# libdetector's NSS interface with more checks than workers.
+$(BUILD)/tests/gluequeue: tests/hook/gluequeue.c
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  CC      $@")
 	$(Q)$(CC) $(CFLAGS) -o $@ $< $(LDFLAGS) $(shell pkg-config --libs nss nspr) -ldl -lpthread

@@ -155,3 +155,33 @@ def test_a_forked_child_gets_its_own_checks(world, tmpdir_):
     assert "child: check pending" in proc.stdout
     assert re.search(r"^child: done\(0\)$", proc.stdout, re.M), proc.stdout
     assert "parent: done() called" in proc.stdout
+
+
+def test_more_checks_than_workers_all_end(world, tmpdir_):
+    # 40 distinct checks at once (tests/hook/gluequeue.c): 32 run, 8 wait
+    # in the queue and start as workers free up.  Five silent spheres and a
+    # 1.5 s deadline: the first 32 end at about 1.5 s, the last 8 at about
+    # 3 s.  Every done() comes exactly once, threads never exceed the 32
+    # workers (plus the main thread), and none is left afterwards.
+    import subprocess
+    from world import pem_to_der
+    der = os.path.join(tmpdir_, "cert.der")
+    with open(world.real.crt) as f:
+        open(der, "wb").write(pem_to_der(f.read()))
+    conf = os.path.join(tmpdir_, "detector.conf")
+    with open(conf, "w") as f:
+        f.write("[detector]\ncache = off\nprobe_timeout_ms = 1500\ndeadline_ms = 1500\n"
+                "log = errors\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DETECTOR_")}
+    env.update(HOME=tmpdir_, DETECTOR_CONFIG=conf,
+               DETECTOR_SPHERES=world.sphere_list(*world.blackholes[:5]))
+    proc = subprocess.run([os.path.join(BUILD, "tests", "gluequeue"),
+                           os.path.join(BUILD, "lib", "libdetector.so.0"), der, "40"],
+                          env=env, capture_output=True, text=True, timeout=60)
+    print(proc.stdout, proc.stderr)
+    assert proc.returncode == 0, (proc.stdout, proc.stderr)
+    ms = int(re.search(r"^done: 40 of 40 in (\d+) ms$", proc.stdout, re.M).group(1))
+    assert 2900 <= ms <= 8000, "two rounds of 1.5 s: the queue waited:\n%s" % proc.stdout
+    peak = int(re.search(r"^threads_peak: (\d+)$", proc.stdout, re.M).group(1))
+    assert 30 <= peak <= 33, proc.stdout
+    assert re.search(r"^threads_after: 1$", proc.stdout, re.M), proc.stdout
