@@ -313,8 +313,8 @@ config_parse_log(const char *value, enum log_level *level, int *syslog_)
 }
 
 /* "yes"/"no" and their usual spellings. */
-static int
-parse_bool(const char *s, int *out)
+int
+config_parse_bool(const char *s, int *out)
 {
 	if (!strcmp(s, "yes") || !strcmp(s, "true") || !strcmp(s, "1") ||
 	    !strcmp(s, "on"))
@@ -364,9 +364,8 @@ struct ini_state {
 	int prev_key_line;              /* a key line since the last section */
 };
 
-/* Strict unsigned decimal: digits only, no sign, no overflow. */
-static int
-parse_uint(const char *s, unsigned long max, unsigned int *out)
+int
+config_parse_uint(const char *s, unsigned long max, unsigned int *out)
 {
 	char *end;
 	unsigned long v;
@@ -480,7 +479,7 @@ parse_starttls(struct detector_config *cfg, const char *value, char *why,
 			return -1;
 		}
 		*colon = '\0';
-		if (parse_uint(tok, 65535, &port) == -1 || port == 0) {
+		if (config_parse_uint(tok, 65535, &port) == -1 || port == 0) {
 			snprintf(why, whylen, "'%s' is not a port from 1 to "
 			    "65535", tok);
 			return -1;
@@ -548,7 +547,7 @@ config_ini_handler(void *user, const char *section, const char *name,
 		if (detector_config_set_spheres(cfg, value) == -1)
 			return ini_fail(st, name, "%s", cfg->err);
 	} else if (strcmp(name, "quorum") == 0) {
-		if (parse_uint(value, DETECTOR_MAX_SPHERES, &v) == -1 || v < 1)
+		if (config_parse_uint(value, DETECTOR_MAX_SPHERES, &v) == -1 || v < 1)
 			return ini_fail(st, name, "'%s' is not a number of "
 			    "spheres from 1 to %d", value,
 			    DETECTOR_MAX_SPHERES);
@@ -556,7 +555,7 @@ config_ini_handler(void *user, const char *section, const char *name,
 		st->quorum_seen = 1;
 	} else if (strcmp(name, "probe_timeout_ms") == 0 ||
 	    strcmp(name, "deadline_ms") == 0) {
-		if (parse_uint(value, CONFIG_MS_MAX, &v) == -1 || v < 1)
+		if (config_parse_uint(value, CONFIG_MS_MAX, &v) == -1 || v < 1)
 			return ini_fail(st, name, "'%s' is not a time in "
 			    "milliseconds from 1 to %u", value, CONFIG_MS_MAX);
 		if (name[0] == 'p')
@@ -582,12 +581,12 @@ config_ini_handler(void *user, const char *section, const char *name,
 			return ini_fail(st, name, "path too long");
 		strcpy(cfg->cache_path, value);
 	} else if (strcmp(name, "cache_validity") == 0) {
-		if (parse_uint(value, 365u * 86400, &v) == -1 || v < 1)
+		if (config_parse_uint(value, 365u * 86400, &v) == -1 || v < 1)
 			return ini_fail(st, name, "'%s' is not a number of "
 			    "seconds from 1 to %u", value, 365u * 86400);
 		cfg->cache_validity_s = v;
 	} else if (strcmp(name, "enabled") == 0) {
-		if (parse_bool(value, &cfg->enabled) == -1)
+		if (config_parse_bool(value, &cfg->enabled) == -1)
 			return ini_fail(st, name, "'%s' is neither 'yes' nor "
 			    "'no'", value);
 	} else if (strcmp(name, "log") == 0) {

@@ -50,6 +50,12 @@ struct detector_config {
 int config_parse_spheres(const char *list, struct sphere *out,
     unsigned int *n, char *err, size_t errlen);
 
+/* Strict unsigned decimal up to max: digits only, no sign, no overflow.
+ * Shared with detector-monitor's configuration. */
+int config_parse_uint(const char *s, unsigned long max, unsigned int *out);
+/* yes/true/on/1 or no/false/off/0. */
+int config_parse_bool(const char *s, int *out);
+
 /* "off", "errors" or "decisions", optionally ",syslog" or ",stderr". */
 int config_parse_log(const char *value, enum log_level *level, int *syslog_);
 

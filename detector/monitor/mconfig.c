@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "certinfo.h"
+#include "config.h"     /* the engine's strict number and yes/no parsers */
 
 #define LINE_MAX_LEN 199           /* inih's line buffer is 200 */
 #define PEM_MAX_SIZE (1 << 20)
@@ -290,30 +291,14 @@ mconfig_pem_first_cert(const char *text, size_t len, unsigned char **der,
 	return 0;
 }
 
-/* Strict unsigned decimal. */
-static int
-parse_uint(const char *s, unsigned long max, unsigned long *out)
-{
-	char *end;
-	unsigned long v;
-
-	if (*s < '0' || *s > '9')
-		return -1;
-	errno = 0;
-	v = strtoul(s, &end, 10);
-	if (errno || *end != '\0' || v > max)
-		return -1;
-	*out = v;
-	return 0;
-}
-
 /* "90", "90s", "15m", "2h", "1d" into seconds. */
 static int
 parse_duration(const char *s, unsigned int *out)
 {
 	char num[16];
 	size_t len = strlen(s);
-	unsigned long v, mul = 1;
+	unsigned int v;
+	unsigned long mul = 1;
 
 	if (len == 0 || len >= sizeof(num))
 		return -1;
@@ -325,23 +310,10 @@ parse_duration(const char *s, unsigned int *out)
 	case 'd': mul = 86400; num[--len] = '\0'; break;
 	default: break;
 	}
-	if (parse_uint(num, DURATION_MAX, &v) == -1 || v * mul > DURATION_MAX)
+	if (config_parse_uint(num, DURATION_MAX, &v) == -1 ||
+	    v * mul > DURATION_MAX)
 		return -1;
 	*out = (unsigned int)(v * mul);
-	return 0;
-}
-
-static int
-parse_bool(const char *s, int *out)
-{
-	if (!strcmp(s, "yes") || !strcmp(s, "true") || !strcmp(s, "on") ||
-	    !strcmp(s, "1"))
-		*out = 1;
-	else if (!strcmp(s, "no") || !strcmp(s, "false") ||
-	    !strcmp(s, "off") || !strcmp(s, "0"))
-		*out = 0;
-	else
-		return -1;
 	return 0;
 }
 
@@ -533,7 +505,7 @@ static int
 monitor_key(struct pstate *ps, const char *name, const char *value)
 {
 	struct mon_config *mc = ps->mc;
-	unsigned long v;
+	unsigned int v;
 
 	if (strcmp(name, "state") == 0) {
 		if (!once(ps, name, 0))
@@ -591,14 +563,14 @@ monitor_key(struct pstate *ps, const char *name, const char *value)
 	} else if (strcmp(name, "down_after") == 0) {
 		if (!once(ps, name, 6))
 			return 0;
-		if (parse_uint(value, 100, &v) == -1 || v < 1)
+		if (config_parse_uint(value, 100, &v) == -1 || v < 1)
 			return pfail(ps, "key 'down_after': '%s' is not a "
 			    "number of cycles from 1 to 100", value);
-		mc->down_after = (unsigned int)v;
+		mc->down_after = v;
 	} else if (strcmp(name, "syslog") == 0) {
 		if (!once(ps, name, 7))
 			return 0;
-		if (parse_bool(value, &mc->syslog) == -1)
+		if (config_parse_bool(value, &mc->syslog) == -1)
 			return pfail(ps, "key 'syslog': '%s' is neither 'yes' "
 			    "nor 'no'", value);
 	} else if (strcmp(name, "interval") == 0) {
@@ -628,7 +600,7 @@ static int
 service_key(struct pstate *ps, const char *name, const char *value)
 {
 	struct mon_service *s = ps->cur;
-	unsigned long v;
+	unsigned int v;
 	size_t i;
 
 	if (strcmp(name, "host") == 0) {
@@ -641,10 +613,10 @@ service_key(struct pstate *ps, const char *name, const char *value)
 	} else if (strcmp(name, "port") == 0) {
 		if (!once(ps, name, 1))
 			return 0;
-		if (parse_uint(value, 65535, &v) == -1 || v < 1)
+		if (config_parse_uint(value, 65535, &v) == -1 || v < 1)
 			return pfail(ps, "key 'port': '%s' is not a port "
 			    "number from 1 to 65535", value);
-		s->port = (unsigned int)v;
+		s->port = v;
 	} else if (strcmp(name, "protocol") == 0) {
 		if (!once(ps, name, 2))
 			return 0;
