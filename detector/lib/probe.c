@@ -459,6 +459,27 @@ starttls_feed(struct probe *p)
 	}
 }
 
+/* Sends what is left of p->out.  Returns 1 once all of it is sent, 0 when
+ * the socket would block (try again when writable) or the send failed (the
+ * probe is then over, the failure recorded as `doing`). */
+static int
+send_pending(struct probe *p, const char *doing)
+{
+	PRInt32 n;
+
+	while (p->outoff < p->outlen) {
+		n = PR_Send(p->fd, p->out + p->outoff,
+		    (PRInt32)(p->outlen - p->outoff), 0, PR_INTERVAL_NO_WAIT);
+		if (n < 0) {
+			if (PR_GetError() != PR_WOULD_BLOCK_ERROR)
+				probe_fail_nspr(p, doing);
+			return 0;
+		}
+		p->outoff += (size_t)n;
+	}
+	return 1;
+}
+
 /* Sends the pending command, or reads what the server has said so far. */
 static void
 starttls_run(struct probe *p)
@@ -468,19 +489,8 @@ starttls_run(struct probe *p)
 	size_t i;
 
 	for (;;) {
-		if (p->outoff < p->outlen) {
-			n = PR_Send(p->fd, p->out + p->outoff,
-			    (PRInt32)(p->outlen - p->outoff), 0,
-			    PR_INTERVAL_NO_WAIT);
-			if (n < 0) {
-				if (PR_GetError() != PR_WOULD_BLOCK_ERROR)
-					probe_fail_nspr(p, starttls_stage(
-					    p->starttls));
-				return;
-			}
-			p->outoff += (size_t)n;
-			continue;
-		}
+		if (!send_pending(p, starttls_stage(p->starttls)))
+			return;
 		/* The machine fails a reply that fills the buffer; this is
 		 * only a backstop. */
 		if (p->stlen >= STARTTLS_REPLY_MAX) {
@@ -585,18 +595,8 @@ socks_step(struct probe *p)
 	PRInt32 n;
 
 	for (;;) {
-		if (p->outoff < p->outlen) {
-			n = PR_Send(p->fd, p->out + p->outoff,
-			    (PRInt32)(p->outlen - p->outoff), 0,
-			    PR_INTERVAL_NO_WAIT);
-			if (n < 0) {
-				if (PR_GetError() != PR_WOULD_BLOCK_ERROR)
-					probe_fail_nspr(p, "SOCKS5 send failed");
-				return;
-			}
-			p->outoff += (size_t)n;
-			continue;
-		}
+		if (!send_pending(p, "SOCKS5 send failed"))
+			return;
 		if (p->inlen < p->need) {
 			n = PR_Recv(p->fd, p->in + p->inlen,
 			    (PRInt32)(p->need - p->inlen), 0,
