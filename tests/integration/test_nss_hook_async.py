@@ -130,58 +130,50 @@ def test_invalid_configuration_is_reported_once(world, nssdb, tmpdir_):
     assert "every other connection of this process" in app.err, app
 
 
-def test_a_forked_child_gets_its_own_checks(world, tmpdir_):
-    # libdetector's NSS interface driven directly (tests/hook/gluefork.c):
-    # a check is in flight when the process forks; the child's check of
-    # the same host and key must run and end (review finding: it joined
-    # the parent's check, whose thread does not exist in the child, and
-    # would have waited forever).
+def run_glue_driver(world, tmpdir, driver, *args):
+    """Runs tests/hook/DRIVER LIBDETECTOR CERT.der ARGS: a program that
+    drives libdetector's NSS interface (detector_nss_v1) directly, with the
+    real certificate, five silent spheres and a 1.5 s deadline."""
     import subprocess
     from world import pem_to_der
-    der = os.path.join(tmpdir_, "cert.der")
+    der = os.path.join(tmpdir, "cert.der")
     with open(world.real.crt) as f:
         open(der, "wb").write(pem_to_der(f.read()))
-    conf = os.path.join(tmpdir_, "detector.conf")
+    conf = os.path.join(tmpdir, "detector.conf")
     with open(conf, "w") as f:
         f.write("[detector]\ncache = off\nprobe_timeout_ms = 1500\ndeadline_ms = 1500\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("DETECTOR_")}
-    env.update(HOME=tmpdir_, DETECTOR_CONFIG=conf, DETECTOR_LOG="decisions",
+    env.update(HOME=tmpdir, DETECTOR_CONFIG=conf, DETECTOR_LOG="errors",
                DETECTOR_SPHERES=world.sphere_list(*world.blackholes[:5]))
-    proc = subprocess.run([os.path.join(BUILD, "tests", "gluefork"),
-                           os.path.join(BUILD, "lib", "libdetector.so.0"), der],
-                          env=env, capture_output=True, text=True, timeout=40)
-    print(proc.stdout, proc.stderr)
-    assert proc.returncode == 0, (proc.stdout, proc.stderr)
-    assert "child: check pending" in proc.stdout
-    assert re.search(r"^child: done\(0\)$", proc.stdout, re.M), proc.stdout
-    assert "parent: done() called" in proc.stdout
-
-
-def test_more_checks_than_workers_all_end(world, tmpdir_):
-    # 40 distinct checks at once (tests/hook/gluequeue.c): 32 run, 8 wait
-    # in the queue and start as workers free up.  Five silent spheres and a
-    # 1.5 s deadline: the first 32 end at about 1.5 s, the last 8 at about
-    # 3 s.  Every done() comes exactly once, threads never exceed the 32
-    # workers (plus the main thread), and none is left afterwards.
-    import subprocess
-    from world import pem_to_der
-    der = os.path.join(tmpdir_, "cert.der")
-    with open(world.real.crt) as f:
-        open(der, "wb").write(pem_to_der(f.read()))
-    conf = os.path.join(tmpdir_, "detector.conf")
-    with open(conf, "w") as f:
-        f.write("[detector]\ncache = off\nprobe_timeout_ms = 1500\ndeadline_ms = 1500\n"
-                "log = errors\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DETECTOR_")}
-    env.update(HOME=tmpdir_, DETECTOR_CONFIG=conf,
-               DETECTOR_SPHERES=world.sphere_list(*world.blackholes[:5]))
-    proc = subprocess.run([os.path.join(BUILD, "tests", "gluequeue"),
-                           os.path.join(BUILD, "lib", "libdetector.so.0"), der, "40"],
+    proc = subprocess.run([os.path.join(BUILD, "tests", driver),
+                           os.path.join(BUILD, "lib", "libdetector.so.0"), der] + list(args),
                           env=env, capture_output=True, text=True, timeout=60)
     print(proc.stdout, proc.stderr)
     assert proc.returncode == 0, (proc.stdout, proc.stderr)
-    ms = int(re.search(r"^done: 40 of 40 in (\d+) ms$", proc.stdout, re.M).group(1))
-    assert 2900 <= ms <= 8000, "two rounds of 1.5 s: the queue waited:\n%s" % proc.stdout
-    peak = int(re.search(r"^threads_peak: (\d+)$", proc.stdout, re.M).group(1))
-    assert 30 <= peak <= 33, proc.stdout
-    assert re.search(r"^threads_after: 1$", proc.stdout, re.M), proc.stdout
+    return proc.stdout
+
+
+def test_a_forked_child_gets_its_own_checks(world, tmpdir_):
+    # tests/hook/gluefork.c: a check is in flight when the process forks;
+    # the child's check of the same host and key must run and end (review
+    # finding: it joined the parent's check, whose thread does not exist in
+    # the child, and would have waited forever).
+    out = run_glue_driver(world, tmpdir_, "gluefork")
+    assert "child: check pending" in out
+    assert re.search(r"^child: done\(0\)$", out, re.M), out
+    assert "parent: done() called" in out
+
+
+def test_more_checks_than_workers_all_end(world, tmpdir_):
+    # tests/hook/gluequeue.c: 40 distinct checks at once; 32 run, 8 wait in
+    # the queue and start as workers free up.  With silent spheres and a
+    # 1.5 s deadline the first 32 end at about 1.5 s, the last 8 at about
+    # 3 s.  Every done() comes exactly once, threads never exceed the 32
+    # workers (plus the main thread), and none is left afterwards.
+    out = run_glue_driver(world, tmpdir_, "gluequeue", "40")
+    ms = int(re.search(r"^done: 40 of 40 in (\d+) ms$", out, re.M).group(1))
+    assert 2900 <= ms <= 8000, "two rounds of 1.5 s: the queue waited:\n%s" % out
+    assert re.search(r"^done_twice: 0$", out, re.M), out
+    peak = int(re.search(r"^threads_peak: (\d+)$", out, re.M).group(1))
+    assert 30 <= peak <= 33, out
+    assert re.search(r"^threads_after: 1$", out, re.M), out
