@@ -20,12 +20,17 @@ CC       ?= cc
 CFLAGS   ?= -O2 -g
 CFLAGS   += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow \
             -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 -fPIC \
-            -fvisibility=hidden -Idetector/include -Idetector/lib $(PKG_CFLAGS)
+            -fvisibility=hidden -Idetector/include $(PKG_CFLAGS)
 ifneq ($(SANITIZE),)
 CFLAGS   += -fsanitize=address,undefined -fno-omit-frame-pointer \
             -fno-sanitize-recover=undefined
 LDFLAGS  += -fsanitize=address,undefined
 endif
+
+# Programs see libdetector through detector/include/detector.h only.  The
+# library itself, and the unit tests, fuzzers and micro-benchmarks of its
+# internal modules, also see its private headers.
+INTERNAL_CFLAGS = $(CFLAGS) -Idetector/lib
 
 LIB_SRCS := $(wildcard detector/lib/*.c)
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
@@ -53,7 +58,12 @@ deps:
 # `make V=1` shows the full commands.
 Q := $(if $(V),,@)
 
-$(BUILD)/%.o: %.c $(wildcard detector/include/*.h detector/lib/*.h)
+$(LIB_OBJS): $(BUILD)/%.o: %.c $(wildcard detector/include/*.h detector/lib/*.h)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  CC      $@")
+	$(Q)$(CC) $(INTERNAL_CFLAGS) -c -o $@ $<
+
+$(BUILD)/detector/tools/%.o: detector/tools/%.c $(wildcard detector/include/*.h)
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  CC      $@")
 	$(Q)$(CC) $(CFLAGS) -c -o $@ $<
@@ -130,7 +140,7 @@ $(BUILD)/tests/test_monitor_assess: $(wildcard detector/monitor/*.c detector/mon
 $(BUILD)/tests/test_%: tests/unit/test_%.c $(LIB_A)
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  CC      $@")
-	$(Q)$(CC) $(CFLAGS) -o $@ $< $(LIB_A) $(LDFLAGS) $(PKG_LIBS) -lcmocka
+	$(Q)$(CC) $(INTERNAL_CFLAGS) -o $@ $< $(LIB_A) $(LDFLAGS) $(PKG_LIBS) -lcmocka
 
 unit: $(UNIT_TESTS)
 	@fail=0; for t in $(UNIT_TESTS); do echo "== $$t"; $$t || fail=1; done; exit $$fail

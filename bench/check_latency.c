@@ -91,6 +91,8 @@ main(int argc, char **argv)
 		    detector_config_error(cfg) : "out of memory");
 		return 2;
 	}
+	/* Every trial probes: nothing is answered from the verdict memory. */
+	detector_config_set_remember(cfg, 0);
 	if (detector_configure(ctx, cfg) == -1) {
 		fprintf(stderr, "check_latency: %s\n", detector_error(ctx));
 		return 2;

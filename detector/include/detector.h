@@ -118,6 +118,12 @@ struct detector_result {
 	const char *reason;               /* one line, for humans */
 	size_t nspheres;
 	const struct detector_path *spheres;
+	/* Appended fields. */
+	int cached;                       /* remembered: no sphere was asked */
+	int64_t verified_at;              /* cached: unix time of that check */
+	const char *note;                 /* about the verdict memory (a cache
+	                                   * set aside, read-only, unwritable),
+	                                   * each said once per process; NULL */
 };
 
 struct detector_config;
@@ -143,6 +149,24 @@ DETECTOR_API int detector_config_set_deadline(struct detector_config *cfg,
     unsigned int ms);
 DETECTOR_API unsigned int detector_config_deadline(
     const struct detector_config *cfg);
+/* The spheres configured: how many, and the i-th as "ip:port" or
+ * "[ipv6]:port" (NULL when i is out of range). */
+DETECTOR_API unsigned int detector_config_nspheres(
+    const struct detector_config *cfg);
+DETECTOR_API const char *detector_config_sphere(
+    const struct detector_config *cfg, unsigned int i);
+/*
+ * Where verdicts are remembered: an absolute path to the cache file, "off"
+ * (this process's memory only), or NULL or "" for the per-user default
+ * ($XDG_CACHE_HOME/detector/verdicts.mdb, else
+ * ~/.cache/detector/verdicts.mdb).  See detector_check().
+ */
+DETECTOR_API int detector_config_set_cache(struct detector_config *cfg,
+    const char *path);
+/* 0: nothing is remembered, every check probes (sphere-probe --no-cache,
+ * benchmarks); 1, the default: as set by detector_config_set_cache(). */
+DETECTOR_API void detector_config_set_remember(struct detector_config *cfg,
+    int remember);
 /* Adds exclusion rules (comma or space separated): a domain suffix such as
  * "corp.example" (matches it and every name below it) or a CIDR such as
  * "10.0.0.0/8" / "fd00::/8" (matches IP-literal hosts). */
@@ -166,6 +190,14 @@ DETECTOR_API int detector_config_load_file(struct detector_config *cfg,
 DETECTOR_API int detector_config_load_default(struct detector_config *cfg);
 DETECTOR_API const char *detector_config_path(const struct detector_config *cfg);
 
+/* The configuration file's value syntax, for tools whose own files should
+ * read the same: a strict unsigned decimal up to max (digits only, no
+ * sign, no overflow), and yes/true/on/1 or no/false/off/0.  0, or -1 if
+ * s is not one. */
+DETECTOR_API int detector_config_parse_uint(const char *s, unsigned long max,
+    unsigned int *out);
+DETECTOR_API int detector_config_parse_bool(const char *s, int *out);
+
 /*
  * Contexts.
  */
@@ -186,11 +218,49 @@ DETECTOR_API const char *detector_excluded(struct detector *ctx,
  * Returns 0 and a result (whatever the verdict), or -1 if the check could not
  * be made at all (bad arguments, unparsable certificate, out of memory).
  * Blocks for at most the configured deadline.
+ *
+ * A verdict is remembered (see detector_config_set_cache()) for exactly
+ * this key at host:port: ACCEPT for the configured validity, REJECT for
+ * ten minutes, UNDECIDED for 30 seconds.  While it lasts, a check of the
+ * same key is answered from memory without probing (result->cached, no
+ * spheres); a different key is always probed.
  */
 DETECTOR_API int detector_check(struct detector *ctx, const char *host,
     unsigned int port, const unsigned char *observed_der, size_t der_len,
     struct detector_result **result);
 DETECTOR_API void detector_result_free(struct detector_result *result);
+
+/*
+ * The verdict cache file of a configured context (cache management, no
+ * network).  detector_cache_list() calls fn for every entry; one that is
+ * not well-formed has malformed set and nothing else.
+ * detector_cache_forget() removes host:port, or every port of host when
+ * port is 0, and returns how many entries it removed.  Both return -1
+ * (see detector_error()) when there is no cache file: cache = off, no
+ * HOME, or it cannot be opened.
+ */
+struct detector_cache_entry {
+	const char *key;                  /* "host:port", host lower-cased */
+	int malformed;
+	enum detector_verdict verdict;
+	unsigned char spki_sha256[DETECTOR_SHA256_LEN];
+	int64_t first_seen;               /* unix seconds: key first verified */
+	int64_t last_verified;            /* unix seconds: last probe */
+	int64_t expires;                  /* unix seconds */
+};
+DETECTOR_API int detector_cache_list(struct detector *ctx,
+    void (*fn)(void *arg, const struct detector_cache_entry *entry),
+    void *arg);
+DETECTOR_API int detector_cache_forget(struct detector *ctx, const char *host,
+    unsigned int port);
+
+/* SHA-256 of a DER certificate's SubjectPublicKeyInfo (the key DetecTor
+ * compares) and of the whole certificate.  NSS must be initialised.
+ * 0, or -1 with a reason in err. */
+DETECTOR_API int detector_cert_hashes(const unsigned char *der, size_t len,
+    unsigned char spki_sha256[DETECTOR_SHA256_LEN],
+    unsigned char cert_sha256[DETECTOR_SHA256_LEN], char *err,
+    size_t errlen);
 
 /*
  * Connects directly to host:port (to connect_addr instead when not NULL:
@@ -230,6 +300,9 @@ DETECTOR_API const char *detector_starttls_name(enum detector_starttls proto);
  * 636 and 443 are TLS from the first byte). */
 DETECTOR_API enum detector_starttls detector_starttls_for_port(
     unsigned int port);
+/* The protocol's usual port: 443 (none), 25 (smtp), 143 (imap), 110
+ * (pop3), 5222 (xmpp), 389 (ldap). */
+DETECTOR_API unsigned int detector_starttls_port(enum detector_starttls proto);
 
 /*
  * For operators watching their own servers: probes host:port through every

@@ -13,10 +13,12 @@
 #include <pk11pub.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 
 #define TAG_SEQUENCE 0x30
 #define TAG_INTEGER 0x02
 #define TAG_CTX0 0xa0
+#define TAG_OID 0x06
 
 struct der_cursor {
 	const unsigned char *p;
@@ -115,9 +117,59 @@ certinfo_spki(const unsigned char *der, size_t len,
 	return 0;
 }
 
+enum probe_keytype
+certinfo_keytype(const unsigned char *spki, size_t len)
+{
+	static const unsigned char rsa[] = { 0x2a, 0x86, 0x48, 0x86, 0xf7,
+	    0x0d, 0x01, 0x01, 0x01 };                   /* 1.2.840.113549.1.1.1 */
+	static const unsigned char ec[] = { 0x2a, 0x86, 0x48, 0xce, 0x3d,
+	    0x02, 0x01 };                               /* 1.2.840.10045.2.1 */
+	static const struct {
+		unsigned char oid[8];
+		size_t len;
+		enum probe_keytype kt;
+	} curves[] = {
+		{ { 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07 }, 8,
+		    PROBE_KEY_EC_P256 },                /* prime256v1 */
+		{ { 0x2b, 0x81, 0x04, 0x00, 0x22 }, 5, PROBE_KEY_EC_P384 },
+		{ { 0x2b, 0x81, 0x04, 0x00, 0x23 }, 5, PROBE_KEY_EC_P521 },
+	};
+	struct der_cursor c = { spki, len };
+	const unsigned char *whole, *val;
+	size_t wlen, vlen, i;
+	unsigned char tag;
+
+	/* SEQUENCE { SEQUENCE { OID algorithm, parameters }, BIT STRING } */
+	if (der_next(&c, &tag, &whole, &wlen, &val, &vlen) == -1 ||
+	    tag != TAG_SEQUENCE)
+		return PROBE_KEY_ANY;
+	c.p = val;
+	c.left = vlen;
+	if (der_next(&c, &tag, &whole, &wlen, &val, &vlen) == -1 ||
+	    tag != TAG_SEQUENCE)
+		return PROBE_KEY_ANY;
+	c.p = val;
+	c.left = vlen;
+	if (der_next(&c, &tag, &whole, &wlen, &val, &vlen) == -1 ||
+	    tag != TAG_OID)
+		return PROBE_KEY_ANY;
+	if (vlen == sizeof(rsa) && memcmp(val, rsa, vlen) == 0)
+		return PROBE_KEY_RSA;
+	if (vlen != sizeof(ec) || memcmp(val, ec, vlen) != 0)
+		return PROBE_KEY_ANY;
+	if (der_next(&c, &tag, &whole, &wlen, &val, &vlen) == 0 &&
+	    tag == TAG_OID) {
+		for (i = 0; i < sizeof(curves) / sizeof(curves[0]); i++) {
+			if (vlen == curves[i].len &&
+			    memcmp(val, curves[i].oid, vlen) == 0)
+				return curves[i].kt;
+		}
+	}
+	return PROBE_KEY_EC;
+}
+
 int
-certinfo_hash(const unsigned char *der, size_t len,
-    unsigned char spki_sha256[32], unsigned char cert_sha256[32],
+certinfo_read(const unsigned char *der, size_t len, struct certinfo *ci,
     char *err, size_t errlen)
 {
 	const unsigned char *spki;
@@ -129,12 +181,28 @@ certinfo_hash(const unsigned char *der, size_t len,
 	}
 	if (certinfo_spki(der, len, &spki, &spki_len, err, errlen) == -1)
 		return -1;
-	if (PK11_HashBuf(SEC_OID_SHA256, spki_sha256, spki,
+	if (PK11_HashBuf(SEC_OID_SHA256, ci->spki_sha256, spki,
 	    (PRInt32)spki_len) != SECSuccess ||
-	    PK11_HashBuf(SEC_OID_SHA256, cert_sha256, der,
+	    PK11_HashBuf(SEC_OID_SHA256, ci->cert_sha256, der,
 	    (PRInt32)len) != SECSuccess) {
 		snprintf(err, errlen, "SHA-256 failed (is NSS initialised?)");
 		return -1;
 	}
+	ci->keytype = certinfo_keytype(spki, spki_len);
+	return 0;
+}
+
+int
+detector_cert_hashes(const unsigned char *der, size_t len,
+    unsigned char spki_sha256[DETECTOR_SHA256_LEN],
+    unsigned char cert_sha256[DETECTOR_SHA256_LEN], char *err,
+    size_t errlen)
+{
+	struct certinfo ci;
+
+	if (certinfo_read(der, len, &ci, err, errlen) == -1)
+		return -1;
+	memcpy(spki_sha256, ci.spki_sha256, DETECTOR_SHA256_LEN);
+	memcpy(cert_sha256, ci.cert_sha256, DETECTOR_SHA256_LEN);
 	return 0;
 }

@@ -7,6 +7,8 @@
 
 #include <stddef.h>
 
+#include "detector.h"
+
 /*
  * Finds the DER SubjectPublicKeyInfo inside a DER X.509 certificate.
  * Strict: definite minimal lengths, the certificate must span the input
@@ -15,9 +17,36 @@
 int certinfo_spki(const unsigned char *der, size_t len,
     const unsigned char **spki, size_t *spki_len, char *err, size_t errlen);
 
-/* SHA-256 of the SPKI and of the whole certificate (NSS must be up). */
-int certinfo_hash(const unsigned char *der, size_t len,
-    unsigned char spki_sha256[32], unsigned char cert_sha256[32],
+/*
+ * The key type, so that probes steer a server holding certificates of
+ * several key types to the one the direct path saw: the probes then
+ * offer only the signature schemes of that type (otherwise a sphere could
+ * see the server's other, equally genuine key and report a false
+ * mismatch).
+ */
+enum probe_keytype {
+	PROBE_KEY_ANY = 0,      /* no restriction (fetch, survey, unknown) */
+	PROBE_KEY_RSA,
+	PROBE_KEY_EC_P256,
+	PROBE_KEY_EC_P384,
+	PROBE_KEY_EC_P521,
+	PROBE_KEY_EC,           /* another curve: any ECDSA scheme */
+};
+
+/* What a check takes from the certificate its direct connection got. */
+struct certinfo {
+	unsigned char spki_sha256[DETECTOR_SHA256_LEN];
+	unsigned char cert_sha256[DETECTOR_SHA256_LEN];
+	enum probe_keytype keytype;
+};
+
+/* Reads the certificate once: both hashes (NSS must be up; they are
+ * detector_cert_hashes()) and the key type.  0, or -1 with err set. */
+int certinfo_read(const unsigned char *der, size_t len, struct certinfo *ci,
     char *err, size_t errlen);
+
+/* The key type named by a DER SubjectPublicKeyInfo's algorithm: RSA
+ * (rsaEncryption), EC on a named curve, another EC, else ANY.  Pure. */
+enum probe_keytype certinfo_keytype(const unsigned char *spki, size_t len);
 
 #endif

@@ -56,6 +56,7 @@ detector_config_new(void)
 	cfg->enabled = 1;
 	cfg->log_level = LOG_ERRORS;
 	cfg->cache_validity_s = DETECTOR_DEFAULT_CACHE_VALIDITY_S;
+	cfg->remember = 1;
 	return cfg;
 }
 
@@ -72,6 +73,17 @@ const char *
 detector_config_error(struct detector_config *cfg)
 {
 	return cfg->err[0] ? cfg->err : "no error";
+}
+
+int
+config_check(const struct detector_config *cfg, char *err, size_t errlen)
+{
+	if (cfg->quorum > cfg->nspheres) {
+		snprintf(err, errlen, "quorum %u is more than the %u spheres "
+		    "configured", cfg->quorum, cfg->nspheres);
+		return -1;
+	}
+	return 0;
 }
 
 int
@@ -283,6 +295,38 @@ detector_config_on_undecided(const struct detector_config *cfg)
 	return cfg->on_undecided;
 }
 
+int
+detector_config_set_cache(struct detector_config *cfg, const char *path)
+{
+	if (path == NULL)
+		path = "";
+	if (path[0] != '\0' && path[0] != '/' && strcmp(path, "off") != 0)
+		return seterr(cfg, "'%s' is neither an absolute path nor 'off'",
+		    path);
+	if (strlen(path) >= sizeof(cfg->cache_path))
+		return seterr(cfg, "path too long");
+	strcpy(cfg->cache_path, path);
+	return 0;
+}
+
+void
+detector_config_set_remember(struct detector_config *cfg, int remember)
+{
+	cfg->remember = remember != 0;
+}
+
+unsigned int
+detector_config_nspheres(const struct detector_config *cfg)
+{
+	return cfg->nspheres;
+}
+
+const char *
+detector_config_sphere(const struct detector_config *cfg, unsigned int i)
+{
+	return i < cfg->nspheres ? cfg->spheres[i].text : NULL;
+}
+
 const char *
 detector_config_path(const struct detector_config *cfg)
 {
@@ -314,7 +358,7 @@ config_parse_log(const char *value, enum log_level *level, int *syslog_)
 
 /* "yes"/"no" and their usual spellings. */
 int
-config_parse_bool(const char *s, int *out)
+detector_config_parse_bool(const char *s, int *out)
 {
 	if (!strcmp(s, "yes") || !strcmp(s, "true") || !strcmp(s, "1") ||
 	    !strcmp(s, "on"))
@@ -365,7 +409,7 @@ struct ini_state {
 };
 
 int
-config_parse_uint(const char *s, unsigned long max, unsigned int *out)
+detector_config_parse_uint(const char *s, unsigned long max, unsigned int *out)
 {
 	char *end;
 	unsigned long v;
@@ -479,7 +523,7 @@ parse_starttls(struct detector_config *cfg, const char *value, char *why,
 			return -1;
 		}
 		*colon = '\0';
-		if (config_parse_uint(tok, 65535, &port) == -1 || port == 0) {
+		if (detector_config_parse_uint(tok, 65535, &port) == -1 || port == 0) {
 			snprintf(why, whylen, "'%s' is not a port from 1 to "
 			    "65535", tok);
 			return -1;
@@ -547,7 +591,7 @@ config_ini_handler(void *user, const char *section, const char *name,
 		if (detector_config_set_spheres(cfg, value) == -1)
 			return ini_fail(st, name, "%s", cfg->err);
 	} else if (strcmp(name, "quorum") == 0) {
-		if (config_parse_uint(value, DETECTOR_MAX_SPHERES, &v) == -1 || v < 1)
+		if (detector_config_parse_uint(value, DETECTOR_MAX_SPHERES, &v) == -1 || v < 1)
 			return ini_fail(st, name, "'%s' is not a number of "
 			    "spheres from 1 to %d", value,
 			    DETECTOR_MAX_SPHERES);
@@ -555,7 +599,7 @@ config_ini_handler(void *user, const char *section, const char *name,
 		st->quorum_seen = 1;
 	} else if (strcmp(name, "probe_timeout_ms") == 0 ||
 	    strcmp(name, "deadline_ms") == 0) {
-		if (config_parse_uint(value, CONFIG_MS_MAX, &v) == -1 || v < 1)
+		if (detector_config_parse_uint(value, CONFIG_MS_MAX, &v) == -1 || v < 1)
 			return ini_fail(st, name, "'%s' is not a time in "
 			    "milliseconds from 1 to %u", value, CONFIG_MS_MAX);
 		if (name[0] == 'p')
@@ -574,19 +618,15 @@ config_ini_handler(void *user, const char *section, const char *name,
 			return ini_fail(st, name, "'%s' is neither 'accept' "
 			    "nor 'reject'", value);
 	} else if (strcmp(name, "cache") == 0) {
-		if (value[0] != '/' && strcmp(value, "off") != 0)
-			return ini_fail(st, name, "'%s' is neither an absolute "
-			    "path nor 'off'", value);
-		if (strlen(value) >= sizeof(cfg->cache_path))
-			return ini_fail(st, name, "path too long");
-		strcpy(cfg->cache_path, value);
+		if (detector_config_set_cache(cfg, value) == -1)
+			return ini_fail(st, name, "%s", cfg->err);
 	} else if (strcmp(name, "cache_validity") == 0) {
-		if (config_parse_uint(value, 365u * 86400, &v) == -1 || v < 1)
+		if (detector_config_parse_uint(value, 365u * 86400, &v) == -1 || v < 1)
 			return ini_fail(st, name, "'%s' is not a number of "
 			    "seconds from 1 to %u", value, 365u * 86400);
 		cfg->cache_validity_s = v;
 	} else if (strcmp(name, "enabled") == 0) {
-		if (config_parse_bool(value, &cfg->enabled) == -1)
+		if (detector_config_parse_bool(value, &cfg->enabled) == -1)
 			return ini_fail(st, name, "'%s' is neither 'yes' nor "
 			    "'no'", value);
 	} else if (strcmp(name, "log") == 0) {
@@ -668,10 +708,9 @@ config_load_string(struct detector_config *cfg, const char *text,
 		free(st);
 		return -1;
 	}
-	if (work->quorum > work->nspheres) {
-		seterr(cfg, "%s: key '%s': quorum %u is more than the %u "
-		    "spheres configured", name, st->quorum_seen ? "quorum" :
-		    "spheres", work->quorum, work->nspheres);
+	if (config_check(work, st->what, sizeof(st->what)) == -1) {
+		seterr(cfg, "%s: key '%s': %s", name, st->quorum_seen ?
+		    "quorum" : "spheres", st->what);
 		detector_config_free(work);
 		free(st);
 		return -1;
@@ -727,19 +766,18 @@ detector_config_load_file(struct detector_config *cfg, const char *path)
 	return rc;
 }
 
-/* Fills buf with the per-user file path; 0 if there is none. */
-static int
-user_config_path(char *buf, size_t size)
+int
+config_xdg_path(const char *xdg_var, const char *home_dir, const char *leaf,
+    char *out, size_t size)
 {
-	const char *xdg = secure_getenv("XDG_CONFIG_HOME");
+	const char *xdg = secure_getenv(xdg_var);
 	const char *home = secure_getenv("HOME");
 	int n;
 
 	if (xdg != NULL && xdg[0] == '/')
-		n = snprintf(buf, size, "%s/detector/detector.conf", xdg);
+		n = snprintf(out, size, "%s/%s", xdg, leaf);
 	else if (home != NULL && home[0] == '/')
-		n = snprintf(buf, size, "%s/.config/detector/detector.conf",
-		    home);
+		n = snprintf(out, size, "%s/%s/%s", home, home_dir, leaf);
 	else
 		return 0;
 	return n > 0 && (size_t)n < size;
@@ -759,7 +797,8 @@ detector_config_load_default(struct detector_config *cfg)
 			return -1;   /* named explicitly: must load */
 		snprintf(cfg->path, sizeof(cfg->path), "%s", env);
 	} else {
-		if (user_config_path(user, sizeof(user)))
+		if (config_xdg_path("XDG_CONFIG_HOME", ".config",
+		    "detector/detector.conf", user, sizeof(user)))
 			candidates[nc++] = user;
 		candidates[nc++] = "/etc/detector/detector.conf";
 		for (i = 0; i < nc; i++) {

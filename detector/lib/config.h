@@ -34,6 +34,7 @@ struct detector_config {
 	enum log_level log_level;       /* NSS integration logging */
 	int log_syslog;                 /* to syslog instead of stderr */
 	char cache_path[PATH_MAX];      /* "": the per-user default; "off" */
+	int remember;                   /* consult and record verdicts */
 	unsigned int cache_validity_s;  /* how long an ACCEPT is trusted */
 	struct exclude_list exclude;
 	/* `starttls`: ports whose preamble differs from the usual one. */
@@ -50,11 +51,16 @@ struct detector_config {
 int config_parse_spheres(const char *list, struct sphere *out,
     unsigned int *n, char *err, size_t errlen);
 
-/* Strict unsigned decimal up to max: digits only, no sign, no overflow.
- * Shared with detector-monitor's configuration. */
-int config_parse_uint(const char *s, unsigned long max, unsigned int *out);
-/* yes/true/on/1 or no/false/off/0. */
-int config_parse_bool(const char *s, int *out);
+/* What every configuration must satisfy however it was made (the quorum
+ * is at most the number of spheres): 0, or -1 with err set. */
+int config_check(const struct detector_config *cfg, char *err,
+    size_t errlen);
+
+/* $xdg_var/leaf, else $HOME/home_dir/leaf (each only if absolute): the
+ * XDG base directory rule for the per-user configuration and cache.
+ * Returns 0 if neither can be formed. */
+int config_xdg_path(const char *xdg_var, const char *home_dir,
+    const char *leaf, char *out, size_t size);
 
 /* "off", "errors" or "decisions", optionally ",syslog" or ",stderr". */
 int config_parse_log(const char *value, enum log_level *level, int *syslog_);

@@ -17,8 +17,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cache.h"
 #include "certinfo.h"
+#include "check.h"
 #include "config.h"
+#include "memory.h"
 #include "probe.h"
 #include "verdict.h"
 
@@ -27,6 +30,7 @@
 struct detector {
 	struct detector_config cfg;
 	int configured;
+	struct memory *memory;          /* found on first use */
 	enum detector_starttls starttls;        /* preamble for every probe */
 	char err[1024];
 };
@@ -74,9 +78,8 @@ detector_configure(struct detector *ctx, const struct detector_config *cfg)
 
 	if (cfg == NULL)
 		return seterr(ctx, "no configuration given");
-	if (cfg->quorum > cfg->nspheres)
-		return seterr(ctx, "quorum %u is more than the %u spheres "
-		    "configured", cfg->quorum, cfg->nspheres);
+	if (config_check(cfg, ctx->err, sizeof(ctx->err)) == -1)
+		return -1;
 	if (!NSS_IsInitialized())
 		return seterr(ctx, "NSS is not initialised: call NSS_Init() "
 		    "or NSS_NoDB_Init() before detector_configure()");
@@ -85,6 +88,7 @@ detector_configure(struct detector *ctx, const struct detector_config *cfg)
 	exclude_clear(&ctx->cfg.exclude);
 	ctx->cfg = copy;
 	ctx->configured = 1;
+	ctx->memory = NULL;
 	return 0;
 }
 
@@ -149,7 +153,7 @@ to_netaddr(const struct sockaddr_storage *ss, PRNetAddr *na)
 }
 
 /* Arguments every entry point checks the same way. */
-static int
+int
 check_target(struct detector *ctx, const char *host, unsigned int port)
 {
 	size_t n;
@@ -292,6 +296,7 @@ detector_result_free(struct detector_result *r)
 		path_release((struct detector_path *)&r->spheres[i]);
 	free((void *)r->spheres);
 	free((void *)r->reason);
+	free((void *)r->note);
 	free(r);
 }
 
@@ -375,15 +380,61 @@ run_probes(struct detector *ctx, struct probe *probes,
 	res->failures = (unsigned int)n - t.matches - t.mismatches;
 }
 
+/* A result of no sphere: excluded from probing, or remembered. */
+static struct detector_result *
+result_new(struct detector *ctx)
+{
+	struct detector_result *res = calloc(1, sizeof(*res));
+
+	if (res != NULL) {
+		res->quorum = ctx->cfg.quorum;
+		res->verdict = DETECTOR_UNDECIDED;
+	}
+	return res;
+}
+
+/* Hands the memory's next note, if any, to the caller with the result. */
+static int
+finish(struct detector *ctx, struct detector_result *res,
+    struct detector_result **result)
+{
+	char note[1024];
+
+	/* Out of memory for the note: it is lost, the verdict is not. */
+	if (ctx->memory != NULL && memory_note(ctx->memory, note,
+	    sizeof(note)))
+		res->note = strdup(note);
+	if (res->reason == NULL) {
+		detector_result_free(res);
+		return seterr(ctx, "out of memory");
+	}
+	*result = res;
+	return 0;
+}
+
+static int
+excluded(struct detector *ctx, const char *host, unsigned int port,
+    int survey, struct detector_result **result)
+{
+	struct detector_result *res = result_new(ctx);
+
+	if (res == NULL)
+		return seterr(ctx, "out of memory");
+	if (!survey)
+		res->verdict = DETECTOR_EXCLUDED;
+	res->reason = survey ? survey_reason(host, port, res) :
+	    make_reason(host, port, res);
+	return finish(ctx, res, result);
+}
+
 /*
- * Probes host:port through every sphere.  With a reference key (spki and
- * cert), as detector_check(): stops as soon as the verdict is final.
- * Without (spki == NULL), as detector_survey(): awaits every sphere.
+ * Probes host:port through every sphere.  With a reference key (ci), as
+ * detector_check(): stops as soon as the verdict is final.  Without
+ * (ci == NULL), as detector_survey(): awaits every sphere.
  */
 static int
 probe_spheres(struct detector *ctx, const char *host, unsigned int port,
-    const unsigned char *spki, const unsigned char *cert,
-    enum probe_keytype keytype, struct detector_result **result)
+    const struct certinfo *ci, struct detector_result **result)
 {
 	struct probe probes[DETECTOR_MAX_SPHERES];
 	struct detector_path *paths;
@@ -394,55 +445,91 @@ probe_spheres(struct detector *ctx, const char *host, unsigned int port,
 
 	if (isolation_token(user, sizeof(user), pass, sizeof(pass)) == -1)
 		return seterr(ctx, "cannot generate a random isolation token");
-	res = calloc(1, sizeof(*res));
+	res = result_new(ctx);
 	paths = calloc(n, sizeof(*paths));
 	if (res == NULL || paths == NULL) {
 		free(res);
 		free(paths);
 		return seterr(ctx, "out of memory");
 	}
-	res->quorum = ctx->cfg.quorum;
-	res->verdict = DETECTOR_UNDECIDED;
 	res->nspheres = n;
 	res->spheres = paths;
-	if (exclude_match(&ctx->cfg.exclude, host) != NULL) {
-		res->verdict = DETECTOR_EXCLUDED;
-		res->nspheres = 0;
-	} else {
-		for (i = 0; i < n; i++) {
-			PRNetAddr addr;
+	for (i = 0; i < n; i++) {
+		PRNetAddr addr;
 
-			memset(&probes[i], 0, sizeof(probes[i]));
-			probes[i].host = host;
-			probes[i].port = port;
-			probes[i].via_socks = 1;
-			probes[i].starttls = ctx->starttls;
-			probes[i].keytype = keytype;
-			probes[i].user = user;
-			probes[i].pass = pass;
-			probes[i].start = start;
-			probes[i].path = &paths[i];
-			probes[i].deadline = start + PR_MillisecondsToInterval(
-			    ctx->cfg.probe_timeout_ms);
-			to_netaddr(&ctx->cfg.spheres[i].addr, &addr);
-			probe_start(&probes[i], &addr,
-			    ctx->cfg.spheres[i].text);
-		}
-		run_probes(ctx, probes, paths, n, start, spki, cert, res);
+		memset(&probes[i], 0, sizeof(probes[i]));
+		probes[i].host = host;
+		probes[i].port = port;
+		probes[i].via_socks = 1;
+		probes[i].starttls = ctx->starttls;
+		/* Show the spheres the certificate of the key type seen
+		 * directly. */
+		probes[i].keytype = ci != NULL ? ci->keytype : PROBE_KEY_ANY;
+		probes[i].user = user;
+		probes[i].pass = pass;
+		probes[i].start = start;
+		probes[i].path = &paths[i];
+		probes[i].deadline = start + PR_MillisecondsToInterval(
+		    ctx->cfg.probe_timeout_ms);
+		to_netaddr(&ctx->cfg.spheres[i].addr, &addr);
+		probe_start(&probes[i], &addr, ctx->cfg.spheres[i].text);
 	}
+	run_probes(ctx, probes, paths, n, start, ci ? ci->spki_sha256 : NULL,
+	    ci ? ci->cert_sha256 : NULL, res);
 	res->ms = PR_IntervalToMilliseconds(PR_IntervalNow() - start);
-	if (spki == NULL) {
+	if (ci == NULL) {
 		res->matches = res->mismatches = res->failures = 0;
 		for (i = 0; i < res->nspheres; i++)
 			res->failures += paths[i].status != DETECTOR_PATH_SEEN;
 		res->reason = survey_reason(host, port, res);
 	} else
 		res->reason = make_reason(host, port, res);
-	if (res->reason == NULL) {
-		detector_result_free(res);
+	return finish(ctx, res, result);
+}
+
+static struct memory *
+memory_of(struct detector *ctx)
+{
+	if (ctx->memory == NULL && ctx->cfg.remember)
+		ctx->memory = memory_for(&ctx->cfg);
+	return ctx->memory;
+}
+
+int
+check_recall(struct detector *ctx, const char *host, unsigned int port,
+    const struct certinfo *ci, struct detector_result **result)
+{
+	struct memory *m = memory_of(ctx);
+	struct detector_result *res;
+	enum detector_verdict v;
+	int64_t when;
+
+	*result = NULL;
+	if (m == NULL || !memory_recall(m, host, port, ci->spki_sha256, &v,
+	    &when))
+		return 0;
+	if ((res = result_new(ctx)) == NULL)
 		return seterr(ctx, "out of memory");
-	}
-	*result = res;
+	res->verdict = v;
+	res->cached = 1;
+	res->verified_at = when;
+	res->reason = strdup("remembered verdict for this key (verdict "
+	    "cache)");
+	return finish(ctx, res, result) == -1 ? -1 : 1;
+}
+
+int
+check_probe(struct detector *ctx, const char *host, unsigned int port,
+    const struct certinfo *ci, struct detector_result **result)
+{
+	struct memory *m = memory_of(ctx);
+
+	*result = NULL;
+	if (probe_spheres(ctx, host, port, ci, result) == -1)
+		return -1;
+	if (m != NULL)
+		memory_record(m, host, port, ci->spki_sha256,
+		    (*result)->verdict, ctx->cfg.cache_validity_s);
 	return 0;
 }
 
@@ -451,8 +538,9 @@ detector_check(struct detector *ctx, const char *host, unsigned int port,
     const unsigned char *observed_der, size_t der_len,
     struct detector_result **result)
 {
-	unsigned char spki[DETECTOR_SHA256_LEN], cert[DETECTOR_SHA256_LEN];
+	struct certinfo ci;
 	char err[256];
+	int rc;
 
 	if (result == NULL)
 		return seterr(ctx, "no result pointer given");
@@ -462,13 +550,15 @@ detector_check(struct detector *ctx, const char *host, unsigned int port,
 	if (observed_der == NULL || der_len == 0)
 		return seterr(ctx, "no certificate given for %s:%u", host,
 		    port);
-	if (certinfo_hash(observed_der, der_len, spki, cert, err,
+	if (certinfo_read(observed_der, der_len, &ci, err,
 	    sizeof(err)) == -1)
 		return seterr(ctx, "the certificate given for %s:%u is "
 		    "unusable: %s", host, port, err);
-	/* Show the spheres the certificate of the key type seen directly. */
-	return probe_spheres(ctx, host, port, spki, cert,
-	    probe_keytype_of(observed_der, der_len), result);
+	if (exclude_match(&ctx->cfg.exclude, host) != NULL)
+		return excluded(ctx, host, port, 0, result);
+	if ((rc = check_recall(ctx, host, port, &ci, result)) != 0)
+		return rc == 1 ? 0 : -1;
+	return check_probe(ctx, host, port, &ci, result);
 }
 
 int
@@ -480,8 +570,80 @@ detector_survey(struct detector *ctx, const char *host, unsigned int port,
 	*result = NULL;
 	if (check_target(ctx, host, port) == -1)
 		return -1;
-	return probe_spheres(ctx, host, port, NULL, NULL, PROBE_KEY_ANY,
-	    result);
+	if (exclude_match(&ctx->cfg.exclude, host) != NULL)
+		return excluded(ctx, host, port, 1, result);
+	return probe_spheres(ctx, host, port, NULL, result);
+}
+
+/* The cache file, for listing and forgetting. */
+static struct cache *
+cache_of(struct detector *ctx)
+{
+	struct memory *m;
+	struct cache *c;
+
+	if (!ctx->configured) {
+		seterr(ctx, "detector_configure() was not called");
+		return NULL;
+	}
+	if ((m = memory_for(&ctx->cfg)) == NULL) {
+		seterr(ctx, "out of memory");
+		return NULL;
+	}
+	if ((c = memory_cache(m, ctx->err, sizeof(ctx->err))) == NULL)
+		return NULL;
+	return c;
+}
+
+struct list_state {
+	void (*fn)(void *arg, const struct detector_cache_entry *entry);
+	void *arg;
+};
+
+static void
+list_one(void *arg, const char *key, const struct cache_record *r)
+{
+	struct list_state *st = arg;
+	struct detector_cache_entry e;
+
+	memset(&e, 0, sizeof(e));
+	e.key = key;
+	if (r == NULL)
+		e.malformed = 1;
+	else {
+		e.verdict = r->verdict;
+		memcpy(e.spki_sha256, r->spki, DETECTOR_SHA256_LEN);
+		e.first_seen = r->first_seen;
+		e.last_verified = r->last_verified;
+		e.expires = r->expires;
+	}
+	st->fn(st->arg, &e);
+}
+
+int
+detector_cache_list(struct detector *ctx,
+    void (*fn)(void *arg, const struct detector_cache_entry *entry),
+    void *arg)
+{
+	struct list_state st = { fn, arg };
+	struct cache *c = cache_of(ctx);
+
+	if (c == NULL)
+		return -1;
+	return cache_list(c, list_one, &st, ctx->err, sizeof(ctx->err));
+}
+
+int
+detector_cache_forget(struct detector *ctx, const char *host,
+    unsigned int port)
+{
+	struct cache *c = cache_of(ctx);
+
+	if (c == NULL)
+		return -1;
+	if (host == NULL)
+		return seterr(ctx, "no host name given");
+	return cache_forget(c, host, port, ctx->err, sizeof(ctx->err));
 }
 
 /* The direct path's address: a literal, or the system resolver's first. */

@@ -11,7 +11,8 @@
 
 int
 memo_lookup(const struct memo *m, const char *host, unsigned int port,
-    const unsigned char *spki, PRTime now, enum detector_verdict *v)
+    const unsigned char *spki, PRTime now, enum detector_verdict *v,
+    int64_t *stored_s)
 {
 	size_t i;
 
@@ -24,6 +25,7 @@ memo_lookup(const struct memo *m, const char *host, unsigned int port,
 		if (memcmp(e->spki, spki, DETECTOR_SHA256_LEN) != 0)
 			return 0;
 		*v = e->verdict;
+		*stored_s = e->stored / PR_USEC_PER_SEC;
 		return 1;
 	}
 	return 0;
@@ -54,5 +56,6 @@ memo_store(struct memo *m, const char *host, unsigned int port,
 	slot->port = port;
 	memcpy(slot->spki, spki, DETECTOR_SHA256_LEN);
 	slot->verdict = v;
+	slot->stored = now;
 	slot->expires = now + ttl;
 }

@@ -1,12 +1,12 @@
 /*
- * memo.h - verdicts remembered in this process, so that a second handshake
- * with the same server key does not probe again.  (The persistent cache
- * shared between processes replaces this later.)
+ * memo.h - verdicts remembered in this process only: memory.c's fallback
+ * when there is no verdict cache file or it cannot be written.
  */
 #ifndef DETECTOR_MEMO_H
 #define DETECTOR_MEMO_H
 
 #include <prtime.h>
+#include <stdint.h>
 
 #include "detector.h"
 
@@ -18,6 +18,7 @@ struct memo_entry {
 	unsigned int port;
 	unsigned char spki[DETECTOR_SHA256_LEN];
 	enum detector_verdict verdict;
+	PRTime stored;                  /* when the verdict was reached */
 	PRTime expires;                 /* 0: unused slot */
 };
 
@@ -26,9 +27,11 @@ struct memo {
 };
 
 /* The remembered verdict for exactly this key at host:port, if not
- * expired: 1 and *v set, else 0.  Pure; the caller locks. */
+ * expired: 1 with *v and *stored_s (unix seconds) set, else 0.  Pure; the
+ * caller locks. */
 int memo_lookup(const struct memo *m, const char *host, unsigned int port,
-    const unsigned char *spki, PRTime now, enum detector_verdict *v);
+    const unsigned char *spki, PRTime now, enum detector_verdict *v,
+    int64_t *stored_s);
 /* Remembers a verdict for ttl microseconds (replaces any entry for
  * host:port, else the slot expiring first). */
 void memo_store(struct memo *m, const char *host, unsigned int port,

@@ -17,13 +17,12 @@
  * into an accept by a timeout.  An invalid configuration refuses every
  * handshake (fail closed) and says why once.
  *
- * Verdicts are remembered in the verdict cache shared by every process of
- * the user (cache.c); if it cannot be opened or written, in this process's
- * memory (memo.c), and the problem is reported once.
+ * Verdicts are remembered by the engine (memory.c): the host name is
+ * checked, `exclude` matched and the certificate read once per handshake,
+ * and a remembered verdict answers before any thread is started.
  *
  * The state below is process-wide because it belongs to the process's NSS:
- * the configuration read once, the error table, the cache handle (LMDB
- * allows one per process) and the in-memory fallback.
+ * the configuration read once, the error table and the worker pool.
  */
 #include <nss.h>
 #include <prerror.h>
@@ -39,12 +38,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cache.h"
 #include "certinfo.h"
+#include "check.h"
 #include "config.h"
 #include "detector_nss.h"
 #include "log.h"
-#include "memo.h"
 
 
 static const struct PRErrorMessage glue_messages[] = {
@@ -68,38 +66,9 @@ static struct {
 	PRCallOnceType once;
 	struct detector_config *cfg;    /* NULL: the configuration is bad */
 	char cfg_error[1024];
-	PRLock *lock;                   /* guards memo and the flags below */
-	struct memo memo;
-	struct cache *cache;            /* NULL: none, or it failed */
-	pid_t cache_pid;                /* LMDB handles do not survive fork() */
-	int cache_write_failed;         /* reported once */
+	PRLock *lock;                   /* guards the worker pool */
 	PRInt32 cfg_error_said;         /* the configuration error, once */
 } glue;
-
-/* Opens the verdict cache named by the configuration, if any. */
-static void
-glue_open_cache(const struct detector_config *cfg)
-{
-	char path[PATH_MAX], note[1024], err[1024];
-
-	if (strcmp(cfg->cache_path, "off") == 0)
-		return;
-	if (cfg->cache_path[0] != '\0')
-		snprintf(path, sizeof(path), "%s", cfg->cache_path);
-	else if (!cache_default_path(path, sizeof(path))) {
-		detector_log(cfg, LOG_ERRORS, "no verdict cache: neither "
-		    "XDG_CACHE_HOME nor HOME is set; verdicts are kept in "
-		    "memory");
-		return;
-	}
-	glue.cache = cache_open(path, note, sizeof(note), err, sizeof(err));
-	glue.cache_pid = getpid();
-	if (glue.cache == NULL)
-		detector_log(cfg, LOG_ERRORS, "%s; verdicts are kept in "
-		    "memory", err);
-	else if (note[0] != '\0')
-		detector_log(cfg, LOG_ERRORS, "%s", note);
-}
 
 /* The worker pool's lists (see "Checks for non-blocking sockets" below),
  * guarded by glue.lock. */
@@ -145,13 +114,9 @@ glue_init(void)
 	} else if (detector_config_load_default(cfg) == -1) {
 		snprintf(glue.cfg_error, sizeof(glue.cfg_error), "%s",
 		    detector_config_error(cfg));
-	} else if (cfg->quorum > cfg->nspheres) {
-		snprintf(glue.cfg_error, sizeof(glue.cfg_error), "quorum %u "
-		    "is more than the %u spheres configured", cfg->quorum,
-		    cfg->nspheres);
-	} else {
+	} else if (config_check(cfg, glue.cfg_error,
+	    sizeof(glue.cfg_error)) == 0) {
 		glue.cfg = cfg;
-		glue_open_cache(cfg);
 		return PR_SUCCESS;
 	}
 	detector_config_free(cfg);
@@ -173,84 +138,76 @@ decide(enum detector_verdict v)
 	}
 }
 
-static int
-remembered(const char *host, unsigned int port, const unsigned char *spki,
-    enum detector_verdict *v)
-{
-	struct cache_record r;
-	int found;
-
-	if (glue.cache != NULL && glue.cache_pid == getpid() &&
-	    cache_recall(glue.cache, host, port, spki, (uint32_t)time(NULL), &r)) {
-		*v = r.verdict;
-		return 1;
-	}
-	PR_Lock(glue.lock);
-	found = memo_lookup(&glue.memo, host, port, spki, PR_Now(), v);
-	PR_Unlock(glue.lock);
-	return found;
-}
-
-static void
-remember(const char *host, unsigned int port, const unsigned char *spki,
-    enum detector_verdict v)
-{
-	PRTime ttl = v == DETECTOR_ACCEPT ? (PRTime)glue.cfg->cache_validity_s *
-	    PR_USEC_PER_SEC : v == DETECTOR_REJECT ? (PRTime)CACHE_TTL_REJECT *
-	    PR_USEC_PER_SEC : (PRTime)CACHE_TTL_UNDECIDED * PR_USEC_PER_SEC;
-	char err[256] = "the cache handle was opened before fork()";
-	int report = 0;
-
-	if (glue.cache != NULL && glue.cache_pid == getpid() &&
-	    !cache_readonly(glue.cache) && cache_remember(glue.cache, host, port, spki, v,
-	    (uint32_t)time(NULL), glue.cfg->cache_validity_s, err,
-	    sizeof(err)) == 0)
-		return;
-	PR_Lock(glue.lock);
-	memo_store(&glue.memo, host, port, spki, v, PR_Now(), ttl);
-	if (glue.cache != NULL && !cache_readonly(glue.cache) &&
-	    !glue.cache_write_failed)
-		report = glue.cache_write_failed = 1;
-	PR_Unlock(glue.lock);
-	if (report)
-		detector_log(glue.cfg, LOG_ERRORS, "cannot write the verdict "
-		    "cache (%s); verdicts are kept in memory", err);
-}
-
-/* Probes the spheres (blocking, bounded by the deadline) and decides. */
-static int
-probe_and_decide(const char *host, unsigned int port,
-    const unsigned char *der, unsigned int len, const unsigned char *spki)
+/* A context for one handshake to port; NULL with err set. */
+static struct detector *
+glue_context(unsigned int port, char *err, size_t errlen)
 {
 	const struct detector_config *cfg = glue.cfg;
 	struct detector *ctx = detector_new();
-	struct detector_result *res = NULL;
-	enum detector_verdict v = DETECTOR_UNDECIDED;
-	int error;
 
 	/* The application spoke the port's plaintext preamble itself before
 	 * handing the socket to NSS (Pidgin's XMPP on 5222, a mail client on
 	 * 587): the probes must speak it too. */
 	if (ctx == NULL || detector_configure(ctx, cfg) == -1 ||
 	    detector_set_starttls(ctx, config_starttls_for_port(cfg, port)) ==
-	    -1 || detector_check(ctx, host, port, der, len, &res) == -1) {
-		detector_log(cfg, LOG_ERRORS, "%s:%u: the check could not be "
-		    "made: %s", host, port, ctx ? detector_error(ctx) :
+	    -1) {
+		snprintf(err, errlen, "%s", ctx ? detector_error(ctx) :
 		    "out of memory");
+		detector_free(ctx);
+		return NULL;
+	}
+	return ctx;
+}
+
+/* What the verdict memory has to say, said once. */
+static void
+glue_note(const struct detector_result *res)
+{
+	if (res != NULL && res->note != NULL)
+		detector_log(glue.cfg, LOG_ERRORS, "%s", res->note);
+}
+
+/* Decides on a verdict and says so: the refusal code, 0 accepts. */
+static int
+decided(const char *host, unsigned int port, enum detector_verdict v,
+    const char *reason)
+{
+	int error = decide(v);
+
+	if (error != 0)
+		detector_log(glue.cfg, LOG_ERRORS, "%s:%u REFUSED (%s): %s",
+		    host, port, detector_verdict_name(v), reason);
+	else
+		detector_log(glue.cfg, LOG_DECISIONS, "%s:%u accepted (%s%s): "
+		    "%s", host, port, detector_verdict_name(v),
+		    v == DETECTOR_UNDECIDED ? ", on_undecided = accept" : "",
+		    reason);
+	return error;
+}
+
+/* Probes the spheres (blocking, bounded by the deadline) and decides. */
+static int
+probe_and_decide(struct detector *ctx, const char *host, unsigned int port,
+    const struct certinfo *ci)
+{
+	const struct detector_config *cfg = glue.cfg;
+	struct detector_result *res = NULL;
+	enum detector_verdict v = DETECTOR_UNDECIDED;
+	char err[1024];
+	int error;
+
+	if (ctx == NULL)
+		ctx = glue_context(port, err, sizeof(err));
+	else
+		err[0] = '\0';
+	if (ctx == NULL || check_probe(ctx, host, port, ci, &res) == -1) {
+		detector_log(cfg, LOG_ERRORS, "%s:%u: the check could not be "
+		    "made: %s", host, port, ctx ? detector_error(ctx) : err);
 	} else {
 		v = res->verdict;
-		remember(host, port, spki, v);
+		glue_note(res);
 	}
-	error = decide(v);
-	if (error != 0)
-		detector_log(cfg, LOG_ERRORS, "%s:%u REFUSED (%s): %s", host,
-		    port, detector_verdict_name(v), res ? res->reason :
-		    "no verdict");
-	else
-		detector_log(cfg, LOG_DECISIONS, "%s:%u accepted (%s%s): %s",
-		    host, port, detector_verdict_name(v),
-		    v == DETECTOR_UNDECIDED ? ", on_undecided = accept" : "",
-		    res ? res->reason : "no verdict");
+	error = decided(host, port, v, res ? res->reason : "no verdict");
 	detector_result_free(res);
 	detector_free(ctx);
 	return error;
@@ -289,9 +246,7 @@ struct waiter {
 struct check {
 	char *host;
 	unsigned int port;
-	unsigned char *der;
-	unsigned int len;
-	unsigned char spki[DETECTOR_SHA256_LEN];
+	struct certinfo ci;
 	struct waiter *waiters;
 	struct check *next;             /* in glue_jobs.queued / .running */
 };
@@ -308,7 +263,6 @@ static void
 check_free(struct check *c)
 {
 	free(c->host);
-	free(c->der);
 	free(c);
 }
 
@@ -372,8 +326,8 @@ worker(void *arg)
 	struct check *c = arg;
 
 	while (c != NULL) {
-		deliver(c, abandoned(c) ? 0 : probe_and_decide(c->host,
-		    c->port, c->der, c->len, c->spki));
+		deliver(c, abandoned(c) ? 0 : probe_and_decide(NULL, c->host,
+		    c->port, &c->ci));
 		PR_Lock(glue.lock);
 		if ((c = glue_jobs.queued) != NULL) {
 			glue_jobs.queued = c->next;
@@ -406,11 +360,12 @@ glue_cancel(void *pending)
 
 static struct check *
 find_check(struct check *c, const char *host, unsigned int port,
-    const unsigned char *spki)
+    const struct certinfo *ci)
 {
 	for (; c != NULL; c = c->next) {
 		if (c->port == port && strcmp(c->host, host) == 0 &&
-		    memcmp(c->spki, spki, sizeof(c->spki)) == 0)
+		    memcmp(c->ci.spki_sha256, ci->spki_sha256,
+		    DETECTOR_SHA256_LEN) == 0)
 			return c;
 	}
 	return NULL;
@@ -419,20 +374,16 @@ find_check(struct check *c, const char *host, unsigned int port,
 /* Makes a waiter for host:port and key: joins a check already queued or
  * running, or starts one.  Returns 1 if it joined one. */
 static int
-start_job(const char *host, unsigned int port, const unsigned char *der,
-    unsigned int len, const unsigned char *spki, detector_nss_done_fn done,
-    void *arg, void **pending)
+start_job(const char *host, unsigned int port, const struct certinfo *ci,
+    detector_nss_done_fn done, void *arg, void **pending)
 {
 	struct waiter *w = calloc(1, sizeof(*w));
 	struct check *c, *fresh = calloc(1, sizeof(*fresh));
 	int joined = 0;
 
-	if (w == NULL || fresh == NULL || (fresh->host = strdup(host)) == NULL ||
-	    (fresh->der = malloc(len)) == NULL)
+	if (w == NULL || fresh == NULL || (fresh->host = strdup(host)) == NULL)
 		goto fail;
-	memcpy(fresh->der, der, len);
-	memcpy(fresh->spki, spki, sizeof(fresh->spki));
-	fresh->len = len;
+	fresh->ci = *ci;
 	fresh->port = port;
 	w->done = done;
 	w->arg = arg;
@@ -448,8 +399,8 @@ start_job(const char *host, unsigned int port, const unsigned char *der,
 		PR_Unlock(glue.lock);
 		goto fail;
 	}
-	if ((c = find_check(glue_jobs.running, host, port, spki)) != NULL ||
-	    (c = find_check(glue_jobs.queued, host, port, spki)) != NULL) {
+	if ((c = find_check(glue_jobs.running, host, port, ci)) != NULL ||
+	    (c = find_check(glue_jobs.queued, host, port, ci)) != NULL) {
 		joined = 1;
 	} else if (glue_jobs.nworkers < GLUE_MAX_WORKERS) {
 		c = fresh;
@@ -491,10 +442,12 @@ glue_check(const char *host, unsigned int port, const unsigned char *der,
     void *arg, void **pending, int *error)
 {
 	const struct detector_config *cfg = glue.cfg;
-	unsigned char spki[DETECTOR_SHA256_LEN], cert[DETECTOR_SHA256_LEN];
-	char err[256];
-	enum detector_verdict v;
+	struct detector_result *res = NULL;
+	struct detector *ctx;
+	struct certinfo ci;
+	char err[1024];
 	const char *rule;
+	int found;
 
 	*pending = NULL;
 	*error = 0;
@@ -514,26 +467,39 @@ glue_check(const char *host, unsigned int port, const unsigned char *der,
 		    "by '%s'", host, port, rule);
 		return DETECTOR_NSS_DECIDED;
 	}
-	if (certinfo_hash(der, der_len, spki, cert, err, sizeof(err)) == -1) {
+	if (certinfo_read(der, der_len, &ci, err, sizeof(err)) == -1) {
 		*error = decide(DETECTOR_UNDECIDED);
 		detector_log(cfg, LOG_ERRORS, "%s:%u %s: certificate not "
 		    "understood: %s", host, port, *error ? "REFUSED" :
 		    "accepted (on_undecided = accept)", err);
 		return DETECTOR_NSS_DECIDED;
 	}
-	if (remembered(host, port, spki, &v)) {
-		*error = decide(v);
+	if ((ctx = glue_context(port, err, sizeof(err))) == NULL ||
+	    check_target(ctx, host, port) == -1 ||
+	    (found = check_recall(ctx, host, port, &ci, &res)) == -1) {
+		detector_log(cfg, LOG_ERRORS, "%s:%u: the check could not be "
+		    "made: %s", host, port, ctx ? detector_error(ctx) : err);
+		detector_free(ctx);
+		*error = decided(host, port, DETECTOR_UNDECIDED, "no verdict");
+		return DETECTOR_NSS_DECIDED;
+	}
+	if (found) {
+		glue_note(res);
+		*error = decide(res->verdict);
 		detector_log(cfg, *error ? LOG_ERRORS : LOG_DECISIONS,
 		    "%s:%u %s: remembered verdict '%s' for this key, no probe",
 		    host, port, *error ? "REFUSED" : "accepted",
-		    detector_verdict_name(v));
+		    detector_verdict_name(res->verdict));
+		detector_result_free(res);
+		detector_free(ctx);
 		return DETECTOR_NSS_DECIDED;
 	}
 	if (may_block) {
-		*error = probe_and_decide(host, port, der, der_len, spki);
+		*error = probe_and_decide(ctx, host, port, &ci);
 		return DETECTOR_NSS_DECIDED;
 	}
-	switch (start_job(host, port, der, der_len, spki, done, arg, pending)) {
+	detector_free(ctx);
+	switch (start_job(host, port, &ci, done, arg, pending)) {
 	case -1:
 		*error = decide(DETECTOR_UNDECIDED);
 		detector_log(cfg, LOG_ERRORS, "%s:%u %s: cannot start the "

@@ -204,7 +204,7 @@ probe_auth_certificate(void *arg, PRFileDesc *fd, PRBool checksig,
 	}
 	p->path->certs = certs;
 	p->path->ncerts = n;
-	if (n > 0 && certinfo_hash(certs[0].data, certs[0].len,
+	if (n > 0 && detector_cert_hashes(certs[0].data, certs[0].len,
 	    p->path->spki_sha256, p->path->cert_sha256, err,
 	    sizeof(err)) == 0) {
 		p->path->have_cert = 1;
@@ -224,54 +224,6 @@ out_chain:
 out:
 	PORT_SetError(PR_WOULD_BLOCK_ERROR);
 	return SECWouldBlock;
-}
-
-enum probe_keytype
-probe_keytype_of(const unsigned char *der, size_t len)
-{
-	SECItem item = { siBuffer, (unsigned char *)der, (unsigned int)len };
-	enum probe_keytype kt = PROBE_KEY_ANY;
-	CERTCertificate *cert;
-	SECKEYPublicKey *key;
-	SECItem *params, oid;
-
-	if (der == NULL || len == 0 || len > 0x7fffffff)
-		return PROBE_KEY_ANY;
-	if ((cert = CERT_NewTempCertificate(CERT_GetDefaultCertDB(), &item,
-	    NULL, PR_FALSE, PR_TRUE)) == NULL)
-		return PROBE_KEY_ANY;
-	if ((key = CERT_ExtractPublicKey(cert)) != NULL) {
-		if (key->keyType == rsaKey)
-			kt = PROBE_KEY_RSA;
-		else if (key->keyType == ecKey) {
-			/* The named curve: the parameters are one OID. */
-			params = &key->u.ec.DEREncodedParams;
-			memset(&oid, 0, sizeof(oid));
-			if (params->len > 2 && params->data[0] == 0x06 &&
-			    params->data[1] == params->len - 2) {
-				oid.data = params->data + 2;
-				oid.len = params->len - 2;
-			}
-			switch (oid.len ? SECOID_FindOIDTag(&oid) :
-			    SEC_OID_UNKNOWN) {
-			case SEC_OID_ANSIX962_EC_PRIME256V1:
-				kt = PROBE_KEY_EC_P256;
-				break;
-			case SEC_OID_SECG_EC_SECP384R1:
-				kt = PROBE_KEY_EC_P384;
-				break;
-			case SEC_OID_SECG_EC_SECP521R1:
-				kt = PROBE_KEY_EC_P521;
-				break;
-			default:
-				kt = PROBE_KEY_EC;
-				break;
-			}
-		}
-		SECKEY_DestroyPublicKey(key);
-	}
-	CERT_DestroyCertificate(cert);
-	return kt;
 }
 
 /*

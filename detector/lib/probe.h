@@ -8,6 +8,7 @@
 
 #include <prio.h>
 
+#include "certinfo.h"
 #include "detector.h"
 #include "socks5.h"
 #include "starttls.h"
@@ -21,14 +22,7 @@
  * path is then shown the same certificate (otherwise a sphere could see the
  * server's other, equally genuine key and report a false mismatch).
  */
-enum probe_keytype {
-	PROBE_KEY_ANY = 0,      /* no restriction (fetch, survey) */
-	PROBE_KEY_RSA,
-	PROBE_KEY_EC_P256,
-	PROBE_KEY_EC_P384,
-	PROBE_KEY_EC_P521,
-	PROBE_KEY_EC,           /* another curve: any ECDSA scheme */
-};
+/* enum probe_keytype: certinfo.h, read with the certificate's hashes. */
 
 enum probe_state {
 	PROBE_IDLE = 0,
@@ -81,8 +75,6 @@ void probe_advance(struct probe *p, PRInt16 out_flags);
 void probe_abandon(struct probe *p, enum detector_path_status status,
     const char *why);
 
-/* The key type of a DER certificate (PROBE_KEY_ANY if unknown). */
-enum probe_keytype probe_keytype_of(const unsigned char *der, size_t len);
 
 /* Frees what a detector_path owns (not the struct itself). */
 void path_release(struct detector_path *path);

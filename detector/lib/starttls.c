@@ -152,6 +152,20 @@ detector_starttls_for_port(unsigned int port)
 	}
 }
 
+unsigned int
+detector_starttls_port(enum detector_starttls proto)
+{
+	switch (proto) {
+	case DETECTOR_STARTTLS_NONE: return 443;
+	case DETECTOR_STARTTLS_SMTP: return 25;
+	case DETECTOR_STARTTLS_IMAP: return 143;
+	case DETECTOR_STARTTLS_POP3: return 110;
+	case DETECTOR_STARTTLS_XMPP: return 5222;
+	case DETECTOR_STARTTLS_LDAP: return 389;
+	}
+	return 443;
+}
+
 int
 starttls_init(struct starttls *st, enum detector_starttls proto,
     const char *host, char *err, size_t errlen)

@@ -35,9 +35,6 @@
 #include <unistd.h>
 
 #include "monitor.h"
-/* In-tree internals: the sphere list, to name every sphere of a survey
- * that could not be made at all. */
-#include "config.h"
 
 struct options {
 	const char *config;
@@ -392,9 +389,9 @@ probe_service(struct setup *s, size_t i, int tor_only)
 			    cs->res->spheres[k].via, 0, NULL);
 	} else {
 		/* No survey at all: every sphere is down, by name. */
-		for (k = 0; k < s->dcfg->nspheres; k++)
-			obs_add(obs, NULL, s->dcfg->spheres[k].text, 0,
-			    cs->survey_err);
+		for (k = 0; k < detector_config_nspheres(s->dcfg); k++)
+			obs_add(obs, NULL, detector_config_sphere(s->dcfg,
+			    (unsigned int)k), 0, cs->survey_err);
 	}
 	cs->probed = 1;
 }
@@ -565,7 +562,8 @@ run_daemon(struct setup *s)
 		s->due_ms[i] = mono_ms();
 	mon_log(&s->mc, LOG_NOTICE, "watching %zu service%s from %u "
 	    "sphere%s%s; state %s", s->mc.nservices, s->mc.nservices == 1 ?
-	    "" : "s", s->dcfg->nspheres, s->dcfg->nspheres == 1 ? "" : "s",
+	    "" : "s", detector_config_nspheres(s->dcfg),
+	    detector_config_nspheres(s->dcfg) == 1 ? "" : "s",
 	    run.o.tor_only ? " (no direct path)" : " and directly",
 	    s->mc.state_path);
 	for (;;) {
@@ -625,7 +623,8 @@ check_config(const struct setup *s)
 	    run.o.spheres ? "--spheres" : detector_config_path(s->dcfg) ?
 	    detector_config_path(s->dcfg) : run.o.detector_config ?
 	    run.o.detector_config : s->mc.detector_config[0] ?
-	    s->mc.detector_config : "built-in defaults", s->dcfg->nspheres,
+	    s->mc.detector_config : "built-in defaults",
+	    detector_config_nspheres(s->dcfg),
 	    s->mc.state_path, s->mc.hooks_dir[0] ? s->mc.hooks_dir : "none");
 	for (i = 0; i < s->mc.nservices; i++) {
 		const struct mon_service *v = &s->mc.services[i];

@@ -31,8 +31,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "certinfo.h"
-#include "config.h"     /* the engine's strict number and yes/no parsers */
 
 #define LINE_MAX_LEN 199           /* inih's line buffer is 200 */
 #define PEM_MAX_SIZE (1 << 20)
@@ -76,14 +74,13 @@ pfail(struct pstate *ps, const char *fmt, ...)
 static const struct {
 	const char *name;
 	enum detector_starttls proto;
-	unsigned int port;
 } protos[] = {
-	{ "tls", DETECTOR_STARTTLS_NONE, 443 },
-	{ "smtp", DETECTOR_STARTTLS_SMTP, 25 },
-	{ "imap", DETECTOR_STARTTLS_IMAP, 143 },
-	{ "pop3", DETECTOR_STARTTLS_POP3, 110 },
-	{ "xmpp", DETECTOR_STARTTLS_XMPP, 5222 },
-	{ "ldap", DETECTOR_STARTTLS_LDAP, 389 },
+	{ "tls", DETECTOR_STARTTLS_NONE },
+	{ "smtp", DETECTOR_STARTTLS_SMTP },
+	{ "imap", DETECTOR_STARTTLS_IMAP },
+	{ "pop3", DETECTOR_STARTTLS_POP3 },
+	{ "xmpp", DETECTOR_STARTTLS_XMPP },
+	{ "ldap", DETECTOR_STARTTLS_LDAP },
 };
 #define NPROTOS (sizeof(protos) / sizeof(protos[0]))
 
@@ -98,22 +95,11 @@ mconfig_proto_name(enum detector_starttls proto)
 	return "?";
 }
 
-unsigned int
-mconfig_proto_port(enum detector_starttls proto)
-{
-	size_t i;
-
-	for (i = 0; i < NPROTOS; i++)
-		if (protos[i].proto == proto)
-			return protos[i].port;
-	return 443;
-}
-
 
 unsigned int
 mconfig_port(const struct mon_service *s)
 {
-	return s->port ? s->port : mconfig_proto_port(s->proto);
+	return s->port ? s->port : detector_starttls_port(s->proto);
 }
 
 void
@@ -310,7 +296,7 @@ parse_duration(const char *s, unsigned int *out)
 	case 'd': mul = 86400; num[--len] = '\0'; break;
 	default: break;
 	}
-	if (config_parse_uint(num, DURATION_MAX, &v) == -1 ||
+	if (detector_config_parse_uint(num, DURATION_MAX, &v) == -1 ||
 	    v * mul > DURATION_MAX)
 		return -1;
 	*out = (unsigned int)(v * mul);
@@ -451,7 +437,7 @@ add_pem(struct pstate *ps, const char *value)
 	free(text);
 	if (rc == -1)
 		return pfail(ps, "key 'pem': %s: %s", path, err);
-	rc = certinfo_hash(der, der_len, spki, cert, err, sizeof(err));
+	rc = detector_cert_hashes(der, der_len, spki, cert, err, sizeof(err));
 	free(der);
 	if (rc == -1)
 		return pfail(ps, "key 'pem': %s: the first certificate is "
@@ -563,14 +549,14 @@ monitor_key(struct pstate *ps, const char *name, const char *value)
 	} else if (strcmp(name, "down_after") == 0) {
 		if (!once(ps, name, 6))
 			return 0;
-		if (config_parse_uint(value, 100, &v) == -1 || v < 1)
+		if (detector_config_parse_uint(value, 100, &v) == -1 || v < 1)
 			return pfail(ps, "key 'down_after': '%s' is not a "
 			    "number of cycles from 1 to 100", value);
 		mc->down_after = v;
 	} else if (strcmp(name, "syslog") == 0) {
 		if (!once(ps, name, 7))
 			return 0;
-		if (config_parse_bool(value, &mc->syslog) == -1)
+		if (detector_config_parse_bool(value, &mc->syslog) == -1)
 			return pfail(ps, "key 'syslog': '%s' is neither 'yes' "
 			    "nor 'no'", value);
 	} else if (strcmp(name, "interval") == 0) {
@@ -613,7 +599,7 @@ service_key(struct pstate *ps, const char *name, const char *value)
 	} else if (strcmp(name, "port") == 0) {
 		if (!once(ps, name, 1))
 			return 0;
-		if (config_parse_uint(value, 65535, &v) == -1 || v < 1)
+		if (detector_config_parse_uint(value, 65535, &v) == -1 || v < 1)
 			return pfail(ps, "key 'port': '%s' is not a port "
 			    "number from 1 to 65535", value);
 		s->port = v;

@@ -99,7 +99,6 @@ int mconfig_pem_first_cert(const char *text, size_t len, unsigned char **der,
     size_t *der_len, char *err, size_t errlen);
 /* "tls", "smtp", "imap", "pop3", "xmpp", "ldap"; the port's usual. */
 const char *mconfig_proto_name(enum detector_starttls proto);
-unsigned int mconfig_proto_port(enum detector_starttls proto);
 /* "host:port/proto", "[v6]:port/proto": how messages name a service. */
 void mconfig_target(const struct mon_service *s, char *buf, size_t size);
 /* The effective port, interval and jitter of a service. */

@@ -27,9 +27,6 @@
 #include <unistd.h>
 
 #include "detector.h"
-/* In-tree internals: the configuration's cache settings and the cache. */
-#include "cache.h"
-#include "config.h"
 
 #define EXIT_ACCEPT 0
 #define EXIT_UNDECIDED 1
@@ -55,7 +52,6 @@ static struct {
 	struct detector *ctx;
 	struct detector_path *direct;
 	struct detector_result *res;
-	struct cache *cache;
 } run;
 
 static void
@@ -576,6 +572,8 @@ load_config(const struct options *o)
 	    (o->deadline > 0 && detector_config_set_deadline(cfg,
 	    (unsigned int)o->deadline) == -1))
 		die("%s", detector_config_error(cfg));
+	if (o->no_cache)
+		detector_config_set_remember(cfg, 0);
 	if (o->verbose && !o->json)
 		printf("configuration: %s\n", detector_config_path(cfg) ?
 		    detector_config_path(cfg) : o->config ? o->config :
@@ -585,7 +583,6 @@ load_config(const struct options *o)
 static void
 run_release(void)
 {
-	cache_close(run.cache);
 	detector_result_free(run.res);
 	detector_path_free(run.direct);
 	detector_free(run.ctx);
@@ -596,109 +593,75 @@ run_release(void)
 	PR_Cleanup();
 }
 
-/* The verdict cache the configuration names; NULL when it is off, or (with
- * a warning) when it cannot be opened. */
-static struct cache *
-open_cache(const struct detector_config *cfg, int must)
-{
-	char path[PATH_MAX], note[1024], err[1024];
-	struct cache *c;
-
-	if (strcmp(cfg->cache_path, "off") == 0) {
-		if (must)
-			die("the verdict cache is turned off (cache = off)");
-		return NULL;
-	}
-	if (cfg->cache_path[0] != '\0')
-		snprintf(path, sizeof(path), "%s", cfg->cache_path);
-	else if (!cache_default_path(path, sizeof(path))) {
-		if (must)
-			die("no verdict cache: neither XDG_CACHE_HOME nor HOME "
-			    "is set");
-		return NULL;
-	}
-	if ((c = cache_open(path, note, sizeof(note), err,
-	    sizeof(err))) == NULL) {
-		if (must)
-			die("%s", err);
-		fprintf(stderr, "sphere-probe: %s; probing without it\n", err);
-		return NULL;
-	}
-	if (note[0] != '\0')
-		fprintf(stderr, "sphere-probe: %s\n", note);
-	return c;
-}
-
 static void
-format_time(uint32_t t, char *buf, size_t size)
+format_time(int64_t t, char *buf, size_t size)
 {
 	time_t tt = (time_t)t;
 	struct tm tm;
 
 	if (gmtime_r(&tt, &tm) == NULL ||
 	    strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
-		snprintf(buf, size, "%lu", (unsigned long)t);
+		snprintf(buf, size, "%lld", (long long)t);
 }
 
 static void
-list_entry(void *arg, const char *key, const struct cache_record *r)
+list_entry(void *arg, const struct detector_cache_entry *e)
 {
 	char spki[65], first[32], last[32], exp[32];
 
 	(void)arg;
-	if (r == NULL) {
-		printf("%-40s (malformed entry, ignored)\n", key);
+	if (e->malformed) {
+		printf("%-40s (malformed entry, ignored)\n", e->key);
 		return;
 	}
-	hex(r->spki, 32, spki);
-	format_time(r->first_seen, first, sizeof(first));
-	format_time(r->last_verified, last, sizeof(last));
-	format_time(r->expires, exp, sizeof(exp));
-	printf("%-40s %-9s %.16s  first %s  verified %s  expires %s\n", key,
-	    detector_verdict_name(r->verdict), spki, first, last, exp);
+	hex(e->spki_sha256, 32, spki);
+	format_time(e->first_seen, first, sizeof(first));
+	format_time(e->last_verified, last, sizeof(last));
+	format_time(e->expires, exp, sizeof(exp));
+	printf("%-40s %-9s %.16s  first %s  verified %s  expires %s\n",
+	    e->key, detector_verdict_name(e->verdict), spki, first, last, exp);
 }
 
 /* --cache-list and --cache-forget: no network at all. */
 static int
 cache_command(const struct options *o)
 {
-	char err[1024];
 	int n;
 
-	run.cache = open_cache(run.cfg, 1);
+	if ((run.ctx = detector_new()) == NULL)
+		die("out of memory");
+	if (detector_configure(run.ctx, run.cfg) == -1)
+		die("%s", detector_error(run.ctx));
 	if (o->cache_list) {
-		if (cache_list(run.cache, list_entry, NULL, err,
-		    sizeof(err)) == -1)
-			die("%s", err);
+		if (detector_cache_list(run.ctx, list_entry, NULL) == -1)
+			die("%s", detector_error(run.ctx));
 		return 0;
 	}
-	if ((n = cache_forget(run.cache, o->host, o->port, err,
-	    sizeof(err))) == -1)
-		die("%s", err);
+	if ((n = detector_cache_forget(run.ctx, o->host, o->port)) == -1)
+		die("%s", detector_error(run.ctx));
 	printf("forgot %d cached verdict%s for %s%s%.0u\n", n, n == 1 ? "" :
 	    "s", o->host, o->port ? ":" : "", o->port);
 	return 0;
 }
 
-/* A verdict the cache already holds for the key seen directly. */
+/* A verdict remembered for the key seen directly. */
 static int
-report_cached(const struct options *o, const struct cache_record *r)
+report_cached(const struct options *o, const struct detector_result *r)
 {
 	const struct detector_path *d = run.direct;
 	char when[32], spki[65];
 
-	format_time(r->last_verified, when, sizeof(when));
+	format_time(r->verified_at, when, sizeof(when));
 	if (o->json) {
 		json_t *root = json_pack("{s:s, s:I, s:s, s:s, s:I, "
 		    "s:{s:o, s:o}, s:[], s:s, s:b, s:s}", "host", o->host,
 		    "port", (json_int_t)o->port, "starttls",
 		    detector_starttls_name(o->starttls), "verdict",
 		    detector_verdict_name(r->verdict), "quorum",
-		    (json_int_t)run.cfg->quorum, "direct", "spki_sha256",
+		    (json_int_t)r->quorum, "direct", "spki_sha256",
 		    json_hash(d->have_cert, d->spki_sha256), "cert_sha256",
 		    json_hash(d->have_cert, d->cert_sha256), "spheres",
-		    "reason", "remembered verdict for this key (verdict cache)",
-		    "cached", 1, "verified_at", when);
+		    "reason", r->reason, "cached", 1, "verified_at", when);
 		char *out = root ? json_dumps(root, JSON_INDENT(2) |
 		    JSON_PRESERVE_ORDER) : NULL;
 		if (out == NULL)
@@ -764,12 +727,6 @@ main(int argc, char **argv)
 	if (run.direct->status != DETECTOR_PATH_SEEN)
 		die("direct connection to %s:%u failed: %s", o.host, o.port,
 		    run.direct->error ? run.direct->error : "no certificate");
-	if (!o.no_cache && (run.cache = open_cache(run.cfg, 0)) != NULL) {
-		struct cache_record r;
-		if (cache_recall(run.cache, o.host, o.port,
-		    run.direct->spki_sha256, (uint32_t)time(NULL), &r))
-			return report_cached(&o, &r);
-	}
 	/* The deadline covers the whole run: the spheres get what is left. */
 	remaining = run.direct->ms < deadline ? deadline - run.direct->ms : 1;
 	if (detector_config_set_deadline(run.cfg, remaining) == -1 ||
@@ -778,20 +735,16 @@ main(int argc, char **argv)
 	if (detector_check(run.ctx, o.host, o.port, run.direct->certs[0].data,
 	    run.direct->certs[0].len, &run.res) == -1)
 		die("%s", detector_error(run.ctx));
+	if (run.res->note != NULL)
+		fprintf(stderr, "sphere-probe: %s\n", run.res->note);
+	if (run.res->cached)
+		return report_cached(&o, run.res);
 	if (o.json)
 		print_json(&o, run.direct, run.res);
 	else
 		print_text(&o, run.direct, run.res);
 	if (o.dump_dir != NULL)
 		dump_all(o.dump_dir, run.direct, run.res);
-	if (run.cache != NULL && !cache_readonly(run.cache)) {
-		char err[1024];
-		if (cache_remember(run.cache, o.host, o.port,
-		    run.direct->spki_sha256, run.res->verdict,
-		    (uint32_t)time(NULL), run.cfg->cache_validity_s, err,
-		    sizeof(err)) == -1)
-			fprintf(stderr, "sphere-probe: %s\n", err);
-	}
 	switch (run.res->verdict) {
 	case DETECTOR_ACCEPT: return EXIT_ACCEPT;
 	case DETECTOR_REJECT: return EXIT_REJECT;

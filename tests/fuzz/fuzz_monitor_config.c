@@ -44,7 +44,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	(void)mconfig_parse_pin(text, pin);
 	if (mconfig_pem_first_cert(text, size, &der, &der_len, err,
 	    sizeof(err)) == 0) {
-		(void)certinfo_hash(der, der_len, spki, cert, err, sizeof(err));
+		(void)detector_cert_hashes(der, der_len, spki, cert, err, sizeof(err));
 		free(der);
 	}
 	free(text);

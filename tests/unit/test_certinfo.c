@@ -79,7 +79,7 @@ check_matches_openssl(const char *keyopt)
 	char want[65], got[65], err[256];
 	size_t n = make_cert(keyopt, der, sizeof(der), want), i;
 
-	assert_int_equal(certinfo_hash(der, n, spki, cert, err, sizeof(err)),
+	assert_int_equal(detector_cert_hashes(der, n, spki, cert, err, sizeof(err)),
 	    0);
 	for (i = 0; i < 32; i++)
 		sprintf(got + 2 * i, "%02x", spki[i]);
@@ -105,10 +105,10 @@ test_every_truncation_and_extension_fails(void **state)
 
 	(void)state;
 	for (i = 0; i < n; i++)
-		assert_int_equal(certinfo_hash(der, i, spki, cert, err,
+		assert_int_equal(detector_cert_hashes(der, i, spki, cert, err,
 		    sizeof(err)), -1);
 	der[n] = 0;
-	assert_int_equal(certinfo_hash(der, n + 1, spki, cert, err,
+	assert_int_equal(detector_cert_hashes(der, n + 1, spki, cert, err,
 	    sizeof(err)), -1);
 	assert_non_null(strstr(err, "trailing"));
 }
@@ -187,10 +187,47 @@ test_walker_is_no_stricter_than_nss(void **state)
 	assert_null(CERT_NewTempCertificate(CERT_GetDefaultCertDB(), &item,
 	    NULL, PR_FALSE, PR_TRUE));
 	/* The walker: the same answers. */
-	assert_int_equal(certinfo_hash(der, n, spki, cert, err, sizeof(err)),
+	assert_int_equal(detector_cert_hashes(der, n, spki, cert, err, sizeof(err)),
 	    0);
 	assert_int_equal(certinfo_spki(odd, n + 1, &p, &len, err,
 	    sizeof(err)), -1);
+}
+
+static enum probe_keytype
+keytype_of(const char *keyopt)
+{
+	unsigned char der[8192];
+	char hex[65], err[256];
+	size_t n = make_cert(keyopt, der, sizeof(der), hex);
+	struct certinfo ci;
+
+	assert_int_equal(certinfo_read(der, n, &ci, err, sizeof(err)), 0);
+	return ci.keytype;
+}
+
+/* The key type is read from the SPKI the hashes were taken of, without
+ * a second parse; it agrees with what NSS makes of each key. */
+static void
+test_key_type_of_each_key(void **state)
+{
+	static const unsigned char other_curve[] = {
+		0x30, 0x13, 0x30, 0x10,
+		0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01,
+		0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x0a,       /* secp256k1 */
+		0x03, 0x00 };
+
+	(void)state;
+	assert_int_equal(keytype_of("-newkey rsa:2048"), PROBE_KEY_RSA);
+	assert_int_equal(keytype_of("-newkey ec -pkeyopt "
+	    "ec_paramgen_curve:P-256"), PROBE_KEY_EC_P256);
+	assert_int_equal(keytype_of("-newkey ec -pkeyopt "
+	    "ec_paramgen_curve:P-384"), PROBE_KEY_EC_P384);
+	assert_int_equal(keytype_of("-newkey ec -pkeyopt "
+	    "ec_paramgen_curve:P-521"), PROBE_KEY_EC_P521);
+	assert_int_equal(keytype_of("-newkey ed25519"), PROBE_KEY_ANY);
+	assert_int_equal(certinfo_keytype(other_curve, sizeof(other_curve)),
+	    PROBE_KEY_EC);
+	assert_int_equal(certinfo_keytype(other_curve, 5), PROBE_KEY_ANY);
 }
 
 int
@@ -198,6 +235,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_rsa_and_ec_match_openssl),
+		cmocka_unit_test(test_key_type_of_each_key),
 		cmocka_unit_test(test_every_truncation_and_extension_fails),
 		cmocka_unit_test(test_malformed_encodings),
 		cmocka_unit_test(test_walker_is_no_stricter_than_nss),

@@ -1,0 +1,225 @@
+/*
+ * memory.c - what DetecTor remembers: the verdict cache first, this
+ * process's memory (memo.c) when there is no cache or it cannot be
+ * written, and every problem with either said once.
+ *
+ * The policy of when a remembered verdict answers lives in cache.c
+ * (cache_recall) and memo.c (memo_lookup): only for exactly the key that
+ * was checked, and only until the verdict expires.
+ *
+ * This is the engine's one piece of process-wide state, and it is there
+ * because LMDB imposes it: one handle per file and process (its locks are
+ * per process).  Every context configured with the same `cache` setting
+ * shares one struct memory; a handle opened before fork() is never used
+ * in the child, which keeps verdicts in its memory instead.
+ */
+#include "memory.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cache.h"
+#include "memo.h"
+
+#define MEMORY_NOTES 4
+#define MEMORY_NOTE_MAX 1024
+
+struct memory {
+	char where[PATH_MAX];           /* the cache file; "" none */
+	struct cache *cache;            /* NULL: none, or it failed */
+	pid_t cache_pid;                /* LMDB handles do not survive fork() */
+	char cache_err[MEMORY_NOTE_MAX];        /* why there is no cache */
+	int write_failed;               /* reported once */
+	char notes[MEMORY_NOTES][MEMORY_NOTE_MAX];
+	unsigned int nnotes;
+	struct memo memo;
+	struct memory *next;
+};
+
+static pthread_mutex_t memory_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t memory_once = PTHREAD_ONCE_INIT;
+static struct memory *memories;
+
+/* After fork() the child has one thread; a lock another thread held is
+ * held forever there.  The child starts with a fresh one. */
+static void
+memory_atfork_child(void)
+{
+	pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
+
+	memory_lock = fresh;
+}
+
+static void
+memory_init(void)
+{
+	(void)pthread_atfork(NULL, NULL, memory_atfork_child);
+}
+
+/* Queues a note (under the lock); the last slot is overwritten when full. */
+static void
+note_locked(struct memory *m, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void
+note_locked(struct memory *m, const char *fmt, ...)
+{
+	unsigned int i = m->nnotes < MEMORY_NOTES ? m->nnotes++ :
+	    MEMORY_NOTES - 1;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(m->notes[i], sizeof(m->notes[i]), fmt, ap);
+	va_end(ap);
+}
+
+/* The cache file cfg names: "off", the file, or the per-user default
+ * ("" with why set when there is none). */
+static void
+cache_where(const struct detector_config *cfg, char *out, size_t size)
+{
+	if (cfg->cache_path[0] != '\0')
+		snprintf(out, size, "%s", cfg->cache_path);
+	else if (!config_xdg_path("XDG_CACHE_HOME", ".cache",
+	    "detector/verdicts.mdb", out, size))
+		out[0] = '\0';
+}
+
+static struct memory *
+memory_open_locked(const char *where)
+{
+	struct memory *m = calloc(1, sizeof(*m));
+	char note[MEMORY_NOTE_MAX];
+
+	if (m == NULL)
+		return NULL;
+	snprintf(m->where, sizeof(m->where), "%s", where);
+	if (strcmp(where, "off") == 0) {
+		snprintf(m->cache_err, sizeof(m->cache_err), "the verdict "
+		    "cache is turned off (cache = off)");
+	} else if (where[0] == '\0') {
+		snprintf(m->cache_err, sizeof(m->cache_err), "no verdict "
+		    "cache: neither XDG_CACHE_HOME nor HOME is set");
+		note_locked(m, "%s; verdicts are kept in memory", m->cache_err);
+	} else {
+		m->cache = cache_open(where, note, sizeof(note), m->cache_err,
+		    sizeof(m->cache_err));
+		m->cache_pid = getpid();
+		if (m->cache == NULL)
+			note_locked(m, "%s; verdicts are kept in memory",
+			    m->cache_err);
+		else if (note[0] != '\0')
+			note_locked(m, "%s", note);
+	}
+	m->next = memories;
+	memories = m;
+	return m;
+}
+
+struct memory *
+memory_for(const struct detector_config *cfg)
+{
+	char where[PATH_MAX];
+	struct memory *m;
+
+	(void)pthread_once(&memory_once, memory_init);
+	cache_where(cfg, where, sizeof(where));
+	pthread_mutex_lock(&memory_lock);
+	for (m = memories; m != NULL; m = m->next) {
+		if (strcmp(m->where, where) == 0)
+			break;
+	}
+	if (m == NULL)
+		m = memory_open_locked(where);
+	pthread_mutex_unlock(&memory_lock);
+	return m;
+}
+
+/* The cache handle, if this process may use it. */
+static struct cache *
+usable_cache(const struct memory *m)
+{
+	return m->cache != NULL && m->cache_pid == getpid() ? m->cache : NULL;
+}
+
+int
+memory_recall(struct memory *m, const char *host, unsigned int port,
+    const unsigned char *spki, enum detector_verdict *v,
+    int64_t *verified_at)
+{
+	struct cache *c = usable_cache(m);
+	struct cache_record r;
+	int found;
+
+	if (c != NULL && cache_recall(c, host, port, spki,
+	    (uint32_t)time(NULL), &r)) {
+		*v = r.verdict;
+		*verified_at = r.last_verified;
+		return 1;
+	}
+	pthread_mutex_lock(&memory_lock);
+	found = memo_lookup(&m->memo, host, port, spki, PR_Now(), v,
+	    verified_at);
+	pthread_mutex_unlock(&memory_lock);
+	return found;
+}
+
+void
+memory_record(struct memory *m, const char *host, unsigned int port,
+    const unsigned char *spki, enum detector_verdict v,
+    unsigned int validity_s)
+{
+	PRTime ttl = (PRTime)(v == DETECTOR_ACCEPT ? validity_s :
+	    v == DETECTOR_REJECT ? CACHE_TTL_REJECT : CACHE_TTL_UNDECIDED) *
+	    PR_USEC_PER_SEC;
+	struct cache *c = usable_cache(m);
+	char err[256] = "the cache handle was opened before fork()";
+
+	if (c != NULL && !cache_readonly(c) && cache_remember(c, host, port,
+	    spki, v, (uint32_t)time(NULL), validity_s, err,
+	    sizeof(err)) == 0)
+		return;
+	pthread_mutex_lock(&memory_lock);
+	memo_store(&m->memo, host, port, spki, v, PR_Now(), ttl);
+	if (m->cache != NULL && !cache_readonly(m->cache) &&
+	    !m->write_failed) {
+		m->write_failed = 1;
+		note_locked(m, "cannot write the verdict cache (%s); verdicts "
+		    "are kept in memory", err);
+	}
+	pthread_mutex_unlock(&memory_lock);
+}
+
+int
+memory_note(struct memory *m, char *buf, size_t size)
+{
+	int found = 0;
+
+	pthread_mutex_lock(&memory_lock);
+	if (m->nnotes > 0) {
+		snprintf(buf, size, "%s", m->notes[0]);
+		memmove(m->notes[0], m->notes[1],
+		    (MEMORY_NOTES - 1) * sizeof(m->notes[0]));
+		m->nnotes--;
+		found = 1;
+	}
+	pthread_mutex_unlock(&memory_lock);
+	return found;
+}
+
+struct cache *
+memory_cache(struct memory *m, char *err, size_t errlen)
+{
+	struct cache *c = usable_cache(m);
+
+	if (c == NULL)
+		snprintf(err, errlen, "%s", m->cache_err[0] != '\0' ?
+		    m->cache_err : "the cache handle was opened before "
+		    "fork()");
+	return c;
+}

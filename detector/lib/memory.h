@@ -1,0 +1,51 @@
+/*
+ * memory.h - what DetecTor remembers: the verdict reached for a host:port
+ * and the key it presented, so that the next handshake with the same key
+ * is answered without probing.
+ */
+#ifndef DETECTOR_MEMORY_H
+#define DETECTOR_MEMORY_H
+
+#include <stdint.h>
+
+#include "config.h"
+
+struct memory;
+
+/*
+ * The process's verdict memory for cfg's `cache` setting: the per-user
+ * cache file by default, the file named, or (cache = off, or no HOME)
+ * this process's memory only.  Opened on first use and then shared by
+ * every context configured with the same setting: LMDB allows one handle
+ * per file and process.  NULL only when out of memory.
+ */
+struct memory *memory_for(const struct detector_config *cfg);
+
+/* A remembered verdict for exactly this key at host:port that has not
+ * expired: 1 with *v and *verified_at (unix seconds) set, else 0.  A key
+ * other than the remembered one is never answered from memory: "a
+ * mismatch is the natural cue" to probe again. */
+int memory_recall(struct memory *m, const char *host, unsigned int port,
+    const unsigned char *spki, enum detector_verdict *v,
+    int64_t *verified_at);
+
+/* Remembers a verdict: ACCEPT for validity_s, REJECT for CACHE_TTL_REJECT,
+ * UNDECIDED for CACHE_TTL_UNDECIDED.  In the cache file if it can be
+ * written, else in this process's memory. */
+void memory_record(struct memory *m, const char *host, unsigned int port,
+    const unsigned char *spki, enum detector_verdict v,
+    unsigned int validity_s);
+
+/*
+ * What the memory has to tell the user, each thing once per process: the
+ * cache file was damaged and set aside, is read-only, could not be opened
+ * or written (verdicts are then kept in memory).  Copies the oldest
+ * unsaid note into buf and returns 1, or returns 0.
+ */
+int memory_note(struct memory *m, char *buf, size_t size);
+
+/* The cache file itself, for listing and forgetting; NULL with err set
+ * when there is none (cache = off, no HOME, it cannot be opened). */
+struct cache *memory_cache(struct memory *m, char *err, size_t errlen);
+
+#endif

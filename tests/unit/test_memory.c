@@ -1,0 +1,134 @@
+/*
+ * What DetecTor remembers (memory.c): the cache file first, this process's
+ * memory when there is none, each problem said once, and only ever the
+ * verdict for exactly the key that was checked.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "cache.h"
+#include "memory.h"
+
+static char dir[] = "/tmp/detector-test-memory-XXXXXX";
+static const unsigned char key_a[DETECTOR_SHA256_LEN] = { 0xaa };
+static const unsigned char key_b[DETECTOR_SHA256_LEN] = { 0xbb };
+
+static int
+setup(void **state)
+{
+	(void)state;
+	return mkdtemp(dir) == NULL ? -1 : 0;
+}
+
+static int
+teardown(void **state)
+{
+	char cmd[600];
+
+	(void)state;
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+static struct detector_config *
+config_with_cache(const char *path)
+{
+	struct detector_config *cfg = detector_config_new();
+
+	assert_non_null(cfg);
+	assert_int_equal(detector_config_set_cache(cfg, path), 0);
+	return cfg;
+}
+
+static void
+test_cache_off_remembers_in_this_process(void **state)
+{
+	struct detector_config *cfg = config_with_cache("off");
+	struct memory *m = memory_for(cfg);
+	enum detector_verdict v;
+	int64_t when;
+	char note[256], err[256];
+
+	(void)state;
+	assert_non_null(m);
+	assert_ptr_equal(memory_for(cfg), m);           /* one per setting */
+	assert_int_equal(memory_recall(m, "a.test", 443, key_a, &v, &when), 0);
+	memory_record(m, "a.test", 443, key_a, DETECTOR_ACCEPT, 3600);
+	assert_int_equal(memory_recall(m, "A.test", 443, key_a, &v, &when), 1);
+	assert_int_equal(v, DETECTOR_ACCEPT);
+	assert_true(when > 0);
+	/* another key, another port: probe again */
+	assert_int_equal(memory_recall(m, "a.test", 443, key_b, &v, &when), 0);
+	assert_int_equal(memory_recall(m, "a.test", 8443, key_a, &v, &when), 0);
+	assert_int_equal(memory_note(m, note, sizeof(note)), 0);
+	assert_null(memory_cache(m, err, sizeof(err)));
+	assert_string_equal(err, "the verdict cache is turned off (cache = off)");
+	detector_config_free(cfg);
+}
+
+static void
+test_cache_file_is_written_and_read(void **state)
+{
+	char path[600], err[256];
+	struct detector_config *cfg;
+	struct memory *m;
+	struct cache *c;
+	struct cache_record r;
+	enum detector_verdict v;
+	int64_t when;
+
+	(void)state;
+	snprintf(path, sizeof(path), "%s/verdicts.mdb", dir);
+	cfg = config_with_cache(path);
+	m = memory_for(cfg);
+	memory_record(m, "b.test", 443, key_a, DETECTOR_REJECT, 3600);
+	assert_int_equal(memory_recall(m, "b.test", 443, key_a, &v, &when), 1);
+	assert_int_equal(v, DETECTOR_REJECT);
+	c = memory_cache(m, err, sizeof(err));
+	assert_non_null(c);
+	assert_int_equal(cache_get(c, "b.test", 443, &r, err, sizeof(err)), 1);
+	assert_int_equal(r.verdict, DETECTOR_REJECT);
+	assert_int_equal((int64_t)r.last_verified, when);
+	detector_config_free(cfg);
+}
+
+static void
+test_no_home_is_said_once(void **state)
+{
+	struct detector_config *cfg = config_with_cache(NULL);
+	struct memory *m;
+	char note[256];
+	enum detector_verdict v;
+	int64_t when;
+
+	(void)state;
+	unsetenv("XDG_CACHE_HOME");
+	unsetenv("HOME");
+	m = memory_for(cfg);
+	assert_int_equal(memory_note(m, note, sizeof(note)), 1);
+	assert_string_equal(note, "no verdict cache: neither XDG_CACHE_HOME "
+	    "nor HOME is set; verdicts are kept in memory");
+	assert_int_equal(memory_note(m, note, sizeof(note)), 0);
+	memory_record(m, "c.test", 443, key_a, DETECTOR_UNDECIDED, 3600);
+	assert_int_equal(memory_recall(m, "c.test", 443, key_a, &v, &when), 1);
+	assert_int_equal(v, DETECTOR_UNDECIDED);
+	assert_int_equal(memory_note(m, note, sizeof(note)), 0);
+	detector_config_free(cfg);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_cache_off_remembers_in_this_process),
+		cmocka_unit_test(test_cache_file_is_written_and_read),
+		cmocka_unit_test(test_no_home_is_said_once),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
