@@ -393,23 +393,38 @@ result_new(struct detector *ctx)
 	return res;
 }
 
-/* Hands the memory's next note, if any, to the caller with the result. */
 static int
 finish(struct detector *ctx, struct detector_result *res,
     struct detector_result **result)
 {
-	char note[1024];
-
-	/* Out of memory for the note: it is lost, the verdict is not. */
-	if (ctx->memory != NULL && memory_note(ctx->memory, note,
-	    sizeof(note)))
-		res->note = strdup(note);
 	if (res->reason == NULL) {
 		detector_result_free(res);
 		return seterr(ctx, "out of memory");
 	}
 	*result = res;
 	return 0;
+}
+
+/* Hands what the verdict memory has to say, if anything, to the caller
+ * with the result: every note not said yet, in one line.  Out of memory
+ * for it, the note is lost, the verdict is not. */
+static void
+take_notes(struct detector *ctx, struct detector_result *res)
+{
+	char note[1024], *all = NULL, *more;
+
+	while (ctx->memory != NULL && memory_note(ctx->memory, note,
+	    sizeof(note))) {
+		if (asprintf(&more, "%s%s%s", all ? all : "", all ? "; " : "",
+		    note) == -1)
+			break;
+		free(all);
+		all = more;
+	}
+	if (all != NULL) {
+		free((void *)res->note);
+		res->note = all;
+	}
 }
 
 static int
@@ -515,6 +530,7 @@ check_recall(struct detector *ctx, const char *host, unsigned int port,
 	res->verified_at = when;
 	res->reason = strdup("remembered verdict for this key (verdict "
 	    "cache)");
+	take_notes(ctx, res);
 	return finish(ctx, res, result) == -1 ? -1 : 1;
 }
 
@@ -530,6 +546,7 @@ check_probe(struct detector *ctx, const char *host, unsigned int port,
 	if (m != NULL)
 		memory_record(m, host, port, ci->spki_sha256,
 		    (*result)->verdict, ctx->cfg.cache_validity_s);
+	take_notes(ctx, *result);
 	return 0;
 }
 
