@@ -28,11 +28,12 @@ LDFLAGS  += -fsanitize=address,undefined
 endif
 
 # Programs see libdetector through detector/include/detector.h only.  The
-# library itself, and the unit tests, fuzzers and micro-benchmarks of its
+# library itself (the engine in detector/lib, the NSS integration in
+# detector/nss), and the unit tests, fuzzers and micro-benchmarks of its
 # internal modules, also see its private headers.
 INTERNAL_CFLAGS = $(CFLAGS) -Idetector/lib
 
-LIB_SRCS := $(wildcard detector/lib/*.c)
+LIB_SRCS := $(wildcard detector/lib/*.c detector/nss/*.c)
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 LIB_A    := $(BUILD)/libdetector.a
 LIB_SO   := $(BUILD)/libdetector.so.0
@@ -58,7 +59,7 @@ deps:
 # `make V=1` shows the full commands.
 Q := $(if $(V),,@)
 
-$(LIB_OBJS): $(BUILD)/%.o: %.c $(wildcard detector/include/*.h detector/lib/*.h)
+$(LIB_OBJS): $(BUILD)/%.o: %.c $(wildcard detector/include/*.h detector/lib/*.h detector/nss/*.h)
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  CC      $@")
 	$(Q)$(CC) $(INTERNAL_CFLAGS) -c -o $@ $<

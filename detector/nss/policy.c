@@ -1,5 +1,6 @@
 /*
- * nss_glue.c - DetecTor inside NSS's libssl: the decision for one handshake.
+ * policy.c - DetecTor inside NSS's libssl: the decision for one handshake,
+ * and the error codes that say it.
  *
  * The patched libssl3.so calls check() once the application's own
  * certificate check has accepted a server certificate.  DetecTor can only
@@ -17,33 +18,23 @@
  * into an accept by a timeout.  An invalid configuration refuses every
  * handshake (fail closed) and says why once.
  *
- * Verdicts are remembered by the engine (memory.c): the host name is
- * checked, `exclude` matched and the certificate read once per handshake,
- * and a remembered verdict answers before any thread is started.
+ * Verdicts are remembered by the engine (detector/lib/memory.c): the host
+ * name is checked, `exclude` matched and the certificate read once per
+ * handshake, and a remembered verdict answers before any thread is
+ * started.  Checks that wait run on the worker pool (workers.c).
  *
  * The state below is process-wide because it belongs to the process's NSS:
- * the configuration read once, the error table and the worker pool.
+ * the configuration read once and the error table.
  */
-#include <nss.h>
 #include <prerror.h>
 #include <prinit.h>
-#include <prcvar.h>
-#include <prlock.h>
 #include <pratom.h>
-#include <prthread.h>
-#include <pthread.h>
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <time.h>
-#include <unistd.h>
 
-#include "certinfo.h"
 #include "check.h"
 #include "config.h"
-#include "detector_nss.h"
+#include "glue.h"
 #include "log.h"
-
 
 static const struct PRErrorMessage glue_messages[] = {
 	{ "DETECTOR_ERROR_MITM", "DetecTor: the server's certificate differs "
@@ -66,38 +57,8 @@ static struct {
 	PRCallOnceType once;
 	struct detector_config *cfg;    /* NULL: the configuration is bad */
 	char cfg_error[1024];
-	PRLock *lock;                   /* guards the worker pool */
 	PRInt32 cfg_error_said;         /* the configuration error, once */
 } glue;
-
-/* The worker pool's lists (see "Checks for non-blocking sockets" below),
- * guarded by glue.lock. */
-struct check;
-static struct {
-	PRCondVar *changed;             /* a waiter left RUNNING */
-	struct check *running, *queued, **queued_tail;
-	unsigned int nworkers;
-} glue_jobs;
-
-/*
- * After fork() the child has one thread: the parent's workers, and any lock
- * one of them held, did not come along.  The child starts an empty pool
- * with fresh locks; what the parent's pool held is left alone (a few
- * bytes), and the parent's waiters are never waited for (glue_cancel).
- */
-static void
-glue_atfork_child(void)
-{
-	PRLock *lock = PR_NewLock();
-
-	if (lock == NULL)
-		return;         /* keep the old one: better than none */
-	glue.lock = lock;
-	glue_jobs.changed = NULL;       /* re-made on first use */
-	glue_jobs.running = glue_jobs.queued = NULL;
-	glue_jobs.queued_tail = &glue_jobs.queued;
-	glue_jobs.nworkers = 0;
-}
 
 /* The process's DetecTor settings, read once. */
 static PRStatus
@@ -106,9 +67,7 @@ glue_init(void)
 	struct detector_config *cfg = detector_config_new();
 
 	(void)PR_ErrorInstallTable(&glue_error_table);
-	(void)pthread_atfork(NULL, NULL, glue_atfork_child);
-	glue.lock = PR_NewLock();
-	if (cfg == NULL || glue.lock == NULL) {
+	if (cfg == NULL) {
 		snprintf(glue.cfg_error, sizeof(glue.cfg_error),
 		    "out of memory");
 	} else if (detector_config_load_default(cfg) == -1) {
@@ -185,7 +144,8 @@ decided(const char *host, unsigned int port, enum detector_verdict v,
 	return error;
 }
 
-/* Probes the spheres (blocking, bounded by the deadline) and decides. */
+/* Probes the spheres (blocking, bounded by the deadline) and decides;
+ * with ctx (freed here), or a context of its own. */
 static int
 probe_and_decide(struct detector *ctx, const char *host, unsigned int port,
     const struct certinfo *ci)
@@ -211,229 +171,6 @@ probe_and_decide(struct detector *ctx, const char *host, unsigned int port,
 	detector_result_free(res);
 	detector_free(ctx);
 	return error;
-}
-
-/*
- * Checks for non-blocking sockets run on worker threads.  A check is one
- * host:port and key; every socket waiting for it is a waiter, so that ten
- * handshakes to the same server at once make one set of probes.  At most
- * GLUE_MAX_WORKERS checks run at a time; more wait in a FIFO and start as
- * workers free up (each check is bounded by the configured deadline, so the
- * queue always drains).  The lists below are guarded by glue.lock.
- *
- * A waiter is PENDING until its check has decided, then RUNNING while its
- * done() is called (without any DetecTor lock held: done() takes the
- * socket's NSS locks and may call the application back), then DONE.
- * cancel() turns a PENDING waiter into CANCELLED, or waits until a RUNNING
- * one is DONE, so that after cancel() returns done() is not running and
- * never will: the socket may be freed.
- */
-#define GLUE_MAX_WORKERS 32
-
-enum waiter_state { W_PENDING, W_RUNNING, W_DONE, W_CANCELLED };
-
-struct waiter {
-	struct check *check;
-	detector_nss_done_fn done;
-	void *arg;
-	enum waiter_state state;
-	PRThread *runner;               /* the thread calling done() */
-	pid_t pid;                      /* the process whose pool has it */
-	struct waiter *next;
-	int refs;                       /* the socket's and the check's */
-};
-
-struct check {
-	char *host;
-	unsigned int port;
-	struct certinfo ci;
-	struct waiter *waiters;
-	struct check *next;             /* in glue_jobs.queued / .running */
-};
-
-
-static void
-waiter_unref_locked(struct waiter *w)
-{
-	if (--w->refs == 0)
-		free(w);
-}
-
-static void
-check_free(struct check *c)
-{
-	free(c->host);
-	free(c);
-}
-
-static void
-list_remove(struct check **head, struct check *c)
-{
-	for (; *head != NULL; head = &(*head)->next) {
-		if (*head == c) {
-			*head = c->next;
-			return;
-		}
-	}
-}
-
-/* Tells every waiter still interested; frees the check. */
-static void
-deliver(struct check *c, int error)
-{
-	struct waiter *w, *next;
-
-	PR_Lock(glue.lock);
-	list_remove(&glue_jobs.running, c);
-	for (w = c->waiters; w != NULL; w = next) {
-		next = w->next;
-		if (w->state == W_PENDING) {
-			w->state = W_RUNNING;
-			w->runner = PR_GetCurrentThread();
-			PR_Unlock(glue.lock);
-			w->done(w->arg, error);
-			PR_Lock(glue.lock);
-			w->state = W_DONE;
-			PR_NotifyAllCondVar(glue_jobs.changed);
-		}
-		waiter_unref_locked(w);
-	}
-	PR_Unlock(glue.lock);
-	check_free(c);
-}
-
-/* Every socket that waited has given up (closed, reset): skip probing.
- * The check leaves the running list in the same critical section, so that
- * no new handshake can join it and be "accepted" without a probe. */
-static int
-abandoned(struct check *c)
-{
-	const struct waiter *w;
-	int all = 1;
-
-	PR_Lock(glue.lock);
-	for (w = c->waiters; w != NULL; w = w->next)
-		all &= w->state == W_CANCELLED;
-	if (all)
-		list_remove(&glue_jobs.running, c);
-	PR_Unlock(glue.lock);
-	return all;
-}
-
-static void
-worker(void *arg)
-{
-	struct check *c = arg;
-
-	while (c != NULL) {
-		deliver(c, abandoned(c) ? 0 : probe_and_decide(NULL, c->host,
-		    c->port, &c->ci));
-		PR_Lock(glue.lock);
-		if ((c = glue_jobs.queued) != NULL) {
-			glue_jobs.queued = c->next;
-			if (glue_jobs.queued == NULL)
-				glue_jobs.queued_tail = &glue_jobs.queued;
-			c->next = glue_jobs.running;
-			glue_jobs.running = c;
-		} else
-			glue_jobs.nworkers--;
-		PR_Unlock(glue.lock);
-	}
-}
-
-static void
-glue_cancel(void *pending)
-{
-	struct waiter *w = pending;
-
-	if (w->pid != getpid())
-		return;         /* the parent's, inherited by fork(): no thread
-				 * here will ever deliver it; leave it be */
-	PR_Lock(glue.lock);
-	if (w->state == W_PENDING)
-		w->state = W_CANCELLED;
-	while (w->state == W_RUNNING && w->runner != PR_GetCurrentThread())
-		PR_WaitCondVar(glue_jobs.changed, PR_INTERVAL_NO_TIMEOUT);
-	waiter_unref_locked(w);
-	PR_Unlock(glue.lock);
-}
-
-static struct check *
-find_check(struct check *c, const char *host, unsigned int port,
-    const struct certinfo *ci)
-{
-	for (; c != NULL; c = c->next) {
-		if (c->port == port && strcmp(c->host, host) == 0 &&
-		    memcmp(c->ci.spki_sha256, ci->spki_sha256,
-		    DETECTOR_SHA256_LEN) == 0)
-			return c;
-	}
-	return NULL;
-}
-
-/* Makes a waiter for host:port and key: joins a check already queued or
- * running, or starts one.  Returns 1 if it joined one. */
-static int
-start_job(const char *host, unsigned int port, const struct certinfo *ci,
-    detector_nss_done_fn done, void *arg, void **pending)
-{
-	struct waiter *w = calloc(1, sizeof(*w));
-	struct check *c, *fresh = calloc(1, sizeof(*fresh));
-	int joined = 0;
-
-	if (w == NULL || fresh == NULL || (fresh->host = strdup(host)) == NULL)
-		goto fail;
-	fresh->ci = *ci;
-	fresh->port = port;
-	w->done = done;
-	w->arg = arg;
-	w->refs = 2;
-	w->pid = getpid();
-
-	PR_Lock(glue.lock);
-	if (glue_jobs.changed == NULL) {
-		glue_jobs.changed = PR_NewCondVar(glue.lock);
-		glue_jobs.queued_tail = &glue_jobs.queued;
-	}
-	if (glue_jobs.changed == NULL) {
-		PR_Unlock(glue.lock);
-		goto fail;
-	}
-	if ((c = find_check(glue_jobs.running, host, port, ci)) != NULL ||
-	    (c = find_check(glue_jobs.queued, host, port, ci)) != NULL) {
-		joined = 1;
-	} else if (glue_jobs.nworkers < GLUE_MAX_WORKERS) {
-		c = fresh;
-		if (PR_CreateThread(PR_SYSTEM_THREAD, worker, c,
-		    PR_PRIORITY_NORMAL, PR_GLOBAL_THREAD, PR_UNJOINABLE_THREAD,
-		    0) == NULL) {
-			PR_Unlock(glue.lock);
-			goto fail;
-		}
-		glue_jobs.nworkers++;
-		c->next = glue_jobs.running;
-		glue_jobs.running = c;
-		fresh = NULL;
-	} else {
-		c = fresh;
-		*glue_jobs.queued_tail = c;
-		glue_jobs.queued_tail = &c->next;
-		fresh = NULL;
-	}
-	/* The new thread cannot deliver before we let go of the lock. */
-	w->check = c;
-	w->next = c->waiters;
-	c->waiters = w;
-	PR_Unlock(glue.lock);
-	if (fresh != NULL)
-		check_free(fresh);
-	*pending = w;
-	return joined;
-fail:
-	if (fresh != NULL)
-		check_free(fresh);
-	free(w);
-	return -1;
 }
 
 static int
@@ -499,7 +236,7 @@ glue_check(const char *host, unsigned int port, const unsigned char *der,
 		return DETECTOR_NSS_DECIDED;
 	}
 	detector_free(ctx);
-	switch (start_job(host, port, &ci, done, arg, pending)) {
+	switch (workers_start(host, port, &ci, done, arg, pending)) {
 	case -1:
 		*error = decide(DETECTOR_UNDECIDED);
 		detector_log(cfg, LOG_ERRORS, "%s:%u %s: cannot start the "
@@ -518,8 +255,15 @@ glue_check(const char *host, unsigned int port, const unsigned char *der,
 	}
 }
 
+int
+glue_probe_and_decide(const char *host, unsigned int port,
+    const struct certinfo *ci)
+{
+	return probe_and_decide(NULL, host, port, ci);
+}
+
 static const struct detector_nss_ops glue_ops = {
-	1, glue_check, glue_cancel,
+	1, glue_check, workers_cancel,
 };
 
 const struct detector_nss_ops *
