@@ -31,7 +31,7 @@ endif
 # library itself (the engine in detector/lib, the NSS integration in
 # detector/nss), and the unit tests, fuzzers and micro-benchmarks of its
 # internal modules, also see its private headers.
-INTERNAL_CFLAGS = $(CFLAGS) -Idetector/lib
+INTERNAL_CFLAGS = $(CFLAGS) -Idetector/lib -Idetector/nss
 
 LIB_SRCS := $(wildcard detector/lib/*.c detector/nss/*.c)
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)

@@ -15,7 +15,7 @@
 FUZZ_BUILD   ?= build-fuzz
 FUZZ_SECONDS ?= 60
 FUZZ_CC      ?= clang
-FUZZ_TARGETS := socks5 config certinfo cache starttls
+FUZZ_TARGETS := socks5 config certinfo cache starttls host
 FUZZ_BINS    := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)
 FUZZ_CFLAGS  := -g -O1 -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror \
                 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
@@ -28,6 +28,7 @@ FUZZ_SRC_config   := detector/lib/config.c detector/lib/exclude.c \
 FUZZ_SRC_certinfo := detector/lib/certinfo.c
 FUZZ_SRC_cache    := detector/lib/cache.c
 FUZZ_SRC_starttls := detector/lib/starttls.c
+FUZZ_SRC_host     := detector/lib/host.c
 
 .PHONY: fuzz fuzz-build fuzz-regress
 EXTRA_TESTS += fuzz-regress

@@ -219,6 +219,14 @@ DETECTOR_API const char *detector_excluded(struct detector *ctx,
  * be made at all (bad arguments, unparsable certificate, out of memory).
  * Blocks for at most the configured deadline.
  *
+ * The host is read the way NSS's certificate name matching reads it: any
+ * inet_aton spelling of an IPv4 address ("2130706434", "127.2") and an
+ * IPv4-mapped IPv6 address are that address, which the spheres are asked
+ * for as an address; a name is lower-cased.  A host that is no DNS name
+ * and no address (a space, a non-ASCII byte, ...) is an error.  The same
+ * holds for detector_survey() and detector_fetch(); detector_excluded()
+ * and detector_cache_forget() read the host the same way.
+ *
  * A verdict is remembered (see detector_config_set_cache()) for exactly
  * this key at host:port: ACCEPT for the configured validity, REJECT for
  * ten minutes, UNDECIDED for 30 seconds.  While it lasts, a check of the

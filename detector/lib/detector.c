@@ -21,11 +21,11 @@
 #include "certinfo.h"
 #include "check.h"
 #include "config.h"
+#include "host.h"
 #include "memory.h"
 #include "probe.h"
 #include "verdict.h"
 
-#define HOST_MAX 253            /* longest DNS name, without a final dot */
 
 struct detector {
 	struct detector_config cfg;
@@ -104,7 +104,13 @@ detector_set_starttls(struct detector *ctx, enum detector_starttls proto)
 const char *
 detector_excluded(struct detector *ctx, const char *host)
 {
-	return host != NULL ? exclude_match(&ctx->cfg.exclude, host) : NULL;
+	char name[CHECK_HOST_SIZE], err[256];
+
+	if (host == NULL)
+		return NULL;
+	if (host_normalise(host, name, sizeof(name), err, sizeof(err)) == -1)
+		return exclude_match(&ctx->cfg.exclude, host);
+	return exclude_match(&ctx->cfg.exclude, name);
 }
 
 const char *
@@ -152,26 +158,19 @@ to_netaddr(const struct sockaddr_storage *ss, PRNetAddr *na)
 	}
 }
 
-/* Arguments every entry point checks the same way. */
+/* Arguments every entry point checks the same way; the host as NSS reads
+ * it (host.c) into name. */
 int
-check_target(struct detector *ctx, const char *host, unsigned int port)
+check_target(struct detector *ctx, int have_result, const char *host,
+    unsigned int port, char name[CHECK_HOST_SIZE])
 {
-	size_t n;
-
+	if (!have_result)
+		return seterr(ctx, "no result pointer given");
 	if (!ctx->configured)
 		return seterr(ctx, "detector_configure() was not called");
-	if (host == NULL || (n = strlen(host)) == 0)
-		return seterr(ctx, "no host name given");
-	if (n > HOST_MAX + 1 || (n == HOST_MAX + 1 && host[n - 1] != '.'))
-		return seterr(ctx, "host name is %zu bytes long; DNS names "
-		    "have at most %d", n, HOST_MAX);
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)host[i];
-		if (c <= ' ' || c >= 0x7f || c == '/' || c == '@')
-			return seterr(ctx, "host name contains byte 0x%02x at "
-			    "offset %zu (non-ASCII names must be given in "
-			    "their IDNA A-label form, xn--...)", c, i);
-	}
+	if (host_normalise(host, name, CHECK_HOST_SIZE, ctx->err,
+	    sizeof(ctx->err)) == -1)
+		return -1;
 	if (port < 1 || port > 65535)
 		return seterr(ctx, "port %u out of range 1-65535", port);
 	return 0;
@@ -556,14 +555,14 @@ detector_check(struct detector *ctx, const char *host, unsigned int port,
     struct detector_result **result)
 {
 	struct certinfo ci;
-	char err[256];
+	char err[256], name[CHECK_HOST_SIZE];
 	int rc;
 
-	if (result == NULL)
-		return seterr(ctx, "no result pointer given");
-	*result = NULL;
-	if (check_target(ctx, host, port) == -1)
+	if (result != NULL)
+		*result = NULL;
+	if (check_target(ctx, result != NULL, host, port, name) == -1)
 		return -1;
+	host = name;
 	if (observed_der == NULL || der_len == 0)
 		return seterr(ctx, "no certificate given for %s:%u", host,
 		    port);
@@ -582,11 +581,13 @@ int
 detector_survey(struct detector *ctx, const char *host, unsigned int port,
     struct detector_result **result)
 {
-	if (result == NULL)
-		return seterr(ctx, "no result pointer given");
-	*result = NULL;
-	if (check_target(ctx, host, port) == -1)
+	char name[CHECK_HOST_SIZE];
+
+	if (result != NULL)
+		*result = NULL;
+	if (check_target(ctx, result != NULL, host, port, name) == -1)
 		return -1;
+	host = name;
 	if (exclude_match(&ctx->cfg.exclude, host) != NULL)
 		return excluded(ctx, host, port, 1, result);
 	return probe_spheres(ctx, host, port, NULL, result);
@@ -655,11 +656,14 @@ detector_cache_forget(struct detector *ctx, const char *host,
     unsigned int port)
 {
 	struct cache *c = cache_of(ctx);
+	char name[CHECK_HOST_SIZE], err[256];
 
 	if (c == NULL)
 		return -1;
 	if (host == NULL)
 		return seterr(ctx, "no host name given");
+	if (host_normalise(host, name, sizeof(name), err, sizeof(err)) != -1)
+		host = name;
 	return cache_forget(c, host, port, ctx->err, sizeof(ctx->err));
 }
 
@@ -701,12 +705,14 @@ detector_fetch(struct detector *ctx, const char *host, unsigned int port,
 	struct probe p;
 	struct detector_path *path;
 	PRNetAddr addr;
+	char name[CHECK_HOST_SIZE];
 
-	if (out == NULL)
-		return seterr(ctx, "no result pointer given");
-	*out = NULL;
-	if (check_target(ctx, host, port) == -1 ||
-	    direct_addr(ctx, host, port, connect_addr, &addr) == -1)
+	if (out != NULL)
+		*out = NULL;
+	if (check_target(ctx, out != NULL, host, port, name) == -1)
+		return -1;
+	host = name;
+	if (direct_addr(ctx, host, port, connect_addr, &addr) == -1)
 		return -1;
 	if ((path = calloc(1, sizeof(*path))) == NULL)
 		return seterr(ctx, "out of memory");

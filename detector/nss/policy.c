@@ -15,8 +15,14 @@
  *                                    and resumed by done()
  *
  * An UNDECIDED verdict follows `on_undecided`; a REJECT is never turned
- * into an accept by a timeout.  An invalid configuration refuses every
- * handshake (fail closed) and says why once.
+ * into an accept by a timeout.  A handshake DetecTor cannot check at all
+ * (a host name no DNS name has, such as "bank test"; a certificate it
+ * cannot read; no memory or thread for the check) is refused with its own
+ * code unless `exclude` covers the host: it is not an UNDECIDED, which
+ * means spheres were asked and did not answer.  The host is read the way
+ * NSS's name matching read it (host.c) before it is excluded, remembered
+ * or probed.  An invalid configuration refuses every handshake (fail
+ * closed) and says why once.
  *
  * Verdicts are remembered by the engine (detector/lib/memory.c): the host
  * name is checked, `exclude` matched and the certificate read once per
@@ -29,11 +35,13 @@
 #include <prerror.h>
 #include <prinit.h>
 #include <pratom.h>
+#include <stdarg.h>
 #include <stdio.h>
 
 #include "check.h"
 #include "config.h"
 #include "glue.h"
+#include "host.h"
 #include "log.h"
 
 static const struct PRErrorMessage glue_messages[] = {
@@ -46,6 +54,10 @@ static const struct PRErrorMessage glue_messages[] = {
 	{ "DETECTOR_ERROR_CONFIG", "DetecTor: its configuration is invalid, "
 	    "so connections are refused (run 'sphere-probe -v' to see the "
 	    "error)" },
+	{ "DETECTOR_ERROR_UNCHECKABLE", "DetecTor: this connection cannot be "
+	    "checked (a host name DetecTor cannot probe, a certificate it "
+	    "cannot read, or no resources for the check), so it is refused; "
+	    "an 'exclude' rule for the host lets it through unchecked" },
 };
 
 static const struct PRErrorTable glue_error_table = {
@@ -126,6 +138,25 @@ glue_note(const struct detector_result *res)
 		detector_log(glue.cfg, LOG_ERRORS, "%s", res->note);
 }
 
+/* Refuses a handshake that cannot be checked, and says why. */
+static int
+uncheckable(const char *host, unsigned int port, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int
+uncheckable(const char *host, unsigned int port, const char *fmt, ...)
+{
+	char why[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	detector_log(glue.cfg, LOG_ERRORS, "%s:%u REFUSED (uncheckable): the "
+	    "check cannot be made: %s", host, port, why);
+	return DETECTOR_ERROR_UNCHECKABLE;
+}
+
 /* Decides on a verdict and says so: the refusal code, 0 accepts. */
 static int
 decided(const char *host, unsigned int port, enum detector_verdict v,
@@ -150,24 +181,20 @@ static int
 probe_and_decide(struct detector *ctx, const char *host, unsigned int port,
     const struct certinfo *ci)
 {
-	const struct detector_config *cfg = glue.cfg;
 	struct detector_result *res = NULL;
-	enum detector_verdict v = DETECTOR_UNDECIDED;
 	char err[1024];
 	int error;
 
 	if (ctx == NULL)
 		ctx = glue_context(port, err, sizeof(err));
-	else
-		err[0] = '\0';
-	if (ctx == NULL || check_probe(ctx, host, port, ci, &res) == -1) {
-		detector_log(cfg, LOG_ERRORS, "%s:%u: the check could not be "
-		    "made: %s", host, port, ctx ? detector_error(ctx) : err);
+	if (ctx == NULL)
+		return uncheckable(host, port, "%s", err);
+	if (check_probe(ctx, host, port, ci, &res) == -1) {
+		error = uncheckable(host, port, "%s", detector_error(ctx));
 	} else {
-		v = res->verdict;
 		glue_note(res);
+		error = decided(host, port, res->verdict, res->reason);
 	}
-	error = decided(host, port, v, res ? res->reason : "no verdict");
 	detector_result_free(res);
 	detector_free(ctx);
 	return error;
@@ -182,12 +209,14 @@ glue_check(const char *host, unsigned int port, const unsigned char *der,
 	struct detector_result *res = NULL;
 	struct detector *ctx;
 	struct certinfo ci;
-	char err[1024];
+	char err[1024], name[CHECK_HOST_SIZE], checked[CHECK_HOST_SIZE];
 	const char *rule;
 	int found;
 
 	*pending = NULL;
 	*error = 0;
+	if (host == NULL)
+		host = "";              /* not from libssl: refused below */
 	if (cfg == NULL) {
 		struct detector_config quiet = { .log_level = LOG_ERRORS };
 
@@ -199,25 +228,30 @@ glue_check(const char *host, unsigned int port, const unsigned char *der,
 		*error = DETECTOR_ERROR_CONFIG;
 		return DETECTOR_NSS_DECIDED;
 	}
+	/* The host as NSS matched it; one it cannot be read as is refused
+	 * unless excluded as it stands. */
+	if (host_normalise(host, name, sizeof(name), err, sizeof(err)) != -1)
+		host = name;
 	if ((rule = exclude_match(&cfg->exclude, host)) != NULL) {
 		detector_log(cfg, LOG_DECISIONS, "%s:%u not probed: excluded "
 		    "by '%s'", host, port, rule);
 		return DETECTOR_NSS_DECIDED;
 	}
+	if (host != name) {
+		*error = uncheckable(host, port, "%s", err);
+		return DETECTOR_NSS_DECIDED;
+	}
 	if (certinfo_read(der, der_len, &ci, err, sizeof(err)) == -1) {
-		*error = decide(DETECTOR_UNDECIDED);
-		detector_log(cfg, LOG_ERRORS, "%s:%u %s: certificate not "
-		    "understood: %s", host, port, *error ? "REFUSED" :
-		    "accepted (on_undecided = accept)", err);
+		*error = uncheckable(host, port, "certificate not understood: "
+		    "%s", err);
 		return DETECTOR_NSS_DECIDED;
 	}
 	if ((ctx = glue_context(port, err, sizeof(err))) == NULL ||
-	    check_target(ctx, host, port) == -1 ||
+	    check_target(ctx, 1, host, port, checked) == -1 ||
 	    (found = check_recall(ctx, host, port, &ci, &res)) == -1) {
-		detector_log(cfg, LOG_ERRORS, "%s:%u: the check could not be "
-		    "made: %s", host, port, ctx ? detector_error(ctx) : err);
+		*error = uncheckable(host, port, "%s", ctx ?
+		    detector_error(ctx) : err);
 		detector_free(ctx);
-		*error = decided(host, port, DETECTOR_UNDECIDED, "no verdict");
 		return DETECTOR_NSS_DECIDED;
 	}
 	if (found) {
@@ -238,10 +272,8 @@ glue_check(const char *host, unsigned int port, const unsigned char *der,
 	detector_free(ctx);
 	switch (workers_start(host, port, &ci, done, arg, pending)) {
 	case -1:
-		*error = decide(DETECTOR_UNDECIDED);
-		detector_log(cfg, LOG_ERRORS, "%s:%u %s: cannot start the "
-		    "check (out of memory or threads)", host, port,
-		    *error ? "REFUSED" : "accepted (on_undecided = accept)");
+		*error = uncheckable(host, port, "cannot start the check (out "
+		    "of memory or threads)");
 		return DETECTOR_NSS_DECIDED;
 	case 1:
 		detector_log(cfg, LOG_DECISIONS, "%s:%u joined the check "
