@@ -6,7 +6,8 @@ import re
 
 import pytest
 
-from world import HOST, REAL_ADDR, tls_record_types
+from testworld.ports import HOST, REAL_ADDR
+from testworld.tls import tls_record_types
 
 HANDSHAKE, CCS, ALERT, APPDATA = 22, 20, 21, 23
 
