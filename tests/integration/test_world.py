@@ -16,10 +16,11 @@ import pytest
 
 from testworld import socks5
 from testworld.ports import HOST, MITM_ADDR, REAL_ADDR, REISSUE_ADDR, tls_peer_cert
-from testworld.processes import Process, group_members, pid_state, stop_pids
+from testworld.processes import Process, cmdline, group_members, pid_state, stop_pids
 from testworld.relay import Relay, relay
 from testworld.services import TcpService
 from testworld.tls import cert_sha256_der, spki_sha256_der
+from testworld.tlsbytes import CountingRelay
 
 
 def spki_seen(addr, port, **kw):
@@ -188,6 +189,10 @@ def test_stop_pids_never_signals_a_pid_without_its_marker():
     alone; with its marker it is ended, SIGTERM sufficing."""
     child = subprocess.Popen(["sleep", "60"])
     try:
+        end = time.monotonic() + 5
+        while "sleep 60" not in cmdline(child.pid):     # until it has exec'd
+            assert time.monotonic() < end, cmdline(child.pid)
+            time.sleep(0.01)
         assert stop_pids([("other", child.pid, "/no/such/marker")], grace=0.2,
                          reap=child.poll) == []
         assert child.poll() is None
@@ -200,7 +205,7 @@ def test_stop_pids_never_signals_a_pid_without_its_marker():
 
 
 class _Talker(TcpService):
-    """Sends 1000 bytes to each client, then waits for it to hang up."""
+    """Sends 1000 bytes to each client, then reads until it hangs up."""
 
     def handle(self, conn):
         self._spawn(self._talk, conn)
@@ -208,7 +213,8 @@ class _Talker(TcpService):
     def _talk(self, conn):
         try:
             conn.sendall(b"x" * 1000)
-            conn.recv(1)
+            while conn.recv(4096):
+                pass
         except OSError:
             pass
 
@@ -261,4 +267,25 @@ def test_relay_drips_and_shows_each_chunk():
         stop.set()
         for s in (a, b, up):
             s.close()
+        talker.stop()
+
+
+def test_counting_relay_counts_both_ways():
+    """bench P3's relay: per connection, the bytes each way and the first
+    of them, once the connection has closed."""
+    talker = _Talker()
+    counting = CountingRelay("127.0.0.1", ("127.0.0.1", talker.port))
+    try:
+        mark = counting.mark()
+        a, p = counting.address.rsplit(":", 1)
+        with socket.create_connection((a, int(p)), timeout=5) as s:
+            s.sendall(b"hello")
+            got = b""
+            while len(got) < 1000:
+                got += s.recv(4096)
+        [conn] = counting.wait_closed(mark, 1)
+        assert (conn["c2s"], conn["s2c"]) == (5, 1000), conn
+        assert conn["c2s_data"] == b"hello" and conn["s2c_data"] == b"x" * 1000
+    finally:
+        counting.stop()
         talker.stop()
