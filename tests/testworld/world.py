@@ -44,6 +44,12 @@ needs no root): for tests whose spheres are real Tor clients
 World(names=[...]) adds names to the server certificates (real, re-issued,
 rogue): the Tor tests need a fresh name per scenario, because Tor exits
 cache what they resolved.
+
+The parts come from the package's modules (tls: the PKI; mitm: the socat
+MITM; socks5: the Tor-like sphere; faults and relay: the misfits and the
+slow link; processes: how every process is started and stopped); this
+module assembles them, and adds the microsocks spheres (Sphere).  By hand:
+`cd tests && python3 -m testworld.world [--minimal]` prints what is where.
 """
 
 import atexit
