@@ -25,7 +25,7 @@ import pytest
 from conftest import BUILD
 from testworld.ports import HOST, REAL_ADDR, SPHERE_ADDR, free_port
 from testworld.runs import Run
-from testworld.socks5 import TorLikeSphere
+from testworld.socks5 import Socks5Server
 
 MONITOR = os.path.join(BUILD, "detector-monitor")
 RUN_TIMEOUT = 60
@@ -40,7 +40,7 @@ with open(os.environ["MONITOR_HOOK_LOG"], "a") as f:
 """
 
 
-class LateSphere(TorLikeSphere):
+class LateSphere(Socks5Server):
     """A Tor-like SOCKS5 sphere started on a port chosen in advance: down
     until it is created, then up (a sphere coming back)."""
 

@@ -1,6 +1,7 @@
 """What a sphere sees of a probe, recorded by a Tor-like SOCKS5 sphere
-(world.TorLikeSphere): the isolation credentials, the target by name, and
-nothing but a TLS handshake through the tunnel."""
+(world.torlike, a testworld.socks5.Socks5Server): the isolation
+credentials, the target by name, and nothing but a TLS handshake through
+the tunnel."""
 
 import re
 

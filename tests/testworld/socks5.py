@@ -245,5 +245,3 @@ class Socks5Server(TcpService):
         with self._lock:
             return list(self.sessions[mark:])
 
-
-TorLikeSphere = Socks5Server
