@@ -22,11 +22,12 @@ not to be tuned until a goal passes.
   P5  verdict cache at 1M entries: bytes per entry on disk, lookup
       p50/p99, lookups/s from one and from two processes.
 
-Everything runs on loopback in the test world of tests/integration/world.py
+Everything runs on loopback in the test world of tests/testworld/world.py
 (test CA, microsocks spheres each in a mount namespace: root is needed) plus
 bench/tls_server, a lean concurrent TLS server.  Every process started here
 is ended by its PID; every loop is bounded.  The whole run takes a few
-minutes on 2 cores.
+minutes on 2 cores.  It imports the test-world package: run it with
+tests/ on PYTHONPATH, as `make bench` does.
 """
 
 import os
@@ -37,13 +38,16 @@ import subprocess
 import sys
 import time
 
+from testworld import WorldError
+from testworld.faults import Blackhole
+from testworld.ports import HOST, REAL_ADDR, SPHERE_ADDR, free_port, wait_tls
+from testworld.processes import Process
+from testworld.relay import SlowLink
+from testworld.tlsbytes import CountingRelay, TlsParseError, handshake_bytes_to_certificate
+from testworld.world import World
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
-
-from world import (HOST, REAL_ADDR, SPHERE_ADDR, Blackhole, Process,  # noqa: E402
-                   SlowLink, World, WorldError, free_port, wait_tls)
-from tlsbytes import CountingRelay, TlsParseError, handshake_bytes_to_certificate  # noqa: E402
 
 BUILD = os.environ.get("DETECTOR_BUILD") or os.path.join(ROOT, "build")
 BIN = os.path.join(BUILD, "bench")
@@ -565,13 +569,13 @@ and dilute P1, and could not hold P4's thousands of connections.
   lookup time is `cache_recall()` of one remembered verdict in a loop.
 - **P2**: `bench/check_latency` calls `detector_check()` (public API) and
   times it.  Four spheres are microsocks behind a relay that holds each
-  connection for 50/100/150/200 ms before relaying (world.SlowLink), the
+  connection for 50/100/150/200 ms before relaying (testworld.relay.SlowLink), the
   fifth accepts and never answers.  Each sphere is first timed alone
   (quorum 1, median of the trials); the k-th fastest of those times is the
   yardstick for the 5-sphere check at the default quorum.  The wait-for-all
   comparison runs the same check with quorum 5, which cannot conclude until
   the silent sphere's probe times out.
-- **P3**: a counting relay (`bench/tlsbytes.py`) in front of one sphere
+- **P3**: a counting relay (`tests/testworld/tlsbytes.py`) in front of one sphere
   counts every byte a probe sends to and receives from it (SOCKS5 greeting,
   RFC 1929 isolation token, CONNECT, TLS); the baseline is a plain NSS
   handshake through a counting relay to the server directly, counted up to

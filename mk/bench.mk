@@ -6,7 +6,8 @@
 #                      for the test world's sphere mount namespaces)
 #   make bench-build   only build them, into $(BUILD)/bench
 #
-# Not part of `make test`.  bench/run.py says what each figure is.
+# Not part of `make test`.  bench/run.py says what each figure is; it
+# imports the test world (tests/testworld), hence PYTHONPATH.
 
 BENCH_BIN    := $(BUILD)/bench
 # Drivers of the engine: check_latency through detector.h like any
@@ -22,7 +23,7 @@ BENCH_PROGS  := $(BENCH_BIN)/tls_server $(BENCH_BIN)/hsclient $(BENCH_ENGINE) \
 bench: deps bench-deps
 	$(MAKE) all
 	$(MAKE) bench-build
-	DETECTOR_BUILD=$(abspath $(BUILD)) $(PYTHON) bench/run.py
+	DETECTOR_BUILD=$(abspath $(BUILD)) PYTHONPATH=$(CURDIR)/tests $(PYTHON) bench/run.py
 
 bench-deps:
 	@scripts/install-deps.sh bench/debian-packages.txt

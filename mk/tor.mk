@@ -4,6 +4,8 @@
 #   make test-tor       tests/tornet against a private Tor network (3
 #                       authorities, 2 middles, 5 exits, 5 spheres), run in
 #                       private network/mount/PID namespaces; a few minutes
+#                       (the harness is tests/testworld/tornet.py, run as the
+#                       module testworld.tornet with tests/ on PYTHONPATH)
 #
 # See docs/tor-network.md.
 
@@ -20,7 +22,7 @@ test-tor: deps $(BUILD)/sphere-probe
 	@mkdir -p $(BUILD)
 	TORNET_REPORT=$(abspath $(BUILD))/tornet-measurements.json \
 	  TORNET_SCENARIO_REPORT=$(abspath $(BUILD))/tornet-scenarios.json \
-	  DETECTOR_BUILD=$(abspath $(BUILD)) \
+	  DETECTOR_BUILD=$(abspath $(BUILD)) PYTHONPATH=$(CURDIR)/tests \
 	  timeout --kill-after=30 $(TORNET_TIMEOUT) \
-	  $(PYTHON) tests/tornet/tornet.py isolate -- \
+	  $(PYTHON) -m testworld.tornet isolate -- \
 	  $(PYTHON) -m pytest -p no:cacheprovider -q -rs tests/tornet

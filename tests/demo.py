@@ -1,11 +1,11 @@
 #!/usr/bin/python3
 """make demo: DetecTor catching a real TLS man-in-the-middle, through real Tor.
 
-  1. starts a private Tor network on loopback (tests/tornet/tornet.py: three
+  1. starts a private Tor network on loopback (tests/testworld/tornet.py: three
      directory authorities, two middle relays, five exit relays) and the five
      DetecTor spheres on it -- real tor clients, started by detector-spheres,
      each pinned to its own exit relay;
-  2. builds the loopback test world (tests/integration/world.py): a test CA,
+  2. builds the loopback test world (tests/testworld/world.py): a test CA,
      the real server for server.test, and a MITM holding a rogue certificate
      for the same name from the same CA (what a compelled CA gives);
   3. runs sphere-probe on the clean path (expect ACCEPT, exit 0) and with
@@ -13,9 +13,13 @@
   4. stops every process it started and removes its files.
 
 The whole demo runs inside private network, mount and PID namespaces
-(`tornet.py isolate`, entered by re-running this script there): nothing it
+(`testworld.tornet isolate`, entered by re-running this script there): nothing it
 starts can reach beyond this machine's loopback, clash with a real Tor or
 DetecTor on the same ports, or outlive it.
+
+Run it as `python3 tests/demo.py` (as `make demo` does): the test-world
+package tests/testworld sits next to it, so `import testworld` needs no
+path set up.
 
 Exits 0 when both verdicts are as expected, 1 otherwise."""
 
@@ -28,11 +32,11 @@ import tempfile
 import textwrap
 import time
 
+from testworld import WorldError, tornet
+from testworld.ports import HOST, MITM_ADDR, REAL_ADDR
+from testworld.world import World
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "tornet"))
-sys.path.insert(0, os.path.join(HERE, "integration"))
-import tornet  # noqa: E402
-from world import HOST, MITM_ADDR, REAL_ADDR, World, WorldError  # noqa: E402
 
 BUILD = os.environ.get("DETECTOR_BUILD") or os.path.join(HERE, "..", "build")
 PROBE = os.path.join(BUILD, "sphere-probe")
@@ -121,7 +125,7 @@ def main():
         return 1
     if os.environ.get("DETECTOR_TORNET_ISOLATED") != "1":
         print("demo: entering private network/mount/PID namespaces "
-              "(tornet.py isolate)", flush=True)
+              "(testworld.tornet isolate)", flush=True)
         tornet.isolate([sys.executable, os.path.abspath(__file__)]
                        + sys.argv[1:])          # does not return
 

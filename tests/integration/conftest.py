@@ -1,18 +1,19 @@
-"""pytest fixtures: the loopback world (once per session) and a runner for
-the sphere-probe binary under test ($DETECTOR_BUILD/sphere-probe)."""
+"""pytest fixtures: the loopback world (once per session, tests/testworld),
+the STARTTLS servers (once per module that asks for `mail`) and a runner
+for the sphere-probe binary under test ($DETECTOR_BUILD/sphere-probe)."""
 
-import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from world import World, WorldError  # noqa: E402
+from testworld import runs
+from testworld.mailservers import PROTOCOLS, MailServers
+from testworld.runs import started
+from testworld.world import World
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BUILD = os.environ.get("DETECTOR_BUILD") or os.path.join(HERE, "..", "..", "build")
@@ -30,37 +31,25 @@ def pytest_collection_modifyitems(items):
 
 @pytest.fixture(scope="session")
 def world():
-    w = World()
-    try:
-        w.start()
-    except WorldError as e:
-        pytest.fail("could not build the test world: %s" % e, pytrace=False)
+    w = started(World(), "build the test world")
     yield w
     w.stop()
 
 
-class Run:
+@pytest.fixture(scope="module")
+def mail(world):
+    """The STARTTLS servers and their MITMs (testworld.mailservers), once
+    per test module (about 2 s); .protocols: the protocols they speak."""
+    m = started(MailServers(world), "start the STARTTLS servers")
+    m.protocols = PROTOCOLS
+    yield m
+    m.stop()
+
+
+class Run(runs.Run):
     """One finished sphere-probe run."""
 
-    def __init__(self, argv, proc, elapsed):
-        self.argv = argv
-        self.rc = proc.returncode
-        self.out = proc.stdout
-        self.err = proc.stderr
-        self.elapsed = elapsed
-        self.data = None
-        if "--json" in argv:
-            try:
-                self.data = json.loads(self.out)
-            except ValueError:
-                pass
-
-    def __str__(self):
-        """Everything a failing assertion should show."""
-        return ("sphere-probe %s\n  exit %s after %.2fs\n--- stdout\n%s--- stderr\n%s---"
-                % (" ".join(self.argv), self.rc, self.elapsed, self.out, self.err))
-
-    __repr__ = __str__
+    name = "sphere-probe"
 
     @property
     def json(self):

@@ -6,7 +6,7 @@ import re
 import stat
 
 from test_nss_hook import marks, probes_seen, run_app, tstclnt
-from world import MITM_ADDR, REAL_ADDR
+from testworld.ports import MITM_ADDR, REAL_ADDR
 
 
 def cache_file(home):

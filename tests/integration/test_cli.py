@@ -9,7 +9,8 @@ import subprocess
 
 import pytest
 
-from world import BROKEN_ADDR, HOST, MITM_ADDR, REAL_ADDR, split_pem, pem_to_der, spki_sha256_der
+from testworld.ports import BROKEN_ADDR, HOST, MITM_ADDR, REAL_ADDR
+from testworld.tls import pem_to_der, spki_sha256_der, split_pem
 
 EXIT_USAGE = 3
 

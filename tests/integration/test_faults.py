@@ -10,7 +10,7 @@ clear error or a defined verdict, and never an accept where the policy says
 reject.
 
 Names used below: the direct path is server.test:PORT; the spheres are
-real microsocks (world.honest) or the misfits of world.py and faults.py;
+real microsocks (world.honest) or the misfits of testworld (world.py, faults.py);
 quorum k of n.
 """
 
@@ -26,10 +26,12 @@ import time
 import pytest
 
 from conftest import PROBE
-from faults import CuttingServer, SlowlorisSphere, SocksMisfit
 from test_nss_hook import nb_results, nbclient, run_app, tstclnt
-from world import (BROKEN_ADDR, HOST, MITM_ADDR, REAL_ADDR, Blackhole,
-                   Process, Sphere, free_port, wait_tcp)
+from testworld.faults import Blackhole, CuttingServer, SlowlorisSphere, SocksMisfit
+from testworld.ports import BROKEN_ADDR, HOST, MITM_ADDR, REAL_ADDR, free_port, wait_tcp
+from testworld.processes import Process
+from testworld.runs import Run
+from testworld.world import Sphere
 
 EXITS = {0: "ACCEPT", 1: "UNDECIDED", 2: "REJECT", 3: "error"}
 SLACK = 1.5            # seconds allowed past a deadline (process start, NSS init)
@@ -531,16 +533,6 @@ def in_namespace(setup, argv, timeout=60):
     return proc, time.monotonic() - t0
 
 
-class NsRun:
-    def __init__(self, argv, proc, elapsed):
-        self.argv, self.rc, self.out, self.err = argv, proc.returncode, proc.stdout, proc.stderr
-        self.elapsed = elapsed
-
-    def __str__(self):
-        return "%s\n  exit %s after %.2fs\n--- stdout\n%s--- stderr\n%s---" % (
-            " ".join(self.argv), self.rc, self.elapsed, self.out, self.err)
-
-
 def test_cache_read_only_filesystem(world, probe, tmpdir_):
     """The cache's folder is on a read-only mount (a bind mount remounted
     ro in a private mount namespace).  Expected: the existing record is
@@ -556,14 +548,14 @@ def test_cache_read_only_filesystem(world, probe, tmpdir_):
     m = [s.log_size() for s in world.honest]
     argv = [PROBE, "-c", conf, "-s", spheres] + target(world)
     proc, el = in_namespace(setup, argv)
-    run = NsRun(argv, proc, el)
+    run = Run(argv, proc, el)
     check(run, 0, within=5.0)
     assert sum(len(s.targets(mk)) for s, mk in zip(world.honest, m)) == 0, \
         "the cached verdict should have answered:\n%s" % run
     argv = [PROBE, "-c", conf, "-s", spheres, "--resolve",
             world.resolve(REAL_ADDR, world.cport12), "%s:%d" % (HOST, world.cport12)]
     proc, el = in_namespace(setup, argv)
-    run = NsRun(argv, proc, el)
+    run = Run(argv, proc, el)
     check(run, 0, within=5.0)
     assert open(path, "rb").read() == before, "a read-only cache was written"
 
@@ -627,7 +619,7 @@ def test_cache_created_on_a_full_disk(world, probe, tmpdir_):
              '{ dd if=/dev/zero of="%s/fill" bs=4096 2>/dev/null; true; }' % (d, d))
     argv = [PROBE, "-c", conf, "-s", world.sphere_list(*world.honest)] + target(world)
     proc, el = in_namespace(setup, argv)
-    run = NsRun(argv, proc, el)
+    run = Run(argv, proc, el)
     check(run, 0, within=5.0)
 
 
@@ -747,7 +739,7 @@ def _unreadable(world, conf):
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=20,
                           stdin=subprocess.DEVNULL, env={"HOME": "/nonexistent",
                                                          "PATH": os.environ["PATH"]})
-    run = NsRun(argv, proc, time.monotonic() - t0)
+    run = Run(argv, proc, time.monotonic() - t0)
     if "Permission denied" in run.err and "secret.conf" not in run.err:
         pytest.skip("nobody cannot reach the build folder: %s" % run.err)
     check(run, 3, within=2.0)

@@ -21,7 +21,7 @@ import shutil
 import pytest
 
 from test_nss_hook import PRELOAD, nb_results, nbclient, run_app, tstclnt
-from world import MITM_ADDR, REAL_ADDR
+from testworld.ports import MITM_ADDR, REAL_ADDR
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SUPP = os.path.join(HERE, "valgrind.supp")

@@ -23,7 +23,9 @@ import time
 import pytest
 
 from conftest import BUILD
-from world import HOST, REAL_ADDR, SPHERE_ADDR, TorLikeSphere, _TcpService, free_port
+from testworld.ports import HOST, REAL_ADDR, SPHERE_ADDR, free_port
+from testworld.runs import Run
+from testworld.socks5 import Socks5Server
 
 MONITOR = os.path.join(BUILD, "detector-monitor")
 RUN_TIMEOUT = 60
@@ -38,26 +40,16 @@ with open(os.environ["MONITOR_HOOK_LOG"], "a") as f:
 """
 
 
-class LateSphere(TorLikeSphere):
+class LateSphere(Socks5Server):
     """A Tor-like SOCKS5 sphere started on a port chosen in advance: down
     until it is created, then up (a sphere coming back)."""
 
     def __init__(self, hosts, port):
-        self.hosts = dict(hosts)
-        self.sessions = []
-        _TcpService.__init__(self, SPHERE_ADDR, port)
+        super().__init__(hosts, SPHERE_ADDR, port)
 
 
-class MonRun:
-    def __init__(self, argv, proc, elapsed):
-        self.argv, self.rc, self.out, self.err = argv, proc.returncode, proc.stdout, proc.stderr
-        self.elapsed = elapsed
-
-    def __str__(self):
-        return ("detector-monitor %s\n  exit %s after %.2fs\n--- stdout\n%s--- stderr\n%s---"
-                % (" ".join(self.argv), self.rc, self.elapsed, self.out, self.err))
-
-    __repr__ = __str__
+class MonRun(Run):
+    name = "detector-monitor"
 
     @property
     def status_line(self):
@@ -571,21 +563,8 @@ def test_check_config_prints_the_services(world, mon):
 
 
 # --------------------------------------------------------------------------
-# STARTTLS services: real postfix, dovecot, prosody and slapd
-
-
-@pytest.fixture(scope="module")
-def mail(world):
-    from mailservers import PROTOCOLS, MailServers
-    from world import WorldError
-    m = MailServers(world)
-    try:
-        m.start()
-    except WorldError as e:
-        pytest.fail("could not start the STARTTLS servers: %s" % e, pytrace=False)
-    m.protocols = PROTOCOLS
-    yield m
-    m.stop()
+# STARTTLS services: real postfix, dovecot, prosody and slapd (the
+# fixture `mail`, in conftest.py)
 
 
 def test_starttls_services(world, mon, mail):

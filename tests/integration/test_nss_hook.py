@@ -19,7 +19,7 @@ import time
 import pytest
 
 from conftest import BUILD
-from world import MITM_ADDR, REAL_ADDR
+from testworld.ports import MITM_ADDR, REAL_ADDR
 
 DETECTOR_RUN = os.path.join(BUILD, "detector-run")
 NBCLIENT = os.path.join(BUILD, "tests", "nbclient")

@@ -16,7 +16,7 @@ import re
 
 from conftest import BUILD
 from test_nss_hook import POLL_MS, run_app
-from world import MITM_ADDR, REAL_ADDR
+from testworld.ports import MITM_ADDR, REAL_ADDR
 
 ASYNCCLIENT = os.path.join(BUILD, "tests", "asyncclient")
 
@@ -135,7 +135,7 @@ def run_glue_driver(world, tmpdir, driver, *args):
     drives libdetector's NSS interface (detector_nss_v1) directly, with the
     real certificate, five silent spheres and a 1.5 s deadline."""
     import subprocess
-    from world import pem_to_der
+    from testworld.tls import pem_to_der
     der = os.path.join(tmpdir, "cert.der")
     with open(world.real.crt) as f:
         open(der, "wb").write(pem_to_der(f.read()))

@@ -6,22 +6,13 @@ fails and the check can only end undecided.
 The port's usual preamble is used (587: SMTP); the test servers listen on
 free ports, so the `starttls` configuration key maps this one, which is
 also what a user with a non-standard submission port does.  Real postfix
-(tests/integration/mailservers.py); the MITM speaks the preamble and
-presents the world's rogue certificate.
+(tests/testworld/mailservers.py, the fixture `mail`); the MITM speaks the
+preamble and presents the world's rogue certificate.
 """
 
-import pytest
-
-from mailservers import MailServers
 from test_nss_hook import run_app
 from test_nss_hook_async import asyncclient, results
-from world import MITM_ADDR, REAL_ADDR
-
-
-@pytest.fixture(scope="module")
-def mail(world):
-    with MailServers(world) as m:
-        yield m
+from testworld.ports import MITM_ADDR, REAL_ADDR
 
 
 def config(port, mapped=True):

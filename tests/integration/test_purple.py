@@ -31,7 +31,7 @@ import pytest
 
 from conftest import BUILD
 from test_nss_hook import marks, probes_seen, run_app
-from world import MITM_ADDR, REAL_ADDR, free_port
+from testworld.ports import MITM_ADDR, REAL_ADDR, free_port
 
 PURPLE_CLIENT = os.path.join(BUILD, "tests", "purple_client")
 ENHANCED_LIBSSL = os.path.realpath(os.path.join(BUILD, "lib", "libssl3.so"))

@@ -24,7 +24,8 @@ import time
 import pytest
 
 from conftest import BUILD
-from world import HOST, REAL_ADDR, Sphere, World, free_port
+from testworld.ports import HOST, REAL_ADDR, free_port
+from testworld.world import Sphere, World
 
 SOAK = os.environ.get("DETECTOR_SOAK")
 pytestmark = pytest.mark.skipif(not SOAK, reason="run by `make test-soak` or `make soak`")

@@ -7,7 +7,7 @@ import ipaddress
 
 import pytest
 
-from world import HOST, MITM_ADDR, REAL_ADDR
+from testworld.ports import HOST, MITM_ADDR, REAL_ADDR
 
 
 def is_address(host):

@@ -1,12 +1,14 @@
 """What a sphere sees of a probe, recorded by a Tor-like SOCKS5 sphere
-(world.TorLikeSphere): the isolation credentials, the target by name, and
-nothing but a TLS handshake through the tunnel."""
+(world.torlike, a testworld.socks5.Socks5Server): the isolation
+credentials, the target by name, and nothing but a TLS handshake through
+the tunnel."""
 
 import re
 
 import pytest
 
-from world import HOST, REAL_ADDR, tls_record_types
+from testworld.ports import HOST, REAL_ADDR
+from testworld.tls import tls_record_types
 
 HANDSHAKE, CCS, ALERT, APPDATA = 22, 20, 21, 23
 

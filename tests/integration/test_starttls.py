@@ -1,7 +1,8 @@
 """STARTTLS through sphere-probe against real Debian servers on loopback
-(mailservers.py): postfix (SMTP), dovecot (IMAP, POP3), prosody (XMPP) and
-slapd (LDAP), each presenting the world's real server.test certificate on
-127.0.0.2, where the honest spheres resolve server.test.  On 127.0.0.3, at
+(testworld/mailservers.py, the fixture `mail`): postfix (SMTP), dovecot
+(IMAP, POP3), prosody (XMPP) and slapd (LDAP), each presenting the world's
+real server.test certificate on 127.0.0.2, where the honest spheres
+resolve server.test.  On 127.0.0.3, at
 the same port, a STARTTLS-aware MITM with the rogue certificate: where the
 client's path or the lying sphere is sent.
 
@@ -15,21 +16,11 @@ The servers start once for this module (about 2 s).
 import pytest
 
 from conftest import PROBE  # noqa: F401  (the binary under test)
-from mailservers import (PROTOCOLS, DualCertServer, HostileSmtp, MailServers,
-                         starttls_peer_cert)
 from test_nss_hook import run_app, tstclnt
-from world import (HOST, MITM_ADDR, REAL_ADDR, WorldError, cert_sha256_der)
-
-
-@pytest.fixture(scope="module")
-def mail(world):
-    m = MailServers(world)
-    try:
-        m.start()
-    except WorldError as e:
-        pytest.fail("could not start the STARTTLS servers: %s" % e, pytrace=False)
-    yield m
-    m.stop()
+from testworld.mailservers import PROTOCOLS, HostileSmtp
+from testworld.ports import HOST, MITM_ADDR, REAL_ADDR
+from testworld.starttls import starttls_peer_cert
+from testworld.tls import DualCertServer, cert_sha256_der
 
 
 def target(mail, proto, port=None):

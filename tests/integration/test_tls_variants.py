@@ -3,7 +3,7 @@ needs SNI gets it, on the direct path and through every sphere."""
 
 import pytest
 
-from world import HOST, REAL_ADDR
+from testworld.ports import HOST, REAL_ADDR
 
 
 def run_all_five(world, probe, port):

@@ -1,11 +1,11 @@
 """The verdicts end to end: real TLS servers, a real MITM, real SOCKS5
 spheres.  Every key hash is compared with one computed by the openssl CLI
-from the certificate files (world.py), never with DetecTor's own output."""
+from the certificate files (testworld/tls.py), never with DetecTor's own output."""
 
 import re
 import time
 
-from world import HOST, MITM_ADDR, REAL_ADDR
+from testworld.ports import HOST, MITM_ADDR, REAL_ADDR
 
 EXIT_ACCEPT, EXIT_UNDECIDED, EXIT_REJECT = 0, 1, 2
 HEX64 = re.compile(r"^[0-9a-f]{64}$")

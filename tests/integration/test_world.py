@@ -2,15 +2,25 @@
 module, a minimal SOCKS5 client, openssl s_client): if one of these fails,
 a sphere-probe failure elsewhere says nothing about DetecTor."""
 
+import os
+import signal
 import socket
 import ssl
 import stat
 import subprocess
+import sys
+import threading
+import time
 
 import pytest
 
-from world import (HOST, MITM_ADDR, REAL_ADDR, REISSUE_ADDR, socks5_connect,
-                   spki_sha256_der, cert_sha256_der, tls_peer_cert)
+from testworld import socks5
+from testworld.ports import HOST, MITM_ADDR, REAL_ADDR, REISSUE_ADDR, tls_peer_cert
+from testworld.processes import Process, cmdline, group_members, pid_state, stop_pids
+from testworld.relay import Relay, relay
+from testworld.services import TcpService
+from testworld.tls import cert_sha256_der, spki_sha256_der
+from testworld.tlsbytes import CountingRelay
 
 
 def spki_seen(addr, port, **kw):
@@ -91,7 +101,7 @@ def test_spheres_resolve_the_name_themselves(world):
                (world.keymatch, world.reissued.cert_sha256)]
     for sphere, cert_hash in expect:
         mark = sphere.log_size()
-        der, _ = tls_peer_cert(socks5_connect(sphere.address, HOST, world.port))
+        der, _ = tls_peer_cert(socks5.connect(sphere.address, HOST, world.port, timeout=5))
         assert cert_sha256_der(der) == cert_hash, sphere
         assert sphere.targets(mark) == [(HOST, world.port)]
 
@@ -99,18 +109,18 @@ def test_spheres_resolve_the_name_themselves(world):
 def test_spheres_cannot_resolve_other_names(world):
     """Hosts file only, no DNS: an unknown name fails fast at the sphere."""
     with pytest.raises(Exception, match="reply"):
-        socks5_connect(world.honest[0].address, "unknown.test", world.port)
+        socks5.connect(world.honest[0].address, "unknown.test", world.port, timeout=5)
 
 
 def test_slow_port_paths(world):
     """server.test:slow_port: honest path slow, the MITM path fast."""
     import time
     t = time.monotonic()
-    der, _ = tls_peer_cert(socks5_connect(world.honest[0].address, HOST, world.slow_port))
+    der, _ = tls_peer_cert(socks5.connect(world.honest[0].address, HOST, world.slow_port, timeout=5))
     slow = time.monotonic() - t
     assert spki_sha256_der(der) == world.real.spki_sha256
     t = time.monotonic()
-    der, _ = tls_peer_cert(socks5_connect(world.lying.address, HOST, world.slow_port))
+    der, _ = tls_peer_cert(socks5.connect(world.lying.address, HOST, world.slow_port, timeout=5))
     fast = time.monotonic() - t
     assert spki_sha256_der(der) == world.rogue.spki_sha256
     assert slow > 0.3 and fast < slow - 0.2, (slow, fast)
@@ -134,3 +144,148 @@ def test_misbehaving_spheres(world):
         a, p = r.rsplit(":", 1)
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection((a, int(p)), timeout=5).close()
+
+
+# -- the test world's own machinery (testworld.processes, testworld.relay)
+
+def _wait_for_log(proc, text, timeout=10.0):
+    end = time.monotonic() + timeout
+    while text not in proc.log():
+        assert proc.alive() and time.monotonic() < end, proc.log()
+        time.sleep(0.02)
+
+
+def test_process_stop_kills_a_child_that_ignores_sigterm(tmpdir_):
+    """SIGTERM first; SIGKILL once the grace period is over."""
+    p = Process("ignores-term", [sys.executable, "-c",
+                                 "import signal, time; "
+                                 "signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+                                 "print('ready', flush=True); time.sleep(60)"],
+                os.path.join(tmpdir_, "ignores-term.log"))
+    _wait_for_log(p, "ready")
+    t = time.monotonic()
+    p.stop(grace=0.5)
+    took = time.monotonic() - t
+    assert p.popen.returncode == -signal.SIGKILL
+    assert 0.5 <= took < 5.0, took
+
+
+def test_process_stop_ends_what_is_left_in_its_process_group(tmpdir_):
+    """A shell that dies on SIGTERM leaves its two background children
+    behind; stop() ends them through the process group."""
+    p = Process("group", ["sh", "-c", "sleep 60 & sleep 60 & echo ready; wait"],
+                os.path.join(tmpdir_, "group.log"))
+    _wait_for_log(p, "ready")
+    members = group_members(p.pid)
+    assert len(members) == 3 and p.pid in members, members
+    p.stop(grace=1.0)
+    assert p.popen.returncode == -signal.SIGTERM
+    assert group_members(p.pid) == []
+    assert all(pid_state(pid) != "alive" for pid in members)
+
+
+def test_stop_pids_never_signals_a_pid_without_its_marker():
+    """A PID whose command line lacks the marker (a recycled PID) is left
+    alone; with its marker it is ended, SIGTERM sufficing."""
+    child = subprocess.Popen(["sleep", "60"])
+    try:
+        end = time.monotonic() + 5
+        while "sleep 60" not in cmdline(child.pid):     # until it has exec'd
+            assert time.monotonic() < end, cmdline(child.pid)
+            time.sleep(0.01)
+        assert stop_pids([("other", child.pid, "/no/such/marker")], grace=0.2,
+                         reap=child.poll) == []
+        assert child.poll() is None
+        assert stop_pids([("sleep", child.pid, "sleep 60")], grace=2.0,
+                         reap=child.poll) == []
+        assert child.wait(5) == -signal.SIGTERM
+    finally:
+        child.kill()
+        child.wait()
+
+
+class _Talker(TcpService):
+    """Sends 1000 bytes to each client, then reads until it hangs up."""
+
+    def handle(self, conn):
+        self._spawn(self._talk, conn)
+
+    def _talk(self, conn):
+        try:
+            conn.sendall(b"x" * 1000)
+            while conn.recv(4096):
+                pass
+        except OSError:
+            pass
+
+
+def _read_all(address, timeout=10.0):
+    a, p = address.rsplit(":", 1)
+    data = b""
+    with socket.create_connection((a, int(p)), timeout=timeout) as s:
+        while True:
+            chunk = s.recv(4096)
+            if not chunk:
+                return data
+            data += chunk
+
+
+def test_relay_cuts_the_answer_after_its_limit():
+    talker = _Talker()
+    cut = Relay("127.0.0.1", ("127.0.0.1", talker.port), limit=60, lifetime=10)
+    try:
+        assert _read_all(cut.address) == b"x" * 60
+    finally:
+        cut.stop()
+        talker.stop()
+
+
+def test_relay_drips_and_shows_each_chunk():
+    """relay() itself: the upstream's answer one byte per `drip` seconds,
+    every chunk shown to the observer, the client's bytes forwarded."""
+    talker = _Talker()
+    seen = []
+    a, b = socket.socketpair()
+    up = socket.create_connection(("127.0.0.1", talker.port), timeout=5)
+    stop = threading.Event()
+    t = threading.Thread(target=relay, args=(a, up, stop, 10),
+                         kwargs={"limit": 5, "drip": 0.05,
+                                 "observe": lambda c, d: seen.append((c, len(d)))})
+    try:
+        t0 = time.monotonic()
+        t.start()
+        b.settimeout(5)
+        got = b""
+        while len(got) < 5:
+            got += b.recv(5)
+        took = time.monotonic() - t0
+        t.join(5)
+        assert got == b"xxxxx" and not t.is_alive()
+        assert took >= 0.2, took
+        assert seen and not seen[0][0] and sum(n for _, n in seen) >= 5, seen
+    finally:
+        stop.set()
+        for s in (a, b, up):
+            s.close()
+        talker.stop()
+
+
+def test_counting_relay_counts_both_ways():
+    """bench P3's relay: per connection, the bytes each way and the first
+    of them, once the connection has closed."""
+    talker = _Talker()
+    counting = CountingRelay("127.0.0.1", ("127.0.0.1", talker.port))
+    try:
+        mark = counting.mark()
+        a, p = counting.address.rsplit(":", 1)
+        with socket.create_connection((a, int(p)), timeout=5) as s:
+            s.sendall(b"hello")
+            got = b""
+            while len(got) < 1000:
+                got += s.recv(4096)
+        [conn] = counting.wait_closed(mark, 1)
+        assert (conn["c2s"], conn["s2c"]) == (5, 1000), conn
+        assert conn["c2s_data"] == b"hello" and conn["s2c_data"] == b"x" * 1000
+    finally:
+        counting.stop()
+        talker.stop()

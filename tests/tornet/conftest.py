@@ -1,15 +1,16 @@
 """pytest fixtures for tests that need real Tor.
 
-`tornet` (session): the private Tor network of tornet.py, up once per test
+`tornet` (session): the private Tor network of testworld/tornet.py, up once per test
 session, spheres started by detector-spheres. Run the session inside the
 private namespaces (`make test-tor` does):
 
-    /usr/bin/python3 tests/tornet/tornet.py isolate -- /usr/bin/python3 -m pytest tests/tornet
+    PYTHONPATH=tests /usr/bin/python3 -m testworld.tornet isolate -- \
+        /usr/bin/python3 -m pytest tests/tornet
 
 `net` (per test): the same network, with every sphere a previous test
 stopped started again.
 
-`world` (session): the loopback test world of tests/integration/world.py
+`world` (session): the loopback test world of tests/testworld/world.py
 without its microsocks spheres (the spheres here are the Tor clients): the
 test CA, the real server.test on 127.0.0.2, a MITM with a CA-valid rogue
 certificate on 127.0.0.3, a slow link. Its certificates also carry the
@@ -29,19 +30,17 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 
 import pytest
 
+from testworld import runs
+from testworld import tornet as tornet_mod
+from testworld.runs import started
+from testworld.world import World
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.join(HERE, "..", "integration"))
-
-import tornet as tornet_mod  # noqa: E402
-from world import World, WorldError  # noqa: E402
-
 BUILD = os.environ.get("DETECTOR_BUILD") or os.path.join(HERE, "..", "..",
                                                          "build")
 PROBE = os.path.join(BUILD, "sphere-probe")
@@ -69,33 +68,18 @@ def net(tornet):
 def world():
     w = World(spheres=False, names=SCENARIO_NAMES.values())
     w.scenario_names = dict(SCENARIO_NAMES)
-    try:
-        w.start()
-    except WorldError as e:
-        pytest.fail("could not build the test world: %s" % e, pytrace=False)
+    started(w, "build the test world")
     yield w
     w.stop()
 
 
-class Run:
-    """One finished sphere-probe run (--json output parsed when asked)."""
+class Run(runs.Run):
+    """One finished sphere-probe run."""
 
-    def __init__(self, argv, proc, elapsed):
-        self.argv, self.rc, self.elapsed = argv, proc.returncode, elapsed
-        self.out, self.err = proc.stdout, proc.stderr
-        self.json = None
-        if "--json" in argv:
-            try:
-                self.json = json.loads(self.out)
-            except ValueError:
-                pass
-
-    def __str__(self):
-        return ("%s\n  exit %s after %.2fs\n--- stdout\n%s--- stderr\n%s---"
-                % (" ".join(self.argv), self.rc, self.elapsed, self.out,
-                   self.err))
-
-    __repr__ = __str__
+    @property
+    def json(self):
+        """The --json output (None without it, or if it did not parse)."""
+        return self.data
 
     def sphere(self, address):
         """The JSON entry of the sphere at address ('127.0.0.1:9162')."""

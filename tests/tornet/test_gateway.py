@@ -19,7 +19,8 @@ import sys
 
 import pytest
 
-import tornet as tn
+from testworld import tornet as tn
+from testworld.processes import python_env, python_module
 
 GW_ADDR = "192.168.150.1"
 ALLOWED = "192.168.150.0/24"
@@ -39,7 +40,7 @@ def namespaces():
         pytest.skip("gateway test needs root (ip netns add, veth)")
     if not os.environ.get("DETECTOR_TORNET_NETNS"):
         pytest.skip("gateway test adds links and addresses: run it inside "
-                    "'tornet.py isolate' (make test-tor)")
+                    "'python3 -m testworld.tornet isolate' (make test-tor)")
     tag = os.getpid() % 100000
     made = {}
     try:
@@ -83,12 +84,12 @@ def gateway(tornet, namespaces, tmp_path_factory):
 
 def probe_from(tornet, ns):
     p = subprocess.run(
-        ["ip", "netns", "exec", ns, sys.executable,
-         os.path.join(tn.HERE, "tornet.py"), "probe",
-         "--socks", "%s:%d" % (GW_ADDR, SOCKS_PORT),
-         "--cafile", tornet.server_cert, "--timeout", "30",
-         tn.SERVER_NAME, str(tornet.server[2])],
-        capture_output=True, text=True, timeout=60)
+        ["ip", "netns", "exec", ns] + python_module(
+            "testworld.tornet", "probe",
+            "--socks", "%s:%d" % (GW_ADDR, SOCKS_PORT),
+            "--cafile", tornet.server_cert, "--timeout", "30",
+            tn.SERVER_NAME, str(tornet.server[2])),
+        env=python_env(), capture_output=True, text=True, timeout=60)
     return json.loads(p.stdout)
 
 

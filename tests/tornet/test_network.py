@@ -10,8 +10,8 @@ import threading
 import pytest
 import stem.control
 
-import socks5
-import tornet as tn
+from testworld import socks5
+from testworld import tornet as tn
 
 
 def exit_of_probe(net, sphere, host=tn.SERVER_NAME):

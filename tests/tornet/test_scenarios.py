@@ -4,7 +4,7 @@ sphere-probe (the C tool under test) asks the five spheres of the private
 Tor network -- real tor clients, each pinned to its own exit relay -- what
 key server.test presents, and compares with what the direct path sees. The
 servers, the MITM and the certificates are those of the loopback test
-world (tests/integration/world.py): a test CA, the real server on
+world (tests/testworld/world.py): a test CA, the real server on
 127.0.0.2, a TLS-terminating MITM on 127.0.0.3 holding a rogue certificate
 for the same name from the same CA. The exits resolve names with the
 harness's DNS (server.test -> 127.0.0.2); the client's view is changed by
@@ -39,7 +39,7 @@ import time
 import statistics
 import subprocess
 
-from world import HOST, MITM_ADDR, REAL_ADDR
+from testworld.ports import HOST, MITM_ADDR, REAL_ADDR
 
 EXIT_ACCEPT, EXIT_UNDECIDED, EXIT_REJECT = 0, 1, 2
 HEX64 = re.compile(r"^[0-9a-f]{64}$")

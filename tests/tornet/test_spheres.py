@@ -12,8 +12,9 @@ import time
 import pytest
 import stem.control
 
-import socks5
-import tornet as tn
+from testworld import socks5
+from testworld import tornet as tn
+from testworld.processes import pid_state
 
 
 def status(net, *args):
@@ -74,7 +75,7 @@ def test_stop_and_start_one_sphere(net):
                                        "sphere.json")).read())["pid"]
     p = net.spheres_cli("stop", "--sphere", "europe")
     assert "europe: stopped (pid %d)" % pid in p.stdout
-    assert tn._pid_state(pid) != "alive"
+    assert pid_state(pid) != "alive"
     with pytest.raises(ConnectionRefusedError):
         socks5.connect(europe["socks"], tn.SERVER_NAME, net.server[2])
     rc, st = status(net)
@@ -165,4 +166,4 @@ def test_stop_also_ends_spheres_dropped_from_the_config(net, tmp_path):
     p = run("stop", "--config", str(after))
     assert p.returncode == 0
     assert "kept: stopped" in p.stdout and "dropped: stopped" in p.stdout
-    assert all(tn._pid_state(pid) != "alive" for pid in pids)
+    assert all(pid_state(pid) != "alive" for pid in pids)

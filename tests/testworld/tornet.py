@@ -1,12 +1,15 @@
-#!/usr/bin/python3
 """A private Tor network on loopback, for DetecTor's tests and demo.
 
-    tornet.py up --dir D [--socks-ports 9160,9162,...] [--exits 5]
-    tornet.py down --dir D
-    tornet.py status --dir D
-    tornet.py run --dir D -- CMD...      up, run CMD, down (whatever CMD does)
-    tornet.py isolate -- CMD...          run CMD in a private network, mount
-                                         and PID namespace (see docs/tor-network.md)
+Run as a module of the test-world package, with tests/ on PYTHONPATH
+(mk/tor.mk does this; below, `tornet` stands for
+`PYTHONPATH=tests /usr/bin/python3 -m testworld.tornet`):
+
+    tornet up --dir D [--socks-ports 9160,9162,...] [--exits 5]
+    tornet down --dir D
+    tornet status --dir D
+    tornet run --dir D -- CMD...      up, run CMD, down (whatever CMD does)
+    tornet isolate -- CMD...          run CMD in a private network, mount
+                                      and PID namespace (see docs/tor-network.md)
 
 `up` builds, in order: a DNS responder for the exits (dnsmasq on
 127.0.0.53:5353, its own hosts file: server.test -> 127.0.0.2), a TLS check
@@ -18,16 +21,17 @@ tor-gencert), two middle relays and the exit relays, all with
 probes server.test through each sphere until the TLS handshake succeeds.
 Every stage is bounded and timed.
 
-    tornet.py probe --socks H:P --cafile F server.test 8443
-                                         one SOCKS5 + TLS probe, JSON result
+    tornet probe --socks H:P --cafile F server.test 8443
+                                      one SOCKS5 + TLS probe, JSON result
 
 Every process is recorded by PID in D/state.json; `down` (or TorNetwork.down)
-sends SIGTERM, then SIGKILL after a grace period, and removes D.
+sends SIGTERM, then SIGKILL after a grace period, and removes D
+(processes.stop_pids).
 
 The options come from ../../shared/notes/private-tor-network.md; each pitfall
 named there is handled where the option is set (look for "pitfall").
 
-From pytest, see conftest.py: the session fixture `tornet` returns the
+From pytest, see tests/tornet/conftest.py: the session fixture `tornet` returns the
 TorNetwork object below.
 """
 
@@ -44,10 +48,9 @@ import tempfile
 import threading
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import dnsquery  # noqa: E402
-import socks5  # noqa: E402
+from . import dnsquery, socks5
+from .processes import (cmdline, pid_state, python_env, python_module, reap_children,
+                        rss_kib, spawn, stop_pids)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -81,81 +84,6 @@ class TornetError(Exception):
 
 def _log(msg):
     print("tornet: " + msg, file=sys.stderr, flush=True)
-
-
-def _pid_state(pid):
-    """'alive', 'zombie' or 'gone' for a PID (zombies are as good as gone)."""
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            stat = f.read()
-    except OSError:
-        return "gone"
-    return "zombie" if stat.rsplit(")", 1)[1].split()[0] in "ZX" else "alive"
-
-
-def _cmdline(pid):
-    try:
-        with open("/proc/%d/cmdline" % pid, "rb") as f:
-            return f.read().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
-def _reap():
-    """Collect exited children so they do not linger as zombies."""
-    try:
-        while os.waitpid(-1, os.WNOHANG)[0] > 0:
-            pass
-    except ChildProcessError:
-        pass
-
-
-def stop_pids(procs, grace=GRACE):
-    """End processes [(name, pid, marker)]: SIGTERM, SIGKILL after `grace` s.
-
-    A PID is only signalled while its command line still contains `marker`
-    (a path under the network's directory), so a recycled PID is never hit.
-    Returns the names that needed SIGKILL.
-    """
-    live = []
-    for name, pid, marker in procs:
-        if _pid_state(pid) == "alive" and marker in _cmdline(pid):
-            try:
-                os.kill(pid, signal.SIGTERM)
-                live.append((name, pid))
-            except ProcessLookupError:
-                pass
-    deadline = time.monotonic() + grace
-    while live and time.monotonic() < deadline:
-        _reap()
-        live = [(n, p) for n, p in live if _pid_state(p) == "alive"]
-        if live:
-            time.sleep(0.1)
-    killed = []
-    for name, pid in live:           # pitfall 6: one exit once hung on SIGTERM
-        try:
-            os.kill(pid, signal.SIGKILL)
-            killed.append(name)
-        except ProcessLookupError:
-            pass
-    deadline = time.monotonic() + 5
-    while live and time.monotonic() < deadline:
-        _reap()
-        live = [(n, p) for n, p in live if _pid_state(p) == "alive"]
-        time.sleep(0.05)
-    return killed
-
-
-def rss_kib(pid):
-    """Resident set size of a process in KiB, or None."""
-    try:
-        with open("/proc/%d/status" % pid) as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
 
 
 def _controller(port):
@@ -271,7 +199,7 @@ class TorNetwork:
         deadline = self.t0 + timeout
         if os.path.exists(self.dir) and os.listdir(self.dir):
             raise TornetError("%s exists and is not empty: pick a fresh "
-                              "directory or run 'tornet.py down --dir %s'"
+                              "directory or run 'python3 -m testworld.tornet down --dir %s'"
                               % (self.dir, self.dir))
         missing = ["%s (Debian package %s)" % kv for kv in TOOLS.items()
                    if not os.access(kv[0], os.X_OK)]
@@ -345,10 +273,8 @@ class TorNetwork:
             check=True, capture_output=True, timeout=30)
 
     def _spawn(self, name, argv, marker, logname):
-        log = open(self.path(logname), "ab")
-        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
-                             stderr=subprocess.STDOUT, start_new_session=True)
-        log.close()
+        # Not dying with its parent: `tornet up` returns, the network stays.
+        p = spawn(argv, self.path(logname), die_with_parent=False)
         self.popens.append(p)
         self.procs.append((name, p.pid, marker))
         return p
@@ -601,7 +527,7 @@ class TorNetwork:
 
     def _check_alive(self):
         for name, pid, _ in self.procs:
-            if _pid_state(pid) != "alive":
+            if pid_state(pid) != "alive":
                 raise TornetError("%s (pid %d) died: see its log under %s"
                                   % (name, pid, self.dir))
 
@@ -620,7 +546,7 @@ class TorNetwork:
     def spheres_config(self):
         """The detector-spheres INI config that pins each sphere to its exits
         and points it at this network (the [tor] section)."""
-        lines = ["# written by tests/tornet/tornet.py", "[spheres]",
+        lines = ["# written by tests/testworld/tornet.py", "[spheres]",
                  "timeout = 120", ""]
         for s in self.spheres:
             lines += ["[sphere %s]" % s["name"],
@@ -732,8 +658,8 @@ class TorNetwork:
         return next(s for s in self.spheres if s["name"] == name)
 
     def sphere_running(self, name):
-        return any(n == "sphere " + name and _pid_state(pid) == "alive"
-                   and marker in _cmdline(pid)
+        return any(n == "sphere " + name and pid_state(pid) == "alive"
+                   and marker in cmdline(pid)
                    for n, pid, marker in self._sphere_pids())
 
     def ensure_spheres(self, timeout=60):
@@ -793,7 +719,7 @@ class TorNetwork:
         """SIGHUP dnsmasq `name` (it re-reads its hosts file); wait until it
         answers the new mapping."""
         for n, pid, marker in self.procs:
-            if n == name and marker in _cmdline(pid):
+            if n == name and marker in cmdline(pid):
                 os.kill(pid, signal.SIGHUP)
         deadline = time.monotonic() + 5
         for host, want in mapping.items():
@@ -835,7 +761,7 @@ class TorNetwork:
         mapping = dict(self.hosts, **overrides)
         self._write_hosts_file(hosts, mapping)
         name = "dnsmasq-" + n.nickname
-        if any(p[0] == name and _pid_state(p[1]) == "alive" for p in self.procs):
+        if any(p[0] == name and pid_state(p[1]) == "alive" for p in self.procs):
             self._reload_dns(name, addr, mapping)
         else:
             self._start_dns(name, addr, hosts)
@@ -885,7 +811,7 @@ class TorNetwork:
         """{process name: RSS in KiB} for every live process we started."""
         return {name: rss_kib(pid)
                 for name, pid, _ in self.procs + self._sphere_pids()
-                if _pid_state(pid) == "alive"}
+                if pid_state(pid) == "alive"}
 
     # ---- teardown ----------------------------------------------------
     def _save(self):
@@ -920,12 +846,13 @@ class TorNetwork:
                 self.spheres_cli("stop", timeout=60, check=False)
             except (OSError, subprocess.SubprocessError) as e:
                 _log("detector-spheres stop: %s" % e)
-        killed = stop_pids(self._sphere_pids() + list(reversed(self.procs)))
+        killed = stop_pids(self._sphere_pids() + list(reversed(self.procs)), GRACE,
+                           reap=reap_children)
         if killed:
             _log("needed SIGKILL: %s" % ", ".join(killed))
         for p in self.popens:
             p.poll()
-        _reap()
+        reap_children()
         self.procs = []
         if remove:
             shutil.rmtree(self.dir, ignore_errors=True)
@@ -940,8 +867,8 @@ class session_network:
                 yield net
 
     Teardown stops everything by PID. If the test process itself is killed,
-    `tornet.py isolate` (its PID namespace) ends whatever is left; outside
-    it, `tornet.py down --dir DIR` does (DIR is printed at start).
+    `tornet isolate` (its PID namespace) ends whatever is left; outside
+    it, `tornet down --dir DIR` does (DIR is printed at start).
 
     (__OwningControllerProcess is no use here: Stem then issues TAKEOWNERSHIP
     on every controller connection, and tor exits when it closes.)
@@ -974,8 +901,8 @@ def isolate(cmd):
             "--kill-child"]
     if os.geteuid() != 0:
         argv.append("--map-root-user")
-    os.execvp("unshare", argv + [sys.executable, os.path.abspath(__file__),
-                                 "_init", "--"] + cmd)
+    os.environ["PYTHONPATH"] = python_env()["PYTHONPATH"]
+    os.execvp("unshare", argv + python_module("testworld.tornet", "_init", "--") + cmd)
 
 
 def _namespace_init(cmd):
@@ -1027,7 +954,8 @@ def probe_main(args):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python3 -m testworld.tornet",
+                                 description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     for name in ("up", "down", "status", "run"):
         p = sub.add_parser(name)
@@ -1074,7 +1002,7 @@ def main(argv=None):
             return 1
         if args.cmd == "status":
             for name, pid, _ in net.procs + net._sphere_pids():
-                print("%-24s pid %-7d %s" % (name, pid, _pid_state(pid)))
+                print("%-24s pid %-7d %s" % (name, pid, pid_state(pid)))
             print("socks: " + net.socks_addresses)
             return 0
         net.down()

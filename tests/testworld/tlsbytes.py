@@ -16,12 +16,10 @@ certificate's size so that a server that packs messages differently is
 reported rather than mis-measured.
 """
 
-import select
-import socket
 import struct
 import time
 
-from world import _TcpService
+from .relay import Relay
 
 CONTENT_CCS, CONTENT_HANDSHAKE, CONTENT_APPDATA = 20, 22, 23
 HS_CLIENT_HELLO, HS_CERTIFICATE = 1, 11
@@ -35,56 +33,34 @@ class TlsParseError(ValueError):
     pass
 
 
-class CountingRelay(_TcpService):
+class CountingRelay(Relay):
     """A TCP relay to `upstream` that counts what passes, per connection.
     `conns`: dicts with c2s / s2c byte counts, the first KEEP bytes of each
     direction (c2s_data / s2c_data) and `closed`."""
     kind = "counting-relay"
     KEEP = 65536
-    LIFETIME = 30.0
 
     def __init__(self, addr, upstream):
-        self.upstream = upstream
         self.conns = []
-        super().__init__(addr)
+        self._recs = {}
+        super().__init__(addr, upstream)
 
-    def handle(self, conn):
-        self._spawn(self._relay, conn)
-
-    def _relay(self, conn):
+    def observer(self, conn):
         rec = {"c2s": 0, "s2c": 0, "c2s_data": b"", "s2c_data": b"", "closed": False}
         with self._lock:
             self.conns.append(rec)
-        up = None
-        try:
-            up = socket.create_connection(self.upstream, timeout=5)
-            with self._lock:
-                self._conns.append(up)
-            end = time.monotonic() + self.LIFETIME
-            while not self._stop.is_set() and time.monotonic() < end:
-                r, _, _ = select.select([conn, up], [], [], 0.2)
-                for s in r:
-                    data = s.recv(65536)
-                    if not data:
-                        return
-                    if s is conn:
-                        up.sendall(data)
-                        rec["c2s"] += len(data)
-                        rec["c2s_data"] += data[:self.KEEP - len(rec["c2s_data"])]
-                    else:
-                        conn.sendall(data)
-                        rec["s2c"] += len(data)
-                        rec["s2c_data"] += data[:self.KEEP - len(rec["s2c_data"])]
-        except OSError:
-            pass
-        finally:
-            for s in (conn, up):
-                if s is not None:
-                    try:
-                        s.close()
-                    except OSError:
-                        pass
-            rec["closed"] = True
+            self._recs[conn] = rec
+
+        def observe(from_client, data):
+            key = "c2s" if from_client else "s2c"
+            rec[key] += len(data)
+            rec[key + "_data"] += data[:self.KEEP - len(rec[key + "_data"])]
+        return observe
+
+    def closed(self, conn):
+        with self._lock:
+            rec = self._recs.pop(conn)
+        rec["closed"] = True
 
     def mark(self):
         with self._lock:
