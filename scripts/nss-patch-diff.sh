@@ -1,11 +1,11 @@
 #!/bin/sh
 # Regenerate a patch of nss-patches/ from two lib/ssl trees.
 #
-#   scripts/nss-patch-diff.sh A B HEADER > nss-patches/000N-....patch
+#   scripts/nss-patch-diff.sh A B HEADER > nss-patches/3.87/000N-....patch
 #
 # A and B each hold lib/ssl/ (pristine and edited); HEADER is the patch's
 # description (the From:/Subject: lines and the text above the first diff),
-# e.g. `sed '/^diff /,$d' nss-patches/0001-*.patch`.  File names in the
+# e.g. `sed '/^diff /,$d' nss-patches/3.87/0001-*.patch`.  File names in the
 # output carry the Debian source tree's nss/ prefix, so the series applies
 # with `patch -p1` from the top of the dpkg-source tree (see
 # scripts/nss-prepare.sh).
