@@ -3,6 +3,8 @@
 #   make nss        fetch + verify + patch the Debian source of the installed
 #                   NSS (scripts/nss-prepare.sh), compile only its lib/ssl
 #   make test-nss   prove the result is a drop-in (tests/nss/test_dropin.py)
+#                   and that the patches' copy of libdetector's ops struct
+#                   matches detector_nss.h (tests/nss/test_ops_struct.py)
 #
 # Output: $(NSS_SSL_SO). Always under build/nss, whatever $(BUILD) is: the
 # library is never sanitizer-instrumented (an ASan libssl3.so cannot be loaded
@@ -27,6 +29,7 @@ nss:
 	@$(MAKE) --no-print-directory nss-compile
 
 test-nss: nss
+	$(PYTHON) tests/nss/test_ops_struct.py
 	$(PYTHON) tests/nss/test_dropin.py $(NSS_SSL_SO)
 
 ifneq ($(filter nss-compile,$(MAKECMDGOALS)),)
