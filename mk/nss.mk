@@ -3,12 +3,19 @@
 #   make nss        fetch + verify + patch the Debian source of the installed
 #                   NSS (scripts/nss-prepare.sh), compile only its lib/ssl
 #   make test-nss   prove the result is a drop-in (tests/nss/test_dropin.py)
+#                   and that the patches' copy of libdetector's ops struct
+#                   matches detector_nss.h (tests/nss/test_ops_struct.py)
 #
 # Output: $(NSS_SSL_SO). Always under build/nss, whatever $(BUILD) is: the
 # library is never sanitizer-instrumented (an ASan libssl3.so cannot be loaded
 # into the stock, uninstrumented NSS clients it exists for), so build-asan
 # shares it instead of downloading and compiling NSS a second time.
 # docs/nss-build.md explains every step and flag.
+#
+# mk/corelease.mk reuses the compile and link rules below for the NSS that an
+# application bundles: it runs `make nss-compile NSS_BUILD=DIR NSS_VARS=FILE`,
+# where FILE (written by scripts/corelease-prepare.sh) sets NSS_INCLUDES,
+# NSS_EXTRA_DEFINES and NSS_LIBS for that NSS and application.
 
 NSS_BUILD   ?= build/nss
 NSS_SSL_SO  := $(NSS_BUILD)/lib/libssl3.so
@@ -27,9 +34,14 @@ nss:
 	@$(MAKE) --no-print-directory nss-compile
 
 test-nss: nss
+	$(PYTHON) tests/nss/test_ops_struct.py
 	$(PYTHON) tests/nss/test_dropin.py $(NSS_SSL_SO)
 
 ifneq ($(filter nss-compile,$(MAKECMDGOALS)),)
+
+ifneq ($(NSS_VARS),)
+include $(NSS_VARS)
+endif
 
 # What NSS's own build passes for lib/ssl on Linux, as debian/rules drives it
 # (BUILD_OPT=1, NS_USE_GCC=1, OPTIMIZER=dpkg-buildflags' CFLAGS+CPPFLAGS):
@@ -52,13 +64,13 @@ NSS_DEFINES   := -DXP_UNIX -UDEBUG -DNDEBUG -DNSS_NO_INIT_SUPPORT \
 NSS_WERROR    ?= -Werror
 # Include order: lib/ssl's own (possibly patched) public headers first, then
 # the installed NSS/NSPR ones, then the private headers nss-prepare.sh copied.
+NSS_INCLUDES  ?= $(shell pkg-config --cflags nss nspr) -I$(NSS_SSL_SRC)/private
 NSS_CFLAGS    := -std=c99 $(NSS_OPTIMIZER) $(NSS_OS_CFLAGS) -Wall -Wshadow \
-                 $(NSS_WERROR) $(NSS_DEFINES) \
-                 -I$(NSS_SSL_SRC) $(shell pkg-config --cflags nss nspr) \
-                 -I$(NSS_SSL_SRC)/private
+                 $(NSS_WERROR) $(NSS_DEFINES) $(NSS_EXTRA_DEFINES) \
+                 -I$(NSS_SSL_SRC) $(NSS_INCLUDES)
 # lib/ssl/config.mk (EXTRA_SHARED_LIBS) and coreconf/Linux.mk (OS_LIBS);
 # --as-needed drops libplds4 from NEEDED, as in Debian's libssl3.so.
-NSS_LIBS      := $(shell pkg-config --libs-only-L nss nspr) -Wl,--as-needed \
+NSS_LIBS      ?= $(shell pkg-config --libs-only-L nss nspr) -Wl,--as-needed \
                  -lnss3 -lnssutil3 -lplc4 -lplds4 -lnspr4 -lpthread -ldl
 
 # lib/ssl/manifest.mn lists the sources; lib/ssl/Makefile adds unix_err.c.

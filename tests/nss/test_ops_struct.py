@@ -1,0 +1,207 @@
+#!/usr/bin/python3
+"""Check that every patch series' copy of libdetector's ops struct matches
+detector/include/detector_nss.h.
+
+    tests/nss/test_ops_struct.py [--header H] [PATCH...]
+
+NSS builds without DetecTor's headers, so ssldetector.c (added by the
+patches in nss-patches/*/) mirrors `struct detector_nss_ops` by hand. A
+mismatch is an ABI break that no compiler sees: the patched libssl3.so would
+call the wrong member. For each patch that adds ssldetector.c (default: every
+patch in nss-patches/*/series), this checks:
+
+  * the member names, in order, are the same (so a member added, removed or
+    reordered on one side fails);
+  * gcc agrees that each pair of members has compatible types at the same
+    offset, and the structs have the same size (parameter names may differ;
+    parameter types, return types and the callback's type may not);
+  * the entry point libssl looks up is the one the header declares
+    (detector_nss_v1), and the pending code is the same value.
+
+It then proves that it can fail: a member appended to the header, and two
+members swapped in the patch's copy, must each be reported.
+
+Prints one line per check and "N passed, N failed" last; exits non-zero
+when a check failed. Needs gcc.
+"""
+
+import argparse
+import glob
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+HEADER = os.path.join(ROOT, "detector", "include", "detector_nss.h")
+
+
+def strip_comments(text):
+    return re.sub(r"/\*.*?\*/", " ", re.sub(r"//[^\n]*", "", text), flags=re.S)
+
+
+def new_file_from_patch(patch, name="ssldetector.c"):
+    """The content of `name` as the patch adds it, or None."""
+    out, inside = [], False
+    for line in open(patch, encoding="utf-8"):
+        if line.startswith("diff "):
+            inside = False
+        elif line.startswith("+++ "):
+            inside = line.split()[1].endswith("/" + name)
+        elif inside and line.startswith("+"):
+            out.append(line[1:])
+        elif inside and line.startswith("@@") and not line.startswith("@@ -0,0 "):
+            raise ValueError(f"{patch} changes {name} instead of adding it")
+    return "".join(out) if out else None
+
+
+def members(body):
+    """Member names of a struct body, in order."""
+    names = []
+    for decl in (d.strip() for d in body.split(";")):
+        if not decl:
+            continue
+        m = re.match(r"^[^(]*\(\s*\*\s*(\w+)\s*\)", decl) or re.search(r"(\w+)\s*(\[[^]]*\])?$", decl)
+        if not m:
+            raise ValueError(f"cannot read the member declaration '{decl}'")
+        names.append(m.group(1))
+    return names
+
+
+def header_struct(text):
+    """(members, C text declaring struct detector_nss_ops, entry point)."""
+    text = strip_comments(text)
+    m = re.search(r"struct\s+detector_nss_ops\s*\{(.*?)\}\s*;", text, re.S)
+    if not m:
+        raise ValueError("no 'struct detector_nss_ops { ... };' in the header")
+    entry = re.search(r"struct\s+detector_nss_ops\s*\*\s*(detector_nss_v\d+)\s*\(\s*void\s*\)", text)
+    return members(m.group(1)), entry.group(1) if entry else None
+
+
+def patch_struct(text):
+    """(members, entry point looked up, minimum version accepted)."""
+    text = strip_comments(text)
+    m = re.search(r"typedef\s+struct\s*\{(.*?)\}\s*sslDetectorOps\s*;", text, re.S)
+    if not m:
+        raise ValueError("no 'typedef struct { ... } sslDetectorOps;' in ssldetector.c")
+    entry = re.search(r'PR_FindFunctionSymbol\s*\(\s*\w+\s*,\s*"(\w+)"\s*\)', text)
+    return members(m.group(1)), entry.group(1) if entry else None
+
+
+def compile_check(header_text, patch_text, names):
+    """None when gcc accepts the pairwise type/offset/size assertions, else
+    its complaint."""
+    # The patch's declarations: everything from the first typedef through
+    # the pending code, without NSS's includes.
+    decl = re.search(r"typedef void \(\*ssl_DetectorDoneFn\).*?#define SSL_DETECTOR_PENDING\s+\d+",
+                     patch_text, re.S)
+    if not decl:
+        return "cannot find the ops declarations (ssl_DetectorDoneFn .. SSL_DETECTOR_PENDING) in ssldetector.c"
+    with tempfile.TemporaryDirectory(prefix="detector-ops-") as d:
+        inc = os.path.join(d, "include")
+        os.mkdir(inc)
+        for h in glob.glob(os.path.join(os.path.dirname(HEADER), "*.h")):
+            with open(h, encoding="utf-8") as src, open(os.path.join(inc, os.path.basename(h)), "w") as dst:
+                dst.write(src.read())
+        with open(os.path.join(inc, "detector_nss.h"), "w") as f:
+            f.write(header_text)
+        c = ["#include <stddef.h>", '#include "detector_nss.h"', decl.group(0),
+             "#define SAME(a, b) __builtin_types_compatible_p(__typeof__(a), __typeof__(b))",
+             "_Static_assert(sizeof(struct detector_nss_ops) == sizeof(sslDetectorOps), \"size\");",
+             "_Static_assert(DETECTOR_NSS_PENDING == SSL_DETECTOR_PENDING, \"pending code\");"]
+        for n in names:
+            c.append(f"_Static_assert(SAME(((struct detector_nss_ops *)0)->{n}, ((sslDetectorOps *)0)->{n}), "
+                     f"\"type of {n}\");")
+            c.append(f"_Static_assert(offsetof(struct detector_nss_ops, {n}) == offsetof(sslDetectorOps, {n}), "
+                     f"\"offset of {n}\");")
+        src = os.path.join(d, "ops.c")
+        with open(src, "w") as f:
+            f.write("\n".join(c) + "\n")
+        p = subprocess.run(["gcc", "-std=c11", "-fsyntax-only", "-I", inc, src],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        return None if p.returncode == 0 else p.stdout
+
+
+def compare(header_text, patch_text):
+    """A list of mismatches (empty: the two agree)."""
+    problems = []
+    try:
+        h_names, h_entry = header_struct(header_text)
+        p_names, p_entry = patch_struct(patch_text)
+    except ValueError as e:
+        return [str(e)]
+    if h_names != p_names:
+        problems.append(f"members differ: header {h_names}, patch {p_names}")
+    if not h_entry or h_entry != p_entry:
+        problems.append(f"entry point differs: header declares {h_entry}, patch looks up {p_entry}")
+    if not problems:
+        err = compile_check(header_text, patch_text, h_names)
+        if err:
+            problems.append("gcc: " + err.strip())
+    return problems
+
+
+def series_patches():
+    out = []
+    for series in sorted(glob.glob(os.path.join(ROOT, "nss-patches", "*", "series"))):
+        for line in open(series, encoding="utf-8"):
+            name = line.split("#")[0].split()
+            if name:
+                out.append(os.path.join(os.path.dirname(series), name[0]))
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--header", default=HEADER)
+    ap.add_argument("patches", nargs="*", help="default: every patch in nss-patches/*/series")
+    args = ap.parse_args()
+    with open(args.header, encoding="utf-8") as f:
+        header_text = f.read()
+    passed = failed = 0
+
+    def check(name, problems):
+        nonlocal passed, failed
+        if problems:
+            failed += 1
+            print(f"FAIL {name}")
+            for p in problems:
+                for line in p.splitlines()[:20]:
+                    print(f"     | {line}")
+        else:
+            passed += 1
+            print(f"ok   {name}")
+
+    copies = []
+    for patch in args.patches or series_patches():
+        text = new_file_from_patch(patch)
+        if text is not None:
+            copies.append((os.path.relpath(patch, ROOT), text))
+    check("at least one patch adds ssldetector.c", [] if copies else ["none found"])
+    for name, text in copies:
+        check(f"{name}: ops struct matches {os.path.relpath(args.header, ROOT)} "
+              f"(members, types, offsets, size, entry point, pending code)", compare(header_text, text))
+
+    if copies:
+        name, text = copies[0]
+        # A member appended to the header only.
+        grown = re.sub(r"(void\s*\(\s*\*\s*cancel\s*\)\s*\(\s*void\s*\*\s*pending\s*\)\s*;)",
+                       r"\1\n\tint (*extra)(void);", header_text, count=1)
+        swapped = re.sub(r"(int \(\*check\)\(.*?\);)(\s*)(void \(\*cancel\)\(void \*pending\);)",
+                         r"\3\2\1", text, count=1, flags=re.S)
+        narrowed = text.replace("unsigned int derLen", "unsigned short derLen", 1)
+        for what, h, p, changed in (("a member appended to the header", grown, text, grown != header_text),
+                                    ("two members swapped in the patch's copy", header_text, swapped,
+                                     swapped != text),
+                                    ("a parameter's type changed in the patch's copy", header_text, narrowed,
+                                     narrowed != text)):
+            check(f"detects {what}",
+                  [] if changed and compare(h, p) else
+                  [f"the mutation did not apply to {name}" if not changed else "not detected"])
+    print(f"{passed} passed, {failed} failed")
+    return 1 if failed or not passed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
