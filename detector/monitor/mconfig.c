@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "certinfo.h"
+#include "filetrust.h"
 #include "config.h"     /* the engine's strict number and yes/no parsers */
 
 #define LINE_MAX_LEN 199           /* inih's line buffer is 200 */
@@ -497,6 +498,30 @@ once(struct pstate *ps, const char *name, unsigned int bit)
 	return 1;
 }
 
+/*
+ * The hooks folder: every executable in it runs with the monitor's rights
+ * (root, as a service), so it must be as trustworthy as the monitor's own
+ * files: a real folder (not a symlink), ours or root's, writable by nobody
+ * else (filetrust.h).  A mistyped folder would swallow every alert, so a
+ * missing one is an error too.  alert.c checks it again before each run.
+ */
+static int
+hooks_dir_ok(struct pstate *ps)
+{
+	const char *dir = ps->mc->hooks_dir;
+	char err[PATH_MAX + 256];
+	struct stat sb;
+
+	if (stat(dir, &sb) == -1)
+		return pfail(ps, "key 'hooks': %s: %s", dir, strerror(errno));
+	if (!S_ISDIR(sb.st_mode))
+		return pfail(ps, "key 'hooks': %s: not a folder", dir);
+	if (filetrust_check(dir, FILETRUST_DIR, err, sizeof(err)) == -1)
+		return pfail(ps, "key 'hooks': %s (its hooks would run as uid "
+		    "%lu)", err, (unsigned long)geteuid());
+	return 1;
+}
+
 static int
 monitor_key(struct pstate *ps, const char *name, const char *value)
 {
@@ -512,20 +537,11 @@ monitor_key(struct pstate *ps, const char *name, const char *value)
 	} else if (strcmp(name, "hooks") == 0) {
 		if (!once(ps, name, 1))
 			return 0;
-		struct stat sb;
 		if (set_path(ps, mc->hooks_dir, sizeof(mc->hooks_dir),
 		    value) == -1)
 			return pfail(ps, "key 'hooks': bad path '%s'", value);
-		/* A mistyped folder would swallow every alert: refuse it now. */
-		if (stat(mc->hooks_dir, &sb) == -1)
-			return pfail(ps, "key 'hooks': %s: %s", mc->hooks_dir,
-			    strerror(errno));
-		if (!S_ISDIR(sb.st_mode))
-			return pfail(ps, "key 'hooks': %s: not a folder",
-			    mc->hooks_dir);
-		if (sb.st_mode & S_IWOTH)
-			return pfail(ps, "key 'hooks': %s: writable by others "
-			    "(anyone could add a hook)", mc->hooks_dir);
+		if (!hooks_dir_ok(ps))
+			return 0;
 	} else if (strcmp(name, "reports") == 0) {
 		if (!once(ps, name, 2))
 			return 0;
