@@ -352,6 +352,9 @@ run_hook(const struct mon_config *mc, int fd, const char *path, char **envp,
 		sigset_t none;
 		size_t k = 0;
 
+		/* Out of the way of the standard descriptors set below. */
+		if (fd <= 2)
+			fd = fcntl(fd, F_DUPFD, 3);
 		setpgid(0, 0);
 		sigemptyset(&none);
 		sigprocmask(SIG_SETMASK, &none, NULL);
@@ -522,6 +525,9 @@ run_hooks(const struct mon_config *mc, const struct hook_env *e,
 			} else if (err[0] != '\0') {
 				mon_log(mc, LOG_ERR, "%s", err);
 			}
+		} else if (envp != NULL) {
+			mon_log(mc, LOG_ERR, "hook %s/%s: path too long: not "
+			    "run", mc->hooks_dir, names[i]->d_name);
 		}
 		free(names[i]);
 	}
