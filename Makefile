@@ -135,8 +135,8 @@ $(BUILD)/tests/purple_client: tests/hook/purple_client.c
 	  -DPURPLE_PLUGIN_DIR='"$(shell pkg-config --variable=plugindir purple)"' \
 	  -o $@ $< $(LDFLAGS) $(shell pkg-config --libs $(PURPLE_PKGS))
 
-# test_monitor_assess.c includes detector-monitor's sources.
-$(BUILD)/tests/test_monitor_assess: $(wildcard detector/monitor/*.c detector/monitor/*.h)
+# test_monitor_assess.c and test_monitor_hooks.c include detector-monitor's sources.
+$(BUILD)/tests/test_monitor_assess $(BUILD)/tests/test_monitor_hooks: $(wildcard detector/monitor/*.c detector/monitor/*.h)
 
 $(BUILD)/tests/test_%: tests/unit/test_%.c $(LIB_A)
 	@mkdir -p $(@D)

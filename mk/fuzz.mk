@@ -80,11 +80,11 @@ fuzz-run-%: $(FUZZ_BUILD)/fuzz_% fuzz-force
 
 # detector-monitor: its configuration file and its state file.
 FUZZ_TARGETS += monitor_config monitor_history
-FUZZ_SRC_monitor_config  := detector/monitor/mconfig.c detector/lib/config.c \
+FUZZ_SRC_monitor_config  := detector/monitor/mconfig.c detector/lib/config.c detector/lib/filetrust.c \
                             detector/lib/exclude.c detector/lib/certinfo.c \
                             detector/lib/starttls.c
 FUZZ_SRC_monitor_history := detector/monitor/history.c detector/monitor/assess.c \
-                            detector/monitor/mconfig.c detector/lib/config.c \
+                            detector/monitor/mconfig.c detector/lib/config.c detector/lib/filetrust.c \
                             detector/lib/exclude.c \
                             detector/lib/certinfo.c detector/lib/starttls.c
 FUZZ_MONITOR_BINS := $(FUZZ_BUILD)/fuzz_monitor_config $(FUZZ_BUILD)/fuzz_monitor_history

@@ -324,6 +324,23 @@ DETECTOR_API unsigned int detector_starttls_port(enum detector_starttls proto);
 DETECTOR_API int detector_survey(struct detector *ctx, const char *host,
     unsigned int port, struct detector_result **result);
 
+/*
+ * Files DetecTor obeys (its configuration, the verdict cache,
+ * detector-monitor's hooks) must not be changeable by anyone but their user:
+ * not a symlink, owned by the calling user or root, not writable by group
+ * or others.  detector_file_trusted() checks the entry path itself (lstat():
+ * a symlink is refused, not followed); detector_fd_trusted() checks what fd
+ * refers to (opened by the caller with O_NOFOLLOW), so that the file checked
+ * is the file then used; path only names it in the message.  With
+ * DETECTOR_TRUST_DIR it must be a folder.  Both return 0, or -1 with a
+ * message in err naming the file, the rule it breaks and what to do.
+ */
+#define DETECTOR_TRUST_DIR 0x4
+DETECTOR_API int detector_file_trusted(const char *path, unsigned int flags,
+    char *err, size_t errlen);
+DETECTOR_API int detector_fd_trusted(int fd, const char *path,
+    unsigned int flags, char *err, size_t errlen);
+
 /* Names for the enums ("accept", "key-match", ...). */
 DETECTOR_API const char *detector_verdict_name(enum detector_verdict v);
 DETECTOR_API const char *detector_path_status_name(

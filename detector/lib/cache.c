@@ -10,6 +10,7 @@
  * aside, and replaced; nothing else is lost.
  */
 #include "cache.h"
+#include "filetrust.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -232,65 +233,29 @@ fail:
 
 /*
  * Verdicts decide whether connections are accepted, so the cache must be
- * the user's own: a file another user can write could be poisoned with
- * ACCEPTs for a MITM key, and a planted symlink would make us (perhaps as
- * root) create, overwrite or move aside a file we never meant to touch.
- * The folder must belong to us (or root) and be writable by nobody else;
- * the data and lock files, if present, must be regular files (not
- * symlinks) that we own and nobody else can write.
+ * the user's own (filetrust.h): a file another user can write could be
+ * poisoned with ACCEPTs for a MITM key, and a planted symlink would make us
+ * (perhaps as root) create, overwrite or move aside a file we never meant
+ * to touch.  The folder must belong to us (or root) and be writable by
+ * nobody else; the data and lock files, if present, must be regular files
+ * (not symlinks) that we own (root's too are refused: we write them) and
+ * nobody else can write.
  */
-static int
-check_owned(const char *path, int want_dir, int may_be_missing, char *err,
-    size_t errlen)
-{
-	struct stat sb;
-	uid_t me = geteuid();
-
-	if (lstat(path, &sb) == -1) {
-		if (errno == ENOENT && may_be_missing)
-			return 0;
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
-		return -1;
-	}
-	if (want_dir ? !S_ISDIR(sb.st_mode) : !S_ISREG(sb.st_mode)) {
-		snprintf(err, errlen, "%s is not a %s (a symlink or special "
-		    "file is refused)", path, want_dir ? "directory" :
-		    "regular file");
-		return -1;
-	}
-	if (sb.st_uid != me && !(want_dir && sb.st_uid == 0)) {
-		snprintf(err, errlen, "%s belongs to uid %lu, not to us (uid "
-		    "%lu): refused, another user could plant verdicts", path,
-		    (unsigned long)sb.st_uid, (unsigned long)me);
-		return -1;
-	}
-	if (sb.st_mode & (S_IWGRP | S_IWOTH)) {
-		snprintf(err, errlen, "%s is writable by %s (mode %04o): "
-		    "refused, verdicts could be planted; chmod go-w it",
-		    path, sb.st_mode & S_IWOTH ? "everyone" : "its group",
-		    (unsigned int)(sb.st_mode & 07777));
-		return -1;
-	}
-	return 0;
-}
-
 static int
 check_files(const char *path, char *err, size_t errlen)
 {
 	char dir[4096], lock[4200];
-	char *slash;
 
-	snprintf(dir, sizeof(dir), "%s", path);
-	if ((slash = strrchr(dir, '/')) == NULL)
-		snprintf(dir, sizeof(dir), ".");
-	else if (slash == dir)
-		dir[1] = '\0';
-	else
-		*slash = '\0';
+	if (!filetrust_dirname(path, dir, sizeof(dir))) {
+		snprintf(err, errlen, "%s: path too long", path);
+		return -1;
+	}
 	snprintf(lock, sizeof(lock), "%s-lock", path);
-	return check_owned(dir, 1, 0, err, errlen) == -1 ||
-	    check_owned(path, 0, 1, err, errlen) == -1 ||
-	    check_owned(lock, 0, 1, err, errlen) == -1 ? -1 : 0;
+	return filetrust_check_dir(dir, err, errlen) == -1 ||
+	    filetrust_check(path, FILETRUST_MISSING_OK | FILETRUST_OWNER_SELF,
+	    err, errlen) == -1 ||
+	    filetrust_check(lock, FILETRUST_MISSING_OK | FILETRUST_OWNER_SELF,
+	    err, errlen) == -1 ? -1 : 0;
 }
 
 static int

@@ -8,8 +8,17 @@
  * sends (a certificate, an error text) can become a command.  Each runs in
  * its own process group with stdin from /dev/null and stdout on our
  * stderr (stdout may carry --json), and is killed, group and all, when it
- * outlives hook_timeout.  A hook that is writable by others is refused: it
- * would run with the monitor's rights.
+ * outlives hook_timeout.
+ *
+ * A hook runs with the monitor's rights (root, as a service), so the folder
+ * and each hook must pass filetrust.h's rules: not a symlink, ours or
+ * root's, writable by nobody else.  A hook that fails them is not run and
+ * the refusal is logged (stderr, syslog) every time, never skipped in
+ * silence.  The checks are made on descriptors (the folder opened with
+ * O_PATH|O_NOFOLLOW, each hook opened relative to it with O_NOFOLLOW and
+ * fstat'd) and the hook is executed through that same descriptor
+ * (fexecve), so what runs is exactly what was checked, whatever is renamed
+ * in between.
  */
 #include "monitor.h"
 
@@ -29,6 +38,7 @@
 #include <syslog.h>
 #include <time.h>
 #include <unistd.h>
+
 
 extern char **environ;
 
@@ -291,16 +301,18 @@ env_free(struct hook_env *e)
 	e->n = 0;
 }
 
-/* Our variables, then the inherited ones whose names we do not set. */
+/* Our variables, then the inherited ones whose names we do not set; one
+ * free slot at the end for DETECTOR_HOOK, set by run_hook(). */
 static char **
 env_build(const struct hook_env *e)
 {
+	static const char hook[] = "DETECTOR_HOOK=";
 	size_t n = 0, i, j, total = e->n;
 	char **envp;
 
 	while (environ[n] != NULL)
 		n++;
-	if ((envp = calloc(total + n + 1, sizeof(*envp))) == NULL)
+	if ((envp = calloc(total + n + 2, sizeof(*envp))) == NULL)
 		return NULL;
 	for (i = 0; i < e->n; i++)
 		envp[i] = e->vars[i];
@@ -311,7 +323,7 @@ env_build(const struct hook_env *e)
 			if (strncmp(e->vars[j], environ[i], len) == 0 &&
 			    e->vars[j][len] == '=')
 				break;
-		if (j == e->n)
+		if (j == e->n && strncmp(environ[i], hook, sizeof(hook) - 1))
 			envp[total++] = environ[i];
 	}
 	envp[total] = NULL;
@@ -319,7 +331,7 @@ env_build(const struct hook_env *e)
 }
 
 static void
-run_hook(const struct mon_config *mc, const char *path, char **envp,
+run_hook(const struct mon_config *mc, int fd, const char *path, char **envp,
     const char *event)
 {
 	struct timespec tick = { 0, 10 * 1000 * 1000 }, start, now;
@@ -335,9 +347,13 @@ run_hook(const struct mon_config *mc, const char *path, char **envp,
 	}
 	if (pid == 0) {
 		char *argv[] = { (char *)path, (char *)event, NULL };
-
+		char self[PATH_MAX + 16];
 		sigset_t none;
+		size_t k = 0;
 
+		/* Out of the way of the standard descriptors set below. */
+		if (fd <= 2)
+			fd = fcntl(fd, F_DUPFD, 3);
 		setpgid(0, 0);
 		sigemptyset(&none);
 		sigprocmask(SIG_SETMASK, &none, NULL);
@@ -348,7 +364,15 @@ run_hook(const struct mon_config *mc, const char *path, char **envp,
 				close(null);
 		}
 		dup2(2, 1);
-		execve(path, argv, envp);
+		/* A script sees $0 = /dev/fd/N: say where it lives. */
+		snprintf(self, sizeof(self), "DETECTOR_HOOK=%s", path);
+		while (envp[k] != NULL)
+			k++;
+		envp[k] = self;
+		/* A script's interpreter reads it as /dev/fd/N: keep fd open
+		 * across the exec (it is O_CLOEXEC for the other hooks). */
+		fcntl(fd, F_SETFD, 0);
+		fexecve(fd, argv, envp);
 		fprintf(stderr, "detector-monitor: hook %s: cannot run it: "
 		    "%s\n", path, strerror(errno));
 		_exit(127);
@@ -386,6 +410,51 @@ run_hook(const struct mon_config *mc, const char *path, char **envp,
 		    path, event, WTERMSIG(status));
 }
 
+/*
+ * One entry of the hooks folder (dfd, checked): a descriptor of the hook to
+ * run (O_PATH, close-on-exec), or -1 and why not in err ("" for an entry
+ * that is no hook at all: a folder, or a file without an execute bit).
+ */
+static int
+hook_open(int dfd, const char *path, const char *name, char *err,
+    size_t errlen)
+{
+	char why[PATH_MAX + 256];
+	const char *rule;
+	struct stat sb;
+	uid_t me = geteuid();
+	int fd;
+
+	err[0] = '\0';
+	if ((fd = openat(dfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC)) == -1 ||
+	    fstat(fd, &sb) == -1) {
+		snprintf(err, errlen, "hook %s: %s: not run", path,
+		    strerror(errno));
+		if (fd != -1)
+			close(fd);
+		return -1;
+	}
+	if (S_ISDIR(sb.st_mode) || (S_ISREG(sb.st_mode) &&
+	    !(sb.st_mode & (S_IXUSR | S_IXGRP | S_IXOTH)))) {
+		close(fd);
+		return -1;
+	}
+	if (detector_fd_trusted(fd, path, 0, why, sizeof(why)) == 0)
+		return fd;
+	close(fd);
+	if (S_ISLNK(sb.st_mode))
+		rule = "a symlink";
+	else if (!S_ISREG(sb.st_mode))
+		rule = "not a regular file";
+	else if (sb.st_uid != me && sb.st_uid != 0)
+		rule = "another user's";
+	else
+		rule = "writable by group or others";
+	snprintf(err, errlen, "hook %s is %s: not run, it would run as uid %lu "
+	    "(%s)", path, rule, (unsigned long)me, why);
+	return -1;
+}
+
 static int
 hook_filter(const struct dirent *d)
 {
@@ -394,57 +463,76 @@ hook_filter(const struct dirent *d)
 	return d->d_name[0] != '.' && len > 0 && d->d_name[len - 1] != '~';
 }
 
+/*
+ * The hooks folder, opened without following a symlink and checked: a
+ * descriptor to look hooks up in, or -1 with err (no hook may run).
+ */
+static int
+hooks_dir_open(const char *dir, char *err, size_t errlen)
+{
+	char why[PATH_MAX + 256];
+	int dfd;
+
+	if ((dfd = open(dir, O_PATH | O_NOFOLLOW | O_CLOEXEC)) == -1) {
+		snprintf(err, errlen, "hooks folder %s: %s: no hook run", dir,
+		    strerror(errno));
+		return -1;
+	}
+	if (detector_fd_trusted(dfd, dir, DETECTOR_TRUST_DIR, why, sizeof(why)) ==
+	    -1) {
+		close(dfd);
+		snprintf(err, errlen, "hooks folder refused: %s: no hook run",
+		    why);
+		return -1;
+	}
+	return dfd;
+}
+
 /* Every executable regular file in the hooks folder, in name order. */
 static void
 run_hooks(const struct mon_config *mc, const struct hook_env *e,
     const char *event)
 {
 	struct dirent **names;
-	struct stat sb;
-	char path[PATH_MAX];
+	char path[PATH_MAX], err[2 * PATH_MAX + 512];
 	char **envp;
-	int n, i;
+	int n, i, dfd, fd;
 
 	if (mc->hooks_dir[0] == '\0')
 		return;
-	if (stat(mc->hooks_dir, &sb) == -1) {
-		mon_log(mc, LOG_ERR, "hooks folder %s: %s", mc->hooks_dir,
-		    strerror(errno));
+	if ((dfd = hooks_dir_open(mc->hooks_dir, err, sizeof(err))) == -1) {
+		mon_log(mc, LOG_ERR, "%s", err);
 		return;
 	}
-	if (!S_ISDIR(sb.st_mode)) {
-		mon_log(mc, LOG_ERR, "hooks folder %s: not a folder",
-		    mc->hooks_dir);
+	if ((n = scandirat(dfd, ".", &names, hook_filter, alphasort)) == -1) {
+		mon_log(mc, LOG_ERR, "hooks folder %s: %s: no hook run",
+		    mc->hooks_dir, strerror(errno));
+		close(dfd);
 		return;
 	}
-	if (sb.st_mode & S_IWOTH) {
-		mon_log(mc, LOG_ERR, "hooks folder %s is writable by others: "
-		    "not running any hook", mc->hooks_dir);
-		return;
-	}
-	if ((n = scandir(mc->hooks_dir, &names, hook_filter, alphasort)) ==
-	    -1) {
-		mon_log(mc, LOG_ERR, "hooks folder %s: %s", mc->hooks_dir,
-		    strerror(errno));
-		return;
-	}
-	envp = env_build(e);
+	if ((envp = env_build(e)) == NULL)
+		mon_log(mc, LOG_ERR, "hooks: out of memory: no hook run");
 	for (i = 0; i < n; i++) {
 		int len = snprintf(path, sizeof(path), "%s/%s",
 		    mc->hooks_dir, names[i]->d_name);
-		if (len > 0 && (size_t)len < sizeof(path) && envp != NULL &&
-		    stat(path, &sb) == 0 &&
-		    S_ISREG(sb.st_mode) && access(path, X_OK) == 0) {
-			if (sb.st_mode & (S_IWOTH | S_IWGRP))
-				mon_log(mc, LOG_ERR, "hook %s is writable by "
-				    "group or others: not run", path);
-			else
-				run_hook(mc, path, envp, event);
+		if (envp != NULL && len > 0 && (size_t)len < sizeof(path)) {
+			fd = hook_open(dfd, path, names[i]->d_name, err,
+			    sizeof(err));
+			if (fd != -1) {
+				run_hook(mc, fd, path, envp, event);
+				close(fd);
+			} else if (err[0] != '\0') {
+				mon_log(mc, LOG_ERR, "%s", err);
+			}
+		} else if (envp != NULL) {
+			mon_log(mc, LOG_ERR, "hook %s/%s: path too long: not "
+			    "run", mc->hooks_dir, names[i]->d_name);
 		}
 		free(names[i]);
 	}
 	free(names);
 	free(envp);
+	close(dfd);
 }
 
 static int

@@ -24,6 +24,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <ini.h>
+#include <nssb64.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -143,60 +144,70 @@ hexval(int c)
 	return -1;
 }
 
+/* The white space a PEM body may carry between its base64 characters. */
 static int
-b64val(int c)
+pem_space(char c)
 {
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
+	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
 }
 
-/* Strict base64 of whole groups (padding only at the end); returns the
- * decoded length or -1.  out must hold len / 4 * 3 bytes. */
-static long
-b64decode(const char *in, size_t len, unsigned char *out)
+/* a and b are the same text, white space aside. */
+static int
+same_text(const char *a, size_t alen, const char *b, size_t blen)
 {
-	size_t i, o = 0;
-	int pad = 0;
+	size_t i = 0, j = 0;
 
-	if (len % 4 != 0)
-		return -1;
-	for (i = 0; i < len; i += 4) {
-		int v[4], j;
-
-		for (j = 0; j < 4; j++) {
-			if (in[i + j] == '=' && i + 4 == len && j >= 2 &&
-			    (j == 3 || in[i + 3] == '=')) {
-				v[j] = 0;
-				pad++;
-				continue;
-			}
-			if ((v[j] = b64val((unsigned char)in[i + j])) < 0)
-				return -1;
-		}
-		out[o++] = (unsigned char)(v[0] << 2 | v[1] >> 4);
-		out[o++] = (unsigned char)((v[1] & 15) << 4 | v[2] >> 2);
-		out[o++] = (unsigned char)((v[2] & 3) << 6 | v[3]);
-		/* Canonical: the bits padding throws away must be zero. */
-		if ((pad == 1 && (v[2] & 3)) || (pad == 2 && (v[1] & 15)))
-			return -1;
+	for (;;) {
+		while (i < alen && pem_space(a[i]))
+			i++;
+		while (j < blen && pem_space(b[j]))
+			j++;
+		if (i == alen || j == blen)
+			return i == alen && j == blen;
+		if (a[i++] != b[j++])
+			return 0;
 	}
-	return (long)(o - (size_t)pad);
+}
+
+/*
+ * Base64 by NSS (NSSBase64_DecodeBuffer), made strict: NSS passes over any
+ * character outside the alphabet and ignores the bits that padding drops,
+ * so the text is accepted only if NSS encodes the bytes back to the same
+ * text, white space aside.  One spelling per key or certificate: nothing
+ * in a file is skipped in silence.  Returns the decoded length (*out
+ * malloc'd) or -1.
+ */
+static long
+b64decode(const char *in, size_t len, unsigned char **out)
+{
+	PLArenaPool *arena;
+	SECItem *bin;
+	char *back;
+	long n = -1;
+
+	*out = NULL;
+	if (len == 0 || len > PEM_MAX_SIZE)
+		return -1;
+	if ((arena = PORT_NewArena(2048)) == NULL)
+		return -1;
+	bin = NSSBase64_DecodeBuffer(arena, NULL, in, (unsigned int)len);
+	if (bin != NULL && bin->len > 0 &&
+	    (back = NSSBase64_EncodeItem(arena, NULL, 0, bin)) != NULL &&
+	    same_text(in, len, back, strlen(back)) &&
+	    (*out = malloc(bin->len)) != NULL) {
+		memcpy(*out, bin->data, bin->len);
+		n = (long)bin->len;
+	}
+	PORT_FreeArena(arena, PR_FALSE);
+	return n;
 }
 
 int
 mconfig_parse_pin(const char *s, unsigned char out[MON_KEY_LEN])
 {
 	size_t len = strlen(s), i;
-	unsigned char buf[48];
+	unsigned char *buf;
+	long got;
 
 	if (len == 64 || len == 95) {
 		size_t step = len == 64 ? 2 : 3;
@@ -212,11 +223,12 @@ mconfig_parse_pin(const char *s, unsigned char out[MON_KEY_LEN])
 		}
 		return 0;
 	}
-	if (len == 44 && b64decode(s, len, buf) == MON_KEY_LEN) {
+	if (len != 44 || strcspn(s, " \t\r\n") != len)
+		return -1;
+	if ((got = b64decode(s, len, &buf)) == MON_KEY_LEN)
 		memcpy(out, buf, MON_KEY_LEN);
-		return 0;
-	}
-	return -1;
+	free(buf);
+	return got == MON_KEY_LEN ? 0 : -1;
 }
 
 int
@@ -226,8 +238,6 @@ mconfig_pem_first_cert(const char *text, size_t len, unsigned char **der,
 	static const char begin[] = "-----BEGIN CERTIFICATE-----";
 	static const char end[] = "-----END CERTIFICATE-----";
 	const char *b = NULL, *e = NULL, *p;
-	char *body;
-	size_t n = 0;
 	long got;
 
 	*der = NULL;
@@ -254,21 +264,7 @@ mconfig_pem_first_cert(const char *text, size_t len, unsigned char **der,
 		    end);
 		return -1;
 	}
-	if ((body = malloc((size_t)(e - b) + 1)) == NULL) {
-		snprintf(err, errlen, "out of memory");
-		return -1;
-	}
-	for (p = b; p < e; p++) {
-		if (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')
-			continue;
-		body[n++] = *p;
-	}
-	*der = malloc(n / 4 * 3 + 1);
-	got = *der ? b64decode(body, n, *der) : -1;
-	free(body);
-	if (got <= 0) {
-		free(*der);
-		*der = NULL;
+	if ((got = b64decode(b, (size_t)(e - b), der)) == -1) {
 		snprintf(err, errlen, "the first certificate is not valid "
 		    "base64");
 		return -1;
@@ -487,6 +483,30 @@ once(struct pstate *ps, const char *name, unsigned int bit)
 	return 1;
 }
 
+/*
+ * The hooks folder: every executable in it runs with the monitor's rights
+ * (root, as a service), so it must be as trustworthy as the monitor's own
+ * files: a real folder (not a symlink), ours or root's, writable by nobody
+ * else (filetrust.h).  A mistyped folder would swallow every alert, so a
+ * missing one is an error too.  alert.c checks it again before each run.
+ */
+static int
+hooks_dir_ok(struct pstate *ps)
+{
+	const char *dir = ps->mc->hooks_dir;
+	char err[PATH_MAX + 256];
+	struct stat sb;
+
+	if (stat(dir, &sb) == -1)
+		return pfail(ps, "key 'hooks': %s: %s", dir, strerror(errno));
+	if (!S_ISDIR(sb.st_mode))
+		return pfail(ps, "key 'hooks': %s: not a folder", dir);
+	if (detector_file_trusted(dir, DETECTOR_TRUST_DIR, err, sizeof(err)) == -1)
+		return pfail(ps, "key 'hooks': %s (its hooks would run as uid "
+		    "%lu)", err, (unsigned long)geteuid());
+	return 1;
+}
+
 static int
 monitor_key(struct pstate *ps, const char *name, const char *value)
 {
@@ -502,20 +522,11 @@ monitor_key(struct pstate *ps, const char *name, const char *value)
 	} else if (strcmp(name, "hooks") == 0) {
 		if (!once(ps, name, 1))
 			return 0;
-		struct stat sb;
 		if (set_path(ps, mc->hooks_dir, sizeof(mc->hooks_dir),
 		    value) == -1)
 			return pfail(ps, "key 'hooks': bad path '%s'", value);
-		/* A mistyped folder would swallow every alert: refuse it now. */
-		if (stat(mc->hooks_dir, &sb) == -1)
-			return pfail(ps, "key 'hooks': %s: %s", mc->hooks_dir,
-			    strerror(errno));
-		if (!S_ISDIR(sb.st_mode))
-			return pfail(ps, "key 'hooks': %s: not a folder",
-			    mc->hooks_dir);
-		if (sb.st_mode & S_IWOTH)
-			return pfail(ps, "key 'hooks': %s: writable by others "
-			    "(anyone could add a hook)", mc->hooks_dir);
+		if (!hooks_dir_ok(ps))
+			return 0;
 	} else if (strcmp(name, "reports") == 0) {
 		if (!once(ps, name, 2))
 			return 0;

@@ -1,0 +1,65 @@
+/*
+ * filetrust.h - may DetecTor believe what a file says?
+ *
+ * DetecTor's decisions come from files: verdicts (the cache), settings (the
+ * configuration), programs it runs as root (monitor hooks).  A local user
+ * who can change one of them can switch DetecTor off or make it accept a
+ * MITM's key.  So a file is trusted only if all of these hold:
+ *
+ *   - it is what it claims to be: a regular file, or a directory; never a
+ *     symlink (which could point anywhere, even at a file we must not
+ *     touch) nor a device or FIFO;
+ *   - it belongs to us (the effective user) or to root; with
+ *     FILETRUST_OWNER_SELF, to us only (root's files refused too);
+ *   - neither its group nor everyone else may write it;
+ *
+ * and the folder holding it passes the same rules (a folder others can
+ * write lets them replace the file; the sticky bit does not help, they can
+ * still plant a name that is missing).  Only the one folder holding the file
+ * is checked, not every folder above it.
+ *
+ * Every function returns 0 if the rules hold, else -1 with err saying which
+ * file broke which rule and what to do ("chmod go-w PATH").
+ */
+#ifndef DETECTOR_FILETRUST_H
+#define DETECTOR_FILETRUST_H
+
+#include <stddef.h>
+
+#define FILETRUST_MISSING_OK 0x1        /* a missing file passes */
+#define FILETRUST_OWNER_SELF 0x2        /* ours only: root's file refused */
+#define FILETRUST_DIR        0x4        /* must be a directory */
+
+/* A folder (its own entry only: a symlink to a folder is refused). */
+int filetrust_check_dir(const char *path, char *err, size_t errlen);
+
+/* A regular file that must exist, and the folder holding it. */
+int filetrust_check_file(const char *path, char *err, size_t errlen);
+
+/* One entry alone (not its folder), by lstat(), with the flags above.
+ * For a check made before a library opens the file by name; prefer
+ * filetrust_open() when the file is read by this process. */
+int filetrust_check(const char *path, unsigned int flags, char *err,
+    size_t errlen);
+
+/* What fd refers to (opened by the caller with O_NOFOLLOW), by fstat(); path
+ * only names it in the message.  FILETRUST_MISSING_OK is meaningless here. */
+int filetrust_check_fd(int fd, const char *path, unsigned int flags,
+    char *err, size_t errlen);
+
+/*
+ * Opens path without a race between check and use: the folder is opened
+ * (O_PATH|O_NOFOLLOW) and checked, the file opened relative to that folder
+ * with O_NOFOLLOW|O_CLOEXEC|O_NOCTTY added to oflags (mode applies with
+ * O_CREAT), and the descriptor itself checked with fstat().  So the file
+ * read is the file checked, whatever is renamed meanwhile.  Returns the
+ * descriptor, or -1 with err set and errno kept (ENOENT: missing).
+ */
+int filetrust_open(const char *path, int oflags, unsigned int mode,
+    unsigned int flags, char *err, size_t errlen);
+
+/* The folder holding path ("." for a bare name, "/" for "/x");
+ * 0 if it does not fit in size. */
+int filetrust_dirname(const char *path, char *out, size_t size);
+
+#endif

@@ -1,0 +1,272 @@
+/*
+ * filetrust: which files DetecTor believes.  Each rule is broken once
+ * (symlink, group-writable, another user's, a folder everyone can write)
+ * and must be refused with a message naming the file, the rule and the
+ * fix; what is right (ours, or root's) must pass.  Another user's file and
+ * "root's file seen by a user" need root (chown, seteuid): skipped
+ * otherwise.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "filetrust.h"
+
+static char dir[] = "/tmp/detector-test-filetrust-XXXXXX";
+static char err[1024];
+
+static int
+setup(void **state)
+{
+	(void)state;
+	if (mkdtemp(dir) == NULL || chmod(dir, 0755) == -1)
+		return -1;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	char cmd[700];
+
+	(void)state;
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+/* Makes dir/name with mode (umask aside); returns its path (static). */
+static const char *
+make(const char *name, mode_t mode)
+{
+	static char p[4][700];
+	static int next;
+	char *out = p[next++ % 4];
+	FILE *f;
+
+	snprintf(out, sizeof(p[0]), "%s/%s", dir, name);
+	f = fopen(out, "w");
+	assert_non_null(f);
+	fputs("enabled = yes\n", f);
+	fclose(f);
+	assert_int_equal(chmod(out, mode), 0);
+	return out;
+}
+
+static void
+says(const char *what)
+{
+	if (strstr(err, what) == NULL)
+		fail_msg("error '%s' does not say '%s'", err, what);
+}
+
+static void
+test_own_file_passes(void **state)
+{
+	const char *p = make("ok.conf", 0644);
+	int fd;
+
+	(void)state;
+	assert_int_equal(filetrust_check_file(p, err, sizeof(err)), 0);
+	assert_int_equal(filetrust_check_dir(dir, err, sizeof(err)), 0);
+	fd = filetrust_open(p, O_RDONLY, 0, 0, err, sizeof(err));
+	assert_true(fd >= 0);
+	/* O_NONBLOCK (used against FIFOs) is taken off again. */
+	assert_int_equal(fcntl(fd, F_GETFL) & O_NONBLOCK, 0);
+	close(fd);
+}
+
+static void
+test_symlink_is_refused(void **state)
+{
+	const char *target = make("target.conf", 0600);
+	char link[700], dlink[700], inside[800];
+
+	(void)state;
+	snprintf(link, sizeof(link), "%s/link.conf", dir);
+	assert_int_equal(symlink(target, link), 0);
+	assert_int_equal(filetrust_check_file(link, err, sizeof(err)), -1);
+	says("link.conf is not a regular file (a symlink");
+	assert_int_equal(filetrust_open(link, O_RDONLY, 0, 0, err,
+	    sizeof(err)), -1);
+	assert_int_equal(errno, ELOOP);
+	says("link.conf is not a regular file");
+	/* A symlinked folder, by name and when opening a file inside it. */
+	snprintf(dlink, sizeof(dlink), "%s/dlink", dir);
+	assert_int_equal(symlink(dir, dlink), 0);
+	assert_int_equal(filetrust_check_dir(dlink, err, sizeof(err)), -1);
+	says("dlink is not a directory");
+	snprintf(inside, sizeof(inside), "%s/target.conf", dlink);
+	assert_int_equal(filetrust_check_file(inside, err, sizeof(err)), -1);
+	says("dlink is not a directory");
+	assert_int_equal(filetrust_open(inside, O_RDONLY, 0, 0, err,
+	    sizeof(err)), -1);
+	says("dlink is not a directory");
+}
+
+static void
+test_group_writable_file_is_refused(void **state)
+{
+	const char *p = make("group.conf", 0620);
+
+	(void)state;
+	assert_int_equal(filetrust_check_file(p, err, sizeof(err)), -1);
+	says("group.conf is writable by its group (mode 0620)");
+	says("chmod go-w ");
+	assert_int_equal(filetrust_open(p, O_RDONLY, 0, 0, err, sizeof(err)),
+	    -1);
+	says("writable by its group");
+	p = make("all.conf", 0602);
+	assert_int_equal(filetrust_check_file(p, err, sizeof(err)), -1);
+	says("all.conf is writable by everyone (mode 0602)");
+}
+
+static void
+test_other_users_file_is_refused(void **state)
+{
+	const char *p = make("theirs.conf", 0600);
+
+	(void)state;
+	if (geteuid() != 0)
+		skip();
+	assert_int_equal(chown(p, 65534, 65534), 0);
+	assert_int_equal(filetrust_check_file(p, err, sizeof(err)), -1);
+	says("theirs.conf belongs to uid 65534, not to us (uid 0)");
+	assert_int_equal(filetrust_open(p, O_RDONLY, 0, 0, err, sizeof(err)),
+	    -1);
+	says("belongs to uid 65534");
+}
+
+static void
+test_open_folder_is_refused(void **state)
+{
+	char d[700], p[800];
+	int fd;
+
+	(void)state;
+	snprintf(d, sizeof(d), "%s/tmp", dir);
+	assert_int_equal(mkdir(d, 0700), 0);
+	assert_int_equal(chmod(d, 01777), 0);
+	snprintf(p, sizeof(p), "%s/x.conf", d);
+	fd = open(p, O_WRONLY | O_CREAT, 0600);
+	assert_true(fd >= 0);
+	close(fd);
+	assert_int_equal(filetrust_check_dir(d, err, sizeof(err)), -1);
+	says("/tmp is writable by everyone (mode 1777)");
+	assert_int_equal(filetrust_check_file(p, err, sizeof(err)), -1);
+	says("/tmp is writable by everyone");
+	assert_int_equal(filetrust_open(p, O_RDONLY, 0, 0, err, sizeof(err)),
+	    -1);
+	says("/tmp is writable by everyone");
+}
+
+/* Missing files, FIFOs and creation through filetrust_open. */
+static void
+test_missing_fifo_and_create(void **state)
+{
+	char p[700];
+	struct stat sb;
+	int fd;
+
+	(void)state;
+	snprintf(p, sizeof(p), "%s/none.conf", dir);
+	assert_int_equal(filetrust_check(p, FILETRUST_MISSING_OK, err,
+	    sizeof(err)), 0);
+	assert_int_equal(filetrust_check_file(p, err, sizeof(err)), -1);
+	assert_int_equal(filetrust_open(p, O_RDONLY, 0, 0, err, sizeof(err)),
+	    -1);
+	assert_int_equal(errno, ENOENT);
+	says("none.conf");
+	fd = filetrust_open(p, O_RDWR | O_CREAT | O_EXCL, 0600, 0, err,
+	    sizeof(err));
+	assert_true(fd >= 0);
+	assert_int_equal(fstat(fd, &sb), 0);
+	assert_int_equal(sb.st_mode & 07777, 0600);
+	close(fd);
+	/* A FIFO: refused at once, not waited on. */
+	snprintf(p, sizeof(p), "%s/fifo.conf", dir);
+	assert_int_equal(mkfifo(p, 0600), 0);
+	assert_int_equal(filetrust_open(p, O_RDONLY, 0, 0, err, sizeof(err)),
+	    -1);
+	says("fifo.conf is not a regular file");
+	assert_int_equal(filetrust_check_file(p, err, sizeof(err)), -1);
+}
+
+/*
+ * Root's file, seen by another user: trusted (root can change anything
+ * anyway), except with FILETRUST_OWNER_SELF; root's folder always.  Run
+ * as uid 65534 in a child.
+ */
+static void
+test_roots_file_passes(void **state)
+{
+	const char *p = make("root.conf", 0644);
+	int status;
+	pid_t pid;
+
+	(void)state;
+	if (geteuid() != 0)
+		skip();
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		int fd;
+		if (setgid(65534) == -1 || setuid(65534) == -1)
+			_exit(10);
+		if (filetrust_check_file(p, err, sizeof(err)) != 0)
+			_exit(11);
+		if ((fd = filetrust_open(p, O_RDONLY, 0, 0, err,
+		    sizeof(err))) < 0)
+			_exit(12);
+		close(fd);
+		if (filetrust_check(p, FILETRUST_OWNER_SELF, err,
+		    sizeof(err)) != -1 || strstr(err, "belongs to uid 0, "
+		    "not to us (uid 65534)") == NULL)
+			_exit(13);
+		_exit(0);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+static void
+test_dirname(void **state)
+{
+	char out[16];
+
+	(void)state;
+	assert_int_equal(filetrust_dirname("/a/b/c", out, sizeof(out)), 1);
+	assert_string_equal(out, "/a/b");
+	assert_int_equal(filetrust_dirname("/c", out, sizeof(out)), 1);
+	assert_string_equal(out, "/");
+	assert_int_equal(filetrust_dirname("c", out, sizeof(out)), 1);
+	assert_string_equal(out, ".");
+	assert_int_equal(filetrust_dirname("/0123456789abcdef/x", out,
+	    sizeof(out)), 0);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_own_file_passes),
+		cmocka_unit_test(test_symlink_is_refused),
+		cmocka_unit_test(test_group_writable_file_is_refused),
+		cmocka_unit_test(test_other_users_file_is_refused),
+		cmocka_unit_test(test_open_folder_is_refused),
+		cmocka_unit_test(test_missing_fifo_and_create),
+		cmocka_unit_test(test_roots_file_passes),
+		cmocka_unit_test(test_dirname),
+	};
+	return cmocka_run_group_tests_name("filetrust", tests, setup,
+	    teardown);
+}
