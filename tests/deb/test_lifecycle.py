@@ -119,10 +119,12 @@ def root(world):
     # An NSS database trusting the world's CA (which also signed the rogue
     # certificate: a compelled CA), and tstclnt's request.
     shutil.copy(world.ca.crt, r.file("/root/ca.crt"))
+    os.mkdir(r.file("/root/nssdb"), 0o700)
     r.run(["certutil", "-N", "-d", "sql:/root/nssdb", "--empty-password"])
     r.run(["certutil", "-A", "-d", "sql:/root/nssdb", "-n", "testca", "-t", "C,,",
            "-i", "/root/ca.crt"])
     r.write("/root/request", "GET / HTTP/1.0\r\n\r\n")
+    r.write("/etc/hosts", "127.0.0.1\tlocalhost\n")     # tstclnt() rewrites it
     yield r
     r.syslog.close()
     if not os.environ.get("DETECTOR_KEEP_ROOT"):
@@ -315,6 +317,7 @@ def test_6_nss_update_proceeds_and_restores_stock_libssl(root, world, nss_debs):
     mark = len(root.syslog.lines)
     proc = apt_install(root, "/tmp/debs/libnss3_bumped.deb")
     out = proc.stdout + proc.stderr
+    print("\n".join(line for line in out.splitlines() if "libnss3" in line))
     assert proc.returncode == 0, show(proc)
     now = root.run(["dpkg-query", "-W", "-f=${Version} ${Status}",
                     "libnss3:" + ARCH]).stdout
