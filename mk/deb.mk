@@ -20,12 +20,13 @@ DEB_JOBS       ?= 2
 DEB_VERSION    := $(shell dpkg-parsechangelog -l debian/changelog -S Version 2>/dev/null)
 DEB_ARCH       := $(shell dpkg --print-architecture)
 DEB_SRC        := $(DEB_OUT)/detector-$(DEB_VERSION)
-DEB_STAMP      := $(DEB_OUT)/.built
 # What goes into the packages: the tree as git sees it (tracked and
 # untracked files, minus what .gitignore names; the ones that exist), and
-# the installed libnss3, which libnss3-detector is built for.
-DEB_INPUTS     := $(wildcard $(shell git ls-files --cached --others --exclude-standard 2>/dev/null) \
-                    /var/lib/dpkg/info/libnss3:$(DEB_ARCH).list)
+# the installed libnss3, which libnss3-detector is built for (its version
+# is in the stamp's name: a new libnss3 means a new build).
+DEB_NSS        := $(shell dpkg-query -W -f='$${Version}' libnss3:$(DEB_ARCH) 2>/dev/null)
+DEB_STAMP      := $(DEB_OUT)/.built-nss-$(subst :,_,$(DEB_NSS))
+DEB_INPUTS     := $(wildcard $(shell git ls-files --cached --others --exclude-standard 2>/dev/null))
 
 .PHONY: deb deb-deps test-deb
 EXTRA_TESTS += test-deb
