@@ -41,8 +41,10 @@ deb: deps deb-deps
 # dpkg-buildpackage's clean away from this tree.  The package build sees
 # none of this make's variables (MAKEFLAGS would hand them to debian/rules'
 # make), and reuses the NSS source `make nss` downloaded, if any.
+# The stamp gets the time the copy was made: a file edited during the
+# build is newer, and makes the next `make deb` build again.
 $(DEB_STAMP): $(DEB_INPUTS)
-	rm -rf $(DEB_OUT) && mkdir -p $(DEB_SRC)
+	rm -rf $(DEB_OUT) && mkdir -p $(DEB_SRC) && touch $@.new
 	git ls-files -z --cached --others --exclude-standard | \
 	  xargs -0 sh -c 'for f; do [ -e "$$f" ] && printf "%s\0" "$$f"; done' sh | \
 	  tar -c --null -T - | tar -x -C $(DEB_SRC)
@@ -54,7 +56,7 @@ $(DEB_STAMP): $(DEB_INPUTS)
 	lintian --fail-on error $(DEB_OUT)/detector_$(DEB_VERSION).dsc \
 	  $(DEB_OUT)/detector_$(DEB_VERSION)_$(DEB_ARCH).changes
 	@ls -1 $(DEB_OUT)/*.deb
-	touch $@
+	mv $@.new $@
 
 test-deb: deb
 	DETECTOR_BUILD=$(abspath $(DEB_SRC))/build \
