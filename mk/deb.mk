@@ -26,7 +26,9 @@ DEB_SRC        := $(DEB_OUT)/detector-$(DEB_VERSION)
 # is in the stamp's name: a new libnss3 means a new build).
 DEB_NSS        := $(shell dpkg-query -W -f='$${Version}' libnss3:$(DEB_ARCH) 2>/dev/null)
 DEB_STAMP      := $(DEB_OUT)/.built-nss-$(subst :,_,$(DEB_NSS))
-DEB_INPUTS     := $(wildcard $(shell git ls-files --cached --others --exclude-standard 2>/dev/null))
+# (tests/deb only tests the packages: editing it rebuilds nothing.)
+DEB_INPUTS     := $(filter-out tests/deb/%,$(wildcard \
+                    $(shell git ls-files --cached --others --exclude-standard 2>/dev/null)))
 
 .PHONY: deb deb-deps test-deb
 EXTRA_TESTS += test-deb

@@ -314,9 +314,24 @@ def nss_debs(root):
 
 
 def test_6_nss_update_proceeds_and_restores_stock_libssl(root, world, nss_debs):
+    """`apt-get upgrade` (what unattended-upgrades does) from a repository
+    that has the new libnss3 and no matching libnss3-detector: nothing may
+    be kept back or removed."""
+    repo = root.file("/tmp/repo")
+    os.makedirs(repo)
+    shutil.copy(root.file("/tmp/debs/libnss3_bumped.deb"),
+                os.path.join(repo, "libnss3_bumped_%s.deb" % ARCH))
+    packages = subprocess.run(["dpkg-scanpackages", "."], cwd=repo, check=True,
+                              capture_output=True, text=True).stdout
+    root.write("/tmp/repo/Packages", packages)
+    root.write("/tmp/repo.list", "deb [trusted=yes] file:/tmp/repo ./\n")
+    only_repo = ["-o", "Dir::Etc::SourceList=/tmp/repo.list",
+                 "-o", "Dir::Etc::SourceParts=-"]
+    root.run(["apt-get", *only_repo, "update"])
     mark = len(root.syslog.lines)
-    proc = apt_install(root, "/tmp/debs/libnss3_bumped.deb")
+    proc = root.run(["apt-get", *only_repo, "upgrade", "-y"], check=False)
     out = proc.stdout + proc.stderr
+    assert "kept back" not in out and "0 upgraded" not in out, out
     print("\n".join(line for line in out.splitlines() if "libnss3" in line))
     assert proc.returncode == 0, show(proc)
     now = root.run(["dpkg-query", "-W", "-f=${Version} ${Status}",
