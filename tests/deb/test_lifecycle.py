@@ -27,6 +27,7 @@ Needs root (chroot, mount namespaces, the sphere namespaces of World).
 
 import glob
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -70,11 +71,10 @@ def built_for():
     """The libnss3 version libnss3-detector was built for (its Depends)."""
     dep = subprocess.run(["dpkg-deb", "-f", deb("libnss3-detector"), "Depends"],
                          check=True, capture_output=True, text=True).stdout
-    for part in dep.split(","):
-        part = part.strip()
-        if part.startswith("libnss3 (>= "):
-            return part[len("libnss3 (>= "):-1]
-    pytest.fail("libnss3-detector does not depend on libnss3 (>= ...): %s" % dep)
+    m = re.search(r"(?:^|, )libnss3 \((?:>=|=) ([^)]+)\)", dep)
+    if m is None:
+        pytest.fail("libnss3-detector does not depend on a libnss3 version: %s" % dep)
+    return m.group(1)
 
 
 class Syslog:
