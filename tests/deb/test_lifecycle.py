@@ -20,7 +20,8 @@ fresh root (debroot.py) and, in order:
     installed, apt's output and syslog say so, tstclnt connects through the
     MITM as stock NSS does;
  7. back to the built-for libnss3 (a downgrade): the trigger puts DetecTor
-    back.
+    back;
+ 8. an upgrade of libnss3-detector itself keeps DetecTor in place.
 
 Needs root (chroot, mount namespaces, the sphere namespaces of World).
 """
@@ -199,6 +200,10 @@ def test_2_install_protects_unmodified_tstclnt(root, world):
     assert_detector(root)
     assert root.sha256(ORIG) == root.stock_sha, "the system's libssl3.so was not kept"
     assert os.path.isfile(root.file("/etc/detector/detector.conf"))
+    # dpkg (and debsums) see libnss3's files intact: dpkg follows the
+    # diversion to the system's libssl3.so.
+    verify = root.run(["dpkg", "--verify", "libnss3"], check=False)
+    assert verify.returncode == 0 and verify.stdout == "", show(verify)
     refused = tstclnt(root, world, MITM_ADDR)
     assert_refused(refused)
     assert_connected(tstclnt(root, world, REAL_ADDR))
@@ -358,4 +363,31 @@ def test_7_back_to_the_built_for_nss_reactivates(root, world, nss_debs):
     proc = apt_install(root, "/tmp/debs/libnss3_orig.deb", extra=["--allow-downgrades"])
     assert proc.returncode == 0, show(proc)
     assert_detector(root)
+    assert_refused(tstclnt(root, world, MITM_ADDR))
+
+
+def test_8_upgrading_libnss3_detector_keeps_it_in_place(root, world):
+    """An upgrade of libnss3-detector itself (same NSS): prerm puts the
+    system's libssl3.so back, the new postinst DetecTor's again."""
+    work = tempfile.mkdtemp(prefix="detector-upgrade-")
+    try:
+        tree = os.path.join(work, "tree")
+        subprocess.run(["dpkg-deb", "-R", deb("libnss3-detector"), tree], check=True)
+        control = os.path.join(tree, "DEBIAN", "control")
+        with open(control) as f:
+            text = f.read()
+        version = re.search(r"^Version: (.*)$", text, re.M).group(1)
+        with open(control, "w") as f:
+            f.write(text.replace("\nVersion: %s\n" % version,
+                                 "\nVersion: %s+1\n" % version))
+        subprocess.run(["dpkg-deb", "-b", tree, root.file("/tmp/debs/upgrade.deb")],
+                       check=True, capture_output=True)
+    finally:
+        shutil.rmtree(work)
+    proc = apt_install(root, "/tmp/debs/upgrade.deb")
+    assert proc.returncode == 0, show(proc)
+    now = root.run(["dpkg-query", "-W", "-f=${Version}", "libnss3-detector"]).stdout
+    assert now == version + "+1", now
+    assert_detector(root)
+    assert root.run(["dpkg-divert", "--list", "*libssl3*"]).stdout.count("\n") == 1
     assert_refused(tstclnt(root, world, MITM_ADDR))
