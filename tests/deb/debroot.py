@@ -11,6 +11,7 @@ root shares the host's network namespace: servers on 127.0.0.x are
 reachable from inside.
 """
 
+import glob
 import hashlib
 import os
 import shutil
@@ -21,10 +22,11 @@ ROOT_CACHE = os.environ.get("DETECTOR_ROOT_CACHE", "/var/cache/detector")
 HOST_SOURCES = "/etc/apt/sources.list.d/debian.sources"
 SUITE = "bookworm"
 # What our packages depend on (so that installing them needs no download),
-# and the NSS tools the tests run.
+# the NSS tools the tests run, and systemd (not running: for
+# systemd-analyze verify of our units).
 BASE_PACKAGES = ["libnss3-tools", "libnspr4", "libinih1", "libjansson4",
                  "liblmdb0", "tor", "python3", "python3-stem",
-                 "init-system-helpers", "procps"]
+                 "init-system-helpers", "procps", "systemd"]
 ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root",
        "LANG": "C.UTF-8", "DEBIAN_FRONTEND": "noninteractive"}
 DEV_NODES = ("null", "zero", "random", "urandom", "full")
@@ -63,6 +65,11 @@ def base_tarball(nss_version):
         raise RootError("mmdebstrap failed (exit %d) making %s:\n%s" %
                         (proc.returncode, path, proc.stderr[-3000:]))
     os.rename(tmp, path)
+    # Older bases (another package list, other sources) are never used
+    # again: 200+ MB each.
+    for old in glob.glob(os.path.join(ROOT_CACHE, "%s-%s-root-*.tar" % (SUITE, host_arch()))):
+        if old != path:
+            os.unlink(old)
     return path
 
 

@@ -207,6 +207,13 @@ def test_2_install_protects_unmodified_tstclnt(root, world):
     refused = tstclnt(root, world, MITM_ADDR)
     assert_refused(refused)
     assert_connected(tstclnt(root, world, REAL_ADDR))
+    # The units are valid for the root's systemd (syntax, executables,
+    # users, the timer's service).
+    units = ["/lib/systemd/system/" + u for u in
+             ("detector-spheres.service", "detector-monitor.service",
+              "detector-monitor-once.service", "detector-monitor.timer")]
+    verify = root.run(["systemd-analyze", "verify", "--man=no", *units], check=False)
+    assert verify.returncode == 0 and verify.stderr.strip() == "", show(verify)
     # The conffile (every key commented out) loads: sphere-probe reads it.
     proc = root.run(["sphere-probe", "--config", "/etc/detector/detector.conf",
                      "--cache-list"], check=False)
