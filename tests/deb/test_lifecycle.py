@@ -207,6 +207,13 @@ def test_2_install_protects_unmodified_tstclnt(root, world):
     refused = tstclnt(root, world, MITM_ADDR)
     assert_refused(refused)
     assert_connected(tstclnt(root, world, REAL_ADDR))
+    # The spheres start at the next boot; the monitor waits for its
+    # configuration (not enabled).
+    wants = root.file("/etc/systemd/system/multi-user.target.wants")
+    assert os.path.islink(os.path.join(wants, "detector-spheres.service"))
+    assert not os.path.lexists(os.path.join(wants, "detector-monitor.service"))
+    assert not os.path.lexists(root.file(
+        "/etc/systemd/system/timers.target.wants/detector-monitor.timer"))
     # The units are valid for the root's systemd (syntax, executables,
     # users, the timer's service).
     units = ["/lib/systemd/system/" + u for u in
