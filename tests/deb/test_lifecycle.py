@@ -4,7 +4,7 @@ make deb builds the packages (DETECTOR_DEB_DIR); this installs them in a
 fresh root (debroot.py) and, in order:
 
  1. stock: an unmodified tstclnt (libnss3-tools) connects through the
-    rogue-CA MITM of tests/integration/world.py (the attack works);
+    rogue-CA MITM of tests/testworld/world.py (the attack works);
  2. install: apt installs the four packages; libssl3.so is diverted and
     DetecTor's; the same tstclnt, without detector-run, now refuses the MITM
     (DETECTOR_ERROR_MITM) and still connects to the real server;
@@ -32,7 +32,6 @@ import re
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 
@@ -40,11 +39,9 @@ import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(TOP, "tests", "integration"))
-sys.path.insert(0, HERE)
-
-import debroot  # noqa: E402
-from world import MITM_ADDR, REAL_ADDR, World  # noqa: E402
+import debroot  # noqa: E402  (tests/deb; tests/pytest.ini puts tests/ on the path)
+from testworld.ports import free_port  # noqa: E402
+from testworld.world import MITM_ADDR, REAL_ADDR, World  # noqa: E402
 
 DEB_DIR = os.environ.get("DETECTOR_DEB_DIR", os.path.join(TOP, "build", "deb"))
 ROOT_DIR = os.path.join(TOP, "build", "deb-root")
@@ -246,7 +243,6 @@ def test_3_spheres_start_and_stop_five_tor_clients(root, world):
     """No systemd in a chroot: detector-spheres start/stop, as the unit's
     ExecStart/ExecStop run them, with DisableNetwork (no traffic leaves the
     machine) and free ports."""
-    from world import free_port
     conf = "[spheres]\nstate_dir = /root/spheres\n\n"
     for i, (name, cc) in enumerate((("asia", "jp"), ("europe", "de"),
                                     ("north-america", "us"), ("south", "br"),
