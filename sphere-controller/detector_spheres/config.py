@@ -39,12 +39,122 @@ DEFAULT_LISTEN = "127.0.0.1"
 SPHERES_KEYS = {"listen", "allow", "state_dir", "tor", "timeout"}
 SPHERE_KEYS = {"countries", "exit_nodes", "socks_port", "control_port"}
 
-# torrc options the controller sets itself; [tor] may not override them.
-MANAGED_TOR_OPTIONS = {
-    "socksport", "controlport", "datadirectory", "exitnodes", "strictnodes",
-    "pidfile", "runasdaemon", "sockspolicy", "cookieauthentication",
-    "cookieauthfile", "hashedcontrolpassword", "clientonly",
+# How tor reads an option name in a torrc (tor 0.4.9, src/app/config/config.c
+# and src/lib/confmgt/confmgt.c), which [tor] keys are checked against:
+#  1. an alias of option_abbrevs_[] in config.c is replaced by its target
+#     (case-insensitively; PLURAL(X) there means "X" -> "Xs");
+#  2. the name is looked up case-insensitively; every *Port option also
+#     exists as "__XPort" (VPORT() in config.c: the same setting, hidden
+#     from SAVECONF) and as the virtual "XPortLines";
+#  3. failing an exact match, tor takes the FIRST option the name is a
+#     prefix of ("ControlPo" is ControlPort, "Socks" is Socks4Proxy) and
+#     only warns.
+# So a key is refused when, after step 1 and without leading underscores,
+# it equals or is a prefix of a refused option (or its "Lines" form), and
+# every "__" key is refused: those are tor's controller-only forms.
+TOR_OPTION_ALIASES = {a.lower(): full for a, full in (
+    # option_abbrevs_[] of tor 0.4.9's config.c, complete. The command-line
+    # only entries ("l" -> Log, HashedControlPassword ->
+    # __HashedControlSessionPassword) do not apply in a torrc.
+    ("AuthDirBadDirCC", "AuthDirBadDirCCs"),
+    ("AuthDirBadExitCC", "AuthDirBadExitCCs"),
+    ("AuthDirInvalidCC", "AuthDirInvalidCCs"),
+    ("AuthDirMiddleOnlyCC", "AuthDirMiddleOnlyCCs"),
+    ("AuthDirRejectCC", "AuthDirRejectCCs"),
+    ("EntryNode", "EntryNodes"),
+    ("ExcludeNode", "ExcludeNodes"),
+    ("FirewallPort", "FirewallPorts"),
+    ("LongLivedPort", "LongLivedPorts"),
+    ("HiddenServiceNode", "HiddenServiceNodes"),
+    ("HiddenServiceExcludeNode", "HiddenServiceExcludeNodes"),
+    ("NumCPU", "NumCPUs"),
+    ("RendNode", "RendNodes"),
+    ("RecommendedPackage", "RecommendedPackages"),
+    ("RendExcludeNode", "RendExcludeNodes"),
+    ("StrictEntryNode", "StrictEntryNodes"),
+    ("StrictExitNode", "StrictExitNodes"),
+    ("StrictNode", "StrictNodes"),
+    ("AllowUnverifiedNodes", "AllowInvalidNodes"),
+    ("AutomapHostSuffixes", "AutomapHostsSuffixes"),
+    ("AutomapHostOnResolve", "AutomapHostsOnResolve"),
+    ("BandwidthRateBytes", "BandwidthRate"),
+    ("BandwidthBurstBytes", "BandwidthBurst"),
+    ("DirFetchPostPeriod", "StatusFetchPeriod"),
+    ("DirServer", "DirAuthority"),
+    ("MaxConn", "ConnLimit"),
+    ("MaxMemInCellQueues", "MaxMemInQueues"),
+    ("ORBindAddress", "ORListenAddress"),
+    ("DirBindAddress", "DirListenAddress"),
+    ("SocksBindAddress", "SocksListenAddress"),
+    ("UseHelperNodes", "UseEntryGuards"),
+    ("NumHelperNodes", "NumEntryGuards"),
+    ("UseEntryNodes", "UseEntryGuards"),
+    ("NumEntryNodes", "NumEntryGuards"),
+    ("ResolvConf", "ServerDNSResolvConfFile"),
+    ("SearchDomains", "ServerDNSSearchDomains"),
+    ("ServerDNSAllowBrokenResolvConf", "ServerDNSAllowBrokenConfig"),
+    ("PreferTunnelledDirConns", "PreferTunneledDirConns"),
+    ("BridgeAuthoritativeDirectory", "BridgeAuthoritativeDir"),
+    ("VirtualAddrNetwork", "VirtualAddrNetworkIPv4"),
+    ("SocksSocketsGroupWritable", "UnixSocksGroupWritable"),
+    ("_HSLayer2Nodes", "HSLayer2Nodes"),
+    ("_HSLayer3Nodes", "HSLayer3Nodes"),
+) + tuple((name + "DownloadSchedule", name + "DownloadInitialDelay")
+          for name in ("ClientBootstrapConsensusAuthority",
+                       "ClientBootstrapConsensusAuthorityOnly",
+                       "ClientBootstrapConsensusFallback", "TestingBridge",
+                       "TestingBridgeBootstrap", "TestingClient",
+                       "TestingClientConsensus", "TestingServer",
+                       "TestingServerConsensus"))}
+
+# torrc options the controller sets itself; [tor] may not set them.
+MANAGED_TOR_OPTIONS = (
+    "SocksPort", "ControlPort", "DataDirectory", "ExitNodes", "StrictNodes",
+    "PidFile", "RunAsDaemon", "SocksPolicy", "CookieAuthentication",
+    "CookieAuthFile", "HashedControlPassword", "ClientOnly",
+)
+# torrc options [tor] may not set because they would open another way in
+# (a listener, a control channel, a readable cookie, an onion service),
+# move a sphere's files out of its state directory, or hang its streams.
+FORBIDDEN_TOR_OPTIONS = {
+    "ORPort": "a listener", "DirPort": "a listener",
+    "DNSPort": "a listener", "TransPort": "a listener",
+    "NATDPort": "a listener", "HTTPTunnelPort": "a listener",
+    "ExtORPort": "a listener", "MetricsPort": "a listener",
+    "MetricsPortPolicy": "a listener",
+    "ControlSocket": "a control channel",
+    "ControlSocketsGroupWritable": "a control channel",
+    "ControlPortWriteToFile": "a control channel",
+    "ControlPortFileGroupReadable": "a control channel",
+    "CookieAuthFileGroupReadable": "a control channel",
+    "HashedControlSessionPassword": "a control channel",
+    "OwningControllerProcess": "a control channel",
+    "OwningControllerFD": "a control channel",
+    "LeaveStreamsUnattached": "streams no one attaches",
+    "HiddenServiceDir": "an onion service",
+    "HiddenServicePort": "an onion service",
+    "DataDirectoryGroupReadable": "files outside the sphere's control",
+    "KeyDirectory": "files outside the sphere's control",
+    "CacheDirectory": "files outside the sphere's control",
+    "CacheDirectoryGroupReadable": "files outside the sphere's control",
 }
+_REFUSED = {n.lower(): n for n in MANAGED_TOR_OPTIONS + tuple(
+    FORBIDDEN_TOR_OPTIONS)}
+
+
+def refused_tor_options(key):
+    """The refused tor options (canonical spelling, sorted) that tor could
+    read the [tor] key `key` as: the one it names, aliases or is a form of,
+    or every one it abbreviates. [] when it is none of them."""
+    k = key.lower()
+    k = TOR_OPTION_ALIASES.get(k, k).lower().lstrip("_")
+    if not k:
+        return []
+    if k in _REFUSED or (k.endswith("lines") and k[:-5] in _REFUSED):
+        return [_REFUSED.get(k) or _REFUSED[k[:-5]]]
+    return sorted(name for low, name in _REFUSED.items()
+                  if low.startswith(k) or (low + "lines").startswith(k))
+
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
 # $FP, FP, $FP~nick or $FP=nick (Tor's ExitNodes forms for one relay)
@@ -177,12 +287,13 @@ def parse(text, path="<config>", listen=None, allow=None):
     except configparser.Error as e:
         raise ConfigError(["%s: %s" % (path, " ".join(str(e).split()))])
 
+    lines = _key_lines(text)
     sphere_sections = []
     for section in cp.sections():
         if section == "spheres":
-            _parse_globals(cfg, cp[section], path, problems)
+            _parse_globals(cfg, cp[section], path, problems, lines)
         elif section == "tor":
-            _parse_tor(cfg, cp[section], path, problems)
+            _parse_tor(cfg, cp[section], path, problems, lines)
         elif section.startswith("sphere "):
             sphere_sections.append(section)
         else:
@@ -196,7 +307,8 @@ def parse(text, path="<config>", listen=None, allow=None):
 
     if sphere_sections:
         for i, section in enumerate(sphere_sections):
-            s = _parse_sphere(section, cp[section], i, path, problems)
+            s = _parse_sphere(section, cp[section], i, path, problems,
+                              lines)
             if s:
                 cfg.spheres.append(s)
     else:
@@ -227,9 +339,33 @@ def load(path=None, listen=None, allow=None):
     return parse(text, path, listen=listen, allow=allow)
 
 
-def _parse_globals(cfg, sec, path, problems):
+def _key_lines(text):
+    """{(section, lower-case key): line number} of the INI text, read the
+    way configparser reads it (a key starts a line that is not indented),
+    so that problems can name the line."""
+    out, section = {}, None
+    for n, line in enumerate(text.split("\n"), 1):
+        if not line.strip() or line[0] in "#;" or line[0].isspace():
+            continue
+        m = re.match(r"\[(.+)\]", line)
+        if m:
+            section = m.group(1)
+            continue
+        m = re.match(r"(.*?)\s*[=:]", line)
+        if m and section is not None:
+            out.setdefault((section, m.group(1).strip().lower()), n)
+    return out
+
+
+def _at(path, lines, section, key):
+    """'FILE:LINE' of a key (just 'FILE' when the key has no line)."""
+    n = lines.get((section, key.lower()))
+    return "%s:%d" % (path, n) if n else path
+
+
+def _parse_globals(cfg, sec, path, problems, lines):
     for key, value in sec.items():
-        where = "%s: [spheres] %s" % (path, key)
+        where = "%s: [spheres] %s" % (_at(path, lines, "spheres", key), key)
         k = key.lower()
         if k not in SPHERES_KEYS:
             problems.append("%s: unknown key (known: %s)"
@@ -252,24 +388,48 @@ def _parse_globals(cfg, sec, path, problems):
                                 % (where, value))
 
 
-def _parse_tor(cfg, sec, path, problems):
+def _parse_tor(cfg, sec, path, problems, lines):
     for key, value in sec.items():
-        if key.lower() in MANAGED_TOR_OPTIONS:
-            problems.append("%s: [tor] %s: set by detector-spheres itself; "
-                            "use the [spheres]/[sphere NAME] settings instead"
-                            % (path, key))
-            continue
+        where = "%s: [tor] %s" % (_at(path, lines, "tor", key), key)
         values = [v.strip() for v in value.split("\n") if v.strip()]
-        if not values:
-            problems.append("%s: [tor] %s: no value" % (path, key))
+        bad = []
+        refused = refused_tor_options(key)
+        names = " or ".join(refused)
+        how = ""
+        if refused and key.lower() != names.lower():
+            how = "to tor this is an alias, form or abbreviation of %s, " \
+                  "which " % names
         if not re.match(r"^_{0,2}[A-Za-z][A-Za-z0-9]*$", key):
-            problems.append("%s: [tor] %s: not a tor option name" % (path, key))
-        cfg.tor_options.extend((key, v) for v in values)
+            bad.append("not a tor option name")
+        elif key.startswith("__"):
+            bad.append("'__' options are tor's controller-only forms%s; not "
+                       "accepted in [tor]" % (" (this one means %s)" % names
+                                              if refused else ""))
+        elif set(refused) & set(MANAGED_TOR_OPTIONS):
+            bad.append("%s%sset by detector-spheres itself; use the "
+                       "[spheres]/[sphere NAME] settings instead"
+                       % (how, "is " if how else ""))
+        elif refused:
+            bad.append("%swould give the sphere %s; not accepted in [tor]"
+                       % (how, FORBIDDEN_TOR_OPTIONS[refused[0]]))
+        if not values:
+            bad.append("no value")
+        for v in values:
+            if re.search(r"[\x00-\x1f\x7f]", v) or v.endswith("\\"):
+                bad.append("value %r has a control character or ends in a "
+                           "backslash (a torrc line continuation)" % v)
+        problems.extend("%s: %s" % (where, b) for b in bad)
+        if not bad:
+            cfg.tor_options.extend((key, v) for v in values)
 
 
-def _parse_sphere(section, sec, index, path, problems):
+def _parse_sphere(section, sec, index, path, problems, lines):
     name = section[len("sphere "):].strip()
     where = "%s: [%s]" % (path, section)
+
+    def at(key):
+        return "%s: [%s] %s" % (_at(path, lines, section, key), section, key)
+
     if not NAME_RE.match(name):
         problems.append("%s: sphere name '%s' must be 1-32 lower-case letters, "
                         "digits or '-'" % (where, name))
@@ -278,8 +438,8 @@ def _parse_sphere(section, sec, index, path, problems):
     keys = {k.lower(): v for k, v in sec.items()}
     for k in keys:
         if k not in SPHERE_KEYS:
-            problems.append("%s %s: unknown key (known: %s)"
-                            % (where, k, ", ".join(sorted(SPHERE_KEYS))))
+            problems.append("%s: unknown key (known: %s)"
+                            % (at(k), ", ".join(sorted(SPHERE_KEYS))))
     if "countries" in keys and "exit_nodes" in keys:
         problems.append("%s: give either countries or exit_nodes, not both"
                         % where)
@@ -291,44 +451,44 @@ def _parse_sphere(section, sec, index, path, problems):
         for cc in _split_list(keys["countries"]):
             c = cc.lower().strip("{}")
             if c not in COUNTRY_CODES:
-                problems.append("%s countries: '%s' is not an ISO 3166-1 "
+                problems.append("%s: '%s' is not an ISO 3166-1 "
                                 "alpha-2 country code (two letters, e.g. 'jp')"
-                                % (where, cc))
+                                % (at("countries"), cc))
             elif c in s.countries:
-                problems.append("%s countries: '%s' is listed twice" % (where, c))
+                problems.append("%s: '%s' is listed twice" % (at("countries"), c))
             else:
                 s.countries.append(c)
         if not s.countries and len(problems) == before:
-            problems.append("%s countries: empty" % where)
+            problems.append("%s: empty" % at("countries"))
     before = len(problems)
     if "exit_nodes" in keys:
         for item in _split_list(keys["exit_nodes"]):
             m = FINGERPRINT_RE.match(item)
             if not m:
-                problems.append("%s exit_nodes: '%s' is not a relay fingerprint "
+                problems.append("%s: '%s' is not a relay fingerprint "
                                 "(40 hex digits, optionally '$'-prefixed)"
-                                % (where, item))
+                                % (at("exit_nodes"), item))
             elif m.group(1).upper() in s.fingerprints:
-                problems.append("%s exit_nodes: '%s' is listed twice"
-                                % (where, item))
+                problems.append("%s: '%s' is listed twice"
+                                % (at("exit_nodes"), item))
             else:
                 s.fingerprints.append(m.group(1).upper())
         if not s.fingerprints and len(problems) == before:
-            problems.append("%s exit_nodes: empty" % where)
+            problems.append("%s: empty" % at("exit_nodes"))
     s.socks_port = FIRST_SOCKS_PORT + 2 * index
     if "socks_port" in keys:
-        s.socks_port = _parse_port(keys["socks_port"], where + " socks_port",
+        s.socks_port = _parse_port(keys["socks_port"], at("socks_port"),
                                    problems)
     if "control_port" in keys:
         s.control_port = _parse_port(keys["control_port"],
-                                     where + " control_port", problems)
+                                     at("control_port"), problems)
     elif s.socks_port:
         if s.socks_port < 65535:
             s.control_port = s.socks_port + 1
         else:
-            problems.append("%s socks_port: 65535 leaves no room for the "
+            problems.append("%s: 65535 leaves no room for the "
                             "default control port (socks_port + 1); set "
-                            "control_port" % where)
+                            "control_port" % at("socks_port"))
     return s
 
 

@@ -5,6 +5,8 @@ No tor, no network: run with /usr/bin/python3 -m pytest sphere-controller/tests
 
 import ipaddress
 import os
+import shutil
+import subprocess
 import sys
 import textwrap
 
@@ -67,7 +69,7 @@ def test_bad_country_code_is_named_with_its_sphere():
         countries = jp xx japan
         """)
     assert len(p) == 2
-    assert "t.conf: [sphere asia] countries: 'xx' is not an ISO 3166-1" in p[0]
+    assert "t.conf:3: [sphere asia] countries: 'xx' is not an ISO 3166-1" in p[0]
     assert "'japan'" in p[1]
 
 
@@ -160,13 +162,13 @@ def test_tor_section_passes_options_through_multi_valued():
         TestingTorNetwork = 1
         DirAuthority = auth0 orport=7000 127.0.0.1:7050 AAAA
             auth1 orport=7001 127.0.0.1:7051 BBBB
-        __OwningControllerProcess = 123
+        DirServer = auth2 orport=7002 127.0.0.1:7052 CCCC
         """ % FP1)
     assert cfg.tor_options == [
         ("TestingTorNetwork", "1"),
         ("DirAuthority", "auth0 orport=7000 127.0.0.1:7050 AAAA"),
         ("DirAuthority", "auth1 orport=7001 127.0.0.1:7051 BBBB"),
-        ("__OwningControllerProcess", "123")]
+        ("DirServer", "auth2 orport=7002 127.0.0.1:7052 CCCC")]
 
 
 def test_tor_section_may_not_override_managed_options():
@@ -176,8 +178,8 @@ def test_tor_section_may_not_override_managed_options():
         exitnodes = {us}
         """)
     assert len(p) == 2
-    assert "[tor] SocksPort: set by detector-spheres itself" in p[0]
-    assert "[tor] exitnodes: set by detector-spheres itself" in p[1]
+    assert "t.conf:3: [tor] SocksPort: set by detector-spheres itself" in p[0]
+    assert "t.conf:4: [tor] exitnodes: set by detector-spheres itself" in p[1]
 
 
 def test_gateway_needs_allow_list():
@@ -274,7 +276,8 @@ def test_cli_exit_codes_for_config_errors(tmp_path, capsys):
                    str(tmp_path / "state")])
     assert rc == 2
     err = capsys.readouterr().err
-    assert "detector-spheres: error: %s: [sphere a] countries: 'xx'" % bad in err
+    assert "detector-spheres: error: %s:2: [sphere a] countries: 'xx'" % bad \
+        in err
     assert not (tmp_path / "state").exists()       # nothing was started
     good = tmp_path / "tor.conf"
     good.write_text("[spheres]\ntor = /nonexistent/tor\n")
@@ -284,3 +287,108 @@ def test_cli_exit_codes_for_config_errors(tmp_path, capsys):
     assert cli.main(["status", "--state-dir", str(tmp_path / "state"),
                      "--sphere", "nowhere"]) == 2
     assert "no sphere named 'nowhere'" in capsys.readouterr().err
+
+
+def test_tor_section_refuses_underscore_forms_of_managed_ports():
+    # issue 13 item 5: tor reads __ControlPort and __SocksPort as ControlPort
+    # and SocksPort: a control port and an unrestricted SOCKS port for all.
+    p = problems("""
+        [tor]
+        UseMicrodescriptors = 0
+        __ControlPort = 0.0.0.0:9799
+        __SocksPort = 0.0.0.0:9798
+        """)
+    assert p == [
+        "t.conf:4: [tor] __ControlPort: '__' options are tor's "
+        "controller-only forms (this one means ControlPort); not accepted "
+        "in [tor]",
+        "t.conf:5: [tor] __SocksPort: '__' options are tor's "
+        "controller-only forms (this one means SocksPort); not accepted "
+        "in [tor]"]
+
+
+@pytest.mark.parametrize("key,means", [
+    ("CONTROLPORT", "ControlPort"),         # case
+    ("controlPort", "ControlPort"),
+    ("ControlPo", "ControlPort or ControlPortFileGroupReadable or "
+     "ControlPortWriteToFile"),             # tor's prefix match
+    ("ControlPortLines", "ControlPort"),    # the virtual *Lines form
+    ("SocksP", "SocksPolicy or SocksPort"),
+    ("Socks", "SocksPolicy or SocksPort"),
+    ("Control", "ControlPort or ControlPortFileGroupReadable or "
+     "ControlPortWriteToFile or ControlSocket or ControlSocketsGroupWritable"),
+    ("StrictNode", "StrictNodes"),          # option_abbrevs_ PLURAL()
+    ("ExitNode", "ExitNodes"),
+    ("DataDirectory", "DataDirectory"),
+    ("CookieAuthent", "CookieAuthentication"),
+    ("hashedcontrolpassword", "HashedControlPassword"),
+])
+def test_tor_section_refuses_aliases_case_and_abbreviations(key, means):
+    p = problems("[tor]\n%s = 0.0.0.0:9799\n" % key)
+    assert len(p) == 1
+    assert p[0].startswith("t.conf:2: [tor] %s: " % key)
+    if key.lower() == means.lower():
+        assert "set by detector-spheres itself" in p[0]
+    else:
+        assert ("to tor this is an alias, form or abbreviation of %s, which "
+                % means) in p[0]
+
+
+@pytest.mark.parametrize("key,what", [
+    ("ORPort", "a listener"), ("DNSPort", "a listener"),
+    ("TransPort", "a listener"), ("HTTPTunnelPort", "a listener"),
+    ("NATDPort", "a listener"), ("MetricsPort", "a listener"),
+    ("ExtORPort", "a listener"), ("DirPort", "a listener"),
+    ("ControlSocket", "a control channel"),
+    ("CookieAuthFileGroupReadable", "a control channel"),
+    ("HiddenServicePort", "an onion service"),
+    ("metricsp", "a listener"),
+])
+def test_tor_section_refuses_other_ways_in(key, what):
+    p = problems("[tor]\n%s = 0.0.0.0:9797\n" % key)
+    assert len(p) == 1 and p[0].startswith("t.conf:2: [tor] %s: " % key)
+    assert "would give the sphere %s" % what in p[0]
+
+
+def test_tor_section_refuses_every_double_underscore_option():
+    p = problems("[tor]\n__OwningControllerProcess = 1\n"
+                 "__DisablePredictedCircuits = 1\n")
+    assert len(p) == 2
+    assert "(this one means OwningControllerProcess)" in p[0]
+    assert "__DisablePredictedCircuits: '__' options" in p[1]
+
+
+def test_tor_section_refuses_values_that_could_add_torrc_lines():
+    p = problems("[tor]\nContactInfo = a\\\nNickname = x\ry\n")
+    assert len(p) == 2
+    assert p[0].startswith("t.conf:2: [tor] ContactInfo: value 'a\\\\'")
+    assert "ends in a backslash" in p[0]
+    assert p[1].startswith("t.conf:3: [tor] Nickname: value 'x\\ry' has a "
+                           "control character")
+
+
+def test_refused_tor_options_match_what_tor_knows():
+    """Every refused name is a real option of the installed tor, and no
+    real option other than those is refused (no false positives from the
+    prefix rule)."""
+    tor = shutil.which("tor")
+    if not tor:
+        pytest.skip("tor is not installed")
+    out = subprocess.run([tor, "--list-torrc-options"], capture_output=True,
+                         text=True, check=True).stdout.split()
+    known = {o.lower().lstrip("_") for o in out}
+    refused = set(config.MANAGED_TOR_OPTIONS) | set(
+        config.FORBIDDEN_TOR_OPTIONS)
+    assert {r.lower() for r in refused} <= known
+    wrongly = [o for o in out if o.lower().lstrip("_") not in
+               {r.lower() for r in refused} and config.refused_tor_options(o)]
+    assert wrongly == []
+    for alias, full in config.TOR_OPTION_ALIASES.items():
+        assert full.lower().lstrip("_") in known or full in (
+            # obsolete in tor 0.4.9, still in its alias table
+            "AllowInvalidNodes", "StatusFetchPeriod", "ORListenAddress",
+            "DirListenAddress", "SocksListenAddress", "StrictEntryNodes",
+            "StrictExitNodes", "PreferTunneledDirConns",
+            "HiddenServiceNodes", "HiddenServiceExcludeNodes", "RendNodes",
+            "RendExcludeNodes", "RecommendedPackages", "NumCPUs",
+            "AuthDirBadDirCCs") or full.endswith("DownloadInitialDelay"), full
