@@ -11,6 +11,7 @@ not only the first, each naming the file, section and key at fault.
     state_dir = /var/lib/detector/spheres
     tor = /usr/bin/tor
     timeout = 180                  ; seconds `start`/`wait` wait for bootstrap
+    instances = 1                  ; tor processes per sphere (1-8)
 
     [sphere asia]                  ; one section per sphere, in order
     countries = cn jp kr ...       ; exits in these countries, or
@@ -33,10 +34,11 @@ import re
 from .continents import COUNTRY_CODES, DEFAULT_SPHERES
 
 FIRST_SOCKS_PORT = 9160
+MAX_INSTANCES = 8
 DEFAULT_TIMEOUT = 180.0
 DEFAULT_LISTEN = "127.0.0.1"
 
-SPHERES_KEYS = {"listen", "allow", "state_dir", "tor", "timeout"}
+SPHERES_KEYS = {"listen", "allow", "state_dir", "tor", "timeout", "instances"}
 SPHERE_KEYS = {"countries", "exit_nodes", "socks_port", "control_port"}
 
 # How tor reads an option name in a torrc (tor 0.4.9, src/app/config/config.c
@@ -170,15 +172,29 @@ class ConfigError(Exception):
 
 
 class SphereConfig:
-    """One sphere: its name, exit restriction and ports."""
+    """One sphere (or one instance of a sphere): its name, exit restriction
+    and ports. Instance k > 1 of sphere S is named "S.k" (a name no sphere
+    can have), `sphere` names the sphere it belongs to."""
 
     def __init__(self, name, countries=(), fingerprints=(), socks_port=None,
-                 control_port=None):
+                 control_port=None, sphere=None, instance=1):
         self.name = name
         self.countries = list(countries)        # lower-case ISO codes
         self.fingerprints = list(fingerprints)  # upper-case hex, no '$'
         self.socks_port = socks_port
         self.control_port = control_port
+        self.sphere = sphere or name
+        self.instance = instance
+
+    def instance_config(self, k, step):
+        """Instance k (2, 3, ...) of this sphere: same exits, its ports
+        shifted by (k - 1) * step."""
+        shift = (k - 1) * step
+        return SphereConfig(
+            "%s.%d" % (self.name, k), self.countries, self.fingerprints,
+            self.socks_port + shift if self.socks_port else None,
+            self.control_port + shift if self.control_port else None,
+            sphere=self.name, instance=k)
 
     def exit_nodes(self):
         """The value of tor's ExitNodes option for this sphere."""
@@ -187,7 +203,8 @@ class SphereConfig:
         return ",".join("{%s}" % cc for cc in self.countries)
 
     def to_json(self):
-        return {"name": self.name, "countries": self.countries,
+        return {"name": self.name, "sphere": self.sphere,
+                "instance": self.instance, "countries": self.countries,
                 "fingerprints": self.fingerprints,
                 "socks_port": self.socks_port,
                 "control_port": self.control_port}
@@ -205,6 +222,15 @@ class Config:
         self.tor = "tor"
         self.timeout = DEFAULT_TIMEOUT
         self.tor_options = []       # [(option, value)] in file order
+        self.instances = 1          # tor processes per sphere
+        self.processes = []         # every instance of every sphere
+
+    @property
+    def port_step(self):
+        """How far instance k + 1's ports are from instance k's: the whole
+        block of SOCKS and control ports repeats after the last sphere
+        (9170-9179 for the second instances of the five defaults)."""
+        return 2 * len(self.spheres)
 
     @property
     def gateway(self):
@@ -225,10 +251,16 @@ class Config:
         return lines + ["reject *"]
 
     def sphere(self, name):
-        for s in self.spheres:
+        """The sphere or instance of that name (None if unknown)."""
+        for s in self.processes or self.spheres:
             if s.name == name:
                 return s
         return None
+
+    def groups(self):
+        """[(sphere name, [its instances])] in configuration order."""
+        return [(s.name, [p for p in self.processes if p.sphere == s.name])
+                for s in self.spheres]
 
 
 def _split_list(value):
@@ -317,7 +349,13 @@ def parse(text, path="<config>", listen=None, allow=None):
                 name, countries=countries, socks_port=FIRST_SOCKS_PORT + 2 * i,
                 control_port=FIRST_SOCKS_PORT + 2 * i + 1))
 
+    for s in cfg.spheres:
+        cfg.processes.append(s)
+        if s.socks_port and s.control_port:
+            cfg.processes += [s.instance_config(k, cfg.port_step)
+                              for k in range(2, cfg.instances + 1)]
     _check_disjoint(cfg, path, problems)
+    _check_instance_ports(cfg, path, lines, problems)
     _check_gateway(cfg, path, problems)
     if problems:
         raise ConfigError(problems)
@@ -378,6 +416,17 @@ def _parse_globals(cfg, sec, path, problems, lines):
             cfg.state_dir = value.strip()
         elif k == "tor":
             cfg.tor = value.strip()
+        elif k == "instances":
+            try:
+                cfg.instances = int(value.strip())
+            except ValueError:
+                cfg.instances = None
+            if cfg.instances is None or \
+                    not 1 <= cfg.instances <= MAX_INSTANCES:
+                problems.append("%s: '%s' is not a whole number from 1 to %d "
+                                "(tor processes per sphere)"
+                                % (where, value.strip(), MAX_INSTANCES))
+                cfg.instances = 1
         elif k == "timeout":
             try:
                 cfg.timeout = float(value)
@@ -519,6 +568,40 @@ def _check_disjoint(cfg, path, problems):
                                                     + (s.name, kind)))
             else:
                 ports[port] = (s.name, kind)
+
+
+def _check_instance_ports(cfg, path, lines, problems):
+    """Instances 2..N: ports in range and clear of every other port."""
+    if cfg.instances == 1:
+        return
+    where = "%s: [spheres] instances" % _at(path, lines, "spheres",
+                                            "instances")
+    owner = {}
+    for p in cfg.processes:
+        for kind, port in (("socks_port", p.socks_port),
+                           ("control_port", p.control_port)):
+            if port is None:
+                continue
+            if port > 65535:
+                problems.append("%s: instance %d of sphere '%s' would need "
+                                "%s %d, beyond 65535 (instance k uses the "
+                                "sphere's ports + (k - 1) x %d)"
+                                % (where, p.instance, p.sphere, kind, port,
+                                   cfg.port_step))
+            elif port in owner:
+                q, qkind = owner[port]
+                if q.instance == 1 and p.instance == 1:
+                    continue            # reported by _check_disjoint
+                a, akind, b, bkind = (p, kind, q, qkind) if p.instance > 1 \
+                    else (q, qkind, p, kind)
+                problems.append("%s: instance %d of sphere '%s' would need "
+                                "%s %d, which is %s's %s (instance k uses "
+                                "the sphere's ports + (k - 1) x %d: leave "
+                                "room after the spheres' ports)"
+                                % (where, a.instance, a.sphere, akind, port,
+                                   b.name, bkind, cfg.port_step))
+            else:
+                owner[port] = (p, kind)
 
 
 def _check_gateway(cfg, path, problems):

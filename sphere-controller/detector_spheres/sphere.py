@@ -84,6 +84,18 @@ class Sphere:
         self.log = os.path.join(self.dir, "notice.log")
         self.record = self._read_record()
 
+    @property
+    def group(self):
+        """The sphere this process is an instance of (its own name for the
+        first instance)."""
+        src = self.record or (self.cfg and self.cfg.to_json()) or {}
+        return src.get("sphere") or self.name.split(".")[0]
+
+    @property
+    def instance(self):
+        src = self.record or (self.cfg and self.cfg.to_json()) or {}
+        return src.get("instance") or 1
+
     # ---- the record of what we started -------------------------------
     def _read_record(self):
         try:
@@ -197,7 +209,9 @@ class Sphere:
             raise SphereError("sphere %s: tor did not start: %s (torrc %s, "
                               "log %s)" % (self.name, e, self.torrc, self.log))
         self._write_record({
-            "name": self.name, "pid": proc.pid, "torrc": self.torrc,
+            "name": self.name, "sphere": self.cfg.sphere,
+            "instance": self.cfg.instance, "pid": proc.pid,
+            "torrc": self.torrc,
             "socks": _addr(self.config.listen, self.cfg.socks_port),
             "control_port": self.cfg.control_port,
             "countries": self.cfg.countries,

@@ -4,6 +4,7 @@ No tor, no network: run with /usr/bin/python3 -m pytest sphere-controller/tests
 """
 
 import ipaddress
+import json
 import os
 import shutil
 import subprocess
@@ -392,3 +393,105 @@ def test_refused_tor_options_match_what_tor_knows():
             "HiddenServiceNodes", "HiddenServiceExcludeNodes", "RendNodes",
             "RendExcludeNodes", "RecommendedPackages", "NumCPUs",
             "AuthDirBadDirCCs") or full.endswith("DownloadInitialDelay"), full
+
+
+# ---- instances: several tor processes per sphere ---------------------
+def test_instances_default_to_one_process_per_sphere():
+    cfg = parse("")
+    assert cfg.instances == 1
+    assert [p.name for p in cfg.processes] == [s.name for s in cfg.spheres]
+
+
+def test_two_instances_of_the_default_spheres():
+    cfg = parse("[spheres]\ninstances = 2\n")
+    assert [(p.name, p.sphere, p.instance, p.socks_port, p.control_port)
+            for p in cfg.processes] == [
+        ("asia", "asia", 1, 9160, 9161), ("asia.2", "asia", 2, 9170, 9171),
+        ("europe", "europe", 1, 9162, 9163),
+        ("europe.2", "europe", 2, 9172, 9173),
+        ("north-america", "north-america", 1, 9164, 9165),
+        ("north-america.2", "north-america", 2, 9174, 9175),
+        ("africa-south-america", "africa-south-america", 1, 9166, 9167),
+        ("africa-south-america.2", "africa-south-america", 2, 9176, 9177),
+        ("oceania-antarctica", "oceania-antarctica", 1, 9168, 9169),
+        ("oceania-antarctica.2", "oceania-antarctica", 2, 9178, 9179)]
+    asia, asia2 = cfg.processes[:2]
+    assert asia2.exit_nodes() == asia.exit_nodes()
+    assert cfg.sphere("asia.2") is asia2
+    assert [(g, [p.name for p in ps]) for g, ps in cfg.groups()][0] == (
+        "asia", ["asia", "asia.2"])
+
+
+def test_instance_torrc_has_its_own_ports_dir_and_the_same_exits(tmp_path):
+    cfg = parse("""
+        [spheres]
+        instances = 3
+        [sphere lab]
+        exit_nodes = %s
+        socks_port = 9300
+        """ % FP1)
+    third = cfg.sphere("lab.3")
+    s = Sphere(str(tmp_path), third.name, third, cfg)
+    lines = s.torrc_lines()
+    assert "SocksPort 127.0.0.1:9304" in lines
+    assert "ControlPort 127.0.0.1:9305" in lines
+    assert "ExitNodes $%s" % FP1 in lines
+    assert "DataDirectory %s/lab.3" % tmp_path in lines
+    assert (s.group, s.instance) == ("lab", 3)
+
+
+@pytest.mark.parametrize("value", ["0", "9", "-1", "two", "1.5", ""])
+def test_instances_must_be_1_to_8(value):
+    p = problems("[spheres]\ntimeout = 5\ninstances = %s\n" % value)
+    assert p == ["t.conf:3: [spheres] instances: '%s' is not a whole number "
+                 "from 1 to 8 (tor processes per sphere)" % value]
+
+
+def test_instance_ports_must_not_clash_or_overflow():
+    p = problems("""
+        [spheres]
+        instances = 2
+        [sphere a]
+        countries = jp
+        socks_port = 9000
+        [sphere b]
+        countries = de
+        socks_port = 9004
+        """)
+    # a.2 uses 9004/9005 (step 2 x 2 spheres): b's ports
+    assert p == [
+        "t.conf:3: [spheres] instances: instance 2 of sphere 'a' would need "
+        "socks_port 9004, which is b's socks_port (instance k uses the "
+        "sphere's ports + (k - 1) x 4: leave room after the spheres' ports)",
+        "t.conf:3: [spheres] instances: instance 2 of sphere 'a' would need "
+        "control_port 9005, which is b's control_port (instance k uses the "
+        "sphere's ports + (k - 1) x 4: leave room after the spheres' ports)"]
+    p = problems("""
+        [spheres]
+        instances = 3
+        [sphere a]
+        countries = jp
+        socks_port = 65532
+        """)
+    assert p == [
+        "t.conf:3: [spheres] instances: instance 3 of sphere 'a' would need "
+        "%s, beyond 65535 (instance k uses the sphere's ports + (k - 1) x 2)"
+        % what for what in ("socks_port 65536", "control_port 65537")]
+
+
+def test_list_groups_instances_per_sphere(tmp_path, capsys):
+    conf = tmp_path / "s.conf"
+    conf.write_text("[spheres]\ninstances = 2\n[sphere a]\ncountries = jp\n"
+                    "[sphere b]\ncountries = de\n")
+    assert cli.main(["list", "--config", str(conf), "--state-dir",
+                     str(tmp_path / "state")]) == 0
+    assert capsys.readouterr().out == (
+        "spheres = 127.0.0.1:9160|127.0.0.1:9164, "
+        "127.0.0.1:9162|127.0.0.1:9166\n")
+    assert cli.main(["list", "--json", "--config", str(conf), "--state-dir",
+                     str(tmp_path / "state"), "--sphere", "b"]) == 0
+    assert json.loads(capsys.readouterr().out) == [
+        {"sphere": "b", "socks": ["127.0.0.1:9162", "127.0.0.1:9166"]}]
+    assert cli.main(["list", "--config", str(conf), "--state-dir",
+                     str(tmp_path / "state"), "--sphere", "a.2"]) == 0
+    assert capsys.readouterr().out == "spheres = 127.0.0.1:9164\n"
