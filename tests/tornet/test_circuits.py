@@ -13,6 +13,7 @@ then the sphere's open circuits counted through Stem.
 
 import json
 import os
+import signal
 import socket
 import struct
 import sys
@@ -93,7 +94,7 @@ def test_start_runs_the_circuit_janitor(net):
     pid = tend_pid(net)
     assert pid, "detector-spheres start left no circuit janitor running " \
         "(%s/spheres/tend.json)" % net.dir
-    assert b"tend" in tn._cmdline(pid)
+    assert "tend" in tn._cmdline(pid)
 
 
 @pytest.mark.parametrize("index", [0, 3])
@@ -125,3 +126,34 @@ def test_circuits_of_finished_checks_are_closed(net, index):
     assert used <= USED_BOUND, "%d used circuits still open after %d " \
         "finished checks" % (used, CHECKS)
     assert total <= total0 + EXTRA_BOUND, (total0, total)
+
+
+def test_without_the_janitor_circuits_pile_up_until_it_sweeps_them(net):
+    """The control experiment: with the janitor stopped, every finished
+    check leaves its circuit open (what tor does by itself); `start` runs
+    the janitor again, and its first sweep closes them."""
+    sphere = net.spheres[1]
+    pid = tend_pid(net)
+    assert pid
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    while tn._pid_state(pid) == "alive" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert tn._pid_state(pid) != "alive"
+    try:
+        for _ in range(CHECKS):
+            check(net, sphere)
+        time.sleep(SETTLE)
+        total, used = counts(net, sphere)
+        print("%s without janitor: %d open (%d used) after %d checks"
+              % (sphere["name"], total, used, CHECKS))
+        assert used >= CHECKS, (total, used)
+    finally:
+        p = net.spheres_cli("start", "--timeout", "30")
+    assert "circuit janitor started" in p.stdout
+    assert tend_pid(net) not in (None, pid)
+    total, used = wait_counts(net, sphere, lambda t, u: u <= USED_BOUND,
+                              SETTLE)
+    print("%s after the janitor's sweep: %d open (%d used)"
+          % (sphere["name"], total, used))
+    assert used <= USED_BOUND, (total, used)
