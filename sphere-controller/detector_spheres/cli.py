@@ -222,6 +222,7 @@ def cmd_start(args):
     cfg, state_dir, spheres = resolve(args, need_config=True)
     try:
         tor = spheremod.find_tor(cfg.tor)
+        spheremod.find_obfs4proxy(cfg)
     except SphereError as e:
         raise configmod.ConfigError([str(e)])
     timeout = args.timeout or cfg.timeout

@@ -12,6 +12,9 @@ not only the first, each naming the file, section and key at fault.
     tor = /usr/bin/tor
     timeout = 180                  ; seconds `start`/`wait` wait for bootstrap
     instances = 1                  ; tor processes per sphere (1-8)
+    bridges = obfs4 192.0.2.1:443 FINGERPRINT cert=... iat-mode=0
+        198.51.100.7:9001 FINGERPRINT    ; one bridge per (indented) line
+    obfs4proxy = /usr/bin/obfs4proxy
 
     [sphere asia]                  ; one section per sphere, in order
     countries = cn jp kr ...       ; exits in these countries, or
@@ -38,7 +41,12 @@ MAX_INSTANCES = 8
 DEFAULT_TIMEOUT = 180.0
 DEFAULT_LISTEN = "127.0.0.1"
 
-SPHERES_KEYS = {"listen", "allow", "state_dir", "tor", "timeout", "instances"}
+SPHERES_KEYS = {"listen", "allow", "state_dir", "tor", "timeout", "instances",
+                "bridges", "obfs4proxy"}
+DEFAULT_OBFS4PROXY = "/usr/bin/obfs4proxy"
+# obfs4's cert: node ID (20 bytes) + Curve25519 public key (32), base64
+# without padding: 70 characters.
+OBFS4_CERT_RE = re.compile(r"^[A-Za-z0-9+/]{70}$")
 SPHERE_KEYS = {"countries", "exit_nodes", "socks_port", "control_port"}
 
 # How tor reads an option name in a torrc (tor 0.4.9, src/app/config/config.c
@@ -114,6 +122,7 @@ MANAGED_TOR_OPTIONS = (
     "SocksPort", "ControlPort", "DataDirectory", "ExitNodes", "StrictNodes",
     "PidFile", "RunAsDaemon", "SocksPolicy", "CookieAuthentication",
     "CookieAuthFile", "HashedControlPassword", "ClientOnly",
+    "UseBridges", "Bridge", "ClientTransportPlugin",
 )
 # torrc options [tor] may not set because they would open another way in
 # (a listener, a control channel, a readable cookie, an onion service),
@@ -223,6 +232,8 @@ class Config:
         self.timeout = DEFAULT_TIMEOUT
         self.tor_options = []       # [(option, value)] in file order
         self.instances = 1          # tor processes per sphere
+        self.bridges = []           # Bridge lines, validated
+        self.obfs4proxy = DEFAULT_OBFS4PROXY
         self.processes = []         # every instance of every sphere
 
     @property
@@ -249,6 +260,15 @@ class Config:
             else:
                 lines.append("accept %s" % net.with_prefixlen)
         return lines + ["reject *"]
+
+    def bridge_torrc(self):
+        """torrc lines for the bridges (none without bridges)."""
+        if not self.bridges:
+            return []
+        lines = ["UseBridges 1"] + ["Bridge " + b for b in self.bridges]
+        if any(b.startswith("obfs4 ") for b in self.bridges):
+            lines.append("ClientTransportPlugin obfs4 exec " + self.obfs4proxy)
+        return lines
 
     def sphere(self, name):
         """The sphere or instance of that name (None if unknown)."""
@@ -291,6 +311,86 @@ def parse_networks(value, where, problems):
     if not nets:
         problems.append("%s: no network given" % where)
     return nets
+
+
+def _bridge_address(text):
+    """'IP:PORT' or '[IPv6]:PORT' -> True if valid (tor needs an address,
+    not a name)."""
+    m = re.match(r"^(?:\[([0-9A-Fa-f:.]+)\]|([0-9.]+)):([0-9]{1,5})$", text)
+    if not m:
+        return False
+    try:
+        ip = ipaddress.ip_address(m.group(1) or m.group(2))
+    except ValueError:
+        return False
+    if (m.group(1) is not None) != (ip.version == 6):
+        return False
+    return 1 <= int(m.group(3)) <= 65535
+
+
+def parse_bridges(value, where, problems):
+    """One bridge per line, tor's Bridge syntax restricted to what the
+    spheres support: 'IP:PORT FINGERPRINT' (a plain bridge) or 'obfs4
+    IP:PORT FINGERPRINT cert=CERT iat-mode=0|1|2'. The fingerprint is
+    required: without it tor would take any relay at that address as the
+    bridge. Returns the normalised lines; bad ones go to problems."""
+    out = []
+    for n, line in enumerate(v.strip() for v in value.split("\n")):
+        if not line:
+            continue
+        bad = lambda why: problems.append(  # noqa: E731
+            "%s: bridge '%s': %s" % (where, line, why))
+        words = line.split()
+        transport = None
+        if words[0].lower() == "obfs4":
+            transport, words = "obfs4", words[1:]
+        elif re.match(r"^[A-Za-z][A-Za-z0-9_]*$", words[0]):
+            bad("transport '%s' is not supported (plain bridges and obfs4 "
+                "only)" % words[0])
+            continue
+        if not words or not _bridge_address(words[0]):
+            bad("'%s' is not IP:PORT (an IPv4 address or [IPv6], not a "
+                "name; port 1-65535)" % (words[0] if words else ""))
+            continue
+        if len(words) < 2 or not re.match(r"^[0-9A-Fa-f]{40}$", words[1]):
+            bad("the bridge's fingerprint (40 hex digits after the address) "
+                "is missing or malformed; without it tor would accept any "
+                "relay at that address")
+            continue
+        args = {}
+        for kv in words[2:]:
+            k, sep, v = kv.partition("=")
+            if not sep or k in args:
+                bad("'%s' is not a KEY=VALUE argument, or repeats one" % kv)
+                break
+            args[k] = v
+        else:
+            if transport is None and args:
+                bad("a plain bridge takes no arguments (%s)"
+                    % " ".join(words[2:]))
+                continue
+            if transport == "obfs4":
+                if set(args) != {"cert", "iat-mode"}:
+                    bad("obfs4 needs exactly cert=... and iat-mode=... "
+                        "(has: %s)" % (", ".join(sorted(args)) or "none"))
+                    continue
+                if not OBFS4_CERT_RE.match(args["cert"]):
+                    bad("cert= must be 70 base64 characters (the bridge's "
+                        "node ID and public key)")
+                    continue
+                if args["iat-mode"] not in ("0", "1", "2"):
+                    bad("iat-mode= must be 0, 1 or 2")
+                    continue
+            norm = " ".join(([transport] if transport else []) +
+                            [words[0], words[1].upper()] +
+                            ["%s=%s" % kv for kv in args.items()])
+            if norm in out:
+                bad("listed twice")
+                continue
+            out.append(norm)
+    if not out and not any(p.startswith(where) for p in problems):
+        problems.append("%s: no bridge given" % where)
+    return out
 
 
 def check_listen(value, where, problems):
@@ -416,6 +516,13 @@ def _parse_globals(cfg, sec, path, problems, lines):
             cfg.state_dir = value.strip()
         elif k == "tor":
             cfg.tor = value.strip()
+        elif k == "bridges":
+            cfg.bridges = parse_bridges(value, where, problems)
+        elif k == "obfs4proxy":
+            cfg.obfs4proxy = value.strip()
+            if not cfg.obfs4proxy.startswith("/"):
+                problems.append("%s: '%s' is not an absolute path" %
+                                (where, cfg.obfs4proxy))
         elif k == "instances":
             try:
                 cfg.instances = int(value.strip())

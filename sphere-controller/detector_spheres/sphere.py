@@ -49,6 +49,16 @@ def find_tor(tor):
     return path
 
 
+def find_obfs4proxy(config):
+    """SphereError unless obfs4proxy is there when an obfs4 bridge needs it."""
+    if any(b.startswith("obfs4 ") for b in config.bridges) and \
+            not os.access(config.obfs4proxy, os.X_OK):
+        raise SphereError(
+            "obfs4proxy not found ('%s'), needed by the obfs4 bridges: "
+            "install Debian's 'obfs4proxy' package or set 'obfs4proxy = "
+            "/path/to/obfs4proxy' in [spheres]" % config.obfs4proxy)
+
+
 def _pid_alive(pid):
     """True unless the PID is gone or a zombie."""
     try:
@@ -164,6 +174,7 @@ class Sphere:
             "StrictNodes 1",
         ]
         lines += ["SocksPolicy " + p for p in c.socks_policy()]
+        lines += c.bridge_torrc()
         lines += ["%s %s" % kv for kv in c.tor_options]
         return lines
 

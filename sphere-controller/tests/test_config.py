@@ -3,6 +3,7 @@
 No tor, no network: run with /usr/bin/python3 -m pytest sphere-controller/tests
 """
 
+import base64
 import ipaddress
 import json
 import os
@@ -495,3 +496,108 @@ def test_list_groups_instances_per_sphere(tmp_path, capsys):
     assert cli.main(["list", "--config", str(conf), "--state-dir",
                      str(tmp_path / "state"), "--sphere", "a.2"]) == 0
     assert capsys.readouterr().out == "spheres = 127.0.0.1:9164\n"
+
+
+# ---- bridges ---------------------------------------------------------
+CERT = base64.b64encode(bytes(range(52))).decode().rstrip("=")
+assert len(CERT) == 70
+
+
+def test_bridges_plain_and_obfs4_become_torrc_lines(tmp_path):
+    cfg = parse("""
+        [spheres]
+        bridges = 192.0.2.1:9001 %s
+            obfs4 [2001:db8::7]:443 %s cert=%s iat-mode=1
+        [sphere a]
+        countries = jp
+        """ % (FP2, FP1, CERT))
+    assert cfg.bridges == [
+        "192.0.2.1:9001 %s" % FP2.upper(),
+        "obfs4 [2001:db8::7]:443 %s cert=%s iat-mode=1" % (FP1, CERT)]
+    s = Sphere(str(tmp_path), "a", cfg.spheres[0], cfg)
+    lines = s.torrc_lines()
+    assert lines[lines.index("UseBridges 1"):][:4] == [
+        "UseBridges 1", "Bridge 192.0.2.1:9001 %s" % FP2.upper(),
+        "Bridge obfs4 [2001:db8::7]:443 %s cert=%s iat-mode=1" % (FP1, CERT),
+        "ClientTransportPlugin obfs4 exec /usr/bin/obfs4proxy"]
+
+
+def test_no_bridges_no_bridge_lines(tmp_path):
+    cfg = parse("[sphere a]\ncountries = jp\n")
+    lines = Sphere(str(tmp_path), "a", cfg.spheres[0], cfg).torrc_lines()
+    assert not [x for x in lines if "Bridge" in x or "Transport" in x]
+
+
+def test_plain_bridges_need_no_obfs4proxy(tmp_path):
+    cfg = parse("[spheres]\nbridges = 192.0.2.1:9001 %s\n" % FP1)
+    assert "ClientTransportPlugin" not in " ".join(cfg.bridge_torrc())
+
+
+@pytest.mark.parametrize("line,why", [
+    ("192.0.2.1:9001", "fingerprint (40 hex digits after the address) is "
+     "missing"),
+    ("192.0.2.1:9001 $" + FP1, "fingerprint"),
+    ("192.0.2.1 " + FP1, "is not IP:PORT"),
+    ("192.0.2.1:0 " + FP1, "is not IP:PORT"),
+    ("192.0.2.1:70000 " + FP1, "is not IP:PORT"),
+    ("bridge.example:443 " + FP1, "'bridge.example:443' is not IP:PORT"),
+    ("2001:db8::1:443 " + FP1, "is not IP:PORT"),
+    ("[192.0.2.1]:443 " + FP1, "is not IP:PORT"),
+    ("192.0.2.1:443 %s cert=%s" % (FP1, CERT), "a plain bridge takes no "
+     "arguments"),
+    ("meek 0.0.2.0:2 " + FP1, "transport 'meek' is not supported"),
+    ("snowflake 192.0.2.3:80 " + FP1, "transport 'snowflake'"),
+    ("obfs4 192.0.2.1:443 %s iat-mode=0" % FP1, "obfs4 needs exactly "
+     "cert=... and iat-mode=... (has: iat-mode)"),
+    ("obfs4 192.0.2.1:443 %s cert=%s" % (FP1, CERT), "(has: cert)"),
+    ("obfs4 192.0.2.1:443 %s cert=%s iat-mode=3" % (FP1, CERT),
+     "iat-mode= must be 0, 1 or 2"),
+    ("obfs4 192.0.2.1:443 %s cert=%s iat-mode=0" % (FP1, CERT[:-1]),
+     "cert= must be 70 base64 characters"),
+    ("obfs4 192.0.2.1:443 %s cert=%s iat-mode=0" % (FP1, CERT[:-1] + "!"),
+     "cert= must be 70 base64"),
+    ("obfs4 192.0.2.1:443 %s cert=%s iat-mode=0 x=1" % (FP1, CERT),
+     "(has: cert, iat-mode, x)"),
+    ("obfs4 192.0.2.1:443 %s cert=%s cert=%s iat-mode=0" % (FP1, CERT, CERT),
+     "repeats one"),
+    ("obfs4 192.0.2.1:443 %s cert" % FP1, "is not a KEY=VALUE"),
+    ("obfs4", "'' is not IP:PORT"),
+])
+def test_bad_bridge_lines_are_named_with_file_line_and_key(line, why):
+    p = problems("[spheres]\ntimeout = 9\nbridges = %s\n" % line)
+    assert len(p) == 1, p
+    assert p[0].startswith("t.conf:3: [spheres] bridges: bridge '%s': "
+                           % line), p[0]
+    assert why in p[0], p[0]
+
+
+def test_bridge_listed_twice_and_empty_bridges():
+    p = problems("[spheres]\nbridges = 192.0.2.1:1 %s\n  192.0.2.1:1 %s\n"
+                 % (FP1, FP1.lower()))
+    assert len(p) == 1 and "listed twice" in p[0]
+    p = problems("[spheres]\nbridges =\n")
+    assert p == ["t.conf:2: [spheres] bridges: no bridge given"]
+
+
+@pytest.mark.parametrize("key", ["Bridge", "UseBridges", "bridge",
+                                 "ClientTransportPlugin", "UseBridge"])
+def test_tor_section_may_not_set_bridges(key):
+    p = problems("[tor]\n%s = 1\n" % key)
+    assert len(p) == 1 and "t.conf:2: [tor] %s:" % key in p[0]
+    assert "set by detector-spheres itself" in p[0]
+
+
+def test_obfs4proxy_is_required_only_for_obfs4(tmp_path, capsys):
+    conf = tmp_path / "b.conf"
+    conf.write_text("[spheres]\nobfs4proxy = /nonexistent/obfs4proxy\n"
+                    "bridges = obfs4 192.0.2.1:443 %s cert=%s iat-mode=0\n"
+                    % (FP1, CERT))
+    assert cli.main(["start", "--config", str(conf), "--state-dir",
+                     str(tmp_path / "state")]) == 2
+    err = capsys.readouterr().err
+    assert "obfs4proxy not found ('/nonexistent/obfs4proxy')" in err
+    assert "'obfs4proxy' package" in err
+    assert not (tmp_path / "state").exists()
+    p = problems("[spheres]\nobfs4proxy = obfs4proxy\n")
+    assert p == ["t.conf:2: [spheres] obfs4proxy: 'obfs4proxy' is not an "
+                 "absolute path"]
