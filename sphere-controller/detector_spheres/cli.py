@@ -445,9 +445,11 @@ def sphere_status(s):
 def cmd_status(args):
     _, state_dir, spheres = resolve(args)
     result = [sphere_status(s) for s in spheres]
+    tend = _tend_pid(state_dir)
     if args.json:
-        json.dump({"state_dir": state_dir, "spheres": result}, sys.stdout,
-                  indent=2)
+        json.dump({"state_dir": state_dir, "spheres": result,
+                   "janitor": {"running": bool(tend), "pid": tend}},
+                  sys.stdout, indent=2)
         print()
     else:
         print("%-22s %-8s %-5s %-22s %s" % ("SPHERE", "STATE", "BOOT",
@@ -466,6 +468,9 @@ def cmd_status(args):
                                                 r["socks"], circs))
             if r["error"]:
                 print("    error: " + r["error"])
+        print("circuit janitor: %s" % ("running (pid %d)" % tend if tend
+                                       else "not running (it starts with "
+                                       "'%s start')" % PROG))
     return 0 if result and all(r["usable"] for r in result) else 1
 
 

@@ -3,7 +3,9 @@ which circuits it closes, and when. No tor needed (tests/tornet/
 test_circuits.py shows the same against real tor)."""
 
 import os
+import subprocess
 import sys
+import time
 from types import SimpleNamespace as NS
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
@@ -160,3 +162,38 @@ def test_count_circuits_counts_partner_legs_as_used():
                     circ("4", conflux="CF"), circ("6", conflux="X"),
                     circ("7"), circ("8", "CLOSED")]
     assert hygiene.count_circuits(ctl) == (4, 2)
+
+
+# ---- the background janitor's record (cli.py) -------------------------
+def _record(state, pid):
+    (state / "tend.json").write_text('{"pid": %d}' % pid)
+
+
+def test_stop_tend_signals_only_the_janitor_it_recorded(tmp_path):
+    from detector_spheres import cli
+    state = tmp_path / "state"
+    state.mkdir()
+    other = subprocess.Popen(["sleep", "30"])        # not a janitor
+    fake = subprocess.Popen([sys.executable, "-c", "import time; "
+                             "time.sleep(30)", "tend", "--state-dir",
+                             str(state)])            # looks like ours
+    try:
+        _record(state, other.pid)
+        assert cli._tend_pid(str(state)) is None
+        assert cli.stop_tend(str(state)) is None
+        assert other.poll() is None                  # untouched
+        assert not (state / "tend.json").exists()
+        _record(state, fake.pid)
+        for _ in range(100):        # until the child has exec'd
+            if b"tend" in open("/proc/%d/cmdline" % fake.pid, "rb").read():
+                break
+            time.sleep(0.02)
+        assert cli._tend_pid(str(state)) == fake.pid
+        assert cli.stop_tend(str(state)) == "stopped (pid %d)" % fake.pid
+        assert fake.wait(5) == -15                   # SIGTERM
+        _record(state, 999999999)                    # no such process
+        assert cli._tend_pid(str(state)) is None
+    finally:
+        for p in (other, fake):
+            p.kill()
+            p.wait()
