@@ -1,4 +1,4 @@
-"""detector-spheres: start, stop, status, newnym, wait.
+"""detector-spheres: start, stop, status, newnym, wait, tend, list.
 
 Exit status: 0 success; 1 a sphere failed, is stuck or is not running;
 2 bad usage or configuration (nothing was started).

@@ -32,7 +32,9 @@ Without [sphere ...] sections the five continents of continents.py are used.
 
 import configparser
 import ipaddress
+import os
 import re
+import stat
 
 from .continents import COUNTRY_CODES, DEFAULT_SPHERES
 
@@ -462,10 +464,50 @@ def parse(text, path="<config>", listen=None, allow=None):
     return cfg
 
 
+def check_trusted(path):
+    """Problems that make a config file untrustworthy (issue 13 item 3): it
+    decides which tor options run and where the spheres exit, so only its
+    owner (or root) may be able to change it. [] when it is fine."""
+    out = []
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return out                  # open() reports it
+    if stat.S_ISLNK(st.st_mode):
+        out.append("%s: is a symbolic link; give the real file's path" % path)
+        return out
+    me = os.geteuid()
+    if st.st_uid not in (me, 0):
+        out.append("%s: owned by uid %d, not by you (uid %d) or root; "
+                   "anyone who can change it controls the spheres"
+                   % (path, st.st_uid, me))
+    if st.st_mode & 0o022:
+        out.append("%s: writable by %s (mode %04o); chmod go-w %s"
+                   % (path, "group and others" if st.st_mode & 0o022 == 0o022
+                      else "group" if st.st_mode & 0o020 else "others",
+                      stat.S_IMODE(st.st_mode), path))
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        dst = os.stat(folder)
+    except OSError:
+        return out
+    if dst.st_uid not in (me, 0):
+        out.append("%s: its folder %s is owned by uid %d, not by you or root"
+                   % (path, folder, dst.st_uid))
+    if dst.st_mode & 0o022 and not dst.st_mode & stat.S_ISVTX:
+        out.append("%s: its folder %s is writable by group or others (mode "
+                   "%04o), so the file could be replaced; chmod go-w %s"
+                   % (path, folder, stat.S_IMODE(dst.st_mode), folder))
+    return out
+
+
 def load(path=None, listen=None, allow=None):
     """Read and validate a config file (None: the defaults only)."""
     if path is None:
         return parse("", "<defaults>", listen=listen, allow=allow)
+    untrusted = check_trusted(path)
+    if untrusted:
+        raise ConfigError(untrusted)
     try:
         with open(path, encoding="utf-8") as f:
             text = f.read()

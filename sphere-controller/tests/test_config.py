@@ -601,3 +601,55 @@ def test_obfs4proxy_is_required_only_for_obfs4(tmp_path, capsys):
     p = problems("[spheres]\nobfs4proxy = obfs4proxy\n")
     assert p == ["t.conf:2: [spheres] obfs4proxy: 'obfs4proxy' is not an "
                  "absolute path"]
+
+
+# ---- who may change the configuration --------------------------------
+def test_config_file_others_can_change_is_refused(tmp_path):
+    conf = tmp_path / "s.conf"
+    conf.write_text("[spheres]\ntimeout = 5\n")
+    conf.chmod(0o644)
+    assert config.load(str(conf)).timeout == 5
+    conf.chmod(0o666)
+    with pytest.raises(config.ConfigError) as e:
+        config.load(str(conf))
+    assert e.value.problems == ["%s: writable by group and others (mode "
+                                "0666); chmod go-w %s" % (conf, conf)]
+    conf.chmod(0o620)
+    with pytest.raises(config.ConfigError) as e:
+        config.load(str(conf))
+    assert "writable by group (mode 0620)" in e.value.problems[0]
+
+
+def test_config_symlink_and_open_folder_are_refused(tmp_path):
+    real = tmp_path / "real.conf"
+    real.write_text("[spheres]\ntimeout = 5\n")
+    link = tmp_path / "link.conf"
+    link.symlink_to(real)
+    with pytest.raises(config.ConfigError) as e:
+        config.load(str(link))
+    assert e.value.problems == ["%s: is a symbolic link; give the real "
+                                "file's path" % link]
+    open_dir = tmp_path / "open"
+    open_dir.mkdir()
+    conf = open_dir / "s.conf"
+    conf.write_text("[spheres]\ntimeout = 5\n")
+    open_dir.chmod(0o777)
+    with pytest.raises(config.ConfigError) as e:
+        config.load(str(conf))
+    assert "its folder %s is writable by group or others (mode 0777)" \
+        % open_dir in e.value.problems[0]
+    open_dir.chmod(0o1777)              # sticky, like /tmp: fine
+    assert config.load(str(conf)).timeout == 5
+
+
+def test_config_owned_by_someone_else_is_refused(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("needs root to give the file away")
+    conf = tmp_path / "s.conf"
+    conf.write_text("[spheres]\ntimeout = 5\n")
+    os.chown(conf, 4242, 4242)
+    with pytest.raises(config.ConfigError) as e:
+        config.load(str(conf))
+    assert e.value.problems == ["%s: owned by uid 4242, not by you (uid 0) "
+                                "or root; anyone who can change it controls "
+                                "the spheres" % conf]
