@@ -144,6 +144,7 @@ FORBIDDEN_TOR_OPTIONS = {
     "OwningControllerProcess": "a control channel",
     "OwningControllerFD": "a control channel",
     "LeaveStreamsUnattached": "streams no one attaches",
+    "ServerTransportPlugin": "a program tor would run",
     "HiddenServiceDir": "an onion service",
     "HiddenServicePort": "an onion service",
     "DataDirectoryGroupReadable": "files outside the sphere's control",

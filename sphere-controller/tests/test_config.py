@@ -344,6 +344,7 @@ def test_tor_section_refuses_aliases_case_and_abbreviations(key, means):
     ("ControlSocket", "a control channel"),
     ("CookieAuthFileGroupReadable", "a control channel"),
     ("HiddenServicePort", "an onion service"),
+    ("ServerTransportPlugin", "a program tor would run"),
     ("metricsp", "a listener"),
 ])
 def test_tor_section_refuses_other_ways_in(key, what):
