@@ -191,8 +191,9 @@ def wait_usable(spheres, timeout, stream=None):
 def _hint(progress):
     """What a bootstrap percentage that stops moving usually means."""
     if progress < 10:
-        return "tor reached no Tor relay: is the network up, are outgoing " \
-               "connections blocked?"
+        return "Tor unreachable (possible blocking): tor reached no Tor " \
+               "relay; is the network up? If this network blocks Tor, set " \
+               "'bridges =' in [spheres] (plain or obfs4 bridges)"
     if progress < 75:
         return "tor is still fetching the directory: slow or flaky link"
     return "tor cannot build circuits: relays unreachable or refusing"

@@ -654,3 +654,10 @@ def test_config_owned_by_someone_else_is_refused(tmp_path):
     assert e.value.problems == ["%s: owned by uid 4242, not by you (uid 0) "
                                 "or root; anyone who can change it controls "
                                 "the spheres" % conf]
+
+
+def test_stuck_before_reaching_a_relay_suggests_blocking_and_bridges():
+    hint = cli._hint(5)
+    assert hint.startswith("Tor unreachable (possible blocking)")
+    assert "'bridges ='" in hint
+    assert "blocking" not in cli._hint(50)
