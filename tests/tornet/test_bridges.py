@@ -2,13 +2,18 @@
 a sphere configured with one relay of the network as its (plain) bridge
 bootstraps through it, every one of its circuits starts at the bridge, and
 it carries a TLS connection to the test server. (Blocking every other
-relay with nftables in a namespace, and an obfs4 bridge, are not tested
-here yet.)"""
+relay with nftables in a namespace is not tested here yet.) And the
+same with an obfs4 bridge: a bridge relay started here, serving obfs4
+through Debian's obfs4proxy."""
 
 import json
 import os
+import re
 import subprocess
 import sys
+import time
+
+import pytest
 
 import socks5
 import tornet as tn
@@ -52,3 +57,91 @@ def test_sphere_through_a_plain_bridge(net, tmp_path):
             assert c["exit"]["fingerprint"] == exit_fp, c
     finally:
         run("stop")
+
+
+OBFS4PROXY = "/usr/bin/obfs4proxy"
+BRIDGE_ORPORT = 7190        # the network's relays use 7000-7150
+BRIDGE_OBFS4PORT = 7191
+OBFS4_SOCKS_PORT = 9194     # control 9195
+
+
+def start_obfs4_bridge(net, d):
+    """A bridge relay of the private network that serves obfs4 (through
+    Debian's obfs4proxy); returns (Popen, fingerprint, cert)."""
+    os.makedirs(d, mode=0o700)
+    torrc = os.path.join(d, "torrc")
+    with open(torrc, "w") as f:
+        f.write("\n".join(net.common_torrc() + [
+            "DataDirectory " + d, "Log notice file " + d + "/notice.log",
+            "Nickname obfs4bridge", "Address " + tn.RELAY_ADDR,
+            "ORPort %s:%d" % (tn.RELAY_ADDR, BRIDGE_ORPORT), "SocksPort 0",
+            "BridgeRelay 1", "PublishServerDescriptor 0", "AssumeReachable 1",
+            "ExitRelay 0", "ExitPolicy reject *:*",
+            "ServerTransportPlugin obfs4 exec " + OBFS4PROXY,
+            "ServerTransportListenAddr obfs4 %s:%d" % (tn.RELAY_ADDR,
+                                                        BRIDGE_OBFS4PORT),
+            "ExtORPort auto"]) + "\n")
+    proc = subprocess.Popen([tn.TOR, "-f", torrc], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    line = os.path.join(d, "pt_state", "obfs4_bridgeline.txt")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with open(os.path.join(d, "fingerprint")) as f:
+                fp = f.read().split()[1]
+            with open(line) as f:
+                cert = re.search(r"cert=(\S+)", f.read()).group(1)
+            return proc, fp, cert
+        except (OSError, AttributeError, IndexError):
+            time.sleep(0.5)
+    proc.kill()
+    proc.wait()
+    pytest.fail("the obfs4 bridge did not come up: see %s/notice.log" % d,
+                pytrace=False)
+
+
+@pytest.mark.skipif(not os.access(OBFS4PROXY, os.X_OK),
+                    reason="obfs4proxy is not installed (Debian package "
+                    "obfs4proxy)")
+def test_sphere_through_an_obfs4_bridge(net, tmp_path):
+    proc, fp, cert = start_obfs4_bridge(net, str(tmp_path / "bridge"))
+    try:
+        text = open(os.path.join(net.dir, "spheres.conf")).read()
+        conf = tmp_path / "obfs4.conf"
+        conf.write_text(
+            "[spheres]\nbridges = obfs4 %s:%d %s cert=%s iat-mode=0\n\n"
+            "[sphere hidden]\nexit_nodes = $%s\nsocks_port = %d\n\n%s"
+            % (tn.RELAY_ADDR, BRIDGE_OBFS4PORT, fp, cert,
+               net.exits[2].fingerprint, OBFS4_SOCKS_PORT,
+               text[text.index("[tor]"):]))
+        state = str(tmp_path / "state")
+
+        def run(*args):
+            return subprocess.run(
+                [sys.executable, tn.SPHERES_TOOL] + list(args)
+                + ["--config", str(conf), "--state-dir", state],
+                capture_output=True, text=True, timeout=150)
+
+        p = run("start", "--timeout", "120")
+        try:
+            assert p.returncode == 0, p.stdout + p.stderr
+            torrc = open(os.path.join(state, "hidden", "torrc")).read()
+            assert "ClientTransportPlugin obfs4 exec %s\n" % OBFS4PROXY \
+                in torrc
+            sock = socks5.connect((tn.RELAY_ADDR, OBFS4_SOCKS_PORT),
+                                  tn.SERVER_NAME, net.server[2])
+            assert net._tls_handshake(sock)
+            p = run("status", "--json")
+            (st,) = json.loads(p.stdout)["spheres"]
+            assert st["usable"] and st["circuits"]
+            assert all(c["path"][0]["fingerprint"] == fp
+                       for c in st["circuits"]), st["circuits"]
+        finally:
+            run("stop")
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
