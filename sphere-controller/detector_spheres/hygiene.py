@@ -128,7 +128,9 @@ class CircuitJanitor:
         n = 0
         for c in sorted(victims, key=lambda x: int(x) if x.isdigit() else 0):
             try:
-                self.ctl.close_circuit(c)
+                # IfUnused: tor itself refuses if a stream got attached
+                # after the decision above (a client reusing credentials).
+                self.ctl.close_circuit(c, "IfUnused")
                 n += 1
             except (stem.InvalidArguments, stem.InvalidRequest,
                     stem.ControllerError):

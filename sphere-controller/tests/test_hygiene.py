@@ -21,7 +21,8 @@ class FakeController:
     def __init__(self):
         self.circuits, self.streams, self.closed = [], [], []
 
-    def close_circuit(self, circ):
+    def close_circuit(self, circ, flag=""):
+        assert flag == "IfUnused"
         self.circuits = [c for c in self.circuits if c.id != circ]
         if circ == "gone":
             raise stem.InvalidArguments("552", "Unknown circuit")
