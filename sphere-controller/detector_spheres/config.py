@@ -457,6 +457,13 @@ def parse(text, path="<config>", listen=None, allow=None):
         if s.socks_port and s.control_port:
             cfg.processes += [s.instance_config(k, cfg.port_step)
                               for k in range(2, cfg.instances + 1)]
+    if cfg.bridges:
+        for key, value in cfg.tor_options:
+            if key.lower() == "usemicrodescriptors" and value == "0":
+                problems.append(
+                    "%s: [tor] %s = 0: with bridges tor 0.4.9 then builds no "
+                    "circuit at all (it finds no usable first hop); drop it "
+                    "or the bridges" % (_at(path, lines, "tor", key), key))
     _check_disjoint(cfg, path, problems)
     _check_instance_ports(cfg, path, lines, problems)
     _check_gateway(cfg, path, problems)

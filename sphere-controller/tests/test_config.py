@@ -661,3 +661,15 @@ def test_stuck_before_reaching_a_relay_suggests_blocking_and_bridges():
     assert hint.startswith("Tor unreachable (possible blocking)")
     assert "'bridges ='" in hint
     assert "blocking" not in cli._hint(50)
+
+
+def test_bridges_refuse_full_descriptors():
+    # measured on the private network: UseMicrodescriptors 0 + any bridge
+    # and tor never builds a circuit (75 %, "0/3 direct routers suitable")
+    p = problems("[spheres]\nbridges = 192.0.2.1:9001 %s\n[tor]\n"
+                 "UseMicrodescriptors = 0\n" % FP1)
+    assert p == ["t.conf:4: [tor] UseMicrodescriptors = 0: with bridges tor "
+                 "0.4.9 then builds no circuit at all (it finds no usable "
+                 "first hop); drop it or the bridges"]
+    assert parse("[spheres]\nbridges = 192.0.2.1:9001 %s\n[tor]\n"
+                 "UseMicrodescriptors = 1\n" % FP1).bridges

@@ -7,10 +7,9 @@ obfs4proxy) runs as uid 65534 here, and an nftables rule in the test's
 private network namespace drops that user's TCP to every relay port
 (7000-7190, the bridge's own ORPort included), leaving only the bridge's
 obfs4 port. Without bridges, `start` gives up naming the sphere "Tor
-unreachable (possible blocking)"; with the obfs4 bridge it should
-bootstrap, every circuit start at the bridge, and carry TLS to
-server.test (expected to fail for now: see BRIDGE_XFAIL in
-test_bridges.py).
+unreachable (possible blocking)"; with the obfs4 bridge it
+bootstraps, every circuit starts at the bridge, and it carries TLS to
+server.test.
 Runs only inside `tornet.py isolate` (never touches the machine's own
 firewall).
 """
@@ -26,7 +25,7 @@ import pytest
 
 import socks5
 import tornet as tn
-from test_bridges import (BRIDGE_OBFS4PORT, BRIDGE_XFAIL, OBFS4PROXY,
+from test_bridges import (BRIDGE_OBFS4PORT, OBFS4PROXY, bridged_tor_section,
                           start_obfs4_bridge)
 
 UID = 65534                 # nobody
@@ -72,9 +71,8 @@ class Walled:
         geoip = os.path.join(self.work, "geoip-empty")
         shutil.copy(net.path("geoip-empty"), geoip)
         os.chmod(geoip, 0o644)
-        text = open(os.path.join(net.dir, "spheres.conf")).read()
-        self.tor = text[text.index("[tor]"):].replace(
-            net.path("geoip-empty"), geoip)
+        self.tor = bridged_tor_section(net).replace(net.path("geoip-empty"),
+                                                    geoip)
         self.sphere = ("[sphere walled]\nexit_nodes = $%s\nsocks_port = %d"
                        "\n\n" % (net.exits[3].fingerprint, SOCKS_PORT))
 
@@ -112,7 +110,6 @@ def test_blocked_sphere_is_reported_as_tor_unreachable(blocked):
         walled.remove()
 
 
-@BRIDGE_XFAIL
 def test_blocked_sphere_gets_through_an_obfs4_bridge(blocked, tmp_path):
     net = blocked
     proc, fp, cert = start_obfs4_bridge(net, str(tmp_path / "bridge"))
