@@ -5,6 +5,7 @@ Modules, one concept each:
   config      the INI configuration: parsing and validation (pure, no I/O
               beyond reading the file)
   sphere      one sphere's tor process: torrc, launch, controller queries, stop
+  hygiene     circuit hygiene: closes circuits whose isolated streams ended
   progress    the bootstrap display (live on a terminal, plain lines otherwise)
-  cli         the command line: start, stop, status, newnym, wait
+  cli         the command line: start, stop, status, newnym, wait, tend, list
 """

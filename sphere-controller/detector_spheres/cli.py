@@ -1,4 +1,4 @@
-"""detector-spheres: start, stop, status, newnym, wait.
+"""detector-spheres: start, stop, status, newnym, wait, tend, list.
 
 Exit status: 0 success; 1 a sphere failed, is stuck or is not running;
 2 bad usage or configuration (nothing was started).
@@ -8,6 +8,8 @@ import argparse
 import fcntl
 import json
 import os
+import signal
+import subprocess
 import sys
 import time
 
@@ -16,11 +18,16 @@ import stem.control
 from stem import Signal
 
 from . import config as configmod
+from . import hygiene
 from . import sphere as spheremod
 from .progress import Progress
 from .sphere import Sphere, SphereError
 
 PROG = "detector-spheres"
+TOOL = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
+    __file__))), "detector-spheres")
+TEND_RECORD = "tend.json"       # in the state directory: the janitor's PID
+TEND_IDLE_EXIT = 15.0           # seconds without a running sphere: tend ends
 
 
 class UsageError(Exception):
@@ -50,7 +57,7 @@ def resolve(args, need_config=False, recorded_only=False):
     state_dir = os.path.abspath(args.state_dir or cfg.state_dir or
                                 spheremod.default_state_dir())
     if (args.config or need_config) and not recorded_only:
-        spheres = [Sphere(state_dir, s.name, s, cfg) for s in cfg.spheres]
+        spheres = [Sphere(state_dir, s.name, s, cfg) for s in cfg.processes]
     else:
         recorded = []
         if os.path.isdir(state_dir):
@@ -58,23 +65,25 @@ def resolve(args, need_config=False, recorded_only=False):
                 if os.path.exists(os.path.join(state_dir, name, "sphere.json")):
                     recorded.append(name)
         if recorded or recorded_only:
-            order = {s.name: i for i, s in enumerate(cfg.spheres)}
-            recorded.sort(key=lambda n: (order.get(n, 99), n))
+            order = {s.name: i for i, s in enumerate(cfg.processes)}
+            recorded.sort(key=lambda n: (order.get(n, 999), n))
             spheres = [Sphere(state_dir, n, cfg.sphere(n), cfg) for n in recorded]
             spheres = [s for s in spheres if s.record]
             if recorded_only:       # configured but not running: "not running"
-                spheres += [Sphere(state_dir, s.name, s, cfg) for s in cfg.spheres
-                            if s.name not in recorded]
+                spheres += [Sphere(state_dir, s.name, s, cfg)
+                            for s in cfg.processes if s.name not in recorded]
         else:
-            spheres = [Sphere(state_dir, s.name, s, cfg) for s in cfg.spheres]
+            spheres = [Sphere(state_dir, s.name, s, cfg) for s in cfg.processes]
     if args.sphere:
+        # a sphere's name selects all its instances; "asia.2" just that one
         want = [n for n in args.sphere.split(",") if n]
-        known = {s.name: s for s in spheres}
-        unknown = [n for n in want if n not in known]
+        unknown = [n for n in want if not any(n in (s.name, s.group)
+                                              for s in spheres)]
         if unknown:
             raise UsageError("no sphere named %s (spheres: %s)" % (
-                ", ".join(repr(n) for n in unknown), ", ".join(known)))
-        spheres = [known[n] for n in want]
+                ", ".join(repr(n) for n in unknown),
+                ", ".join(s.name for s in spheres)))
+        spheres = [s for s in spheres if s.name in want or s.group in want]
     return cfg, state_dir, spheres
 
 
@@ -182,8 +191,9 @@ def wait_usable(spheres, timeout, stream=None):
 def _hint(progress):
     """What a bootstrap percentage that stops moving usually means."""
     if progress < 10:
-        return "tor reached no Tor relay: is the network up, are outgoing " \
-               "connections blocked?"
+        return "Tor unreachable (possible blocking): tor reached no Tor " \
+               "relay; is the network up? If this network blocks Tor, set " \
+               "'bridges =' in [spheres] (plain or obfs4 bridges)"
     if progress < 75:
         return "tor is still fetching the directory: slow or flaky link"
     return "tor cannot build circuits: relays unreachable or refusing"
@@ -213,6 +223,7 @@ def cmd_start(args):
     cfg, state_dir, spheres = resolve(args, need_config=True)
     try:
         tor = spheremod.find_tor(cfg.tor)
+        spheremod.find_obfs4proxy(cfg)
     except SphereError as e:
         raise configmod.ConfigError([str(e)])
     timeout = args.timeout or cfg.timeout
@@ -244,6 +255,8 @@ def cmd_start(args):
             for s in started:         # all or nothing
                 s.stop()
             raise
+        if any(s.pid() for s in spheres):
+            start_tend(state_dir)
     if args.no_wait:
         return 0
     return _report_wait(wait_usable(spheres, timeout), timeout)
@@ -267,13 +280,147 @@ def cmd_stop(args):
     with StateLock(state_dir):
         for s in spheres:
             say("%s: %s" % (s.name, s.stop()))
+        if not args.sphere:
+            note = stop_tend(state_dir)
+            if note:
+                say("circuit janitor: %s" % note)
     return 0
+
+
+# ---- circuit hygiene (hygiene.py) ------------------------------------
+def _tend_pid(state_dir):
+    """PID of the `tend` started for this state directory, if it runs."""
+    try:
+        with open(os.path.join(state_dir, TEND_RECORD)) as f:
+            pid = int(json.load(f)["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    argv = spheremod._cmdline(pid)
+    if spheremod._pid_alive(pid) and b"tend" in argv and \
+            os.path.abspath(state_dir).encode() in argv:
+        return pid
+    return None
+
+
+def start_tend(state_dir):
+    """Run `tend` for the state directory in the background (its own
+    session, log STATE/tend.log) unless one already runs."""
+    if _tend_pid(state_dir):
+        return
+    state_dir = os.path.abspath(state_dir)
+    fd = os.open(os.path.join(state_dir, "tend.log"),
+                 os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, TOOL, "tend", "--state-dir", state_dir],
+            stdin=subprocess.DEVNULL, stdout=fd, stderr=fd,
+            start_new_session=True, close_fds=True)
+    finally:
+        os.close(fd)
+    tmp = os.path.join(state_dir, TEND_RECORD + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump({"pid": proc.pid, "started": time.time()}, f)
+    os.replace(tmp, os.path.join(state_dir, TEND_RECORD))
+    say("circuit janitor started (pid %d, log %s)"
+        % (proc.pid, os.path.join(state_dir, "tend.log")))
+
+
+def stop_tend(state_dir):
+    pid = _tend_pid(state_dir)
+    try:
+        os.unlink(os.path.join(state_dir, TEND_RECORD))
+    except FileNotFoundError:
+        pass
+    if not pid:
+        return None
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 5
+    while spheremod._pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if spheremod._pid_alive(pid):
+        os.kill(pid, signal.SIGKILL)
+    return "stopped (pid %d)" % pid
+
+
+def _recorded(state_dir):
+    """Every sphere recorded in the state directory, as Sphere objects."""
+    out = []
+    if os.path.isdir(state_dir):
+        for name in sorted(os.listdir(state_dir)):
+            if os.path.exists(os.path.join(state_dir, name, "sphere.json")):
+                s = Sphere(state_dir, name)
+                if s.record:
+                    out.append(s)
+    return out
+
+
+def cmd_tend(args):
+    """Stay in the foreground and close, in every running sphere of the
+    state directory, the circuits whose isolated streams have ended
+    (hygiene.py). Follows spheres as they stop and start; ends on SIGTERM,
+    or once no sphere has run for TEND_IDLE_EXIT seconds."""
+    _, state_dir, _ = resolve(args)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    janitors, reported = {}, {}
+    last_running = time.monotonic()
+    next_scan = next_report = 0.0
+    say("tending the spheres of %s (closing used isolated circuits %.0f s "
+        "after their last stream)" % (state_dir, hygiene.GRACE))
+    try:
+        while True:
+            now = time.monotonic()
+            if now >= next_scan:
+                next_scan = now + 1.0
+                running = {}
+                for s in _recorded(state_dir):
+                    pid = s.pid()
+                    if pid:
+                        running[(s.name, pid, s.control_port)] = s
+                for key in [k for k in janitors if k not in running]:
+                    janitors.pop(key).close()
+                for key, s in running.items():
+                    if key in janitors:
+                        continue
+                    try:
+                        j = hygiene.CircuitJanitor(s.name, s.controller())
+                        j.start()
+                    except (stem.ControllerError, stem.SocketError,
+                            OSError):
+                        continue        # not answering yet: next scan
+                    janitors[key] = j
+                    say("%s: watching (pid %d, control port %d)"
+                        % (s.name, key[1], s.control_port))
+                if running:
+                    last_running = now
+                elif now - last_running > TEND_IDLE_EXIT:
+                    say("no sphere has run for %.0f s; done" % TEND_IDLE_EXIT)
+                    return 0
+            for key, j in list(janitors.items()):
+                try:
+                    j.close_idle()
+                    if now - j.last_sweep >= hygiene.SWEEP_INTERVAL:
+                        j.sweep()
+                        j.close_idle()
+                except (stem.ControllerError, stem.SocketError, OSError):
+                    janitors.pop(key).close()
+            if now >= next_report:
+                next_report = now + 60
+                for key, j in janitors.items():
+                    if reported.get(key) != j.closed:
+                        reported[key] = j.closed
+                        say("%s: %d used circuits closed so far"
+                            % (j.name, j.closed))
+            time.sleep(0.2)
+    finally:
+        for j in janitors.values():
+            j.close()
 
 
 def sphere_status(s):
     """Everything `status` reports about one sphere, as a dict."""
     pid = s.pid()
-    out = {"name": s.name, "running": bool(pid), "pid": pid,
+    out = {"name": s.name, "sphere": s.group, "instance": s.instance,
+           "running": bool(pid), "pid": pid,
            "socks": s.socks, "control_port": s.control_port,
            "exit_restriction": s.exit_restriction(),
            "bootstrap": None, "usable": False, "usable_exits": [],
@@ -299,9 +446,11 @@ def sphere_status(s):
 def cmd_status(args):
     _, state_dir, spheres = resolve(args)
     result = [sphere_status(s) for s in spheres]
+    tend = _tend_pid(state_dir)
     if args.json:
-        json.dump({"state_dir": state_dir, "spheres": result}, sys.stdout,
-                  indent=2)
+        json.dump({"state_dir": state_dir, "spheres": result,
+                   "janitor": {"running": bool(tend), "pid": tend}},
+                  sys.stdout, indent=2)
         print()
     else:
         print("%-22s %-8s %-5s %-22s %s" % ("SPHERE", "STATE", "BOOT",
@@ -320,7 +469,28 @@ def cmd_status(args):
                                                 r["socks"], circs))
             if r["error"]:
                 print("    error: " + r["error"])
+        print("circuit janitor: %s" % ("running (pid %d)" % tend if tend
+                                       else "not running (it starts with "
+                                       "'%s start')" % PROG))
     return 0 if result and all(r["usable"] for r in result) else 1
+
+
+def cmd_list(args):
+    """The spheres as libdetector's configuration lists them: one entry per
+    sphere, its instances' SOCKS addresses joined by '|' (see
+    docs/tor-network.md, "Several tor processes per sphere")."""
+    _, _, spheres = resolve(args)
+    groups = {}
+    for s in spheres:
+        groups.setdefault(s.group, []).append(s)
+    if args.json:
+        json.dump([{"sphere": g, "socks": [s.socks for s in members]}
+                   for g, members in groups.items()], sys.stdout, indent=1)
+        print()
+    else:
+        print("spheres = " + ", ".join("|".join(s.socks for s in members)
+                                       for members in groups.values()))
+    return 0
 
 
 def cmd_newnym(args):
@@ -397,6 +567,9 @@ def build_parser():
         "status": "show bootstrap, circuits and exits of each sphere",
         "newnym": "ask each sphere for new circuits (tor NEWNYM)",
         "wait": "wait until every sphere is usable",
+        "tend": "close circuits whose isolated streams ended (foreground; "
+                "start runs it in the background)",
+        "list": "print the spheres' SOCKS addresses for detector.conf",
     }
     for name, text in helps.items():
         p = sub.add_parser(name, help=text, description=text)
@@ -418,7 +591,7 @@ def build_parser():
                            help="gateway mode: only these networks may connect")
             p.add_argument("--no-wait", action="store_true",
                            help="return once the tor processes are launched")
-        if name == "status":
+        if name in ("status", "list"):
             p.add_argument("--json", action="store_true",
                            help="machine-readable output")
         if name == "newnym":
@@ -432,7 +605,8 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         return {"start": cmd_start, "stop": cmd_stop, "status": cmd_status,
-                "newnym": cmd_newnym, "wait": cmd_wait}[args.command](args)
+                "newnym": cmd_newnym, "wait": cmd_wait,
+                "tend": cmd_tend, "list": cmd_list}[args.command](args)
     except configmod.ConfigError as e:
         for p in e.problems:
             err(p)

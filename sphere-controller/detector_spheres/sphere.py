@@ -49,6 +49,16 @@ def find_tor(tor):
     return path
 
 
+def find_obfs4proxy(config):
+    """SphereError unless obfs4proxy is there when an obfs4 bridge needs it."""
+    if any(b.startswith("obfs4 ") for b in config.bridges) and \
+            not os.access(config.obfs4proxy, os.X_OK):
+        raise SphereError(
+            "obfs4proxy not found ('%s'), needed by the obfs4 bridges: "
+            "install Debian's 'obfs4proxy' package or set 'obfs4proxy = "
+            "/path/to/obfs4proxy' in [spheres]" % config.obfs4proxy)
+
+
 def _pid_alive(pid):
     """True unless the PID is gone or a zombie."""
     try:
@@ -83,6 +93,18 @@ class Sphere:
         self.record_path = os.path.join(self.dir, "sphere.json")
         self.log = os.path.join(self.dir, "notice.log")
         self.record = self._read_record()
+
+    @property
+    def group(self):
+        """The sphere this process is an instance of (its own name for the
+        first instance)."""
+        src = self.record or (self.cfg and self.cfg.to_json()) or {}
+        return src.get("sphere") or self.name.split(".")[0]
+
+    @property
+    def instance(self):
+        src = self.record or (self.cfg and self.cfg.to_json()) or {}
+        return src.get("instance") or 1
 
     # ---- the record of what we started -------------------------------
     def _read_record(self):
@@ -152,6 +174,7 @@ class Sphere:
             "StrictNodes 1",
         ]
         lines += ["SocksPolicy " + p for p in c.socks_policy()]
+        lines += c.bridge_torrc()
         lines += ["%s %s" % kv for kv in c.tor_options]
         return lines
 
@@ -197,7 +220,9 @@ class Sphere:
             raise SphereError("sphere %s: tor did not start: %s (torrc %s, "
                               "log %s)" % (self.name, e, self.torrc, self.log))
         self._write_record({
-            "name": self.name, "pid": proc.pid, "torrc": self.torrc,
+            "name": self.name, "sphere": self.cfg.sphere,
+            "instance": self.cfg.instance, "pid": proc.pid,
+            "torrc": self.torrc,
             "socks": _addr(self.config.listen, self.cfg.socks_port),
             "control_port": self.cfg.control_port,
             "countries": self.cfg.countries,
