@@ -28,11 +28,10 @@ import uuid
 
 import stem.control
 
-import tornet as tn
+from testworld import tornet as tn
 from test_circuits import connect_isolated, tend_pid
 
-sys.path.insert(0, os.path.join(tn.REPO, "sphere-controller"))
-from detector_spheres import hygiene  # noqa: E402
+from detector_spheres import hygiene
 
 CONCURRENCY = 8
 CHECKS_PER_ROUND = 200

@@ -23,7 +23,7 @@ import tempfile
 
 import pytest
 
-import tornet as tn
+from testworld import tornet as tn
 from test_bridges import (BRIDGE_OBFS4PORT, OBFS4PROXY, bridged_tor_section,
                           first_hops, start_obfs4_bridge)
 

@@ -15,7 +15,7 @@ import time
 import pytest
 import stem.control
 
-import tornet as tn
+from testworld import tornet as tn
 
 SOCKS_PORT = 9192      # control 9193
 

@@ -16,17 +16,16 @@ import os
 import signal
 import socket
 import struct
-import sys
 import time
 import uuid
 
 import pytest
 
-import tornet as tn
-from socks5 import REPLIES, _recv_exact
+from testworld import tornet as tn
+from testworld.processes import cmdline, pid_state
+from testworld.socks5 import REPLIES, recv_exact
 
-sys.path.insert(0, os.path.join(tn.REPO, "sphere-controller"))
-from detector_spheres import hygiene  # noqa: E402
+from detector_spheres import hygiene
 
 CHECKS = 40          # sequential checks per sphere, each its own credentials
 HELD = 6             # checks kept open while the janitor runs
@@ -49,10 +48,10 @@ def connect_isolated(proxy, host, port, password, timeout=30.0):
         name = host.encode()
         sock.sendall(b"\x05\x01\x00\x03" + bytes([len(name)]) + name
                      + struct.pack(">H", port))
-        head = _recv_exact(sock, 4)
+        head = recv_exact(sock, 4)
         assert head[1] == 0, "CONNECT refused: %s" % REPLIES.get(
             head[1], head[1])
-        _recv_exact(sock, 6 if head[3] == 1 else 18)
+        recv_exact(sock, 6 if head[3] == 1 else 18)
         return sock
     except BaseException:
         sock.close()
@@ -87,14 +86,14 @@ def tend_pid(net):
             pid = json.load(f)["pid"]
     except (OSError, ValueError, KeyError):
         return None
-    return pid if tn._pid_state(pid) == "alive" else None
+    return pid if pid_state(pid) == "alive" else None
 
 
 def test_start_runs_the_circuit_janitor(net):
     pid = tend_pid(net)
     assert pid, "detector-spheres start left no circuit janitor running " \
         "(%s/spheres/tend.json)" % net.dir
-    assert "tend" in tn._cmdline(pid)
+    assert "tend" in cmdline(pid)
 
 
 @pytest.mark.parametrize("index", [0, 3])
@@ -137,9 +136,9 @@ def test_without_the_janitor_circuits_pile_up_until_it_sweeps_them(net):
     assert pid
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + 10
-    while tn._pid_state(pid) == "alive" and time.monotonic() < deadline:
+    while pid_state(pid) == "alive" and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert tn._pid_state(pid) != "alive"
+    assert pid_state(pid) != "alive"
     try:
         for _ in range(CHECKS):
             check(net, sphere)

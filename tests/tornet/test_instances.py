@@ -8,8 +8,9 @@ import os
 import subprocess
 import sys
 
-import socks5
-import tornet as tn
+from testworld import socks5
+from testworld import tornet as tn
+from testworld.processes import pid_state
 
 SOCKS_PORT = 9186      # instance 2: 9188 (one sphere: step 2), controls +1
 
@@ -61,4 +62,4 @@ def test_two_instances_of_one_sphere(net, tmp_path):
     assert "twin: stopped" in p.stdout and "twin.2: stopped" in p.stdout
     assert "circuit janitor: stopped" in p.stdout
     for s in st:
-        assert tn._pid_state(s["pid"]) != "alive"
+        assert pid_state(s["pid"]) != "alive"
