@@ -24,6 +24,10 @@ extern "C" {
 #define DETECTOR_ERROR_MITM (DETECTOR_ERROR_BASE + 0)
 #define DETECTOR_ERROR_UNDECIDED (DETECTOR_ERROR_BASE + 1)
 #define DETECTOR_ERROR_CONFIG (DETECTOR_ERROR_BASE + 2)
+/* A handshake the application accepted but DetecTor cannot check at all
+ * (a host name it cannot read, a certificate it cannot parse, no check
+ * possible): refused unless an `exclude` rule covers the host. */
+#define DETECTOR_ERROR_UNCHECKABLE (DETECTOR_ERROR_BASE + 3)
 
 #define DETECTOR_NSS_DECIDED 0   /* *error is the answer: 0 accepts */
 #define DETECTOR_NSS_PENDING 1   /* done() will be called, or cancel() */

@@ -9,13 +9,6 @@
 #include "certinfo.h"
 #include "detector_nss.h"
 
-/* A handshake DetecTor cannot check at all, refused (policy.c).  Appended
- * after the codes of detector_nss.h, where it belongs once that header's
- * ABI may change again; the patch passes every code through as it is. */
-#ifndef DETECTOR_ERROR_UNCHECKABLE
-#define DETECTOR_ERROR_UNCHECKABLE (DETECTOR_ERROR_BASE + 3)
-#endif
-
 /* policy.c: probes the spheres for host:port and this key, blocking
  * (bounded by the deadline), says the decision and returns the refusal
  * code, 0 to accept. */
