@@ -359,11 +359,12 @@ walk(struct cache *c)
  * Opens the LMDB environment at path and checks it.  The data file LMDB
  * opened by name is checked again through LMDB's own descriptor (ours, not
  * writable by others), so a file swapped in after check_files() is caught.
- * Returns 0, or -1 with *mdb_rc an errno or MDB_* code (see is_damage()).
+ * Returns 0, or -1 with *mdb_rc an errno or MDB_* code (see is_damage())
+ * and err set.
  */
 static int
 try_open(struct cache *c, const char *path, int readonly, int alone,
-    int *mdb_rc)
+    int *mdb_rc, char *err, size_t errlen)
 {
 	char why[512];
 	MDB_txn *txn;
@@ -379,8 +380,11 @@ try_open(struct cache *c, const char *path, int readonly, int alone,
 		goto fail_env;
 	if (mdb_env_get_fd(c->env, &fd) != 0 || filetrust_check_fd(fd, path,
 	    FILETRUST_OWNER_SELF, why, sizeof(why)) == -1) {
-		rc = EPERM;
-		goto fail_env;
+		mdb_env_close(c->env);
+		c->env = NULL;
+		*mdb_rc = EPERM;
+		snprintf(err, errlen, "cannot use the verdict cache: %s", why);
+		return -1;
 	}
 	if (truncated(c->env)) {
 		rc = MDB_CORRUPTED;
@@ -405,6 +409,8 @@ fail_env:
 	c->env = NULL;
 fail:
 	*mdb_rc = rc;
+	snprintf(err, errlen, "cannot open the verdict cache %s: %s", path,
+	    mdb_strerror(rc));
 	return -1;
 }
 
@@ -468,33 +474,49 @@ set_aside(const char *path, char *aside, size_t size)
 
 /*
  * Alone: create or check the file, repair it if damaged, fall back to
- * read-only if it cannot be written.  Returns 0 or -1 with *rc set.
+ * read-only if it cannot be written.  Returns 0, or -1 with err set.
  */
 static int
 open_alone(struct cache *c, const char *path, char *note, size_t notelen,
-    int *rc)
+    char *err, size_t errlen)
 {
 	char aside[4300];
-	int busy;
+	int rc, busy;
 
-	if ((*rc = reserve_lock(path, &busy)) != 0 &&
-	    *rc != EROFS && *rc != EACCES)
-		return -1;
-	if (try_open(c, path, 0, !busy, rc) == 0)
-		return 0;
-	if (is_damage(*rc) && !busy) {
-		if (set_aside(path, aside, sizeof(aside)) == -1)
-			return -1;
-		snprintf(note, notelen, "the verdict cache %s was damaged (%s); "
-		    "moved it aside to %s and started a new one", path,
-		    mdb_strerror(*rc), aside);
-		if (reserve_lock(path, &busy) == 0 &&
-		    try_open(c, path, 0, 1, rc) == 0)
-			return 0;
+	if ((rc = reserve_lock(path, &busy)) != 0 && rc != EROFS &&
+	    rc != EACCES) {
+		snprintf(err, errlen, "cannot open the verdict cache %s: its "
+		    "lock file: %s", path, strerror(rc));
 		return -1;
 	}
-	if ((*rc == EACCES || *rc == EROFS) &&
-	    try_open(c, path, 1, !busy, rc) == 0) {
+	if (try_open(c, path, 0, !busy, &rc, err, errlen) == 0)
+		return 0;
+	if (is_damage(rc) && busy) {
+		snprintf(err, errlen, "cannot open the verdict cache %s: %s; "
+		    "a process that does not take DetecTor's guard (an older "
+		    "version, or an LMDB tool) has it open, so it is left as "
+		    "it is", path, mdb_strerror(rc));
+		return -1;
+	}
+	if (is_damage(rc)) {
+		if (set_aside(path, aside, sizeof(aside)) == -1) {
+			snprintf(err, errlen, "the verdict cache %s is damaged "
+			    "(%s) and cannot be moved aside: %s; remove it",
+			    path, mdb_strerror(rc), strerror(errno));
+			return -1;
+		}
+		snprintf(note, notelen, "the verdict cache %s was damaged (%s); "
+		    "moved it aside to %s and started a new one", path,
+		    mdb_strerror(rc), aside);
+		if ((rc = reserve_lock(path, &busy)) != 0) {
+			snprintf(err, errlen, "cannot open the verdict cache "
+			    "%s: its lock file: %s", path, strerror(rc));
+			return -1;
+		}
+		return try_open(c, path, 0, 1, &rc, err, errlen);
+	}
+	if ((rc == EACCES || rc == EROFS) &&
+	    try_open(c, path, 1, !busy, &rc, err, errlen) == 0) {
 		snprintf(note, notelen, "the verdict cache %s is read-only: "
 		    "verdicts are looked up there but kept in memory", path);
 		return 0;
@@ -506,35 +528,39 @@ open_alone(struct cache *c, const char *path, char *note, size_t notelen,
  * Shared (others have the file open, and one alone checked it): open it,
  * never create or repair it.  Without a writable guard (hold NONE, or a
  * read-only guard) it is opened read-only: writing unguarded could race a
- * repair.  Returns 0 or -1 with *rc set.
+ * repair.  Returns 0, or -1 with err set.
  */
 static int
 open_shared(struct cache *c, const char *path, int may_write, char *note,
-    size_t notelen, int *rc)
+    size_t notelen, char *err, size_t errlen)
 {
 	char lock[4200];
 	struct stat sb;
+	int rc;
 
-	/* Both files exist and the lock file has its blocks (a process alone
-	 * made them).  If not, they were removed from outside while in use. */
+	/* A process alone made both files, and the lock file's blocks; if
+	 * they are gone, they were removed from outside while in use, and
+	 * LMDB must not re-make them here (concurrently, through a map). */
 	snprintf(lock, sizeof(lock), "%s-lock", path);
-	if (stat(path, &sb) == -1) {
-		*rc = errno;
+	if (stat(path, &sb) == -1 || (may_write && (stat(lock, &sb) == -1 ||
+	    sb.st_size < CACHE_LOCK_SIZE))) {
+		snprintf(err, errlen, "cannot open the verdict cache %s: it or "
+		    "its lock file was removed or cut short while other "
+		    "processes use it; it is made again when none does", path);
 		return -1;
 	}
-	if (may_write && (stat(lock, &sb) == -1 ||
-	    sb.st_size < CACHE_LOCK_SIZE)) {
-		*rc = ENOSPC;   /* LMDB would size it through its map */
-		return -1;
-	}
-	if (may_write && try_open(c, path, 0, 0, rc) == 0)
+	if (may_write && try_open(c, path, 0, 0, &rc, err, errlen) == 0)
 		return 0;
-	if ((!may_write || *rc == EACCES || *rc == EROFS) &&
-	    try_open(c, path, 1, 0, rc) == 0) {
+	if ((!may_write || rc == EACCES || rc == EROFS) &&
+	    try_open(c, path, 1, 0, &rc, err, errlen) == 0) {
 		snprintf(note, notelen, "the verdict cache %s is read-only: "
 		    "verdicts are looked up there but kept in memory", path);
 		return 0;
 	}
+	if (is_damage(rc))
+		snprintf(err, errlen, "cannot open the verdict cache %s: %s; "
+		    "other processes are using it, so it is left as it is "
+		    "(it is set aside when none does)", path, mdb_strerror(rc));
 	return -1;
 }
 
@@ -545,7 +571,7 @@ cache_open(const char *path, char *note, size_t notelen, char *err,
 	struct cache *c = calloc(1, sizeof(*c));
 	char reason[4400];
 	enum hold hold;
-	int rc = 0, ok;
+	int rc;
 
 	note[0] = '\0';
 	if (c == NULL) {
@@ -565,28 +591,20 @@ cache_open(const char *path, char *note, size_t notelen, char *err,
 		return NULL;
 	}
 	if (hold == HOLD_ALONE) {
-		ok = open_alone(c, path, note, notelen, &rc) == 0;
+		if (open_alone(c, path, note, notelen, err, errlen) == -1)
+			goto fail;
 		/* Now others may open it too (atomic: nobody slips in). */
-		if (guard_lock(c->guard, F_RDLCK) != 0 && ok) {
-			cache_close(c);
+		if ((rc = guard_lock(c->guard, F_RDLCK)) != 0) {
 			snprintf(err, errlen, "cannot use the verdict cache %s: "
-			    "cannot share its guard: %s", path,
-			    strerror(errno));
-			return NULL;
+			    "cannot share its guard: %s", path, strerror(rc));
+			mdb_env_close(c->env);
+			goto fail;
 		}
-	} else {
-		ok = open_shared(c, path, hold == HOLD_SHARED, note, notelen,
-		    &rc) == 0;
-	}
-	if (ok)
-		return c;
-	if (hold != HOLD_ALONE && is_damage(rc))
-		snprintf(err, errlen, "cannot open the verdict cache %s: %s; "
-		    "other processes are using it, so it is left as it is "
-		    "(it is set aside when none is)", path, mdb_strerror(rc));
-	else
-		snprintf(err, errlen, "cannot open the verdict cache %s: %s",
-		    path, mdb_strerror(rc));
+	} else if (open_shared(c, path, hold == HOLD_SHARED, note, notelen,
+	    err, errlen) == -1)
+		goto fail;
+	return c;
+fail:
 	if (c->guard >= 0)
 		close(c->guard);
 	free(c);
