@@ -166,7 +166,8 @@ make_parent(const char *path, char *err, size_t errlen)
  *   - exclusive ("alone"): taken only if nobody else holds the guard, i.e.
  *     no other process has the cache open.  Only then is the file created,
  *     its lock file's blocks reserved, the file checked for damage (nothing
- *     can commit meanwhile), and, if damaged, moved aside and replaced.
+ *     can commit meanwhile: check_tree()), and, if damaged, moved aside and
+ *     replaced.
  *     Then the lock is turned into a shared one (atomically: nobody can
  *     slip in between) and kept.
  *   - shared: everyone else.  They wait while someone is alone, then open
@@ -331,13 +332,16 @@ reserve_lock(const char *path, int *busy)
 }
 
 /*
- * Reads every entry once (alone only): a damaged page anywhere in the tree
- * is found now, while it can still be set aside, rather than by some later
- * lookup.  LMDB refuses page numbers past the last one the meta page names,
- * which truncated() has checked are inside the file, so this cannot fault.
+ * Alone only: follows the tree from its root to its first and to its last
+ * entry, so a damaged root or branch page is found now, while the file can
+ * still be set aside, rather than by every later lookup.  Not every page:
+ * reading a cache of a million entries takes a third of a second, and
+ * each process that opens the cache alone would pay it.  This cannot fault:
+ * LMDB refuses page numbers past the last one the meta page names, and
+ * truncated() has checked that those are inside the file.
  */
 static int
-walk(struct cache *c)
+check_tree(struct cache *c)
 {
 	MDB_cursor *cur;
 	MDB_val k, v;
@@ -347,8 +351,8 @@ walk(struct cache *c)
 	if ((rc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn)) != 0)
 		return rc;
 	if ((rc = mdb_cursor_open(txn, c->dbi, &cur)) == 0) {
-		while ((rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0)
-			;
+		if ((rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST)) == 0)
+			rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
 		mdb_cursor_close(cur);
 	}
 	mdb_txn_abort(txn);
@@ -398,7 +402,7 @@ try_open(struct cache *c, const char *path, int readonly, int alone,
 			mdb_txn_abort(txn);
 		goto fail_env;
 	}
-	if (alone && (rc = walk(c)) != 0)
+	if (alone && (rc = check_tree(c)) != 0)
 		goto fail_env;
 	/* Reader slots left by processes that died mid-lookup. */
 	(void)mdb_reader_check(c->env, &dead);

@@ -18,6 +18,8 @@ lost, processes fell back to memory, one died of SIGBUS.  Here:
 - 100 unmodified tstclnt under detector-run at once, half through the MITM
   and half on the clean path, same name, fresh cache: every verdict right,
   none killed by a signal, nothing moved aside, the cache readable after.
+  (Two spheres and quorum 2: with all five, the crowd's 500 probes overflow
+  the test servers' listen queues and a probe now and then times out.)
 """
 
 import os
@@ -32,7 +34,10 @@ from world import MITM_ADDR, REAL_ADDR
 
 CACHESTRESS = os.path.join(BUILD, "tests", "cachestress")
 PROCS = 200
-ROUNDS = 10
+# Under ASan (make test-asan: PRELOAD is set) a round takes ten times as
+# long; the ten rounds are the uninstrumented pass's, three check the
+# instrumented code.
+ROUNDS = 3 if PRELOAD else 10
 CROWD = 100
 COUNTS = re.compile(r"^procs=(\d+) (.*)$", re.M)
 
@@ -48,8 +53,7 @@ def run_stress(folder, tmpfs):
     argv = ["sh", "-c", script, folder, CACHESTRESS, str(PROCS)]
     if tmpfs:
         argv = ["unshare", "--mount", "--propagation", "private"] + argv
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=120,
-                          env=dict(os.environ, ASAN_OPTIONS="detect_leaks=0"))
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=120)
     out, _, files = proc.stdout.partition("-- files\n")
     return proc, out, files
 
@@ -102,7 +106,11 @@ def start_app(world, tmpdir, i, argv, addr):
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("DETECTOR_") and k != "LD_LIBRARY_PATH"}
     env["HOME"] = tmpdir
-    env["DETECTOR_SPHERES"] = world.sphere_list(*world.honest)
+    # Two spheres, both needed: the verdicts stay real (the MITM's key is
+    # refused, the real one accepted) while the crowd's probes (200, not
+    # 500) do not overflow the test servers' listen queues.
+    env["DETECTOR_SPHERES"] = world.sphere_list(*world.honest[:2])
+    env["DETECTOR_CONFIG"] = os.path.join(tmpdir, "detector.conf")
     env["DETECTOR_LOG"] = "decisions"
     if PRELOAD:
         env["LD_PRELOAD"] = PRELOAD
@@ -117,6 +125,8 @@ def start_app(world, tmpdir, i, argv, addr):
 
 
 def test_100_tstclnt_at_once_same_name_fresh_cache(world, nssdb, tmpdir_):
+    with open(os.path.join(tmpdir_, "detector.conf"), "w") as f:
+        f.write("[detector]\nquorum = 2\n")
     apps = []
     t0 = time.monotonic()
     for i in range(CROWD):
