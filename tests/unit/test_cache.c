@@ -1,6 +1,7 @@
 /*
  * The verdict cache: the record codec (strict), the store, the verdict
- * policy, damage handling, and several processes writing at once.
+ * policy, damage handling (never while another process has the file
+ * open), and several processes writing at once.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -161,6 +162,82 @@ test_damaged_file_is_moved_aside(void **state)
 	cache_close(c);
 	snprintf(cmd, sizeof(cmd), "ls %s/garbage.mdb.corrupt-* >/dev/null", dir);
 	assert_int_equal(system(cmd), 0);
+	/* Damaged again within the same second: the first file set aside is
+	 * kept, not overwritten by the second. */
+	f = fopen(p2, "w");
+	assert_non_null(f);
+	for (int i = 0; i < 4096; i++)
+		fputc(i * 11, f);
+	fclose(f);
+	c = cache_open(p2, note, sizeof(note), err, sizeof(err));
+	assert_non_null(c);
+	assert_non_null(strstr(note, "damaged"));
+	cache_close(c);
+	snprintf(cmd, sizeof(cmd), "test $(ls %s | grep -c "
+	    "'^garbage.mdb.corrupt-[0-9]*$') = 2", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
+/*
+ * Issue 13: a file is set aside only when no other process has it open.
+ * A child holds a healthy cache open; the file is then cut short from
+ * outside.  Opening it now must fail (no SIGBUS, verdicts in memory) and
+ * leave the file where it is; once the child has closed it, the next open
+ * is alone and sets it aside.
+ */
+static void
+test_damage_in_use_is_left_alone(void **state)
+{
+	struct cache_record r = record(DETECTOR_REJECT, 9);
+	char p2[700], cmd[800], host[32], buf[1];
+	int go[2], ready[2], status, i;
+	struct cache *c;
+	struct stat sb;
+	pid_t pid;
+
+	(void)state;
+	snprintf(p2, sizeof(p2), "%s/inuse.mdb", dir);
+	c = cache_open(p2, note, sizeof(note), err, sizeof(err));
+	assert_non_null(c);
+	for (i = 0; i < 200; i++) {
+		snprintf(host, sizeof(host), "h%d.test", i);
+		assert_int_equal(cache_put(c, host, 443, &r, err, sizeof(err)),
+		    0);
+	}
+	cache_close(c);
+	assert_int_equal(pipe(go), 0);
+	assert_int_equal(pipe(ready), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct cache *mine = cache_open(p2, note, sizeof(note), err,
+		    sizeof(err));
+		close(go[1]);
+		(void)write(ready[1], mine != NULL ? "y" : "n", 1);
+		(void)read(go[0], buf, 1);      /* until the parent is done */
+		cache_close(mine);
+		_exit(0);
+	}
+	close(go[0]);
+	assert_int_equal(read(ready[0], buf, 1), 1);
+	assert_int_equal(buf[0], 'y');
+	assert_int_equal(stat(p2, &sb), 0);
+	assert_int_equal(truncate(p2, sb.st_size / 3), 0);
+	assert_null(cache_open(p2, note, sizeof(note), err, sizeof(err)));
+	if (strstr(err, "other processes are using it") == NULL)
+		fail_msg("error '%s' does not say it is in use", err);
+	snprintf(cmd, sizeof(cmd), "ls %s | grep -q inuse.mdb.corrupt", dir);
+	assert_int_not_equal(system(cmd), 0);
+	close(go[1]);                           /* the child closes it */
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	c = cache_open(p2, note, sizeof(note), err, sizeof(err));
+	assert_non_null(c);
+	assert_non_null(strstr(note, "inuse.mdb was damaged"));
+	cache_close(c);
+	assert_int_equal(system(cmd), 0);
+	close(ready[0]);
+	close(ready[1]);
 }
 
 /* Opening must fail with this in the error, and leave victim untouched. */
@@ -207,6 +284,12 @@ test_unsafe_files_are_refused(void **state)
 	assert_int_equal(symlink(victim, p2), 0);
 	snprintf(p2, sizeof(p2), "%s/locked.mdb", dir);
 	refused(p2, "locked.mdb-lock is not a regular file", victim);
+
+	/* The guard file is a symlink. */
+	snprintf(p2, sizeof(p2), "%s/guarded.mdb-guard", dir);
+	assert_int_equal(symlink(victim, p2), 0);
+	snprintf(p2, sizeof(p2), "%s/guarded.mdb", dir);
+	refused(p2, "guarded.mdb-guard is not a regular file", victim);
 
 	/* Group-writable, then another user's. */
 	snprintf(p2, sizeof(p2), "%s/victim", dir);
@@ -284,6 +367,7 @@ main(void)
 		cmocka_unit_test(test_keys),
 		cmocka_unit_test(test_store_recall_forget),
 		cmocka_unit_test(test_damaged_file_is_moved_aside),
+		cmocka_unit_test(test_damage_in_use_is_left_alone),
 		cmocka_unit_test(test_unsafe_files_are_refused),
 		cmocka_unit_test(test_concurrent_writers_lose_nothing),
 	};
