@@ -30,6 +30,7 @@ struct cache {
 	MDB_env *env;
 	MDB_dbi dbi;
 	int readonly;
+	int guard;      /* PATH-guard, locked shared while open; -1: none */
 };
 
 static void
@@ -147,17 +148,139 @@ make_parent(const char *path, char *err, size_t errlen)
 	return 0;
 }
 
-/* A data file shorter than the pages its meta page claims would fault on
- * access: check before anything is read through the map. */
+/*
+ * Sharing one cache between many processes
+ * ----------------------------------------
+ * LMDB itself makes concurrent reads and writes safe.  What it cannot make
+ * safe is our own repair: moving a damaged file aside is only right if the
+ * file really is damaged, and only harmless if no process still has it
+ * mapped.  Issue 13 found both broken under load: a check that compared
+ * the file's size with a meta page another process had just committed
+ * "found" a truncated file, and the healthy file was moved aside and its
+ * lock file unlinked while 200 processes used them (verdicts lost, two
+ * writers on two lock files, once a SIGBUS).
+ *
+ * So every process that opens the cache holds a lock on a third file,
+ * PATH-guard, for as long as it has the cache open:
+ *
+ *   - exclusive ("alone"): taken only if nobody else holds the guard, i.e.
+ *     no other process has the cache open.  Only then is the file created,
+ *     its lock file's blocks reserved, the file checked for damage (nothing
+ *     can commit meanwhile: check_tree()), and, if damaged, moved aside and
+ *     replaced.
+ *     Then the lock is turned into a shared one (atomically: nobody can
+ *     slip in between) and kept.
+ *   - shared: everyone else.  They wait while someone is alone, then open
+ *     a file that a process alone has checked.  If such a process still
+ *     sees damage (the file was damaged from outside while in use), it
+ *     reports an error and keeps its verdicts in memory; the file is set
+ *     aside by the next process that finds it alone.
+ *
+ * The locks are open-file-description locks (F_OFD_SETLK): unlike
+ * fcntl()'s process locks they are not dropped when the process closes some
+ * other descriptor of the file, and two handles in one process exclude
+ * each other like two processes do; unlike flock(), turning exclusive into
+ * shared is atomic.  A process that dies releases its lock with its last
+ * descriptor, so no stale lock is ever left behind.  The guard file is
+ * never removed or renamed; neither is the lock file any more.
+ */
+#define CACHE_WAIT_MS 10000             /* for a process alone to finish */
+
+enum hold {
+	HOLD_NONE,      /* no guard (read-only folder, none made yet) */
+	HOLD_READ,      /* shared, on a guard we cannot write: read only */
+	HOLD_SHARED,    /* others may have the cache open */
+	HOLD_ALONE,     /* nobody else has it open */
+};
+
+/* Takes an OFD lock on the whole guard file without waiting: 0 or errno. */
 static int
-truncated(MDB_env *env, const char *path)
+guard_lock(int fd, short type)
+{
+	struct flock fl;
+
+	memset(&fl, 0, sizeof(fl));
+	fl.l_type = type;
+	fl.l_whence = SEEK_SET;         /* l_start = l_len = 0: whole file */
+	return fcntl(fd, F_OFD_SETLK, &fl) == 0 ? 0 : errno;
+}
+
+/*
+ * Opens PATH-guard under the trust rules (filetrust_open: no symlink, ours,
+ * 0600) and locks it: alone if nobody holds it, else shared, waiting up to
+ * CACHE_WAIT_MS while a process alone finishes.  A guard that cannot be
+ * written (read-only folder or mount) is locked shared only (HOLD_READ);
+ * none at all (a read-only folder where none was ever made) gives
+ * HOLD_NONE and fd -1.
+ * Returns the descriptor, -1 with *hold = HOLD_NONE, or -2 with err set.
+ */
+static int
+guard_open(const char *path, enum hold *hold, char *err, size_t errlen)
+{
+	char guard[4200];
+	struct timespec pause = { 0, 1000000 };  /* 1 ms, doubling to 16 */
+	long waited_ms = 0;
+	int fd, writable = 1, rc;
+
+	*hold = HOLD_NONE;
+	snprintf(guard, sizeof(guard), "%s-guard", path);
+	fd = filetrust_open(guard, O_RDWR | O_CREAT, 0600,
+	    FILETRUST_OWNER_SELF, err, errlen);
+	if (fd == -1 && (errno == EROFS || errno == EACCES)) {
+		writable = 0;
+		fd = filetrust_open(guard, O_RDONLY, 0, FILETRUST_OWNER_SELF,
+		    err, errlen);
+		if (fd == -1 && errno == ENOENT)
+			return -1;
+	}
+	if (fd == -1)
+		return -2;
+	for (;;) {
+		if (writable && (rc = guard_lock(fd, F_WRLCK)) == 0) {
+			*hold = HOLD_ALONE;
+			return fd;
+		}
+		if ((rc = guard_lock(fd, F_RDLCK)) == 0) {
+			*hold = writable ? HOLD_SHARED : HOLD_READ;
+			return fd;
+		}
+		if ((rc != EAGAIN && rc != EACCES) ||
+		    waited_ms >= CACHE_WAIT_MS)
+			break;
+		nanosleep(&pause, NULL);
+		waited_ms += pause.tv_nsec / 1000000;
+		if (pause.tv_nsec < 16000000)
+			pause.tv_nsec *= 2;
+	}
+	if (rc == EAGAIN || rc == EACCES)
+		snprintf(err, errlen, "%s: another process has been checking "
+		    "or repairing the verdict cache for over %d s", guard,
+		    CACHE_WAIT_MS / 1000);
+	else
+		snprintf(err, errlen, "%s: cannot lock: %s", guard,
+		    strerror(rc));
+	close(fd);
+	return -2;
+}
+
+/*
+ * A data file shorter than the pages its meta page claims would fault on
+ * access: check before anything is read through the map.  The meta page is
+ * read first and the size second: a commit in between only makes the file
+ * longer (LMDB writes a commit's pages before its meta page, and never
+ * shrinks the file), so a healthy file can never look truncated, even while
+ * others write.  (The reverse order did, under load: issue 13.)
+ */
+static int
+truncated(MDB_env *env)
 {
 	MDB_envinfo info;
 	MDB_stat st;
 	struct stat sb;
+	int fd;
 
-	if (stat(path, &sb) == -1 || mdb_env_info(env, &info) != 0 ||
-	    mdb_env_stat(env, &st) != 0)
+	if (mdb_env_info(env, &info) != 0 || mdb_env_stat(env, &st) != 0 ||
+	    mdb_env_get_fd(env, &fd) != 0 || fstat(fd, &sb) == -1)
 		return 1;
 	return (unsigned long long)sb.st_size <
 	    ((unsigned long long)info.me_last_pgno + 1) * st.ms_psize;
@@ -169,21 +292,37 @@ truncated(MDB_env *env, const char *path)
  * land on and the process dies of SIGBUS (found by the fault matrix).  So
  * the blocks are allocated here first, where a full disk is an error.
  * 16 KiB holds LMDB's reader table (8 KiB for its default 126 readers);
- * LMDB takes a larger existing file as room for more readers.
+ * LMDB takes a larger existing file as room for more readers (about 250).
+ *
+ * Only called alone (no other process of ours has the cache open).  It
+ * also asks the kernel whether any process holds LMDB's own lock on the
+ * file (byte 0, taken by every process with the environment open): one
+ * that does is using the cache without our guard (an older DetecTor, or
+ * mdb_stat), and *busy tells the caller not to repair anything.  This
+ * process holds no lock of its own on the file here, so opening and closing
+ * it cannot drop one (fcntl locks are per process).
  */
 #define CACHE_LOCK_SIZE 16384
 
 static int
-reserve_lock(const char *path)
+reserve_lock(const char *path, int *busy)
 {
 	char lock[4200];
+	struct flock fl;
 	struct stat sb;
 	int fd, rc = 0;
 
+	*busy = 0;
 	snprintf(lock, sizeof(lock), "%s-lock", path);
 	if ((fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW,
 	    0600)) == -1)
 		return errno;
+	memset(&fl, 0, sizeof(fl));
+	fl.l_type = F_WRLCK;
+	fl.l_whence = SEEK_SET;
+	fl.l_len = 1;
+	if (fcntl(fd, F_GETLK, &fl) == 0 && fl.l_type != F_UNLCK)
+		*busy = 1;
 	if (fstat(fd, &sb) == -1)
 		rc = errno;
 	else if (sb.st_size < CACHE_LOCK_SIZE)
@@ -192,14 +331,49 @@ reserve_lock(const char *path)
 	return rc;
 }
 
+/*
+ * Alone only: follows the tree from its root to its first and to its last
+ * entry, so a damaged root or branch page is found now, while the file can
+ * still be set aside, rather than by every later lookup.  Not every page:
+ * reading a cache of a million entries takes a third of a second, and
+ * each process that opens the cache alone would pay it.  This cannot fault:
+ * LMDB refuses page numbers past the last one the meta page names, and
+ * truncated() has checked that those are inside the file.
+ */
 static int
-try_open(struct cache *c, const char *path, int readonly, int *mdb_rc)
+check_tree(struct cache *c)
 {
+	MDB_cursor *cur;
+	MDB_val k, v;
 	MDB_txn *txn;
 	int rc;
 
-	if (!readonly && (rc = reserve_lock(path)) != 0)
-		goto fail;
+	if ((rc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn)) != 0)
+		return rc;
+	if ((rc = mdb_cursor_open(txn, c->dbi, &cur)) == 0) {
+		if ((rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST)) == 0)
+			rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+		mdb_cursor_close(cur);
+	}
+	mdb_txn_abort(txn);
+	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+/*
+ * Opens the LMDB environment at path and checks it.  The data file LMDB
+ * opened by name is checked again through LMDB's own descriptor (ours, not
+ * writable by others), so a file swapped in after check_files() is caught.
+ * Returns 0, or -1 with *mdb_rc an errno or MDB_* code (see is_damage())
+ * and err set.
+ */
+static int
+try_open(struct cache *c, const char *path, int readonly, int alone,
+    int *mdb_rc, char *err, size_t errlen)
+{
+	char why[512];
+	MDB_txn *txn;
+	int rc, fd, dead;
+
 	if ((rc = mdb_env_create(&c->env)) != 0)
 		goto fail;
 	if ((rc = mdb_env_set_mapsize(c->env, CACHE_MAP_SIZE)) != 0)
@@ -208,12 +382,19 @@ try_open(struct cache *c, const char *path, int readonly, int *mdb_rc)
 	    (readonly ? MDB_RDONLY : 0), 0600);
 	if (rc != 0)
 		goto fail_env;
-	if (truncated(c->env, path)) {
+	if (mdb_env_get_fd(c->env, &fd) != 0 || filetrust_check_fd(fd, path,
+	    FILETRUST_OWNER_SELF, why, sizeof(why)) == -1) {
+		mdb_env_close(c->env);
+		c->env = NULL;
+		*mdb_rc = EPERM;
+		snprintf(err, errlen, "cannot use the verdict cache: %s", why);
+		return -1;
+	}
+	if (truncated(c->env)) {
 		rc = MDB_CORRUPTED;
 		goto fail_env;
 	}
-	if ((rc = mdb_txn_begin(c->env, NULL, readonly ? MDB_RDONLY : 0,
-	    &txn)) != 0)
+	if ((rc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn)) != 0)
 		goto fail_env;
 	if ((rc = mdb_dbi_open(txn, NULL, 0, &c->dbi)) != 0 ||
 	    (rc = mdb_txn_commit(txn)) != 0) {
@@ -221,6 +402,10 @@ try_open(struct cache *c, const char *path, int readonly, int *mdb_rc)
 			mdb_txn_abort(txn);
 		goto fail_env;
 	}
+	if (alone && (rc = check_tree(c)) != 0)
+		goto fail_env;
+	/* Reader slots left by processes that died mid-lookup. */
+	(void)mdb_reader_check(c->env, &dead);
 	c->readonly = readonly;
 	return 0;
 fail_env:
@@ -228,6 +413,8 @@ fail_env:
 	c->env = NULL;
 fail:
 	*mdb_rc = rc;
+	snprintf(err, errlen, "cannot open the verdict cache %s: %s", path,
+	    mdb_strerror(rc));
 	return -1;
 }
 
@@ -239,7 +426,7 @@ fail:
  * to touch.  The folder must belong to us (or root) and be writable by
  * nobody else; the data and lock files, if present, must be regular files
  * (not symlinks) that we own (root's too are refused: we write them) and
- * nobody else can write.
+ * nobody else can write.  The guard file is checked as it is opened.
  */
 static int
 check_files(const char *path, char *err, size_t errlen)
@@ -266,13 +453,129 @@ is_damage(int rc)
 	    rc == MDB_BAD_DBI || rc == MDB_INCOMPATIBLE;
 }
 
+/*
+ * Moves a damaged data file aside as "path.corrupt-<time>", never over an
+ * earlier one (RENAME_NOREPLACE; the number is counted up if taken).  Only
+ * called alone, so no process has the file mapped.  The lock file stays:
+ * LMDB re-initialises it when the first process opens the new file.
+ */
+static int
+set_aside(const char *path, char *aside, size_t size)
+{
+	long t = (long)time(NULL);
+	int i;
+
+	for (i = 0; i < 100; i++) {
+		snprintf(aside, size, "%s.corrupt-%ld", path, t + i);
+		if (renameat2(AT_FDCWD, path, AT_FDCWD, aside,
+		    RENAME_NOREPLACE) == 0)
+			return 0;
+		if (errno != EEXIST)
+			return -1;
+	}
+	return -1;
+}
+
+/*
+ * Alone: create or check the file, repair it if damaged, fall back to
+ * read-only if it cannot be written.  Returns 0, or -1 with err set.
+ */
+static int
+open_alone(struct cache *c, const char *path, char *note, size_t notelen,
+    char *err, size_t errlen)
+{
+	char aside[4300];
+	int rc, busy;
+
+	if ((rc = reserve_lock(path, &busy)) != 0 && rc != EROFS &&
+	    rc != EACCES) {
+		snprintf(err, errlen, "cannot open the verdict cache %s: its "
+		    "lock file: %s", path, strerror(rc));
+		return -1;
+	}
+	if (try_open(c, path, 0, !busy, &rc, err, errlen) == 0)
+		return 0;
+	if (is_damage(rc) && busy) {
+		snprintf(err, errlen, "cannot open the verdict cache %s: %s; "
+		    "a process that does not take DetecTor's guard (an older "
+		    "version, or an LMDB tool) has it open, so it is left as "
+		    "it is", path, mdb_strerror(rc));
+		return -1;
+	}
+	if (is_damage(rc)) {
+		if (set_aside(path, aside, sizeof(aside)) == -1) {
+			snprintf(err, errlen, "the verdict cache %s is damaged "
+			    "(%s) and cannot be moved aside: %s; remove it",
+			    path, mdb_strerror(rc), strerror(errno));
+			return -1;
+		}
+		snprintf(note, notelen, "the verdict cache %s was damaged (%s); "
+		    "moved it aside to %s and started a new one", path,
+		    mdb_strerror(rc), aside);
+		if ((rc = reserve_lock(path, &busy)) != 0) {
+			snprintf(err, errlen, "cannot open the verdict cache "
+			    "%s: its lock file: %s", path, strerror(rc));
+			return -1;
+		}
+		return try_open(c, path, 0, 1, &rc, err, errlen);
+	}
+	if ((rc == EACCES || rc == EROFS) &&
+	    try_open(c, path, 1, !busy, &rc, err, errlen) == 0) {
+		snprintf(note, notelen, "the verdict cache %s is read-only: "
+		    "verdicts are looked up there but kept in memory", path);
+		return 0;
+	}
+	return -1;
+}
+
+/*
+ * Shared (others have the file open, and one alone checked it): open it,
+ * never create or repair it.  Without a writable guard (hold NONE, or a
+ * read-only guard) it is opened read-only: writing unguarded could race a
+ * repair.  Returns 0, or -1 with err set.
+ */
+static int
+open_shared(struct cache *c, const char *path, int may_write, char *note,
+    size_t notelen, char *err, size_t errlen)
+{
+	char lock[4200];
+	struct stat sb;
+	int rc;
+
+	/* A process alone made both files, and the lock file's blocks; if
+	 * they are gone, they were removed from outside while in use, and
+	 * LMDB must not re-make them here (concurrently, through a map). */
+	snprintf(lock, sizeof(lock), "%s-lock", path);
+	if (stat(path, &sb) == -1 || (may_write && (stat(lock, &sb) == -1 ||
+	    sb.st_size < CACHE_LOCK_SIZE))) {
+		snprintf(err, errlen, "cannot open the verdict cache %s: it or "
+		    "its lock file was removed or cut short while other "
+		    "processes use it; it is made again when none does", path);
+		return -1;
+	}
+	if (may_write && try_open(c, path, 0, 0, &rc, err, errlen) == 0)
+		return 0;
+	if ((!may_write || rc == EACCES || rc == EROFS) &&
+	    try_open(c, path, 1, 0, &rc, err, errlen) == 0) {
+		snprintf(note, notelen, "the verdict cache %s is read-only: "
+		    "verdicts are looked up there but kept in memory", path);
+		return 0;
+	}
+	if (is_damage(rc))
+		snprintf(err, errlen, "cannot open the verdict cache %s: %s; "
+		    "other processes are using it, so it is left as it is "
+		    "(it is set aside when none does)", path, mdb_strerror(rc));
+	return -1;
+}
+
 struct cache *
 cache_open(const char *path, char *note, size_t notelen, char *err,
     size_t errlen)
 {
 	struct cache *c = calloc(1, sizeof(*c));
-	char aside[4200], lock[4200], reason[4400];
-	int rc = 0;
+	char reason[4400];
+	enum hold hold;
+	int rc;
 
 	note[0] = '\0';
 	if (c == NULL) {
@@ -283,44 +586,46 @@ cache_open(const char *path, char *note, size_t notelen, char *err,
 		free(c);
 		return NULL;
 	}
-	if (check_files(path, reason, sizeof(reason)) == -1) {
+	if (check_files(path, reason, sizeof(reason)) == -1 ||
+	    (c->guard = guard_open(path, &hold, reason, sizeof(reason))) ==
+	    -2) {
 		snprintf(err, errlen, "cannot use the verdict cache: %s",
 		    reason);
 		free(c);
 		return NULL;
 	}
-	if (try_open(c, path, 0, &rc) == 0)
-		return c;
-	if (is_damage(rc)) {
-		snprintf(aside, sizeof(aside), "%s.corrupt-%ld", path,
-		    (long)time(NULL));
-		snprintf(lock, sizeof(lock), "%s-lock", path);
-		if (rename(path, aside) == 0) {
-			(void)unlink(lock);
-			snprintf(note, notelen, "the verdict cache %s was "
-			    "damaged (%s); moved it aside to %s and started a "
-			    "new one", path, mdb_strerror(rc), aside);
-			if (try_open(c, path, 0, &rc) == 0)
-				return c;
+	if (hold == HOLD_ALONE) {
+		if (open_alone(c, path, note, notelen, err, errlen) == -1)
+			goto fail;
+		/* Now others may open it too (atomic: nobody slips in). */
+		if ((rc = guard_lock(c->guard, F_RDLCK)) != 0) {
+			snprintf(err, errlen, "cannot use the verdict cache %s: "
+			    "cannot share its guard: %s", path, strerror(rc));
+			mdb_env_close(c->env);
+			goto fail;
 		}
-	} else if ((rc == EACCES || rc == EROFS) &&
-	    try_open(c, path, 1, &rc) == 0) {
-		snprintf(note, notelen, "the verdict cache %s is read-only: "
-		    "verdicts are looked up there but kept in memory", path);
-		return c;
-	}
-	snprintf(err, errlen, "cannot open the verdict cache %s: %s", path,
-	    mdb_strerror(rc));
+	} else if (open_shared(c, path, hold == HOLD_SHARED, note, notelen,
+	    err, errlen) == -1)
+		goto fail;
+	return c;
+fail:
+	if (c->guard >= 0)
+		close(c->guard);
 	free(c);
 	return NULL;
 }
 
+/* The environment is closed before the guard: until then this process
+ * counts as a user, and nobody may repair the file under its map. */
 void
 cache_close(struct cache *c)
 {
 	if (c == NULL)
 		return;
-	mdb_env_close(c->env);
+	if (c->env != NULL)
+		mdb_env_close(c->env);
+	if (c->guard >= 0)
+		close(c->guard);
 	free(c);
 }
 

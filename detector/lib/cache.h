@@ -35,11 +35,20 @@ size_t cache_key(const char *host, unsigned int port, char *out, size_t size);
 struct cache;
 
 /*
- * Opens (creating, mode 0600, in a 0700 folder) the cache at path.  A file
- * that is not a valid LMDB environment, or is truncated, is moved aside to
- * "path.corrupt-<time>" and a new one started; *note then says so.  A
- * read-only file opens read-only.  Returns NULL with err set if no cache
- * can be had at all (the caller keeps verdicts in memory instead).
+ * Opens (creating, mode 0600, in a 0700 folder) the cache at path, with its
+ * files path-lock (LMDB's) and path-guard (held locked while the handle is
+ * open: see "Sharing one cache" in cache.c).  Files another user could
+ * change are refused (filetrust.h).  A file that is not a valid LMDB
+ * environment, or is truncated, is moved aside to "path.corrupt-<time>" and
+ * a new one started, *note then saying so, but only by a process that
+ * finds no other process using the cache; otherwise NULL with err saying
+ * so.  A read-only file opens read-only.  Waits up to 10 s while another
+ * process creates or checks the file.  Returns NULL with err set if no
+ * cache can be had at all (the caller keeps verdicts in memory instead).
+ *
+ * One handle per file per process at a time (LMDB's rule: a second
+ * environment in the same process re-initialises the first one's locks);
+ * a handle is not used across fork().
  */
 struct cache *cache_open(const char *path, char *note, size_t notelen,
     char *err, size_t errlen);

@@ -122,6 +122,7 @@ filetrust_check_file(const char *path, char *err, size_t errlen)
  * refuses), so the file is looked up in the folder that was checked even if
  * the path is re-pointed meanwhile.  O_NONBLOCK keeps a FIFO from blocking
  * the open; judge() refuses it next, and the flag is then taken off again.
+ * O_TRUNC is held back until the file has passed.
  */
 int
 filetrust_open(const char *path, int oflags, unsigned int mode,
@@ -148,8 +149,9 @@ filetrust_open(const char *path, int oflags, unsigned int mode,
 		errno = EPERM;
 		return -1;
 	}
-	fd = openat(dfd, base, oflags | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY |
-	    O_NONBLOCK, (mode_t)mode);
+	/* O_TRUNC would act before the check: done after it instead. */
+	fd = openat(dfd, base, (oflags & ~O_TRUNC) | O_NOFOLLOW | O_CLOEXEC |
+	    O_NOCTTY | O_NONBLOCK, (mode_t)mode);
 	saved = errno;
 	close(dfd);
 	if (fd == -1) {
@@ -168,8 +170,9 @@ filetrust_open(const char *path, int oflags, unsigned int mode,
 		errno = EPERM;
 		return -1;
 	}
-	if (!(oflags & O_NONBLOCK) &&
-	    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) == -1) {
+	if ((!(oflags & O_NONBLOCK) &&
+	    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) == -1) ||
+	    ((oflags & O_TRUNC) && ftruncate(fd, 0) == -1)) {
 		saved = errno;
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		close(fd);

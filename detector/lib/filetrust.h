@@ -52,7 +52,8 @@ int filetrust_check_fd(int fd, const char *path, unsigned int flags,
  * (O_PATH|O_NOFOLLOW) and checked, the file opened relative to that folder
  * with O_NOFOLLOW|O_CLOEXEC|O_NOCTTY added to oflags (mode applies with
  * O_CREAT), and the descriptor itself checked with fstat().  So the file
- * read is the file checked, whatever is renamed meanwhile.  Returns the
+ * read is the file checked, whatever is renamed meanwhile.  O_TRUNC, if
+ * given, is applied only once the file has passed.  Returns the
  * descriptor, or -1 with err set and errno kept (ENOENT: missing).
  */
 int filetrust_open(const char *path, int oflags, unsigned int mode,

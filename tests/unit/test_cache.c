@@ -1,6 +1,7 @@
 /*
  * The verdict cache: the record codec (strict), the store, the verdict
- * policy, damage handling, and several processes writing at once.
+ * policy, damage handling (never while another process has the file
+ * open), and several processes writing at once.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,6 +11,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <fcntl.h>
+#include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -161,6 +164,82 @@ test_damaged_file_is_moved_aside(void **state)
 	cache_close(c);
 	snprintf(cmd, sizeof(cmd), "ls %s/garbage.mdb.corrupt-* >/dev/null", dir);
 	assert_int_equal(system(cmd), 0);
+	/* Damaged again within the same second: the first file set aside is
+	 * kept, not overwritten by the second. */
+	f = fopen(p2, "w");
+	assert_non_null(f);
+	for (int i = 0; i < 4096; i++)
+		fputc(i * 11, f);
+	fclose(f);
+	c = cache_open(p2, note, sizeof(note), err, sizeof(err));
+	assert_non_null(c);
+	assert_non_null(strstr(note, "damaged"));
+	cache_close(c);
+	snprintf(cmd, sizeof(cmd), "test $(ls %s | grep -c "
+	    "'^garbage.mdb.corrupt-[0-9]*$') = 2", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
+/*
+ * Issue 13: a file is set aside only when no other process has it open.
+ * A child holds a healthy cache open; the file is then cut short from
+ * outside.  Opening it now must fail (no SIGBUS, verdicts in memory) and
+ * leave the file where it is; once the child has closed it, the next open
+ * is alone and sets it aside.
+ */
+static void
+test_damage_in_use_is_left_alone(void **state)
+{
+	struct cache_record r = record(DETECTOR_REJECT, 9);
+	char p2[700], cmd[800], host[32], buf[1];
+	int go[2], ready[2], status, i;
+	struct cache *c;
+	struct stat sb;
+	pid_t pid;
+
+	(void)state;
+	snprintf(p2, sizeof(p2), "%s/inuse.mdb", dir);
+	c = cache_open(p2, note, sizeof(note), err, sizeof(err));
+	assert_non_null(c);
+	for (i = 0; i < 200; i++) {
+		snprintf(host, sizeof(host), "h%d.test", i);
+		assert_int_equal(cache_put(c, host, 443, &r, err, sizeof(err)),
+		    0);
+	}
+	cache_close(c);
+	assert_int_equal(pipe(go), 0);
+	assert_int_equal(pipe(ready), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct cache *mine = cache_open(p2, note, sizeof(note), err,
+		    sizeof(err));
+		close(go[1]);
+		(void)write(ready[1], mine != NULL ? "y" : "n", 1);
+		(void)read(go[0], buf, 1);      /* until the parent is done */
+		cache_close(mine);
+		_exit(0);
+	}
+	close(go[0]);
+	close(ready[1]);        /* a child that fails ends the read below */
+	assert_int_equal(read(ready[0], buf, 1), 1);
+	assert_int_equal(buf[0], 'y');
+	assert_int_equal(stat(p2, &sb), 0);
+	assert_int_equal(truncate(p2, sb.st_size / 3), 0);
+	assert_null(cache_open(p2, note, sizeof(note), err, sizeof(err)));
+	if (strstr(err, "other processes are using it") == NULL)
+		fail_msg("error '%s' does not say it is in use", err);
+	snprintf(cmd, sizeof(cmd), "ls %s | grep -q inuse.mdb.corrupt", dir);
+	assert_int_not_equal(system(cmd), 0);
+	close(go[1]);                           /* the child closes it */
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	c = cache_open(p2, note, sizeof(note), err, sizeof(err));
+	assert_non_null(c);
+	assert_non_null(strstr(note, "inuse.mdb was damaged"));
+	cache_close(c);
+	assert_int_equal(system(cmd), 0);
+	close(ready[0]);
 }
 
 /* Opening must fail with this in the error, and leave victim untouched. */
@@ -208,6 +287,12 @@ test_unsafe_files_are_refused(void **state)
 	snprintf(p2, sizeof(p2), "%s/locked.mdb", dir);
 	refused(p2, "locked.mdb-lock is not a regular file", victim);
 
+	/* The guard file is a symlink. */
+	snprintf(p2, sizeof(p2), "%s/guarded.mdb-guard", dir);
+	assert_int_equal(symlink(victim, p2), 0);
+	snprintf(p2, sizeof(p2), "%s/guarded.mdb", dir);
+	refused(p2, "guarded.mdb-guard is not a regular file", victim);
+
 	/* Group-writable, then another user's. */
 	snprintf(p2, sizeof(p2), "%s/victim", dir);
 	assert_int_equal(chmod(victim, 0620), 0);
@@ -225,6 +310,59 @@ test_unsafe_files_are_refused(void **state)
 	snprintf(p2, sizeof(p2), "%s/open/verdicts.mdb", dir);
 	refused(p2, "writable by everyone", d2);
 	assert_int_equal(access(p2, F_OK), -1);
+}
+
+/*
+ * While one process is alone with the cache (holding PATH-guard
+ * exclusively: creating, checking or repairing it), another waits for it
+ * rather than opening a file in the making; then opens it.
+ */
+static void
+test_open_waits_while_another_is_alone(void **state)
+{
+	char p2[700], guard[720], buf[1];
+	struct timespec t0, t1;
+	struct flock fl;
+	int ready[2], status, fd;
+	struct cache *c;
+	pid_t pid;
+	long ms;
+
+	(void)state;
+	snprintf(p2, sizeof(p2), "%s/waits.mdb", dir);
+	snprintf(guard, sizeof(guard), "%s-guard", p2);
+	c = cache_open(p2, note, sizeof(note), err, sizeof(err));
+	assert_non_null(c);
+	cache_close(c);
+	assert_int_equal(pipe(ready), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		fd = open(guard, O_RDWR);
+		memset(&fl, 0, sizeof(fl));
+		fl.l_type = F_WRLCK;
+		fl.l_whence = SEEK_SET;
+		if (fd == -1 || fcntl(fd, F_OFD_SETLK, &fl) == -1)
+			_exit(2);
+		(void)write(ready[1], "y", 1);
+		usleep(400000);
+		_exit(0);               /* the lock goes with the process */
+	}
+	close(ready[1]);        /* a child that fails ends the read below */
+	assert_int_equal(read(ready[0], buf, 1), 1);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	c = cache_open(p2, note, sizeof(note), err, sizeof(err));
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	assert_non_null(c);
+	cache_close(c);
+	ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) /
+	    1000000;
+	if (ms < 300)
+		fail_msg("opened after %ld ms, while another held the guard "
+		    "for 400 ms", ms);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	close(ready[0]);
 }
 
 /* Several processes write distinct entries at once: none is lost. */
@@ -284,6 +422,8 @@ main(void)
 		cmocka_unit_test(test_keys),
 		cmocka_unit_test(test_store_recall_forget),
 		cmocka_unit_test(test_damaged_file_is_moved_aside),
+		cmocka_unit_test(test_damage_in_use_is_left_alone),
+		cmocka_unit_test(test_open_waits_while_another_is_alone),
 		cmocka_unit_test(test_unsafe_files_are_refused),
 		cmocka_unit_test(test_concurrent_writers_lose_nothing),
 	};

@@ -124,6 +124,14 @@ test_group_writable_file_is_refused(void **state)
 	assert_int_equal(filetrust_open(p, O_RDONLY, 0, 0, err, sizeof(err)),
 	    -1);
 	says("writable by its group");
+	/* O_TRUNC waits for the check: the refused file keeps its bytes. */
+	assert_int_equal(filetrust_open(p, O_WRONLY | O_TRUNC, 0, 0, err,
+	    sizeof(err)), -1);
+	{
+		struct stat sb;
+		assert_int_equal(stat(p, &sb), 0);
+		assert_true(sb.st_size > 0);
+	}
 	p = make("all.conf", 0602);
 	assert_int_equal(filetrust_check_file(p, err, sizeof(err)), -1);
 	says("all.conf is writable by everyone (mode 0602)");
@@ -190,6 +198,15 @@ test_missing_fifo_and_create(void **state)
 	assert_true(fd >= 0);
 	assert_int_equal(fstat(fd, &sb), 0);
 	assert_int_equal(sb.st_mode & 07777, 0600);
+	close(fd);
+	fd = open(p, O_WRONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "x", 1), 1);
+	close(fd);
+	fd = filetrust_open(p, O_WRONLY | O_TRUNC, 0, 0, err, sizeof(err));
+	assert_true(fd >= 0);
+	assert_int_equal(fstat(fd, &sb), 0);
+	assert_int_equal(sb.st_size, 0);
 	close(fd);
 	/* A FIFO: refused at once, not waited on. */
 	snprintf(p, sizeof(p), "%s/fifo.conf", dir);
