@@ -225,6 +225,11 @@ tally_paths(const struct detector_path *paths, const struct probe *probes,
 	}
 }
 
+/*
+ * The early decision stops waiting once the outcome is fixed, so the
+ * spheres not awaited (SKIPPED) might have agreed with the majority too:
+ * the counts are then a lower bound and the reason says "at least".
+ */
 static char *
 make_reason(const char *host, unsigned int port,
     const struct detector_result *r)
@@ -232,32 +237,33 @@ make_reason(const char *host, unsigned int port,
 	char *s = NULL;
 	int rc = -1;
 	unsigned int n = (unsigned int)r->nspheres;
+	unsigned int skipped = 0;
+	size_t i;
+
+	for (i = 0; i < r->nspheres; i++)
+		skipped += r->spheres[i].status == DETECTOR_PATH_SKIPPED;
 
 	switch (r->verdict) {
 	case DETECTOR_ACCEPT:
-		rc = asprintf(&s, "%u of %u spheres see the same key for "
+		rc = asprintf(&s, "%s%u of %u spheres see the same key for "
 		    "%s:%u as the direct connection (quorum %u)%s",
-		    r->matches, n, host, port, r->quorum, r->mismatches ?
+		    skipped ? "at least " : "", r->matches, n, host, port,
+		    r->quorum, r->mismatches ?
 		    "; a minority saw another key" : "");
 		break;
 	case DETECTOR_REJECT:
 		rc = asprintf(&s, "the key seen directly for %s:%u differs "
-		    "from what %u of %u spheres see (possible "
-		    "man-in-the-middle)", host, port, r->mismatches, n);
+		    "from what %s%u of %u spheres see (possible "
+		    "man-in-the-middle)", host, port, skipped ? "at least " : "",
+		    r->mismatches, n);
 		break;
-	case DETECTOR_UNDECIDED: {
-		unsigned int skipped = 0;
-		size_t i;
-
-		for (i = 0; i < r->nspheres; i++)
-			skipped += r->spheres[i].status == DETECTOR_PATH_SKIPPED;
+	case DETECTOR_UNDECIDED:
 		rc = asprintf(&s, "only %u of %u spheres confirmed the key of "
 		    "%s:%u (quorum %u), %u disagreed, %u failed or timed "
 		    "out%s", r->matches, n, host, port, r->quorum,
 		    r->mismatches, r->failures - skipped, skipped ?
 		    ", the rest could no longer change the outcome" : "");
 		break;
-	}
 	case DETECTOR_EXCLUDED:
 		rc = asprintf(&s, "%s is excluded from probing by the "
 		    "configuration", host);

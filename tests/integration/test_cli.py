@@ -222,3 +222,18 @@ def test_silent_direct_server_is_bounded_by_the_timeout(world, probe):
                     "--spheres", world.sphere_list(*world.honest), "%s:%d" % (HOST, port))
     assert run.rc == EXIT_USAGE, run
     assert run.elapsed < 1.0 + 1.5, run
+
+
+def test_early_reject_says_its_counts_are_a_lower_bound(world, probe):
+    # Two honest spheres see the real key while the direct path meets the
+    # MITM; the three others hang.  Quorum 4 of 5: two disagreements decide
+    # REJECT at once, so the hanging three are never awaited and might have
+    # disagreed too: "at least 2 of 5", never "2 of 5 spheres see".
+    spheres = world.sphere_list(world.honest[0], world.honest[1], *world.blackholes[:3])
+    run = probe.run("--json", "--resolve", world.resolve(MITM_ADDR), "-t", "20000",
+                    "--spheres", spheres, "%s:%d" % (HOST, world.port))
+    assert run.rc == 2, run
+    assert run.json["verdict"] == "reject", run
+    skipped = [s for s in run.json["spheres"] if s["status"] == "skipped"]
+    assert len(skipped) == 3, run
+    assert "differs from what at least 2 of 5 spheres see" in run.json["reason"], run

@@ -16,6 +16,7 @@ import subprocess
 import pytest
 
 from test_nss_hook import marks, probes_seen, run_app, tstclnt
+from testworld.world import Sphere
 from world import REAL_ADDR, Cert, Process, free_port, wait_tls
 
 
@@ -120,14 +121,27 @@ def test_an_excluded_address_is_excluded_however_it_is_spelled(world, nssdb, tmp
         "an excluded intranet address was sent to the spheres: %s" % sphere_targets(world, m)
 
 
+@pytest.fixture(scope="module")
+def address_spheres(world):
+    """Five spheres of this module's own: an IP literal is rightly sent to
+    the spheres as an address, and the world's honest spheres must never
+    see one (test_sphere_privacy.py checks that over the whole session)."""
+    spheres = [Sphere(world, "addr%d" % i, {}) for i in range(5)]
+    for s in spheres:
+        s.wait()
+    return spheres
+
+
 @pytest.mark.parametrize("spelling", SPELLINGS)
-def test_an_address_is_probed_as_that_address(world, nssdb, tmpdir_, servers, spelling):
+def test_an_address_is_probed_as_that_address(world, nssdb, tmpdir_, servers, spelling,
+                                              address_spheres):
     port = servers["ip"]
-    m = marks(world)
+    m = [s.log_size() for s in address_spheres]
     app = run_app(world, tmpdir_, as_host(nssdb, port, spelling), REAL_ADDR,
-                  config="[detector]\ncache = off\n")
+                  config="[detector]\ncache = off\n",
+                  spheres=world.sphere_list(*address_spheres))
     assert app.rc == 0 and "hello" in app.out, app
     assert "%s:%d accepted (accept)" % (REAL_ADDR, port) in app.err, app
-    targets = sphere_targets(world, m)
+    targets = [t for s, mk in zip(address_spheres, m) for t in s.targets(mk)]
     assert len(targets) >= 4 and set(targets) == {(REAL_ADDR, port)}, \
         "the spheres must be asked for the address %s, not a name: %s" % (REAL_ADDR, targets)

@@ -11,6 +11,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <fcntl.h>
+#include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -219,6 +221,7 @@ test_damage_in_use_is_left_alone(void **state)
 		_exit(0);
 	}
 	close(go[0]);
+	close(ready[1]);        /* a child that fails ends the read below */
 	assert_int_equal(read(ready[0], buf, 1), 1);
 	assert_int_equal(buf[0], 'y');
 	assert_int_equal(stat(p2, &sb), 0);
@@ -237,7 +240,6 @@ test_damage_in_use_is_left_alone(void **state)
 	cache_close(c);
 	assert_int_equal(system(cmd), 0);
 	close(ready[0]);
-	close(ready[1]);
 }
 
 /* Opening must fail with this in the error, and leave victim untouched. */
@@ -310,6 +312,59 @@ test_unsafe_files_are_refused(void **state)
 	assert_int_equal(access(p2, F_OK), -1);
 }
 
+/*
+ * While one process is alone with the cache (holding PATH-guard
+ * exclusively: creating, checking or repairing it), another waits for it
+ * rather than opening a file in the making; then opens it.
+ */
+static void
+test_open_waits_while_another_is_alone(void **state)
+{
+	char p2[700], guard[720], buf[1];
+	struct timespec t0, t1;
+	struct flock fl;
+	int ready[2], status, fd;
+	struct cache *c;
+	pid_t pid;
+	long ms;
+
+	(void)state;
+	snprintf(p2, sizeof(p2), "%s/waits.mdb", dir);
+	snprintf(guard, sizeof(guard), "%s-guard", p2);
+	c = cache_open(p2, note, sizeof(note), err, sizeof(err));
+	assert_non_null(c);
+	cache_close(c);
+	assert_int_equal(pipe(ready), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		fd = open(guard, O_RDWR);
+		memset(&fl, 0, sizeof(fl));
+		fl.l_type = F_WRLCK;
+		fl.l_whence = SEEK_SET;
+		if (fd == -1 || fcntl(fd, F_OFD_SETLK, &fl) == -1)
+			_exit(2);
+		(void)write(ready[1], "y", 1);
+		usleep(400000);
+		_exit(0);               /* the lock goes with the process */
+	}
+	close(ready[1]);        /* a child that fails ends the read below */
+	assert_int_equal(read(ready[0], buf, 1), 1);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	c = cache_open(p2, note, sizeof(note), err, sizeof(err));
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	assert_non_null(c);
+	cache_close(c);
+	ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) /
+	    1000000;
+	if (ms < 300)
+		fail_msg("opened after %ld ms, while another held the guard "
+		    "for 400 ms", ms);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	close(ready[0]);
+}
+
 /* Several processes write distinct entries at once: none is lost. */
 static void
 test_concurrent_writers_lose_nothing(void **state)
@@ -368,6 +423,7 @@ main(void)
 		cmocka_unit_test(test_store_recall_forget),
 		cmocka_unit_test(test_damaged_file_is_moved_aside),
 		cmocka_unit_test(test_damage_in_use_is_left_alone),
+		cmocka_unit_test(test_open_waits_while_another_is_alone),
 		cmocka_unit_test(test_unsafe_files_are_refused),
 		cmocka_unit_test(test_concurrent_writers_lose_nothing),
 	};
