@@ -340,6 +340,17 @@ DETECTOR_API int detector_file_trusted(const char *path, unsigned int flags,
     char *err, size_t errlen);
 DETECTOR_API int detector_fd_trusted(int fd, const char *path,
     unsigned int flags, char *err, size_t errlen);
+/*
+ * Opens the regular file path for reading under the same rules, checked
+ * without a race: its folder is opened and checked first, the file is then
+ * opened inside that folder (never through a symlink) and the descriptor
+ * itself checked, so what is read is what was checked.  Returns the
+ * descriptor (close-on-exec), or -1 with err set and errno kept: ENOENT if
+ * the file or its folder is missing, EPERM if a rule is broken, else why
+ * open() failed.
+ */
+DETECTOR_API int detector_open_trusted(const char *path, char *err,
+    size_t errlen);
 
 /* Names for the enums ("accept", "key-match", ...). */
 DETECTOR_API const char *detector_verdict_name(enum detector_verdict v);

@@ -7,9 +7,11 @@
  * tells us the line of the first error; we say what was wrong with it.
  */
 #include "config.h"
+#include "filetrust.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <ini.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -722,20 +724,51 @@ config_load_string(struct detector_config *cfg, const char *text,
 	return 0;
 }
 
-int
-detector_config_load_file(struct detector_config *cfg, const char *path)
+/*
+ * Opens a configuration file under the rules of filetrust.h (not a symlink,
+ * the user's or root's, not writable by group or others; its folder too):
+ * whoever can change the file can switch DetecTor off ("enabled = no").
+ * The descriptor checked is the one read (fdopen), so nothing can be
+ * swapped in between.  Returns the stream, or NULL with the error set and
+ * errno kept (ENOENT: the file or its folder is missing).
+ */
+static FILE *
+config_open(struct detector_config *cfg, const char *path)
+{
+	char why[sizeof(cfg->err) - 64];
+	FILE *f;
+	int fd, saved;
+
+	if ((fd = filetrust_open(path, O_RDONLY, 0, 0, why,
+	    sizeof(why))) == -1) {
+		saved = errno;
+		if (saved == EPERM || saved == ELOOP)
+			seterr(cfg, "%s: configuration file refused: %s", path,
+			    why);
+		else
+			seterr(cfg, "%s: cannot open: %s", path,
+			    strerror(saved));
+		errno = saved;
+		return NULL;
+	}
+	if ((f = fdopen(fd, "r")) == NULL) {
+		saved = errno;
+		close(fd);
+		seterr(cfg, "%s: cannot open: %s", path, strerror(saved));
+		errno = saved;
+	}
+	return f;
+}
+
+/* Reads the file opened as f (closed here) and parses it as path. */
+static int
+config_read(struct detector_config *cfg, FILE *f, const char *path)
 {
 	struct stat sb;
 	char *text;
 	size_t len;
-	FILE *f;
 	int rc;
 
-	if (path == NULL)
-		return seterr(cfg, "no configuration file given");
-	if ((f = fopen(path, "r")) == NULL)
-		return seterr(cfg, "%s: cannot open: %s", path,
-		    strerror(errno));
 	if (fstat(fileno(f), &sb) == -1 || !S_ISREG(sb.st_mode)) {
 		fclose(f);
 		return seterr(cfg, "%s: not a regular file", path);
@@ -764,6 +797,18 @@ detector_config_load_file(struct detector_config *cfg, const char *path)
 	if (rc == 0)
 		snprintf(cfg->path, sizeof(cfg->path), "%s", path);
 	return rc;
+}
+
+int
+detector_config_load_file(struct detector_config *cfg, const char *path)
+{
+	FILE *f;
+
+	if (path == NULL)
+		return seterr(cfg, "no configuration file given");
+	if ((f = config_open(cfg, path)) == NULL)
+		return -1;
+	return config_read(cfg, f, path);
 }
 
 int
@@ -802,11 +847,16 @@ detector_config_load_default(struct detector_config *cfg)
 			candidates[nc++] = user;
 		candidates[nc++] = "/etc/detector/detector.conf";
 		for (i = 0; i < nc; i++) {
-			/* Absent is fine; present but unreadable is not. */
-			if (access(candidates[i], F_OK) == -1 &&
-			    errno == ENOENT)
+			/* Absent (file or folder) is fine; present but
+			 * unreadable or untrusted is not. */
+			FILE *f = config_open(cfg, candidates[i]);
+
+			if (f == NULL && errno == ENOENT) {
+				cfg->err[0] = '\0';
 				continue;
-			if (detector_config_load_file(cfg, candidates[i]) == -1)
+			}
+			if (f == NULL || config_read(cfg, f,
+			    candidates[i]) == -1)
 				return -1;
 			snprintf(cfg->path, sizeof(cfg->path), "%s",
 			    candidates[i]);

@@ -191,6 +191,16 @@ detector_file_trusted(const char *path, unsigned int flags, char *err,
 }
 
 DETECTOR_API int
+detector_open_trusted(const char *path, char *err, size_t errlen)
+{
+	int fd = filetrust_open(path, O_RDONLY, 0, 0, err, errlen);
+
+	if (fd == -1 && errno == ELOOP)
+		errno = EPERM;          /* a symlink: a rule broken too */
+	return fd;
+}
+
+DETECTOR_API int
 detector_fd_trusted(int fd, const char *path, unsigned int flags, char *err,
     size_t errlen)
 {

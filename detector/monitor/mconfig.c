@@ -358,6 +358,37 @@ valid_host(const char *s)
 	return 1;
 }
 
+/*
+ * Opens a file the monitor obeys (its configuration, a `pem` naming the key
+ * a service must show) under libdetector's trust rules: whoever can change
+ * it could make a MITM's key the expected one, or silence the monitor.  The
+ * descriptor checked is the one read.  NULL with err set: "cannot open:
+ * REASON", or "refused: WHY" (WHY names the file or folder, the rule and
+ * what to do).
+ */
+static FILE *
+open_trusted(const char *path, char *err, size_t errlen)
+{
+	char why[768];
+	FILE *f;
+	int fd, saved;
+
+	if ((fd = detector_open_trusted(path, why, sizeof(why))) == -1) {
+		if (errno == EPERM)
+			snprintf(err, errlen, "refused: %s", why);
+		else
+			snprintf(err, errlen, "cannot open: %s",
+			    strerror(errno));
+		return NULL;
+	}
+	if ((f = fdopen(fd, "r")) == NULL) {
+		saved = errno;
+		close(fd);
+		snprintf(err, errlen, "cannot open: %s", strerror(saved));
+	}
+	return f;
+}
+
 /* Reads a whole regular file of at most max bytes. */
 static char *
 slurp(const char *path, size_t max, size_t *len, char *err, size_t errlen)
@@ -366,10 +397,8 @@ slurp(const char *path, size_t max, size_t *len, char *err, size_t errlen)
 	FILE *f;
 	char *buf;
 
-	if ((f = fopen(path, "rb")) == NULL) {
-		snprintf(err, errlen, "cannot open: %s", strerror(errno));
+	if ((f = open_trusted(path, err, errlen)) == NULL)
 		return NULL;
-	}
 	if (fstat(fileno(f), &sb) == -1 || !S_ISREG(sb.st_mode)) {
 		fclose(f);
 		snprintf(err, errlen, "not a regular file");
@@ -417,7 +446,7 @@ add_expected(struct pstate *ps, const char *key, const char *value,
 static int
 add_pem(struct pstate *ps, const char *value)
 {
-	char path[PATH_MAX], err[512];
+	char path[PATH_MAX], err[1024];
 	unsigned char spki[MON_KEY_LEN], cert[MON_KEY_LEN], *der;
 	size_t len, der_len;
 	char *text;
@@ -901,13 +930,13 @@ int
 mconfig_load(struct mon_config *mc, const char *path)
 {
 	struct stat sb;
+	char err[900];
 	FILE *f;
 	int rc;
 
-	if ((f = fopen(path, "r")) == NULL) {
+	if ((f = open_trusted(path, err, sizeof(err))) == NULL) {
 		config_defaults(mc);
-		snprintf(mc->err, sizeof(mc->err), "%s: cannot open: %s", path,
-		    strerror(errno));
+		snprintf(mc->err, sizeof(mc->err), "%s: %s", path, err);
 		return -1;
 	}
 	if (fstat(fileno(f), &sb) == -1 || !S_ISREG(sb.st_mode)) {

@@ -166,15 +166,19 @@ static void
 test_file_other_errors(void **state)
 {
 	struct detector_config *c = detector_config_new();
-	char longline[400];
+	char longline[400], sub[600];
 	const char *p;
 
 	(void)state;
 	assert_int_equal(detector_config_load_file(c, "/nonexistent/x.conf"),
 	    -1);
 	assert_non_null(strstr(detector_config_error(c), "/nonexistent/x.conf"));
-	assert_int_equal(detector_config_load_file(c, dir), -1);
+	/* A folder (inside ours: dir's own folder, /tmp, is refused). */
+	snprintf(sub, sizeof(sub), "%s/folder.conf", dir);
+	assert_int_equal(mkdir(sub, 0700), 0);
+	assert_int_equal(detector_config_load_file(c, sub), -1);
 	assert_non_null(strstr(detector_config_error(c), "regular file"));
+	rmdir(sub);
 	memset(longline, 'a', sizeof(longline) - 2);
 	memcpy(longline, "exclude=", 8);
 	longline[sizeof(longline) - 2] = '\n';
@@ -418,6 +422,196 @@ test_exclude_prefix_strict(void **state)
 	    "t.conf:2: ", "key 'exclude'");
 }
 
+/*
+ * Whoever can change a configuration file can write "enabled = no" and
+ * switch DetecTor off: a file is obeyed only if it is not a symlink, is
+ * ours or root's, and is writable by neither group nor others, and so is
+ * its folder (filetrust.h).  Otherwise the load fails (the NSS integration
+ * then refuses every handshake) naming the file, the rule and the fix.
+ */
+static const char *const OFF = "[detector]\nenabled = no\n";
+
+/* Expects path refused: -1, nothing applied, the error naming the file
+ * loaded, the file or folder at fault (culprit) and the words in want. */
+static void
+assert_refused(const char *path, const char *culprit, const char *want)
+{
+	struct detector_config *c = detector_config_new();
+	const char *e;
+
+	assert_int_equal(detector_config_load_file(c, path), -1);
+	e = detector_config_error(c);
+	if (strstr(e, path) == NULL || strstr(e, culprit) == NULL ||
+	    strstr(e, want) == NULL || strstr(e, "refused") == NULL)
+		fail_msg("want '%s' and '%s' and '%s': '%s'", path, culprit,
+		    want, e);
+	assert_int_equal(c->enabled, 1);
+	assert_null(detector_config_path(c));
+	detector_config_free(c);
+}
+
+/* A private folder inside dir, mode mode, with name; its path in out. */
+static void
+make_folder(const char *name, mode_t mode, char *out, size_t size)
+{
+	snprintf(out, size, "%s/%s", dir, name);
+	assert_int_equal(mkdir(out, 0700), 0);
+	assert_int_equal(chmod(out, mode), 0);
+}
+
+static const char *
+write_in(const char *folder, const char *name, const char *text, mode_t mode)
+{
+	static char path[700];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", folder, name);
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+	assert_int_equal(chmod(path, mode), 0);
+	return path;
+}
+
+static void
+test_trust_world_writable_file_refused(void **state)
+{
+	char d[600], want[700];
+	const char *p;
+
+	(void)state;
+	make_folder("ww", 0700, d, sizeof(d));
+	p = write_in(d, "detector.conf", OFF, 0666);
+	snprintf(want, sizeof(want), "chmod go-w %s", p);
+	assert_refused(p, "writable by everyone", want);
+	/* Group-writable is refused too. */
+	assert_int_equal(chmod(p, 0620), 0);
+	assert_refused(p, "writable by its group", want);
+}
+
+static void
+test_trust_other_owner_refused(void **state)
+{
+	char d[600];
+	const char *p;
+
+	(void)state;
+	if (geteuid() != 0)
+		skip();     /* only root can give a file away */
+	make_folder("other", 0755, d, sizeof(d));
+	p = write_in(d, "detector.conf", OFF, 0644);
+	assert_int_equal(chown(p, 65534, 65534), 0);
+	assert_refused(p, "belongs to uid 65534", "chown it");
+	/* A folder of another user's is refused as well. */
+	assert_int_equal(chown(p, 0, 0), 0);
+	assert_int_equal(chown(d, 65534, 65534), 0);
+	assert_refused(p, "belongs to uid 65534", d);
+}
+
+static void
+test_trust_symlink_refused(void **state)
+{
+	char d[600], link[700];
+	const char *p;
+
+	(void)state;
+	make_folder("sym", 0700, d, sizeof(d));
+	p = write_in(d, "real.conf", "quorum = 2\n", 0600);
+	snprintf(link, sizeof(link), "%s/detector.conf", d);
+	assert_int_equal(symlink(p, link), 0);
+	assert_refused(link, "symlink", "replace it");
+	/* A symlinked folder: the folder is refused, not followed. */
+	snprintf(link, sizeof(link), "%s/symdir", dir);
+	assert_int_equal(symlink(d, link), 0);
+	strncat(link, "/real.conf", sizeof(link) - strlen(link) - 1);
+	assert_refused(link, "symlink", "symdir");
+}
+
+static void
+test_trust_group_writable_folder_refused(void **state)
+{
+	char d[600], want[700];
+	const char *p;
+
+	(void)state;
+	make_folder("gw", 0775, d, sizeof(d));
+	p = write_in(d, "detector.conf", OFF, 0644);
+	snprintf(want, sizeof(want), "chmod go-w %s", d);
+	assert_refused(p, "writable by its group", want);
+	/* The sticky bit does not help: others can still plant the file. */
+	assert_int_equal(chmod(d, 01777), 0);
+	assert_refused(p, "writable by everyone", want);
+}
+
+static void
+test_trust_good_file_accepted(void **state)
+{
+	struct detector_config *c = detector_config_new();
+	char d[600];
+	const char *p;
+
+	(void)state;
+	make_folder("good", 0755, d, sizeof(d));
+	p = write_in(d, "detector.conf", "[detector]\nquorum = 2\n", 0644);
+	if (geteuid() == 0)
+		assert_int_equal(chown(p, 0, 0), 0);   /* root-owned */
+	assert_int_equal(detector_config_load_file(c, p), 0);
+	assert_int_equal(c->quorum, 2);
+	assert_string_equal(detector_config_path(c), p);
+	detector_config_free(c);
+}
+
+/* The same rules on the search path: $DETECTOR_CONFIG and the per-user
+ * file; a missing file or folder is still fine (defaults). */
+static void
+test_trust_search_path(void **state)
+{
+	struct detector_config *c;
+	char cfgdir[600], xdg[600];
+	const char *p;
+
+	(void)state;
+	make_folder("env", 0700, cfgdir, sizeof(cfgdir));
+	p = write_in(cfgdir, "detector.conf", OFF, 0666);
+	setenv("DETECTOR_CONFIG", p, 1);
+	c = detector_config_new();
+	assert_int_equal(detector_config_load_default(c), -1);
+	assert_non_null(strstr(detector_config_error(c), p));
+	assert_non_null(strstr(detector_config_error(c), "chmod go-w"));
+	assert_int_equal(c->enabled, 1);
+	detector_config_free(c);
+	unsetenv("DETECTOR_CONFIG");
+
+	/* $XDG_CONFIG_HOME/detector missing: defaults. */
+	make_folder("xdg", 0700, xdg, sizeof(xdg));
+	setenv("XDG_CONFIG_HOME", xdg, 1);
+	c = detector_config_new();
+	assert_int_equal(detector_config_load_default(c), 0);
+	assert_null(detector_config_path(c));
+	/* A world-writable folder, even without the file yet: refused
+	 * (anyone could create it). */
+	strncat(xdg, "/detector", sizeof(xdg) - strlen(xdg) - 1);
+	assert_int_equal(mkdir(xdg, 0700), 0);
+	assert_int_equal(chmod(xdg, 0777), 0);
+	assert_int_equal(detector_config_load_default(c), -1);
+	assert_non_null(strstr(detector_config_error(c), "writable by "
+	    "everyone"));
+	assert_int_equal(chmod(xdg, 0700), 0);
+	/* A trusted folder without the file: defaults. */
+	assert_int_equal(detector_config_load_default(c), 0);
+	/* A world-writable file: refused, its "enabled = no" not obeyed. */
+	p = write_in(xdg, "detector.conf", OFF, 0666);
+	assert_int_equal(detector_config_load_default(c), -1);
+	assert_non_null(strstr(detector_config_error(c), p));
+	assert_int_equal(c->enabled, 1);
+	assert_int_equal(chmod(p, 0600), 0);
+	assert_int_equal(detector_config_load_default(c), 0);
+	assert_int_equal(c->enabled, 0);
+	unsetenv("XDG_CONFIG_HOME");
+	detector_config_free(c);
+}
+
 /* `starttls` maps ports to preambles; other ports keep their usual one. */
 static void
 test_starttls_ports(void **state)
@@ -457,6 +651,12 @@ main(void)
 		cmocka_unit_test(test_line_numbers_exact),
 		cmocka_unit_test(test_exclude_prefix_strict),
 		cmocka_unit_test(test_starttls_ports),
+		cmocka_unit_test(test_trust_world_writable_file_refused),
+		cmocka_unit_test(test_trust_other_owner_refused),
+		cmocka_unit_test(test_trust_symlink_refused),
+		cmocka_unit_test(test_trust_group_writable_folder_refused),
+		cmocka_unit_test(test_trust_good_file_accepted),
+		cmocka_unit_test(test_trust_search_path),
 	};
 	return cmocka_run_group_tests_name("config", tests, setup, teardown);
 }
