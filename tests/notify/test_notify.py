@@ -25,7 +25,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 
 from conftest import BUILD, nssdb, scratch, tmpdir_, world  # noqa: E402,F401
 from test_nss_hook import run_app, tstclnt  # noqa: E402
-from testworld.ports import MITM_ADDR  # noqa: E402
+from testworld.ports import MITM_ADDR, REAL_ADDR  # noqa: E402
 
 AGENT = os.path.join(HERE, "..", "..", "detector", "tools", "detector-notify")
 CAPTURE = os.path.join(HERE, "capture_notifications.py")
@@ -333,3 +333,90 @@ def test_without_an_agent_the_refusal_is_unchanged_and_quick(
         assert refusal_lines(app) == refusal_lines(base), (what, app, base)
         assert app.elapsed < base.elapsed + 3.0, \
             "%s: %.2fs, %.2fs without any socket" % (what, app.elapsed, base.elapsed)
+
+
+# -- 5. the event line itself, for hostile input (ASan/UBSan build)
+
+ROOT = os.path.join(HERE, "..", "..")
+MITM, UNDECIDED, CONFIG, UNCHECKABLE = (-0x3800 + i for i in range(4))
+
+
+@pytest.fixture(scope="module")
+def formatter(tmp_path_factory):
+    exe = str(tmp_path_factory.mktemp("fmt") / "events_format")
+    flags = subprocess.run(["pkg-config", "--cflags", "nss", "nspr"],
+                           capture_output=True, text=True, check=True).stdout.split()
+    subprocess.run(["cc", "-std=c11", "-D_GNU_SOURCE", "-Wall", "-Wextra", "-Werror",
+                    "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=undefined",
+                    "-I" + os.path.join(ROOT, "detector/include"),
+                    "-I" + os.path.join(ROOT, "detector/lib"),
+                    "-I" + os.path.join(ROOT, "detector/nss")] + flags +
+                   ["-o", exe, os.path.join(HERE, "events_format.c"),
+                    os.path.join(ROOT, "detector/nss/events.c"),
+                    os.path.join(ROOT, "detector/lib/filetrust.c")], check=True)
+
+    def run(error, host, port, app, reason, size=None):
+        argv = [exe, str(error), host, str(port), app, reason] + \
+            ([str(size)] if size is not None else [])
+        p = subprocess.run(argv, capture_output=True)
+        assert p.returncode == 0 and p.stderr == b"", p
+        return p.stdout
+    return run
+
+
+def test_event_line_escapes_and_fits(formatter):
+    kinds = {MITM: "refused-mitm", UNDECIDED: "refused-undecided",
+             CONFIG: "config-error", UNCHECKABLE: "refused-uncheckable"}
+    for code, kind in kinds.items():
+        ev = json.loads(formatter(code, "a.test", 443, "curl", "why"))
+        assert ev == {"v": 1, "event": kind, "host": "a.test", "port": 443,
+                      "app": "curl", "pid": 4242, "time": 1764706000,
+                      "reason": "why"}
+    assert formatter(0, "a.test", 443, "curl", "accepted") == b""
+    hostile = [b'a"b\\c', b"evil.test\n{\"v\":1}", b"\x1b[2Jx\x7f\x01",
+               "b\u00e4nk.test".encode(), b"\xff\xfe\xc3", b"}" * 300]
+    for h in hostile:
+        line = formatter(MITM, h, 1, h[:100], h * 3)
+        assert line.endswith(b"\n") and line.count(b"\n") == 1, line
+        line.decode("ascii")                    # never other bytes
+        ev = json.loads(line)
+        expect = "".join(c if ord(c) < 0x80 else "?"
+                         for c in h.decode("latin-1"))
+        assert ev["host"] == expect and ev["reason"] == expect * 3, (h, ev)
+    # A reason longer than the event: cut, still one valid line.
+    line = formatter(MITM, "a.test", 443, "curl", "\n" * 5000)
+    assert len(line) <= 4096 and line.endswith(b"}\n"), line[-40:]
+    assert set(json.loads(line)["reason"]) == {"\n"}
+    # Buffers too small for the head: nothing, never an overflow.
+    for size in (0, 1, 10, 100):
+        assert formatter(MITM, "a.test", 443, "curl", "why", size) == b""
+    line = formatter(MITM, "a.test", 443, "curl", "why" * 100, 150)
+    assert len(line) < 150 and json.loads(line)["reason"].startswith("why")
+
+
+# -- 6. the other refusals reach the socket too
+
+def test_config_error_and_undecided_events(world, nssdb, tmpdir_, monkeypatch):
+    runtime = runtime_dir(tmpdir_)
+    os.mkdir(os.path.join(runtime, "detector"), 0o700)
+    s = listener(os.path.join(runtime, "detector", "events"))
+    monkeypatch.setenv("XDG_RUNTIME_DIR", runtime)
+    try:
+        app = run_app(world, fresh(tmpdir_, "cfg"), tstclnt(nssdb, world.cport),
+                      MITM_ADDR, config="[detector]\nquorum = many\n")
+        assert app.rc != 0 and "DETECTOR_ERROR_CONFIG" in app.err, app
+        [ev] = [json.loads(d) for d in received(s)]
+        assert ev["event"] == "config-error" and ev["host"] == "server.test", ev
+        assert "quorum" in ev["reason"], ev
+
+        spheres = world.sphere_list(world.honest[0], *world.blackholes[:4])
+        app = run_app(world, fresh(tmpdir_, "und"), tstclnt(nssdb, world.cport),
+                      REAL_ADDR, spheres=spheres,
+                      config="[detector]\non_undecided = reject\n"
+                      "probe_timeout_ms = 1500\ndeadline_ms = 1500\n")
+        assert app.rc != 0 and "DETECTOR_ERROR_UNDECIDED" in app.err, app
+        [ev] = [json.loads(d) for d in received(s)]
+        assert ev["event"] == "refused-undecided" and ev["port"] == world.cport, ev
+        assert ev["reason"] in app.err, (ev, app)
+    finally:
+        s.close()
