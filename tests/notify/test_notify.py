@@ -23,7 +23,7 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 
-from conftest import BUILD, nssdb, scratch, tmpdir_, world  # noqa: E402,F401
+from conftest import nssdb, scratch, tmpdir_, world  # noqa: E402,F401
 from test_nss_hook import run_app, tstclnt  # noqa: E402
 from testworld.ports import MITM_ADDR, REAL_ADDR  # noqa: E402
 
