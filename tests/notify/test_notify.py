@@ -234,6 +234,23 @@ def test_count_of_held_back_refusals_in_the_next_notice(desktop, tmpdir_):
         stop(agent.proc)
 
 
+def test_no_notification_daemon_then_one(desktop, agent):
+    """The notification daemon gone: the agent logs it and carries on; the
+    site is not held back, so the next refusal is shown once it is back."""
+    stop(desktop.capture)
+    agent.send(event())
+    wait_for("the agent to say it could not show it",
+             lambda: "refused-mitm other.test:443 by firefox-esr: not shown"
+             in agent.log())
+    assert agent.proc.poll() is None, agent.log()
+    desktop.capture = subprocess.Popen([PYTHON, CAPTURE, desktop.calls_file],
+                                       env=desktop.env, stdout=subprocess.PIPE,
+                                       text=True)
+    assert desktop.capture.stdout.readline().strip() == "ready"
+    agent.send(event())
+    calls = wait_for("the notification", desktop.calls)
+    assert len(calls) == 1 and "other.test:443" in calls[0]["summary"], calls
+
 # -- 3. what libdetector sends, and where it refuses to send
 
 def listener(path):
