@@ -24,7 +24,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 
 from conftest import nssdb, scratch, tmpdir_, world  # noqa: E402,F401
-from test_nss_hook import run_app, tstclnt  # noqa: E402
+from test_nss_hook import nb_results, nbclient, run_app, tstclnt  # noqa: E402
 from testworld.ports import MITM_ADDR, REAL_ADDR  # noqa: E402
 
 AGENT = os.path.join(HERE, "..", "..", "detector", "tools", "detector-notify")
@@ -288,6 +288,29 @@ def test_event_sent_by_libdetector(world, nssdb, tmpdir_, monkeypatch):
     assert abs(ev["time"] - time.time()) < 120, ev
     assert ev["reason"] and ev["reason"] in app.err, (ev, app)
 
+
+def test_remembered_refusal_sends_its_event_too(world, nssdb, tmpdir_, monkeypatch):
+    """Two handshakes in one non-blocking process: the first refused by the
+    spheres' probes (on a worker thread), the second by the remembered
+    verdict with no probe: one event each."""
+    runtime = runtime_dir(tmpdir_)
+    os.mkdir(os.path.join(runtime, "detector"), 0o700)
+    s = listener(os.path.join(runtime, "detector", "events"))
+    monkeypatch.setenv("XDG_RUNTIME_DIR", runtime)
+    try:
+        app = run_app(world, fresh(tmpdir_, "nb"),
+                      nbclient(nssdb, world.cport, MITM_ADDR, count=2, cache=False),
+                      MITM_ADDR)
+        got = [json.loads(d) for d in received(s)]
+    finally:
+        s.close()
+    assert [r.startswith("failed DETECTOR_ERROR_MITM:") for r, _ in nb_results(app)] \
+        == [True, True], app
+    assert "remembered verdict 'reject'" in app.err, app
+    assert [(e["event"], e["host"], e["app"]) for e in got] == \
+        [("refused-mitm", "server.test", "nbclient")] * 2, got
+    assert "differs from what" in got[0]["reason"], got
+    assert got[1]["reason"], got
 
 def test_no_event_through_a_symlinked_folder(world, nssdb, tmpdir_, monkeypatch):
     runtime = runtime_dir(tmpdir_)
