@@ -40,6 +40,7 @@
 
 #include "check.h"
 #include "config.h"
+#include "events.h"
 #include "glue.h"
 #include "host.h"
 #include "log.h"
@@ -154,6 +155,7 @@ uncheckable(const char *host, unsigned int port, const char *fmt, ...)
 	va_end(ap);
 	detector_log(glue.cfg, LOG_ERRORS, "%s:%u REFUSED (uncheckable): the "
 	    "check cannot be made: %s", host, port, why);
+	events_refused(DETECTOR_ERROR_UNCHECKABLE, host, port, why);
 	return DETECTOR_ERROR_UNCHECKABLE;
 }
 
@@ -164,10 +166,11 @@ decided(const char *host, unsigned int port, enum detector_verdict v,
 {
 	int error = decide(v);
 
-	if (error != 0)
+	if (error != 0) {
 		detector_log(glue.cfg, LOG_ERRORS, "%s:%u REFUSED (%s): %s",
 		    host, port, detector_verdict_name(v), reason);
-	else
+		events_refused(error, host, port, reason);
+	} else
 		detector_log(glue.cfg, LOG_DECISIONS, "%s:%u accepted (%s%s): "
 		    "%s", host, port, detector_verdict_name(v),
 		    v == DETECTOR_UNDECIDED ? ", on_undecided = accept" : "",
@@ -226,6 +229,7 @@ glue_check(const char *host, unsigned int port, const unsigned char *der,
 			    "every other connection of this process: invalid "
 			    "configuration: %s", host, port, glue.cfg_error);
 		*error = DETECTOR_ERROR_CONFIG;
+		events_refused(*error, host, port, glue.cfg_error);
 		return DETECTOR_NSS_DECIDED;
 	}
 	/* The host as NSS matched it; one it cannot be read as is refused
@@ -261,6 +265,8 @@ glue_check(const char *host, unsigned int port, const unsigned char *der,
 		    "%s:%u %s: remembered verdict '%s' for this key, no probe",
 		    host, port, *error ? "REFUSED" : "accepted",
 		    detector_verdict_name(res->verdict));
+		if (*error != 0)
+			events_refused(*error, host, port, res->reason);
 		detector_result_free(res);
 		detector_free(ctx);
 		return DETECTOR_NSS_DECIDED;
