@@ -23,10 +23,10 @@ FUZZ_CFLAGS  := -g -O1 -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror \
 
 # What each target parses, and the library files that brings in.
 FUZZ_SRC_socks5   := detector/lib/socks5.c
-FUZZ_SRC_config   := detector/lib/config.c detector/lib/exclude.c \
+FUZZ_SRC_config   := detector/lib/config.c detector/lib/filetrust.c detector/lib/exclude.c \
                      detector/lib/starttls.c
 FUZZ_SRC_certinfo := detector/lib/certinfo.c
-FUZZ_SRC_cache    := detector/lib/cache.c
+FUZZ_SRC_cache    := detector/lib/cache.c detector/lib/filetrust.c
 FUZZ_SRC_starttls := detector/lib/starttls.c
 FUZZ_SRC_host     := detector/lib/host.c
 
