@@ -23,8 +23,9 @@
  * octal (leading 0) or hex (0x), computed modulo 2^32; every part but the
  * last at most 255, and the last fills the remaining bytes ("127.2" is
  * 127.0.0.2, "2130706434" is 127.0.0.2, "4294967298" is 0.0.0.2); white
- * space ends the address and whatever follows it is ignored.  1 with *addr
- * (host order) set, else 0.
+ * space ends the address and whatever follows it is ignored (host_normalise
+ * refuses white space before it gets here).  1 with *addr (host order) set,
+ * else 0.
  */
 static int
 host_aton(const char *s, uint32_t *addr)
@@ -126,6 +127,16 @@ host_normalise(const char *in, char *out, size_t size, char *err,
 		return fail(err, errlen, "no host name given");
 	if (size < HOST_MAX + 2)
 		return fail(err, errlen, "host buffer too small");
+	/* NSPR reads "2130706433 %.bank.com" as a name (a '%' sends it to
+	 * getaddrinfo, which refuses the trailing text) but "2130706433 x" as
+	 * 127.0.0.1 (inet_aton stops at white space): no DNS name holds
+	 * either byte, so neither is read at all rather than guessed. */
+	i = strcspn(in, " \t\n\v\f\r%");
+	if (in[i] != '\0')
+		return fail(err, errlen, "host name contains byte 0x%02x at "
+		    "offset %zu (white space and '%%' are in no DNS name, and "
+		    "NSS reads such a host as an address or a name depending "
+		    "on the rest of it)", (unsigned char)in[i], i);
 	if (host_aton(in, &a4)) {
 		snprintf(out, size, "%u.%u.%u.%u", a4 >> 24, (a4 >> 16) & 0xff,
 		    (a4 >> 8) & 0xff, a4 & 0xff);
