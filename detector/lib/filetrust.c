@@ -62,6 +62,10 @@ filetrust_dirname(const char *path, char *out, size_t size)
 	if (slash == NULL)
 		return snprintf(out, size, ".") == 1;
 	n = slash == path ? 1 : (size_t)(slash - path);
+	/* "a/link//f": the folder is "a/link", not "a/link/" (a trailing
+	 * slash makes O_NOFOLLOW and lstat() follow a symlink). */
+	while (n > 1 && path[n - 1] == '/')
+		n--;
 	if (n >= size)
 		return 0;
 	memcpy(out, path, n);
@@ -74,8 +78,18 @@ filetrust_check(const char *path, unsigned int flags, char *err,
     size_t errlen)
 {
 	struct stat sb;
+	char entry[4096];
+	size_t n = strlen(path);
 
-	if (lstat(path, &sb) == -1) {
+	/* lstat("link/") follows the link: judge the entry itself. */
+	if (n >= sizeof(entry)) {
+		snprintf(err, errlen, "%s: path too long", path);
+		return -1;
+	}
+	memcpy(entry, path, n + 1);
+	while (n > 1 && entry[n - 1] == '/')
+		entry[--n] = '\0';
+	if (lstat(entry, &sb) == -1) {
 		if (errno == ENOENT && (flags & FILETRUST_MISSING_OK))
 			return 0;
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));

@@ -311,7 +311,13 @@ set_path(struct pstate *ps, char *dst, size_t size, const char *value)
 		n = snprintf(dst, size, "%s", value);
 	else
 		n = snprintf(dst, size, "%s/%s", ps->dir, value);
-	return n > 0 && (size_t)n < size ? 0 : -1;
+	if (n <= 0 || (size_t)n >= size)
+		return -1;
+	/* "hooks/" would make O_NOFOLLOW and lstat() follow a symlinked
+	 * folder: the path names the entry itself, without trailing slashes. */
+	while (n > 1 && dst[n - 1] == '/')
+		dst[--n] = '\0';
+	return 0;
 }
 
 /* Letters, digits and . - _ : @ ; used in file names and environments. */

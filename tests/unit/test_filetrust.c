@@ -110,6 +110,15 @@ test_symlink_is_refused(void **state)
 	assert_int_equal(filetrust_open(inside, O_RDONLY, 0, 0, err,
 	    sizeof(err)), -1);
 	says("dlink is not a directory");
+	/* A trailing slash makes lstat() and O_NOFOLLOW follow the link:
+	 * "dlink/" and "dlink//target.conf" are refused all the same. */
+	snprintf(inside, sizeof(inside), "%s/", dlink);
+	assert_int_equal(filetrust_check_dir(inside, err, sizeof(err)), -1);
+	says("is not a directory");
+	snprintf(inside, sizeof(inside), "%s//target.conf", dlink);
+	assert_int_equal(filetrust_open(inside, O_RDONLY, 0, 0, err,
+	    sizeof(err)), -1);
+	says("dlink is not a directory");
 }
 
 static void
@@ -264,6 +273,10 @@ test_dirname(void **state)
 	assert_int_equal(filetrust_dirname("/a/b/c", out, sizeof(out)), 1);
 	assert_string_equal(out, "/a/b");
 	assert_int_equal(filetrust_dirname("/c", out, sizeof(out)), 1);
+	assert_string_equal(out, "/");
+	assert_int_equal(filetrust_dirname("/a/b//c", out, sizeof(out)), 1);
+	assert_string_equal(out, "/a/b");
+	assert_int_equal(filetrust_dirname("//c", out, sizeof(out)), 1);
 	assert_string_equal(out, "/");
 	assert_int_equal(filetrust_dirname("c", out, sizeof(out)), 1);
 	assert_string_equal(out, ".");
