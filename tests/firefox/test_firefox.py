@@ -151,7 +151,7 @@ def protected(work):
     return os.path.join(folder, "firefox-esr")
 
 
-def run(world, site, work, name, program, addr, detector_env=True):
+def run(world, site, work, name, program, addr, detector_env=True, config=None):
     d = os.path.join(work, name)
     os.mkdir(d)
     profile = make_profile(os.path.join(d, "profile"), world.ca.crt)
@@ -163,6 +163,10 @@ def run(world, site, work, name, program, addr, detector_env=True):
     if detector_env:
         env = {"NSS_DETECTOR_LIBRARY": LIBDETECTOR, "DETECTOR_LOG": "decisions",
                "DETECTOR_SPHERES": world.sphere_list(*world.honest)}
+    if config is not None:
+        env["DETECTOR_CONFIG"] = os.path.join(d, "detector.conf")
+        with open(env["DETECTOR_CONFIG"], "w") as f:
+            f.write(config)
     before = len(site.requests)
     load = load_page(program, profile, site.url + name, addr, d, shot, env)
     load.requests = site.requests[before:]
@@ -231,3 +235,15 @@ def test_corelease_firefox_loads_the_clean_page(world, site, work, protected):
         "one check for the page:\n%s" % load
     seen = probes_seen(world, m, site.port)
     assert 4 <= seen <= 5, "quorum 4 needs four real probes, one round: saw %d" % seen
+
+
+def test_corelease_firefox_with_detector_disabled_is_stock_firefox(world, site, work, protected):
+    # enabled = no: the co-release behaves as Firefox's own libssl3.so (the
+    # MITM gets through, nothing is probed): the drop-in itself is sound.
+    m = marks(world)
+    load = run(world, site, work, "detector-disabled", protected, MITM_ADDR,
+               config="[detector]\nenabled = no\n")
+    assert load.libssl_loaded() == [os.path.join(os.path.dirname(protected), "libssl3.so")], load
+    assert load.requests[:1] == ["/detector-disabled"] and site.marker in load.source, load
+    assert load.nav_error is None and load.rc == 0, load
+    assert probes_seen(world, m, site.port) == 0, load
