@@ -6,6 +6,8 @@
 #                        co-release refuses it, the clean path loads
 #                        (tests/firefox/test_firefox.py; the screenshots go
 #                        to tests/firefox/output/)
+#                        (and tests/firefox/test_deploy.py: detector-deploy
+#                        against a fake root)
 #   make firefox-deps    (part of `make deps`) installs firefox-esr at the
 #                        version of its coreleases/*.bundled descriptor when
 #                        Debian's archive serves it, and says why not else
@@ -45,4 +47,4 @@ firefox-deps:
 test-firefox: corelease
 	cd tests/firefox && DETECTOR_BUILD=$(abspath $(BUILD)) \
 	  DETECTOR_CORELEASE_BUILD=$(abspath $(CORELEASE_BUILD)) \
-	  $(PYTHON) -m pytest -p no:cacheprovider -q -rs test_firefox.py
+	  $(PYTHON) -m pytest -p no:cacheprovider -q -rs test_deploy.py test_firefox.py
