@@ -1,0 +1,249 @@
+"""Debian's Firefox ESR, unmodified, with DetecTor's co-release libssl3.so.
+
+Headless firefox-esr loads https://server.test:PORT/ from a small HTTPS
+server that records every HTTP request it is sent; a private /etc/hosts in
+a mount namespace sends server.test to the rogue-CA MITM of the test world
+(127.0.0.3, socat, relaying to the real server) or to the real server
+(127.0.0.2).  The profile's cert9.db trusts the test CA, which also signed
+the MITM's certificate (a compelled CA), so stock Firefox accepts the MITM.
+
+  stock        /usr/lib/firefox-esr/firefox-esr itself, its own libssl3.so:
+               the page loads through the MITM (the attack works).
+  co-release   a folder of symlinks to /usr/lib/firefox-esr with a copy of
+               the program and the co-release libssl3.so (make corelease):
+               through the MITM no request reaches the server, DetecTor's
+               log names the host and the verdict, Firefox shows its error
+               page (screenshot kept under tests/firefox/output/); on the
+               clean path the page loads and the spheres were probed.
+
+When the installed firefox-esr has no co-release descriptor (or is not
+installed), every test skips, naming the missing co-release and the NSS
+version the installed Firefox bundles.
+"""
+
+import http.server
+import os
+import random
+import re
+import shutil
+import socket
+import ssl
+import tempfile
+import threading
+import uuid
+
+import pytest
+
+from firefox import LIBDETECTOR, find_corelease, load_page, make_profile, swapped_folder
+from testworld.mitm import socat_mitm
+from testworld.ports import HOST, MITM_ADDR, REAL_ADDR
+from testworld.world import World
+
+OUTPUT = os.environ.get("DETECTOR_TEST_OUTPUT") or os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "output")
+
+CORELEASE, WHY_NOT = find_corelease("firefox-esr")
+pytestmark = pytest.mark.skipif(CORELEASE is None, reason=WHY_NOT or "")
+if CORELEASE is None:
+    print("\n*** test_firefox: SKIPPED: %s ***\n" % WHY_NOT)
+
+
+def pick_port():
+    """A port below 32768 free on the real server's and the MITM's address
+    (ephemeral ports start at 32768 here)."""
+    for _ in range(200):
+        port = random.randint(20000, 32000)
+        socks = []
+        try:
+            for addr in (REAL_ADDR, MITM_ADDR):
+                s = socket.socket()
+                socks.append(s)
+                s.bind((addr, port))
+            return port
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no free port below 32768 on %s and %s" % (REAL_ADDR, MITM_ADDR))
+
+
+class PageServer:
+    """HTTPS on REAL_ADDR:port with the real certificate; answers every GET
+    with a page carrying a marker only it sends, and records the request
+    paths.  TLS handshakes (the spheres' probes) that send no request are
+    not requests."""
+
+    def __init__(self, cert, port):
+        self.marker = "detector-real-server-" + uuid.uuid4().hex[:12]
+        self.requests = []
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                owner.requests.append(self.path)
+                body = ("<!doctype html><title>%s</title><body style='font: 32px sans-serif'>"
+                        "<h1>The real server.test</h1><p>%s</p></body>"
+                        % (owner.marker, owner.marker)).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        class Server(http.server.ThreadingHTTPServer):
+            daemon_threads = True
+
+            def handle_error(self, request, client_address):
+                pass     # the spheres hang up after the certificate
+
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(cert.crt, cert.key)
+        self.httpd = Server((REAL_ADDR, port), Handler)
+        # The handshake runs in the request's thread, not in accept().
+        self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True,
+                                            do_handshake_on_connect=False)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def world():
+    with World(minimal=True) as w:
+        yield w
+
+
+@pytest.fixture(scope="module")
+def site(world):
+    """The page server on REAL_ADDR:port and a socat MITM on MITM_ADDR:port."""
+    port = pick_port()
+    server = PageServer(world.real, port)
+    mitm = socat_mitm("firefox", world.dir, port, port, world.rogue)
+    server.port, server.url = port, "https://%s:%d/" % (HOST, port)
+    yield server
+    mitm.stop()
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def work():
+    d = tempfile.mkdtemp(prefix="detector-firefox-")
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def protected(work):
+    """The application's folder with the co-release libssl3.so."""
+    if not os.path.isfile(CORELEASE.library):
+        pytest.fail("%s is missing: run `make corelease`" % CORELEASE.library, pytrace=False)
+    if not os.path.isfile(LIBDETECTOR):
+        pytest.fail("%s is missing: run `make`" % LIBDETECTOR, pytrace=False)
+    folder = swapped_folder(CORELEASE.folder, os.path.join(work, "firefox-esr"),
+                            CORELEASE.library)
+    return os.path.join(folder, "firefox-esr")
+
+
+def run(world, site, work, name, program, addr, detector_env=True, config=None):
+    d = os.path.join(work, name)
+    os.mkdir(d)
+    profile = make_profile(os.path.join(d, "profile"), world.ca.crt)
+    os.makedirs(OUTPUT, exist_ok=True)
+    shot = os.path.join(OUTPUT, "firefox-%s.png" % name)
+    if os.path.exists(shot):
+        os.unlink(shot)
+    env = {}
+    if detector_env:
+        env = {"NSS_DETECTOR_LIBRARY": LIBDETECTOR, "DETECTOR_LOG": "decisions",
+               "DETECTOR_SPHERES": world.sphere_list(*world.honest)}
+    if config is not None:
+        env["DETECTOR_CONFIG"] = os.path.join(d, "detector.conf")
+        with open(env["DETECTOR_CONFIG"], "w") as f:
+            f.write(config)
+    before = len(site.requests)
+    load = load_page(program, profile, site.url + name, addr, d, shot, env)
+    load.requests = site.requests[before:]
+    print(load)
+    print("requests the real server got:", load.requests)
+    return load
+
+
+def marks(world):
+    return [s.log_size() for s in world.honest]
+
+
+def probes_seen(world, since, port):
+    return sum(1 for s, m in zip(world.honest, since) for t in s.targets(m)
+               if t == (HOST, port))
+
+
+def detector_lines(load):
+    return [l for l in load.err.splitlines() if "detector" in l.lower()]
+
+
+def test_stock_firefox_loads_the_page_through_the_mitm(world, site, work):
+    m = marks(world)
+    load = run(world, site, work, "stock-mitm", os.path.join(CORELEASE.folder, "firefox-esr"),
+               MITM_ADDR)
+    assert load.libssl_loaded() == [os.path.join(CORELEASE.folder, "libssl3.so")], load
+    assert load.requests[:1] == ["/stock-mitm"] and site.marker in load.source, \
+        "stock Firefox must load the real server's page through the MITM (the attack " \
+        "works):\n%s" % load
+    assert load.nav_error is None and load.rc == 0, load
+    assert not detector_lines(load), load
+    assert probes_seen(world, m, site.port) == 0, "stock Firefox probes nothing"
+
+
+def test_corelease_firefox_refuses_the_mitm(world, site, work, protected):
+    m = marks(world)
+    load = run(world, site, work, "detector-mitm", protected, MITM_ADDR)
+    assert load.libssl_loaded() == [os.path.join(os.path.dirname(protected), "libssl3.so")], \
+        "the copy must load the co-release libssl3.so:\n%s" % load
+    assert load.requests == [], \
+        "no request may reach the real server through the MITM:\n%s" % load
+    refused = [l for l in load.err.splitlines()
+               if re.search(r"%s:%d REFUSED \(reject\)" % (re.escape(HOST), site.port), l)]
+    assert refused, "DetecTor's log must name the host and the verdict:\n%s" % load
+    assert "possible man-in-the-middle" in load.err or "differs" in load.err, load
+    assert probes_seen(world, m, site.port) >= 2, "the refusal must come from real probes"
+    # Firefox shows its own error page for the refusal: the screenshot of it
+    # is kept for people (docs/nss-hook.md, "What a Firefox user sees").
+    assert (load.url or "").startswith("about:neterror?e=nssFailure2") and \
+        load.state == "complete", \
+        "Firefox must show its error page for the refusal:\n%s" % load
+    assert site.marker not in load.source, load
+    with open(load.screenshot, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n", load
+
+
+def test_corelease_firefox_loads_the_clean_page(world, site, work, protected):
+    m = marks(world)
+    load = run(world, site, work, "detector-clean", protected, REAL_ADDR)
+    assert load.libssl_loaded() == [os.path.join(os.path.dirname(protected), "libssl3.so")], load
+    assert load.nav_error is None and load.rc == 0, load
+    assert load.requests and load.requests[0] == "/detector-clean", load
+    assert site.marker in load.source, load
+    assert re.search(r"%s:%d accepted \(accept\)" % (re.escape(HOST), site.port), load.err), load
+    assert load.err.count("%s:%d probing the spheres" % (HOST, site.port)) == 1, \
+        "one check for the page:\n%s" % load
+    seen = probes_seen(world, m, site.port)
+    assert 4 <= seen <= 5, "quorum 4 needs four real probes, one round: saw %d" % seen
+
+
+def test_corelease_firefox_with_detector_disabled_is_stock_firefox(world, site, work, protected):
+    # enabled = no: the co-release behaves as Firefox's own libssl3.so (the
+    # MITM gets through, nothing is probed): the drop-in itself is sound.
+    m = marks(world)
+    load = run(world, site, work, "detector-disabled", protected, MITM_ADDR,
+               config="[detector]\nenabled = no\n")
+    assert load.libssl_loaded() == [os.path.join(os.path.dirname(protected), "libssl3.so")], load
+    assert load.requests[:1] == ["/detector-disabled"] and site.marker in load.source, load
+    assert load.nav_error is None and load.rc == 0, load
+    assert probes_seen(world, m, site.port) == 0, load
