@@ -15,6 +15,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -520,6 +521,7 @@ reroute_open(const struct reroute_plan *plan, int cancel_fd,
 
 struct remembered {
 	int used;
+	uint64_t seq;           /* order of remembering: the oldest goes */
 	int64_t expires;        /* now_ms() value */
 	unsigned char rogue[DETECTOR_SHA256_LEN];
 	struct reroute_plan plan;
@@ -527,6 +529,7 @@ struct remembered {
 
 static pthread_mutex_t memory_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct remembered memory[REROUTE_MEMORY_MAX];
+static uint64_t memory_seq;
 
 static int
 same_entry(const struct remembered *r, const char *host, unsigned int port,
@@ -551,10 +554,11 @@ reroute_remember(const struct reroute_plan *plan,
 			slot = i;
 			break;
 		}
-		if (memory[i].expires < memory[slot].expires)
+		if (memory[i].seq < memory[slot].seq)
 			slot = i;
 	}
 	memory[slot].used = 1;
+	memory[slot].seq = ++memory_seq;
 	memory[slot].expires = now + (int64_t)REROUTE_MEMORY_S * 1000;
 	memcpy(memory[slot].rogue, rogue, DETECTOR_SHA256_LEN);
 	memory[slot].plan = *plan;
