@@ -553,8 +553,11 @@ remember_reroute(struct detector *ctx, const char *host, unsigned int port,
 
 	if (res->verdict == DETECTOR_REJECT && reroute_plan(res,
 	    ctx->cfg.spheres, ctx->cfg.nspheres, host, port, ctx->starttls,
-	    ctx->cfg.deadline_ms, &plan, err, sizeof(err)) == 0)
+	    ctx->cfg.deadline_ms, &plan, err, sizeof(err)) == 0) {
+		plan.log_level = ctx->cfg.log_level;
+		plan.log_syslog = ctx->cfg.log_syslog;
 		reroute_remember(&plan, ci->spki_sha256);
+	}
 }
 
 int

@@ -25,6 +25,9 @@
 #include <unistd.h>
 
 #include "certinfo.h"
+#include "detector_nss.h"
+#include "host.h"
+#include "log.h"
 #include "socks5.h"
 #include "starttls.h"
 
@@ -592,4 +595,218 @@ reroute_forget_all(void)
 	pthread_mutex_lock(&memory_lock);
 	memset(memory, 0, sizeof(memory));
 	pthread_mutex_unlock(&memory_lock);
+}
+
+/* ------------------------------------------------------------------ */
+/* The NSS integration's entry (detector_nss.h).  A handle is one
+ * reroute: its plan, and while a descriptor is being opened for a socket
+ * that must not block, the thread opening it. */
+
+struct reroute_handle {
+	pthread_mutex_t mu;
+	struct reroute_plan plan;
+	unsigned int via;               /* index into plan.via, once open */
+	pid_t pid;                      /* the process that made it */
+	int have_thread;
+	pthread_t thread;
+	int cancel[2];                  /* pipe: release() wakes the opener */
+	int cancelled;
+	int detached;                   /* released from inside done() */
+	detector_nss_reroute_fn done;
+	void *arg;
+};
+
+static int nss_wanted;
+
+int
+reroute_nss_wanted(void)
+{
+	return __atomic_load_n(&nss_wanted, __ATOMIC_ACQUIRE);
+}
+
+/* detector_log() wants a configuration; the plan carries its settings. */
+static void
+plan_log(const struct reroute_plan *plan, enum log_level level,
+    const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static void
+plan_log(const struct reroute_plan *plan, enum log_level level,
+    const char *fmt, ...)
+{
+	static const struct detector_config none;
+	struct detector_config *cfg;
+	char msg[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if ((cfg = malloc(sizeof(*cfg))) == NULL)
+		return;
+	*cfg = none;
+	cfg->log_level = plan->log_level;
+	cfg->log_syslog = plan->log_syslog;
+	detector_log(cfg, level, "%s", msg);
+	free(cfg);
+}
+
+static void
+handle_free(struct reroute_handle *h)
+{
+	if (h->cancel[0] >= 0)
+		close(h->cancel[0]);
+	if (h->cancel[1] >= 0)
+		close(h->cancel[1]);
+	pthread_mutex_destroy(&h->mu);
+	free(h);
+}
+
+static void *
+opener(void *arg)
+{
+	struct reroute_handle *h = arg;
+	char err[2048];
+	int fd, detached;
+
+	fd = reroute_open(&h->plan, h->cancel[0], &h->via, err, sizeof(err));
+	pthread_mutex_lock(&h->mu);
+	if (h->cancelled) {
+		pthread_mutex_unlock(&h->mu);
+		if (fd >= 0)
+			close(fd);
+		return NULL;
+	}
+	pthread_mutex_unlock(&h->mu);
+	if (fd < 0) {
+		plan_log(&h->plan, LOG_ERRORS, "%s:%u REFUSED (reroute): %s",
+		    h->plan.host, h->plan.port, err);
+		h->done(h->arg, DETECTOR_ERROR_MITM, -1);
+	} else
+		h->done(h->arg, 0, fd);
+	pthread_mutex_lock(&h->mu);
+	detached = h->detached;
+	pthread_mutex_unlock(&h->mu);
+	if (detached)
+		handle_free(h);
+	return NULL;
+}
+
+static int
+nss_open(const char *host, unsigned int port, const unsigned char *der,
+    unsigned int der_len, int may_block, detector_nss_reroute_fn done,
+    void *arg, void **handle, int *fd, int *error)
+{
+	struct reroute_handle *h;
+	struct certinfo ci;
+	char name[256], err[2048];
+
+	*handle = NULL;
+	*fd = -1;
+	*error = DETECTOR_ERROR_MITM;
+	if (host == NULL || host_normalise(host, name, sizeof(name), err,
+	    sizeof(err)) == -1 || der == NULL ||
+	    certinfo_read(der, der_len, &ci, err, sizeof(err)) == -1)
+		return DETECTOR_NSS_DECIDED;
+	if ((h = calloc(1, sizeof(*h))) == NULL)
+		return DETECTOR_NSS_DECIDED;
+	h->cancel[0] = h->cancel[1] = -1;
+	h->pid = getpid();
+	pthread_mutex_init(&h->mu, NULL);
+	if (!reroute_recall(name, port, ci.spki_sha256, &h->plan)) {
+		/* The policy re-probes before asking for a reroute when it
+		 * has no plan: this is a caller's mistake, and refused. */
+		struct reroute_plan quiet = { .log_level = LOG_ERRORS };
+
+		plan_log(&quiet, LOG_ERRORS, "%s:%u REFUSED (reroute): no "
+		    "spheres' key is known for this certificate", name, port);
+		handle_free(h);
+		return DETECTOR_NSS_DECIDED;
+	}
+	if (may_block) {
+		*fd = reroute_open(&h->plan, -1, &h->via, err, sizeof(err));
+		if (*fd < 0) {
+			plan_log(&h->plan, LOG_ERRORS, "%s:%u REFUSED "
+			    "(reroute): %s", name, port, err);
+			handle_free(h);
+			return DETECTOR_NSS_DECIDED;
+		}
+		*error = 0;
+		*handle = h;
+		return DETECTOR_NSS_DECIDED;
+	}
+	h->done = done;
+	h->arg = arg;
+	if (pipe2(h->cancel, O_CLOEXEC | O_NONBLOCK) == -1 ||
+	    pthread_create(&h->thread, NULL, opener, h) != 0) {
+		plan_log(&h->plan, LOG_ERRORS, "%s:%u REFUSED (reroute): "
+		    "cannot start a thread", name, port);
+		handle_free(h);
+		return DETECTOR_NSS_DECIDED;
+	}
+	h->have_thread = 1;
+	plan_log(&h->plan, LOG_DECISIONS, "%s:%u rerouting through a sphere; "
+	    "handshake suspended", name, port);
+	*error = 0;
+	*handle = h;
+	return DETECTOR_NSS_PENDING;
+}
+
+static int
+nss_verify(void *handle, const unsigned char *der, unsigned int der_len)
+{
+	struct reroute_handle *h = handle;
+	const char *via;
+	char err[512];
+
+	if (h == NULL)
+		return DETECTOR_ERROR_MITM;
+	via = h->via < h->plan.nvia ? h->plan.via[h->via].text : "?";
+	if (reroute_verify(h->plan.key, via, der, der_len, err,
+	    sizeof(err)) == -1) {
+		plan_log(&h->plan, LOG_ERRORS, "%s:%u REFUSED (reroute): %s",
+		    h->plan.host, h->plan.port, err);
+		return DETECTOR_ERROR_MITM;
+	}
+	plan_log(&h->plan, LOG_ERRORS, "REROUTED %s:%u via %s", h->plan.host,
+	    h->plan.port, via);
+	return 0;
+}
+
+static void
+nss_release(void *handle)
+{
+	struct reroute_handle *h = handle;
+
+	if (h == NULL)
+		return;
+	if (!h->have_thread || h->pid != getpid()) {
+		handle_free(h);         /* no thread (of this process) */
+		return;
+	}
+	pthread_mutex_lock(&h->mu);
+	h->cancelled = 1;
+	if (pthread_equal(pthread_self(), h->thread)) {
+		/* From inside done(): the opener frees it on return. */
+		h->detached = 1;
+		pthread_detach(h->thread);
+		pthread_mutex_unlock(&h->mu);
+		return;
+	}
+	pthread_mutex_unlock(&h->mu);
+	(void)!write(h->cancel[1], "x", 1);
+	pthread_join(h->thread, NULL);
+	handle_free(h);
+}
+
+static const struct detector_nss_reroute_ops nss_ops = {
+	1, nss_open, nss_verify, nss_release,
+};
+
+const struct detector_nss_reroute_ops *
+detector_nss_reroute_v1(void)
+{
+	if (detector_nss_v1() == NULL)
+		return NULL;
+	__atomic_store_n(&nss_wanted, 1, __ATOMIC_RELEASE);
+	return &nss_ops;
 }

@@ -41,6 +41,8 @@ struct reroute_plan {
 	unsigned int nvia;              /* spheres to try, fastest first */
 	struct sphere via[DETECTOR_MAX_SPHERES];
 	unsigned int deadline_ms;       /* for reroute_open() */
+	enum log_level log_level;       /* how the NSS integration logs it */
+	int log_syslog;
 };
 
 /*
@@ -86,5 +88,14 @@ int reroute_recall(const char *host, unsigned int port,
     struct reroute_plan *plan);
 /* Forgets every plan (tests). */
 void reroute_forget_all(void);
+
+/*
+ * The NSS integration's side (detector_nss_reroute_v1() in detector_nss.h).
+ * reroute_nss_wanted(): 1 once the process's libssl has asked for the
+ * reroute ops, i.e. it can act on DETECTOR_ERROR_REROUTE.  The policy
+ * (on_mitm = reroute) must return that code to no other libssl: an older
+ * one would show it as a refusal with a confusing message.
+ */
+int reroute_nss_wanted(void);
 
 #endif

@@ -19,6 +19,13 @@
  * --pause-file: after the check, wait (at most 10 s) until PATH exists, so
  * the test can change a sphere between the check and the reroute.
  *
+ * --ops block|async|cancel: the same through the NSS integration's entry
+ * points instead (detector_nss_v1()->check, then detector_nss_reroute_v1():
+ * open, verify, release), configured by $DETECTOR_CONFIG as libssl's
+ * would be.  block: open() on this thread; async: open() pending, done()
+ * from another thread; cancel: release() while open() is pending, which
+ * must return at once and never call done() (prints "cancelled_ms: N").
+ *
  * Prints "verdict: V", "cached: 0|1", then "REROUTED host:port via S" and
  * "RESPONSE: ..." (exit 0), or "REFUSED: why" (exit 2: no reroute; 3: the
  * rerouted key was refused); "policy: P" last.  Exit 1 on setup errors.
@@ -35,14 +42,110 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "detector.h"
+#include "detector_nss.h"
+
+#include <pthread.h>
 
 static struct {
 	struct detector *ctx;
 	struct detector_result *res;
 	char why[1024];
 	int refused;
-} drv;
+	/* --ops */
+	const struct detector_nss_reroute_ops *ops;
+	void *handle;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int done_calls, done_error, done_fd;
+} drv = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
+
+static void
+reroute_done(void *arg, int error, int fd)
+{
+	(void)arg;
+	pthread_mutex_lock(&drv.mu);
+	drv.done_calls++;
+	drv.done_error = error;
+	drv.done_fd = fd;
+	pthread_cond_broadcast(&drv.cv);
+	pthread_mutex_unlock(&drv.mu);
+}
+
+static long
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
+/* The NSS integration's way: check() refuses, open() gives the descriptor.
+ * Returns the descriptor, or -1 after printing why (exit code in *rc). */
+static void wait_file(const char *path);
+
+static int
+ops_reroute(const char *mode, const char *host, unsigned int port,
+    const struct detector_der *der, const char *pause, int *rc)
+{
+	const struct detector_nss_ops *v1 = detector_nss_v1();
+	struct timespec until;
+	void *pending = NULL;
+	long t0;
+	int error = 0, fd = -1, r;
+
+	*rc = 1;
+	drv.ops = detector_nss_reroute_v1();
+	if (v1 == NULL || drv.ops == NULL || drv.ops->version < 1) {
+		fprintf(stderr, "no NSS ops (enabled = no?)\n");
+		return -1;
+	}
+	r = v1->check(host, port, der->data, (unsigned int)der->len, 1, NULL,
+	    NULL, &pending, &error);
+	printf("check_error: %d\n", error);
+	if (r != DETECTOR_NSS_DECIDED || error != DETECTOR_ERROR_MITM) {
+		printf("REFUSED: the check did not refuse as a MITM\n");
+		*rc = 2;
+		return -1;
+	}
+	if (pause != NULL)
+		wait_file(pause);
+	r = drv.ops->open(host, port, der->data, (unsigned int)der->len,
+	    strcmp(mode, "block") == 0, reroute_done, NULL, &drv.handle, &fd,
+	    &error);
+	if (r == DETECTOR_NSS_DECIDED) {
+		if (error != 0) {
+			printf("REFUSED: open() refused (%d)\n", error);
+			*rc = 2;
+			return -1;
+		}
+		return fd;
+	}
+	if (strcmp(mode, "cancel") == 0) {
+		t0 = now_ms();
+		drv.ops->release(drv.handle);
+		drv.handle = NULL;
+		printf("cancelled_ms: %ld\n", now_ms() - t0);
+		usleep(300000);
+		printf("done_calls: %d\n", drv.done_calls);
+		*rc = drv.done_calls == 0 ? 0 : 1;
+		return -1;
+	}
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 60;
+	pthread_mutex_lock(&drv.mu);
+	while (drv.done_calls == 0 &&
+	    pthread_cond_timedwait(&drv.cv, &drv.mu, &until) == 0)
+		;
+	pthread_mutex_unlock(&drv.mu);
+	if (drv.done_calls != 1 || drv.done_error != 0) {
+		printf("REFUSED: done(%d, %d) called %d times\n", drv.done_error,
+		    drv.done_fd, drv.done_calls);
+		*rc = 2;
+		return -1;
+	}
+	return drv.done_fd;
+}
 
 static SECStatus
 auth_certificate(void *arg, PRFileDesc *fd, PRBool checksig, PRBool isserver)
@@ -61,12 +164,20 @@ auth_certificate(void *arg, PRFileDesc *fd, PRBool checksig, PRBool isserver)
 	}
 	/* The application's own check (chain, name) would run here; the
 	 * test is about DetecTor's, which comes after it. */
-	rc = detector_reroute_verify(drv.ctx, drv.res, cert->derCert.data,
-	    cert->derCert.len);
+	if (drv.ops != NULL) {
+		rc = drv.ops->verify(drv.handle, cert->derCert.data,
+		    cert->derCert.len) == 0 ? 0 : -1;
+		if (rc == -1)
+			snprintf(drv.why, sizeof(drv.why), "verify() refused "
+			    "the rerouted key");
+	} else
+		rc = detector_reroute_verify(drv.ctx, drv.res,
+		    cert->derCert.data, cert->derCert.len);
 	CERT_DestroyCertificate(cert);
 	if (rc == -1) {
-		snprintf(drv.why, sizeof(drv.why), "%s",
-		    detector_error(drv.ctx));
+		if (drv.ops == NULL)
+			snprintf(drv.why, sizeof(drv.why), "%s",
+			    detector_error(drv.ctx));
 		drv.refused = 1;
 		PORT_SetError(SSL_ERROR_BAD_CERTIFICATE);
 		return SECFailure;
@@ -77,8 +188,13 @@ auth_certificate(void *arg, PRFileDesc *fd, PRBool checksig, PRBool isserver)
 static int
 done(int code)
 {
-	printf("policy: %s\n", drv.res ?
-	    detector_policy_name(drv.res->policy) : "none");
+	if (drv.ops != NULL)
+		printf("policy: %s\n", code == 0 ? "rerouted" : "refused");
+	else
+		printf("policy: %s\n", drv.res ?
+		    detector_policy_name(drv.res->policy) : "none");
+	if (drv.ops != NULL && drv.handle != NULL)
+		drv.ops->release(drv.handle);
 	return code;
 }
 
@@ -95,6 +211,7 @@ int
 main(int argc, char **argv)
 {
 	const char *spheres = NULL, *host = NULL, *direct = NULL, *pause = NULL;
+	const char *ops = NULL;
 	unsigned int port = 0, quorum = 4, deadline = 10000, rdeadline = 0;
 	enum detector_starttls proto = DETECTOR_STARTTLS_NONE;
 	struct detector_config *cfg;
@@ -129,6 +246,8 @@ main(int argc, char **argv)
 			rdeadline = (unsigned int)atoi(v);
 		else if (strcmp(a, "--pause-file") == 0)
 			pause = v;
+		else if (strcmp(a, "--ops") == 0)
+			ops = v;
 		else if (strcmp(a, "--starttls") == 0) {
 			if (detector_starttls_parse(v, &proto) == -1)
 				goto usage;
@@ -165,6 +284,14 @@ main(int argc, char **argv)
 		    path->error : detector_error(drv.ctx));
 		return 1;
 	}
+	if (ops != NULL) {
+		int rc;
+
+		if ((fd = ops_reroute(ops, host, port, &path->certs[0], pause,
+		    &rc)) < 0)
+			return done(rc);
+		goto handshake;
+	}
 	for (i = 0; i < 1 + again; i++) {
 		detector_result_free(drv.res);
 		drv.res = NULL;
@@ -183,6 +310,7 @@ main(int argc, char **argv)
 		printf("REFUSED: %s\n", detector_error(drv.ctx));
 		return done(2);
 	}
+handshake:
 	/* What the patch does with SSL_ResetHandshake on the application's
 	 * socket, done here on a socket of our own. */
 	if ((tcp = PR_ImportTCPSocket(fd)) == NULL ||
@@ -203,7 +331,8 @@ main(int argc, char **argv)
 		PR_Close(ssl);
 		return done(drv.refused ? 3 : 2);
 	}
-	printf("REROUTED %s:%u via %s\n", host, port, drv.res->rerouted_via);
+	printf("REROUTED %s:%u via %s\n", host, port, drv.res ?
+	    drv.res->rerouted_via : "(see the log)");
 	if (proto == DETECTOR_STARTTLS_SMTP)
 		n = snprintf(buf, sizeof(buf), "EHLO driver.test\r\n");
 	else

@@ -130,7 +130,7 @@ class RerouteWorld:
                 # Wait for the verdict line, then act, then let it go on.
                 line = p.stdout.readline()
                 head = line
-                while line and not line.startswith("cached:"):
+                while line and not line.startswith(("cached:", "check_error:")):
                     line = p.stdout.readline()
                     head += line
                 between()
@@ -294,3 +294,52 @@ def test_smtp_preamble_is_replayed_through_the_tunnel():
         assert w.mitm.app_bytes == 0
     finally:
         w.stop()
+
+
+# ---- The same through the NSS integration's entry points (what the patched
+# libssl calls): detector_nss_v1()->check refuses, then
+# detector_nss_reroute_v1()->open/verify/release.
+
+def ops_run(w, mode, between=None):
+    conf = os.path.join(w.dir, "detector.conf")
+    with open(conf, "w") as f:
+        f.write("spheres = %s\nquorum = 4\ndeadline_ms = 10000\n"
+                "probe_timeout_ms = 10000\ncache = off\nlog = decisions\n"
+                % ",".join(s.address for s in w.spheres))
+    os.chmod(conf, 0o600)
+    os.environ["DETECTOR_CONFIG"] = conf
+    try:
+        return w.run("--ops", mode, between=between)
+    finally:
+        del os.environ["DETECTOR_CONFIG"]
+
+
+@pytest.mark.parametrize("mode", ["block", "async"])
+def test_nss_ops_reroute(rw, mode):
+    rc, f, out, _ = ops_run(rw, mode)
+    assert rc == 0, out
+    assert f["check_error"] == str(-0x3800), out       # DETECTOR_ERROR_MITM
+    assert rw.real_marker in f["RESPONSE"], out
+    assert "REROUTED %s:%d via 127.0.0.1:" % (HOST, rw.port) in out, out   # the log line
+    assert rw.mitm.app_bytes == 0
+
+
+def test_nss_ops_verify_refuses_a_lying_sphere(rw):
+    def lie():
+        for s in rw.spheres:
+            s.hosts = {HOST: MITM_ADDR}
+    rc, f, out, _ = ops_run(rw, "async", between=lie)
+    assert rc == 3, out
+    assert "REFUSED (reroute)" in out and "key other than" in out, out
+    assert "REROUTED" not in out, out
+    assert rw.mitm.app_bytes == 0
+
+
+def test_nss_ops_release_while_pending_returns_at_once(rw):
+    def slow():
+        for s in rw.spheres:
+            s.interval = 2.0
+    rc, f, out, _ = ops_run(rw, "cancel", between=slow)
+    assert rc == 0, out
+    assert int(f["cancelled_ms"]) < 1500, out
+    assert f["done_calls"] == "0", out
