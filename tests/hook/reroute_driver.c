@@ -57,6 +57,7 @@ static struct {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	int done_calls, done_error, done_fd;
+	struct detector_path *path;
 } drv = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
 
 static void
@@ -195,6 +196,13 @@ done(int code)
 		    detector_policy_name(drv.res->policy) : "none");
 	if (drv.ops != NULL && drv.handle != NULL)
 		drv.ops->release(drv.handle);
+	drv.handle = NULL;
+	detector_result_free(drv.res);
+	drv.res = NULL;
+	detector_path_free(drv.path);
+	drv.path = NULL;
+	detector_free(drv.ctx);
+	drv.ctx = NULL;
 	return code;
 }
 
@@ -284,6 +292,7 @@ main(int argc, char **argv)
 		    path->error : detector_error(drv.ctx));
 		return 1;
 	}
+	drv.path = path;
 	if (ops != NULL) {
 		int rc;
 
@@ -356,11 +365,7 @@ handshake:
 			buf[i] = ' ';
 	printf("RESPONSE: %s\n", buf);
 	PR_Close(ssl);
-	n = done(0);
-	detector_result_free(drv.res);
-	detector_path_free(path);
-	detector_free(drv.ctx);
-	return n;
+	return done(0);
 usage:
 	fprintf(stderr, "usage: reroute_driver --spheres LIST --host H --port P "
 	    "--direct ADDR [--quorum K] [--starttls PROTO] [--deadline MS] "
