@@ -533,6 +533,30 @@ struct remembered {
 static pthread_mutex_t memory_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct remembered memory[REROUTE_MEMORY_MAX];
 static uint64_t memory_seq;
+static pthread_once_t memory_once = PTHREAD_ONCE_INIT;
+
+/* A child made by fork() while another thread held the lock would wait
+ * for it forever: the child's lock starts free (the plans stay valid). */
+static void
+memory_after_fork(void)
+{
+	pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
+
+	memory_lock = fresh;
+}
+
+static void
+memory_init(void)
+{
+	(void)pthread_atfork(NULL, NULL, memory_after_fork);
+}
+
+static void
+memory_lock_take(void)
+{
+	pthread_once(&memory_once, memory_init);
+	pthread_mutex_lock(&memory_lock);
+}
 
 static int
 same_entry(const struct remembered *r, const char *host, unsigned int port,
@@ -550,7 +574,7 @@ reroute_remember(const struct reroute_plan *plan,
 	size_t i, slot = 0;
 	int64_t now = now_ms();
 
-	pthread_mutex_lock(&memory_lock);
+	memory_lock_take();
 	for (i = 0; i < REROUTE_MEMORY_MAX; i++) {
 		if (same_entry(&memory[i], plan->host, plan->port, rogue) ||
 		    !memory[i].used || memory[i].expires <= now) {
@@ -577,7 +601,7 @@ reroute_recall(const char *host, unsigned int port,
 	int found = 0;
 	int64_t now = now_ms();
 
-	pthread_mutex_lock(&memory_lock);
+	memory_lock_take();
 	for (i = 0; i < REROUTE_MEMORY_MAX && !found; i++) {
 		if (same_entry(&memory[i], host, port, rogue) &&
 		    memory[i].expires > now) {
@@ -592,7 +616,7 @@ reroute_recall(const char *host, unsigned int port,
 void
 reroute_forget_all(void)
 {
-	pthread_mutex_lock(&memory_lock);
+	memory_lock_take();
 	memset(memory, 0, sizeof(memory));
 	pthread_mutex_unlock(&memory_lock);
 }
