@@ -91,6 +91,36 @@ struct detector_der {
 	size_t len;
 };
 
+/*
+ * What a stapled OCSP response (RFC 6960) said about the direct
+ * certificate.  A response counts only when its signature verifies with the
+ * key of the certificate's issuer (the chain certificate whose signature on
+ * the direct certificate verifies), or of a responder that issuer delegated
+ * to (id-kp-OCSPSigning), and when it names the direct certificate (issuer
+ * name and key hashes, serial number).  Anything else is INVALID: ignored,
+ * never trusted, with the reason in error.
+ */
+enum detector_ocsp_status {
+	DETECTOR_OCSP_NONE = 0,   /* nothing stapled (or nothing known) */
+	DETECTOR_OCSP_GOOD,       /* the issuer says: not revoked */
+	DETECTOR_OCSP_REVOKED,    /* the issuer says: revoked */
+	DETECTOR_OCSP_UNKNOWN,    /* the responder does not know it */
+	DETECTOR_OCSP_INVALID,    /* stapled but unusable: see error */
+};
+
+struct detector_ocsp {
+	enum detector_ocsp_status status;
+	/* GOOD/REVOKED/UNKNOWN: thisUpdate is not in the future (5 minutes'
+	 * slack) and nextUpdate has not passed (no nextUpdate: thisUpdate
+	 * within the last 24 hours).  0: stale. */
+	int fresh;
+	int64_t produced_at;              /* unix seconds */
+	int64_t this_update;
+	int64_t next_update;              /* 0: absent */
+	int64_t revoked_at;               /* REVOKED: revocationTime */
+	const char *error;                /* INVALID: why it was ignored */
+};
+
 /* What one path (the direct connection or one sphere) saw of host:port. */
 struct detector_path {
 	const char *via;                  /* "direct" or the sphere "ip:port" */
