@@ -8,7 +8,9 @@
  * returns a verdict:
  *
  *   ACCEPT     at least k spheres saw the same key (k = quorum, default 4 of 5)
- *   REJECT     at least n-k+1 spheres saw a different key: likely MITM
+ *   REJECT     at least n-k+1 spheres saw a different key: likely MITM;
+ *              or a validly signed stapled OCSP response, on any path,
+ *              says the direct certificate is revoked (result->revoked)
  *   UNDECIDED  neither, because spheres failed or timed out
  *
  * A sphere that fails or times out is never counted as a disagreement, and a
@@ -154,6 +156,17 @@ struct detector_result {
 	const char *note;                 /* about the verdict memory (a cache
 	                                   * set aside, read-only, unwritable),
 	                                   * each said once per process; NULL */
+	/* Appended: OCSP evidence (see struct detector_ocsp). */
+	int revoked;                      /* a validly signed staple says the
+	                                   * direct certificate is revoked: the
+	                                   * verdict is REJECT whatever the keys */
+	const char *revoked_via;          /* "direct" or the sphere; NULL */
+	int ocsp_direct_missing;          /* spheres stapled a fresh good
+	                                   * response, the direct path none or a
+	                                   * stale one (detector_check_path()
+	                                   * only: the direct staple is known) */
+	struct detector_ocsp ocsp_direct; /* the direct path's staple */
+	const struct detector_ocsp *ocsp_spheres; /* nspheres entries, or NULL */
 };
 
 struct detector_config;
@@ -267,6 +280,19 @@ DETECTOR_API int detector_check(struct detector *ctx, const char *host,
     unsigned int port, const unsigned char *observed_der, size_t der_len,
     struct detector_result **result);
 DETECTOR_API void detector_result_free(struct detector_result *result);
+
+/*
+ * As detector_check(), with everything the direct connection saw: the
+ * leaf is direct->certs[0]; the rest of its chain helps find the issuer
+ * that OCSP responses must be signed by; direct->ocsp is the response the
+ * server stapled (len 0: none), checked like every sphere's.  A direct path
+ * from detector_fetch() fits, as does one filled in by the caller from its
+ * own TLS library.  Only here is result->ocsp_direct_missing decided: with
+ * detector_check() the direct staple is not known.
+ */
+DETECTOR_API int detector_check_path(struct detector *ctx, const char *host,
+    unsigned int port, const struct detector_path *direct,
+    struct detector_result **result);
 
 /*
  * The verdict cache file of a configured context (cache management, no
@@ -386,6 +412,9 @@ DETECTOR_API int detector_open_trusted(const char *path, char *err,
 DETECTOR_API const char *detector_verdict_name(enum detector_verdict v);
 DETECTOR_API const char *detector_path_status_name(
     enum detector_path_status s);
+/* "none", "good", "revoked", "unknown", "invalid". */
+DETECTOR_API const char *detector_ocsp_status_name(
+    enum detector_ocsp_status s);
 
 #ifdef __cplusplus
 }

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cache.h"
 #include "certinfo.h"
@@ -24,6 +25,7 @@
 #include "host.h"
 #include "memory.h"
 #include "probe.h"
+#include "staple.h"
 #include "verdict.h"
 
 
@@ -121,6 +123,19 @@ detector_verdict_name(enum detector_verdict v)
 	case DETECTOR_REJECT: return "reject";
 	case DETECTOR_UNDECIDED: return "undecided";
 	case DETECTOR_EXCLUDED: return "excluded";
+	}
+	return "unknown";
+}
+
+const char *
+detector_ocsp_status_name(enum detector_ocsp_status s)
+{
+	switch (s) {
+	case DETECTOR_OCSP_NONE: return "none";
+	case DETECTOR_OCSP_GOOD: return "good";
+	case DETECTOR_OCSP_REVOKED: return "revoked";
+	case DETECTOR_OCSP_UNKNOWN: return "unknown";
+	case DETECTOR_OCSP_INVALID: return "invalid";
 	}
 	return "unknown";
 }
@@ -297,9 +312,15 @@ detector_result_free(struct detector_result *r)
 
 	if (r == NULL)
 		return;
-	for (i = 0; i < r->nspheres; i++)
+	for (i = 0; i < r->nspheres; i++) {
 		path_release((struct detector_path *)&r->spheres[i]);
+		if (r->ocsp_spheres != NULL)
+			free((void *)r->ocsp_spheres[i].error);
+	}
 	free((void *)r->spheres);
+	free((void *)r->ocsp_spheres);
+	free((void *)r->ocsp_direct.error);
+	free((void *)r->revoked_via);
 	free((void *)r->reason);
 	free((void *)r->note);
 	free(r);
@@ -448,13 +469,143 @@ excluded(struct detector *ctx, const char *host, unsigned int port,
 }
 
 /*
+ * OCSP evidence.  Each path's staple is checked against the certificate
+ * seen directly (the caller's leaf, else a sphere's byte-identical one),
+ * with its issuer found among every chain the paths sent.
+ */
+static struct detector_der *
+issuer_candidates(const struct detector_path *direct,
+    const struct detector_path *paths, size_t n, size_t *count)
+{
+	struct detector_der *c;
+	size_t i, j, total = direct != NULL && direct->ncerts > 1 ?
+	    direct->ncerts - 1 : 0;
+
+	for (i = 0; i < n; i++)
+		total += paths[i].ncerts > 1 ? paths[i].ncerts - 1 : 0;
+	*count = 0;
+	if (total == 0 || (c = calloc(total, sizeof(*c))) == NULL)
+		return NULL;
+	for (j = 1; direct != NULL && j < direct->ncerts; j++)
+		c[(*count)++] = direct->certs[j];
+	for (i = 0; i < n; i++) {
+		for (j = 1; j < paths[i].ncerts; j++)
+			c[(*count)++] = paths[i].certs[j];
+	}
+	return c;
+}
+
+static void
+read_staple(const struct detector_der *staple, const struct detector_der *leaf,
+    const struct detector_der *cands, size_t ncands, int64_t now,
+    struct detector_ocsp *o)
+{
+	char err[256];
+
+	memset(o, 0, sizeof(*o));
+	if (staple->len == 0)
+		return;
+	if (leaf == NULL) {
+		o->status = DETECTOR_OCSP_INVALID;
+		o->error = strdup("no copy of the certificate seen directly "
+		    "to check it against");
+		return;
+	}
+	if (ocsp_check(staple->data, staple->len, leaf->data, leaf->len,
+	    cands, ncands, now, o, err, sizeof(err)) == -1) {
+		memset(o, 0, sizeof(*o));
+		o->status = DETECTOR_OCSP_INVALID;
+		o->error = strdup(err);
+	}
+}
+
+/* "2026-12-03 05:07:45 UTC" */
+static void
+utc(int64_t t, char *buf, size_t size)
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+
+	if (gmtime_r(&tt, &tm) == NULL ||
+	    strftime(buf, size, "%Y-%m-%d %H:%M:%S UTC", &tm) == 0)
+		snprintf(buf, size, "@%lld", (long long)t);
+}
+
+/*
+ * Weighs the staples of every path that answered (spheres skipped by the
+ * early decision staple nothing) into res: revoked wins, missing freshness
+ * is noted, and the reason says both.  leaf: the certificate seen directly
+ * (NULL: taken from a sphere that saw the very same certificate); direct:
+ * the direct path with its chain and staple (NULL: not known).
+ */
+static void
+weigh_staples(const char *host, unsigned int port,
+    const struct detector_der *leaf, const struct detector_path *direct,
+    struct detector_result *res)
+{
+	const struct detector_path *paths = res->spheres;
+	struct detector_ocsp *o;
+	struct detector_der *cands, none = { NULL, 0 };
+	struct ocsp_weight w;
+	int64_t now = (int64_t)time(NULL);
+	size_t i, ncands;
+	char when[40], *s;
+
+	if (res->nspheres == 0)
+		return;
+	for (i = 0; leaf == NULL && i < res->nspheres; i++) {
+		if (paths[i].status == DETECTOR_PATH_MATCH &&
+		    paths[i].ncerts > 0)
+			leaf = &paths[i].certs[0];
+	}
+	if ((o = calloc(res->nspheres, sizeof(*o))) == NULL)
+		return;
+	cands = issuer_candidates(direct, paths, res->nspheres, &ncands);
+	read_staple(direct != NULL ? &direct->ocsp : &none, leaf, cands,
+	    ncands, now, &res->ocsp_direct);
+	for (i = 0; i < res->nspheres; i++)
+		read_staple(&paths[i].ocsp, leaf, cands, ncands, now, &o[i]);
+	free(cands);
+	res->ocsp_spheres = o;
+	verdict_ocsp(&res->ocsp_direct, direct != NULL, o, res->nspheres, &w);
+	res->ocsp_direct_missing = w.direct_missing;
+	if (w.revoked) {
+		const struct detector_ocsp *r = w.revoked_path < 0 ?
+		    &res->ocsp_direct : &o[w.revoked_path];
+
+		res->revoked = 1;
+		res->verdict = DETECTOR_REJECT;
+		res->revoked_via = strdup(w.revoked_path < 0 ? "direct" :
+		    paths[w.revoked_path].via);
+		utc(r->revoked_at, when, sizeof(when));
+		free((void *)res->reason);
+		res->reason = NULL;
+		if (asprintf(&s, "the certificate seen directly for %s:%u is "
+		    "revoked: a stapled OCSP response signed by its issuer, "
+		    "seen on the %s path, says so (revoked %s)", host, port,
+		    res->revoked_via ? res->revoked_via : "?", when) != -1)
+			res->reason = s;
+	}
+	if (w.direct_missing && res->reason != NULL &&
+	    asprintf(&s, "%s; the spheres' paths staple a fresh good OCSP "
+	    "response, the direct path %s (ocsp_direct_missing)", res->reason,
+	    res->ocsp_direct.status == DETECTOR_OCSP_NONE ? "none" :
+	    res->ocsp_direct.status == DETECTOR_OCSP_INVALID ?
+	    "an unusable one" : "a stale one") != -1) {
+		free((void *)res->reason);
+		res->reason = s;
+	}
+}
+
+/*
  * Probes host:port through every sphere.  With a reference key (ci), as
  * detector_check(): stops as soon as the verdict is final.  Without
  * (ci == NULL), as detector_survey(): awaits every sphere.
  */
 static int
 probe_spheres(struct detector *ctx, const char *host, unsigned int port,
-    const struct certinfo *ci, struct detector_result **result)
+    const struct certinfo *ci, const struct detector_der *leaf,
+    const struct detector_path *direct, struct detector_result **result)
 {
 	struct probe probes[DETECTOR_MAX_SPHERES];
 	struct detector_path *paths;
@@ -502,8 +653,11 @@ probe_spheres(struct detector *ctx, const char *host, unsigned int port,
 		for (i = 0; i < res->nspheres; i++)
 			res->failures += paths[i].status != DETECTOR_PATH_SEEN;
 		res->reason = survey_reason(host, port, res);
-	} else
+	} else {
 		res->reason = make_reason(host, port, res);
+		if (res->reason != NULL)
+			weigh_staples(host, port, leaf, direct, res);
+	}
 	return finish(ctx, res, result);
 }
 
@@ -539,14 +693,17 @@ check_recall(struct detector *ctx, const char *host, unsigned int port,
 	return finish(ctx, res, result) == -1 ? -1 : 1;
 }
 
-int
-check_probe(struct detector *ctx, const char *host, unsigned int port,
-    const struct certinfo *ci, struct detector_result **result)
+/* check_probe() with the certificate seen directly (leaf) and the direct
+ * path (chain and staple), either NULL when not known. */
+static int
+check_probe_path(struct detector *ctx, const char *host, unsigned int port,
+    const struct certinfo *ci, const struct detector_der *leaf,
+    const struct detector_path *direct, struct detector_result **result)
 {
 	struct memory *m = memory_of(ctx);
 
 	*result = NULL;
-	if (probe_spheres(ctx, host, port, ci, result) == -1)
+	if (probe_spheres(ctx, host, port, ci, leaf, direct, result) == -1)
 		return -1;
 	if (m != NULL)
 		memory_record(m, host, port, ci->spki_sha256,
@@ -556,10 +713,20 @@ check_probe(struct detector *ctx, const char *host, unsigned int port,
 }
 
 int
-detector_check(struct detector *ctx, const char *host, unsigned int port,
-    const unsigned char *observed_der, size_t der_len,
-    struct detector_result **result)
+check_probe(struct detector *ctx, const char *host, unsigned int port,
+    const struct certinfo *ci, struct detector_result **result)
 {
+	return check_probe_path(ctx, host, port, ci, NULL, NULL, result);
+}
+
+/* detector_check() and detector_check_path(): direct is NULL for the
+ * former. */
+static int
+check_with(struct detector *ctx, const char *host, unsigned int port,
+    const unsigned char *observed_der, size_t der_len,
+    const struct detector_path *direct, struct detector_result **result)
+{
+	struct detector_der leaf = { observed_der, der_len };
 	struct certinfo ci;
 	char err[256], name[CHECK_HOST_SIZE];
 	int rc;
@@ -578,9 +745,35 @@ detector_check(struct detector *ctx, const char *host, unsigned int port,
 		    "unusable: %s", host, port, err);
 	if (exclude_match(&ctx->cfg.exclude, host) != NULL)
 		return excluded(ctx, host, port, 0, result);
-	if ((rc = check_recall(ctx, host, port, &ci, result)) != 0)
+	/* A direct path that staples anything is always probed: a
+	 * remembered ACCEPT must not hide what the staple says now. */
+	if ((direct == NULL || direct->ocsp.len == 0) &&
+	    (rc = check_recall(ctx, host, port, &ci, result)) != 0)
 		return rc == 1 ? 0 : -1;
-	return check_probe(ctx, host, port, &ci, result);
+	return check_probe_path(ctx, host, port, &ci, &leaf, direct, result);
+}
+
+int
+detector_check(struct detector *ctx, const char *host, unsigned int port,
+    const unsigned char *observed_der, size_t der_len,
+    struct detector_result **result)
+{
+	return check_with(ctx, host, port, observed_der, der_len, NULL,
+	    result);
+}
+
+int
+detector_check_path(struct detector *ctx, const char *host,
+    unsigned int port, const struct detector_path *direct,
+    struct detector_result **result)
+{
+	if (result != NULL)
+		*result = NULL;
+	if (direct == NULL || direct->ncerts == 0 || direct->certs == NULL)
+		return seterr(ctx, "no direct certificate given for %s:%u",
+		    host ? host : "(null)", port);
+	return check_with(ctx, host, port, direct->certs[0].data,
+	    direct->certs[0].len, direct, result);
 }
 
 int
@@ -596,7 +789,7 @@ detector_survey(struct detector *ctx, const char *host, unsigned int port,
 	host = name;
 	if (exclude_match(&ctx->cfg.exclude, host) != NULL)
 		return excluded(ctx, host, port, 1, result);
-	return probe_spheres(ctx, host, port, NULL, result);
+	return probe_spheres(ctx, host, port, NULL, NULL, NULL, result);
 }
 
 /* The cache file, for listing and forgetting. */
