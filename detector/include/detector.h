@@ -123,6 +123,32 @@ struct detector_ocsp {
 	const char *error;                /* INVALID: why it was ignored */
 };
 
+/*
+ * Where the attack sits, as far as the paths tell:
+ *   CONSISTENT        every path that saw a certificate saw the same key
+ *   LOCAL_PATH        the spheres agree with each other and only the direct
+ *                     path differs: the attacker is on the user's own path
+ *   REGIONAL          some spheres (named in locality_detail) see another
+ *                     key than the others: an attacker on some regions'
+ *                     paths, or a site serving regional keys
+ *   SERVER_OR_GLOBAL  every path agrees, on a key other than the one last
+ *                     accepted for host:port (the key history is the
+ *                     verdict cache: none with cache = off or no earlier
+ *                     ACCEPT, and CONSISTENT then says so): an attacker
+ *                     next to the server, a global DNS hijack, or the
+ *                     operator's own key rotation, which only the
+ *                     operator's monitor can settle.  The verdict is
+ *                     unchanged.
+ *   UNKNOWN           too few paths answered to tell
+ */
+enum detector_locality {
+	DETECTOR_LOCALITY_UNKNOWN = 0,
+	DETECTOR_LOCALITY_CONSISTENT,
+	DETECTOR_LOCALITY_LOCAL_PATH,
+	DETECTOR_LOCALITY_REGIONAL,
+	DETECTOR_LOCALITY_SERVER_OR_GLOBAL,
+};
+
 /* What one path (the direct connection or one sphere) saw of host:port. */
 struct detector_path {
 	const char *via;                  /* "direct" or the sphere "ip:port" */
@@ -167,6 +193,11 @@ struct detector_result {
 	                                   * only: the direct staple is known) */
 	struct detector_ocsp ocsp_direct; /* the direct path's staple */
 	const struct detector_ocsp *ocsp_spheres; /* nspheres entries, or NULL */
+	/* Appended: where the attack sits. */
+	enum detector_locality locality;
+	const char *locality_detail;      /* one line, for humans, naming the
+	                                   * spheres that differ; NULL for a
+	                                   * remembered or excluded result */
 };
 
 struct detector_config;
@@ -415,6 +446,8 @@ DETECTOR_API const char *detector_path_status_name(
 /* "none", "good", "revoked", "unknown", "invalid". */
 DETECTOR_API const char *detector_ocsp_status_name(
     enum detector_ocsp_status s);
+/* "unknown", "consistent", "local-path", "regional", "server-or-global". */
+DETECTOR_API const char *detector_locality_name(enum detector_locality l);
 
 #ifdef __cplusplus
 }

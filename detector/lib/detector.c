@@ -141,6 +141,19 @@ detector_ocsp_status_name(enum detector_ocsp_status s)
 }
 
 const char *
+detector_locality_name(enum detector_locality l)
+{
+	switch (l) {
+	case DETECTOR_LOCALITY_UNKNOWN: return "unknown";
+	case DETECTOR_LOCALITY_CONSISTENT: return "consistent";
+	case DETECTOR_LOCALITY_LOCAL_PATH: return "local-path";
+	case DETECTOR_LOCALITY_REGIONAL: return "regional";
+	case DETECTOR_LOCALITY_SERVER_OR_GLOBAL: return "server-or-global";
+	}
+	return "unknown";
+}
+
+const char *
 detector_path_status_name(enum detector_path_status s)
 {
 	switch (s) {
@@ -321,6 +334,7 @@ detector_result_free(struct detector_result *r)
 	free((void *)r->ocsp_spheres);
 	free((void *)r->ocsp_direct.error);
 	free((void *)r->revoked_via);
+	free((void *)r->locality_detail);
 	free((void *)r->reason);
 	free((void *)r->note);
 	free(r);
@@ -657,6 +671,8 @@ probe_spheres(struct detector *ctx, const char *host, unsigned int port,
 		res->reason = make_reason(host, port, res);
 		if (res->reason != NULL)
 			weigh_staples(host, port, leaf, direct, res);
+		res->locality = verdict_locality(res->spheres, res->nspheres,
+		    (char **)&res->locality_detail);
 	}
 	return finish(ctx, res, result);
 }
@@ -693,6 +709,56 @@ check_recall(struct detector *ctx, const char *host, unsigned int port,
 	return finish(ctx, res, result) == -1 ? -1 : 1;
 }
 
+/*
+ * Key history: the key last accepted for host:port, read from the verdict
+ * cache before this check records its own.  When every path agrees on a
+ * key other than that one, no path-based comparison can see an attacker
+ * next to the server (or a global DNS hijack), and neither can it tell one
+ * from the operator's own key rotation: the result says so
+ * (SERVER_OR_GLOBAL), the verdict is unchanged.
+ */
+static int
+key_history(struct memory *m, const char *host, unsigned int port,
+    struct cache_record *r)
+{
+	struct cache *c;
+	char err[256];
+
+	if (m == NULL || (c = memory_cache(m, err, sizeof(err))) == NULL)
+		return 0;
+	return cache_get(c, host, port, r, err, sizeof(err)) == 1 &&
+	    r->verdict == DETECTOR_ACCEPT;
+}
+
+static void
+weigh_history(const char *host, unsigned int port, const struct certinfo *ci,
+    int have, const struct cache_record *r, struct detector_result *res)
+{
+	char *s, when[40];
+
+	if (res->locality != DETECTOR_LOCALITY_CONSISTENT)
+		return;
+	if (have && memcmp(r->spki, ci->spki_sha256,
+	    DETECTOR_SHA256_LEN) != 0) {
+		utc(r->first_seen, when, sizeof(when));
+		if (asprintf(&s, "every path agrees on a key other than the "
+		    "one accepted for %s:%u since %s: an attacker next to the "
+		    "server, a global DNS hijack, or the operator's own key "
+		    "rotation (only the operator's monitor can tell)", host,
+		    port, when) == -1)
+			return;
+		res->locality = DETECTOR_LOCALITY_SERVER_OR_GLOBAL;
+	} else if (have) {
+		utc(r->first_seen, when, sizeof(when));
+		if (asprintf(&s, "every path that answered sees the key "
+		    "accepted for %s:%u since %s", host, port, when) == -1)
+			return;
+	} else
+		return;         /* verdict_locality() said why not */
+	free((void *)res->locality_detail);
+	res->locality_detail = s;
+}
+
 /* check_probe() with the certificate seen directly (leaf) and the direct
  * path (chain and staple), either NULL when not known. */
 static int
@@ -701,10 +767,13 @@ check_probe_path(struct detector *ctx, const char *host, unsigned int port,
     const struct detector_path *direct, struct detector_result **result)
 {
 	struct memory *m = memory_of(ctx);
+	struct cache_record prev;
+	int have = key_history(m, host, port, &prev);
 
 	*result = NULL;
 	if (probe_spheres(ctx, host, port, ci, leaf, direct, result) == -1)
 		return -1;
+	weigh_history(host, port, ci, have, &prev, *result);
 	if (m != NULL)
 		memory_record(m, host, port, ci->spki_sha256,
 		    (*result)->verdict, ctx->cfg.cache_validity_s);

@@ -43,4 +43,13 @@ struct ocsp_weight {
 void verdict_ocsp(const struct detector_ocsp *direct, int direct_known,
     const struct detector_ocsp *spheres, size_t n, struct ocsp_weight *w);
 
+/*
+ * Where the attack sits (enum detector_locality), from the spheres'
+ * statuses and keys alone: the spheres that saw a certificate are grouped
+ * by key.  *detail is a line for humans naming the spheres that differ
+ * (malloc'd; NULL when out of memory).  Pure.
+ */
+enum detector_locality verdict_locality(const struct detector_path *spheres,
+    size_t n, char **detail);
+
 #endif

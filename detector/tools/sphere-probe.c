@@ -261,13 +261,16 @@ print_ocsp(const char *via, const struct detector_ocsp *oc)
 		    "next update", when);
 }
 
-/* The stapled OCSP responses seen. */
+/* Where the attack sits, and the stapled OCSP responses seen. */
 static void
 print_evidence(const struct detector_result *r)
 {
 	size_t i;
 	int any = r->ocsp_direct.status != DETECTOR_OCSP_NONE;
 
+	if (r->locality_detail != NULL)
+		printf("where: %s: %s\n", detector_locality_name(r->locality),
+		    r->locality_detail);
 	for (i = 0; r->ocsp_spheres != NULL && i < r->nspheres; i++)
 		any |= r->ocsp_spheres[i].status != DETECTOR_OCSP_NONE;
 	if (!any)
@@ -391,6 +394,10 @@ print_json(const struct options *o, const struct detector_path *direct,
 	    json_string(r->revoked_via) : json_null());
 	json_object_set_new(root, "ocsp_direct_missing",
 	    json_boolean(r->ocsp_direct_missing));
+	json_object_set_new(root, "locality",
+	    json_string(detector_locality_name(r->locality)));
+	json_object_set_new(root, "locality_detail", r->locality_detail ?
+	    json_string(r->locality_detail) : json_null());
 	print_root(root);
 }
 

@@ -1,4 +1,4 @@
-"""OCSP evidence end to end: real `openssl s_server`s
+"""OCSP evidence and localisation end to end: real `openssl s_server`s
 stapling (-status_file) responses that a real OCSP responder (`openssl
 ocsp`, testworld/ocsp.py) made for the test CA about the real server's
 certificate, reached directly and through real SOCKS5 spheres (microsocks,
@@ -9,23 +9,24 @@ each resolving server.test to the server of its case).
   127.0.0.8  staples nothing
   127.0.0.9  staples "revoked" signed by a look-alike CA (forged)
   127.0.0.10 staples a good response that expired three days ago
+  127.0.0.11 staples nothing, and presents a rotated key
 
-Every server presents the same certificate and key (world.real, with the
-CA in its chain): only the staple differs, so every key matches and only
-the OCSP evidence can change the verdict."""
+Every other server presents the same certificate and key (world.real, with
+the CA in its chain): only the staple differs, so every key matches and
+only the OCSP evidence can change the verdict."""
 
 import os
 
 import pytest
 
 from testworld.ocsp import backdated, respond
-from testworld.ports import HOST, free_port, wait_tls
+from testworld.ports import HOST, MITM_ADDR, REAL_ADDR, free_port, wait_tls
 from testworld.processes import Process, run
 from testworld.world import Sphere
 
 EXIT_ACCEPT, EXIT_REJECT = 0, 2
 ADDRS = {"good": "127.0.0.6", "revoked": "127.0.0.7", "none": "127.0.0.8",
-         "forged": "127.0.0.9", "stale": "127.0.0.10"}
+         "forged": "127.0.0.9", "stale": "127.0.0.10", "rotated": "127.0.0.11"}
 
 
 class Stapling:
@@ -51,11 +52,14 @@ class Stapling:
                               evil_key, revoked=True),
             "stale": backdated(directory, "stale", ca.crt, ca.key, real.crt),
             "none": None,
+            "rotated": None,
         }
+        self.rotated = world.pki.new_key("ocsp-rotated")
         self.port = free_port(*ADDRS.values())
         for kind, addr in ADDRS.items():
+            cert = self.rotated if kind == "rotated" else real
             argv = ["openssl", "s_server", "-accept", "%s:%d" % (addr, self.port),
-                    "-cert", real.crt, "-key", real.key, "-cert_chain", ca.crt, "-www"]
+                    "-cert", cert.crt, "-key", cert.key, "-cert_chain", ca.crt, "-www"]
             if self.files[kind]:
                 argv += ["-status_file", self.files[kind]]
             proc = Process("s_server ocsp-" + kind, argv,
@@ -116,6 +120,7 @@ def test_all_good_accepts(probe, stapling, world):
     for s in j["spheres"]:
         assert s["status"] == "match", r
         assert s["ocsp"]["status"] == "good" and s["ocsp"]["fresh"], r
+    assert j["locality"] == "consistent", r
 
 
 def test_revoked_on_one_sphere_path_rejects(probe, stapling):
@@ -130,6 +135,7 @@ def test_revoked_on_one_sphere_path_rejects(probe, stapling):
     assert j["revoked_via"] == sph[4].address, r
     assert r.sphere(sph[4])["ocsp"]["status"] == "revoked", r
     assert "revoked" in j["reason"], r
+    assert j["locality"] == "consistent", r
     # The same through the text report.
     t = probe.run("-k", "5", "--resolve", "%s:%d:%s" % (HOST, stapling.port, ADDRS["good"]),
                   "--spheres", stapling.world.sphere_list(*sph),
@@ -186,3 +192,52 @@ def test_forged_response_ignored(probe, stapling):
     assert j["direct"]["ocsp"]["status"] == "invalid", r
     assert j["ocsp_direct_missing"] is True, r
 
+
+def test_locality(probe, world):
+    """Where the attack sits, with the world's MITM and lying exit."""
+    def go(addr, spheres):
+        return probe.run("--json", "--resolve", "%s:%d:%s" % (HOST, world.port, addr),
+                         "--spheres", world.sphere_list(*spheres), "-k", "4",
+                         "%s:%d" % (HOST, world.port))
+    # The MITM on the direct path only: every sphere agrees on another key.
+    r = go(MITM_ADDR, world.honest)
+    assert r.rc == EXIT_REJECT, r
+    assert r.json["locality"] == "local-path", r
+    # One sphere's exit lies: regional, naming it.
+    r = go(REAL_ADDR, world.honest[:4] + [world.lying])
+    j = r.json
+    if r.sphere(world.lying)["status"] == "mismatch":
+        assert j["locality"] == "regional", r
+        assert world.lying.address in j["locality_detail"], r
+    else:   # decided before the lying sphere answered
+        assert j["locality"] == "consistent", r
+    # And the text report says it.
+    t = probe.run("--resolve", "%s:%d:%s" % (HOST, world.port, MITM_ADDR),
+                  "--spheres", world.sphere_list(*world.honest),
+                  "%s:%d" % (HOST, world.port))
+    assert "where: local-path:" in t.out, t
+
+
+def test_server_or_global(probe, stapling, tmpdir_):
+    """Every path agrees on a key other than the one accepted before for
+    host:port (the verdict cache is the key history)."""
+    env = probe.env(HOME=tmpdir_, XDG_CACHE_HOME=os.path.join(tmpdir_, "cache"))
+    st = stapling
+
+    def go(kind):
+        sph = [st.sphere(kind, i) for i in range(4)]
+        return probe.run("--json", "--resolve", "%s:%d:%s" % (HOST, st.port, ADDRS[kind]),
+                         "--spheres", st.world.sphere_list(*sph),
+                         "%s:%d" % (HOST, st.port), env=env, cache=True)
+    r = go("good")              # first visit: nothing to compare with
+    assert r.rc == EXIT_ACCEPT, r
+    assert r.json["locality"] == "consistent", r
+    assert "no key was accepted here before" in r.json["locality_detail"], r
+    r = go("good")              # stapled: probed again, the same key
+    assert r.json["locality"] == "consistent", r
+    assert "sees the key accepted" in r.json["locality_detail"], r
+    r = go("rotated")           # everyone sees the new key
+    assert r.rc == EXIT_ACCEPT, r
+    assert r.json["direct"]["spki_sha256"] == st.rotated.spki_sha256, r
+    assert r.json["locality"] == "server-or-global", r
+    assert "key rotation" in r.json["locality_detail"], r
