@@ -249,6 +249,33 @@ test_malformed(void **state)
 	}
 }
 
+/* detector_check_path() needs the direct path's certificate. */
+static void
+test_check_path_arguments(void **state)
+{
+	struct detector_config *cfg = detector_config_new();
+	struct detector *ctx = detector_new();
+	struct detector_result *res = (void *)1;
+	struct detector_path empty;
+
+	(void)state;
+	memset(&empty, 0, sizeof(empty));
+	assert_int_equal(detector_configure(ctx, cfg), 0);
+	assert_int_equal(detector_check_path(ctx, "server.test", 443, NULL,
+	    &res), -1);
+	assert_null(res);
+	assert_non_null(strstr(detector_error(ctx), "no direct certificate "
+	    "given for server.test:443"));
+	assert_int_equal(detector_check_path(ctx, "server.test", 443, &empty,
+	    &res), -1);
+	assert_string_equal(detector_ocsp_status_name(DETECTOR_OCSP_REVOKED),
+	    "revoked");
+	assert_string_equal(detector_locality_name(
+	    DETECTOR_LOCALITY_LOCAL_PATH), "local-path");
+	detector_free(ctx);
+	detector_config_free(cfg);
+}
+
 int
 main(void)
 {
@@ -260,6 +287,7 @@ main(void)
 		cmocka_unit_test(test_forged),
 		cmocka_unit_test(test_no_issuer),
 		cmocka_unit_test(test_malformed),
+		cmocka_unit_test(test_check_path_arguments),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
