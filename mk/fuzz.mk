@@ -97,3 +97,4 @@ FUZZ_TARGETS += ocsp
 FUZZ_SRC_ocsp := detector/lib/staple.c detector/lib/certinfo.c
 FUZZ_OCSP_BIN := $(FUZZ_BUILD)/fuzz_ocsp
 fuzz-build fuzz fuzz-regress: $(FUZZ_OCSP_BIN)
+$(FUZZ_OCSP_BIN): tests/fuzz/ocsp_pki.h
