@@ -241,3 +241,26 @@ def test_server_or_global(probe, stapling, tmpdir_):
     assert r.json["direct"]["spki_sha256"] == st.rotated.spki_sha256, r
     assert r.json["locality"] == "server-or-global", r
     assert "key rotation" in r.json["locality_detail"], r
+
+
+def test_nss_application_refuses_a_revoked_certificate(stapling, nssdb, tmpdir_):
+    """An unmodified NSS client (tstclnt under detector-run): the direct
+    path staples nothing, one sphere's path reaches a server stapling the
+    CA's "revoked": the handshake is refused although every key matches.
+    (The NSS hook passes no staple of its own: the certificate checked is
+    the one a sphere saw byte for byte.)"""
+    from test_nss_hook import run_app, tstclnt
+    st = stapling
+    sph = [st.sphere("good", i) for i in range(4)]
+    conf = "[detector]\nquorum = 5\n"
+    clean = run_app(st.world, tmpdir_, tstclnt(nssdb, st.port), ADDRS["none"],
+                    spheres=st.world.sphere_list(*sph, st.sphere("good", 4)),
+                    config=conf)
+    assert clean.rc == 0, clean
+    fresh = os.path.join(tmpdir_, "second")      # no remembered verdict
+    os.mkdir(fresh, 0o700)
+    app = run_app(st.world, fresh, tstclnt(nssdb, st.port), ADDRS["none"],
+                  spheres=st.world.sphere_list(*sph, st.sphere("revoked")),
+                  config=conf)
+    assert app.rc != 0, app
+    assert "REFUSED" in app.err and "revoked" in app.err, app
