@@ -562,11 +562,15 @@ weigh_staples(const char *host, unsigned int port,
 	struct detector_der *cands, none = { NULL, 0 };
 	struct ocsp_weight w;
 	int64_t now = (int64_t)time(NULL);
-	size_t i, ncands;
+	size_t i, ncands = 0;
 	char when[40], *s;
+	int any;
 
 	if (res->nspheres == 0)
 		return;
+	for (i = 0, any = direct != NULL && direct->ocsp.len > 0;
+	    i < res->nspheres; i++)
+		any |= paths[i].ocsp.len > 0;
 	for (i = 0; leaf == NULL && i < res->nspheres; i++) {
 		if (paths[i].status == DETECTOR_PATH_MATCH &&
 		    paths[i].ncerts > 0)
@@ -574,7 +578,17 @@ weigh_staples(const char *host, unsigned int port,
 	}
 	if ((o = calloc(res->nspheres, sizeof(*o))) == NULL)
 		return;
-	cands = issuer_candidates(direct, paths, res->nspheres, &ncands);
+	/* The issuer, found once for every staple: the chains a lying
+	 * sphere sends may be long. */
+	cands = any ? issuer_candidates(direct, paths, res->nspheres,
+	    &ncands) : NULL;
+	if (cands != NULL && leaf != NULL) {
+		int k = ocsp_issuer(leaf->data, leaf->len, cands, ncands);
+
+		if (k > 0)
+			cands[0] = cands[k];
+		ncands = k >= 0;
+	}
 	read_staple(direct != NULL ? &direct->ocsp : &none, leaf, cands,
 	    ncands, now, &res->ocsp_direct);
 	for (i = 0; i < res->nspheres; i++)

@@ -521,6 +521,27 @@ freshness(const struct ocsp_single *s, int64_t now, struct detector_ocsp *o)
 }
 
 int
+ocsp_issuer(const unsigned char *leaf_der, size_t leaf_len,
+    const struct detector_der *candidates, size_t ncandidates)
+{
+	CERTCertificate *leaf = decode_cert(leaf_der, leaf_len), *c;
+	int found = -1;
+	size_t i;
+
+	for (i = 0; leaf != NULL && i < ncandidates && found == -1; i++) {
+		if ((c = decode_cert(candidates[i].data,
+		    candidates[i].len)) == NULL)
+			continue;
+		if (signed_by(leaf, c))
+			found = (int)i;
+		CERT_DestroyCertificate(c);
+	}
+	if (leaf != NULL)
+		CERT_DestroyCertificate(leaf);
+	return found;
+}
+
+int
 ocsp_check(const unsigned char *staple, size_t staple_len,
     const unsigned char *leaf_der, size_t leaf_len,
     const struct detector_der *candidates, size_t ncandidates, int64_t now,

@@ -57,6 +57,14 @@ int ocsp_parse(const unsigned char *der, size_t len, struct ocsp_parsed *p,
     char *err, size_t errlen);
 
 /*
+ * The index of the first candidate (DER certificates) whose subject is the
+ * leaf's issuer and whose key verifies the leaf's signature, or -1.  Names
+ * are compared before any signature is verified.  NSS must be initialised.
+ */
+int ocsp_issuer(const unsigned char *leaf, size_t leaf_len,
+    const struct detector_der *candidates, size_t ncandidates);
+
+/*
  * What the stapled response says about leaf.  The issuer is the first of
  * the candidates (DER certificates: the chains the paths sent) whose
  * subject is the leaf's issuer and whose key verifies the leaf's
