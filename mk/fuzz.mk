@@ -90,3 +90,11 @@ FUZZ_SRC_monitor_history := detector/monitor/history.c detector/monitor/assess.c
 FUZZ_MONITOR_BINS := $(FUZZ_BUILD)/fuzz_monitor_config $(FUZZ_BUILD)/fuzz_monitor_history
 fuzz-build fuzz fuzz-regress: $(FUZZ_MONITOR_BINS)
 $(FUZZ_MONITOR_BINS): $(wildcard detector/monitor/*.c detector/monitor/*.h)
+
+# Stapled OCSP responses (staple.c's DER walker).  Seeds: responses made by
+# `openssl ocsp` and python3-cryptography (tests/testworld/ocsp.py).
+FUZZ_TARGETS += ocsp
+FUZZ_SRC_ocsp := detector/lib/staple.c detector/lib/certinfo.c
+FUZZ_OCSP_BIN := $(FUZZ_BUILD)/fuzz_ocsp
+fuzz-build fuzz fuzz-regress: $(FUZZ_OCSP_BIN)
+$(FUZZ_OCSP_BIN): tests/fuzz/ocsp_pki.h

@@ -8,7 +8,9 @@
  * returns a verdict:
  *
  *   ACCEPT     at least k spheres saw the same key (k = quorum, default 4 of 5)
- *   REJECT     at least n-k+1 spheres saw a different key: likely MITM
+ *   REJECT     at least n-k+1 spheres saw a different key: likely MITM;
+ *              or a validly signed stapled OCSP response, on any path,
+ *              says the direct certificate is revoked (result->revoked)
  *   UNDECIDED  neither, because spheres failed or timed out
  *
  * A sphere that fails or times out is never counted as a disagreement, and a
@@ -101,6 +103,62 @@ struct detector_der {
 	size_t len;
 };
 
+/*
+ * What a stapled OCSP response (RFC 6960) said about the direct
+ * certificate.  A response counts only when its signature verifies with the
+ * key of the certificate's issuer (the chain certificate whose signature on
+ * the direct certificate verifies), or of a responder that issuer delegated
+ * to (id-kp-OCSPSigning), and when it names the direct certificate (issuer
+ * name and key hashes, serial number).  Anything else is INVALID: ignored,
+ * never trusted, with the reason in error.
+ */
+enum detector_ocsp_status {
+	DETECTOR_OCSP_NONE = 0,   /* nothing stapled (or nothing known) */
+	DETECTOR_OCSP_GOOD,       /* the issuer says: not revoked */
+	DETECTOR_OCSP_REVOKED,    /* the issuer says: revoked */
+	DETECTOR_OCSP_UNKNOWN,    /* the responder does not know it */
+	DETECTOR_OCSP_INVALID,    /* stapled but unusable: see error */
+};
+
+struct detector_ocsp {
+	enum detector_ocsp_status status;
+	/* GOOD/REVOKED/UNKNOWN: thisUpdate is not in the future (5 minutes'
+	 * slack) and nextUpdate has not passed (no nextUpdate: thisUpdate
+	 * within the last 24 hours).  0: stale. */
+	int fresh;
+	int64_t produced_at;              /* unix seconds */
+	int64_t this_update;
+	int64_t next_update;              /* 0: absent */
+	int64_t revoked_at;               /* REVOKED: revocationTime */
+	const char *error;                /* INVALID: why it was ignored */
+};
+
+/*
+ * Where the attack sits, as far as the paths tell:
+ *   CONSISTENT        every path that saw a certificate saw the same key
+ *   LOCAL_PATH        the spheres agree with each other and only the direct
+ *                     path differs: the attacker is on the user's own path
+ *   REGIONAL          some spheres (named in locality_detail) see another
+ *                     key than the others: an attacker on some regions'
+ *                     paths, or a site serving regional keys
+ *   SERVER_OR_GLOBAL  every path agrees, on a key other than the one last
+ *                     accepted for host:port (the key history is the
+ *                     verdict cache: none with cache = off or no earlier
+ *                     ACCEPT, and CONSISTENT then says so): an attacker
+ *                     next to the server, a global DNS hijack, or the
+ *                     operator's own key rotation, which only the
+ *                     operator's monitor can settle.  The verdict is
+ *                     unchanged.
+ *   UNKNOWN           too few paths answered to tell
+ */
+enum detector_locality {
+	DETECTOR_LOCALITY_UNKNOWN = 0,
+	DETECTOR_LOCALITY_CONSISTENT,
+	DETECTOR_LOCALITY_LOCAL_PATH,
+	DETECTOR_LOCALITY_REGIONAL,
+	DETECTOR_LOCALITY_SERVER_OR_GLOBAL,
+};
+
 /* What one path (the direct connection or one sphere) saw of host:port. */
 struct detector_path {
 	const char *via;                  /* "direct" or the sphere "ip:port" */
@@ -134,6 +192,22 @@ struct detector_result {
 	const char *note;                 /* about the verdict memory (a cache
 	                                   * set aside, read-only, unwritable),
 	                                   * each said once per process; NULL */
+	/* Appended: OCSP evidence (see struct detector_ocsp). */
+	int revoked;                      /* a validly signed staple says the
+	                                   * direct certificate is revoked: the
+	                                   * verdict is REJECT whatever the keys */
+	const char *revoked_via;          /* "direct" or the sphere; NULL */
+	int ocsp_direct_missing;          /* spheres stapled a fresh good
+	                                   * response, the direct path none or a
+	                                   * stale one (detector_check_path()
+	                                   * only: the direct staple is known) */
+	struct detector_ocsp ocsp_direct; /* the direct path's staple */
+	const struct detector_ocsp *ocsp_spheres; /* nspheres entries, or NULL */
+	/* Appended: where the attack sits. */
+	enum detector_locality locality;
+	const char *locality_detail;      /* one line, for humans, naming the
+	                                   * spheres that differ; NULL for a
+	                                   * remembered or excluded result */
 	/* Appended: what was done with the verdict (see detector_reroute()).
 	 * detector_check() leaves DETECTOR_POLICY_NONE: it only judges. */
 	enum detector_policy policy;
@@ -253,6 +327,19 @@ DETECTOR_API int detector_check(struct detector *ctx, const char *host,
     unsigned int port, const unsigned char *observed_der, size_t der_len,
     struct detector_result **result);
 DETECTOR_API void detector_result_free(struct detector_result *result);
+
+/*
+ * As detector_check(), with everything the direct connection saw: the
+ * leaf is direct->certs[0]; the rest of its chain helps find the issuer
+ * that OCSP responses must be signed by; direct->ocsp is the response the
+ * server stapled (len 0: none), checked like every sphere's.  A direct path
+ * from detector_fetch() fits, as does one filled in by the caller from its
+ * own TLS library.  Only here is result->ocsp_direct_missing decided: with
+ * detector_check() the direct staple is not known.
+ */
+DETECTOR_API int detector_check_path(struct detector *ctx, const char *host,
+    unsigned int port, const struct detector_path *direct,
+    struct detector_result **result);
 
 /*
  * The verdict cache file of a configured context (cache management, no
@@ -409,6 +496,11 @@ DETECTOR_API int detector_reroute_verify(struct detector *ctx,
 DETECTOR_API const char *detector_verdict_name(enum detector_verdict v);
 DETECTOR_API const char *detector_path_status_name(
     enum detector_path_status s);
+/* "none", "good", "revoked", "unknown", "invalid". */
+DETECTOR_API const char *detector_ocsp_status_name(
+    enum detector_ocsp_status s);
+/* "unknown", "consistent", "local-path", "regional", "server-or-global". */
+DETECTOR_API const char *detector_locality_name(enum detector_locality l);
 DETECTOR_API const char *detector_policy_name(enum detector_policy p);
 
 #ifdef __cplusplus

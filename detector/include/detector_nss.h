@@ -28,6 +28,10 @@ extern "C" {
  * (a host name it cannot read, a certificate it cannot parse, no check
  * possible): refused unless an `exclude` rule covers the host. */
 #define DETECTOR_ERROR_UNCHECKABLE (DETECTOR_ERROR_BASE + 3)
+/* A stapled OCSP response, validly signed by the certificate's issuer and
+ * seen on the direct path or through a sphere, says the certificate is
+ * revoked (result->revoked). */
+#define DETECTOR_ERROR_REVOKED (DETECTOR_ERROR_BASE + 4)
 
 #define DETECTOR_NSS_DECIDED 0   /* *error is the answer: 0 accepts */
 #define DETECTOR_NSS_PENDING 1   /* done() will be called, or cancel() */

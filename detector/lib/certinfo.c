@@ -20,14 +20,7 @@
 #define TAG_CTX0 0xa0
 #define TAG_OID 0x06
 
-struct der_cursor {
-	const unsigned char *p;
-	size_t left;
-};
-
-/* Reads one TLV.  On success val and vlen are the contents and whole the
- * start of the TLV; the cursor moves past it. */
-static int
+int
 der_next(struct der_cursor *c, unsigned char *tag, const unsigned char **whole,
     size_t *whole_len, const unsigned char **val, size_t *vlen)
 {

@@ -10,6 +10,23 @@
 #include "detector.h"
 
 /*
+ * A strict DER reader, shared by the parsers of what servers send
+ * (certificates here, stapled OCSP responses in ocsp.c): definite,
+ * minimal lengths, low tag numbers only, nothing read past the input.
+ */
+struct der_cursor {
+	const unsigned char *p;
+	size_t left;
+};
+
+/* Reads one TLV: its tag, the whole TLV (whole, whole_len) and its
+ * contents (val, vlen); the cursor moves past it.  0, or -1 when what is
+ * left does not start with a well-formed TLV. */
+int der_next(struct der_cursor *c, unsigned char *tag,
+    const unsigned char **whole, size_t *whole_len, const unsigned char **val,
+    size_t *vlen);
+
+/*
  * Finds the DER SubjectPublicKeyInfo inside a DER X.509 certificate.
  * Strict: definite minimal lengths, the certificate must span the input
  * exactly.  Pure; returns 0, or -1 with err set.

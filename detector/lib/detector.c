@@ -22,6 +22,7 @@
 #include "certinfo.h"
 #include "check.h"
 #include "config.h"
+#include "evidence.h"
 #include "host.h"
 #include "memory.h"
 #include "probe.h"
@@ -123,6 +124,32 @@ detector_verdict_name(enum detector_verdict v)
 	case DETECTOR_REJECT: return "reject";
 	case DETECTOR_UNDECIDED: return "undecided";
 	case DETECTOR_EXCLUDED: return "excluded";
+	}
+	return "unknown";
+}
+
+const char *
+detector_ocsp_status_name(enum detector_ocsp_status s)
+{
+	switch (s) {
+	case DETECTOR_OCSP_NONE: return "none";
+	case DETECTOR_OCSP_GOOD: return "good";
+	case DETECTOR_OCSP_REVOKED: return "revoked";
+	case DETECTOR_OCSP_UNKNOWN: return "unknown";
+	case DETECTOR_OCSP_INVALID: return "invalid";
+	}
+	return "unknown";
+}
+
+const char *
+detector_locality_name(enum detector_locality l)
+{
+	switch (l) {
+	case DETECTOR_LOCALITY_UNKNOWN: return "unknown";
+	case DETECTOR_LOCALITY_CONSISTENT: return "consistent";
+	case DETECTOR_LOCALITY_LOCAL_PATH: return "local-path";
+	case DETECTOR_LOCALITY_REGIONAL: return "regional";
+	case DETECTOR_LOCALITY_SERVER_OR_GLOBAL: return "server-or-global";
 	}
 	return "unknown";
 }
@@ -299,9 +326,16 @@ detector_result_free(struct detector_result *r)
 
 	if (r == NULL)
 		return;
-	for (i = 0; i < r->nspheres; i++)
+	for (i = 0; i < r->nspheres; i++) {
 		path_release((struct detector_path *)&r->spheres[i]);
+		if (r->ocsp_spheres != NULL)
+			free((void *)r->ocsp_spheres[i].error);
+	}
 	free((void *)r->spheres);
+	free((void *)r->ocsp_spheres);
+	free((void *)r->ocsp_direct.error);
+	free((void *)r->revoked_via);
+	free((void *)r->locality_detail);
 	free((void *)r->reason);
 	free((void *)r->note);
 	free((void *)r->rerouted_via);
@@ -457,7 +491,8 @@ excluded(struct detector *ctx, const char *host, unsigned int port,
  */
 static int
 probe_spheres(struct detector *ctx, const char *host, unsigned int port,
-    const struct certinfo *ci, struct detector_result **result)
+    const struct certinfo *ci, const struct detector_der *leaf,
+    const struct detector_path *direct, struct detector_result **result)
 {
 	struct probe probes[DETECTOR_MAX_SPHERES];
 	struct detector_path *paths;
@@ -505,8 +540,13 @@ probe_spheres(struct detector *ctx, const char *host, unsigned int port,
 		for (i = 0; i < res->nspheres; i++)
 			res->failures += paths[i].status != DETECTOR_PATH_SEEN;
 		res->reason = survey_reason(host, port, res);
-	} else
+	} else {
 		res->reason = make_reason(host, port, res);
+		if (res->reason != NULL)
+			evidence_staples(host, port, leaf, direct, res);
+		res->locality = verdict_locality(res->spheres, res->nspheres,
+		    (char **)&res->locality_detail);
+	}
 	return finish(ctx, res, result);
 }
 
@@ -560,15 +600,21 @@ remember_reroute(struct detector *ctx, const char *host, unsigned int port,
 	}
 }
 
-int
-check_probe(struct detector *ctx, const char *host, unsigned int port,
-    const struct certinfo *ci, struct detector_result **result)
+/* check_probe() with the certificate seen directly (leaf) and the direct
+ * path (chain and staple), either NULL when not known. */
+static int
+check_probe_path(struct detector *ctx, const char *host, unsigned int port,
+    const struct certinfo *ci, const struct detector_der *leaf,
+    const struct detector_path *direct, struct detector_result **result)
 {
 	struct memory *m = memory_of(ctx);
+	struct cache_record prev;
+	int have = evidence_history(m, host, port, &prev);
 
 	*result = NULL;
-	if (probe_spheres(ctx, host, port, ci, result) == -1)
+	if (probe_spheres(ctx, host, port, ci, leaf, direct, result) == -1)
 		return -1;
+	evidence_weigh_history(host, port, ci, have, &prev, *result);
 	if (m != NULL)
 		memory_record(m, host, port, ci->spki_sha256,
 		    (*result)->verdict, ctx->cfg.cache_validity_s);
@@ -578,10 +624,20 @@ check_probe(struct detector *ctx, const char *host, unsigned int port,
 }
 
 int
-detector_check(struct detector *ctx, const char *host, unsigned int port,
-    const unsigned char *observed_der, size_t der_len,
-    struct detector_result **result)
+check_probe(struct detector *ctx, const char *host, unsigned int port,
+    const struct certinfo *ci, struct detector_result **result)
 {
+	return check_probe_path(ctx, host, port, ci, NULL, NULL, result);
+}
+
+/* detector_check() and detector_check_path(): direct is NULL for the
+ * former. */
+static int
+check_with(struct detector *ctx, const char *host, unsigned int port,
+    const unsigned char *observed_der, size_t der_len,
+    const struct detector_path *direct, struct detector_result **result)
+{
+	struct detector_der leaf = { observed_der, der_len };
 	struct certinfo ci;
 	char err[256], name[CHECK_HOST_SIZE];
 	int rc;
@@ -600,9 +656,35 @@ detector_check(struct detector *ctx, const char *host, unsigned int port,
 		    "unusable: %s", host, port, err);
 	if (exclude_match(&ctx->cfg.exclude, host) != NULL)
 		return excluded(ctx, host, port, 0, result);
-	if ((rc = check_recall(ctx, host, port, &ci, result)) != 0)
+	/* A direct path that staples anything is always probed: a
+	 * remembered ACCEPT must not hide what the staple says now. */
+	if ((direct == NULL || direct->ocsp.len == 0) &&
+	    (rc = check_recall(ctx, host, port, &ci, result)) != 0)
 		return rc == 1 ? 0 : -1;
-	return check_probe(ctx, host, port, &ci, result);
+	return check_probe_path(ctx, host, port, &ci, &leaf, direct, result);
+}
+
+int
+detector_check(struct detector *ctx, const char *host, unsigned int port,
+    const unsigned char *observed_der, size_t der_len,
+    struct detector_result **result)
+{
+	return check_with(ctx, host, port, observed_der, der_len, NULL,
+	    result);
+}
+
+int
+detector_check_path(struct detector *ctx, const char *host,
+    unsigned int port, const struct detector_path *direct,
+    struct detector_result **result)
+{
+	if (result != NULL)
+		*result = NULL;
+	if (direct == NULL || direct->ncerts == 0 || direct->certs == NULL)
+		return seterr(ctx, "no direct certificate given for %s:%u",
+		    host ? host : "(null)", port);
+	return check_with(ctx, host, port, direct->certs[0].data,
+	    direct->certs[0].len, direct, result);
 }
 
 int
@@ -618,7 +700,7 @@ detector_survey(struct detector *ctx, const char *host, unsigned int port,
 	host = name;
 	if (exclude_match(&ctx->cfg.exclude, host) != NULL)
 		return excluded(ctx, host, port, 1, result);
-	return probe_spheres(ctx, host, port, NULL, result);
+	return probe_spheres(ctx, host, port, NULL, NULL, NULL, result);
 }
 
 /* The cache file, for listing and forgetting. */

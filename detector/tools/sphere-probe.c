@@ -238,6 +238,61 @@ print_row(const struct detector_path *p, int verbose)
 	    p->error ? "  " : "", p->error ? p->error : "");
 }
 
+/* One stapled OCSP response, as text: "good, fresh (next update ...)". */
+static void
+print_ocsp(const char *via, const struct detector_ocsp *oc)
+{
+	char when[32] = "-";
+	time_t t = (time_t)(oc->status == DETECTOR_OCSP_REVOKED ?
+	    oc->revoked_at : oc->next_update);
+	struct tm tm;
+
+	if (oc->status == DETECTOR_OCSP_NONE)
+		return;
+	if (t != 0 && gmtime_r(&t, &tm) != NULL)
+		strftime(when, sizeof(when), "%Y-%m-%d %H:%M UTC", &tm);
+	if (oc->status == DETECTOR_OCSP_INVALID)
+		printf("  %-22s ignored: %s\n", via, oc->error ? oc->error : "");
+	else
+		printf("  %-22s %s, %s (%s %s)\n", via,
+		    detector_ocsp_status_name(oc->status),
+		    oc->fresh ? "fresh" : "stale",
+		    oc->status == DETECTOR_OCSP_REVOKED ? "revoked" :
+		    "next update", when);
+}
+
+/* Where the attack sits, and the stapled OCSP responses seen. */
+static void
+print_evidence(const struct detector_result *r)
+{
+	size_t i;
+	int any = r->ocsp_direct.status != DETECTOR_OCSP_NONE;
+
+	if (r->locality_detail != NULL)
+		printf("where: %s: %s\n", detector_locality_name(r->locality),
+		    r->locality_detail);
+	for (i = 0; r->ocsp_spheres != NULL && i < r->nspheres; i++)
+		any |= r->ocsp_spheres[i].status != DETECTOR_OCSP_NONE;
+	if (!any)
+		return;
+	printf("stapled OCSP responses:\n");
+	print_ocsp("direct", &r->ocsp_direct);
+	for (i = 0; r->ocsp_spheres != NULL && i < r->nspheres; i++)
+		print_ocsp(r->spheres[i].via, &r->ocsp_spheres[i]);
+}
+
+static json_t *
+ocsp_json(const struct detector_ocsp *oc)
+{
+	return json_pack("{s:s, s:b, s:I, s:I, s:I, s:I, s:o}",
+	    "status", detector_ocsp_status_name(oc->status),
+	    "fresh", oc->fresh, "produced_at", (json_int_t)oc->produced_at,
+	    "this_update", (json_int_t)oc->this_update,
+	    "next_update", (json_int_t)oc->next_update,
+	    "revoked_at", (json_int_t)oc->revoked_at,
+	    "error", oc->error ? json_string(oc->error) : json_null());
+}
+
 static void
 print_text(const struct options *o, const struct detector_path *direct,
     const struct detector_result *r)
@@ -258,6 +313,7 @@ print_text(const struct options *o, const struct detector_path *direct,
 	for (; *v; v++)
 		putchar(*v >= 'a' && *v <= 'z' ? *v - 'a' + 'A' : *v);
 	printf(" (%u ms): %s\n", r->ms, r->reason);
+	print_evidence(r);
 }
 
 static json_t *
@@ -280,7 +336,7 @@ spheres_json(const struct detector_result *r)
 	spheres = json_array();
 	for (i = 0; i < r->nspheres; i++) {
 		const struct detector_path *p = &r->spheres[i];
-		json_array_append_new(spheres, json_pack(
+		json_t *one = json_pack(
 		    "{s:s, s:s, s:o, s:o, s:o, s:I, s:o, s:I}",
 		    "address", p->via,
 		    "status", detector_path_status_name(p->status),
@@ -290,7 +346,11 @@ spheres_json(const struct detector_result *r)
 		    "ms", (json_int_t)p->ms,
 		    "tls_version", p->tls_version ?
 		    json_string(version_name(p->tls_version)) : json_null(),
-		    "chain_length", (json_int_t)p->ncerts));
+		    "chain_length", (json_int_t)p->ncerts);
+		if (r->ocsp_spheres != NULL)
+			json_object_set_new(one, "ocsp",
+			    ocsp_json(&r->ocsp_spheres[i]));
+		json_array_append_new(spheres, one);
 	}
 	return spheres;
 }
@@ -321,6 +381,7 @@ print_json(const struct options *o, const struct detector_path *direct,
 	    "cert_sha256", json_hash(direct->have_cert, direct->cert_sha256),
 	    "ms", (json_int_t)direct->ms,
 	    "ocsp_stapled", direct->ocsp.len > 0);
+	json_object_set_new(d, "ocsp", ocsp_json(&r->ocsp_direct));
 	root = json_pack("{s:s, s:I, s:s, s:s, s:I, s:o, s:o, s:s, s:I}",
 	    "host", o->host, "port", (json_int_t)o->port,
 	    "starttls", detector_starttls_name(o->starttls),
@@ -328,6 +389,15 @@ print_json(const struct options *o, const struct detector_path *direct,
 	    "quorum", (json_int_t)r->quorum,
 	    "direct", d, "spheres", spheres,
 	    "reason", r->reason, "ms", (json_int_t)r->ms);
+	json_object_set_new(root, "revoked", json_boolean(r->revoked));
+	json_object_set_new(root, "revoked_via", r->revoked_via ?
+	    json_string(r->revoked_via) : json_null());
+	json_object_set_new(root, "ocsp_direct_missing",
+	    json_boolean(r->ocsp_direct_missing));
+	json_object_set_new(root, "locality",
+	    json_string(detector_locality_name(r->locality)));
+	json_object_set_new(root, "locality_detail", r->locality_detail ?
+	    json_string(r->locality_detail) : json_null());
 	print_root(root);
 }
 
@@ -732,8 +802,8 @@ main(int argc, char **argv)
 	if (detector_config_set_deadline(run.cfg, remaining) == -1 ||
 	    detector_configure(run.ctx, run.cfg) == -1)
 		die("%s", detector_error(run.ctx));
-	if (detector_check(run.ctx, o.host, o.port, run.direct->certs[0].data,
-	    run.direct->certs[0].len, &run.res) == -1)
+	if (detector_check_path(run.ctx, o.host, o.port, run.direct,
+	    &run.res) == -1)
 		die("%s", detector_error(run.ctx));
 	if (run.res->note != NULL)
 		fprintf(stderr, "sphere-probe: %s\n", run.res->note);

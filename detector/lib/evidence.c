@@ -1,0 +1,208 @@
+/*
+ * evidence.c - what a check weighs besides the k-of-n count of keys: the
+ * stapled OCSP responses every path carried (staple.c checks each, the
+ * rule is verdict_ocsp()), and the key history that tells a consistent
+ * result from one where every path agrees on a new key.
+ */
+#include "evidence.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "staple.h"
+#include "verdict.h"
+
+/*
+ * OCSP evidence.  Each path's staple is checked against the certificate
+ * seen directly (the caller's leaf, else a sphere's byte-identical one),
+ * with its issuer found among every chain the paths sent.
+ */
+static struct detector_der *
+issuer_candidates(const struct detector_path *direct,
+    const struct detector_path *paths, size_t n, size_t *count)
+{
+	struct detector_der *c;
+	size_t i, j, total = direct != NULL && direct->ncerts > 1 ?
+	    direct->ncerts - 1 : 0;
+
+	for (i = 0; i < n; i++)
+		total += paths[i].ncerts > 1 ? paths[i].ncerts - 1 : 0;
+	*count = 0;
+	if (total == 0 || (c = calloc(total, sizeof(*c))) == NULL)
+		return NULL;
+	for (j = 1; direct != NULL && j < direct->ncerts; j++)
+		c[(*count)++] = direct->certs[j];
+	for (i = 0; i < n; i++) {
+		for (j = 1; j < paths[i].ncerts; j++)
+			c[(*count)++] = paths[i].certs[j];
+	}
+	return c;
+}
+
+static void
+read_staple(const struct detector_der *staple, const struct detector_der *leaf,
+    const struct detector_der *cands, size_t ncands, int64_t now,
+    struct detector_ocsp *o)
+{
+	char err[256];
+
+	memset(o, 0, sizeof(*o));
+	if (staple->len == 0)
+		return;
+	if (leaf == NULL) {
+		o->status = DETECTOR_OCSP_INVALID;
+		o->error = strdup("no copy of the certificate seen directly "
+		    "to check it against");
+		return;
+	}
+	if (ocsp_check(staple->data, staple->len, leaf->data, leaf->len,
+	    cands, ncands, now, o, err, sizeof(err)) == -1) {
+		memset(o, 0, sizeof(*o));
+		o->status = DETECTOR_OCSP_INVALID;
+		o->error = strdup(err);
+	}
+}
+
+/* "2026-12-03 05:07:45 UTC" */
+static void
+utc(int64_t t, char *buf, size_t size)
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+
+	if (gmtime_r(&tt, &tm) == NULL ||
+	    strftime(buf, size, "%Y-%m-%d %H:%M:%S UTC", &tm) == 0)
+		snprintf(buf, size, "@%lld", (long long)t);
+}
+
+/*
+ * Weighs the staples of every path that answered (spheres skipped by the
+ * early decision staple nothing) into res: revoked wins, missing freshness
+ * is noted, and the reason says both.  leaf: the certificate seen directly
+ * (NULL: taken from a sphere that saw the very same certificate); direct:
+ * the direct path with its chain and staple (NULL: not known).
+ */
+void
+evidence_staples(const char *host, unsigned int port,
+    const struct detector_der *leaf, const struct detector_path *direct,
+    struct detector_result *res)
+{
+	const struct detector_path *paths = res->spheres;
+	struct detector_ocsp *o;
+	struct detector_der *cands, none = { NULL, 0 };
+	struct ocsp_weight w;
+	int64_t now = (int64_t)time(NULL);
+	size_t i, ncands = 0;
+	char when[40], *s;
+	int any;
+
+	if (res->nspheres == 0)
+		return;
+	for (i = 0, any = direct != NULL && direct->ocsp.len > 0;
+	    i < res->nspheres; i++)
+		any |= paths[i].ocsp.len > 0;
+	for (i = 0; leaf == NULL && i < res->nspheres; i++) {
+		if (paths[i].status == DETECTOR_PATH_MATCH &&
+		    paths[i].ncerts > 0)
+			leaf = &paths[i].certs[0];
+	}
+	if ((o = calloc(res->nspheres, sizeof(*o))) == NULL)
+		return;
+	/* The issuer, found once for every staple: the chains a lying
+	 * sphere sends may be long. */
+	cands = any ? issuer_candidates(direct, paths, res->nspheres,
+	    &ncands) : NULL;
+	if (cands != NULL && leaf != NULL) {
+		int k = ocsp_issuer(leaf->data, leaf->len, cands, ncands);
+
+		if (k > 0)
+			cands[0] = cands[k];
+		ncands = k >= 0;
+	}
+	read_staple(direct != NULL ? &direct->ocsp : &none, leaf, cands,
+	    ncands, now, &res->ocsp_direct);
+	for (i = 0; i < res->nspheres; i++)
+		read_staple(&paths[i].ocsp, leaf, cands, ncands, now, &o[i]);
+	free(cands);
+	res->ocsp_spheres = o;
+	verdict_ocsp(&res->ocsp_direct, direct != NULL, o, res->nspheres, &w);
+	res->ocsp_direct_missing = w.direct_missing;
+	if (w.revoked) {
+		const struct detector_ocsp *r = w.revoked_path < 0 ?
+		    &res->ocsp_direct : &o[w.revoked_path];
+
+		res->revoked = 1;
+		res->verdict = DETECTOR_REJECT;
+		res->revoked_via = strdup(w.revoked_path < 0 ? "direct" :
+		    paths[w.revoked_path].via);
+		utc(r->revoked_at, when, sizeof(when));
+		free((void *)res->reason);
+		res->reason = NULL;
+		if (asprintf(&s, "the certificate seen directly for %s:%u is "
+		    "revoked: a stapled OCSP response signed by its issuer, "
+		    "seen on the %s path, says so (revoked %s)", host, port,
+		    res->revoked_via ? res->revoked_via : "?", when) != -1)
+			res->reason = s;
+	}
+	if (w.direct_missing && res->reason != NULL &&
+	    asprintf(&s, "%s; the spheres' paths staple a fresh good OCSP "
+	    "response, the direct path %s (ocsp_direct_missing)", res->reason,
+	    res->ocsp_direct.status == DETECTOR_OCSP_NONE ? "none" :
+	    res->ocsp_direct.status == DETECTOR_OCSP_INVALID ?
+	    "an unusable one" : "a stale one") != -1) {
+		free((void *)res->reason);
+		res->reason = s;
+	}
+}
+
+/*
+ * Key history: the key last accepted for host:port, read from the verdict
+ * cache before this check records its own.  When every path agrees on a
+ * key other than that one, no path-based comparison can see an attacker
+ * next to the server (or a global DNS hijack), and neither can it tell one
+ * from the operator's own key rotation: the result says so
+ * (SERVER_OR_GLOBAL), the verdict is unchanged.
+ */
+int
+evidence_history(struct memory *m, const char *host, unsigned int port,
+    struct cache_record *r)
+{
+	struct cache *c;
+	char err[256];
+
+	if (m == NULL || (c = memory_cache(m, err, sizeof(err))) == NULL)
+		return 0;
+	return cache_get(c, host, port, r, err, sizeof(err)) == 1 &&
+	    r->verdict == DETECTOR_ACCEPT;
+}
+
+void
+evidence_weigh_history(const char *host, unsigned int port, const struct certinfo *ci,
+    int have, const struct cache_record *r, struct detector_result *res)
+{
+	char *s, when[40];
+
+	if (res->locality != DETECTOR_LOCALITY_CONSISTENT)
+		return;
+	if (have && memcmp(r->spki, ci->spki_sha256,
+	    DETECTOR_SHA256_LEN) != 0) {
+		utc(r->first_seen, when, sizeof(when));
+		if (asprintf(&s, "every path agrees on a key other than the "
+		    "one accepted for %s:%u since %s: an attacker next to the "
+		    "server, a global DNS hijack, or the operator's own key "
+		    "rotation (only the operator's monitor can tell)", host,
+		    port, when) == -1)
+			return;
+		res->locality = DETECTOR_LOCALITY_SERVER_OR_GLOBAL;
+	} else if (have) {
+		utc(r->first_seen, when, sizeof(when));
+		if (asprintf(&s, "every path that answered sees the key "
+		    "accepted for %s:%u since %s", host, port, when) == -1)
+			return;
+	} else
+		return;         /* verdict_locality() said why not */
+	free((void *)res->locality_detail);
+	res->locality_detail = s;
+}

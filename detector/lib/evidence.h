@@ -1,0 +1,38 @@
+/*
+ * evidence.h - what a check weighs besides the count of keys: stapled OCSP
+ * responses and the key history.
+ */
+#ifndef DETECTOR_EVIDENCE_H
+#define DETECTOR_EVIDENCE_H
+
+#include "cache.h"
+#include "certinfo.h"
+#include "detector.h"
+#include "memory.h"
+
+/*
+ * Weighs the staples of every path that answered (spheres skipped by the
+ * early decision staple nothing) into res: revoked wins (verdict REJECT,
+ * revoked, revoked_via, the reason), missing freshness on the direct path
+ * is noted (ocsp_direct_missing), and ocsp_direct/ocsp_spheres say what
+ * each staple was.  leaf: the certificate seen directly (NULL: a sphere's
+ * byte-identical copy is used); direct: the direct path with its chain and
+ * staple (NULL: not known).
+ */
+void evidence_staples(const char *host, unsigned int port,
+    const struct detector_der *leaf, const struct detector_path *direct,
+    struct detector_result *res);
+
+/* The key last accepted for host:port in the verdict cache, read before a
+ * check records its own: 1 with *r set, else 0 (no cache, no ACCEPT). */
+int evidence_history(struct memory *m, const char *host, unsigned int port,
+    struct cache_record *r);
+
+/* A CONSISTENT result whose key differs from the history's becomes
+ * SERVER_OR_GLOBAL; with history, the detail says since when the key is
+ * known.  The verdict is unchanged. */
+void evidence_weigh_history(const char *host, unsigned int port,
+    const struct certinfo *ci, int have, const struct cache_record *r,
+    struct detector_result *res);
+
+#endif

@@ -1,0 +1,160 @@
+/*
+ * What the verdict takes from more than the keys (verdict.c, pure): revoked
+ * wins over any key count, missing freshness on the direct path is noted,
+ * and every result says where the attack sits.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "verdict.h"
+
+static const struct detector_ocsp none = { DETECTOR_OCSP_NONE, 0, 0, 0, 0,
+    0, NULL };
+static const struct detector_ocsp good = { DETECTOR_OCSP_GOOD, 1, 0, 0, 0,
+    0, NULL };
+static const struct detector_ocsp stale = { DETECTOR_OCSP_GOOD, 0, 0, 0, 0,
+    0, NULL };
+static const struct detector_ocsp revoked = { DETECTOR_OCSP_REVOKED, 1, 0,
+    0, 0, 0, NULL };
+static const struct detector_ocsp old_revoked = { DETECTOR_OCSP_REVOKED, 0,
+    0, 0, 0, 0, NULL };
+static const struct detector_ocsp invalid = { DETECTOR_OCSP_INVALID, 0, 0,
+    0, 0, 0, "forged" };
+
+static void
+test_revoked_wins(void **state)
+{
+	struct detector_ocsp s[5] = { good, good, good, good, good };
+	struct ocsp_weight w;
+
+	(void)state;
+	verdict_ocsp(&good, 1, s, 5, &w);
+	assert_false(w.revoked);
+	assert_false(w.direct_missing);
+	/* One sphere's path only. */
+	s[3] = revoked;
+	verdict_ocsp(&good, 1, s, 5, &w);
+	assert_true(w.revoked);
+	assert_int_equal(w.revoked_path, 3);
+	/* The direct path, with a stale revocation: still revoked. */
+	s[3] = good;
+	verdict_ocsp(&old_revoked, 1, s, 5, &w);
+	assert_true(w.revoked);
+	assert_int_equal(w.revoked_path, -1);
+	assert_false(w.direct_missing);
+	/* An unusable response saying anything is nothing. */
+	s[0] = invalid;
+	verdict_ocsp(&invalid, 1, s, 5, &w);
+	assert_false(w.revoked);
+}
+
+static void
+test_direct_missing(void **state)
+{
+	struct detector_ocsp s[3] = { good, none, stale };
+	struct ocsp_weight w;
+
+	(void)state;
+	verdict_ocsp(&none, 1, s, 3, &w);
+	assert_true(w.direct_missing);
+	verdict_ocsp(&stale, 1, s, 3, &w);
+	assert_true(w.direct_missing);
+	verdict_ocsp(&invalid, 1, s, 3, &w);
+	assert_true(w.direct_missing);
+	verdict_ocsp(&good, 1, s, 3, &w);
+	assert_false(w.direct_missing);
+	/* The direct staple not known (detector_check): nothing to say. */
+	verdict_ocsp(&none, 0, s, 3, &w);
+	assert_false(w.direct_missing);
+	/* Spheres only stale or none: nothing withheld. */
+	s[0] = none;
+	verdict_ocsp(&none, 1, s, 3, &w);
+	assert_false(w.direct_missing);
+}
+
+static void
+set(struct detector_path *p, const char *via, enum detector_path_status st,
+    unsigned char key)
+{
+	memset(p, 0, sizeof(*p));
+	p->via = via;
+	p->status = st;
+	memset(p->spki_sha256, key, DETECTOR_SHA256_LEN);
+}
+
+static enum detector_locality
+locate(const struct detector_path *p, size_t n, const char *want1,
+    const char *want2)
+{
+	char *detail;
+	enum detector_locality l = verdict_locality(p, n, &detail);
+
+	assert_non_null(detail);
+	if (want1 && strstr(detail, want1) == NULL)
+		fail_msg("'%s' lacks '%s'", detail, want1);
+	if (want2 && strstr(detail, want2) == NULL)
+		fail_msg("'%s' lacks '%s'", detail, want2);
+	free(detail);
+	return l;
+}
+
+static void
+test_locality(void **state)
+{
+	struct detector_path p[5];
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < 5; i++)
+		set(&p[i], "s", DETECTOR_PATH_MATCH, 1);
+	p[0].via = "A";
+	p[1].via = "B";
+	p[2].via = "C";
+	p[3].via = "D";
+	p[4].via = "E";
+	p[4].status = DETECTOR_PATH_KEY_MATCH;
+	assert_int_equal(locate(p, 5, "all 5", "detector-monitor"),
+	    DETECTOR_LOCALITY_CONSISTENT);
+	/* Every sphere sees one other key: the user's own path. */
+	for (i = 0; i < 5; i++)
+		set(&p[i], p[i].via, DETECTOR_PATH_MISMATCH, 2);
+	p[4].status = DETECTOR_PATH_TIMEOUT;
+	assert_int_equal(locate(p, 5, "all 4", "own path"),
+	    DETECTOR_LOCALITY_LOCAL_PATH);
+	/* One lying exit: regional, named. */
+	for (i = 0; i < 5; i++)
+		set(&p[i], p[i].via, DETECTOR_PATH_MATCH, 1);
+	set(&p[2], "C", DETECTOR_PATH_MISMATCH, 7);
+	assert_int_equal(locate(p, 5, "A, B, D and E see the direct",
+	    "C sees another key (07070707...)"), DETECTOR_LOCALITY_REGIONAL);
+	/* The direct path alone, and the spheres split in two. */
+	set(&p[0], "A", DETECTOR_PATH_MISMATCH, 8);
+	set(&p[1], "B", DETECTOR_PATH_MISMATCH, 8);
+	set(&p[3], "D", DETECTOR_PATH_MISMATCH, 7);
+	set(&p[4], "E", DETECTOR_PATH_FAILED, 0);
+	assert_int_equal(locate(p, 5, "A and B see another key (0808",
+	    "C and D see another key (0707"), DETECTOR_LOCALITY_REGIONAL);
+	/* Nobody answered. */
+	for (i = 0; i < 5; i++)
+		set(&p[i], "x", DETECTOR_PATH_TIMEOUT, 0);
+	assert_int_equal(locate(p, 5, "cannot be told", NULL),
+	    DETECTOR_LOCALITY_UNKNOWN);
+	assert_int_equal(locate(p, 0, "cannot be told", NULL),
+	    DETECTOR_LOCALITY_UNKNOWN);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_revoked_wins),
+		cmocka_unit_test(test_direct_missing),
+		cmocka_unit_test(test_locality),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
