@@ -82,7 +82,9 @@ DETECTOR_API const struct detector_nss_ops *detector_nss_v1(void);
 #define DETECTOR_ERROR_REROUTE (DETECTOR_ERROR_BASE + 4)
 
 /* Called once, from another thread, with 0 and a descriptor ready for the
- * ClientHello (now the caller's to close), or a refusal code and -1. */
+ * ClientHello (now the caller's to close), or a refusal code and -1.  It
+ * may run before open() has returned (libssl holds the socket's handshake
+ * locks across open(), so it waits for them). */
 typedef void (*detector_nss_reroute_fn)(void *arg, int error, int fd);
 
 struct detector_nss_reroute_ops {

@@ -19,12 +19,13 @@
  * --pause-file: after the check, wait (at most 10 s) until PATH exists, so
  * the test can change a sphere between the check and the reroute.
  *
- * --ops block|async|cancel: the same through the NSS integration's entry
+ * --ops block|async|cancel|inside: the same through the NSS integration's entry
  * points instead (detector_nss_v1()->check, then detector_nss_reroute_v1():
  * open, verify, release), configured by $DETECTOR_CONFIG as libssl's
  * would be.  block: open() on this thread; async: open() pending, done()
  * from another thread; cancel: release() while open() is pending, which
- * must return at once and never call done() (prints "cancelled_ms: N").
+ * must return at once and never call done() (prints "cancelled_ms: N");
+ * inside: done() itself calls release() (prints "done_calls: 1").
  *
  * Prints "verdict: V", "cached: 0|1", then "REROUTED host:port via S" and
  * "RESPONSE: ..." (exit 0), or "REFUSED: why" (exit 2: no reroute; 3: the
@@ -57,6 +58,7 @@ static struct {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	int done_calls, done_error, done_fd;
+	int release_inside;             /* --ops inside */
 	struct detector_path *path;
 } drv = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
 
@@ -64,7 +66,18 @@ static void
 reroute_done(void *arg, int error, int fd)
 {
 	(void)arg;
+	/* The caller holds mu across open(), as libssl holds the socket's
+	 * locks: the handle is known here. */
 	pthread_mutex_lock(&drv.mu);
+	if (drv.release_inside) {
+		/* An application callback that closes its socket from within
+		 * the handshake: release() from inside done(). */
+		drv.ops->release(drv.handle);
+		drv.handle = NULL;
+		if (fd >= 0)
+			close(fd);
+		fd = -1;
+	}
 	drv.done_calls++;
 	drv.done_error = error;
 	drv.done_fd = fd;
@@ -111,9 +124,12 @@ ops_reroute(const char *mode, const char *host, unsigned int port,
 	}
 	if (pause != NULL)
 		wait_file(pause);
+	drv.release_inside = strcmp(mode, "inside") == 0;
+	pthread_mutex_lock(&drv.mu);
 	r = drv.ops->open(host, port, der->data, (unsigned int)der->len,
 	    strcmp(mode, "block") == 0, reroute_done, NULL, &drv.handle, &fd,
 	    &error);
+	pthread_mutex_unlock(&drv.mu);
 	if (r == DETECTOR_NSS_DECIDED) {
 		if (error != 0) {
 			printf("REFUSED: open() refused (%d)\n", error);
@@ -139,6 +155,12 @@ ops_reroute(const char *mode, const char *host, unsigned int port,
 	    pthread_cond_timedwait(&drv.cv, &drv.mu, &until) == 0)
 		;
 	pthread_mutex_unlock(&drv.mu);
+	if (drv.release_inside) {
+		usleep(300000);         /* the opener frees the handle */
+		printf("done_calls: %d\n", drv.done_calls);
+		*rc = drv.done_calls == 1 && drv.done_error == 0 ? 0 : 1;
+		return -1;
+	}
 	if (drv.done_calls != 1 || drv.done_error != 0) {
 		printf("REFUSED: done(%d, %d) called %d times\n", drv.done_error,
 		    drv.done_fd, drv.done_calls);

@@ -343,3 +343,12 @@ def test_nss_ops_release_while_pending_returns_at_once(rw):
     assert rc == 0, out
     assert int(f["cancelled_ms"]) < 1500, out
     assert f["done_calls"] == "0", out
+
+
+def test_nss_ops_release_from_inside_done(rw):
+    """An application that closes its socket from its own callback during
+    the handshake: release() runs inside done(); the opener frees the handle
+    after done() returns (ASan/UBSan builds see any use after free)."""
+    rc, f, out, _ = ops_run(rw, "inside")
+    assert rc == 0, out
+    assert f["done_calls"] == "1", out
