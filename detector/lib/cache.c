@@ -15,6 +15,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <lmdb.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +32,11 @@ struct cache {
 	MDB_dbi dbi;
 	int readonly;
 	int guard;      /* PATH-guard, locked shared while open; -1: none */
+	/* While cache_open() runs: where the files are (see pin()). */
+	int dfd;                        /* the folder, pinned; -1: none */
+	char path[4096];                /* as given: for messages */
+	char base[NAME_MAX + 1];        /* the data file's name in dfd */
+	char mdb[64 + NAME_MAX];        /* the name LMDB is given */
 };
 
 static void
@@ -115,39 +121,6 @@ cache_default_path(char *out, size_t size)
 	return n > 0 && (size_t)n < size;
 }
 
-/* Creates the folder holding path (one level, mode 0700) if missing. */
-static int
-make_parent(const char *path, char *err, size_t errlen)
-{
-	char dir[4096];
-	char *slash;
-
-	if (strlen(path) >= sizeof(dir)) {
-		snprintf(err, errlen, "%s: path too long", path);
-		return -1;
-	}
-	strcpy(dir, path);
-	if ((slash = strrchr(dir, '/')) == NULL || slash == dir)
-		return 0;
-	*slash = '\0';
-	if (mkdir(dir, 0700) == -1 && errno != EEXIST) {
-		/* ~/.cache itself may be missing on a fresh account. */
-		char *up = strrchr(dir, '/');
-		if (errno == ENOENT && up != NULL && up != dir) {
-			*up = '\0';
-			if (mkdir(dir, 0700) == 0 || errno == EEXIST) {
-				*up = '/';
-				if (mkdir(dir, 0700) == 0 || errno == EEXIST)
-					return 0;
-			}
-		}
-		snprintf(err, errlen, "%s: cannot create: %s", dir,
-		    strerror(errno));
-		return -1;
-	}
-	return 0;
-}
-
 /*
  * Sharing one cache between many processes
  * ----------------------------------------
@@ -215,21 +188,22 @@ guard_lock(int fd, short type)
  * Returns the descriptor, -1 with *hold = HOLD_NONE, or -2 with err set.
  */
 static int
-guard_open(const char *path, enum hold *hold, char *err, size_t errlen)
+guard_open(const struct cache *c, enum hold *hold, char *err, size_t errlen)
 {
-	char guard[4200];
+	char guard[4200], name[NAME_MAX + 8];
 	struct timespec pause = { 0, 1000000 };  /* 1 ms, doubling to 16 */
 	long waited_ms = 0;
 	int fd, writable = 1, rc;
 
 	*hold = HOLD_NONE;
-	snprintf(guard, sizeof(guard), "%s-guard", path);
-	fd = filetrust_open(guard, O_RDWR | O_CREAT, 0600,
+	snprintf(guard, sizeof(guard), "%s-guard", c->path);
+	snprintf(name, sizeof(name), "%s-guard", c->base);
+	fd = filetrust_openat(c->dfd, name, guard, O_RDWR | O_CREAT, 0600,
 	    FILETRUST_OWNER_SELF, err, errlen);
 	if (fd == -1 && (errno == EROFS || errno == EACCES)) {
 		writable = 0;
-		fd = filetrust_open(guard, O_RDONLY, 0, FILETRUST_OWNER_SELF,
-		    err, errlen);
+		fd = filetrust_openat(c->dfd, name, guard, O_RDONLY, 0,
+		    FILETRUST_OWNER_SELF, err, errlen);
 		if (fd == -1 && errno == ENOENT)
 			return -1;
 	}
@@ -305,17 +279,17 @@ truncated(MDB_env *env)
 #define CACHE_LOCK_SIZE 16384
 
 static int
-reserve_lock(const char *path, int *busy)
+reserve_lock(const struct cache *c, int *busy)
 {
-	char lock[4200];
+	char lock[NAME_MAX + 8];
 	struct flock fl;
 	struct stat sb;
 	int fd, rc = 0;
 
 	*busy = 0;
-	snprintf(lock, sizeof(lock), "%s-lock", path);
-	if ((fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW,
-	    0600)) == -1)
+	snprintf(lock, sizeof(lock), "%s-lock", c->base);
+	if ((fd = openat(c->dfd, lock, O_RDWR | O_CREAT | O_CLOEXEC |
+	    O_NOFOLLOW | O_NOCTTY, 0600)) == -1)
 		return errno;
 	memset(&fl, 0, sizeof(fl));
 	fl.l_type = F_WRLCK;
@@ -367,9 +341,10 @@ check_tree(struct cache *c)
  * and err set.
  */
 static int
-try_open(struct cache *c, const char *path, int readonly, int alone,
-    int *mdb_rc, char *err, size_t errlen)
+try_open(struct cache *c, int readonly, int alone, int *mdb_rc, char *err,
+    size_t errlen)
 {
+	const char *path = c->path;
 	char why[512];
 	MDB_txn *txn;
 	int rc, fd, dead;
@@ -378,7 +353,7 @@ try_open(struct cache *c, const char *path, int readonly, int alone,
 		goto fail;
 	if ((rc = mdb_env_set_mapsize(c->env, CACHE_MAP_SIZE)) != 0)
 		goto fail_env;
-	rc = mdb_env_open(c->env, path, MDB_NOSUBDIR | MDB_NOTLS |
+	rc = mdb_env_open(c->env, c->mdb, MDB_NOSUBDIR | MDB_NOTLS |
 	    (readonly ? MDB_RDONLY : 0), 0600);
 	if (rc != 0)
 		goto fail_env;
@@ -427,22 +402,19 @@ fail:
  * nobody else; the data and lock files, if present, must be regular files
  * (not symlinks) that we own (root's too are refused: we write them) and
  * nobody else can write.  The guard file is checked as it is opened.
+ * The folder, and every folder above it, has been checked by pin().
  */
 static int
-check_files(const char *path, char *err, size_t errlen)
+check_files(const struct cache *c, char *err, size_t errlen)
 {
-	char dir[4096], lock[4200];
+	char lock[4200], name[NAME_MAX + 8];
 
-	if (!filetrust_dirname(path, dir, sizeof(dir))) {
-		snprintf(err, errlen, "%s: path too long", path);
-		return -1;
-	}
-	snprintf(lock, sizeof(lock), "%s-lock", path);
-	return filetrust_check_dir(dir, err, errlen) == -1 ||
-	    filetrust_check(path, FILETRUST_MISSING_OK | FILETRUST_OWNER_SELF,
-	    err, errlen) == -1 ||
-	    filetrust_check(lock, FILETRUST_MISSING_OK | FILETRUST_OWNER_SELF,
-	    err, errlen) == -1 ? -1 : 0;
+	snprintf(lock, sizeof(lock), "%s-lock", c->path);
+	snprintf(name, sizeof(name), "%s-lock", c->base);
+	return filetrust_checkat(c->dfd, c->base, c->path,
+	    FILETRUST_MISSING_OK | FILETRUST_OWNER_SELF, err, errlen) == -1 ||
+	    filetrust_checkat(c->dfd, name, lock, FILETRUST_MISSING_OK |
+	    FILETRUST_OWNER_SELF, err, errlen) == -1 ? -1 : 0;
 }
 
 static int
@@ -460,14 +432,16 @@ is_damage(int rc)
  * LMDB re-initialises it when the first process opens the new file.
  */
 static int
-set_aside(const char *path, char *aside, size_t size)
+set_aside(const struct cache *c, char *aside, size_t size)
 {
+	char name[NAME_MAX + 32];
 	long t = (long)time(NULL);
 	int i;
 
 	for (i = 0; i < 100; i++) {
-		snprintf(aside, size, "%s.corrupt-%ld", path, t + i);
-		if (renameat2(AT_FDCWD, path, AT_FDCWD, aside,
+		snprintf(aside, size, "%s.corrupt-%ld", c->path, t + i);
+		snprintf(name, sizeof(name), "%s.corrupt-%ld", c->base, t + i);
+		if (renameat2(c->dfd, c->base, c->dfd, name,
 		    RENAME_NOREPLACE) == 0)
 			return 0;
 		if (errno != EEXIST)
@@ -481,19 +455,20 @@ set_aside(const char *path, char *aside, size_t size)
  * read-only if it cannot be written.  Returns 0, or -1 with err set.
  */
 static int
-open_alone(struct cache *c, const char *path, char *note, size_t notelen,
-    char *err, size_t errlen)
+open_alone(struct cache *c, char *note, size_t notelen, char *err,
+    size_t errlen)
 {
+	const char *path = c->path;
 	char aside[4300];
 	int rc, busy;
 
-	if ((rc = reserve_lock(path, &busy)) != 0 && rc != EROFS &&
+	if ((rc = reserve_lock(c, &busy)) != 0 && rc != EROFS &&
 	    rc != EACCES) {
 		snprintf(err, errlen, "cannot open the verdict cache %s: its "
 		    "lock file: %s", path, strerror(rc));
 		return -1;
 	}
-	if (try_open(c, path, 0, !busy, &rc, err, errlen) == 0)
+	if (try_open(c, 0, !busy, &rc, err, errlen) == 0)
 		return 0;
 	if (is_damage(rc) && busy) {
 		snprintf(err, errlen, "cannot open the verdict cache %s: %s; "
@@ -503,7 +478,7 @@ open_alone(struct cache *c, const char *path, char *note, size_t notelen,
 		return -1;
 	}
 	if (is_damage(rc)) {
-		if (set_aside(path, aside, sizeof(aside)) == -1) {
+		if (set_aside(c, aside, sizeof(aside)) == -1) {
 			snprintf(err, errlen, "the verdict cache %s is damaged "
 			    "(%s) and cannot be moved aside: %s; remove it",
 			    path, mdb_strerror(rc), strerror(errno));
@@ -512,15 +487,15 @@ open_alone(struct cache *c, const char *path, char *note, size_t notelen,
 		snprintf(note, notelen, "the verdict cache %s was damaged (%s); "
 		    "moved it aside to %s and started a new one", path,
 		    mdb_strerror(rc), aside);
-		if ((rc = reserve_lock(path, &busy)) != 0) {
+		if ((rc = reserve_lock(c, &busy)) != 0) {
 			snprintf(err, errlen, "cannot open the verdict cache "
 			    "%s: its lock file: %s", path, strerror(rc));
 			return -1;
 		}
-		return try_open(c, path, 0, 1, &rc, err, errlen);
+		return try_open(c, 0, 1, &rc, err, errlen);
 	}
 	if ((rc == EACCES || rc == EROFS) &&
-	    try_open(c, path, 1, !busy, &rc, err, errlen) == 0) {
+	    try_open(c, 1, !busy, &rc, err, errlen) == 0) {
 		snprintf(note, notelen, "the verdict cache %s is read-only: "
 		    "verdicts are looked up there but kept in memory", path);
 		return 0;
@@ -535,28 +510,31 @@ open_alone(struct cache *c, const char *path, char *note, size_t notelen,
  * repair.  Returns 0, or -1 with err set.
  */
 static int
-open_shared(struct cache *c, const char *path, int may_write, char *note,
-    size_t notelen, char *err, size_t errlen)
+open_shared(struct cache *c, int may_write, char *note, size_t notelen,
+    char *err, size_t errlen)
 {
-	char lock[4200];
+	const char *path = c->path;
+	char lock[NAME_MAX + 8];
 	struct stat sb;
 	int rc;
 
 	/* A process alone made both files, and the lock file's blocks; if
 	 * they are gone, they were removed from outside while in use, and
 	 * LMDB must not re-make them here (concurrently, through a map). */
-	snprintf(lock, sizeof(lock), "%s-lock", path);
-	if (stat(path, &sb) == -1 || (may_write && (stat(lock, &sb) == -1 ||
+	snprintf(lock, sizeof(lock), "%s-lock", c->base);
+	if (fstatat(c->dfd, c->base, &sb, AT_SYMLINK_NOFOLLOW) == -1 ||
+	    (may_write && (fstatat(c->dfd, lock, &sb,
+	    AT_SYMLINK_NOFOLLOW) == -1 ||
 	    sb.st_size < CACHE_LOCK_SIZE))) {
 		snprintf(err, errlen, "cannot open the verdict cache %s: it or "
 		    "its lock file was removed or cut short while other "
 		    "processes use it; it is made again when none does", path);
 		return -1;
 	}
-	if (may_write && try_open(c, path, 0, 0, &rc, err, errlen) == 0)
+	if (may_write && try_open(c, 0, 0, &rc, err, errlen) == 0)
 		return 0;
 	if ((!may_write || rc == EACCES || rc == EROFS) &&
-	    try_open(c, path, 1, 0, &rc, err, errlen) == 0) {
+	    try_open(c, 1, 0, &rc, err, errlen) == 0) {
 		snprintf(note, notelen, "the verdict cache %s is read-only: "
 		    "verdicts are looked up there but kept in memory", path);
 		return 0;
@@ -566,6 +544,54 @@ open_shared(struct cache *c, const char *path, int may_write, char *note,
 		    "other processes are using it, so it is left as it is "
 		    "(it is set aside when none does)", path, mdb_strerror(rc));
 	return -1;
+}
+
+/*
+ * Pins the folder holding the cache (filetrust_open_dir(): walked from "/"
+ * without following anything another user could have placed, and every
+ * folder on the way one nobody else can change), and names the data file
+ * to LMDB through the pinned descriptor, /proc/self/fd/N/NAME: LMDB opens
+ * its data and lock files by name, following symlinks, and a name through
+ * the path as given could be redirected between our checks and its open
+ * by whoever owns a folder above (a root process running with a user's
+ * HOME: the user swaps ~/.cache for a symlink, and root creates or
+ * truncates a file of the user's choosing).  /proc/self/fd/N is the
+ * folder itself, whatever is renamed meanwhile.  Without /proc the path
+ * as given is used: every folder on it was found to be changeable by
+ * nobody but us and root, so no one else can redirect it either.
+ * Creates the last two folders (~/.cache/detector) if missing.
+ */
+static int
+pin(struct cache *c, const char *path, char *err, size_t errlen)
+{
+	char dir[4096], proc[64];
+	const char *base = strrchr(path, '/');
+	struct stat a, b;
+
+	base = base == NULL ? path : base + 1;
+	if (strlen(path) >= sizeof(c->path) || strlen(base) > NAME_MAX - 32 ||
+	    base[0] == '\0' || strcmp(base, ".") == 0 ||
+	    strcmp(base, "..") == 0 ||
+	    !filetrust_dirname(path, dir, sizeof(dir))) {
+		snprintf(err, errlen, "%s: not a file name for the verdict "
+		    "cache", path);
+		return -1;
+	}
+	snprintf(c->path, sizeof(c->path), "%s", path);
+	snprintf(c->base, sizeof(c->base), "%s", base);
+	if ((c->dfd = filetrust_open_dir(dir, 2, err, errlen)) == -1)
+		return -1;
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", c->dfd);
+	if (fstat(c->dfd, &a) == 0 && stat(proc, &b) == 0 &&
+	    a.st_dev == b.st_dev && a.st_ino == b.st_ino)
+		snprintf(c->mdb, sizeof(c->mdb), "%s/%s", proc, base);
+	else if (snprintf(c->mdb, sizeof(c->mdb), "%s", path) >=
+	    (int)sizeof(c->mdb)) {
+		snprintf(err, errlen, "%s: path too long (and no /proc to "
+		    "shorten it)", path);
+		return -1;
+	}
+	return 0;
 }
 
 struct cache *
@@ -582,20 +608,17 @@ cache_open(const char *path, char *note, size_t notelen, char *err,
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
-	if (make_parent(path, err, errlen) == -1) {
-		free(c);
-		return NULL;
-	}
-	if (check_files(path, reason, sizeof(reason)) == -1 ||
-	    (c->guard = guard_open(path, &hold, reason, sizeof(reason))) ==
-	    -2) {
+	c->dfd = c->guard = -1;
+	if (pin(c, path, reason, sizeof(reason)) == -1 ||
+	    check_files(c, reason, sizeof(reason)) == -1 ||
+	    (c->guard = guard_open(c, &hold, reason, sizeof(reason))) == -2) {
 		snprintf(err, errlen, "cannot use the verdict cache: %s",
 		    reason);
-		free(c);
-		return NULL;
+		c->guard = -1;
+		goto fail;
 	}
 	if (hold == HOLD_ALONE) {
-		if (open_alone(c, path, note, notelen, err, errlen) == -1)
+		if (open_alone(c, note, notelen, err, errlen) == -1)
 			goto fail;
 		/* Now others may open it too (atomic: nobody slips in). */
 		if ((rc = guard_lock(c->guard, F_RDLCK)) != 0) {
@@ -604,13 +627,17 @@ cache_open(const char *path, char *note, size_t notelen, char *err,
 			mdb_env_close(c->env);
 			goto fail;
 		}
-	} else if (open_shared(c, path, hold == HOLD_SHARED, note, notelen,
+	} else if (open_shared(c, hold == HOLD_SHARED, note, notelen,
 	    err, errlen) == -1)
 		goto fail;
+	close(c->dfd);
+	c->dfd = -1;
 	return c;
 fail:
 	if (c->guard >= 0)
 		close(c->guard);
+	if (c->dfd >= 0)
+		close(c->dfd);
 	free(c);
 	return NULL;
 }

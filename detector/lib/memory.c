@@ -15,15 +15,18 @@
  */
 #include "memory.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "cache.h"
+#include "filetrust.h"
 #include "memo.h"
 
 #define MEMORY_NOTES 4
@@ -78,20 +81,58 @@ note_locked(struct memory *m, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* The cache file cfg names: "off", the file, or the per-user default
- * ("" with why set when there is none). */
-static void
-cache_where(const struct detector_config *cfg, char *out, size_t size)
+/*
+ * Whose cache a per-user default names: the folder an environment variable
+ * points at (or, if it does not exist yet, the folder holding it) must be
+ * ours.  sudo keeps the caller's HOME; a root process that took the
+ * caller's cache would let the caller choose where root writes (and feed
+ * root verdicts).  0 with why set if it is someone else's.
+ */
+static int
+env_dir_ours(const char *var, const char *dir, char *why, size_t whylen)
 {
+	char parent[PATH_MAX];
+	struct stat sb;
+
+	if (stat(dir, &sb) == -1 && (errno != ENOENT ||
+	    !filetrust_dirname(dir, parent, sizeof(parent)) ||
+	    stat(parent, &sb) == -1))
+		return 1;       /* nothing there: cache_open() says why */
+	if (sb.st_uid == geteuid())
+		return 1;
+	snprintf(why, whylen, "%s (%s) belongs to uid %lu, not to this "
+	    "process (uid %lu; sudo keeps the caller's HOME): its verdict "
+	    "cache is not used, so that uid %lu cannot choose what this "
+	    "process writes or believes; name one with `cache = PATH`", var,
+	    dir, (unsigned long)sb.st_uid, (unsigned long)geteuid(),
+	    (unsigned long)sb.st_uid);
+	return 0;
+}
+
+/* The cache file cfg names: "off", the file, or the per-user default
+ * ("" when there is none; why set, with out naming the file, when the
+ * default is someone else's). */
+static void
+cache_where(const struct detector_config *cfg, char *out, size_t size,
+    char *why, size_t whylen)
+{
+	const char *xdg = secure_getenv("XDG_CACHE_HOME");
+	const char *home = secure_getenv("HOME");
+
+	why[0] = '\0';
 	if (cfg->cache_path[0] != '\0')
 		snprintf(out, size, "%s", cfg->cache_path);
 	else if (!config_xdg_path("XDG_CACHE_HOME", ".cache",
 	    "detector/verdicts.mdb", out, size))
 		out[0] = '\0';
+	else if (xdg != NULL && xdg[0] == '/')
+		(void)env_dir_ours("XDG_CACHE_HOME", xdg, why, whylen);
+	else if (home != NULL)
+		(void)env_dir_ours("HOME", home, why, whylen);
 }
 
 static struct memory *
-memory_open_locked(const char *where)
+memory_open_locked(const char *where, const char *refused)
 {
 	struct memory *m = calloc(1, sizeof(*m));
 	char note[MEMORY_NOTE_MAX];
@@ -102,6 +143,9 @@ memory_open_locked(const char *where)
 	if (strcmp(where, "off") == 0) {
 		snprintf(m->cache_err, sizeof(m->cache_err), "the verdict "
 		    "cache is turned off (cache = off)");
+	} else if (refused[0] != '\0') {
+		snprintf(m->cache_err, sizeof(m->cache_err), "%s", refused);
+		note_locked(m, "%s; verdicts are kept in memory", m->cache_err);
 	} else if (where[0] == '\0') {
 		snprintf(m->cache_err, sizeof(m->cache_err), "no verdict "
 		    "cache: neither XDG_CACHE_HOME nor HOME is set");
@@ -124,18 +168,18 @@ memory_open_locked(const char *where)
 struct memory *
 memory_for(const struct detector_config *cfg)
 {
-	char where[PATH_MAX];
+	char where[PATH_MAX], refused[MEMORY_NOTE_MAX - 64];
 	struct memory *m;
 
 	(void)pthread_once(&memory_once, memory_init);
-	cache_where(cfg, where, sizeof(where));
+	cache_where(cfg, where, sizeof(where), refused, sizeof(refused));
 	pthread_mutex_lock(&memory_lock);
 	for (m = memories; m != NULL; m = m->next) {
 		if (strcmp(m->where, where) == 0)
 			break;
 	}
 	if (m == NULL)
-		m = memory_open_locked(where);
+		m = memory_open_locked(where, refused);
 	pthread_mutex_unlock(&memory_lock);
 	return m;
 }

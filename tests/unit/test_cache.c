@@ -11,7 +11,10 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
 #include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -312,6 +315,178 @@ test_unsafe_files_are_refused(void **state)
 	assert_int_equal(access(p2, F_OK), -1);
 }
 
+/* Names in folder d (not "." and ".."), or -1. */
+static int
+entries(const char *d)
+{
+	struct dirent *e;
+	DIR *dp = opendir(d);
+	int n = 0;
+
+	if (dp == NULL)
+		return -1;
+	while ((e = readdir(dp)) != NULL)
+		n += strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
+	closedir(dp);
+	return n;
+}
+
+/* Finding F1's setting: a root process using the HOME of uid 65534, whose
+ * folders that user may change.  T/home (65534's), T/victim/detector
+ * (root's, 0700: where the user wants root to write). */
+static void
+f1_tree(const char *tag, char *home, char *victim, size_t size)
+{
+	char d[700];
+
+	assert_int_equal(chmod(dir, 0755), 0);
+	snprintf(home, size, "%s/%s-home", dir, tag);
+	assert_int_equal(mkdir(home, 0755), 0);
+	assert_int_equal(chown(home, 65534, 65534), 0);
+	snprintf(victim, size, "%s/%s-victim", dir, tag);
+	assert_int_equal(mkdir(victim, 0700), 0);
+	snprintf(d, sizeof(d), "%s/detector", victim);
+	assert_int_equal(mkdir(d, 0700), 0);
+}
+
+/*
+ * Security review F1 (planted): ~/.cache is a symlink its owner planted
+ * to a folder of root's.  The old checks judged only the last folder
+ * (~/.cache/detector, through the link: root's own) and root created the
+ * cache in the folder the user chose.  Now the walk refuses a path through
+ * a folder another user can change, and nothing is written anywhere.
+ */
+static void
+test_folder_above_planted_symlink(void **state)
+{
+	char home[700], victim[700], p2[800], d[900];
+
+	(void)state;
+	if (geteuid() != 0)
+		skip();
+	f1_tree("planted", home, victim, sizeof(home));
+	snprintf(p2, sizeof(p2), "%s/.cache", home);
+	assert_int_equal(symlink(victim, p2), 0);
+	assert_int_equal(lchown(p2, 65534, 65534), 0);
+	snprintf(p2, sizeof(p2), "%s/.cache/detector/verdicts.mdb", home);
+	assert_null(cache_open(p2, note, sizeof(note), err, sizeof(err)));
+	if (strstr(err, "belongs to another user (uid 65534)") == NULL)
+		fail_msg("error '%s' does not name the user's folder", err);
+	snprintf(d, sizeof(d), "%s/detector", victim);
+	assert_int_equal(entries(d), 0);
+	assert_int_equal(entries(victim), 1);
+}
+
+/*
+ * Security review F1 (race): the user swaps ~/.cache (a real folder
+ * holding root's ~/.cache/detector, as root left it) with a symlink to
+ * root's folder, as fast as it can, while root opens the cache again and
+ * again.  Root must never write in the victim folder (before the fix: 17
+ * of 643 runs did).
+ */
+static void
+test_folder_above_swapped_during_open(void **state)
+{
+	char home[700], victim[700], real[800], evil[800], d[900];
+	struct timespec stop;
+	int i, status, opened = 0;
+	struct cache *c;
+	pid_t pid;
+
+	(void)state;
+	if (geteuid() != 0)
+		skip();
+	f1_tree("swapped", home, victim, sizeof(home));
+	snprintf(real, sizeof(real), "%s/.cache", home);
+	assert_int_equal(mkdir(real, 0755), 0);
+	assert_int_equal(chown(real, 65534, 65534), 0);
+	snprintf(d, sizeof(d), "%s/detector", real);
+	assert_int_equal(mkdir(d, 0700), 0);
+	snprintf(evil, sizeof(evil), "%s/.evil", home);
+	assert_int_equal(symlink(victim, evil), 0);
+	assert_int_equal(lchown(evil, 65534, 65534), 0);
+	if ((pid = fork()) == 0) {
+		/* The user: swap the two names for at most 30 s. */
+		clock_gettime(CLOCK_MONOTONIC, &stop);
+		stop.tv_sec += 30;
+		if (setgid(65534) == -1 || setuid(65534) == -1)
+			_exit(2);
+		for (;;) {
+			struct timespec now;
+
+			for (i = 0; i < 1000; i++)
+				(void)renameat2(AT_FDCWD, real, AT_FDCWD, evil,
+				    RENAME_EXCHANGE);
+			clock_gettime(CLOCK_MONOTONIC, &now);
+			if (now.tv_sec > stop.tv_sec)
+				_exit(0);
+		}
+	}
+	assert_true(pid > 0);
+	snprintf(d, sizeof(d), "%s/.cache/detector/verdicts.mdb", home);
+	for (i = 0; i < 300; i++) {
+		if ((c = cache_open(d, note, sizeof(note), err,
+		    sizeof(err))) != NULL) {
+			opened++;
+			cache_close(c);
+		}
+	}
+	kill(pid, SIGKILL);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	snprintf(d, sizeof(d), "%s/detector", victim);
+	if (entries(d) != 0)
+		fail_msg("root wrote %d file(s) in %s (opened %d of 300)",
+		    entries(d), d, opened);
+	assert_int_equal(opened, 0);
+}
+
+/*
+ * What the walk still allows: a symlink that only root could have placed
+ * (in root's own folder), and a folder of root's inside a sticky one that
+ * everyone may write (as /tmp).  Another user's entry in the sticky
+ * folder is refused.
+ */
+static void
+test_trusted_symlink_and_sticky_folder(void **state)
+{
+	char real[700], link_[700], sticky[700], p2[800];
+	struct cache *c;
+
+	(void)state;
+	snprintf(real, sizeof(real), "%s/real", dir);
+	assert_int_equal(mkdir(real, 0700), 0);
+	snprintf(link_, sizeof(link_), "%s/link", dir);
+	assert_int_equal(symlink("real", link_), 0);
+	snprintf(p2, sizeof(p2), "%s/link/verdicts.mdb", dir);
+	c = cache_open(p2, note, sizeof(note), err, sizeof(err));
+	if (c == NULL)
+		fail_msg("%s", err);
+	cache_close(c);
+	snprintf(p2, sizeof(p2), "%s/verdicts.mdb", real);
+	assert_int_equal(access(p2, F_OK), 0);
+
+	snprintf(sticky, sizeof(sticky), "%s/sticky", dir);
+	assert_int_equal(mkdir(sticky, 0700), 0);
+	assert_int_equal(chmod(sticky, 01777), 0);
+	snprintf(p2, sizeof(p2), "%s/mine/verdicts.mdb", sticky);
+	c = cache_open(p2, note, sizeof(note), err, sizeof(err));
+	if (c == NULL)
+		fail_msg("%s", err);
+	cache_close(c);
+	if (geteuid() == 0) {
+		snprintf(p2, sizeof(p2), "%s/theirs", sticky);
+		assert_int_equal(mkdir(p2, 0700), 0);
+		assert_int_equal(chown(p2, 65534, 65534), 0);
+		snprintf(p2, sizeof(p2), "%s/theirs/sub/verdicts.mdb", sticky);
+		assert_null(cache_open(p2, note, sizeof(note), err,
+		    sizeof(err)));
+		if (strstr(err, "uid 65534") == NULL)
+			fail_msg("error '%s' does not name the owner", err);
+		snprintf(p2, sizeof(p2), "%s/theirs/sub", sticky);
+		assert_int_equal(access(p2, F_OK), -1);
+	}
+}
+
 /*
  * While one process is alone with the cache (holding PATH-guard
  * exclusively: creating, checking or repairing it), another waits for it
@@ -425,6 +600,9 @@ main(void)
 		cmocka_unit_test(test_damage_in_use_is_left_alone),
 		cmocka_unit_test(test_open_waits_while_another_is_alone),
 		cmocka_unit_test(test_unsafe_files_are_refused),
+		cmocka_unit_test(test_folder_above_planted_symlink),
+		cmocka_unit_test(test_folder_above_swapped_during_open),
+		cmocka_unit_test(test_trusted_symlink_and_sticky_folder),
 		cmocka_unit_test(test_concurrent_writers_lose_nothing),
 	};
 	return cmocka_run_group_tests_name("cache", tests, setup, teardown);

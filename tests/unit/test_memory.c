@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "cache.h"
@@ -121,6 +123,43 @@ test_no_home_is_said_once(void **state)
 	detector_config_free(cfg);
 }
 
+/*
+ * Security review F1: a root process run with another user's HOME (sudo
+ * keeps it) does not use that user's cache: the user could choose where
+ * root writes, and what root believes.  It says so, keeps verdicts in
+ * memory, and creates nothing in the user's HOME.
+ */
+static void
+test_others_home_is_not_used(void **state)
+{
+	struct detector_config *cfg = config_with_cache(NULL);
+	char home[600], p[700], note[1024];
+	enum detector_verdict v;
+	struct memory *m;
+	int64_t when;
+
+	(void)state;
+	if (geteuid() != 0)
+		skip();
+	snprintf(home, sizeof(home), "%s/alice", dir);
+	assert_int_equal(mkdir(home, 0755), 0);
+	assert_int_equal(chown(home, 65534, 65534), 0);
+	unsetenv("XDG_CACHE_HOME");
+	setenv("HOME", home, 1);
+	m = memory_for(cfg);
+	assert_int_equal(memory_note(m, note, sizeof(note)), 1);
+	if (strstr(note, "HOME (") == NULL ||
+	    strstr(note, "belongs to uid 65534") == NULL ||
+	    strstr(note, "verdicts are kept in memory") == NULL)
+		fail_msg("note '%s'", note);
+	memory_record(m, "d.test", 443, key_a, DETECTOR_ACCEPT, 3600);
+	assert_int_equal(memory_recall(m, "d.test", 443, key_a, &v, &when), 1);
+	snprintf(p, sizeof(p), "%s/.cache", home);
+	assert_int_equal(access(p, F_OK), -1);
+	unsetenv("HOME");
+	detector_config_free(cfg);
+}
+
 int
 main(void)
 {
@@ -128,6 +167,7 @@ main(void)
 		cmocka_unit_test(test_cache_off_remembers_in_this_process),
 		cmocka_unit_test(test_cache_file_is_written_and_read),
 		cmocka_unit_test(test_no_home_is_said_once),
+		cmocka_unit_test(test_others_home_is_not_used),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
