@@ -24,7 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define CACHE_VERSION 1
+#define CACHE_VERSION 2
 #define CACHE_MAP_SIZE ((size_t)1 << 30)   /* sparse: only used pages count */
 
 struct cache {
@@ -61,19 +61,30 @@ cache_record_encode(const struct cache_record *r,
 {
 	out[0] = CACHE_VERSION;
 	out[1] = (unsigned char)r->verdict;
-	out[2] = out[3] = 0;
+	out[2] = (unsigned char)r->policy.quorum;
+	out[3] = (unsigned char)r->policy.nspheres;
 	put32(out + 4, r->first_seen);
 	put32(out + 8, r->last_verified);
 	put32(out + 12, r->expires);
 	memcpy(out + 16, r->spki, DETECTOR_SHA256_LEN);
+	memcpy(out + 48, r->policy.spheres, CACHE_SPHERES_DIGEST_LEN);
 }
 
 int
 cache_record_decode(const unsigned char *in, size_t len,
     struct cache_record *r)
 {
-	if (len != CACHE_RECORD_LEN || in[0] != CACHE_VERSION ||
-	    in[2] != 0 || in[3] != 0)
+	memset(&r->policy, 0, sizeof(r->policy));
+	if (len == CACHE_RECORD_V1_LEN && in[0] == 1) {
+		if (in[2] != 0 || in[3] != 0)
+			return -1;
+	} else if (len == CACHE_RECORD_LEN && in[0] == CACHE_VERSION) {
+		if (in[2] < 1 || in[3] < in[2] || in[3] > DETECTOR_MAX_SPHERES)
+			return -1;
+		r->policy.quorum = in[2];
+		r->policy.nspheres = in[3];
+		memcpy(r->policy.spheres, in + 48, CACHE_SPHERES_DIGEST_LEN);
+	} else
 		return -1;
 	if (in[1] != DETECTOR_ACCEPT && in[1] != DETECTOR_REJECT &&
 	    in[1] != DETECTOR_UNDECIDED)
@@ -86,6 +97,23 @@ cache_record_decode(const unsigned char *in, size_t len,
 		return -1;
 	memcpy(r->spki, in + 16, DETECTOR_SHA256_LEN);
 	return 0;
+}
+
+int
+cache_policy_covers(const struct cache_policy *had,
+    const struct cache_policy *want, enum detector_verdict v)
+{
+	if (had->quorum == 0 || had->nspheres != want->nspheres ||
+	    memcmp(had->spheres, want->spheres, CACHE_SPHERES_DIGEST_LEN) != 0)
+		return 0;
+	switch (v) {
+	case DETECTOR_ACCEPT:
+		return had->quorum >= want->quorum;
+	case DETECTOR_REJECT:
+		return had->quorum <= want->quorum;
+	default:
+		return had->quorum == want->quorum;
+	}
 }
 
 size_t
@@ -806,20 +834,23 @@ cache_list(struct cache *c, void (*fn)(void *arg, const char *key,
 
 int
 cache_recall(struct cache *c, const char *host, unsigned int port,
-    const unsigned char *spki, uint32_t now, struct cache_record *r)
+    const unsigned char *spki, const struct cache_policy *pol, uint32_t now,
+    struct cache_record *r)
 {
 	char err[256];
 
 	if (cache_get(c, host, port, r, err, sizeof(err)) != 1)
 		return 0;
 	return r->expires > now &&
-	    memcmp(r->spki, spki, DETECTOR_SHA256_LEN) == 0;
+	    memcmp(r->spki, spki, DETECTOR_SHA256_LEN) == 0 &&
+	    cache_policy_covers(&r->policy, pol, r->verdict);
 }
 
 int
 cache_remember(struct cache *c, const char *host, unsigned int port,
-    const unsigned char *spki, enum detector_verdict v, uint32_t now,
-    uint32_t validity_s, char *err, size_t errlen)
+    const unsigned char *spki, const struct cache_policy *pol,
+    enum detector_verdict v, uint32_t now, uint32_t validity_s, char *err,
+    size_t errlen)
 {
 	struct cache_record old, r;
 	uint32_t ttl = v == DETECTOR_ACCEPT ? validity_s :
@@ -835,5 +866,12 @@ cache_remember(struct cache *c, const char *host, unsigned int port,
 	r.last_verified = now;
 	r.expires = now + ttl < now ? UINT32_MAX : now + ttl;
 	memcpy(r.spki, spki, DETECTOR_SHA256_LEN);
+	if (pol->quorum < 1 || pol->nspheres < pol->quorum ||
+	    pol->nspheres > DETECTOR_MAX_SPHERES) {
+		snprintf(err, errlen, "verdict cache: no policy for %s:%u",
+		    host, port);
+		return -1;
+	}
+	r.policy = *pol;
 	return cache_put(c, host, port, &r, err, errlen);
 }

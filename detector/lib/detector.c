@@ -521,12 +521,13 @@ check_recall(struct detector *ctx, const char *host, unsigned int port,
 {
 	struct memory *m = memory_of(ctx);
 	struct detector_result *res;
+	struct cache_policy pol;
 	enum detector_verdict v;
 	int64_t when;
 
 	*result = NULL;
-	if (m == NULL || !memory_recall(m, host, port, ci->spki_sha256, &v,
-	    &when))
+	if (m == NULL || memory_policy(&ctx->cfg, &pol) == -1 ||
+	    !memory_recall(m, host, port, ci->spki_sha256, &pol, &v, &when))
 		return 0;
 	if ((res = result_new(ctx)) == NULL)
 		return seterr(ctx, "out of memory");
@@ -544,12 +545,13 @@ check_probe(struct detector *ctx, const char *host, unsigned int port,
     const struct certinfo *ci, struct detector_result **result)
 {
 	struct memory *m = memory_of(ctx);
+	struct cache_policy pol;
 
 	*result = NULL;
 	if (probe_spheres(ctx, host, port, ci, result) == -1)
 		return -1;
-	if (m != NULL)
-		memory_record(m, host, port, ci->spki_sha256,
+	if (m != NULL && memory_policy(&ctx->cfg, &pol) == 0)
+		memory_record(m, host, port, ci->spki_sha256, &pol,
 		    (*result)->verdict, ctx->cfg.cache_validity_s);
 	take_notes(ctx, *result);
 	return 0;

@@ -25,6 +25,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <pk11pub.h>
+
 #include "cache.h"
 #include "filetrust.h"
 #include "memo.h"
@@ -191,23 +193,58 @@ usable_cache(const struct memory *m)
 	return m->cache != NULL && m->cache_pid == getpid() ? m->cache : NULL;
 }
 
+static int
+by_text(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+int
+memory_policy(const struct detector_config *cfg, struct cache_policy *pol)
+{
+	unsigned char digest[DETECTOR_SHA256_LEN];
+	const char *texts[DETECTOR_MAX_SPHERES];
+	char list[DETECTOR_MAX_SPHERES * 66];
+	size_t len = 0;
+	unsigned int i;
+
+	memset(pol, 0, sizeof(*pol));
+	if (cfg->nspheres == 0 || cfg->nspheres > DETECTOR_MAX_SPHERES ||
+	    cfg->quorum < 1 || cfg->quorum > cfg->nspheres)
+		return -1;
+	for (i = 0; i < cfg->nspheres; i++)
+		texts[i] = cfg->spheres[i].text;
+	/* The same set in another order is the same policy. */
+	qsort(texts, cfg->nspheres, sizeof(texts[0]), by_text);
+	for (i = 0; i < cfg->nspheres; i++)
+		len += (size_t)snprintf(list + len, sizeof(list) - len, "%s\n",
+		    texts[i]);
+	if (len >= sizeof(list) || PK11_HashBuf(SEC_OID_SHA256, digest,
+	    (const unsigned char *)list, (PRInt32)len) != SECSuccess)
+		return -1;
+	pol->quorum = cfg->quorum;
+	pol->nspheres = cfg->nspheres;
+	memcpy(pol->spheres, digest, CACHE_SPHERES_DIGEST_LEN);
+	return 0;
+}
+
 int
 memory_recall(struct memory *m, const char *host, unsigned int port,
-    const unsigned char *spki, enum detector_verdict *v,
-    int64_t *verified_at)
+    const unsigned char *spki, const struct cache_policy *pol,
+    enum detector_verdict *v, int64_t *verified_at)
 {
 	struct cache *c = usable_cache(m);
 	struct cache_record r;
 	int found;
 
-	if (c != NULL && cache_recall(c, host, port, spki,
+	if (c != NULL && cache_recall(c, host, port, spki, pol,
 	    (uint32_t)time(NULL), &r)) {
 		*v = r.verdict;
 		*verified_at = r.last_verified;
 		return 1;
 	}
 	pthread_mutex_lock(&memory_lock);
-	found = memo_lookup(&m->memo, host, port, spki, PR_Now(), v,
+	found = memo_lookup(&m->memo, host, port, spki, pol, PR_Now(), v,
 	    verified_at);
 	pthread_mutex_unlock(&memory_lock);
 	return found;
@@ -215,8 +252,8 @@ memory_recall(struct memory *m, const char *host, unsigned int port,
 
 void
 memory_record(struct memory *m, const char *host, unsigned int port,
-    const unsigned char *spki, enum detector_verdict v,
-    unsigned int validity_s)
+    const unsigned char *spki, const struct cache_policy *pol,
+    enum detector_verdict v, unsigned int validity_s)
 {
 	PRTime ttl = (PRTime)(v == DETECTOR_ACCEPT ? validity_s :
 	    v == DETECTOR_REJECT ? CACHE_TTL_REJECT : CACHE_TTL_UNDECIDED) *
@@ -225,11 +262,11 @@ memory_record(struct memory *m, const char *host, unsigned int port,
 	char err[256] = "the cache handle was opened before fork()";
 
 	if (c != NULL && !cache_readonly(c) && cache_remember(c, host, port,
-	    spki, v, (uint32_t)time(NULL), validity_s, err,
+	    spki, pol, v, (uint32_t)time(NULL), validity_s, err,
 	    sizeof(err)) == 0)
 		return;
 	pthread_mutex_lock(&memory_lock);
-	memo_store(&m->memo, host, port, spki, v, PR_Now(), ttl);
+	memo_store(&m->memo, host, port, spki, pol, v, PR_Now(), ttl);
 	if (m->cache != NULL && !cache_readonly(m->cache) &&
 	    !m->write_failed) {
 		m->write_failed = 1;

@@ -45,6 +45,18 @@ teardown(void **state)
 	return system(cmd) == 0 ? 0 : -1;
 }
 
+static struct cache_policy
+policy(unsigned int k, unsigned int n, unsigned char set)
+{
+	struct cache_policy p;
+
+	memset(&p, 0, sizeof(p));
+	p.quorum = k;
+	p.nspheres = n;
+	memset(p.spheres, set, sizeof(p.spheres));
+	return p;
+}
+
 static struct cache_record
 record(enum detector_verdict v, unsigned char fill)
 {
@@ -56,6 +68,7 @@ record(enum detector_verdict v, unsigned char fill)
 	r.last_verified = 2000;
 	r.expires = 3000;
 	memset(r.spki, fill, sizeof(r.spki));
+	r.policy = policy(4, 5, 0x55);
 	return r;
 }
 
@@ -70,7 +83,7 @@ test_record_codec(void **state)
 	cache_record_encode(&r, buf);
 	assert_int_equal(cache_record_decode(buf, sizeof(buf), &back), 0);
 	assert_memory_equal(&r, &back, sizeof(r));
-	assert_int_equal(CACHE_RECORD_LEN, 48);   /* <= 64 bytes per entry */
+	assert_int_equal(CACHE_RECORD_LEN, 64);   /* <= 64 bytes per entry */
 	/* Wrong length, version, reserved bytes, verdict, time order. */
 	assert_int_equal(cache_record_decode(buf, sizeof(buf) - 1, &back), -1);
 	for (i = 0; i < 4; i++) {
@@ -117,22 +130,22 @@ test_store_recall_forget(void **state)
 	assert_int_equal(cache_get(c, "a.TEST", 443, &got, err, sizeof(err)), 1);
 	assert_memory_equal(&r, &got, sizeof(r));
 	/* Policy: same key and not expired only. */
-	assert_int_equal(cache_recall(c, "a.test", 443, r.spki, 2500, &got), 1);
-	assert_int_equal(cache_recall(c, "a.test", 443, r.spki, 3000, &got), 0);
+	assert_int_equal(cache_recall(c, "a.test", 443, r.spki, &r.policy, 2500, &got), 1);
+	assert_int_equal(cache_recall(c, "a.test", 443, r.spki, &r.policy, 3000, &got), 0);
 	memset(other, 2, sizeof(other));
-	assert_int_equal(cache_recall(c, "a.test", 443, other, 2500, &got), 0);
+	assert_int_equal(cache_recall(c, "a.test", 443, other, &r.policy, 2500, &got), 0);
 	/* first_seen survives re-verification of the same key. */
 	assert_int_equal(cache_remember(c, "b.test", 443, r.spki,
-	    DETECTOR_ACCEPT, 10000, 86400, err, sizeof(err)), 0);
+	    &r.policy, DETECTOR_ACCEPT, 10000, 86400, err, sizeof(err)), 0);
 	assert_int_equal(cache_remember(c, "b.test", 443, r.spki,
-	    DETECTOR_ACCEPT, 20000, 86400, err, sizeof(err)), 0);
+	    &r.policy, DETECTOR_ACCEPT, 20000, 86400, err, sizeof(err)), 0);
 	assert_int_equal(cache_get(c, "b.test", 443, &got, err, sizeof(err)), 1);
 	assert_int_equal(got.first_seen, 10000);
 	assert_int_equal(got.last_verified, 20000);
 	assert_int_equal(got.expires, 20000 + 86400);
 	/* REJECT and UNDECIDED are kept briefly. */
 	assert_int_equal(cache_remember(c, "c.test", 443, r.spki,
-	    DETECTOR_UNDECIDED, 100, 86400, err, sizeof(err)), 0);
+	    &r.policy, DETECTOR_UNDECIDED, 100, 86400, err, sizeof(err)), 0);
 	assert_int_equal(cache_get(c, "c.test", 443, &got, err, sizeof(err)), 1);
 	assert_int_equal(got.expires, 100 + CACHE_TTL_UNDECIDED);
 	/* Forget one port, or all ports of a host, and nothing else. */
@@ -143,6 +156,85 @@ test_store_recall_forget(void **state)
 	assert_int_equal(cache_forget(c, "a.test", 0, err, sizeof(err)), 2);
 	assert_int_equal(cache_get(c, "a.testing", 443, &got, err,
 	    sizeof(err)), 1);
+	cache_close(c);
+}
+
+/*
+ * Security review F5: a verdict answers only an asker whose policy would
+ * have reached it too.  `sphere-probe --quorum 1` leaves an ACCEPT; a
+ * browser with quorum 4 of the same spheres must probe again, and so must
+ * one with other spheres.  A REJECT reached under quorum 4 (2 of 5
+ * spheres saw another key) holds for quorum 5 (1 is enough there) but not
+ * for quorum 3 (3 needed).  A version 1 record (no policy) answers
+ * nobody, and a record saying quorum > spheres is refused.
+ */
+static void
+test_policy_of_remembered_verdicts(void **state)
+{
+	struct cache *c = cache_open(path, note, sizeof(note), err, sizeof(err));
+	struct cache_policy q1 = policy(1, 5, 0x11), q4 = policy(4, 5, 0x11),
+	    q3 = policy(3, 5, 0x11), q5 = policy(5, 5, 0x11),
+	    other = policy(4, 5, 0x22), six = policy(4, 6, 0x11);
+	struct cache_record r = record(DETECTOR_ACCEPT, 7), got;
+	unsigned char buf[CACHE_RECORD_LEN];
+
+	(void)state;
+	assert_non_null(c);
+	assert_int_equal(cache_remember(c, "p.test", 443, r.spki, &q1,
+	    DETECTOR_ACCEPT, 1000, 86400, err, sizeof(err)), 0);
+	assert_int_equal(cache_recall(c, "p.test", 443, r.spki, &q4, 2000,
+	    &got), 0);
+	assert_int_equal(cache_recall(c, "p.test", 443, r.spki, &q1, 2000,
+	    &got), 1);
+	assert_int_equal(cache_remember(c, "p.test", 443, r.spki, &q4,
+	    DETECTOR_ACCEPT, 1000, 86400, err, sizeof(err)), 0);
+	assert_int_equal(cache_recall(c, "p.test", 443, r.spki, &q4, 2000,
+	    &got), 1);
+	assert_int_equal(cache_recall(c, "p.test", 443, r.spki, &q3, 2000,
+	    &got), 1);
+	assert_int_equal(cache_recall(c, "p.test", 443, r.spki, &q5, 2000,
+	    &got), 0);
+	assert_int_equal(cache_recall(c, "p.test", 443, r.spki, &other, 2000,
+	    &got), 0);
+	assert_int_equal(cache_recall(c, "p.test", 443, r.spki, &six, 2000,
+	    &got), 0);
+	/* REJECT: n-k+1 mismatches; under k = 4 that is 2, enough for 5. */
+	assert_int_equal(cache_remember(c, "p.test", 443, r.spki, &q4,
+	    DETECTOR_REJECT, 1000, 86400, err, sizeof(err)), 0);
+	assert_int_equal(cache_recall(c, "p.test", 443, r.spki, &q5, 1100,
+	    &got), 1);
+	assert_int_equal(cache_recall(c, "p.test", 443, r.spki, &q3, 1100,
+	    &got), 0);
+	/* UNDECIDED: the same quorum only. */
+	assert_int_equal(cache_remember(c, "p.test", 443, r.spki, &q4,
+	    DETECTOR_UNDECIDED, 1000, 86400, err, sizeof(err)), 0);
+	assert_int_equal(cache_recall(c, "p.test", 443, r.spki, &q4, 1010,
+	    &got), 1);
+	assert_int_equal(cache_recall(c, "p.test", 443, r.spki, &q5, 1010,
+	    &got), 0);
+	/* No policy, no record. */
+	memset(&q1, 0, sizeof(q1));
+	assert_int_equal(cache_remember(c, "p.test", 443, r.spki, &q1,
+	    DETECTOR_ACCEPT, 1000, 86400, err, sizeof(err)), -1);
+	/* Version 1 (48 bytes): read, with an unknown policy. */
+	cache_record_encode(&r, buf);
+	buf[0] = 1;
+	buf[2] = buf[3] = 0;
+	assert_int_equal(cache_record_decode(buf, CACHE_RECORD_V1_LEN, &got),
+	    0);
+	assert_int_equal(got.policy.quorum, 0);
+	assert_int_equal(cache_policy_covers(&got.policy, &q4,
+	    DETECTOR_ACCEPT), 0);
+	buf[2] = 1;
+	assert_int_equal(cache_record_decode(buf, CACHE_RECORD_V1_LEN, &got),
+	    -1);
+	/* Version 2 with a quorum above its spheres, or too many spheres. */
+	cache_record_encode(&r, buf);
+	buf[2] = 6;
+	assert_int_equal(cache_record_decode(buf, sizeof(buf), &got), -1);
+	buf[2] = 4;
+	buf[3] = DETECTOR_MAX_SPHERES + 1;
+	assert_int_equal(cache_record_decode(buf, sizeof(buf), &got), -1);
 	cache_close(c);
 }
 
@@ -596,6 +688,7 @@ main(void)
 		cmocka_unit_test(test_record_codec),
 		cmocka_unit_test(test_keys),
 		cmocka_unit_test(test_store_recall_forget),
+		cmocka_unit_test(test_policy_of_remembered_verdicts),
 		cmocka_unit_test(test_damaged_file_is_moved_aside),
 		cmocka_unit_test(test_damage_in_use_is_left_alone),
 		cmocka_unit_test(test_open_waits_while_another_is_alone),

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <cmocka.h>
+#include <nss.h>
 
 #include "cache.h"
 #include "memory.h"
@@ -24,7 +25,9 @@ static int
 setup(void **state)
 {
 	(void)state;
-	return mkdtemp(dir) == NULL ? -1 : 0;
+	if (mkdtemp(dir) == NULL || NSS_NoDB_Init(NULL) != SECSuccess)
+		return -1;
+	return 0;
 }
 
 static int
@@ -52,6 +55,7 @@ test_cache_off_remembers_in_this_process(void **state)
 {
 	struct detector_config *cfg = config_with_cache("off");
 	struct memory *m = memory_for(cfg);
+	struct cache_policy pol;
 	enum detector_verdict v;
 	int64_t when;
 	char note[256], err[256];
@@ -59,14 +63,14 @@ test_cache_off_remembers_in_this_process(void **state)
 	(void)state;
 	assert_non_null(m);
 	assert_ptr_equal(memory_for(cfg), m);           /* one per setting */
-	assert_int_equal(memory_recall(m, "a.test", 443, key_a, &v, &when), 0);
-	memory_record(m, "a.test", 443, key_a, DETECTOR_ACCEPT, 3600);
-	assert_int_equal(memory_recall(m, "A.test", 443, key_a, &v, &when), 1);
+	assert_int_equal(memory_recall(m, "a.test", 443, key_a, &pol, &v, &when), 0);
+	memory_record(m, "a.test", 443, key_a, &pol, DETECTOR_ACCEPT, 3600);
+	assert_int_equal(memory_recall(m, "A.test", 443, key_a, &pol, &v, &when), 1);
 	assert_int_equal(v, DETECTOR_ACCEPT);
 	assert_true(when > 0);
 	/* another key, another port: probe again */
-	assert_int_equal(memory_recall(m, "a.test", 443, key_b, &v, &when), 0);
-	assert_int_equal(memory_recall(m, "a.test", 8443, key_a, &v, &when), 0);
+	assert_int_equal(memory_recall(m, "a.test", 443, key_b, &pol, &v, &when), 0);
+	assert_int_equal(memory_recall(m, "a.test", 8443, key_a, &pol, &v, &when), 0);
 	assert_int_equal(memory_note(m, note, sizeof(note)), 0);
 	assert_null(memory_cache(m, err, sizeof(err)));
 	assert_string_equal(err, "the verdict cache is turned off (cache = off)");
@@ -81,6 +85,7 @@ test_cache_file_is_written_and_read(void **state)
 	struct memory *m;
 	struct cache *c;
 	struct cache_record r;
+	struct cache_policy pol;
 	enum detector_verdict v;
 	int64_t when;
 
@@ -88,8 +93,9 @@ test_cache_file_is_written_and_read(void **state)
 	snprintf(path, sizeof(path), "%s/verdicts.mdb", dir);
 	cfg = config_with_cache(path);
 	m = memory_for(cfg);
-	memory_record(m, "b.test", 443, key_a, DETECTOR_REJECT, 3600);
-	assert_int_equal(memory_recall(m, "b.test", 443, key_a, &v, &when), 1);
+	assert_int_equal(memory_policy(cfg, &pol), 0);
+	memory_record(m, "b.test", 443, key_a, &pol, DETECTOR_REJECT, 3600);
+	assert_int_equal(memory_recall(m, "b.test", 443, key_a, &pol, &v, &when), 1);
 	assert_int_equal(v, DETECTOR_REJECT);
 	c = memory_cache(m, err, sizeof(err));
 	assert_non_null(c);
@@ -105,6 +111,7 @@ test_no_home_is_said_once(void **state)
 	struct detector_config *cfg = config_with_cache(NULL);
 	struct memory *m;
 	char note[256];
+	struct cache_policy pol;
 	enum detector_verdict v;
 	int64_t when;
 
@@ -112,12 +119,13 @@ test_no_home_is_said_once(void **state)
 	unsetenv("XDG_CACHE_HOME");
 	unsetenv("HOME");
 	m = memory_for(cfg);
+	assert_int_equal(memory_policy(cfg, &pol), 0);
 	assert_int_equal(memory_note(m, note, sizeof(note)), 1);
 	assert_string_equal(note, "no verdict cache: neither XDG_CACHE_HOME "
 	    "nor HOME is set; verdicts are kept in memory");
 	assert_int_equal(memory_note(m, note, sizeof(note)), 0);
-	memory_record(m, "c.test", 443, key_a, DETECTOR_UNDECIDED, 3600);
-	assert_int_equal(memory_recall(m, "c.test", 443, key_a, &v, &when), 1);
+	memory_record(m, "c.test", 443, key_a, &pol, DETECTOR_UNDECIDED, 3600);
+	assert_int_equal(memory_recall(m, "c.test", 443, key_a, &pol, &v, &when), 1);
 	assert_int_equal(v, DETECTOR_UNDECIDED);
 	assert_int_equal(memory_note(m, note, sizeof(note)), 0);
 	detector_config_free(cfg);
@@ -134,6 +142,7 @@ test_others_home_is_not_used(void **state)
 {
 	struct detector_config *cfg = config_with_cache(NULL);
 	char home[600], p[700], note[1024];
+	struct cache_policy pol;
 	enum detector_verdict v;
 	struct memory *m;
 	int64_t when;
@@ -147,17 +156,71 @@ test_others_home_is_not_used(void **state)
 	unsetenv("XDG_CACHE_HOME");
 	setenv("HOME", home, 1);
 	m = memory_for(cfg);
+	assert_int_equal(memory_policy(cfg, &pol), 0);
 	assert_int_equal(memory_note(m, note, sizeof(note)), 1);
 	if (strstr(note, "HOME (") == NULL ||
 	    strstr(note, "belongs to uid 65534") == NULL ||
 	    strstr(note, "verdicts are kept in memory") == NULL)
 		fail_msg("note '%s'", note);
-	memory_record(m, "d.test", 443, key_a, DETECTOR_ACCEPT, 3600);
-	assert_int_equal(memory_recall(m, "d.test", 443, key_a, &v, &when), 1);
+	memory_record(m, "d.test", 443, key_a, &pol, DETECTOR_ACCEPT, 3600);
+	assert_int_equal(memory_recall(m, "d.test", 443, key_a, &pol, &v, &when), 1);
 	snprintf(p, sizeof(p), "%s/.cache", home);
 	assert_int_equal(access(p, F_OK), -1);
 	unsetenv("HOME");
 	detector_config_free(cfg);
+}
+
+/*
+ * Security review F5: `sphere-probe --quorum 1` and a browser with the
+ * default quorum 4 share the user's cache.  The ACCEPT the first leaves
+ * must not answer the second (nor one with other spheres), in the cache
+ * file or in this process's memory; the browser's own ACCEPT answers
+ * both.
+ */
+static void
+test_policy_is_remembered(void **state)
+{
+	struct detector_config *lax, *strict, *other;
+	struct cache_policy p1, p4, po;
+	char path[600];
+	enum detector_verdict v;
+	struct memory *m;
+	int64_t when;
+	int round;
+
+	(void)state;
+	for (round = 0; round < 2; round++) {
+		snprintf(path, sizeof(path), "%s/policy.mdb", dir);
+		lax = config_with_cache(round == 0 ? path : "off");
+		strict = config_with_cache(round == 0 ? path : "off");
+		other = config_with_cache(round == 0 ? path : "off");
+		assert_int_equal(detector_config_set_quorum(lax, 1), 0);
+		assert_int_equal(detector_config_set_spheres(other,
+		    "127.0.0.1:1,127.0.0.1:2,127.0.0.1:3,127.0.0.1:4,"
+		    "127.0.0.1:5"), 0);
+		assert_int_equal(memory_policy(lax, &p1), 0);
+		assert_int_equal(memory_policy(strict, &p4), 0);
+		assert_int_equal(memory_policy(other, &po), 0);
+		m = memory_for(lax);
+		assert_ptr_equal(m, memory_for(strict));
+		memory_record(m, "e.test", 443, key_a, &p1, DETECTOR_ACCEPT,
+		    3600);
+		assert_int_equal(memory_recall(m, "e.test", 443, key_a, &p1,
+		    &v, &when), 1);
+		assert_int_equal(memory_recall(m, "e.test", 443, key_a, &p4,
+		    &v, &when), 0);
+		memory_record(m, "e.test", 443, key_a, &p4, DETECTOR_ACCEPT,
+		    3600);
+		assert_int_equal(memory_recall(m, "e.test", 443, key_a, &p4,
+		    &v, &when), 1);
+		assert_int_equal(memory_recall(m, "e.test", 443, key_a, &p1,
+		    &v, &when), 1);
+		assert_int_equal(memory_recall(m, "e.test", 443, key_a, &po,
+		    &v, &when), 0);
+		detector_config_free(lax);
+		detector_config_free(strict);
+		detector_config_free(other);
+	}
 }
 
 int
@@ -168,6 +231,7 @@ main(void)
 		cmocka_unit_test(test_cache_file_is_written_and_read),
 		cmocka_unit_test(test_no_home_is_said_once),
 		cmocka_unit_test(test_others_home_is_not_used),
+		cmocka_unit_test(test_policy_is_remembered),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
