@@ -17,6 +17,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <lmdb.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,12 +33,63 @@ struct cache {
 	MDB_dbi dbi;
 	int readonly;
 	int guard;      /* PATH-guard, locked shared while open; -1: none */
+	unsigned long generation;       /* cache_generation at open */
+	struct cache *next;             /* on stale_caches */
 	/* While cache_open() runs: where the files are (see pin()). */
 	int dfd;                        /* the folder, pinned; -1: none */
 	char path[4096];                /* as given: for messages */
 	char base[NAME_MAX + 1];        /* the data file's name in dfd */
 	char mdb[64 + NAME_MAX];        /* the name LMDB is given */
 };
+
+/*
+ * fork()
+ * ------
+ * LMDB's rule: an environment is used only by the process that opened it.
+ * A child after fork() shares the parent's map and reader slot, but not
+ * its fcntl() locks: a lookup there may read pages the parent's writer is
+ * reusing, and a commit there corrupts the lock table.  So every handle
+ * remembers the fork generation it was opened in; a child starts a new
+ * generation (pthread_atfork) and every call on an older handle fails.
+ * A generation rather than getpid(): a pid can be reused (a grandchild may
+ * get the pid of the process that opened the handle), a generation never
+ * is.  (A process that forks with a raw clone() syscall bypasses
+ * pthread_atfork; so does its libc, which is why nobody does.)
+ *
+ * An older handle is never closed with mdb_env_close() in the child: its
+ * descriptors are the lock file's, and closing any descriptor of a file
+ * drops every fcntl() lock the process holds on it, so it would silently
+ * unlock a handle the child opened since on the same file.  cache_close()
+ * keeps such a handle on stale_caches (its memory stays reachable, not
+ * leaked) and only closes its guard descriptor (the guard's OFD lock
+ * belongs to the open file description the parent still holds).
+ */
+static unsigned long cache_generation;
+static struct cache *stale_caches;
+static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
+
+static void
+cache_atfork_child(void)
+{
+	cache_generation++;
+}
+
+static void
+cache_init(void)
+{
+	(void)pthread_atfork(NULL, NULL, cache_atfork_child);
+}
+
+/* May this process use c?  0, or -1 with err set. */
+static int
+mine(const struct cache *c, char *err, size_t errlen)
+{
+	if (c->generation == cache_generation)
+		return 0;
+	snprintf(err, errlen, "verdict cache: this handle was opened before "
+	    "fork() and is not used in this process");
+	return -1;
+}
 
 static void
 put32(unsigned char *p, uint32_t v)
@@ -636,6 +688,8 @@ cache_open(const char *path, char *note, size_t notelen, char *err,
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
+	(void)pthread_once(&cache_once, cache_init);
+	c->generation = cache_generation;
 	c->dfd = c->guard = -1;
 	if (pin(c, path, reason, sizeof(reason)) == -1 ||
 	    check_files(c, reason, sizeof(reason)) == -1 ||
@@ -677,6 +731,15 @@ cache_close(struct cache *c)
 {
 	if (c == NULL)
 		return;
+	if (c->generation != cache_generation) {
+		/* Opened before fork(): see "fork()" above. */
+		if (c->guard >= 0)
+			close(c->guard);
+		c->guard = -1;
+		c->next = stale_caches;
+		stale_caches = c;
+		return;
+	}
 	if (c->env != NULL)
 		mdb_env_close(c->env);
 	if (c->guard >= 0)
@@ -688,6 +751,12 @@ int
 cache_readonly(const struct cache *c)
 {
 	return c->readonly;
+}
+
+int
+cache_usable(const struct cache *c)
+{
+	return c->generation == cache_generation;
 }
 
 static int
@@ -706,6 +775,8 @@ cache_get(struct cache *c, const char *host, unsigned int port,
 	MDB_txn *txn;
 	int rc, found;
 
+	if (mine(c, err, errlen) == -1)
+		return -1;
 	if ((k.mv_size = cache_key(host, port, key, sizeof(key))) == 0)
 		return 0;
 	k.mv_data = key;
@@ -729,6 +800,8 @@ cache_put(struct cache *c, const char *host, unsigned int port,
 	MDB_txn *txn;
 	int rc;
 
+	if (mine(c, err, errlen) == -1)
+		return -1;
 	if (c->readonly) {
 		snprintf(err, errlen, "verdict cache is read-only");
 		return -1;
@@ -763,6 +836,8 @@ cache_forget(struct cache *c, const char *host, unsigned int port,
 	MDB_txn *txn;
 	int rc, removed = 0;
 
+	if (mine(c, err, errlen) == -1)
+		return -1;
 	if (c->readonly) {
 		snprintf(err, errlen, "verdict cache is read-only");
 		return -1;
@@ -813,6 +888,8 @@ cache_list(struct cache *c, void (*fn)(void *arg, const char *key,
 	MDB_txn *txn;
 	int rc;
 
+	if (mine(c, err, errlen) == -1)
+		return -1;
 	if ((rc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn)) != 0)
 		return fail(rc, err, errlen);
 	if ((rc = mdb_cursor_open(txn, c->dbi, &cur)) != 0) {

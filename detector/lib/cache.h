@@ -84,13 +84,18 @@ struct cache;
  * cache can be had at all (the caller keeps verdicts in memory instead).
  *
  * One handle per file per process at a time (LMDB's rule: a second
- * environment in the same process re-initialises the first one's locks);
- * a handle is not used across fork().
+ * environment in the same process re-initialises the first one's locks).
+ * A handle opened before fork() is refused in the child (every call fails,
+ * cache_recall() answers nothing); cache_close() there lets go of it
+ * without touching the parent's LMDB environment, and the child may open
+ * its own.
  */
 struct cache *cache_open(const char *path, char *note, size_t notelen,
     char *err, size_t errlen);
 void cache_close(struct cache *c);
 int cache_readonly(const struct cache *c);
+/* 1 if this process may use c (it was not opened before a fork()). */
+int cache_usable(const struct cache *c);
 
 /* 1 found (and well-formed), 0 not found, -1 error (err set). */
 int cache_get(struct cache *c, const char *host, unsigned int port,

@@ -37,7 +37,6 @@
 struct memory {
 	char where[PATH_MAX];           /* the cache file; "" none */
 	struct cache *cache;            /* NULL: none, or it failed */
-	pid_t cache_pid;                /* LMDB handles do not survive fork() */
 	char cache_err[MEMORY_NOTE_MAX];        /* why there is no cache */
 	int write_failed;               /* reported once */
 	char notes[MEMORY_NOTES][MEMORY_NOTE_MAX];
@@ -155,7 +154,6 @@ memory_open_locked(const char *where, const char *refused)
 	} else {
 		m->cache = cache_open(where, note, sizeof(note), m->cache_err,
 		    sizeof(m->cache_err));
-		m->cache_pid = getpid();
 		if (m->cache == NULL)
 			note_locked(m, "%s; verdicts are kept in memory",
 			    m->cache_err);
@@ -190,7 +188,8 @@ memory_for(const struct detector_config *cfg)
 static struct cache *
 usable_cache(const struct memory *m)
 {
-	return m->cache != NULL && m->cache_pid == getpid() ? m->cache : NULL;
+	/* Not getpid(): a pid can be reused (cache_usable()). */
+	return m->cache != NULL && cache_usable(m->cache) ? m->cache : NULL;
 }
 
 static int

@@ -238,6 +238,60 @@ test_policy_of_remembered_verdicts(void **state)
 	cache_close(c);
 }
 
+/*
+ * Security review F7a: a child after fork() must not use the parent's
+ * LMDB environment (shared map and reader slot, none of the parent's
+ * fcntl locks).  Every call on the inherited handle fails there; closing
+ * it leaves the parent's environment alone; the child can open its own;
+ * the parent's handle keeps working.
+ */
+static void
+test_handle_is_not_used_after_fork(void **state)
+{
+	struct cache *c = cache_open(path, note, sizeof(note), err, sizeof(err));
+	struct cache_record r = record(DETECTOR_ACCEPT, 9), got;
+	int status;
+	pid_t pid;
+
+	(void)state;
+	assert_non_null(c);
+	assert_int_equal(cache_put(c, "fork.test", 443, &r, err, sizeof(err)),
+	    0);
+	if ((pid = fork()) == 0) {
+		struct cache *mine;
+		int bad = 0;
+
+		if (cache_get(c, "fork.test", 443, &got, err, sizeof(err)) != -1 ||
+		    strstr(err, "before fork()") == NULL)
+			bad |= 1;
+		if (cache_recall(c, "fork.test", 443, r.spki, &r.policy, 2500,
+		    &got) != 0)
+			bad |= 2;
+		if (cache_put(c, "child.test", 443, &r, err, sizeof(err)) != -1)
+			bad |= 4;
+		cache_close(c);
+		mine = cache_open(path, note, sizeof(note), err, sizeof(err));
+		if (mine == NULL || cache_get(mine, "fork.test", 443, &got, err,
+		    sizeof(err)) != 1 || cache_put(mine, "child.test", 443, &r,
+		    err, sizeof(err)) != 0)
+			bad |= 8;
+		cache_close(mine);
+		_exit(bad);
+	}
+	assert_true(pid > 0);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	if (WEXITSTATUS(status) != 0)
+		fail_msg("child: failed checks 0x%x (1 get, 2 recall, 4 put on "
+		    "the parent's handle; 8 its own handle)",
+		    WEXITSTATUS(status));
+	assert_int_equal(cache_get(c, "child.test", 443, &got, err,
+	    sizeof(err)), 1);
+	assert_int_equal(cache_put(c, "parent.test", 443, &r, err,
+	    sizeof(err)), 0);
+	cache_close(c);
+}
+
 static void
 test_damaged_file_is_moved_aside(void **state)
 {
@@ -689,6 +743,7 @@ main(void)
 		cmocka_unit_test(test_keys),
 		cmocka_unit_test(test_store_recall_forget),
 		cmocka_unit_test(test_policy_of_remembered_verdicts),
+		cmocka_unit_test(test_handle_is_not_used_after_fork),
 		cmocka_unit_test(test_damaged_file_is_moved_aside),
 		cmocka_unit_test(test_damage_in_use_is_left_alone),
 		cmocka_unit_test(test_open_waits_while_another_is_alone),
