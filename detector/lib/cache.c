@@ -35,6 +35,12 @@ struct cache {
 	int guard;      /* PATH-guard, locked shared while open; -1: none */
 	unsigned long generation;       /* cache_generation at open */
 	struct cache *next;             /* on stale_caches */
+	/* On open_caches: the folder's device and inode and the file's name
+	 * in it (base) say which file this is, whatever the spelling. */
+	dev_t dev;
+	ino_t ino;
+	unsigned int refs;              /* cache_open()s not yet closed */
+	struct cache *next_open;
 	/* While cache_open() runs: where the files are (see pin()). */
 	int dfd;                        /* the folder, pinned; -1: none */
 	char path[4096];                /* as given: for messages */
@@ -68,9 +74,31 @@ static unsigned long cache_generation;
 static struct cache *stale_caches;
 static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
 
+/*
+ * One handle per file and process
+ * -------------------------------
+ * LMDB's rule too: a second environment on the same file in one process
+ * shares its fcntl() locks (they are per process), and closing it drops
+ * the first one's.  "x/verdicts.mdb", "x//verdicts.mdb" and a path through
+ * a symlink name one file; so open handles are found by what the file is
+ * (the pinned folder's device and inode, and the name in it), and a second
+ * cache_open() of the same file returns the same handle, counted; it is
+ * closed with its last cache_close().  open_caches and every handle's
+ * refs are guarded by registry; cache_open() holds it throughout, so two
+ * threads cannot both open one file.
+ */
+static pthread_mutex_t registry = PTHREAD_MUTEX_INITIALIZER;
+static struct cache *open_caches;
+
 static void
 cache_atfork_child(void)
 {
+	pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
+
+	/* The child has one thread: a lock another one held is free now,
+	 * and the parent's handles are not the child's (stale). */
+	registry = fresh;
+	open_caches = NULL;
 	cache_generation++;
 }
 
@@ -674,11 +702,32 @@ pin(struct cache *c, const char *path, char *err, size_t errlen)
 	return 0;
 }
 
+/* The open handle of this process for the file c names, if any (under
+ * registry; c pinned). */
+static struct cache *
+already_open(struct cache *c)
+{
+	struct cache *o;
+	struct stat sb;
+
+	if (fstat(c->dfd, &sb) == -1)
+		return NULL;
+	c->dev = sb.st_dev;
+	c->ino = sb.st_ino;
+	for (o = open_caches; o != NULL; o = o->next_open) {
+		if (o->dev == c->dev && o->ino == c->ino &&
+		    strcmp(o->base, c->base) == 0 &&
+		    o->generation == cache_generation)
+			return o;
+	}
+	return NULL;
+}
+
 struct cache *
 cache_open(const char *path, char *note, size_t notelen, char *err,
     size_t errlen)
 {
-	struct cache *c = calloc(1, sizeof(*c));
+	struct cache *c = calloc(1, sizeof(*c)), *other;
 	char reason[4400];
 	enum hold hold;
 	int rc;
@@ -691,8 +740,20 @@ cache_open(const char *path, char *note, size_t notelen, char *err,
 	(void)pthread_once(&cache_once, cache_init);
 	c->generation = cache_generation;
 	c->dfd = c->guard = -1;
-	if (pin(c, path, reason, sizeof(reason)) == -1 ||
-	    check_files(c, reason, sizeof(reason)) == -1 ||
+	if (pin(c, path, reason, sizeof(reason)) == -1) {
+		snprintf(err, errlen, "cannot use the verdict cache: %s",
+		    reason);
+		goto fail_unlocked;
+	}
+	pthread_mutex_lock(&registry);
+	if ((other = already_open(c)) != NULL) {
+		other->refs++;
+		pthread_mutex_unlock(&registry);
+		close(c->dfd);
+		free(c);
+		return other;
+	}
+	if (check_files(c, reason, sizeof(reason)) == -1 ||
 	    (c->guard = guard_open(c, &hold, reason, sizeof(reason))) == -2) {
 		snprintf(err, errlen, "cannot use the verdict cache: %s",
 		    reason);
@@ -714,8 +775,14 @@ cache_open(const char *path, char *note, size_t notelen, char *err,
 		goto fail;
 	close(c->dfd);
 	c->dfd = -1;
+	c->refs = 1;
+	c->next_open = open_caches;
+	open_caches = c;
+	pthread_mutex_unlock(&registry);
 	return c;
 fail:
+	pthread_mutex_unlock(&registry);
+fail_unlocked:
 	if (c->guard >= 0)
 		close(c->guard);
 	if (c->dfd >= 0)
@@ -729,6 +796,8 @@ fail:
 void
 cache_close(struct cache *c)
 {
+	struct cache **p;
+
 	if (c == NULL)
 		return;
 	if (c->generation != cache_generation) {
@@ -740,6 +809,18 @@ cache_close(struct cache *c)
 		stale_caches = c;
 		return;
 	}
+	pthread_mutex_lock(&registry);
+	if (--c->refs > 0) {
+		pthread_mutex_unlock(&registry);
+		return;
+	}
+	for (p = &open_caches; *p != NULL; p = &(*p)->next_open) {
+		if (*p == c) {
+			*p = c->next_open;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&registry);
 	if (c->env != NULL)
 		mdb_env_close(c->env);
 	if (c->guard >= 0)

@@ -83,8 +83,11 @@ struct cache;
  * process creates or checks the file.  Returns NULL with err set if no
  * cache can be had at all (the caller keeps verdicts in memory instead).
  *
- * One handle per file per process at a time (LMDB's rule: a second
- * environment in the same process re-initialises the first one's locks).
+ * One handle per file per process (LMDB's rule: a second environment in
+ * the same process shares, and on closing drops, the first one's locks):
+ * opening a file this process has open already, under any spelling,
+ * returns the same handle, counted; each cache_open() needs its
+ * cache_close().  *note is then empty.
  * A handle opened before fork() is refused in the child (every call fails,
  * cache_recall() answers nothing); cache_close() there lets go of it
  * without touching the parent's LMDB environment, and the child may open

@@ -292,6 +292,75 @@ test_handle_is_not_used_after_fork(void **state)
 	cache_close(c);
 }
 
+/* Does some process hold LMDB's lock (byte 0) on p's lock file?  Asked
+ * from a child: fcntl() never reports the asking process's own locks. */
+static int
+lmdb_lock_held(const char *p)
+{
+	char lock[800];
+	int status;
+	pid_t pid;
+
+	snprintf(lock, sizeof(lock), "%s-lock", p);
+	if ((pid = fork()) == 0) {
+		struct flock fl;
+		int fd = open(lock, O_RDWR);
+
+		memset(&fl, 0, sizeof(fl));
+		fl.l_type = F_WRLCK;
+		fl.l_whence = SEEK_SET;
+		fl.l_len = 1;
+		if (fd == -1 || fcntl(fd, F_GETLK, &fl) == -1)
+			_exit(2);
+		_exit(fl.l_type != F_UNLCK);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) < 2);
+	return WEXITSTATUS(status);
+}
+
+/*
+ * Security review F6: one handle per file and process is kept by what the
+ * file is, not by how its path is spelled.  Two spellings used to give
+ * two LMDB environments on one file in one process; closing one dropped
+ * the other's fcntl locks (they are per process), so other processes saw
+ * the file as unused by anyone (and a process alone could repair it under
+ * the first one's map).  Now both spellings give one counted handle.
+ */
+static void
+test_two_spellings_one_handle(void **state)
+{
+	char p2[700], p3[700], link_[700];
+	struct cache *a, *b, *c;
+	struct cache_record r = record(DETECTOR_ACCEPT, 3), got;
+
+	(void)state;
+	snprintf(p2, sizeof(p2), "%s/spell/verdicts.mdb", dir);
+	snprintf(p3, sizeof(p3), "%s//spell/../spell/./verdicts.mdb", dir);
+	a = cache_open(p2, note, sizeof(note), err, sizeof(err));
+	assert_non_null(a);
+	b = cache_open(p3, note, sizeof(note), err, sizeof(err));
+	assert_non_null(b);
+	assert_int_equal(lmdb_lock_held(p2), 1);
+	cache_close(b);
+	if (!lmdb_lock_held(p2))
+		fail_msg("closing the second spelling's handle dropped the "
+		    "first one's LMDB lock");
+	assert_int_equal(cache_put(a, "s.test", 443, &r, err, sizeof(err)), 0);
+	/* Through a symlink too, and the same handle each time. */
+	snprintf(link_, sizeof(link_), "%s/spell-link", dir);
+	assert_int_equal(symlink("spell", link_), 0);
+	snprintf(p3, sizeof(p3), "%s/spell-link/verdicts.mdb", dir);
+	c = cache_open(p3, note, sizeof(note), err, sizeof(err));
+	assert_ptr_equal(c, a);
+	assert_int_equal(cache_get(c, "s.test", 443, &got, err, sizeof(err)),
+	    1);
+	cache_close(c);
+	assert_int_equal(lmdb_lock_held(p2), 1);
+	cache_close(a);
+	assert_int_equal(lmdb_lock_held(p2), 0);
+}
+
 static void
 test_damaged_file_is_moved_aside(void **state)
 {
@@ -744,6 +813,7 @@ main(void)
 		cmocka_unit_test(test_store_recall_forget),
 		cmocka_unit_test(test_policy_of_remembered_verdicts),
 		cmocka_unit_test(test_handle_is_not_used_after_fork),
+		cmocka_unit_test(test_two_spellings_one_handle),
 		cmocka_unit_test(test_damaged_file_is_moved_aside),
 		cmocka_unit_test(test_damage_in_use_is_left_alone),
 		cmocka_unit_test(test_open_waits_while_another_is_alone),
