@@ -265,7 +265,11 @@ cache_default_path(char *out, size_t size)
  * descriptor, so no stale lock is ever left behind.  The guard file is
  * never removed or renamed; neither is the lock file any more.
  */
-#define CACHE_WAIT_MS 10000             /* for a process alone to finish */
+/* For a process alone to finish: creating and checking the file takes
+ * milliseconds; one that holds the guard longer is stuck (stopped, or
+ * hung on a dead file system), and waiting for it only stalls the
+ * caller, which keeps verdicts in memory instead and tries later. */
+#define CACHE_WAIT_MS 2000
 
 enum hold {
 	HOLD_NONE,      /* no guard (read-only folder, none made yet) */

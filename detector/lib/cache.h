@@ -79,7 +79,7 @@ struct cache;
  * environment, or is truncated, is moved aside to "path.corrupt-<time>" and
  * a new one started, *note then saying so, but only by a process that
  * finds no other process using the cache; otherwise NULL with err saying
- * so.  A read-only file opens read-only.  Waits up to 10 s while another
+ * so.  A read-only file opens read-only.  Waits up to 2 s while another
  * process creates or checks the file.  Returns NULL with err set if no
  * cache can be had at all (the caller keeps verdicts in memory instead).
  *

@@ -34,8 +34,28 @@
 #define MEMORY_NOTES 4
 #define MEMORY_NOTE_MAX 1024
 
+/*
+ * When the cache file is opened
+ * -----------------------------
+ * Lazily, by the first lookup or record that needs it, and never under
+ * memory_lock: opening may wait (MEMORY_WAIT in cache.c: for a process
+ * that is creating or checking the file), and every other thread must go
+ * on meanwhile with this process's memory.  One thread opens (opening);
+ * the others do not wait for it.  If it fails, it is tried again by the
+ * first call after 1 s, then 2, 4, ... up to MEMORY_RETRY_MAX_MS between
+ * tries, so that a process that outlives a stuck or damaged cache uses it
+ * again once it is usable, without paying an open on every handshake.  After fork() the
+ * child does not use the parent's handle (cache.c refuses it); it opens
+ * its own the same way.
+ */
+#define MEMORY_RETRY_MAX_MS 60000
+
 struct memory {
 	char where[PATH_MAX];           /* the cache file; "" none */
+	int can_open;                   /* where names a file to try */
+	int opening;                    /* a thread is opening it now */
+	unsigned int failures;          /* opens failed in a row */
+	int64_t retry_at;               /* monotonic ms: next try after */
 	struct cache *cache;            /* NULL: none, or it failed */
 	char cache_err[MEMORY_NOTE_MAX];        /* why there is no cache */
 	int write_failed;               /* reported once */
@@ -55,8 +75,23 @@ static void
 memory_atfork_child(void)
 {
 	pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
+	struct memory *m;
 
 	memory_lock = fresh;
+	/* A thread that was opening a cache is not in the child. */
+	for (m = memories; m != NULL; m = m->next) {
+		m->opening = 0;
+		m->retry_at = 0;
+	}
+}
+
+static int64_t
+monotonic_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void
@@ -133,10 +168,9 @@ cache_where(const struct detector_config *cfg, char *out, size_t size,
 }
 
 static struct memory *
-memory_open_locked(const char *where, const char *refused)
+memory_new_locked(const char *where, const char *refused)
 {
 	struct memory *m = calloc(1, sizeof(*m));
-	char note[MEMORY_NOTE_MAX];
 
 	if (m == NULL)
 		return NULL;
@@ -152,13 +186,7 @@ memory_open_locked(const char *where, const char *refused)
 		    "cache: neither XDG_CACHE_HOME nor HOME is set");
 		note_locked(m, "%s; verdicts are kept in memory", m->cache_err);
 	} else {
-		m->cache = cache_open(where, note, sizeof(note), m->cache_err,
-		    sizeof(m->cache_err));
-		if (m->cache == NULL)
-			note_locked(m, "%s; verdicts are kept in memory",
-			    m->cache_err);
-		else if (note[0] != '\0')
-			note_locked(m, "%s", note);
+		m->can_open = 1;        /* by usable_cache(), outside the lock */
 	}
 	m->next = memories;
 	memories = m;
@@ -179,17 +207,64 @@ memory_for(const struct detector_config *cfg)
 			break;
 	}
 	if (m == NULL)
-		m = memory_open_locked(where, refused);
+		m = memory_new_locked(where, refused);
 	pthread_mutex_unlock(&memory_lock);
 	return m;
 }
 
-/* The cache handle, if this process may use it. */
+/* The cache handle, if there is one this process may use: opened now if
+ * it is time to (see "When the cache file is opened"). */
 static struct cache *
-usable_cache(const struct memory *m)
+usable_cache(struct memory *m)
 {
+	char note[MEMORY_NOTE_MAX], err[MEMORY_NOTE_MAX];
+	struct cache *c, *stale = NULL;
+	int64_t now, delay;
+
+	pthread_mutex_lock(&memory_lock);
 	/* Not getpid(): a pid can be reused (cache_usable()). */
-	return m->cache != NULL && cache_usable(m->cache) ? m->cache : NULL;
+	if ((c = m->cache) != NULL && cache_usable(c)) {
+		pthread_mutex_unlock(&memory_lock);
+		return c;
+	}
+	if (c != NULL) {
+		/* Opened before fork(): this process opens its own. */
+		stale = c;
+		m->cache = NULL;
+		m->write_failed = 0;
+	}
+	now = monotonic_ms();
+	if (!m->can_open || m->opening || now < m->retry_at) {
+		pthread_mutex_unlock(&memory_lock);
+		cache_close(stale);
+		return NULL;
+	}
+	m->opening = 1;
+	pthread_mutex_unlock(&memory_lock);
+	cache_close(stale);
+	c = cache_open(m->where, note, sizeof(note), err, sizeof(err));
+	pthread_mutex_lock(&memory_lock);
+	m->opening = 0;
+	if (c != NULL) {
+		m->cache = c;
+		m->cache_err[0] = '\0';
+		if (m->failures > 0)
+			note_locked(m, "the verdict cache %s is used again",
+			    m->where);
+		m->failures = 0;
+		if (note[0] != '\0')
+			note_locked(m, "%s", note);
+	} else {
+		snprintf(m->cache_err, sizeof(m->cache_err), "%s", err);
+		delay = (int64_t)1000 << (m->failures < 6 ? m->failures : 6);
+		m->retry_at = monotonic_ms() + (delay < MEMORY_RETRY_MAX_MS ?
+		    delay : MEMORY_RETRY_MAX_MS);
+		if (m->failures++ == 0)
+			note_locked(m, "%s; verdicts are kept in memory (the "
+			    "cache is tried again later)", err);
+	}
+	pthread_mutex_unlock(&memory_lock);
+	return c;
 }
 
 static int
@@ -258,7 +333,7 @@ memory_record(struct memory *m, const char *host, unsigned int port,
 	    v == DETECTOR_REJECT ? CACHE_TTL_REJECT : CACHE_TTL_UNDECIDED) *
 	    PR_USEC_PER_SEC;
 	struct cache *c = usable_cache(m);
-	char err[256] = "the cache handle was opened before fork()";
+	char err[256] = "";
 
 	if (c != NULL && !cache_readonly(c) && cache_remember(c, host, port,
 	    spki, pol, v, (uint32_t)time(NULL), validity_s, err,
@@ -266,8 +341,7 @@ memory_record(struct memory *m, const char *host, unsigned int port,
 		return;
 	pthread_mutex_lock(&memory_lock);
 	memo_store(&m->memo, host, port, spki, pol, v, PR_Now(), ttl);
-	if (m->cache != NULL && !cache_readonly(m->cache) &&
-	    !m->write_failed) {
+	if (c != NULL && !cache_readonly(c) && !m->write_failed) {
 		m->write_failed = 1;
 		note_locked(m, "cannot write the verdict cache (%s); verdicts "
 		    "are kept in memory", err);
@@ -297,9 +371,12 @@ memory_cache(struct memory *m, char *err, size_t errlen)
 {
 	struct cache *c = usable_cache(m);
 
-	if (c == NULL)
+	if (c == NULL) {
+		pthread_mutex_lock(&memory_lock);
 		snprintf(err, errlen, "%s", m->cache_err[0] != '\0' ?
-		    m->cache_err : "the cache handle was opened before "
-		    "fork()");
+		    m->cache_err : m->opening ? "the verdict cache is being "
+		    "opened by another thread: try again" : "no verdict cache");
+		pthread_mutex_unlock(&memory_lock);
+	}
 	return c;
 }

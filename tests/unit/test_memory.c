@@ -9,7 +9,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <pthread.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
 #include <nss.h>
@@ -223,6 +227,153 @@ test_policy_is_remembered(void **state)
 	}
 }
 
+static long
+ms_since(const struct timespec *t0)
+{
+	struct timespec t1;
+
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	return (t1.tv_sec - t0->tv_sec) * 1000 +
+	    (t1.tv_nsec - t0->tv_nsec) / 1000000;
+}
+
+struct opener {
+	struct memory *m;
+	struct cache_policy pol;
+	long ms;
+	int found;
+};
+
+static void *
+open_in_thread(void *arg)
+{
+	struct opener *o = arg;
+	struct timespec t0;
+	enum detector_verdict v;
+	int64_t when;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	o->found = memory_recall(o->m, "t.test", 443, key_a, &o->pol, &v,
+	    &when);
+	o->ms = ms_since(&t0);
+	return NULL;
+}
+
+/*
+ * Security review F4: a process stuck holding the cache's guard
+ * exclusively (stopped while creating or checking the file) used to make
+ * every process wait 10 s inside memory_lock (every thread of it stalled),
+ * and then run without the cache for good.  Now: memory_for() does not
+ * open the file; the first lookup that needs it waits at most about 2 s,
+ * while other threads go on with this process's memory; the open is
+ * tried again later and the cache is used once the holder is gone; and a
+ * child after fork() opens its own handle and writes the file.
+ */
+static void
+test_stuck_guard_holder(void **state)
+{
+	char path[600], guard[620], note[1024], err[1024], b;
+	struct detector_config *cfg;
+	struct cache_record r;
+	struct opener o;
+	struct timespec t0;
+	enum detector_verdict v;
+	int64_t when;
+	int go[2], release[2], status, notes = 0, used_again = 0;
+	pthread_t th;
+	struct cache *c;
+	pid_t pid;
+
+	(void)state;
+	snprintf(path, sizeof(path), "%s/stuck/verdicts.mdb", dir);
+	snprintf(guard, sizeof(guard), "%s-guard", path);
+	assert_int_equal(pipe(go), 0);
+	assert_int_equal(pipe(release), 0);
+	if ((pid = fork()) == 0) {
+		struct flock fl;
+		int fd;
+
+		close(go[0]);
+		close(release[1]);
+		snprintf(note, sizeof(note), "%s/stuck", dir);
+		memset(&fl, 0, sizeof(fl));
+		fl.l_type = F_WRLCK;
+		fl.l_whence = SEEK_SET;
+		if (mkdir(note, 0700) == -1 ||
+		    (fd = open(guard, O_RDWR | O_CREAT, 0600)) == -1 ||
+		    fcntl(fd, F_OFD_SETLK, &fl) == -1)
+			_exit(1);
+		(void)!write(go[1], "x", 1);
+		alarm(30);
+		(void)!read(release[0], &b, 1);   /* EOF: let go */
+		_exit(0);
+	}
+	close(go[1]);
+	close(release[0]);
+	assert_int_equal(read(go[0], &b, 1), 1);
+
+	cfg = config_with_cache(path);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	o.m = memory_for(cfg);
+	if (ms_since(&t0) > 500)
+		fail_msg("memory_for() took %ld ms while another process held "
+		    "the guard", ms_since(&t0));
+	assert_int_equal(memory_policy(cfg, &o.pol), 0);
+	assert_int_equal(pthread_create(&th, NULL, open_in_thread, &o), 0);
+	usleep(300000);
+	/* Meanwhile another thread is not held up. */
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	memory_record(o.m, "u.test", 443, key_a, &o.pol, DETECTOR_ACCEPT,
+	    3600);
+	assert_int_equal(memory_recall(o.m, "u.test", 443, key_a, &o.pol, &v,
+	    &when), 1);
+	if (ms_since(&t0) > 300)
+		fail_msg("another thread waited %ld ms for the opening one",
+		    ms_since(&t0));
+	assert_int_equal(pthread_join(th, NULL), 0);
+	if (o.ms < 1500 || o.ms > 3500)
+		fail_msg("the open waited %ld ms for a stuck holder (want "
+		    "about 2 s)", o.ms);
+	assert_int_equal(memory_note(o.m, note, sizeof(note)), 1);
+	if (strstr(note, "for over 2 s") == NULL ||
+	    strstr(note, "kept in memory") == NULL)
+		fail_msg("note '%s'", note);
+	assert_null(memory_cache(o.m, err, sizeof(err)));   /* not yet */
+
+	/* The holder goes; within the back-off the cache is used again. */
+	close(release[1]);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	usleep(1200000);
+	c = memory_cache(o.m, err, sizeof(err));
+	if (c == NULL)
+		fail_msg("cache not used again: %s", err);
+	while (memory_note(o.m, note, sizeof(note)) == 1) {
+		notes++;
+		used_again += strstr(note, "is used again") != NULL;
+	}
+	assert_int_equal(used_again, 1);
+
+	/* A child opens its own handle (not the parent's) and writes. */
+	if ((pid = fork()) == 0) {
+		struct cache *mine;
+
+		memory_record(o.m, "child.test", 443, key_a, &o.pol,
+		    DETECTOR_REJECT, 3600);
+		mine = memory_cache(o.m, err, sizeof(err));
+		_exit(mine == NULL || mine == c || cache_get(mine, "child.test",
+		    443, &r, err, sizeof(err)) != 1);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	assert_int_equal(cache_get(c, "child.test", 443, &r, err, sizeof(err)),
+	    1);
+	assert_int_equal(r.verdict, DETECTOR_REJECT);
+	(void)notes;
+	detector_config_free(cfg);
+}
+
 int
 main(void)
 {
@@ -232,6 +383,7 @@ main(void)
 		cmocka_unit_test(test_no_home_is_said_once),
 		cmocka_unit_test(test_others_home_is_not_used),
 		cmocka_unit_test(test_policy_is_remembered),
+		cmocka_unit_test(test_stuck_guard_holder),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
