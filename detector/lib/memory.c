@@ -129,12 +129,17 @@ env_dir_ours(const char *var, const char *dir, char *why, size_t whylen)
 {
 	char parent[PATH_MAX];
 	struct stat sb;
+	int missing = 0;
 
-	if (stat(dir, &sb) == -1 && (errno != ENOENT ||
-	    !filetrust_dirname(dir, parent, sizeof(parent)) ||
-	    stat(parent, &sb) == -1))
-		return 1;       /* nothing there: cache_open() says why */
-	if (sb.st_uid == geteuid())
+	if (stat(dir, &sb) == -1) {
+		if (errno != ENOENT || !filetrust_dirname(dir, parent,
+		    sizeof(parent)) || stat(parent, &sb) == -1)
+			return 1;       /* nothing there: cache_open() says why */
+		missing = 1;
+	}
+	/* A folder still to be made (XDG_CACHE_HOME=/tmp/x) may be made in
+	 * root's folder too: cache_open()'s walk judges the rest. */
+	if (sb.st_uid == geteuid() || (missing && sb.st_uid == 0))
 		return 1;
 	snprintf(why, whylen, "%s (%s) belongs to uid %lu, not to this "
 	    "process (uid %lu; sudo keeps the caller's HOME): its verdict "
