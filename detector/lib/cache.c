@@ -304,6 +304,7 @@ guard_open(const struct cache *c, enum hold *hold, char *err, size_t errlen)
 {
 	char guard[4200], name[NAME_MAX + 8];
 	struct timespec pause = { 0, 1000000 };  /* 1 ms, doubling to 16 */
+	struct timespec start, now;
 	long waited_ms = 0;
 	int fd, writable = 1, rc;
 
@@ -333,8 +334,14 @@ guard_open(const struct cache *c, enum hold *hold, char *err, size_t errlen)
 		if ((rc != EAGAIN && rc != EACCES) ||
 		    waited_ms >= CACHE_WAIT_MS)
 			break;
+		/* The bound is wall time: on a loaded machine the sleeps
+		 * overrun, and counting them would stretch the wait. */
+		if (waited_ms == 0)
+			clock_gettime(CLOCK_MONOTONIC, &start);
 		nanosleep(&pause, NULL);
-		waited_ms += pause.tv_nsec / 1000000;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		waited_ms = (now.tv_sec - start.tv_sec) * 1000 +
+		    (now.tv_nsec - start.tv_nsec) / 1000000 + 1;
 		if (pause.tv_nsec < 16000000)
 			pause.tv_nsec *= 2;
 	}
