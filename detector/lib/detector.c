@@ -564,12 +564,13 @@ check_recall(struct detector *ctx, const char *host, unsigned int port,
 {
 	struct memory *m = memory_of(ctx);
 	struct detector_result *res;
+	struct cache_policy pol;
 	enum detector_verdict v;
 	int64_t when;
 
 	*result = NULL;
-	if (m == NULL || !memory_recall(m, host, port, ci->spki_sha256, &v,
-	    &when))
+	if (m == NULL || memory_policy(&ctx->cfg, &pol) == -1 ||
+	    !memory_recall(m, host, port, ci->spki_sha256, &pol, &v, &when))
 		return 0;
 	if ((res = result_new(ctx)) == NULL)
 		return seterr(ctx, "out of memory");
@@ -610,13 +611,14 @@ check_probe_path(struct detector *ctx, const char *host, unsigned int port,
 	struct memory *m = memory_of(ctx);
 	struct cache_record prev;
 	int have = evidence_history(m, host, port, &prev);
+	struct cache_policy pol;
 
 	*result = NULL;
 	if (probe_spheres(ctx, host, port, ci, leaf, direct, result) == -1)
 		return -1;
 	evidence_weigh_history(host, port, ci, have, &prev, *result);
-	if (m != NULL)
-		memory_record(m, host, port, ci->spki_sha256,
+	if (m != NULL && memory_policy(&ctx->cfg, &pol) == 0)
+		memory_record(m, host, port, ci->spki_sha256, &pol,
 		    (*result)->verdict, ctx->cfg.cache_validity_s);
 	remember_reroute(ctx, host, port, ci, *result);
 	take_notes(ctx, *result);

@@ -353,7 +353,7 @@ run_hook(const struct mon_config *mc, int fd, const char *path, char **envp,
 
 		/* Out of the way of the standard descriptors set below. */
 		if (fd <= 2)
-			fd = fcntl(fd, F_DUPFD, 3);
+			fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
 		setpgid(0, 0);
 		sigemptyset(&none);
 		sigprocmask(SIG_SETMASK, &none, NULL);
@@ -369,10 +369,15 @@ run_hook(const struct mon_config *mc, int fd, const char *path, char **envp,
 		while (envp[k] != NULL)
 			k++;
 		envp[k] = self;
-		/* A script's interpreter reads it as /dev/fd/N: keep fd open
-		 * across the exec (it is O_CLOEXEC for the other hooks). */
-		fcntl(fd, F_SETFD, 0);
+		/* A program gets no descriptor of itself (close-on-exec); a
+		 * script's interpreter reads it as /dev/fd/N, which the
+		 * kernel refuses for a close-on-exec fd (ENOENT): only then
+		 * is fd kept open across the exec. */
 		fexecve(fd, argv, envp);
+		if (errno == ENOENT) {
+			fcntl(fd, F_SETFD, 0);
+			fexecve(fd, argv, envp);
+		}
 		fprintf(stderr, "detector-monitor: hook %s: cannot run it: "
 		    "%s\n", path, strerror(errno));
 		_exit(127);

@@ -247,6 +247,48 @@ test_the_checked_hook_is_what_runs(void **state)
 	assert_string_equal(out, "checked test-event\n");
 }
 
+/*
+ * Security review F7b: a hook that is a program (not a script) does not
+ * inherit detector-monitor's O_PATH descriptor of it (root's descriptor,
+ * passed on to whatever the hook runs).  The hook here is a copy of
+ * /bin/sh, whose first argument (the event) names a script that lists
+ * the hook process's descriptors.
+ */
+static void
+test_program_hook_gets_no_descriptor_of_itself(void **state)
+{
+	struct mon_config mc;
+	char text[PATH_MAX + 128], script[PATH_MAX], cmd[2 * PATH_MAX + 32];
+	char out[4096];
+	char *envp[] = { "PATH=/usr/bin:/bin", NULL, NULL };
+	FILE *f;
+	int dfd, fd;
+
+	(void)state;
+	memset(&mc, 0, sizeof(mc));
+	mc.hook_timeout_s = 10;
+	snprintf(path, sizeof(path), "%s/10-program", hooks);
+	snprintf(cmd, sizeof(cmd), "cp /bin/sh '%s' && chmod 0700 '%s'", path,
+	    path);
+	assert_int_equal(system(cmd), 0);
+	snprintf(script, sizeof(script), "%s/fds.sh", dir);
+	snprintf(text, sizeof(text), "for f in /proc/$$/fd/*; do readlink "
+	    "\"$f\"; done > %s/out; exit 0\n", dir);
+	assert_non_null(f = fopen(script, "w"));
+	fputs(text, f);
+	fclose(f);
+	assert_true((dfd = hooks_dir_open(hooks, err, sizeof(err))) >= 0);
+	assert_true((fd = hook_open(dfd, path, "10-program", err,
+	    sizeof(err))) >= 0);
+	run_hook(&mc, fd, path, envp, script);
+	close(fd);
+	close(dfd);
+	read_out(out, sizeof(out));
+	assert_non_null(strstr(out, "fds.sh"));   /* the listing ran */
+	if (strstr(out, "10-program") != NULL)
+		fail_msg("the hook inherited a descriptor of itself:\n%s", out);
+}
+
 /* run_hooks() over a whole folder: good ones run in name order, refused
  * ones do not. */
 static void
@@ -342,6 +384,9 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_the_checked_hook_is_what_runs, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_program_hook_gets_no_descriptor_of_itself, setup,
+		    teardown),
 		cmocka_unit_test_setup_teardown(test_run_hooks, setup,
 		    teardown),
 		cmocka_unit_test(test_pem_base64_is_strict),
