@@ -3,16 +3,17 @@
  *
  * A security tool must never fall back to a default because a value was
  * mistyped: every bad file, line, key or value is an error that names the
- * file, the line and the key.  Parsing is done by inih (libinih), which
- * tells us the line of the first error; we say what was wrong with it.
+ * file, the line and the key.  Parsing is done by inih (libinih), through
+ * the line reader shared with detector-monitor (detector/common/inireader.c),
+ * which counts lines and refuses what inih would misread.
  */
 #include "config.h"
 #include "filetrust.h"
+#include "inireader.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ini.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,7 +22,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define CONFIG_LINE_MAX 199     /* inih's default line buffer is 200 */
 #define CONFIG_MS_MAX 600000u   /* ten minutes */
 
 static int
@@ -376,15 +376,10 @@ detector_config_parse_bool(const char *s, int *out)
 /*
  * The INI file.
  *
- * inih (Debian's libinih is built with its defaults) has three habits a
- * security tool must not inherit, so they are refused before or while it
- * parses: a line longer than its 200-byte buffer is silently split in two
- * (and every later line number shifts); an indented line after a key is a
- * "continuation" that is handed to the handler as another value of that
- * key (so "  quorum = 3" under "spheres = ..." would be read as a sphere);
- * and a key given twice simply overrides the first.  The text is fed to
- * inih through our own line reader, which counts lines, so every error
- * names the exact line.
+ * inih's habits a security tool must not inherit (long lines split in
+ * two, indented lines read as continuations) are refused by the shared
+ * reader; one more is refused here: a key given twice would simply
+ * override the first.
  */
 
 #define CONFIG_FILE_MAX (1024 * 1024)   /* bytes; a config is a few lines */
@@ -400,14 +395,8 @@ static const char *const config_keys[] = {
 struct ini_state {
 	struct detector_config *cfg;
 	char what[sizeof(((struct detector_config *)0)->err)];
-	int failed;
-	int fail_line;
 	int quorum_seen;
 	int key_line[NKEYS];            /* line each key was set on, or 0 */
-	/* The line reader. */
-	const char *p, *end;
-	int line;
-	int prev_key_line;              /* a key line since the last section */
 };
 
 int
@@ -427,75 +416,20 @@ detector_config_parse_uint(const char *s, unsigned long max, unsigned int *out)
 }
 
 static int
-ini_fail(struct ini_state *st, const char *name, const char *fmt, ...)
+key_fail(struct inireader *r, const char *name, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* "key 'NAME': WHY", on the current line. */
 static int
-ini_fail(struct ini_state *st, const char *name, const char *fmt, ...)
+key_fail(struct inireader *r, const char *name, const char *fmt, ...)
 {
-	char msg[sizeof(st->what) - 64];
+	char msg[sizeof(((struct detector_config *)0)->err) - 64];
 	va_list ap;
 
-	if (st->failed)
-		return 0;   /* keep the first error: it is the line inih reports */
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	if (name != NULL)
-		snprintf(st->what, sizeof(st->what), "key '%s': %s", name, msg);
-	else
-		snprintf(st->what, sizeof(st->what), "%s", msg);
-	st->failed = 1;
-	st->fail_line = st->line;
-	return 0;
-}
-
-/*
- * inih's reader callback (fgets-like): hands out one line of the text per
- * call, without its newline, and counts lines.  It also spots the lines
- * inih would take as continuations, exactly as inih decides it: after a
- * "key = value" line and before the next section header, a non-blank,
- * non-comment line that starts with white space.  Marking the failure
- * here makes the handler, which inih calls next for that line, refuse it.
- */
-static char *
-config_read_line(char *str, int num, void *stream)
-{
-	struct ini_state *st = stream;
-	const char *nl, *s;
-	size_t len;
-
-	if (st->p >= st->end || num < 1)
-		return NULL;
-	nl = memchr(st->p, '\n', (size_t)(st->end - st->p));
-	len = (size_t)((nl != NULL ? nl : st->end) - st->p);
-	if (len > (size_t)num - 1)
-		len = (size_t)num - 1;  /* not reached: lengths checked first */
-	memcpy(str, st->p, len);
-	str[len] = '\0';
-	st->p = nl != NULL ? nl + 1 : st->end;
-	st->line++;
-
-	s = str;
-	if (st->line == 1 && strncmp(s, "\xef\xbb\xbf", 3) == 0)
-		s += 3;                 /* inih skips a UTF-8 BOM there */
-	while (*s == ' ' || *s == '\t' || *s == '\r' || *s == '\f' ||
-	    *s == '\v')
-		s++;
-	if (*s == '\0' || *s == ';' || *s == '#')
-		return str;             /* blank or comment: no change */
-	if (s > str && st->prev_key_line > 0) {
-		ini_fail(st, NULL, "indented line: inih would read it as a "
-		    "continuation of the key on line %d; continuation lines "
-		    "are not supported (remove the leading white space; "
-		    "'exclude' may be repeated)", st->prev_key_line);
-		return str;
-	}
-	if (*s == '[')
-		st->prev_key_line = 0;
-	else
-		st->prev_key_line = st->line;
-	return str;
+	return inireader_fail(r, "key '%s': %s", name, msg);
 }
 
 /*
@@ -567,34 +501,33 @@ config_starttls_for_port(const struct detector_config *cfg,
 }
 
 static int
-config_ini_handler(void *user, const char *section, const char *name,
-    const char *value)
+config_ini_handler(struct inireader *r, void *user, const char *section,
+    const char *name, const char *value)
 {
 	struct ini_state *st = user;
 	struct detector_config *cfg = st->cfg;
+	int line = inireader_line(r);
 	unsigned int v;
 	size_t k;
 
-	if (st->failed)
-		return 0;
 	if (section[0] != '\0' && strcmp(section, "detector") != 0)
-		return ini_fail(st, name, "unknown section [%s] (DetecTor "
+		return key_fail(r, name, "unknown section [%s] (DetecTor "
 		    "reads [detector] only)", section);
 	for (k = 0; k < NKEYS; k++)
 		if (strcmp(name, config_keys[k]) == 0)
 			break;
 	if (k < NKEYS && st->key_line[k] > 0 &&
 	    strcmp(name, "exclude") != 0)
-		return ini_fail(st, name, "set twice (lines %d and %d): "
-		    "remove one", st->key_line[k], st->line);
+		return key_fail(r, name, "set twice (lines %d and %d): "
+		    "remove one", st->key_line[k], line);
 	if (k < NKEYS)
-		st->key_line[k] = st->line;
+		st->key_line[k] = line;
 	if (strcmp(name, "spheres") == 0) {
 		if (detector_config_set_spheres(cfg, value) == -1)
-			return ini_fail(st, name, "%s", cfg->err);
+			return key_fail(r, name, "%s", cfg->err);
 	} else if (strcmp(name, "quorum") == 0) {
 		if (detector_config_parse_uint(value, DETECTOR_MAX_SPHERES, &v) == -1 || v < 1)
-			return ini_fail(st, name, "'%s' is not a number of "
+			return key_fail(r, name, "'%s' is not a number of "
 			    "spheres from 1 to %d", value,
 			    DETECTOR_MAX_SPHERES);
 		cfg->quorum = v;
@@ -602,7 +535,7 @@ config_ini_handler(void *user, const char *section, const char *name,
 	} else if (strcmp(name, "probe_timeout_ms") == 0 ||
 	    strcmp(name, "deadline_ms") == 0) {
 		if (detector_config_parse_uint(value, CONFIG_MS_MAX, &v) == -1 || v < 1)
-			return ini_fail(st, name, "'%s' is not a time in "
+			return key_fail(r, name, "'%s' is not a time in "
 			    "milliseconds from 1 to %u", value, CONFIG_MS_MAX);
 		if (name[0] == 'p')
 			cfg->probe_timeout_ms = v;
@@ -610,39 +543,39 @@ config_ini_handler(void *user, const char *section, const char *name,
 			cfg->deadline_ms = v;
 	} else if (strcmp(name, "exclude") == 0) {
 		if (detector_config_add_exclude(cfg, value) == -1)
-			return ini_fail(st, name, "%s", cfg->err);
+			return key_fail(r, name, "%s", cfg->err);
 	} else if (strcmp(name, "on_undecided") == 0) {
 		if (strcmp(value, "accept") == 0)
 			cfg->on_undecided = DETECTOR_UNDECIDED_ACCEPT;
 		else if (strcmp(value, "reject") == 0)
 			cfg->on_undecided = DETECTOR_UNDECIDED_REJECT;
 		else
-			return ini_fail(st, name, "'%s' is neither 'accept' "
+			return key_fail(r, name, "'%s' is neither 'accept' "
 			    "nor 'reject'", value);
 	} else if (strcmp(name, "cache") == 0) {
 		if (detector_config_set_cache(cfg, value) == -1)
-			return ini_fail(st, name, "%s", cfg->err);
+			return key_fail(r, name, "%s", cfg->err);
 	} else if (strcmp(name, "cache_validity") == 0) {
 		if (detector_config_parse_uint(value, 365u * 86400, &v) == -1 || v < 1)
-			return ini_fail(st, name, "'%s' is not a number of "
+			return key_fail(r, name, "'%s' is not a number of "
 			    "seconds from 1 to %u", value, 365u * 86400);
 		cfg->cache_validity_s = v;
 	} else if (strcmp(name, "enabled") == 0) {
 		if (detector_config_parse_bool(value, &cfg->enabled) == -1)
-			return ini_fail(st, name, "'%s' is neither 'yes' nor "
+			return key_fail(r, name, "'%s' is neither 'yes' nor "
 			    "'no'", value);
 	} else if (strcmp(name, "log") == 0) {
 		if (config_parse_log(value, &cfg->log_level,
 		    &cfg->log_syslog) == -1)
-			return ini_fail(st, name, "'%s' is not one of off, "
+			return key_fail(r, name, "'%s' is not one of off, "
 			    "errors, decisions (optionally followed by "
 			    "',syslog' or ',stderr')", value);
 	} else if (strcmp(name, "starttls") == 0) {
 		if (parse_starttls(cfg, value, st->what,
 		    sizeof(st->what)) == -1)
-			return ini_fail(st, name, "%s", st->what);
+			return key_fail(r, name, "%s", st->what);
 	} else {
-		return ini_fail(st, name, "unknown key (known: spheres, "
+		return key_fail(r, name, "unknown key (known: spheres, "
 		    "quorum, probe_timeout_ms, deadline_ms, exclude, "
 		    "on_undecided, enabled, log, cache, cache_validity, "
 		    "starttls)");
@@ -650,40 +583,20 @@ config_ini_handler(void *user, const char *section, const char *name,
 	return 1;
 }
 
-/* inih silently splits lines longer than its buffer: refuse them first. */
-static int
-check_lines(const char *text, size_t len, int *bad_line)
-{
-	size_t i, col = 0;
-	int line = 1;
-
-	for (i = 0; i < len; i++) {
-		if (text[i] == '\n') {
-			line++;
-			col = 0;
-		} else if (text[i] == '\0' || ++col > CONFIG_LINE_MAX) {
-			*bad_line = line;
-			return text[i] == '\0' ? -2 : -1;
-		}
-	}
-	return 0;
-}
-
 int
 config_load_string(struct detector_config *cfg, const char *text,
     size_t len, const char *name)
 {
+	static const struct inireader_ops ops = {
+		.key = config_ini_handler,
+		.repeat_hint = "'exclude' may be repeated",
+	};
 	struct detector_config *work;
 	struct ini_state *st;
-	int line = 0, rc;
+	int line = 0;
 
 	if (name == NULL)
 		name = "(string)";
-	rc = check_lines(text, len, &line);
-	if (rc != 0)
-		return seterr(cfg, "%s:%d: %s", name, line, rc == -2 ?
-		    "NUL byte in the file" : "line longer than 199 "
-		    "characters (split it: 'exclude' may be repeated)");
 	/* Parse into a copy: a bad file leaves cfg as it was. */
 	work = malloc(sizeof(*work));
 	st = calloc(1, sizeof(*st));
@@ -693,19 +606,12 @@ config_load_string(struct detector_config *cfg, const char *text,
 		return seterr(cfg, "out of memory");
 	}
 	st->cfg = work;
-	st->p = text;
-	st->end = text + len;
-	rc = ini_parse_stream(config_read_line, st, config_ini_handler, st);
-	if (rc == 0 && st->failed)
-		rc = st->fail_line;     /* refused by the reader alone */
-	if (rc != 0) {
-		if (rc < 0)
-			seterr(cfg, "%s: cannot parse (out of memory)", name);
-		else if (st->failed)
-			seterr(cfg, "%s:%d: %s", name, st->fail_line, st->what);
+	if (inireader_parse(text, len, &ops, st, &line, st->what,
+	    sizeof(st->what)) == -1) {
+		if (line > 0)
+			seterr(cfg, "%s:%d: %s", name, line, st->what);
 		else
-			seterr(cfg, "%s:%d: syntax error: expected "
-			    "'key = value' or '[detector]'", name, rc);
+			seterr(cfg, "%s: %s", name, st->what);
 		detector_config_free(work);
 		free(st);
 		return -1;
