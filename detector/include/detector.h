@@ -85,6 +85,27 @@ enum detector_undecided_policy {
 	DETECTOR_UNDECIDED_REJECT,
 };
 
+/* What a REJECT verdict (likely MITM) does to the connection checked. */
+enum detector_mitm_policy {
+	DETECTOR_MITM_REFUSE = 0,       /* refuse it: the default */
+	DETECTOR_MITM_REROUTE,          /* re-establish it through a sphere
+	                                 * that saw the quorum's key; not
+	                                 * available yet: such a connection is
+	                                 * refused, and the result's note says
+	                                 * so (never silently) */
+};
+
+/*
+ * The policy in force for one host: the global settings, or those of the
+ * most specific [site NAME] section that covers it (see detector.conf(5)).
+ */
+struct detector_policy {
+	unsigned int quorum;
+	enum detector_undecided_policy on_undecided;
+	enum detector_mitm_policy on_mitm;
+	char site[256];                 /* NAME of that section; "": global */
+};
+
 /* A DER object (certificate or OCSP response) as captured from the network. */
 struct detector_der {
 	const unsigned char *data;
@@ -123,7 +144,11 @@ struct detector_result {
 	int64_t verified_at;              /* cached: unix time of that check */
 	const char *note;                 /* about the verdict memory (a cache
 	                                   * set aside, read-only, unwritable),
-	                                   * each said once per process; NULL */
+	                                   * each said once per process, and
+	                                   * that a REJECT could not be
+	                                   * rerouted; NULL */
+	struct detector_policy policy;    /* the policy this check ran under
+	                                   * (quorum above is policy.quorum) */
 };
 
 struct detector_config;
@@ -150,7 +175,9 @@ DETECTOR_API int detector_config_set_deadline(struct detector_config *cfg,
 DETECTOR_API unsigned int detector_config_deadline(
     const struct detector_config *cfg);
 /* The spheres configured: how many, and the i-th as "ip:port" or
- * "[ipv6]:port" (NULL when i is out of range). */
+ * "[ipv6]:port", a sphere group as its members joined by '|'
+ * ("127.0.0.1:9160|127.0.0.1:9170": one vote, each check through one
+ * member) (NULL when i is out of range). */
 DETECTOR_API unsigned int detector_config_nspheres(
     const struct detector_config *cfg);
 DETECTOR_API const char *detector_config_sphere(
@@ -176,6 +203,22 @@ DETECTOR_API int detector_config_set_on_undecided(struct detector_config *cfg,
     enum detector_undecided_policy policy);
 DETECTOR_API enum detector_undecided_policy detector_config_on_undecided(
     const struct detector_config *cfg);
+/* The global `on_mitm` (DETECTOR_MITM_REFUSE by default). */
+DETECTOR_API int detector_config_set_on_mitm(struct detector_config *cfg,
+    enum detector_mitm_policy policy);
+/*
+ * The policy in force for host (read as detector_check() reads it): the
+ * global quorum, on_undecided and on_mitm, each overridden by the most
+ * specific [site NAME] section covering host that sets it.  0, or -1 for
+ * a host DetecTor cannot check (the global policy is then in *policy).
+ */
+DETECTOR_API int detector_config_policy(const struct detector_config *cfg,
+    const char *host, struct detector_policy *policy);
+/* The name of a policy value, as the configuration file spells it:
+ * "accept"/"reject", "refuse"/"reroute". */
+DETECTOR_API const char *detector_undecided_name(
+    enum detector_undecided_policy policy);
+DETECTOR_API const char *detector_mitm_name(enum detector_mitm_policy policy);
 
 /* Reads an INI file.  Every error names the file, the line and the key. */
 DETECTOR_API int detector_config_load_file(struct detector_config *cfg,

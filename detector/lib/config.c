@@ -9,6 +9,7 @@
  */
 #include "config.h"
 #include "filetrust.h"
+#include "host.h"
 #include "inireader.h"
 
 #include <arpa/inet.h>
@@ -37,6 +38,44 @@ seterr(struct detector_config *cfg, const char *fmt, ...)
 	vsnprintf(cfg->err, sizeof(cfg->err), fmt, ap);
 	va_end(ap);
 	return -1;
+}
+
+/* The [site] sections' memory. */
+static void
+sites_clear(struct detector_config *cfg)
+{
+	size_t i;
+
+	for (i = 0; i < cfg->nsites; i++)
+		exclude_clear(&cfg->sites[i].match);
+	free(cfg->sites);
+	cfg->sites = NULL;
+	cfg->nsites = 0;
+}
+
+static int
+sites_copy(struct detector_config *dst, const struct detector_config *src)
+{
+	size_t i;
+
+	dst->sites = NULL;
+	dst->nsites = 0;
+	if (src->nsites == 0)
+		return 0;
+	if ((dst->sites = calloc(src->nsites, sizeof(*dst->sites))) == NULL)
+		return -1;
+	for (i = 0; i < src->nsites; i++) {
+		dst->sites[i] = src->sites[i];
+		dst->sites[i].match.rules = NULL;
+		dst->sites[i].match.n = 0;
+		dst->nsites = i + 1;
+		if (exclude_copy(&dst->sites[i].match,
+		    &src->sites[i].match) == -1) {
+			sites_clear(dst);
+			return -1;
+		}
+	}
+	return 0;
 }
 
 struct detector_config *
@@ -68,6 +107,7 @@ detector_config_free(struct detector_config *cfg)
 	if (cfg == NULL)
 		return;
 	exclude_clear(&cfg->exclude);
+	sites_clear(cfg);
 	free(cfg);
 }
 
@@ -80,10 +120,22 @@ detector_config_error(struct detector_config *cfg)
 int
 config_check(const struct detector_config *cfg, char *err, size_t errlen)
 {
+	size_t i;
+
 	if (cfg->quorum > cfg->nspheres) {
 		snprintf(err, errlen, "quorum %u is more than the %u spheres "
 		    "configured", cfg->quorum, cfg->nspheres);
 		return -1;
+	}
+	for (i = 0; i < cfg->nsites; i++) {
+		if (cfg->sites[i].quorum > cfg->nspheres) {
+			snprintf(err, errlen, "[site %s] (line %d): quorum %u "
+			    "is more than the %u spheres configured",
+			    cfg->sites[i].match.rules[0].text,
+			    cfg->sites[i].line, cfg->sites[i].quorum,
+			    cfg->nspheres);
+			return -1;
+		}
 	}
 	return 0;
 }
@@ -92,9 +144,15 @@ int
 config_copy(struct detector_config *dst, const struct detector_config *src)
 {
 	*dst = *src;
+	if (sites_copy(dst, src) == -1) {
+		dst->exclude.rules = NULL;
+		dst->exclude.n = 0;
+		return -1;
+	}
 	if (exclude_copy(&dst->exclude, &src->exclude) == -1) {
 		dst->exclude.rules = NULL;
 		dst->exclude.n = 0;
+		sites_clear(dst);
 		return -1;
 	}
 	return 0;
@@ -102,7 +160,8 @@ config_copy(struct detector_config *dst, const struct detector_config *src)
 
 /* One "ip:port" or "[ipv6]:port" into s. */
 static int
-parse_sphere(const char *tok, struct sphere *s, char *err, size_t errlen)
+parse_member(const char *tok, struct sphere_member *s, char *err,
+    size_t errlen)
 {
 	char host[INET6_ADDRSTRLEN + 2];
 	const char *colon;
@@ -169,15 +228,82 @@ parse_sphere(const char *tok, struct sphere *s, char *err, size_t errlen)
 	return 0;
 }
 
+/* One sphere: "ip:port", or a group "ip:port|ip:port|..." into s. */
+static int
+parse_sphere(const char *tok, struct sphere *s, char *err, size_t errlen)
+{
+	char one[128];
+	const char *p = tok;
+	size_t len, used = 0;
+
+	memset(s, 0, sizeof(*s));
+	for (;;) {
+		len = strcspn(p, "|");
+		if (len == 0 || len >= sizeof(one)) {
+			snprintf(err, errlen, "sphere group '%s': %s", tok,
+			    len == 0 ? "empty member (write "
+			    "ip:port|ip:port)" : "member too long");
+			return -1;
+		}
+		if (s->nmembers == SPHERE_MEMBERS_MAX) {
+			snprintf(err, errlen, "sphere group '%s': more than %d "
+			    "members", tok, SPHERE_MEMBERS_MAX);
+			return -1;
+		}
+		memcpy(one, p, len);
+		one[len] = '\0';
+		if (parse_member(one, &s->member[s->nmembers], err,
+		    errlen) == -1)
+			return -1;
+		used += (size_t)snprintf(s->text + used, sizeof(s->text) -
+		    used, "%s%s", s->nmembers ? "|" : "",
+		    s->member[s->nmembers].text);
+		s->nmembers++;
+		if (p[len] == '\0')
+			return 0;
+		p += len + 1;
+	}
+}
+
+/* Is the member m listed already, in one of the n spheres or before
+ * itself in its own group? */
+static const char *
+member_listed(const struct sphere *spheres, unsigned int n,
+    const struct sphere *self, unsigned int m)
+{
+	unsigned int i, j;
+
+	for (i = 0; i <= n; i++) {
+		const struct sphere *s = i < n ? &spheres[i] : self;
+		unsigned int lim = i < n ? s->nmembers : m;
+
+		for (j = 0; j < lim; j++)
+			if (strcmp(s->member[j].text,
+			    self->member[m].text) == 0)
+				return s->member[j].text;
+	}
+	return NULL;
+}
+
+const struct sphere_member *
+config_sphere_member(const struct sphere *s, unsigned int pick)
+{
+	return &s->member[s->nmembers > 1 ? pick % s->nmembers : 0];
+}
+
 int
 config_parse_spheres(const char *list, struct sphere *out, unsigned int *n,
     char *err, size_t errlen)
 {
-	struct sphere tmp[DETECTOR_MAX_SPHERES];
-	unsigned int count = 0, i;
-	const char *p = list;
-	char tok[128];
+	struct sphere *tmp;
+	unsigned int count = 0, m;
+	const char *p = list, *dup;
+	char tok[1024];
 
+	if ((tmp = calloc(DETECTOR_MAX_SPHERES, sizeof(*tmp))) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
 	while (*p) {
 		size_t len = strcspn(p, ", \t");
 
@@ -188,34 +314,39 @@ config_parse_spheres(const char *list, struct sphere *out, unsigned int *n,
 		if (len >= sizeof(tok)) {
 			snprintf(err, errlen, "sphere '%.40s...' is too long",
 			    p);
-			return -1;
+			goto fail;
 		}
 		if (count == DETECTOR_MAX_SPHERES) {
 			snprintf(err, errlen, "more than %d spheres",
 			    DETECTOR_MAX_SPHERES);
-			return -1;
+			goto fail;
 		}
 		memcpy(tok, p, len);
 		tok[len] = '\0';
 		p += len;
 		if (parse_sphere(tok, &tmp[count], err, errlen) == -1)
-			return -1;
-		for (i = 0; i < count; i++) {
-			if (strcmp(tmp[i].text, tmp[count].text) == 0) {
+			goto fail;
+		for (m = 0; m < tmp[count].nmembers; m++) {
+			if ((dup = member_listed(tmp, count, &tmp[count],
+			    m)) != NULL) {
 				snprintf(err, errlen, "sphere %s is listed "
-				    "twice", tmp[i].text);
-				return -1;
+				    "twice", dup);
+				goto fail;
 			}
 		}
 		count++;
 	}
 	if (count == 0) {
 		snprintf(err, errlen, "no spheres given");
-		return -1;
+		goto fail;
 	}
 	memcpy(out, tmp, count * sizeof(*tmp));
 	*n = count;
+	free(tmp);
 	return 0;
+fail:
+	free(tmp);
+	return -1;
 }
 
 int
@@ -295,6 +426,107 @@ enum detector_undecided_policy
 detector_config_on_undecided(const struct detector_config *cfg)
 {
 	return cfg->on_undecided;
+}
+
+int
+detector_config_set_on_mitm(struct detector_config *cfg,
+    enum detector_mitm_policy policy)
+{
+	if (policy != DETECTOR_MITM_REFUSE && policy != DETECTOR_MITM_REROUTE)
+		return seterr(cfg, "on_mitm: unknown policy %d", (int)policy);
+	cfg->on_mitm = policy;
+	return 0;
+}
+
+const char *
+detector_undecided_name(enum detector_undecided_policy policy)
+{
+	return policy == DETECTOR_UNDECIDED_REJECT ? "reject" : "accept";
+}
+
+const char *
+detector_mitm_name(enum detector_mitm_policy policy)
+{
+	return policy == DETECTOR_MITM_REROUTE ? "reroute" : "refuse";
+}
+
+/* How specific a site's rule is: the longer name, the longer prefix. */
+static size_t
+site_weight(const struct site *s)
+{
+	const struct exclude_rule *r = &s->match.rules[0];
+
+	return r->family == 0 ? strlen(r->text) : r->prefix;
+}
+
+const struct site *
+config_site_for(const struct detector_config *cfg, const char *host)
+{
+	const struct site *best = NULL;
+	size_t i;
+
+	for (i = 0; host != NULL && i < cfg->nsites; i++) {
+		const struct site *s = &cfg->sites[i];
+
+		if (exclude_match(&s->match, host) != NULL &&
+		    (best == NULL || site_weight(s) > site_weight(best)))
+			best = s;
+	}
+	return best;
+}
+
+/*
+ * Each value from the most specific section that sets it: [site
+ * a.example] may set the quorum and [site www.a.example] on_mitm only, and
+ * www.a.example gets both.
+ */
+void
+config_policy_for(const struct detector_config *cfg, const char *host,
+    struct detector_policy *out)
+{
+	size_t qw = 0, uw = 0, mw = 0, i, w;
+	const struct site *named = config_site_for(cfg, host);
+
+	memset(out, 0, sizeof(*out));
+	out->quorum = cfg->quorum;
+	out->on_undecided = cfg->on_undecided;
+	out->on_mitm = cfg->on_mitm;
+	for (i = 0; host != NULL && i < cfg->nsites; i++) {
+		const struct site *s = &cfg->sites[i];
+
+		if (exclude_match(&s->match, host) == NULL)
+			continue;
+		w = site_weight(s) + 1;
+		if (s->quorum != 0 && w > qw) {
+			out->quorum = s->quorum;
+			qw = w;
+		}
+		if (s->on_undecided != -1 && w > uw) {
+			out->on_undecided = s->on_undecided;
+			uw = w;
+		}
+		if (s->on_mitm != -1 && w > mw) {
+			out->on_mitm = s->on_mitm;
+			mw = w;
+		}
+	}
+	if (named != NULL)
+		snprintf(out->site, sizeof(out->site), "%s",
+		    named->match.rules[0].text);
+}
+
+int
+detector_config_policy(const struct detector_config *cfg, const char *host,
+    struct detector_policy *policy)
+{
+	char name[HOST_MAX + 2], err[256];
+
+	config_policy_for(cfg, NULL, policy);
+	if (host == NULL || host_normalise(host, name, sizeof(name), err,
+	    sizeof(err)) == -1)
+		return -1;
+	config_policy_for(cfg, name, policy);
+	return 0;
 }
 
 int
@@ -388,7 +620,7 @@ detector_config_parse_bool(const char *s, int *out)
 static const char *const config_keys[] = {
 	"spheres", "quorum", "probe_timeout_ms", "deadline_ms", "exclude",
 	"on_undecided", "enabled", "log", "cache", "cache_validity",
-	"starttls",
+	"starttls", "on_mitm",
 };
 #define NKEYS (sizeof(config_keys) / sizeof(config_keys[0]))
 
@@ -397,6 +629,7 @@ struct ini_state {
 	char what[sizeof(((struct detector_config *)0)->err)];
 	int quorum_seen;
 	int key_line[NKEYS];            /* line each key was set on, or 0 */
+	struct site *site;              /* the [site] section being read */
 };
 
 int
@@ -500,6 +733,137 @@ config_starttls_for_port(const struct detector_config *cfg,
 	return detector_starttls_for_port(port);
 }
 
+/* "accept" | "reject" */
+static int
+parse_undecided(const char *value, int *out)
+{
+	if (strcmp(value, "accept") == 0)
+		*out = DETECTOR_UNDECIDED_ACCEPT;
+	else if (strcmp(value, "reject") == 0)
+		*out = DETECTOR_UNDECIDED_REJECT;
+	else
+		return -1;
+	return 0;
+}
+
+/* "refuse" | "reroute" */
+static int
+parse_mitm(const char *value, int *out)
+{
+	if (strcmp(value, "refuse") == 0)
+		*out = DETECTOR_MITM_REFUSE;
+	else if (strcmp(value, "reroute") == 0)
+		*out = DETECTOR_MITM_REROUTE;
+	else
+		return -1;
+	return 0;
+}
+
+/*
+ * A section header: [detector], or [site NAME] (NAME: a host name, which
+ * covers every name below it, or an address range, as in `exclude`).
+ * Other sections are refused on their first key, as before.
+ */
+static int
+config_section(struct inireader *r, void *user, const char *section)
+{
+	struct ini_state *st = user;
+	struct detector_config *cfg = st->cfg;
+	char err[sizeof(st->what) - 128];
+	struct exclude_list one = { NULL, 0 };
+	struct site *grown;
+	const char *name;
+	size_t i;
+
+	st->site = NULL;
+	if (strncmp(section, "site", 4) != 0 || (section[4] != '\0' &&
+	    section[4] != ' ' && section[4] != '\t'))
+		return 1;
+	for (name = section + 4; *name == ' ' || *name == '\t'; name++)
+		;
+	if (*name == '\0')
+		return inireader_fail(r, "section [site]: name the site, e.g. "
+		    "[site bank.example] (it covers bank.example and every "
+		    "name below it)");
+	if (exclude_add(&one, name, err, sizeof(err)) == -1 || one.n != 1) {
+		const char *why = one.n > 1 ? "one site per section (a host "
+		    "name or an address range)" : err;
+
+		/* exclude.c says "exclude rule 'NAME': WHY": here a site. */
+		if (one.n <= 1 && strncmp(why, "exclude rule '", 14) == 0 &&
+		    strstr(why, "': ") != NULL)
+			why = strstr(why, "': ") + 3;
+		exclude_clear(&one);
+		return inireader_fail(r, "section [%s]: %s", section, why);
+	}
+	for (i = 0; i < cfg->nsites; i++) {
+		if (strcmp(cfg->sites[i].match.rules[0].text,
+		    one.rules[0].text) == 0) {
+			exclude_clear(&one);
+			return inireader_fail(r, "section [%s] given twice "
+			    "(first on line %d): merge them", section,
+			    cfg->sites[i].line);
+		}
+	}
+	if (cfg->nsites == CONFIG_SITES_MAX ||
+	    (grown = realloc(cfg->sites, (cfg->nsites + 1) *
+	    sizeof(*grown))) == NULL) {
+		exclude_clear(&one);
+		return inireader_fail(r, "section [%s]: %s", section,
+		    cfg->nsites == CONFIG_SITES_MAX ? "more than 256 [site] "
+		    "sections" : "out of memory");
+	}
+	cfg->sites = grown;
+	st->site = &cfg->sites[cfg->nsites++];
+	memset(st->site, 0, sizeof(*st->site));
+	st->site->match = one;
+	st->site->line = inireader_line(r);
+	st->site->on_undecided = -1;
+	st->site->on_mitm = -1;
+	return 1;
+}
+
+/* A key of a [site NAME] section. */
+static int
+site_key(struct inireader *r, struct ini_state *st, const char *name,
+    const char *value)
+{
+	static const char *const keys[] = { "quorum", "on_undecided",
+	    "on_mitm" };
+	struct site *site = st->site;
+	int line = inireader_line(r);
+	unsigned int v;
+	size_t k;
+
+	for (k = 0; k < 3; k++)
+		if (strcmp(name, keys[k]) == 0)
+			break;
+	if (k == 3)
+		return key_fail(r, name, "unknown in a [site] section (known: "
+		    "quorum, on_undecided, on_mitm)");
+	if (site->key_line[k] > 0)
+		return key_fail(r, name, "set twice in [site %s] (lines %d "
+		    "and %d): remove one", site->match.rules[0].text,
+		    site->key_line[k], line);
+	site->key_line[k] = line;
+	if (k == 0) {
+		if (detector_config_parse_uint(value, DETECTOR_MAX_SPHERES,
+		    &v) == -1 || v < 1)
+			return key_fail(r, name, "'%s' is not a number of "
+			    "spheres from 1 to %d", value,
+			    DETECTOR_MAX_SPHERES);
+		site->quorum = v;
+	} else if (k == 1) {
+		if (parse_undecided(value, &site->on_undecided) == -1)
+			return key_fail(r, name, "'%s' is neither 'accept' "
+			    "nor 'reject'", value);
+	} else if (parse_mitm(value, &site->on_mitm) == -1) {
+		return key_fail(r, name, "'%s' is neither 'refuse' nor "
+		    "'reroute'", value);
+	}
+	return 1;
+}
+
 static int
 config_ini_handler(struct inireader *r, void *user, const char *section,
     const char *name, const char *value)
@@ -510,9 +874,11 @@ config_ini_handler(struct inireader *r, void *user, const char *section,
 	unsigned int v;
 	size_t k;
 
+	if (st->site != NULL)
+		return site_key(r, st, name, value);
 	if (section[0] != '\0' && strcmp(section, "detector") != 0)
 		return key_fail(r, name, "unknown section [%s] (DetecTor "
-		    "reads [detector] only)", section);
+		    "reads [detector] and [site NAME])", section);
 	for (k = 0; k < NKEYS; k++)
 		if (strcmp(name, config_keys[k]) == 0)
 			break;
@@ -545,13 +911,19 @@ config_ini_handler(struct inireader *r, void *user, const char *section,
 		if (detector_config_add_exclude(cfg, value) == -1)
 			return key_fail(r, name, "%s", cfg->err);
 	} else if (strcmp(name, "on_undecided") == 0) {
-		if (strcmp(value, "accept") == 0)
-			cfg->on_undecided = DETECTOR_UNDECIDED_ACCEPT;
-		else if (strcmp(value, "reject") == 0)
-			cfg->on_undecided = DETECTOR_UNDECIDED_REJECT;
-		else
+		int p;
+
+		if (parse_undecided(value, &p) == -1)
 			return key_fail(r, name, "'%s' is neither 'accept' "
 			    "nor 'reject'", value);
+		cfg->on_undecided = (enum detector_undecided_policy)p;
+	} else if (strcmp(name, "on_mitm") == 0) {
+		int p;
+
+		if (parse_mitm(value, &p) == -1)
+			return key_fail(r, name, "'%s' is neither 'refuse' "
+			    "nor 'reroute'", value);
+		cfg->on_mitm = (enum detector_mitm_policy)p;
 	} else if (strcmp(name, "cache") == 0) {
 		if (detector_config_set_cache(cfg, value) == -1)
 			return key_fail(r, name, "%s", cfg->err);
@@ -577,8 +949,8 @@ config_ini_handler(struct inireader *r, void *user, const char *section,
 	} else {
 		return key_fail(r, name, "unknown key (known: spheres, "
 		    "quorum, probe_timeout_ms, deadline_ms, exclude, "
-		    "on_undecided, enabled, log, cache, cache_validity, "
-		    "starttls)");
+		    "on_undecided, on_mitm, enabled, log, cache, "
+		    "cache_validity, starttls)");
 	}
 	return 1;
 }
@@ -588,12 +960,14 @@ config_load_string(struct detector_config *cfg, const char *text,
     size_t len, const char *name)
 {
 	static const struct inireader_ops ops = {
+		.section = config_section,
 		.key = config_ini_handler,
 		.repeat_hint = "'exclude' may be repeated",
 	};
 	struct detector_config *work;
 	struct ini_state *st;
 	int line = 0;
+	size_t i;
 
 	if (name == NULL)
 		name = "(string)";
@@ -616,6 +990,19 @@ config_load_string(struct detector_config *cfg, const char *text,
 		free(st);
 		return -1;
 	}
+	for (i = 0; work->quorum <= work->nspheres && i < work->nsites; i++) {
+		const struct site *site = &work->sites[i];
+
+		if (site->quorum <= work->nspheres)
+			continue;
+		seterr(cfg, "%s:%d: key 'quorum': [site %s]: quorum %u is "
+		    "more than the %u spheres configured", name,
+		    site->key_line[0], site->match.rules[0].text,
+		    site->quorum, work->nspheres);
+		detector_config_free(work);
+		free(st);
+		return -1;
+	}
 	if (config_check(work, st->what, sizeof(st->what)) == -1) {
 		seterr(cfg, "%s: key '%s': %s", name, st->quorum_seen ?
 		    "quorum" : "spheres", st->what);
@@ -624,6 +1011,7 @@ config_load_string(struct detector_config *cfg, const char *text,
 		return -1;
 	}
 	exclude_clear(&cfg->exclude);
+	sites_clear(cfg);
 	*cfg = *work;
 	free(work);
 	free(st);

@@ -318,7 +318,7 @@ run_probes(struct detector *ctx, struct probe *probes,
 	size_t idx[DETECTOR_MAX_SPHERES];
 	PRIntervalTime overall = start +
 	    PR_MillisecondsToInterval(ctx->cfg.deadline_ms);
-	struct tally t = { (unsigned int)n, ctx->cfg.quorum, 0, 0, 0 };
+	struct tally t = { (unsigned int)n, res->quorum, 0, 0, 0 };
 	size_t i, npd;
 
 	for (;;) {
@@ -385,17 +385,41 @@ run_probes(struct detector *ctx, struct probe *probes,
 	res->failures = (unsigned int)n - t.matches - t.mismatches;
 }
 
-/* A result of no sphere: excluded from probing, or remembered. */
+/* A result, under the policy in force for host (its [site] section). */
 static struct detector_result *
-result_new(struct detector *ctx)
+result_new(struct detector *ctx, const char *host)
 {
 	struct detector_result *res = calloc(1, sizeof(*res));
 
 	if (res != NULL) {
-		res->quorum = ctx->cfg.quorum;
+		config_policy_for(&ctx->cfg, host, &res->policy);
+		res->quorum = res->policy.quorum;
 		res->verdict = DETECTOR_UNDECIDED;
 	}
 	return res;
+}
+
+/*
+ * on_mitm = reroute is parsed and reported, but the reroute itself does
+ * not exist yet: a REJECT it applies to is refused, and said so, never
+ * silently.  Out of memory for the note, the verdict stands.
+ */
+static void
+reroute_note(const char *host, unsigned int port, struct detector_result *res)
+{
+	char *note;
+
+	if (res->verdict != DETECTOR_REJECT ||
+	    res->policy.on_mitm != DETECTOR_MITM_REROUTE)
+		return;
+	if (asprintf(&note, "%s%s%s:%u: on_mitm = reroute%s%s%s, but "
+	    "rerouting is not available in this version: the connection is "
+	    "refused", res->note ? res->note : "", res->note ? "; " : "",
+	    host, port, res->policy.site[0] ? " ([site " : "",
+	    res->policy.site, res->policy.site[0] ? "])" : "") == -1)
+		return;
+	free((void *)res->note);
+	res->note = note;
 }
 
 static int
@@ -436,7 +460,7 @@ static int
 excluded(struct detector *ctx, const char *host, unsigned int port,
     int survey, struct detector_result **result)
 {
-	struct detector_result *res = result_new(ctx);
+	struct detector_result *res = result_new(ctx, host);
 
 	if (res == NULL)
 		return seterr(ctx, "out of memory");
@@ -462,10 +486,14 @@ probe_spheres(struct detector *ctx, const char *host, unsigned int port,
 	char user[16], pass[40];
 	PRIntervalTime start = PR_IntervalNow();
 	size_t i, n = ctx->cfg.nspheres;
+	unsigned int pick = 2166136261u;
 
 	if (isolation_token(user, sizeof(user), pass, sizeof(pass)) == -1)
 		return seterr(ctx, "cannot generate a random isolation token");
-	res = result_new(ctx);
+	/* The random token also spreads checks across a group's members. */
+	for (i = 0; pass[i] != '\0'; i++)
+		pick = (pick ^ (unsigned char)pass[i]) * 16777619u;
+	res = result_new(ctx, host);
 	paths = calloc(n, sizeof(*paths));
 	if (res == NULL || paths == NULL) {
 		free(res);
@@ -491,8 +519,11 @@ probe_spheres(struct detector *ctx, const char *host, unsigned int port,
 		probes[i].path = &paths[i];
 		probes[i].deadline = start + PR_MillisecondsToInterval(
 		    ctx->cfg.probe_timeout_ms);
-		to_netaddr(&ctx->cfg.spheres[i].addr, &addr);
-		probe_start(&probes[i], &addr, ctx->cfg.spheres[i].text);
+		const struct sphere_member *m = config_sphere_member(
+		    &ctx->cfg.spheres[i], pick);
+
+		to_netaddr(&m->addr, &addr);
+		probe_start(&probes[i], &addr, m->text);
 	}
 	run_probes(ctx, probes, paths, n, start, ci ? ci->spki_sha256 : NULL,
 	    ci ? ci->cert_sha256 : NULL, res);
@@ -528,7 +559,7 @@ check_recall(struct detector *ctx, const char *host, unsigned int port,
 	if (m == NULL || !memory_recall(m, host, port, ci->spki_sha256, &v,
 	    &when))
 		return 0;
-	if ((res = result_new(ctx)) == NULL)
+	if ((res = result_new(ctx, host)) == NULL)
 		return seterr(ctx, "out of memory");
 	res->verdict = v;
 	res->cached = 1;
@@ -536,6 +567,7 @@ check_recall(struct detector *ctx, const char *host, unsigned int port,
 	res->reason = strdup("remembered verdict for this key (verdict "
 	    "cache)");
 	take_notes(ctx, res);
+	reroute_note(host, port, res);
 	return finish(ctx, res, result) == -1 ? -1 : 1;
 }
 
@@ -552,6 +584,7 @@ check_probe(struct detector *ctx, const char *host, unsigned int port,
 		memory_record(m, host, port, ci->spki_sha256,
 		    (*result)->verdict, ctx->cfg.cache_validity_s);
 	take_notes(ctx, *result);
+	reroute_note(host, port, *result);
 	return 0;
 }
 

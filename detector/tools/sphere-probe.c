@@ -199,6 +199,49 @@ print_row(const struct detector_path *p, int verbose)
 	    p->error ? "  " : "", p->error ? p->error : "");
 }
 
+/* What an application under DetecTor's NSS integration does with this
+ * result: its policy applied to the verdict. */
+static const char *
+action_name(const struct detector_result *r)
+{
+	switch (r->verdict) {
+	case DETECTOR_REJECT:
+		return "refuse";
+	case DETECTOR_UNDECIDED:
+		return r->policy.on_undecided == DETECTOR_UNDECIDED_REJECT ?
+		    "refuse" : "accept";
+	default:
+		return "accept";
+	}
+}
+
+/* "policy: quorum 4, on_undecided accept, on_mitm refuse ([site x]):
+ * accept" */
+static void
+print_policy(const struct detector_result *r)
+{
+	const struct detector_policy *p = &r->policy;
+
+	printf("policy: quorum %u, on_undecided %s, on_mitm %s (%s%s%s): "
+	    "%s\n", p->quorum, detector_undecided_name(p->on_undecided),
+	    detector_mitm_name(p->on_mitm), p->site[0] ? "[site " : "global",
+	    p->site, p->site[0] ? "]" : "", action_name(r));
+}
+
+static json_t *
+policy_json(const struct detector_result *r)
+{
+	const struct detector_policy *p = &r->policy;
+
+	return json_pack("{s:I, s:s, s:s, s:o, s:s, s:o}",
+	    "quorum", (json_int_t)p->quorum,
+	    "on_undecided", detector_undecided_name(p->on_undecided),
+	    "on_mitm", detector_mitm_name(p->on_mitm),
+	    "site", p->site[0] ? json_string(p->site) : json_null(),
+	    "action", action_name(r),
+	    "note", r->note ? json_string(r->note) : json_null());
+}
+
 static void
 print_text(const struct options *o, const struct detector_path *direct,
     const struct detector_result *r)
@@ -219,6 +262,7 @@ print_text(const struct options *o, const struct detector_path *direct,
 	for (; *v; v++)
 		putchar(*v >= 'a' && *v <= 'z' ? *v - 'a' + 'A' : *v);
 	printf(" (%u ms): %s\n", r->ms, r->reason);
+	print_policy(r);
 }
 
 static json_t *
@@ -282,13 +326,14 @@ print_json(const struct options *o, const struct detector_path *direct,
 	    "cert_sha256", json_hash(direct->have_cert, direct->cert_sha256),
 	    "ms", (json_int_t)direct->ms,
 	    "ocsp_stapled", direct->ocsp.len > 0);
-	root = json_pack("{s:s, s:I, s:s, s:s, s:I, s:o, s:o, s:s, s:I}",
+	root = json_pack("{s:s, s:I, s:s, s:s, s:I, s:o, s:o, s:s, s:I, s:o}",
 	    "host", o->host, "port", (json_int_t)o->port,
 	    "starttls", detector_starttls_name(o->starttls),
 	    "verdict", detector_verdict_name(r->verdict),
 	    "quorum", (json_int_t)r->quorum,
 	    "direct", d, "spheres", spheres,
-	    "reason", r->reason, "ms", (json_int_t)r->ms);
+	    "reason", r->reason, "ms", (json_int_t)r->ms,
+	    "policy", policy_json(r));
 	print_root(root);
 }
 
@@ -604,14 +649,15 @@ report_cached(const struct options *o, const struct detector_result *r)
 	cli_iso_time(r->verified_at, when, sizeof(when));
 	if (o->json) {
 		json_t *root = json_pack("{s:s, s:I, s:s, s:s, s:I, "
-		    "s:{s:o, s:o}, s:[], s:s, s:b, s:s}", "host", o->host,
+		    "s:{s:o, s:o}, s:[], s:s, s:b, s:s, s:o}", "host", o->host,
 		    "port", (json_int_t)o->port, "starttls",
 		    detector_starttls_name(o->starttls), "verdict",
 		    detector_verdict_name(r->verdict), "quorum",
 		    (json_int_t)r->quorum, "direct", "spki_sha256",
 		    json_hash(d->have_cert, d->spki_sha256), "cert_sha256",
 		    json_hash(d->have_cert, d->cert_sha256), "spheres",
-		    "reason", r->reason, "cached", 1, "verified_at", when);
+		    "reason", r->reason, "cached", 1, "verified_at", when,
+		    "policy", policy_json(r));
 		char *out = root ? json_dumps(root, JSON_INDENT(2) |
 		    JSON_PRESERVE_ORDER) : NULL;
 		if (out == NULL)
@@ -627,6 +673,7 @@ report_cached(const struct options *o, const struct detector_result *r)
 		    o->port, o->starttls ? " STARTTLS " : "", o->starttls ?
 		    detector_starttls_name(o->starttls) : "", spki,
 		    detector_verdict_name(r->verdict), when);
+		print_policy(r);
 	}
 	return r->verdict == DETECTOR_ACCEPT ? EXIT_ACCEPT :
 	    r->verdict == DETECTOR_REJECT ? EXIT_REJECT : EXIT_UNDECIDED;
