@@ -733,30 +733,27 @@ config_starttls_for_port(const struct detector_config *cfg,
 	return detector_starttls_for_port(port);
 }
 
-/* "accept" | "reject" */
+/*
+ * The two-valued policies, global or per site: on_undecided = accept |
+ * reject (DETECTOR_UNDECIDED_*), on_mitm = refuse | reroute
+ * (DETECTOR_MITM_*).  1 with *out set, or 0 after key_fail().
+ */
 static int
-parse_undecided(const char *value, int *out)
+policy_key(struct inireader *r, const char *name, const char *value,
+    int *out)
 {
-	if (strcmp(value, "accept") == 0)
-		*out = DETECTOR_UNDECIDED_ACCEPT;
-	else if (strcmp(value, "reject") == 0)
-		*out = DETECTOR_UNDECIDED_REJECT;
-	else
-		return -1;
-	return 0;
-}
+	int mitm = strcmp(name, "on_mitm") == 0;
+	const char *zero = mitm ? "refuse" : "accept";
+	const char *one = mitm ? "reroute" : "reject";
 
-/* "refuse" | "reroute" */
-static int
-parse_mitm(const char *value, int *out)
-{
-	if (strcmp(value, "refuse") == 0)
-		*out = DETECTOR_MITM_REFUSE;
-	else if (strcmp(value, "reroute") == 0)
-		*out = DETECTOR_MITM_REROUTE;
+	if (strcmp(value, zero) == 0)
+		*out = 0;
+	else if (strcmp(value, one) == 0)
+		*out = 1;
 	else
-		return -1;
-	return 0;
+		return key_fail(r, name, "'%s' is neither '%s' nor '%s'",
+		    value, zero, one);
+	return 1;
 }
 
 /*
@@ -853,13 +850,9 @@ site_key(struct inireader *r, struct ini_state *st, const char *name,
 			    "spheres from 1 to %d", value,
 			    DETECTOR_MAX_SPHERES);
 		site->quorum = v;
-	} else if (k == 1) {
-		if (parse_undecided(value, &site->on_undecided) == -1)
-			return key_fail(r, name, "'%s' is neither 'accept' "
-			    "nor 'reject'", value);
-	} else if (parse_mitm(value, &site->on_mitm) == -1) {
-		return key_fail(r, name, "'%s' is neither 'refuse' nor "
-		    "'reroute'", value);
+	} else if (!policy_key(r, name, value, k == 1 ?
+	    &site->on_undecided : &site->on_mitm)) {
+		return 0;
 	}
 	return 1;
 }
@@ -910,20 +903,16 @@ config_ini_handler(struct inireader *r, void *user, const char *section,
 	} else if (strcmp(name, "exclude") == 0) {
 		if (detector_config_add_exclude(cfg, value) == -1)
 			return key_fail(r, name, "%s", cfg->err);
-	} else if (strcmp(name, "on_undecided") == 0) {
+	} else if (strcmp(name, "on_undecided") == 0 ||
+	    strcmp(name, "on_mitm") == 0) {
 		int p;
 
-		if (parse_undecided(value, &p) == -1)
-			return key_fail(r, name, "'%s' is neither 'accept' "
-			    "nor 'reject'", value);
-		cfg->on_undecided = (enum detector_undecided_policy)p;
-	} else if (strcmp(name, "on_mitm") == 0) {
-		int p;
-
-		if (parse_mitm(value, &p) == -1)
-			return key_fail(r, name, "'%s' is neither 'refuse' "
-			    "nor 'reroute'", value);
-		cfg->on_mitm = (enum detector_mitm_policy)p;
+		if (!policy_key(r, name, value, &p))
+			return 0;
+		if (strcmp(name, "on_mitm") == 0)
+			cfg->on_mitm = (enum detector_mitm_policy)p;
+		else
+			cfg->on_undecided = (enum detector_undecided_policy)p;
 	} else if (strcmp(name, "cache") == 0) {
 		if (detector_config_set_cache(cfg, value) == -1)
 			return key_fail(r, name, "%s", cfg->err);
