@@ -71,6 +71,8 @@ P4_SMALL_INFLIGHT = 100   # the same at a tenth of the load, for comparison
 P4_SMALL_CHECKS = 2000
 P4_RAW_HANDSHAKES = 1000
 P4_TIMEOUT_MS = 20000     # the library's default probe timeout
+P4_LIMIT = 64             # the engine's admission control: checks running at once
+P4_QUEUE = 4096           # and checks waiting (probe_scale's defaults)
 P5_ENTRIES = 1000000
 P5_SAMPLES = 200000
 P5_SECONDS = 1.5
@@ -167,6 +169,20 @@ def loadavg():
         return " ".join(f.read().split()[:3])
 
 
+CORES = os.cpu_count() or 1
+
+
+def load_note(load=None):
+    """The 1-minute load average, to stand beside a figure: above the core
+    count the machine was busy with other work and the figure measures that
+    contention as much as DetecTor (flagged unreliable)."""
+    if load is None:
+        load = os.getloadavg()[0]
+    if load > CORES:
+        return "%.2f (unreliable: above %d cores)" % (load, CORES)
+    return "%.2f" % load
+
+
 # --------------------------------------------------------------------------
 # The measurements
 
@@ -207,8 +223,8 @@ class Bench:
         for p in self.procs:
             p.stop()
 
-    def row(self, pid, what, ours, goal="—", status="—", paper="—"):
-        self.rows.append((pid, what, ours, goal, status, paper))
+    def row(self, pid, what, ours, goal="—", status="—", paper="—", load=None):
+        self.rows.append((pid, what, ours, load_note(load), goal, status, paper))
 
     def failed(self, pid, what, err):
         self.row(pid, what, "not measured: %s" % err, status="FAILED")
@@ -411,19 +427,29 @@ class Bench:
 
     # -- P4
 
-    def scale(self, mode, inflight, checks):
+    def scale(self, mode, inflight, checks, limit=P4_LIMIT, must_accept=True):
+        """probe_scale's figures; limit 0: no admission control (every check
+        started as it arrives, as before issue 16)."""
         addrs = self.spheres if mode == "socks" else ",".join(
             ["%s:%d" % (REAL_ADDR, self.port)] * len(self.w.honest))
-        out, _ = run([os.path.join(BIN, "probe_scale"), HOST, str(self.port),
+        load0 = os.getloadavg()[0]
+        out, _ = run([os.path.join(BIN, "probe_scale"), "-l", str(limit), "-q", str(P4_QUEUE),
+                      HOST, str(self.port),
                       self.w.real.spki_sha256, str(inflight), str(checks),
                       str(P4_TIMEOUT_MS), str(P2_QUORUM), mode, addrs],
                      what="probe_scale %s %d" % (mode, inflight))
         kv = keyvals(out)
-        if kv.get("checks") != checks or kv.get("accept") != checks:
-            raise BenchError("probe_scale %s %d: not every check accepted: %s"
+        # The load average over the run: the larger of its values at the
+        # start and at the end.
+        kv["load"] = max(load0, os.getloadavg()[0])
+        if must_accept and (kv.get("checks") != checks or kv.get("accept") != checks
+                            or kv.get("timedout") != 0):
+            raise BenchError("probe_scale %s %d: not every check accepted in time: %s"
                              % (mode, inflight, out.strip().replace("\n", ", ")))
-        log("P4 %s, %d in flight: %.0f probes/s, peak RSS %.0f MiB" % (
-            mode, inflight, kv["probes_per_s"], kv["peak_rss_kib"] / 1024))
+        log("P4 %s, %d in flight, limit %d: %.0f probes/s, %d timed out, %d undecided, "
+            "peak RSS %.0f MiB (load %.2f)" % (
+                mode, inflight, limit, kv["probes_per_s"], kv["timedout"], kv["undecided"],
+                kv["peak_rss_kib"] / 1024, kv["load"]))
         return kv
 
     def p4(self):
@@ -432,43 +458,71 @@ class Bench:
                 % fmt_rate(P4_INFLIGHT))
         try:
             raw = [self.handshakes("stock", P4_RAW_HANDSHAKES)[0]]
+            raw_load = [os.getloadavg()[0]]
+            # Without admission control first ("before"), then with it.
+            before = self.scale("socks", P4_INFLIGHT, P4_CHECKS, limit=0, must_accept=False)
             socks = self.scale("socks", P4_INFLIGHT, P4_CHECKS)
             direct = self.scale("direct", P4_INFLIGHT, P4_DIRECT_CHECKS)
             small = self.scale("socks", P4_SMALL_INFLIGHT, P4_SMALL_CHECKS)
+            small_before = self.scale("socks", P4_SMALL_INFLIGHT, P4_SMALL_CHECKS, limit=0,
+                                      must_accept=False)
             raw.append(self.handshakes("stock", P4_RAW_HANDSHAKES)[0])
+            raw_load.append(os.getloadavg()[0])
             base = statistics.mean(raw)
             for kv, label, goal in (
-                    (socks, what, True),
+                    (socks, what + "; admission control: %d checks running at most, the "
+                     "rest queued" % P4_LIMIT, True),
                     (direct, "the same with direct probes (no SOCKS relays: the engine "
                      "and the server alone)", True),
+                    (before, "(before issue 16) the same through the spheres without "
+                     "admission control (every check started at once)", False),
                     (small, "(diagnostic) the same through the spheres with %d checks in "
-                     "flight" % P4_SMALL_INFLIGHT, False)):
+                     "flight" % P4_SMALL_INFLIGHT, False),
+                    (small_before, "(diagnostic) %d checks in flight without admission "
+                     "control" % P4_SMALL_INFLIGHT, False)):
                 ratio = kv["probes_per_s"] / base
-                self.row("P4", label, "%.2f (%s probes/s vs %s handshakes/s)"
-                         % (ratio, fmt_rate(kv["probes_per_s"]), fmt_rate(base)),
-                         "≥ 0.8" if goal else "—",
+                self.row("P4", label, "%.2f (%s probes/s vs %s handshakes/s; %d of %d "
+                         "checks accepted, %d probes timed out)"
+                         % (ratio, fmt_rate(kv["probes_per_s"]), fmt_rate(base),
+                            kv["accept"], kv["checks"], kv["timedout"]),
+                         "≥ 0.8, every check accepted, none timed out" if goal else "—",
                          ("met" if ratio >= 0.8 else "MISSED") if goal else "—",
-                         PAPER["scale"] if kv is socks else "—")
+                         PAPER["scale"] if kv is socks else "—", load=kv["load"])
             self.row("P4", "peak RSS of the one-thread driver, %s checks (%s probes) in flight"
                      % (fmt_rate(P4_INFLIGHT), fmt_rate(P4_INFLIGHT * len(self.w.honest))),
-                     "%.0f MiB through the spheres (%.0f KiB per check), %.0f MiB direct"
+                     "%.0f MiB through the spheres (%.0f KiB per check), %.0f MiB direct; "
+                     "%.0f MiB without admission control"
                      % (socks["peak_rss_kib"] / 1024, socks["peak_rss_kib"] / P4_INFLIGHT,
-                        direct["peak_rss_kib"] / 1024))
+                        direct["peak_rss_kib"] / 1024, before["peak_rss_kib"] / 1024),
+                     load=socks["load"])
             self.raw.append("P4 plain NSS client loop (stock, %d full handshakes) before and "
-                            "after: %s handshakes/s" % (P4_RAW_HANDSHAKES, ", ".join(
-                                "%.0f" % r for r in raw)))
-            for name, kv in (("through the spheres, %d in flight" % P4_INFLIGHT, socks),
-                             ("direct, %d in flight" % P4_INFLIGHT, direct),
-                             ("through the spheres, %d in flight" % P4_SMALL_INFLIGHT, small)):
+                            "after: %s handshakes/s (load average %s)" % (
+                                P4_RAW_HANDSHAKES, ", ".join("%.0f" % r for r in raw),
+                                ", ".join(load_note(x) for x in raw_load)))
+            for name, kv in (("through the spheres, %d in flight, admission control"
+                              % P4_INFLIGHT, socks),
+                             ("direct, %d in flight, admission control" % P4_INFLIGHT, direct),
+                             ("through the spheres, %d in flight, no admission control"
+                              % P4_INFLIGHT, before),
+                             ("through the spheres, %d in flight, admission control"
+                              % P4_SMALL_INFLIGHT, small),
+                             ("through the spheres, %d in flight, no admission control"
+                              % P4_SMALL_INFLIGHT, small_before)):
                 self.raw.append(
-                    "P4 %s: %d checks in %.1f s, %d certificates captured, %d skipped, "
-                    "%d failed, %d timed out; %.0f checks/s; %d PR_Poll calls over %.0f "
-                    "descriptors on average; the driver's CPU time %.2f ms per captured "
-                    "certificate; peak RSS %.0f MiB"
-                    % (name, kv["checks"], kv["seconds"], kv["captured"], kv["skipped"],
-                       kv["failed"], kv["timedout"], kv["checks_per_s"], kv["polls"],
+                    "P4 %s: %d checks in %.1f s (%d accepted, %d undecided of which %d "
+                    "refused by the gate), %d certificates captured, %d skipped, "
+                    "%d failed, %d timed out; %.0f checks/s; verdict p50/p95/p99 "
+                    "%d/%d/%d ms from arrival (queueing included); at most %d checks "
+                    "running; %d PR_Poll calls over %.0f descriptors on average; the "
+                    "driver's CPU time %.2f ms per captured certificate; peak RSS %.0f MiB; "
+                    "load average %s"
+                    % (name, kv["checks"], kv["seconds"], kv["accept"], kv["undecided"],
+                       kv["refused"], kv["captured"], kv["skipped"],
+                       kv["failed"], kv["timedout"], kv["checks_per_s"],
+                       kv["latency_p50_ms"], kv["latency_p95_ms"], kv["latency_p99_ms"],
+                       kv["running_max"], kv["polls"],
                        kv["fds_per_poll"], kv["cpu_us_per_probe"] / 1000,
-                       kv["peak_rss_kib"] / 1024))
+                       kv["peak_rss_kib"] / 1024, load_note(kv["load"])))
         except (BenchError, KeyError, WorldError, OSError) as e:
             self.failed("P4", what, e)
 
@@ -537,8 +591,8 @@ class Bench:
 
 
 def table(rows):
-    head = ("", "measured side by side in this run", "ours", "goal", "status",
-            "from the paper (context only)")
+    head = ("", "measured side by side in this run", "ours", "load avg (1 min)", "goal",
+            "status", "from the paper (context only)")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in r) + " |")
@@ -622,7 +676,11 @@ def main():
     bench = None
     try:
         bench = Bench(w)
+        only = [x.strip().lower() for x in os.environ.get("BENCH_ONLY", "").split(",")
+                if x.strip()]
         for section in (bench.p1, bench.p2, bench.p3, bench.p4, bench.p5):
+            if only and section.__name__ not in only:
+                continue
             log("%s ..." % section.__name__.upper())
             section()
     finally:
@@ -636,7 +694,7 @@ def main():
                            ["| %s | %s |" % kv for kv in desc])
     tab = table(bench.rows)
     print(machine_md + "\n\n" + tab)
-    missed = [r for r in bench.rows if r[4] in ("MISSED", "FAILED")]
+    missed = [r for r in bench.rows if r[5] in ("MISSED", "FAILED")]
     with open(RESULTS + ".tmp", "w") as f:
         f.write("# DetecTor benchmarks\n\n"
                 "Written by `make bench` (bench/run.py); every figure is a ratio or a rate "
@@ -650,7 +708,7 @@ def main():
                 "\n".join("- " + r for r in bench.raw) + "\n")
     os.replace(RESULTS + ".tmp", RESULTS)
     log("wrote %s (%d goals missed or not measured)" % (RESULTS, len(missed)))
-    return 1 if any(r[4] == "FAILED" for r in bench.rows) else 0
+    return 1 if any(r[5] == "FAILED" for r in bench.rows) else 0
 
 
 if __name__ == "__main__":
