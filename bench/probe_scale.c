@@ -8,7 +8,8 @@
  * made (a closed loop: INFLIGHT clients, each asking again as soon as its
  * check ends).  A check is what detector_check() does: one probe per
  * address in ADDRS ("ip:port,..."; SOCKS5 spheres with `socks`, or the TLS
- * server itself with `direct`), a fresh isolation token, and the k-of-n
+ * server itself with `direct`; "ip:port|ip:port" for the instances of one
+ * sphere, taken in turn, check by check), a fresh isolation token, and the k-of-n
  * rule (verdict.h) after every probe that ends; once the verdict is final
  * the check's other probes are abandoned ("skipped") and a new check takes
  * its place.  Every probe of every check is driven by the probe state
@@ -46,6 +47,7 @@
 #include "verdict.h"
 
 #define MAX_ADDRS DETECTOR_MAX_SPHERES
+#define MAX_INSTANCES 8         /* tor processes per sphere ("a|b") */
 
 enum check_state { CHECK_FREE = 0, CHECK_WAITING, CHECK_RUNNING };
 
@@ -63,9 +65,10 @@ static struct {
 	unsigned char spki[DETECTOR_SHA256_LEN];
 	int via_socks;
 	unsigned int quorum, timeout_ms;
-	size_t naddrs;
-	PRNetAddr addrs[MAX_ADDRS];
-	char *via[MAX_ADDRS];
+	size_t naddrs;                  /* spheres */
+	size_t ninst[MAX_ADDRS];        /* instances of each */
+	PRNetAddr addrs[MAX_ADDRS][MAX_INSTANCES];
+	char *via[MAX_ADDRS][MAX_INSTANCES];
 	long arrived, done;
 	long captured, failed, timedout, skipped, matches, refused;
 	long verdicts[4];
@@ -92,23 +95,35 @@ ms_since(PRIntervalTime since, PRIntervalTime now)
 	return PR_IntervalToMilliseconds((PRIntervalTime)(now - since));
 }
 
+/* "ip:port,ip:port|ip:port,...": spheres separated by ',', the instances
+ * of one sphere (tor processes sharing its exits) by '|'. */
 static int
 parse_addrs(char *list)
 {
-	char *tok, *save = NULL, *colon;
+	char *tok, *save = NULL, *inst, *isave, *colon;
+	size_t k;
 
 	for (tok = strtok_r(list, ",", &save); tok != NULL;
 	    tok = strtok_r(NULL, ",", &save)) {
-		if (run.naddrs == MAX_ADDRS ||
-		    (colon = strrchr(tok, ':')) == NULL)
+		if (run.naddrs == MAX_ADDRS)
 			return -1;
-		run.via[run.naddrs] = strdup(tok);
-		*colon = '\0';
-		if (run.via[run.naddrs] == NULL ||
-		    PR_StringToNetAddr(tok, &run.addrs[run.naddrs]) !=
-		    PR_SUCCESS || PR_InitializeNetAddr(PR_IpAddrNull,
-		    (PRUint16)atoi(colon + 1), &run.addrs[run.naddrs]) !=
-		    PR_SUCCESS)
+		for (inst = strtok_r(tok, "|", &isave); inst != NULL;
+		    inst = strtok_r(NULL, "|", &isave)) {
+			k = run.ninst[run.naddrs];
+			if (k == MAX_INSTANCES ||
+			    (colon = strrchr(inst, ':')) == NULL)
+				return -1;
+			run.via[run.naddrs][k] = strdup(inst);
+			*colon = '\0';
+			if (run.via[run.naddrs][k] == NULL ||
+			    PR_StringToNetAddr(inst, &run.addrs[run.naddrs][k])
+			    != PR_SUCCESS || PR_InitializeNetAddr(PR_IpAddrNull,
+			    (PRUint16)atoi(colon + 1),
+			    &run.addrs[run.naddrs][k]) != PR_SUCCESS)
+				return -1;
+			run.ninst[run.naddrs]++;
+		}
+		if (run.ninst[run.naddrs] == 0)
 			return -1;
 		run.naddrs++;
 	}
@@ -149,7 +164,7 @@ token(struct check *c)
 static void
 check_start(struct check *c, PRIntervalTime now)
 {
-	size_t i;
+	size_t i, k;
 
 	token(c);
 	c->state = CHECK_RUNNING;
@@ -167,7 +182,9 @@ check_start(struct check *c, PRIntervalTime now)
 		p->deadline = c->arrived +
 		    PR_MillisecondsToInterval(run.timeout_ms);
 		p->path = &c->paths[i];
-		probe_start(p, &run.addrs[i], run.via[i]);
+		/* Round robin over the sphere's instances. */
+		k = (size_t)run.arrived % run.ninst[i];
+		probe_start(p, &run.addrs[i][k], run.via[i][k]);
 	}
 }
 
@@ -476,8 +493,10 @@ main(int argc, char **argv)
 	free(owner);
 	free(queue);
 	free(run.latency_ms);
-	for (i = 0; i < run.naddrs; i++)
-		free(run.via[i]);
+	for (i = 0; i < run.naddrs; i++) {
+		for (j = 0; j < run.ninst[i]; j++)
+			free(run.via[i][j]);
+	}
 	free((char *)run.first_error);
 	free((char *)run.first_refusal);
 	NSS_Shutdown();

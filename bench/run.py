@@ -21,6 +21,10 @@ not to be tuned until a goal passes.
       rate of the same server for a plain NSS client loop; peak RSS.
   P5  verdict cache at 1M entries: bytes per entry on disk, lookup
       p50/p99, lookups/s from one and from two processes.
+  P6  first visit: an unmodified tstclnt under detector-run with a cold
+      cache minus stock tstclnt, against the verdict time of the same
+      check (detector_check() in a running process); and where the rest
+      goes (the detector-run wrapper, the cache's sync, a warm run).
 
 Everything runs on loopback in the test world of tests/testworld/world.py
 (test CA, microsocks spheres each in a mount namespace: root is needed) plus
@@ -73,6 +77,9 @@ P4_RAW_HANDSHAKES = 1000
 P4_TIMEOUT_MS = 20000     # the library's default probe timeout
 P4_LIMIT = 64             # the engine's admission control: checks running at once
 P4_QUEUE = 4096           # and checks waiting (probe_scale's defaults)
+P6_TRIALS = 9             # rounds of (stock, cold, warm, verdict), alternating
+P6_SYNC_TRIALS = 5        # cold runs under strace for the cache's sync time
+TSTCLNT = "/usr/bin/tstclnt"
 P5_ENTRIES = 1000000
 P5_SAMPLES = 200000
 P5_SECONDS = 1.5
@@ -526,6 +533,87 @@ class Bench:
         except (BenchError, KeyError, WorldError, OSError) as e:
             self.failed("P4", what, e)
 
+    # -- P6
+
+    def tstclnt(self, home, detector, conf=None, strace=None):
+        """Wall time of one unmodified tstclnt (server.test resolving to the
+        bench server in a private /etc/hosts), stock or under detector-run."""
+        env = self.env("enhanced")
+        env["HOME"] = home
+        if conf:
+            env["DETECTOR_CONFIG"] = conf
+        hosts = os.path.join(home, "hosts")
+        with open(hosts, "w") as f:
+            f.write("127.0.0.1\tlocalhost\n%s\t%s\n" % (REAL_ADDR, HOST))
+        argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                'mount --bind "$0" /etc/hosts && exec "$@"', hosts]
+        if strace:
+            argv += ["strace", "-f", "--seccomp-bpf", "-T", "-e",
+                     "trace=fdatasync,fsync,msync", "-o", strace]
+        argv += ([os.path.join(BUILD, "detector-run")] if detector else []) + [
+            TSTCLNT, "-h", HOST, "-p", str(self.port), "-d", "sql:" + self.nssdb]
+        t = time.monotonic()
+        p = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, capture_output=True,
+                           text=True, timeout=CMD_TIMEOUT)
+        ms = 1000 * (time.monotonic() - t)
+        if p.returncode != 0:
+            raise BenchError("tstclnt (%s): exit %d: %s" % (
+                "detector-run" if detector else "stock", p.returncode, p.stderr[-600:]))
+        return ms
+
+    def p6(self):
+        what = ("first visit: cold unmodified tstclnt under detector-run − stock tstclnt, "
+                "beyond the verdict time (5 microsocks spheres, quorum %d)" % P2_QUORUM)
+        try:
+            import tempfile
+            res = {"stock": [], "cold": [], "warm": [], "verdict": []}
+            for i in range(P6_TRIALS):
+                res["stock"].append(self.tstclnt(tempfile.mkdtemp(dir=self.home), False))
+                home = tempfile.mkdtemp(dir=self.home)
+                res["cold"].append(self.tstclnt(home, True))
+                res["warm"].append(self.tstclnt(home, True))
+                res["verdict"].append(self.checks(self.spheres, P2_QUORUM, 1)[0][0])
+            med = {k: statistics.median(v) for k, v in res.items()}
+            extra = med["cold"] - med["stock"]
+            beyond = extra - med["verdict"]
+            self.row("P6", what, "%.0f ms beyond the verdict (cold %.0f ms − stock %.0f ms = "
+                     "%.0f ms; verdict %.0f ms)" % (beyond, med["cold"], med["stock"], extra,
+                                                     med["verdict"]),
+                     "≤ 10 ms", "met" if beyond <= 10 else "MISSED")
+            self.row("P6", "(diagnostic) warm: tstclnt under detector-run, verdict cached, − "
+                     "stock", "%.0f ms (%.0f − %.0f ms)" % (
+                         med["warm"] - med["stock"], med["warm"], med["stock"]))
+            # The wrapper alone: detector-run /bin/true − /bin/true.
+            env = self.env("enhanced")
+            a, b = [], []
+            for _ in range(15):
+                t = time.monotonic()
+                subprocess.run(["/bin/true"], env=env, check=True)
+                a.append(time.monotonic() - t)
+                t = time.monotonic()
+                subprocess.run([os.path.join(BUILD, "detector-run"), "/bin/true"], env=env,
+                               check=True)
+                b.append(time.monotonic() - t)
+            wrapper = 1000 * (statistics.median(b) - statistics.median(a))
+            self.row("P6", "(diagnostic) the detector-run wrapper: detector-run /bin/true − "
+                     "/bin/true", "%.1f ms" % wrapper)
+            syncs = []
+            if subprocess.run(["which", "strace"], capture_output=True).returncode == 0:
+                for i in range(P6_SYNC_TRIALS):
+                    home = tempfile.mkdtemp(dir=self.home)
+                    out = os.path.join(home, "strace")
+                    self.tstclnt(home, True, strace=out)
+                    with open(out) as f:
+                        syncs.append(1000 * sum(float(x) for x in re.findall(
+                            r"<(\d+\.\d+)>", f.read())))
+                self.row("P6", "(diagnostic) the verdict cache's sync calls in a cold run "
+                         "(on the way to the verdict)", "%.1f ms (median; %s)" % (
+                             statistics.median(syncs), ", ".join("%.1f" % x for x in syncs)))
+            self.raw.append("P6 per round (ms): " + "; ".join(
+                "%s %s" % (k, ", ".join("%.0f" % x for x in v)) for k, v in res.items()))
+        except (BenchError, KeyError, OSError, subprocess.SubprocessError) as e:
+            self.failed("P6", what, e)
+
     # -- P5
 
     def p5(self):
@@ -662,6 +750,8 @@ and dilute P1, and could not hold P4's thousands of connections.
 def main():
     if os.geteuid() != 0:
         sys.exit("bench: the test world's spheres need root (mount namespaces)")
+    if not os.access(TSTCLNT, os.X_OK):
+        sys.exit("bench: %s is missing: run `make bench` (libnss3-tools)" % TSTCLNT)
     for prog in ("tls_server", "hsclient", "check_latency", "probe_scale", "cache_bench"):
         if not os.access(os.path.join(BIN, prog), os.X_OK):
             sys.exit("bench: %s/%s is missing: run `make bench`" % (BIN, prog))
@@ -678,7 +768,7 @@ def main():
         bench = Bench(w)
         only = [x.strip().lower() for x in os.environ.get("BENCH_ONLY", "").split(",")
                 if x.strip()]
-        for section in (bench.p1, bench.p2, bench.p3, bench.p4, bench.p5):
+        for section in (bench.p1, bench.p2, bench.p3, bench.p4, bench.p5, bench.p6):
             if only and section.__name__ not in only:
                 continue
             log("%s ..." % section.__name__.upper())
@@ -695,6 +785,17 @@ def main():
     tab = table(bench.rows)
     print(machine_md + "\n\n" + tab)
     missed = [r for r in bench.rows if r[5] in ("MISSED", "FAILED")]
+    # The gateway section is make bench-gateway's (tests/tornet/
+    # measure_gateway.py): kept as it is.
+    gateway = ""
+    try:
+        with open(RESULTS) as f:
+            old = f.read()
+        b, e = "<!-- bench-gateway: begin -->", "<!-- bench-gateway: end -->"
+        if b in old and e in old:
+            gateway = "\n" + old[old.index(b):old.index(e) + len(e)] + "\n"
+    except OSError:
+        pass
     with open(RESULTS + ".tmp", "w") as f:
         f.write("# DetecTor benchmarks\n\n"
                 "Written by `make bench` (bench/run.py); every figure is a ratio or a rate "
@@ -705,7 +806,7 @@ def main():
                 "met says MISSED.\n\n"
                 + machine_md + "\n\n## Results\n\n" + tab + "\n\n" + METHOD +
                 "\n## The measurements behind the table\n\n" +
-                "\n".join("- " + r for r in bench.raw) + "\n")
+                "\n".join("- " + r for r in bench.raw) + "\n" + gateway)
     os.replace(RESULTS + ".tmp", RESULTS)
     log("wrote %s (%d goals missed or not measured)" % (RESULTS, len(missed)))
     return 1 if any(r[5] == "FAILED" for r in bench.rows) else 0
