@@ -187,95 +187,125 @@ def write_results(text):
     os.replace(RESULTS + ".tmp", RESULTS)
 
 
+class Report:
+    """What has been measured so far; written out after every phase, so
+    that a run cut short still leaves its figures."""
+
+    def __init__(self):
+        self.t_start = time.monotonic()
+        self.load_start = os.getloadavg()
+        self.rows = []
+        self.summary = []
+
+    def write(self, final=False):
+        text = ["## Gateway through the private Tor network (`make bench-gateway`)", "",
+                "Written by `make bench-gateway` (tests/tornet/measure_gateway.py, which "
+                "says how): libdetector's engine on one thread (bench/probe_scale) with "
+                "admission control (at most %d checks running, the rest queued; \"none\" "
+                "starts every check as it arrives), five tor spheres with detector-spheres' "
+                "circuit janitor, all on this %d-core machine together with the private "
+                "Tor network's 10 relays.  Figures taken while the load average exceeded "
+                "the core count are flagged unreliable: they measure the machine's "
+                "contention as much as the gateway.%s" % (
+                    LIMIT, CORES, "" if final else "  **(run cut short: partial)**"), "",
+                "- date (UTC): %s; commit: %s; run time %.0f s; load average at start %s, "
+                "now %s" % (time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
+                            subprocess.run(["git", "-C", ROOT, "rev-parse", "--short",
+                                            "HEAD"], capture_output=True,
+                                           text=True).stdout.strip(),
+                            time.monotonic() - self.t_start,
+                            " ".join("%.2f" % x for x in self.load_start),
+                            " ".join("%.2f" % x for x in os.getloadavg()))]
+        text += ["- " + x for x in self.summary]
+        text += [""] + HEAD + self.rows
+        md = "\n".join(text) + "\n"
+        write_results(md)
+        return md
+
+
 def main():
-    t_start = time.monotonic()
-    load_start = os.getloadavg()
-    out = []
+    rep = Report()
     with tn.session_network() as net:
         g = Gateway(net)
         try:
-            # Warm up (first circuits, the exits' DNS).
-            g.run(8, checks=40)
-            rows = []
-            levels = {}
-            for c in LEVELS:
-                levels[c] = g.run(c)
-                rows.append(row("levels", c, levels[c]))
-            ungated = {}
-            for c in UNGATED:
-                ungated[c] = g.run(c, limit=0)
-                rows.append(row("no admission control", c, ungated[c], limit=0))
-            peak_c = max(levels, key=lambda c: levels[c]["checks_per_s"])
-            peak = levels[peak_c]["checks_per_s"]
-            sat = min(c for c in LEVELS if levels[c]["checks_per_s"] >= 0.9 * peak)
-            over = g.run(4 * sat) if 4 * sat not in levels else levels[4 * sat]
-            over_ungated = g.run(4 * sat, limit=0) if 4 * sat not in ungated \
-                else ungated[4 * sat]
-            if 4 * sat not in levels:
-                rows.append(row("4x saturation", 4 * sat, over))
-            if 4 * sat not in ungated:
-                rows.append(row("4x saturation, no admission control", 4 * sat, over_ungated,
-                                limit=0))
-            # The steady run, minute by minute.
-            steady = []
-            chunks = max(1, STEADY_SECONDS // 60)
-            for i in range(chunks):
-                kv = g.run(sat, seconds=min(60, STEADY_SECONDS))
-                steady.append(kv)
-                rows.append(row("steady, minute %d" % (i + 1), sat, kv))
-            # Two tor processes per sphere.
-            inst = {}
-            if os.environ.get("GATEWAY_INSTANCES", "yes") != "no":
-                conf = net.path("spheres.conf")
-                text = open(conf).read()
-                net.spheres_cli("stop")
-                with open(conf, "w") as f:
-                    f.write(text.replace("[spheres]\n", "[spheres]\ninstances = 2\n", 1))
-                net.spheres_cli("start", "--timeout", "120")
-                g.set_spheres()
-                g.run(8, checks=60)         # warm up the new instances
-                for c in sorted({sat, 4 * sat}):
-                    inst[c] = g.run(c)
-                    rows.append(row("2 instances per sphere", c, inst[c]))
+            phases(net, g, rep)
         finally:
             g.stop()
-    text = ["## Gateway through the private Tor network (`make bench-gateway`)", "",
-            "Written by `make bench-gateway` (tests/tornet/measure_gateway.py, which says "
-            "how): libdetector's engine on one thread (bench/probe_scale) with admission "
-            "control (at most %d checks running, the rest queued), five tor spheres "
-            "with detector-spheres' circuit janitor, all on this %d-core machine with "
-            "the private Tor network's 10 relays.  Figures taken while the load "
-            "average exceeded the core count are flagged unreliable: they measure the "
-            "machine's contention as much as the gateway." % (LIMIT, CORES), "",
-            "- date (UTC): %s; commit: %s; run time %.0f s; load average at start %s, "
-            "at end %s" % (time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
-                           subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
-                                          capture_output=True, text=True).stdout.strip(),
-                           time.monotonic() - t_start,
-                           " ".join("%.2f" % x for x in load_start),
-                           " ".join("%.2f" % x for x in os.getloadavg())),
-            "- peak %.1f checks/s at %d in flight; saturating concurrency (the smallest "
-            "level within 90%% of the peak): %d" % (peak, peak_c, sat),
-            "- no collapse: at %d in flight (4x) %.1f checks/s = %.0f%% of the peak with "
-            "admission control (goal >= 90%%: %s); without it %.1f checks/s = %.0f%%" % (
-                4 * sat, over["checks_per_s"], 100 * over["checks_per_s"] / peak,
-                "met" if over["checks_per_s"] >= 0.9 * peak else "MISSED",
-                over_ungated["checks_per_s"], 100 * over_ungated["checks_per_s"] / peak),
-            "- steady run: %d s at %d in flight; sphere tor CPU per check, first minute "
-            "%.1f ms, last minute %.1f ms (%+.0f%%; goal within 20%%)" % (
-                60 * len(steady), sat, steady[0]["tor_ms"], steady[-1]["tor_ms"],
-                100 * (steady[-1]["tor_ms"] / steady[0]["tor_ms"] - 1)
-                if steady[0]["tor_ms"] else 0)]
-    if inst:
-        text.append("- 2 instances per sphere: " + "; ".join(
-            "%d in flight %.1f checks/s (1 instance: %.1f)" % (
-                c, inst[c]["checks_per_s"],
-                (levels.get(c) or over)["checks_per_s"]) for c in sorted(inst)))
-    text += [""] + HEAD + rows
-    md = "\n".join(text) + "\n"
+            md = rep.write(final=True)
     print(md)
-    write_results(md)
     log("wrote %s" % RESULTS)
+
+
+def phases(net, g, rep):
+    rows = rep.rows
+    # Warm up (first circuits, the exits' DNS).
+    g.run(8, checks=40)
+    levels = {}
+    for c in LEVELS:
+        levels[c] = g.run(c)
+        rows.append(row("levels", c, levels[c]))
+        rep.write()
+    ungated = {}
+    for c in UNGATED:
+        ungated[c] = g.run(c, limit=0)
+        rows.append(row("no admission control", c, ungated[c], limit=0))
+        rep.write()
+    peak_c = max(levels, key=lambda c: levels[c]["checks_per_s"])
+    peak = levels[peak_c]["checks_per_s"]
+    sat = min(c for c in LEVELS if levels[c]["checks_per_s"] >= 0.9 * peak)
+    over = levels.get(4 * sat) or g.run(4 * sat)
+    over_ungated = ungated.get(4 * sat) or g.run(4 * sat, limit=0)
+    if 4 * sat not in levels:
+        rows.append(row("4x saturation", 4 * sat, over))
+    if 4 * sat not in ungated:
+        rows.append(row("4x saturation, no admission control", 4 * sat, over_ungated,
+                        limit=0))
+    rep.summary += [
+        "peak %.1f checks/s at %d in flight; saturating concurrency (the smallest level "
+        "within 90%% of the peak): %d" % (peak, peak_c, sat),
+        "no collapse: at %d in flight (4x) %.1f checks/s = %.0f%% of the peak with admission "
+        "control (goal >= 90%%: %s); without it %.1f checks/s = %.0f%%" % (
+            4 * sat, over["checks_per_s"], 100 * over["checks_per_s"] / peak,
+            "met" if over["checks_per_s"] >= 0.9 * peak else "MISSED",
+            over_ungated["checks_per_s"], 100 * over_ungated["checks_per_s"] / peak)]
+    rep.write()
+    # The steady run, minute by minute.
+    steady = []
+    chunks = max(1, STEADY_SECONDS // 60)
+    for i in range(chunks):
+        kv = g.run(sat, seconds=min(60, STEADY_SECONDS))
+        steady.append(kv)
+        rows.append(row("steady, minute %d" % (i + 1), sat, kv))
+        rep.write()
+    rep.summary.append(
+        "steady run: %d chunks of about %d s at %d in flight; sphere tor CPU per check, "
+        "first chunk %.1f ms, last %.1f ms (%+.0f%%; goal within 20%%); checks/s first "
+        "%.1f, last %.1f" % (
+            len(steady), min(60, STEADY_SECONDS), sat, steady[0]["tor_ms"],
+            steady[-1]["tor_ms"], 100 * (steady[-1]["tor_ms"] / steady[0]["tor_ms"] - 1)
+            if steady[0]["tor_ms"] else 0, steady[0]["checks_per_s"],
+            steady[-1]["checks_per_s"]))
+    rep.write()
+    # Two tor processes per sphere.
+    if os.environ.get("GATEWAY_INSTANCES", "yes") == "no":
+        return
+    conf = net.path("spheres.conf")
+    text = open(conf).read()
+    net.spheres_cli("stop")
+    with open(conf, "w") as f:
+        f.write(text.replace("[spheres]\n", "[spheres]\ninstances = 2\n", 1))
+    net.spheres_cli("start", "--timeout", "120")
+    g.set_spheres()
+    g.run(8, checks=60)         # warm up the new instances
+    inst = {}
+    for c in sorted({sat, 4 * sat}):
+        inst[c] = g.run(c)
+        rows.append(row("2 instances per sphere", c, inst[c]))
+        rep.write()
+    rep.summary.append("2 instances per sphere: " + "; ".join(
+        "%d in flight %.1f checks/s (1 instance: %.1f)" % (
+            c, inst[c]["checks_per_s"], (levels.get(c) or over)["checks_per_s"])
+        for c in sorted(inst)))
 
 
 if __name__ == "__main__":
