@@ -551,7 +551,7 @@ class Bench:
             argv += ["strace", "-f", "--seccomp-bpf", "-T", "-e",
                      "trace=fdatasync,fsync,msync", "-o", strace]
         argv += ([os.path.join(BUILD, "detector-run")] if detector else []) + [
-            TSTCLNT, "-h", HOST, "-p", str(self.port), "-d", "sql:" + self.nssdb]
+            TSTCLNT, "-Q", "-h", HOST, "-p", str(self.port), "-d", "sql:" + self.nssdb]
         t = time.monotonic()
         p = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, capture_output=True,
                            text=True, timeout=CMD_TIMEOUT)
@@ -726,24 +726,46 @@ and dilute P1, and could not hold P4's thousands of connections.
   TCP/IP headers are not counted on either side.
 - **P4**: `bench/probe_scale` keeps 1,000 checks in flight (5 probes each,
   the k-of-n rule after every probe, the rest abandoned once the verdict is
-  final, a new check in its place) with the probe state machines of
-  `detector/lib/probe.h`, all on one `PR_Poll` loop in one thread
-  (`RLIMIT_NOFILE` raised to the hard limit).  Probes/s counts captured
+  final, a new check in its place: 1,000 clients in a closed loop) with the
+  probe state machines of `detector/lib/probe.h`, all on one `PR_Poll` loop
+  in one thread (`RLIMIT_NOFILE` raised to the hard limit).  The engine's
+  admission control (`probe_gate` in probe.h) lets at most 64 of those
+  checks run at once and queues the others in arrival order (at most 4,096;
+  a check that could not make its deadline by the measured pace is refused
+  at once, UNDECIDED, "too many checks in flight (spheres overloaded)");
+  each check's 20 s deadline counts from its arrival, queueing included.
+  The same run without admission control (every check started as it
+  arrives, as before issue 16) stands beside it.  Probes/s counts captured
   server certificates over the whole run, ramp-up and drain included.  The
   yardstick is `hsclient` against the same server with the stock library,
   measured just before and after; that loop is bound by its own CPU (a full
   NSS handshake with certificate verification, one at a time), so the ratio
   compares one engine thread with one plain NSS client thread against the
   same server.  Client, server and spheres share the same 2 cores, and the
-  machine may be shared with other work (see the load average above).  The
-  two diagnostic rows (direct probes, and a tenth of the checks in flight)
-  and the driver's CPU time per certificate below show how the cost of a
-  probe depends on how many handshakes NSS holds open at once.
+  machine may be shared with other work (see the load average beside each
+  figure).  The diagnostic rows (direct probes, and a tenth of the checks
+  in flight) and the driver's CPU time per certificate below show how the
+  cost of a probe depends on how many handshakes NSS holds open at once.
 - **P5**: `bench/cache_bench` fills a cache with 1M entries
   (`h<8 hex>.example.com:443`, one write transaction per entry as
   `cache_put()` makes them, without the per-entry fsync), then times random
   `cache_recall()` calls one by one, and counts the lookups/s of one and of
   two processes with their own handles at once.
+- **P6**: an unmodified `tstclnt` (Debian's, linked with the system
+  NSS) makes one TLS handshake with the bench server (`-Q`: it exits once
+  the handshake is complete, which under DetecTor is after the verdict),
+  `server.test`
+  resolving to it through a private /etc/hosts (a mount namespace; both
+  variants pay for it): *stock* as it is, *cold* under `detector-run` with
+  a fresh HOME (no verdict cache yet: the five microsocks spheres are
+  probed), *warm* the same HOME again (the verdict cached).  The verdict
+  time is `check_latency`'s `detector_check()` of the same site through the
+  same spheres in a running process: the goal is that a first visit costs
+  the verdict and at most 10 ms more.  The diagnostic rows split the rest:
+  `detector-run /bin/true` − `/bin/true` (the wrapper script), and the
+  verdict cache's `fdatasync`/`fsync` calls in a cold run, timed by
+  `strace -T` (they happen before the waiting handshake is told the
+  verdict).
 """
 
 
