@@ -36,7 +36,9 @@ while it exceeds the core count are flagged unreliable):
 
 Environment: GATEWAY_STEADY_SECONDS, GATEWAY_LEVEL_SECONDS (about how long
 each level runs, default 25), GATEWAY_LIMIT (default 32),
-GATEWAY_INSTANCES=no to skip the instances phase, BENCH_RESULTS (default
+GATEWAY_INSTANCES=no to skip the instances phase, GATEWAY_ONLY=instances
+to measure only 1 vs 2 instances (at GATEWAY_SAT, default 8, and 4x it),
+BENCH_RESULTS (default
 bench/results.md; the section between the gateway markers is replaced).
 """
 
@@ -240,6 +242,17 @@ def phases(net, g, rep):
     rows = rep.rows
     # Warm up (first circuits, the exits' DNS).
     g.run(8, checks=40)
+    if os.environ.get("GATEWAY_ONLY") == "instances":
+        # 1 vs 2 instances alone, at GATEWAY_SAT and 4x it, with the same
+        # warm-up for both.
+        sat = int(os.environ.get("GATEWAY_SAT", "8"))
+        one = {}
+        g.run(8, checks=200)
+        for c in (sat, 4 * sat):
+            one[c] = g.run(c)
+            rows.append(row("1 instance per sphere", c, one[c]))
+        instances(net, g, rep, sat, one, None)
+        return
     levels = {}
     for c in LEVELS:
         levels[c] = g.run(c)
@@ -287,8 +300,12 @@ def phases(net, g, rep):
             steady[-1]["checks_per_s"]))
     rep.write()
     # Two tor processes per sphere.
-    if os.environ.get("GATEWAY_INSTANCES", "yes") == "no":
-        return
+    if os.environ.get("GATEWAY_INSTANCES", "yes") != "no":
+        instances(net, g, rep, sat, levels, over)
+
+
+def instances(net, g, rep, sat, levels, over):
+    rows = rep.rows
     conf = net.path("spheres.conf")
     text = open(conf).read()
     net.spheres_cli("stop")
@@ -296,7 +313,7 @@ def phases(net, g, rep):
         f.write(text.replace("[spheres]\n", "[spheres]\ninstances = 2\n", 1))
     net.spheres_cli("start", "--timeout", "120")
     g.set_spheres()
-    g.run(8, checks=60)         # warm up the new instances
+    g.run(8, checks=200)        # warm up the new instances
     inst = {}
     for c in sorted({sat, 4 * sat}):
         inst[c] = g.run(c)
@@ -304,7 +321,7 @@ def phases(net, g, rep):
         rep.write()
     rep.summary.append("2 instances per sphere: " + "; ".join(
         "%d in flight %.1f checks/s (1 instance: %.1f)" % (
-            c, inst[c]["checks_per_s"], (levels.get(c) or over)["checks_per_s"])
+            c, inst[c]["checks_per_s"], (levels.get(c) or over or {}).get("checks_per_s", 0))
         for c in sorted(inst)))
 
 
