@@ -330,8 +330,9 @@ class Bench:
 
     # -- P2
 
-    def checks(self, spheres, quorum, trials):
-        out, _ = run([os.path.join(BIN, "check_latency"), self.cert_der, HOST, str(self.port),
+    def checks(self, spheres, quorum, trials, port=None):
+        out, _ = run([os.path.join(BIN, "check_latency"), self.cert_der, HOST,
+                      str(port or self.port),
                       spheres, str(quorum), str(P2_TIMEOUT_MS), str(trials)],
                      what="check_latency %s quorum %d" % (spheres, quorum))
         res = re.findall(r"^trial \d+ us (\d+) verdict (\S+) spheres (.*)$", out, re.M)
@@ -551,7 +552,8 @@ class Bench:
             argv += ["strace", "-f", "--seccomp-bpf", "-T", "-e",
                      "trace=fdatasync,fsync,msync", "-o", strace]
         argv += ([os.path.join(BUILD, "detector-run")] if detector else []) + [
-            TSTCLNT, "-Q", "-h", HOST, "-p", str(self.port), "-d", "sql:" + self.nssdb]
+            TSTCLNT, "-h", HOST, "-p", str(self.w.cport), "-d", "sql:" + self.nssdb,
+            "-A", self.request]
         t = time.monotonic()
         p = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, capture_output=True,
                            text=True, timeout=CMD_TIMEOUT)
@@ -562,6 +564,9 @@ class Bench:
         return ms
 
     def p6(self):
+        self.request = os.path.join(self.w.dir, "request")
+        with open(self.request, "w") as f:
+            f.write("GET / HTTP/1.0\r\n\r\n")
         what = ("first visit: cold unmodified tstclnt under detector-run − stock tstclnt, "
                 "beyond the verdict time (5 microsocks spheres, quorum %d)" % P2_QUORUM)
         try:
@@ -572,7 +577,8 @@ class Bench:
                 home = tempfile.mkdtemp(dir=self.home)
                 res["cold"].append(self.tstclnt(home, True))
                 res["warm"].append(self.tstclnt(home, True))
-                res["verdict"].append(self.checks(self.spheres, P2_QUORUM, 1)[0][0])
+                res["verdict"].append(self.checks(self.spheres, P2_QUORUM, 1,
+                                                  port=self.w.cport)[0][0])
             med = {k: statistics.median(v) for k, v in res.items()}
             extra = med["cold"] - med["stock"]
             beyond = extra - med["verdict"]
@@ -752,9 +758,10 @@ and dilute P1, and could not hold P4's thousands of connections.
   `cache_recall()` calls one by one, and counts the lookups/s of one and of
   two processes with their own handles at once.
 - **P6**: an unmodified `tstclnt` (Debian's, linked with the system
-  NSS) makes one TLS handshake with the bench server (`-Q`: it exits once
-  the handshake is complete, which under DetecTor is after the verdict),
-  `server.test`
+  NSS) sends one HTTP request to the test world's concurrent server
+  (a forking socat that reads the request and closes, as in the
+  integration tests; the bench server reads until the client closes, and
+  `tstclnt -Q` then waits forever), `server.test`
   resolving to it through a private /etc/hosts (a mount namespace; both
   variants pay for it): *stock* as it is, *cold* under `detector-run` with
   a fresh HOME (no verdict cache yet: the five microsocks spheres are
