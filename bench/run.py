@@ -40,6 +40,7 @@ import re
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 from testworld import WorldError
@@ -570,7 +571,6 @@ class Bench:
         what = ("first visit: cold unmodified tstclnt under detector-run − stock tstclnt, "
                 "beyond the verdict time (5 microsocks spheres, quorum %d)" % P2_QUORUM)
         try:
-            import tempfile
             res = {"stock": [], "cold": [], "warm": [], "verdict": []}
             for i in range(P6_TRIALS):
                 res["stock"].append(self.tstclnt(tempfile.mkdtemp(dir=self.home), False))

@@ -42,9 +42,9 @@ BENCH_RESULTS (default
 bench/results.md; the section between the gateway markers is replaced).
 """
 
+import hashlib
 import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -98,7 +98,6 @@ def spki_sha256(cert):
                          capture_output=True, check=True).stdout
     der = subprocess.run(["openssl", "pkey", "-pubin", "-outform", "der"], input=pub,
                          capture_output=True, check=True).stdout
-    import hashlib
     return hashlib.sha256(der).hexdigest()
 
 
