@@ -5,6 +5,8 @@
 #                      machine's description (a few minutes on 2 cores; root,
 #                      for the test world's sphere mount namespaces)
 #   make bench-build   only build them, into $(BUILD)/bench
+#   make bench-gateway a gateway's checks through the private Tor network
+#                      (see below; GATEWAY_STEADY_SECONDS=600 by default)
 #
 # Not part of `make test`.  bench/run.py says what each figure is; it
 # imports the test world (tests/testworld), hence PYTHONPATH.
