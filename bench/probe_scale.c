@@ -1,25 +1,35 @@
 /*
  * probe_scale - many checks in flight on one thread: the engine at scale.
  *
- * usage: probe_scale HOST PORT SPKI_HEX INFLIGHT CHECKS TIMEOUT_MS QUORUM
- *                    socks|direct ADDRS
+ * usage: probe_scale [-l LIMIT] [-q QUEUE] HOST PORT SPKI_HEX INFLIGHT CHECKS
+ *                    TIMEOUT_MS QUORUM socks|direct ADDRS
  *
  * Keeps INFLIGHT checks of HOST:PORT in flight until CHECKS have been
- * made.  A check is what detector_check() does: one probe per address in
- * ADDRS ("ip:port,..."; SOCKS5 spheres with `socks`, or the TLS server
- * itself with `direct`), a fresh isolation token, and the k-of-n rule
- * (verdict.h) after every probe that ends; once the verdict is final the
- * check's other probes are abandoned ("skipped") and a new check takes
+ * made (a closed loop: INFLIGHT clients, each asking again as soon as its
+ * check ends).  A check is what detector_check() does: one probe per
+ * address in ADDRS ("ip:port,..."; SOCKS5 spheres with `socks`, or the TLS
+ * server itself with `direct`; "ip:port|ip:port" for the instances of one
+ * sphere, taken in turn, check by check), a fresh isolation token, and the k-of-n
+ * rule (verdict.h) after every probe that ends; once the verdict is final
+ * the check's other probes are abandoned ("skipped") and a new check takes
  * its place.  Every probe of every check is driven by the probe state
  * machine of probe.h, all from ONE PR_Poll loop on this one thread.
+ *
+ * Admission control (probe.h's probe_gate): at most LIMIT checks run at
+ * once (default 64), at most QUEUE wait (default 4096); a check that
+ * cannot be held or could not finish before its deadline (TIMEOUT_MS from
+ * its arrival, queueing included) ends UNDECIDED at once with the gate's
+ * note.  -l 0 starts every check as it arrives (no admission control).
  *
  * The soft RLIMIT_NOFILE is raised to the hard limit; INFLIGHT times the
  * number of addresses must fit in it.
  *
  * prints "key value" lines: probes captured (a certificate was seen),
- * failed, timed out, skipped; checks per verdict; seconds; probes/s;
- * checks/s; peak RSS; PR_Poll calls and descriptors per call; this
- * thread's CPU time per captured probe.
+ * failed, timed out, skipped; checks per verdict and refused by the gate;
+ * seconds; probes/s; checks/s; latency from arrival to verdict (p50, p95,
+ * p99, max) and the longest time a refused check took to be refused; peak
+ * RSS; PR_Poll calls and descriptors per call; this thread's CPU time per
+ * captured probe.
  */
 #include <nss.h>
 #include <ssl.h>
@@ -31,17 +41,22 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "probe.h"
 #include "verdict.h"
 
 #define MAX_ADDRS DETECTOR_MAX_SPHERES
+#define MAX_INSTANCES 8         /* tor processes per sphere ("a|b") */
+
+enum check_state { CHECK_FREE = 0, CHECK_WAITING, CHECK_RUNNING };
 
 struct check {
 	struct probe probes[MAX_ADDRS];
 	struct detector_path paths[MAX_ADDRS];
 	char user[16], pass[40];
-	int active, finished;
+	enum check_state state;
+	PRIntervalTime arrived, started;
 };
 
 static struct {
@@ -50,13 +65,19 @@ static struct {
 	unsigned char spki[DETECTOR_SHA256_LEN];
 	int via_socks;
 	unsigned int quorum, timeout_ms;
-	size_t naddrs;
-	PRNetAddr addrs[MAX_ADDRS];
-	char *via[MAX_ADDRS];
-	long started, done;
-	long captured, failed, timedout, skipped, matches;
+	size_t naddrs;                  /* spheres */
+	size_t ninst[MAX_ADDRS];        /* instances of each */
+	PRNetAddr addrs[MAX_ADDRS][MAX_INSTANCES];
+	char *via[MAX_ADDRS][MAX_INSTANCES];
+	long arrived, done;
+	long captured, failed, timedout, skipped, matches, refused;
 	long verdicts[4];
-	const char *first_error;
+	const char *first_error, *first_refusal;
+	unsigned int *latency_ms;       /* arrival to verdict, per check */
+	unsigned int refuse_ms_max;     /* arrival to refusal, the longest */
+	unsigned int running_max;
+	struct probe_gate gate;
+	int gated;
 } run;
 
 static double
@@ -68,23 +89,41 @@ now_s(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+static unsigned int
+ms_since(PRIntervalTime since, PRIntervalTime now)
+{
+	return PR_IntervalToMilliseconds((PRIntervalTime)(now - since));
+}
+
+/* "ip:port,ip:port|ip:port,...": spheres separated by ',', the instances
+ * of one sphere (tor processes sharing its exits) by '|'. */
 static int
 parse_addrs(char *list)
 {
-	char *tok, *save = NULL, *colon;
+	char *tok, *save = NULL, *inst, *isave, *colon;
+	size_t k;
 
 	for (tok = strtok_r(list, ",", &save); tok != NULL;
 	    tok = strtok_r(NULL, ",", &save)) {
-		if (run.naddrs == MAX_ADDRS ||
-		    (colon = strrchr(tok, ':')) == NULL)
+		if (run.naddrs == MAX_ADDRS)
 			return -1;
-		run.via[run.naddrs] = strdup(tok);
-		*colon = '\0';
-		if (run.via[run.naddrs] == NULL ||
-		    PR_StringToNetAddr(tok, &run.addrs[run.naddrs]) !=
-		    PR_SUCCESS || PR_InitializeNetAddr(PR_IpAddrNull,
-		    (PRUint16)atoi(colon + 1), &run.addrs[run.naddrs]) !=
-		    PR_SUCCESS)
+		for (inst = strtok_r(tok, "|", &isave); inst != NULL;
+		    inst = strtok_r(NULL, "|", &isave)) {
+			k = run.ninst[run.naddrs];
+			if (k == MAX_INSTANCES ||
+			    (colon = strrchr(inst, ':')) == NULL)
+				return -1;
+			run.via[run.naddrs][k] = strdup(inst);
+			*colon = '\0';
+			if (run.via[run.naddrs][k] == NULL ||
+			    PR_StringToNetAddr(inst, &run.addrs[run.naddrs][k])
+			    != PR_SUCCESS || PR_InitializeNetAddr(PR_IpAddrNull,
+			    (PRUint16)atoi(colon + 1),
+			    &run.addrs[run.naddrs][k]) != PR_SUCCESS)
+				return -1;
+			run.ninst[run.naddrs]++;
+		}
+		if (run.ninst[run.naddrs] == 0)
 			return -1;
 		run.naddrs++;
 	}
@@ -121,41 +160,60 @@ token(struct check *c)
 	snprintf(c->user, sizeof(c->user), "detector");
 }
 
+/* Starts the check's probes; its deadline counts from its arrival. */
 static void
-check_start(struct check *c)
+check_start(struct check *c, PRIntervalTime now)
 {
-	PRIntervalTime start = PR_IntervalNow();
-	size_t i;
+	size_t i, k;
 
-	memset(c, 0, sizeof(*c));
 	token(c);
-	c->active = 1;
-	run.started++;
+	c->state = CHECK_RUNNING;
+	c->started = now;
 	for (i = 0; i < run.naddrs; i++) {
 		struct probe *p = &c->probes[i];
 
+		memset(p, 0, sizeof(*p));
 		p->host = run.host;
 		p->port = run.port;
 		p->via_socks = run.via_socks;
 		p->user = c->user;
 		p->pass = c->pass;
-		p->start = start;
-		p->deadline = start + PR_MillisecondsToInterval(run.timeout_ms);
+		p->start = c->arrived;
+		p->deadline = c->arrived +
+		    PR_MillisecondsToInterval(run.timeout_ms);
 		p->path = &c->paths[i];
-		probe_start(p, &run.addrs[i], run.via[i]);
+		/* Round robin over the sphere's instances. */
+		k = (size_t)run.arrived % run.ninst[i];
+		probe_start(p, &run.addrs[i][k], run.via[i][k]);
 	}
 }
 
-/* The k-of-n rule over the check's probes; on a final verdict, closes the
- * rest and counts the outcome. */
+/* The gate refused the check: it ends UNDECIDED now, with the gate's note. */
 static void
-check_evaluate(struct check *c)
+check_refused(struct check *c, PRIntervalTime now, const char *why)
+{
+	unsigned int ms = ms_since(c->arrived, now);
+
+	run.refused++;
+	run.verdicts[DETECTOR_UNDECIDED]++;
+	if (ms > run.refuse_ms_max)
+		run.refuse_ms_max = ms;
+	if (run.first_refusal == NULL)
+		run.first_refusal = strdup(why);
+	c->state = CHECK_FREE;
+	run.done++;
+}
+
+/* The k-of-n rule over the check's probes; on a final verdict, closes the
+ * rest, counts the outcome and frees the slot. */
+static void
+check_evaluate(struct check *c, PRIntervalTime now)
 {
 	struct tally t = { (unsigned int)run.naddrs, run.quorum, 0, 0, 0 };
 	enum detector_verdict v;
 	size_t i;
 
-	if (!c->active || c->finished)
+	if (c->state != CHECK_RUNNING)
 		return;
 	for (i = 0; i < run.naddrs; i++) {
 		if (c->probes[i].state != PROBE_DONE)
@@ -186,8 +244,38 @@ check_evaluate(struct check *c)
 		}
 		path_release(&c->paths[i]);
 	}
-	c->finished = 1;
+	if (run.gated)
+		probe_gate_done(&run.gate, ms_since(c->started, now));
+	run.latency_ms[run.done - run.refused] = ms_since(c->arrived, now);
+	c->state = CHECK_FREE;
 	run.done++;
+}
+
+static int
+cmp_uint(const void *a, const void *b)
+{
+	unsigned int x = *(const unsigned int *)a, y = *(const unsigned int *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static unsigned int
+percentile(const unsigned int *sorted, size_t n, double q)
+{
+	size_t i;
+
+	if (n == 0)
+		return 0;
+	i = (size_t)(q * (double)(n - 1) + 0.5);
+	return sorted[i < n ? i : n - 1];
+}
+
+static void
+usage(void)
+{
+	fprintf(stderr, "usage: probe_scale [-l LIMIT] [-q QUEUE] HOST PORT "
+	    "SPKI_HEX INFLIGHT CHECKS TIMEOUT_MS QUORUM socks|direct ADDRS\n");
+	exit(2);
 }
 
 int
@@ -198,23 +286,38 @@ main(int argc, char **argv)
 	struct check *checks;
 	PRPollDesc *pds;
 	struct probe **owner;
+	size_t *queue, nqueue = 0;
 	long inflight, total, polls = 0, polled = 0, ready_sum = 0;
-	size_t i, j, npd, maxpd;
+	long limit = 64, queue_max = 4096;
+	size_t i, j, npd, maxpd, nlat;
 	double t0, t, cpu;
+	char why[512];
+	int opt;
 
-	if (argc != 10 || (inflight = atol(argv[4])) < 1 ||
-	    (total = atol(argv[5])) < inflight ||
-	    (strcmp(argv[8], "socks") != 0 && strcmp(argv[8], "direct") != 0)) {
-		fprintf(stderr, "usage: probe_scale HOST PORT SPKI_HEX INFLIGHT "
-		    "CHECKS TIMEOUT_MS QUORUM socks|direct ADDRS\n");
-		return 2;
+	while ((opt = getopt(argc, argv, "l:q:")) != -1) {
+		if (opt == 'l')
+			limit = atol(optarg);
+		else if (opt == 'q')
+			queue_max = atol(optarg);
+		else
+			usage();
 	}
+	argc -= optind - 1;
+	argv += optind - 1;
+	if (argc != 10 || (inflight = atol(argv[4])) < 1 ||
+	    (total = atol(argv[5])) < inflight || limit < 0 || queue_max < 1 ||
+	    (strcmp(argv[8], "socks") != 0 && strcmp(argv[8], "direct") != 0))
+		usage();
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	run.host = argv[1];
 	run.port = (unsigned int)atoi(argv[2]);
 	run.timeout_ms = (unsigned int)atoi(argv[6]);
 	run.quorum = (unsigned int)atoi(argv[7]);
 	run.via_socks = strcmp(argv[8], "socks") == 0;
+	run.gated = limit > 0;
+	if (run.gated)
+		probe_gate_init(&run.gate, (unsigned int)limit,
+		    (unsigned int)queue_max, run.timeout_ms);
 	if (parse_hex(argv[3], run.spki, sizeof(run.spki)) == -1 ||
 	    parse_addrs(argv[9]) == -1 || run.quorum < 1 ||
 	    run.quorum > run.naddrs) {
@@ -222,8 +325,9 @@ main(int argc, char **argv)
 		    "quorum\n");
 		return 2;
 	}
-	/* One descriptor per probe, plus NSS's own files and stdio. */
-	maxpd = (size_t)inflight * run.naddrs;
+	/* One descriptor per running probe, plus NSS's own files and stdio. */
+	maxpd = (size_t)(run.gated && limit < inflight ? limit : inflight) *
+	    run.naddrs;
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
 		rl.rlim_cur = rl.rlim_max;
 		(void)setrlimit(RLIMIT_NOFILE, &rl);
@@ -240,39 +344,79 @@ main(int argc, char **argv)
 		fprintf(stderr, "probe_scale: NSS_NoDB_Init failed\n");
 		return 2;
 	}
+	maxpd = (size_t)inflight * run.naddrs;
 	checks = calloc((size_t)inflight, sizeof(*checks));
 	pds = calloc(maxpd, sizeof(*pds));
 	owner = calloc(maxpd, sizeof(*owner));
-	if (checks == NULL || pds == NULL || owner == NULL) {
+	queue = calloc((size_t)inflight, sizeof(*queue));
+	run.latency_ms = calloc((size_t)total, sizeof(*run.latency_ms));
+	if (checks == NULL || pds == NULL || owner == NULL || queue == NULL ||
+	    run.latency_ms == NULL) {
 		fprintf(stderr, "probe_scale: out of memory\n");
 		return 2;
 	}
 	t0 = now_s();
-	for (i = 0; i < (size_t)inflight; i++)
-		check_start(&checks[i]);
 	for (;;) {
 		PRIntervalTime now = PR_IntervalNow(), wait;
+		unsigned int running = 0;
 		int any = 0;
 		PRInt32 ready;
+		size_t keep;
 
-		/* Finished checks make room for new ones. */
+		/* Verdicts free slots; each free slot's client asks again. */
 		for (i = 0; i < (size_t)inflight; i++) {
-			check_evaluate(&checks[i]);
-			if (checks[i].finished) {
-				if (run.started < total)
-					check_start(&checks[i]);
-				else
-					checks[i].active = 0;
+			struct check *c = &checks[i];
+
+			check_evaluate(c, now);
+			while (c->state == CHECK_FREE && run.arrived < total) {
+				c->arrived = now;
+				run.arrived++;
+				switch (run.gated ? probe_gate_arrive(&run.gate,
+				    why, sizeof(why)) : PROBE_GATE_START) {
+				case PROBE_GATE_START:
+					check_start(c, now);
+					check_evaluate(c, now);
+					break;
+				case PROBE_GATE_WAIT:
+					c->state = CHECK_WAITING;
+					queue[nqueue++] = i;
+					break;
+				case PROBE_GATE_REFUSE:
+					check_refused(c, now, why);
+					break;
+				}
 			}
-			any |= checks[i].active;
 		}
-		if (!any)
-			break;
+		/* The queue, from its head: start, keep waiting or refuse. */
+		for (i = 0, keep = 0; i < nqueue; i++) {
+			struct check *c = &checks[queue[i]];
+			unsigned int age = ms_since(c->arrived, now);
+
+			switch (probe_gate_next(&run.gate, (unsigned int)keep,
+			    age < run.timeout_ms ? run.timeout_ms - age : 0,
+			    why, sizeof(why))) {
+			case PROBE_GATE_START:
+				check_start(c, now);
+				check_evaluate(c, now);
+				break;
+			case PROBE_GATE_REFUSE:
+				check_refused(c, now, why);
+				break;
+			case PROBE_GATE_WAIT:
+				queue[keep++] = queue[i];
+				break;
+			}
+		}
+		nqueue = keep;
 		wait = PR_SecondsToInterval(1);
 		npd = 0;
 		for (i = 0; i < (size_t)inflight; i++) {
-			if (!checks[i].active)
+			if (checks[i].state == CHECK_FREE)
 				continue;
+			any = 1;
+			if (checks[i].state != CHECK_RUNNING)
+				continue;
+			running++;
 			for (j = 0; j < run.naddrs; j++) {
 				struct probe *p = &checks[i].probes[j];
 
@@ -291,6 +435,10 @@ main(int argc, char **argv)
 				owner[npd++] = p;
 			}
 		}
+		if (running > run.running_max)
+			run.running_max = running;
+		if (!any)
+			break;
 		if (npd == 0)
 			continue;
 		ready = PR_Poll(pds, (PRIntn)npd, wait);
@@ -312,28 +460,45 @@ main(int argc, char **argv)
 	getrusage(RUSAGE_SELF, &ru);
 	cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
 	    (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
-	printf("checks %ld\nprobes_per_check %zu\ninflight %ld\nseconds %.3f\n"
+	nlat = (size_t)(run.done - run.refused);
+	qsort(run.latency_ms, nlat, sizeof(*run.latency_ms), cmp_uint);
+	printf("checks %ld\nprobes_per_check %zu\ninflight %ld\nlimit %ld\n"
+	    "queue_max %ld\nrunning_max %u\nseconds %.3f\n"
 	    "captured %ld\nmatches %ld\nfailed %ld\ntimedout %ld\nskipped %ld\n"
-	    "accept %ld\nreject %ld\nundecided %ld\n"
-	    "probes_per_s %.1f\nchecks_per_s %.1f\npeak_rss_kib %ld\n"
+	    "accept %ld\nreject %ld\nundecided %ld\nrefused %ld\n"
+	    "probes_per_s %.1f\nchecks_per_s %.1f\n"
+	    "latency_p50_ms %u\nlatency_p95_ms %u\nlatency_p99_ms %u\n"
+	    "latency_max_ms %u\nrefuse_max_ms %u\npeak_rss_kib %ld\n"
 	    "polls %ld\nfds_per_poll %.1f\nready_per_poll %.1f\n"
 	    "cpu_seconds %.3f\ncpu_us_per_probe %.1f\n",
-	    run.done, run.naddrs, inflight, t, run.captured, run.matches,
-	    run.failed, run.timedout, run.skipped,
+	    run.done, run.naddrs, inflight, run.gated ? limit : 0,
+	    run.gated ? queue_max : 0, run.running_max, t, run.captured,
+	    run.matches, run.failed, run.timedout, run.skipped,
 	    run.verdicts[DETECTOR_ACCEPT], run.verdicts[DETECTOR_REJECT],
-	    run.verdicts[DETECTOR_UNDECIDED], (double)run.captured / t,
-	    (double)run.done / t, ru.ru_maxrss,
-	    polls, polls ? (double)polled / (double)polls : 0.0,
+	    run.verdicts[DETECTOR_UNDECIDED], run.refused,
+	    (double)run.captured / t, (double)run.done / t,
+	    percentile(run.latency_ms, nlat, 0.50),
+	    percentile(run.latency_ms, nlat, 0.95),
+	    percentile(run.latency_ms, nlat, 0.99),
+	    nlat ? run.latency_ms[nlat - 1] : 0, run.refuse_ms_max,
+	    ru.ru_maxrss, polls, polls ? (double)polled / (double)polls : 0.0,
 	    polls ? (double)ready_sum / (double)polls : 0.0, cpu,
 	    run.captured ? cpu * 1e6 / (double)run.captured : 0.0);
 	if (run.first_error != NULL)
 		printf("first_error %s\n", run.first_error);
+	if (run.first_refusal != NULL)
+		printf("first_refusal %s\n", run.first_refusal);
 	free(checks);
 	free(pds);
 	free(owner);
-	for (i = 0; i < run.naddrs; i++)
-		free(run.via[i]);
+	free(queue);
+	free(run.latency_ms);
+	for (i = 0; i < run.naddrs; i++) {
+		for (j = 0; j < run.ninst[i]; j++)
+			free(run.via[i][j]);
+	}
 	free((char *)run.first_error);
+	free((char *)run.first_refusal);
 	NSS_Shutdown();
 	return 0;
 }

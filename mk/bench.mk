@@ -5,6 +5,8 @@
 #                      machine's description (a few minutes on 2 cores; root,
 #                      for the test world's sphere mount namespaces)
 #   make bench-build   only build them, into $(BUILD)/bench
+#   make bench-gateway a gateway's checks through the private Tor network
+#                      (see below; GATEWAY_STEADY_SECONDS=600 by default)
 #
 # Not part of `make test`.  bench/run.py says what each figure is; it
 # imports the test world (tests/testworld), hence PYTHONPATH.
@@ -54,3 +56,22 @@ $(BENCH_INTERNAL): $(BENCH_BIN)/%: bench/%.c $(LIB_A) \
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  CC      $@")
 	$(Q)$(CC) $(INTERNAL_CFLAGS) -o $@ $< $(LIB_A) $(LDFLAGS) $(PKG_LIBS)
+
+# make bench-gateway: a gateway's checks through the private Tor network
+# (tests/tornet/measure_gateway.py says what and how): checks/s, verdict
+# p50/p95/p99 and tor CPU per check at 1-128 checks in flight, with and
+# without the engine's admission control, a steady run at saturation of
+# GATEWAY_STEADY_SECONDS (in one-minute chunks), and 1 vs 2 tor processes
+# per sphere.  Writes its section of bench/results.md.  Root (private
+# namespaces); about 6 minutes plus the steady run.  Not part of make test.
+GATEWAY_STEADY_SECONDS ?= 600
+
+.PHONY: bench-gateway
+bench-gateway: deps bench-deps
+	$(MAKE) all
+	$(MAKE) bench-build
+	GATEWAY_STEADY_SECONDS=$(GATEWAY_STEADY_SECONDS) \
+	  DETECTOR_BUILD=$(abspath $(BUILD)) PYTHONPATH=$(CURDIR)/tests \
+	  timeout --kill-after=30 $$(( $(GATEWAY_STEADY_SECONDS) + 1800 )) \
+	  $(PYTHON) -m testworld.tornet isolate -- \
+	  $(PYTHON) tests/tornet/measure_gateway.py

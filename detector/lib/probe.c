@@ -707,3 +707,118 @@ probe_abandon(struct probe *p, enum detector_path_status status,
 	probe_close(p);
 	p->path->status = status;
 }
+
+/* ---- Admission control (probe.h says why) ---- */
+
+void
+probe_gate_init(struct probe_gate *g, unsigned int limit,
+    unsigned int queue_max, unsigned int deadline_ms)
+{
+	memset(g, 0, sizeof(*g));
+	g->limit = limit > 0 ? limit : 1;
+	g->queue_max = queue_max > 0 ? queue_max : 1;
+	g->deadline_ms = deadline_ms;
+	g->cap = g->limit;
+}
+
+/* The time from now to the verdict of the waiting check at `position`, by
+ * the pace so far: it starts once the checks before it have gone through
+ * the cap's slots in waves of one service time each (counting the checks
+ * running now as just started: the forecast errs on the late side, so a
+ * check the gate keeps does make its deadline), then takes its own
+ * service time.  0: no pace known yet. */
+static unsigned long long
+gate_forecast_ms(const struct probe_gate *g, unsigned int position)
+{
+	unsigned long long ahead = (unsigned long long)position + 1;
+	unsigned int free_slots = g->running < g->cap ? g->cap - g->running : 0;
+
+	if (g->service_ms == 0)
+		return 0;
+	if (ahead <= free_slots)
+		return g->service_ms;
+	return ((ahead - free_slots + g->cap - 1) / g->cap + 1) *
+	    (unsigned long long)g->service_ms;
+}
+
+static void
+gate_late_note(const struct probe_gate *g, unsigned long long forecast,
+    unsigned int left_ms, char *why, size_t whylen)
+{
+	snprintf(why, whylen, PROBE_GATE_NOTE ": at the spheres' pace "
+	    "(%u ms per check, %u at once, %u waiting) this check would get "
+	    "its verdict in %llu ms, after its deadline (%u ms left)",
+	    g->service_ms, g->cap, g->waiting, forecast, left_ms);
+}
+
+enum probe_gate_answer
+probe_gate_arrive(struct probe_gate *g, char *why, size_t whylen)
+{
+	unsigned long long forecast;
+
+	if (g->waiting == 0 && g->running < g->cap) {
+		g->running++;
+		g->started++;
+		return PROBE_GATE_START;
+	}
+	if (g->waiting >= g->queue_max) {
+		snprintf(why, whylen, PROBE_GATE_NOTE ": %u checks running "
+		    "and %u waiting, as many as the queue holds", g->running,
+		    g->waiting);
+		g->refused++;
+		return PROBE_GATE_REFUSE;
+	}
+	forecast = gate_forecast_ms(g, g->waiting);
+	if (forecast > g->deadline_ms) {
+		gate_late_note(g, forecast, g->deadline_ms, why, whylen);
+		g->refused++;
+		return PROBE_GATE_REFUSE;
+	}
+	g->waiting++;
+	return PROBE_GATE_WAIT;
+}
+
+enum probe_gate_answer
+probe_gate_next(struct probe_gate *g, unsigned int position,
+    unsigned int left_ms, char *why, size_t whylen)
+{
+	unsigned long long forecast;
+
+	if (g->waiting == 0 || position >= g->waiting)
+		return PROBE_GATE_WAIT;         /* not ours: a caller's slip */
+	if (position == 0 && g->running < g->cap) {
+		g->waiting--;
+		g->running++;
+		g->started++;
+		return PROBE_GATE_START;
+	}
+	forecast = gate_forecast_ms(g, position);
+	if (forecast > left_ms) {
+		gate_late_note(g, forecast, left_ms, why, whylen);
+		g->waiting--;
+		g->refused++;
+		return PROBE_GATE_REFUSE;
+	}
+	return PROBE_GATE_WAIT;
+}
+
+void
+probe_gate_done(struct probe_gate *g, unsigned int service_ms)
+{
+	if (g->running > 0)
+		g->running--;
+	if (service_ms == 0)
+		service_ms = 1;
+	g->service_ms = g->service_ms == 0 ? service_ms :
+	    (unsigned int)(((unsigned long long)g->service_ms * 7 +
+	    service_ms) / 8);
+	if (++g->since_adjust < g->cap)
+		return;
+	if (g->service_ms > g->deadline_ms / 2 && g->cap > 1) {
+		g->cap -= g->cap / 4 > 0 ? g->cap / 4 : 1;
+		g->since_adjust = 0;
+	} else if (g->service_ms < g->deadline_ms / 4 && g->cap < g->limit) {
+		g->cap++;
+		g->since_adjust = 0;
+	}
+}

@@ -76,6 +76,70 @@ void probe_abandon(struct probe *p, enum detector_path_status status,
     const char *why);
 
 
+/*
+ * Admission control for many checks driven from one PR_Poll loop (a
+ * gateway checking for many users; bench/probe_scale).
+ *
+ * Why: every probe in flight costs CPU for as long as it lasts (NSS's
+ * handshake state, PR_Poll over every descriptor), and a sphere's tor
+ * builds circuits at a bounded pace.  Started all at once, a thousand
+ * checks slow each other down until most miss their deadline (issue 16:
+ * 3,271 of 15,000 probes timed out at 1,000 checks in flight).  The gate
+ * lets at most `cap` checks run (their probes started); the others wait in
+ * the caller's first-in first-out queue, at most `queue_max` of them.  A
+ * check the queue cannot hold, or one that by the pace measured so far
+ * could not finish before its deadline, is refused at once: the caller
+ * ends it UNDECIDED with the gate's note, never after a long wait.
+ *
+ * `cap` starts at `limit` and comes down (by a quarter, at most once per
+ * `cap` verdicts) while checks take more than half their deadline from
+ * start to verdict, and goes back up one by one while they take less than
+ * a quarter: the gate never keeps more checks running than can finish in
+ * time, whatever the spheres' pace.
+ *
+ * The gate is bookkeeping only (no sockets, no clock: the caller passes the
+ * times), so its rules are unit-tested with a simulated clock
+ * (tests/unit/test_probe_gate.c).
+ */
+struct probe_gate {
+	unsigned int limit;             /* checks running at once, at most */
+	unsigned int queue_max;         /* checks waiting at once, at most */
+	unsigned int deadline_ms;       /* a check's whole time budget */
+	unsigned int cap;               /* the current limit, 1..limit */
+	unsigned int running, waiting;
+	unsigned int service_ms;        /* moving average of start-to-verdict
+	                                 * times; 0 before the first verdict */
+	unsigned int since_adjust;      /* verdicts since cap last changed */
+	unsigned long started, refused;
+};
+
+enum probe_gate_answer {
+	PROBE_GATE_START,               /* start the check's probes now */
+	PROBE_GATE_WAIT,                /* keep it waiting in the queue */
+	PROBE_GATE_REFUSE,              /* end it now, UNDECIDED, with why */
+};
+
+/* The note a refused check carries starts with this. */
+#define PROBE_GATE_NOTE "too many checks in flight (spheres overloaded)"
+
+/* limit and queue_max at least 1 (0 is taken as 1); deadline_ms is the
+ * checks' budget from arrival to verdict. */
+void probe_gate_init(struct probe_gate *g, unsigned int limit,
+    unsigned int queue_max, unsigned int deadline_ms);
+/* A new check arrives.  START counts it as running, WAIT as the last of the
+ * waiting; REFUSE counts it as neither and writes why. */
+enum probe_gate_answer probe_gate_arrive(struct probe_gate *g, char *why,
+    size_t whylen);
+/* Asks about the waiting check at `position` (0 = the head of the queue),
+ * which has left_ms until its deadline.  START (only ever for the head, when
+ * a slot is free) moves it to running; REFUSE removes it from the waiting
+ * (it could no longer finish in time) and writes why; WAIT leaves it.
+ * Ask from the head on, each time the loop turns. */
+enum probe_gate_answer probe_gate_next(struct probe_gate *g,
+    unsigned int position, unsigned int left_ms, char *why, size_t whylen);
+/* A running check reached its verdict service_ms after it started. */
+void probe_gate_done(struct probe_gate *g, unsigned int service_ms);
+
 /* Frees what a detector_path owns (not the struct itself). */
 void path_release(struct detector_path *path);
 
