@@ -96,6 +96,7 @@ $(BUILD)/lib/libdetector.so.0: $(LIB_SO)
 $(BUILD)/lib/libssl3.so: nss
 	@mkdir -p $(@D)
 	@cmp -s $(NSS_SSL_SO) $@ || { cp $(NSS_SSL_SO) $@.tmp && mv -f $@.tmp $@; }
+	@cp $(NSS_SSL_SO).built-for $@.built-for.tmp && mv -f $@.built-for.tmp $@.built-for
 
 $(BUILD)/detector-run: detector/tools/detector-run
 	install -m 0755 $< $@

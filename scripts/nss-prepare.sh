@@ -155,6 +155,19 @@ while read -r name opts; do
 	patches+=("$name $level")
 done <"$series_file"
 
+# --- The version stamp --------------------------------------------------------
+
+# lib/libssl3.so.built-for: the libnss3 version the libssl3.so next to it is a
+# drop-in for.  detector-run reads it (and refuses to load the library with
+# any other libnss3); debian/rules ships it.  Written before the build: a
+# libssl3.so left from another version is deleted, so the two never disagree.
+mkdir -p "$build/lib"
+if [ "$(cat "$build/lib/libssl3.so.built-for" 2>/dev/null)" != "$version" ]; then
+	rm -f "$build/lib/libssl3.so"
+	echo "$version" >"$build/lib/libssl3.so.built-for.tmp"
+	mv -f "$build/lib/libssl3.so.built-for.tmp" "$build/lib/libssl3.so.built-for"
+fi
+
 # --- Fast path: nothing changed since the last run --------------------------
 
 tree_name=$package-${version#*:}

@@ -18,7 +18,8 @@ fresh root (debroot.py) and, in order:
     repacked) is installed with apt: the upgrade succeeds, the system's own
     (new) libssl3.so is in place, no diversion, libnss3-detector is still
     installed, apt's output and syslog say so, tstclnt connects through the
-    MITM as stock NSS does;
+    MITM as stock NSS does, and so does `detector-run tstclnt` (with a
+    warning: it must not load the libssl3.so built for the old libnss3);
  7. back to the built-for libnss3 (a downgrade): the trigger puts DetecTor
     back;
  8. an upgrade of libnss3-detector itself keeps DetecTor in place.
@@ -129,13 +130,14 @@ def root(world):
         r.remove()
 
 
-def tstclnt(root, world, addr):
+def tstclnt(root, world, addr, wrapper=()):
     """An unmodified tstclnt in the root to server.test, which the root's
     /etc/hosts sends to addr; DetecTor (if installed) asks the world's
-    honest spheres.  No detector-run, no LD_LIBRARY_PATH."""
+    honest spheres.  No detector-run (unless wrapper names it), no
+    LD_LIBRARY_PATH."""
     root.write("/etc/hosts", "127.0.0.1\tlocalhost\n%s\tserver.test\n" % addr)
     shutil.rmtree(root.file("/root/.cache"), ignore_errors=True)
-    return root.run(["tstclnt", "-h", "server.test", "-p", str(world.cport),
+    return root.run([*wrapper, "tstclnt", "-h", "server.test", "-p", str(world.cport),
                      "-d", "sql:/root/nssdb", "-A", "/root/request"],
                     env={"DETECTOR_SPHERES": world.sphere_list(*world.honest),
                          "DETECTOR_LOG": "decisions"},
@@ -203,6 +205,10 @@ def test_2_install_protects_unmodified_tstclnt(root, world):
     assert verify.returncode == 0 and verify.stdout == "", show(verify)
     refused = tstclnt(root, world, MITM_ADDR)
     assert_refused(refused)
+    # detector-run finds the package's libssl3.so, built for this libnss3.
+    run = tstclnt(root, world, MITM_ADDR, wrapper=["detector-run"])
+    assert_refused(run)
+    assert "WARNING" not in run.stderr, show(run)
     assert_connected(tstclnt(root, world, REAL_ADDR))
     # The spheres start at the next boot; the monitor waits for its
     # configuration (not enabled).
@@ -367,6 +373,13 @@ def test_6_nss_update_proceeds_and_restores_stock_libssl(root, world, nss_debs):
     status = root.run([SWITCH, "status"], check=False)
     assert status.returncode == 1, show(status)
     assert_connected(tstclnt(root, world, MITM_ADDR))
+    # detector-run must not load /usr/lib/detector/libssl3.so (built for the
+    # old libnss3) either: the stock NSS, and a loud warning.
+    run = tstclnt(root, world, MITM_ADDR, wrapper=["detector-run"])
+    assert_connected(run)
+    assert ("/usr/lib/detector/libssl3.so was built for libnss3 %s, but the installed "
+            "libnss3 is %s" % (nss_debs["version"], nss_debs["bumped"])) in run.stderr, show(run)
+    assert "NOT checked by DetecTor" in run.stderr, show(run)
 
 
 def test_7_back_to_the_built_for_nss_reactivates(root, world, nss_debs):
