@@ -78,14 +78,20 @@ $(LIB_SO): $(LIB_OBJS)
 	$(Q)$(CC) -shared -Wl,-soname,libdetector.so.0 -Wl,-z,defs -o $@ $^ $(LDFLAGS) $(PKG_LIBS)
 	ln -sf libdetector.so.0 $(BUILD)/libdetector.so
 
-$(BUILD)/sphere-probe: $(BUILD)/detector/tools/sphere-probe.o $(LIB_A)
+# The tools link libdetector statically by default (the tests and the
+# sanitizer build run them from build/ with no library path); TOOLS_LIB=shared
+# links them against libdetector.so.0 instead, as the Debian package does
+# (debian/rules): one copy of the library, in libdetector0, for every program.
+TOOLS_LIBDETECTOR := $(if $(filter shared,$(TOOLS_LIB)),$(LIB_SO),$(LIB_A))
+
+$(BUILD)/sphere-probe: $(BUILD)/detector/tools/sphere-probe.o $(TOOLS_LIBDETECTOR)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) -o $@ $^ $(LDFLAGS) $(PKG_LIBS)
 
 # detector-monitor: its few files compiled and linked in one step.
-$(BUILD)/detector-monitor: $(wildcard detector/monitor/*.c detector/monitor/*.h) $(LIB_A)
+$(BUILD)/detector-monitor: $(wildcard detector/monitor/*.c detector/monitor/*.h) $(TOOLS_LIBDETECTOR)
 	@$(if $(Q),echo "  CCLD    $@")
-	$(Q)$(CC) $(CFLAGS) -o $@ $(filter %.c,$^) $(LIB_A) $(LDFLAGS) $(PKG_LIBS)
+	$(Q)$(CC) $(CFLAGS) -o $@ $(filter %.c,$^) $(TOOLS_LIBDETECTOR) $(LDFLAGS) $(PKG_LIBS)
 
 # Copied atomically (rename): a program running from build/lib while make
 # runs must never map a half-written library.
