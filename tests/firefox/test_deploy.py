@@ -221,3 +221,19 @@ def test_reconcile_after_the_application_was_removed(bare_root, fake_build):
     assert not os.path.exists(bare_root + APP), os.listdir(bare_root + APP)
     assert diversions(bare_root) == ""
     assert "firefox-esr was removed" in p.stderr, p
+
+
+def test_reconcile_replaces_a_corelease_that_is_not_the_matching_one(bare_root, fake_build):
+    """The installed version has a co-release, but the file in place is not
+    it (deployed for an earlier version with its own co-release): the
+    application's own libssl3.so goes back; never a co-release by name only."""
+    assert deploy(bare_root, "install", "firefox-esr", build=fake_build).returncode == 0
+    own = content(bare_root + APP + "/libssl3.so.detector-orig")
+    name = os.path.basename(CORELEASE.descriptor)[:-len(".bundled")]
+    with open(os.path.join(fake_build, name, "lib", "libssl3.so"), "wb") as f:
+        f.write(b"another build, detector_nss_v1\n")
+    p = deploy(bare_root, "reconcile", build=fake_build)
+    assert p.returncode == 0, p
+    assert content(bare_root + APP + "/libssl3.so") == own
+    assert diversions(bare_root) == ""
+    assert "NOT checked by DetecTor" in p.stderr, p
