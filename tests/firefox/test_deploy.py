@@ -202,10 +202,17 @@ def test_reconcile_after_an_upgrade_to_153_8_puts_its_own_nss_back(bare_root, fa
 def test_reconcile_keeps_the_matching_corelease(bare_root, fake_build):
     assert deploy(bare_root, "install", "firefox-esr", build=fake_build).returncode == 0
     lib = content(bare_root + APP + "/libssl3.so")
-    p = deploy(bare_root, "reconcile", build=fake_build)
-    assert p.returncode == 0 and p.stderr == "", p
-    assert content(bare_root + APP + "/libssl3.so") == lib
-    assert "by detector-deploy" in diversions(bare_root)
+    state = bare_root + "/var/lib/detector/deploy/firefox-esr"
+    assert content(state).startswith(installed_of("firefox-esr").encode() + b" "), content(state)
+    # The record install made decides, not the build folder (the trigger
+    # runs with the default one, which may not be where it was built).
+    for build in (fake_build, "/nonexistent"):
+        p = deploy(bare_root, "reconcile", build=build)
+        assert p.returncode == 0 and p.stderr == "", p
+        assert content(bare_root + APP + "/libssl3.so") == lib
+        assert "by detector-deploy" in diversions(bare_root)
+    assert deploy(bare_root, "remove", "firefox-esr", build=fake_build).returncode == 0
+    assert not os.path.exists(state)
 
 
 def test_reconcile_after_the_application_was_removed(bare_root, fake_build):
@@ -229,8 +236,8 @@ def test_reconcile_replaces_a_corelease_that_is_not_the_matching_one(bare_root, 
     application's own libssl3.so goes back; never a co-release by name only."""
     assert deploy(bare_root, "install", "firefox-esr", build=fake_build).returncode == 0
     own = content(bare_root + APP + "/libssl3.so.detector-orig")
-    name = os.path.basename(CORELEASE.descriptor)[:-len(".bundled")]
-    with open(os.path.join(fake_build, name, "lib", "libssl3.so"), "wb") as f:
+    # Another co-release took its place behind install's back.
+    with open(bare_root + APP + "/libssl3.so", "wb") as f:
         f.write(b"another build, detector_nss_v1\n")
     p = deploy(bare_root, "reconcile", build=fake_build)
     assert p.returncode == 0, p
