@@ -102,11 +102,17 @@ $(LIB_SO): $(LIB_OBJS)
 	$(Q)$(CC) -shared -Wl,-soname,libdetector.so.0 -Wl,-z,defs -o $@ $^ $(LDFLAGS) $(PKG_LIBS)
 	ln -sf libdetector.so.0 $(BUILD)/libdetector.so
 
-$(BUILD)/sphere-probe: $(BUILD)/detector/tools/sphere-probe.o $(CLI_OBJ) $(LIB_A)
+# The tools link libdetector statically by default (the tests and the
+# sanitizer build run them from build/ with no library path); TOOLS_LIB=shared
+# links them against libdetector.so.0 instead, as the Debian package does
+# (debian/rules): one copy of the library, in libdetector0, for every program.
+TOOLS_LIBDETECTOR := $(if $(filter shared,$(TOOLS_LIB)),$(LIB_SO),$(LIB_A))
+
+$(BUILD)/sphere-probe: $(BUILD)/detector/tools/sphere-probe.o $(CLI_OBJ) $(TOOLS_LIBDETECTOR)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) -o $@ $^ $(LDFLAGS) $(PKG_LIBS)
 
-$(BUILD)/detector-monitor: $(BUILD)/detector/monitor/main.o $(MON_A) $(LIB_A)
+$(BUILD)/detector-monitor: $(BUILD)/detector/monitor/main.o $(MON_A) $(TOOLS_LIBDETECTOR)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) -o $@ $^ $(LDFLAGS) $(PKG_LIBS)
 
@@ -119,6 +125,7 @@ $(BUILD)/lib/libdetector.so.0: $(LIB_SO)
 $(BUILD)/lib/libssl3.so: nss
 	@mkdir -p $(@D)
 	@cmp -s $(NSS_SSL_SO) $@ || { cp $(NSS_SSL_SO) $@.tmp && mv -f $@.tmp $@; }
+	@cp $(NSS_SSL_SO).built-for $@.built-for.tmp && mv -f $@.built-for.tmp $@.built-for
 
 $(BUILD)/detector-run: detector/tools/detector-run
 	install -m 0755 $< $@

@@ -77,13 +77,74 @@ if [ -z "$release" ]; then
 		fi
 	done
 fi
+# Debian moved first: no descriptor names this version (typically a security
+# update published after our last co-release).  The build must neither fail
+# for that alone nor pretend the result was reviewed: take the patch series
+# of the same NSS release line (3.87.1-1+deb12u5 -> nss-patches/3.87), pin
+# the source to the checksums of apt's authenticated Sources index, write
+# that descriptor under BUILD_DIR/unreviewed/ (never into coreleases/) and
+# say loudly that this co-release is unreviewed.  The series must still
+# apply without fuzz, and `make test-nss` still proves the drop-in.  A
+# version of another release line (3.200.x) has no series that fits: fail.
+unreviewed=""
 if [ -z "$release" ]; then
 	supported=$(awk '$1 == "version" { printf "%s ", $2 }' "$root"/coreleases/*.release 2>/dev/null)
-	die "no descriptor in coreleases/ for the installed NSS $version" \
-		"supported: ${supported:-none}" \
-		"either install a supported libnss3 (apt-get install libnss3=VERSION libnss3-dev=VERSION libnss3-tools=VERSION)," \
-		"or add coreleases/<distro>-nss-<version>.release for $version (format: coreleases/README.md;" \
-		"the sha256 lines come from 'apt-cache showsrc nss', which apt has authenticated) and check that nss-patches/ still applies"
+	series_known=$(for f in "$root"/nss-patches/*/series; do [ -f "$f" ] && basename "$(dirname "$f")"; done |
+		sort -V | tr '\n' ' ')
+	upstream=${version#*:}
+	upstream=${upstream%-*}
+	line=$(echo "$upstream" | cut -d. -f1,2)
+	if [ ! -f "$root/nss-patches/$line/series" ]; then
+		die "no descriptor in coreleases/ for the installed NSS $version, and no patch series for its release line $line" \
+			"descriptors exist for: ${supported:-none}" \
+			"patch series exist for the NSS release lines: ${series_known:-none} (nss-patches/<line>/series)" \
+			"what to do: port the patch to NSS $line (docs/nss-build.md, 'Writing a patch') as nss-patches/$line/series" \
+			"and add coreleases/<distro>-nss-<version>.release (coreleases/README.md), or install a libnss3 of a" \
+			"supported line (apt-get install libnss3=VERSION libnss3-dev=VERSION libnss3-tools=VERSION)." \
+			"Meanwhile libnss3-detector's trigger keeps the system's own libssl3.so in place: NSS works, unprotected."
+	fi
+	unreviewed=$build/unreviewed
+	mkdir -p "$unreviewed"
+	codename=$(. /etc/os-release 2>/dev/null && echo "${VERSION_CODENAME:-unknown}")
+	release=$unreviewed/debian-$codename-nss-${version#*:}.release
+	warn_unreviewed() {
+		{
+			echo "$me: WARNING: ================================================================"
+			echo "$me: WARNING: UNREVIEWED CO-RELEASE: no descriptor in coreleases/ names the installed"
+			echo "$me: WARNING: libnss3 $version; building it with nss-patches/$line/series (the series of"
+			echo "$me: WARNING: its release line) from the source apt authenticates for that version."
+			echo "$me: WARNING: Nobody has reviewed this patch against this source. Review it, then"
+			echo "$me: WARNING:   cp ${release#"$root"/} coreleases/"
+			echo "$me: WARNING: ================================================================"
+		} >&2
+	}
+	warn_unreviewed
+	if [ ! -f "$release" ]; then
+		DETECTOR_SCRIPT=$me "$root/scripts/apt-source-index.sh" nss "$version" "$src/prepare.log" "make nss" \
+			"no co-release can be built for a version the archive no longer serves: upgrade libnss3 and run 'make nss' again"
+		# The Checksums-Sha256 block of the stanza for exactly this version:
+		# apt checked the Sources index against the archive's signed Release.
+		sums_block=$(apt-cache showsrc nss 2>/dev/null | awk -v v="$version" '
+			/^Package:/ { inpkg = 0 }
+			/^Version:/ { inpkg = ($2 == v) }
+			inpkg && /^Checksums-Sha256:/ { on = 1; next }
+			/^[^ ]/ { on = 0 }
+			on && NF == 3 { print $1, $3 }')
+		[ -n "$sums_block" ] || die "apt-cache showsrc nss lists $version without a Checksums-Sha256 block" \
+			"run 'apt-get update' and 'make nss' again"
+		{
+			echo "# UNREVIEWED: written by scripts/nss-prepare.sh on $(date -u +%Y-%m-%d) for the installed libnss3"
+			echo "# $version, for which coreleases/ had no descriptor (Debian moved first)."
+			echo "# Checksums: apt's authenticated Sources index (apt-cache showsrc nss)."
+			echo "# Series: the one of NSS release line $line. Review, then copy to coreleases/."
+			echo "package  nss"
+			echo "version  $version"
+			echo "$sums_block" | while read -r sum file; do echo "sha256   $sum  $file"; done
+			echo "series   nss-patches/$line/series"
+		} >"$release.tmp"
+		mv "$release.tmp" "$release"
+		say "wrote ${release#"$root"/}"
+	fi
 fi
 [ -f "$release" ] || die "descriptor $release does not exist"
 rel_name=${release#"$root"/}
@@ -155,6 +216,19 @@ while read -r name opts; do
 	patches+=("$name $level")
 done <"$series_file"
 
+# --- The version stamp --------------------------------------------------------
+
+# lib/libssl3.so.built-for: the libnss3 version the libssl3.so next to it is a
+# drop-in for.  detector-run reads it (and refuses to load the library with
+# any other libnss3); debian/rules ships it.  Written before the build: a
+# libssl3.so left from another version is deleted, so the two never disagree.
+mkdir -p "$build/lib"
+if [ "$(cat "$build/lib/libssl3.so.built-for" 2>/dev/null)" != "$version" ]; then
+	rm -f "$build/lib/libssl3.so"
+	echo "$version" >"$build/lib/libssl3.so.built-for.tmp"
+	mv -f "$build/lib/libssl3.so.built-for.tmp" "$build/lib/libssl3.so.built-for"
+fi
+
 # --- Fast path: nothing changed since the last run --------------------------
 
 tree_name=$package-${version#*:}
@@ -167,6 +241,7 @@ key=$(
 	} | sed "s|$root/||" | sha256sum | cut -d' ' -f1
 )
 if [ -d "$tree" ] && [ "$(cat "$stage/.prepared" 2>/dev/null)" = "$key" ]; then
+	[ -z "$unreviewed" ] || warn_unreviewed
 	exit 0
 fi
 
@@ -284,3 +359,4 @@ for h in $private_headers; do
 done
 echo "$key" >"$stage/.prepared"
 say "staged nss/lib/ssl of $package $version with ${#patches[@]} DetecTor patch(es) in ${stage#"$root"/}"
+[ -z "$unreviewed" ] || warn_unreviewed

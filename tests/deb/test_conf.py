@@ -77,6 +77,9 @@ def probe_config(text):
             f.write(text)
         env = dict(os.environ, HOME=d, XDG_CACHE_HOME=os.path.join(d, "cache"))
         env.pop("DETECTOR_CONFIG", None)
+        # The package build links sphere-probe against libdetector.so.0
+        # (TOOLS_LIB=shared), next to it in the build folder.
+        env["LD_LIBRARY_PATH"] = BUILD
         return subprocess.run([probe, "--config", path, "--cache-list"], env=env,
                               capture_output=True, text=True, timeout=30)
 

@@ -18,10 +18,17 @@ fresh root (debroot.py) and, in order:
     repacked) is installed with apt: the upgrade succeeds, the system's own
     (new) libssl3.so is in place, no diversion, libnss3-detector is still
     installed, apt's output and syslog say so, tstclnt connects through the
-    MITM as stock NSS does;
+    MITM as stock NSS does, and so does `detector-run tstclnt` (with a
+    warning: it must not load the libssl3.so built for the old libnss3);
  7. back to the built-for libnss3 (a downgrade): the trigger puts DetecTor
     back;
- 8. an upgrade of libnss3-detector itself keeps DetecTor in place.
+ 8. an upgrade of libnss3-detector itself keeps DetecTor in place;
+ 9. detector-deploy (detector-tools) is installed with its descriptors and
+    manual; with a stand-in firefox-esr 140.12 (dpkg-deb) and its
+    co-release deployed, an upgrade to firefox-esr 153.8 (no co-release)
+    makes detector-tools' trigger put firefox-esr's own libssl3.so back and
+    say so (apt's output, syslog); removing detector-tools takes a deployed
+    co-release away too.
 
 Needs root (chroot, mount namespaces, the sphere namespaces of World).
 """
@@ -129,13 +136,14 @@ def root(world):
         r.remove()
 
 
-def tstclnt(root, world, addr):
+def tstclnt(root, world, addr, wrapper=()):
     """An unmodified tstclnt in the root to server.test, which the root's
     /etc/hosts sends to addr; DetecTor (if installed) asks the world's
-    honest spheres.  No detector-run, no LD_LIBRARY_PATH."""
+    honest spheres.  No detector-run (unless wrapper names it), no
+    LD_LIBRARY_PATH."""
     root.write("/etc/hosts", "127.0.0.1\tlocalhost\n%s\tserver.test\n" % addr)
     shutil.rmtree(root.file("/root/.cache"), ignore_errors=True)
-    return root.run(["tstclnt", "-h", "server.test", "-p", str(world.cport),
+    return root.run([*wrapper, "tstclnt", "-h", "server.test", "-p", str(world.cport),
                      "-d", "sql:/root/nssdb", "-A", "/root/request"],
                     env={"DETECTOR_SPHERES": world.sphere_list(*world.honest),
                          "DETECTOR_LOG": "decisions"},
@@ -203,6 +211,10 @@ def test_2_install_protects_unmodified_tstclnt(root, world):
     assert verify.returncode == 0 and verify.stdout == "", show(verify)
     refused = tstclnt(root, world, MITM_ADDR)
     assert_refused(refused)
+    # detector-run finds the package's libssl3.so, built for this libnss3.
+    run = tstclnt(root, world, MITM_ADDR, wrapper=["detector-run"])
+    assert_refused(run)
+    assert "WARNING" not in run.stderr, show(run)
     assert_connected(tstclnt(root, world, REAL_ADDR))
     # The spheres start at the next boot; the monitor waits for its
     # configuration (not enabled).
@@ -367,6 +379,13 @@ def test_6_nss_update_proceeds_and_restores_stock_libssl(root, world, nss_debs):
     status = root.run([SWITCH, "status"], check=False)
     assert status.returncode == 1, show(status)
     assert_connected(tstclnt(root, world, MITM_ADDR))
+    # detector-run must not load /usr/lib/detector/libssl3.so (built for the
+    # old libnss3) either: the stock NSS, and a loud warning.
+    run = tstclnt(root, world, MITM_ADDR, wrapper=["detector-run"])
+    assert_connected(run)
+    assert ("/usr/lib/detector/libssl3.so was built for libnss3 %s, but the installed "
+            "libnss3 is %s" % (nss_debs["version"], nss_debs["bumped"])) in run.stderr, show(run)
+    assert "NOT checked by DetecTor" in run.stderr, show(run)
 
 
 def test_7_back_to_the_built_for_nss_reactivates(root, world, nss_debs):
@@ -401,3 +420,97 @@ def test_8_upgrading_libnss3_detector_keeps_it_in_place(root, world):
     assert_detector(root)
     assert root.run(["dpkg-divert", "--list", "*libssl3*"]).stdout.count("\n") == 1
     assert_refused(tstclnt(root, world, MITM_ADDR))
+
+
+# -- detector-deploy (detector-tools) and an application that bundles NSS
+
+FF_OLD = "140.12.0esr-1~deb12u1"        # has a co-release (coreleases/*.bundled)
+FF_NEW = "153.8.0esr-1~deb12u1"         # bundles NSS 3.125.1: no co-release
+FF_DIR = "/usr/lib/firefox-esr"
+FF_DESCRIPTOR = "debian-bookworm-firefox-esr-140.12.0esr-nss-3.112.5"
+
+
+def fake_firefox(root, version):
+    """A firefox-esr package of that version (dpkg-deb) whose libssl3.so
+    says which version it is: what apt would install, minus the browser."""
+    work = tempfile.mkdtemp(prefix="detector-ff-")
+    try:
+        tree = os.path.join(work, "tree")
+        os.makedirs(os.path.join(tree, "DEBIAN"))
+        os.makedirs(tree + FF_DIR)
+        with open(os.path.join(tree, "DEBIAN", "control"), "w") as f:
+            f.write("Package: firefox-esr\nVersion: %s\nArchitecture: %s\n"
+                    "Maintainer: DetecTor tests <tests@example.org>\n"
+                    "Description: stand-in for the test of detector-deploy\n" % (version, ARCH))
+        for name in ("libssl3.so", "libnss3.so"):
+            with open(tree + FF_DIR + "/" + name, "w") as f:
+                f.write("firefox-esr %s's own %s\n" % (version, name))
+        out = "/tmp/debs/firefox-esr_%s.deb" % version
+        subprocess.run(["dpkg-deb", "--root-owner-group", "-b", tree, root.file(out)],
+                       check=True, capture_output=True)
+    finally:
+        shutil.rmtree(work)
+    return out
+
+
+def deploy(root, *args):
+    return root.run(["detector-deploy", "--build", "/root/corelease", *args], check=False)
+
+
+def test_9_detector_deploy_is_packaged_and_reverted_by_an_application_upgrade(root):
+    """detector-tools ships detector-deploy, the descriptors and the manual;
+    its dpkg trigger puts firefox-esr's own libssl3.so back when firefox-esr
+    is upgraded to a version without a co-release (apt's output, syslog)."""
+    for path in ("/usr/bin/detector-deploy", "/usr/share/man/man1/detector-deploy.1.gz",
+                 "/usr/share/detector/coreleases/%s.bundled" % FF_DESCRIPTOR):
+        assert os.path.isfile(root.file(path)), path + " is not installed"
+    status = root.run(["detector-deploy", "status"], check=False)
+    assert status.returncode == 0, show(status)
+    assert "system libnss3 %s" % built_for() in status.stdout, show(status)
+    assert "DetecTor: ACTIVE (libnss3-detector" in status.stdout, show(status)
+
+    proc = apt_install(root, fake_firefox(root, FF_OLD))
+    assert proc.returncode == 0, show(proc)
+    # A stand-in for the built co-release (make corelease), with the hook's
+    # marker by which detector-deploy knows its own file.
+    os.makedirs(root.file("/root/corelease/%s/lib" % FF_DESCRIPTOR), exist_ok=True)
+    root.write("/root/corelease/%s/lib/libssl3.so" % FF_DESCRIPTOR,
+               "stand-in co-release, detector_nss_v1\n")
+    proc = deploy(root, "install", "firefox-esr")
+    assert proc.returncode == 0, show(proc)
+    assert "DetecTor: ACTIVE (co-release" in deploy(root, "status").stdout
+
+    new = fake_firefox(root, FF_NEW)
+    mark = len(root.syslog.lines)
+    proc = apt_install(root, new)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, show(proc)
+    with open(root.file(FF_DIR + "/libssl3.so")) as f:
+        assert f.read() == "firefox-esr %s's own libssl3.so\n" % FF_NEW, \
+            "the 140.12 co-release is still in front of 153.8's NSS"
+    assert root.run(["dpkg-divert", "--list", FF_DIR + "/*"]).stdout == ""
+    assert not os.path.exists(root.file(FF_DIR + "/libssl3.so.detector-orig"))
+    told = ("firefox-esr is now %s, but DetecTor's co-release libssl3.so in %s was built "
+            "for firefox-esr %s" % (FF_NEW, FF_DIR, FF_OLD))
+    assert told in out, "apt's output does not say it:\n" + out
+    logged = [line for line in root.syslog.lines[mark:] if "detector-deploy: " in line]
+    assert any(told in line for line in logged), "syslog got: %s" % root.syslog.lines[mark:]
+    state = root.run(["dpkg-query", "-W", "-f=${Status}", "firefox-esr"]).stdout
+    assert state == "install ok installed", state
+    status = deploy(root, "status").stdout
+    assert "no co-release exists for firefox-esr %s because the source is not reachable" \
+        % FF_NEW in status, status
+
+    # Back to 140.12, deployed again; removing detector-tools takes the
+    # co-release away with it; then firefox-esr goes.
+    assert apt_install(root, "/tmp/debs/firefox-esr_%s.deb" % FF_OLD,
+                       extra=["--allow-downgrades"]).returncode == 0
+    assert deploy(root, "install", "firefox-esr").returncode == 0
+    proc = root.run(["apt-get", "remove", "-y", "detector-tools"], check=False)
+    assert proc.returncode == 0, show(proc)
+    with open(root.file(FF_DIR + "/libssl3.so")) as f:
+        assert f.read() == "firefox-esr %s's own libssl3.so\n" % FF_OLD
+    assert root.run(["dpkg-divert", "--list", FF_DIR + "/*"]).stdout == ""
+    proc = root.run(["apt-get", "purge", "-y", "firefox-esr"], check=False)
+    assert proc.returncode == 0, show(proc)
+    assert not os.path.exists(root.file(FF_DIR))

@@ -1,0 +1,46 @@
+"""The packaged tools use libdetector0, the shared library Debian ships
+once, with a symbols file (Debian policy 8.6 and 10.7.1's "link dynamically
+with libraries available in the archive"), not a static copy each.
+
+Reads the .deb files make deb built (DETECTOR_DEB_DIR); no root needed.
+"""
+
+import glob
+import os
+import subprocess
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TOP = os.path.dirname(os.path.dirname(HERE))
+DEB_DIR = os.environ.get("DETECTOR_DEB_DIR", os.path.join(TOP, "build", "deb"))
+
+
+def deb(name):
+    found = glob.glob(os.path.join(DEB_DIR, "%s_*_*.deb" % name))
+    if len(found) != 1:
+        pytest.fail("expected one %s .deb in %s (run make deb), found %s"
+                    % (name, DEB_DIR, found))
+    return found[0]
+
+
+def test_tools_link_libdetector_so_0(tmp_path):
+    subprocess.run(["dpkg-deb", "-x", deb("detector-tools"), str(tmp_path)], check=True)
+    for tool in ("sphere-probe", "detector-monitor"):
+        dyn = subprocess.run(["readelf", "-d", str(tmp_path / "usr" / "bin" / tool)],
+                             check=True, capture_output=True, text=True).stdout
+        assert "Shared library: [libdetector.so.0]" in dyn, "%s: %s" % (tool, dyn)
+    depends = subprocess.run(["dpkg-deb", "-f", deb("detector-tools"), "Depends"],
+                             check=True, capture_output=True, text=True).stdout
+    assert "libdetector0 (>= 0.1.0)" in depends or "libdetector0 (=" in depends, depends
+
+
+def test_libdetector0_has_a_symbols_file(tmp_path):
+    subprocess.run(["dpkg-deb", "-e", deb("libdetector0"), str(tmp_path / "DEBIAN")],
+                   check=True)
+    symbols = (tmp_path / "DEBIAN" / "symbols").read_text()
+    assert symbols.startswith("libdetector.so.0 libdetector0 #MINVER#\n"), symbols
+    assert " detector_check@Base 0.1.0\n" in symbols, symbols
+    # Only the public API (and the hook's entry point) is exported.
+    names = [line.split("@")[0].strip() for line in symbols.splitlines()[1:]]
+    assert names and all(n.startswith("detector_") for n in names), names
