@@ -89,7 +89,9 @@ $(BUILD)/detector/monitor/%.o: detector/monitor/%.c $(wildcard detector/include/
 	@$(if $(Q),echo "  CC      $@")
 	$(Q)$(CC) $(CFLAGS) -c -o $@ $<
 
-$(MON_A): $(MON_OBJS) $(CLI_OBJ)
+# The monitor's own copy of the INI reader: libdetector.so.0 (TOOLS_LIB=shared,
+# the Debian package) exports only the public API.
+$(MON_A): $(MON_OBJS) $(CLI_OBJ) $(BUILD)/detector/common/inireader.o
 	@mkdir -p $(@D)
 	rm -f $@ && ar rcs $@ $^
 
