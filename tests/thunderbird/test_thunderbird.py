@@ -1,0 +1,140 @@
+"""Debian's Thunderbird, unmodified, with DetecTor's co-release libssl3.so,
+as a mail user would meet it (issue 18, item 4).
+
+A real IMAP server (dovecot, implicit TLS, the world's real certificate,
+one message with a marker) on 127.0.0.2 and a TLS-terminating MITM (socat,
+the world's rogue certificate, logging the plaintext it relays) on
+127.0.0.3; Thunderbird's fresh profile trusts the test CA, so stock
+Thunderbird trusts the rogue certificate too.  Headless Thunderbird, driven
+by Marionette in chrome context, lists the account's folders and fetches
+the message:
+
+  stock Thunderbird, MITM       fetches the message (the attack works)
+  co-release, MITM              refused: no IMAP command reaches the real
+                                server through the MITM, DetecTor's log
+                                names the host and the verdict
+  co-release, clean path        fetches the message; the spheres probed
+
+The co-release runs from a copy of /usr/lib/thunderbird with libssl3.so
+swapped (firefox.swapped_folder); nothing under /usr changes.  When the
+installed thunderbird has no co-release, everything skips loudly, naming
+the missing co-release and the NSS version Thunderbird bundles.
+"""
+
+import os
+import re
+import shutil
+import tempfile
+
+import pytest
+
+from thunderbird import HOST, MITM_ADDR, REAL_ADDR, USER, ImapServer, LoggingMitm, \
+    fetch_mail, make_profile
+from firefox import LIBDETECTOR, find_corelease, swapped_folder
+from testworld.ports import free_port
+from testworld.world import World
+
+CORELEASE, WHY_NOT = find_corelease("thunderbird")
+pytestmark = pytest.mark.skipif(CORELEASE is None, reason=WHY_NOT or "")
+if CORELEASE is None:
+    print("\n*** test_thunderbird: SKIPPED: %s ***\n" % WHY_NOT)
+
+
+@pytest.fixture(scope="module")
+def world():
+    with World(minimal=True) as w:
+        yield w
+
+
+@pytest.fixture(scope="module")
+def work():
+    d = tempfile.mkdtemp(prefix="detector-thunderbird-")
+    os.chmod(d, 0o755)        # dovecot's unprivileged processes reach its folder
+    yield d
+    if not os.environ.get("DETECTOR_KEEP"):
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def mail(world, work):
+    """The IMAP server on REAL_ADDR:port and the MITM on MITM_ADDR:port."""
+    port = free_port(REAL_ADDR, MITM_ADDR)
+    server = ImapServer(world, work, port)
+    try:
+        server.mitm = LoggingMitm(work, port, world.rogue)
+    except BaseException:
+        server.stop()
+        raise
+    yield server
+    server.mitm.stop()
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def protected(work):
+    """Thunderbird's folder, copied, with the co-release libssl3.so."""
+    if not os.path.isfile(CORELEASE.library):
+        pytest.fail("%s is missing: run `make corelease`" % CORELEASE.library, pytrace=False)
+    if not os.path.isfile(LIBDETECTOR):
+        pytest.fail("%s is missing: run `make`" % LIBDETECTOR, pytrace=False)
+    folder = swapped_folder(CORELEASE.folder, os.path.join(work, "thunderbird"),
+                            CORELEASE.library)
+    # /usr/lib/thunderbird/thunderbird is a symlink to thunderbird-bin:
+    # run the copied binary itself, or the loader finds the original folder.
+    return os.path.join(folder, "thunderbird-bin")
+
+
+def run(world, mail, work, name, program, addr, detector_env=True, config=None):
+    d = os.path.join(work, name)
+    os.mkdir(d)
+    profile = make_profile(os.path.join(d, "profile"), world.ca.crt, mail.port)
+    env = {}
+    if detector_env:
+        env = {"NSS_DETECTOR_LIBRARY": LIBDETECTOR, "DETECTOR_LOG": "decisions",
+               "DETECTOR_SPHERES": world.sphere_list(*world.honest)}
+    if config is not None:
+        env["DETECTOR_CONFIG"] = os.path.join(d, "detector.conf")
+        with open(env["DETECTOR_CONFIG"], "w") as f:
+            f.write(config)
+    mitm_mark, log_mark = mail.mitm.size(), len(mail.log())
+    s = fetch_mail(program, profile, mail.password, addr, d, env)
+    s.to_server = mail.mitm.to_server(mitm_mark)
+    s.logins = mail.logins(log_mark)
+    print(s)
+    print("plaintext Thunderbird sent through the MITM:\n%s" % s.to_server)
+    print("logins at the real server: %d" % s.logins)
+    return s
+
+
+def marks(world):
+    return [s.log_size() for s in world.honest]
+
+
+def probes_seen(world, since, port):
+    return sum(1 for s, m in zip(world.honest, since) for t in s.targets(m)
+               if t == (HOST, port))
+
+
+def detector_lines(s):
+    return [l for l in s.err.splitlines() if "detector" in l.lower()]
+
+
+def fetched(s, mail):
+    r = s.result
+    return (r.get("error") is None and "INBOX" in [f.upper() for f in r.get("folders", [])]
+            and r.get("subjects") == [mail.marker]
+            and ("Body of the real server's message: %s" % mail.marker) in r.get("body", ""))
+
+
+def test_stock_thunderbird_fetches_the_mail_through_the_mitm(world, mail, work):
+    m = marks(world)
+    s = run(world, mail, work, "stock-mitm", os.path.join(CORELEASE.folder, "thunderbird-bin"),
+            MITM_ADDR)
+    assert s.libssl_loaded() == [os.path.join(CORELEASE.folder, "libssl3.so")], s
+    assert fetched(s, mail), \
+        "stock Thunderbird must list the folders and fetch the real server's message " \
+        "through the MITM (the attack works):\n%s" % s
+    assert re.search(r"AUTHENTICATE|LOGIN", s.to_server, re.I) and s.logins >= 1, \
+        "its IMAP commands and login went through the MITM:\n%s" % s.to_server
+    assert not detector_lines(s), s
+    assert probes_seen(world, m, mail.port) == 0, "stock Thunderbird probes nothing"
