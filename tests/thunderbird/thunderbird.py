@@ -339,7 +339,8 @@ class Session:
     def __str__(self):
         # GTK's complaints about the missing display are noise.
         err = "\n".join(l for l in self.err.splitlines()
-                        if l.strip() and "Gtk-CRITICAL" not in l and "glib warning" not in l)
+                        if l.strip() and not any(n in l for n in (
+                            "Gtk-CRITICAL", "glib warning", "GFX1-", "(t=")))
         return ("%s\n  exit %s after %.1fs\n  result %s\n--- stderr (last 6000)\n%s\n---"
                 % (" ".join(self.argv), self.rc, self.elapsed,
                    json.dumps(self.result)[:3000], err[-6000:]))
