@@ -82,6 +82,16 @@ enum detector_path_status {
 	DETECTOR_PATH_SEEN,       /* a direct fetch that captured a certificate */
 };
 
+/* What was done with a connection after its verdict. */
+enum detector_policy {
+	DETECTOR_POLICY_NONE = 0,   /* not applied (a bare detector_check()) */
+	DETECTOR_POLICY_ACCEPTED,   /* the direct connection went on */
+	DETECTOR_POLICY_REFUSED,    /* refused (on_mitm = refuse, or a reroute
+	                             * that failed) */
+	DETECTOR_POLICY_REROUTED,   /* made again through a sphere that saw
+	                             * the quorum key, and that key was shown */
+};
+
 enum detector_undecided_policy {
 	DETECTOR_UNDECIDED_ACCEPT = 0,
 	DETECTOR_UNDECIDED_REJECT,
@@ -198,6 +208,12 @@ struct detector_result {
 	const char *locality_detail;      /* one line, for humans, naming the
 	                                   * spheres that differ; NULL for a
 	                                   * remembered or excluded result */
+	/* Appended: what was done with the verdict (see detector_reroute()).
+	 * detector_check() leaves DETECTOR_POLICY_NONE: it only judges. */
+	enum detector_policy policy;
+	const char *rerouted_via;         /* REROUTED: the sphere "ip:port" */
+	unsigned char rerouted_spki_sha256[DETECTOR_SHA256_LEN];
+	                                  /* the key the reroute must show */
 };
 
 struct detector_config;
@@ -439,7 +455,44 @@ DETECTOR_API int detector_fd_trusted(int fd, const char *path,
 DETECTOR_API int detector_open_trusted(const char *path, char *err,
     size_t errlen);
 
-/* Names for the enums ("accept", "key-match", ...). */
+/*
+ * Rerouting (docs/reroute.md): when the direct path is intercepted, the
+ * connection is made again through one of the spheres that saw the key the
+ * spheres agree on (the quorum key: seen by at least n-k+1 spheres, and by
+ * more than any other key but the direct one).
+ *
+ * detector_reroute() takes a REJECT for host:port and the certificate the
+ * direct path showed, opens a fresh TCP connection to the fastest such
+ * sphere, asks it (SOCKS5 CONNECT, a fresh isolation token) for the host
+ * *name*, never resolved locally, and speaks the context's STARTTLS
+ * preamble (detector_set_starttls()) through the tunnel; a sphere that
+ * fails is replaced by the next one that saw the key.  All of it within
+ * deadline_ms (0: the configured deadline).  Returns 0 with *fd a
+ * connected, blocking, close-on-exec descriptor on which the caller starts
+ * its TLS handshake from the ClientHello, result->rerouted_via and
+ * result->rerouted_spki_sha256 set; or -1 (detector_error(): every sphere
+ * tried and why) with result->policy DETECTOR_POLICY_REFUSED: the caller
+ * must then refuse, never fall back to the direct path.
+ *
+ * A result remembered from an earlier check (result->cached) has no
+ * spheres: the plan of the check that found this rogue key is used (kept
+ * by the process for ten minutes, as long as the REJECT), with no probe.
+ * Without one, -1.
+ *
+ * detector_reroute_verify() then judges the certificate the rerouted
+ * handshake got (call it from the certificate callback, before any
+ * application data is sent): 0 if its key is the quorum key (result->policy
+ * becomes DETECTOR_POLICY_REROUTED), else -1 with the reason and
+ * DETECTOR_POLICY_REFUSED: a lying sphere or a key change.
+ */
+DETECTOR_API int detector_reroute(struct detector *ctx, const char *host,
+    unsigned int port, const unsigned char *observed_der, size_t der_len,
+    struct detector_result *result, unsigned int deadline_ms, int *fd);
+DETECTOR_API int detector_reroute_verify(struct detector *ctx,
+    struct detector_result *result, const unsigned char *der,
+    size_t der_len);
+
+/* Names for the enums ("accept", "key-match", "rerouted", ...). */
 DETECTOR_API const char *detector_verdict_name(enum detector_verdict v);
 DETECTOR_API const char *detector_path_status_name(
     enum detector_path_status s);
@@ -448,6 +501,7 @@ DETECTOR_API const char *detector_ocsp_status_name(
     enum detector_ocsp_status s);
 /* "unknown", "consistent", "local-path", "regional", "server-or-global". */
 DETECTOR_API const char *detector_locality_name(enum detector_locality l);
+DETECTOR_API const char *detector_policy_name(enum detector_policy p);
 
 #ifdef __cplusplus
 }

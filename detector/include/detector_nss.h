@@ -69,6 +69,66 @@ struct detector_nss_ops {
 /* NULL when DetecTor is disabled by its configuration (enabled = no). */
 DETECTOR_API const struct detector_nss_ops *detector_nss_v1(void);
 
+/*
+ * Rerouting (docs/reroute.md), a separate and separately versioned entry so
+ * that struct detector_nss_ops and every libssl built against it stay as
+ * they are.  A libssl that looks up detector_nss_reroute_v1() declares that
+ * it can reroute: only then does check() refuse a handshake with
+ * DETECTOR_ERROR_REROUTE, meaning "refused on this path; on_mitm = reroute
+ * asks to make the connection again through a sphere".  libssl then calls
+ * open() with the same host, port and certificate, and never lets the
+ * handshake go on over the direct path.
+ */
+#define DETECTOR_ERROR_REROUTE (DETECTOR_ERROR_BASE + 4)
+
+/* Called once, from another thread, with 0 and a descriptor ready for the
+ * ClientHello (now the caller's to close), or a refusal code and -1.  It
+ * may run before open() has returned (libssl holds the socket's handshake
+ * locks across open(), so it waits for them). */
+typedef void (*detector_nss_reroute_fn)(void *arg, int error, int fd);
+
+struct detector_nss_reroute_ops {
+	unsigned int version;   /* 1 */
+	/*
+	 * Opens a fresh connection to host:port through a sphere that saw the
+	 * quorum key when the check refused this certificate (der: the direct
+	 * path's leaf): SOCKS5 to the host name with a fresh isolation token,
+	 * then the port's STARTTLS preamble.  The descriptor is connected,
+	 * blocking and close-on-exec; libssl dup2()s it onto the application's
+	 * descriptor number and starts the handshake over from ClientHello.
+	 * may_block: open it now, on the caller's thread, bounded by the
+	 * reroute deadline; DETECTOR_NSS_DECIDED with *fd, or *error
+	 * (DETECTOR_ERROR_MITM: no reroute possible; never the direct path).
+	 * Otherwise DETECTOR_NSS_PENDING and done(arg, error, fd) later.
+	 * *handle is set whenever *error is 0: the reroute's identity, for
+	 * verify() and release().
+	 */
+	int (*open)(const char *host, unsigned int port,
+	    const unsigned char *der, unsigned int der_len, int may_block,
+	    detector_nss_reroute_fn done, void *arg, void **handle, int *fd,
+	    int *error);
+	/*
+	 * The rerouted handshake's server certificate, after the application's
+	 * own check accepted it (instead of check(): a rerouted connection is
+	 * never rerouted again).  0 if its key is the quorum key (logged as
+	 * "REROUTED host:port via sphere"), else DETECTOR_ERROR_MITM.
+	 */
+	int (*verify)(void *handle, const unsigned char *der,
+	    unsigned int der_len);
+	/*
+	 * Exactly once per handle, when the socket is closed or reset.  After
+	 * it returns, done() is not running and never will (an unused
+	 * descriptor is closed), except when called from inside done(), which
+	 * it cannot wait for.  A handle inherited through fork() is never
+	 * delivered in the child.
+	 */
+	void (*release)(void *handle);
+};
+
+/* NULL when DetecTor is disabled (enabled = no) or cannot reroute. */
+DETECTOR_API const struct detector_nss_reroute_ops *detector_nss_reroute_v1(
+    void);
+
 #ifdef __cplusplus
 }
 #endif

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cache.h"
 #include "certinfo.h"
@@ -25,6 +26,7 @@
 #include "host.h"
 #include "memory.h"
 #include "probe.h"
+#include "reroute.h"
 #include "verdict.h"
 
 
@@ -336,6 +338,7 @@ detector_result_free(struct detector_result *r)
 	free((void *)r->locality_detail);
 	free((void *)r->reason);
 	free((void *)r->note);
+	free((void *)r->rerouted_via);
 	free(r);
 }
 
@@ -579,6 +582,24 @@ check_recall(struct detector *ctx, const char *host, unsigned int port,
 	return finish(ctx, res, result) == -1 ? -1 : 1;
 }
 
+/* A REJECT whose spheres agree on another key: keep the way around the
+ * rogue key, so that the next handshake showing it reroutes at once. */
+static void
+remember_reroute(struct detector *ctx, const char *host, unsigned int port,
+    const struct certinfo *ci, const struct detector_result *res)
+{
+	struct reroute_plan plan;
+	char err[256];
+
+	if (res->verdict == DETECTOR_REJECT && reroute_plan(res,
+	    ctx->cfg.spheres, ctx->cfg.nspheres, host, port, ctx->starttls,
+	    ctx->cfg.deadline_ms, &plan, err, sizeof(err)) == 0) {
+		plan.log_level = ctx->cfg.log_level;
+		plan.log_syslog = ctx->cfg.log_syslog;
+		reroute_remember(&plan, ci->spki_sha256);
+	}
+}
+
 /* check_probe() with the certificate seen directly (leaf) and the direct
  * path (chain and staple), either NULL when not known. */
 static int
@@ -597,6 +618,7 @@ check_probe_path(struct detector *ctx, const char *host, unsigned int port,
 	if (m != NULL)
 		memory_record(m, host, port, ci->spki_sha256,
 		    (*result)->verdict, ctx->cfg.cache_validity_s);
+	remember_reroute(ctx, host, port, ci, *result);
 	take_notes(ctx, *result);
 	return 0;
 }
@@ -841,4 +863,80 @@ detector_path_free(struct detector_path *path)
 		return;
 	path_release(path);
 	free(path);
+}
+
+/* Rerouting: the context's side (reroute.c does the work). */
+int
+detector_reroute(struct detector *ctx, const char *host, unsigned int port,
+    const unsigned char *observed_der, size_t der_len,
+    struct detector_result *result, unsigned int deadline_ms, int *fd)
+{
+	struct reroute_plan plan;
+	struct certinfo ci;
+	char name[CHECK_HOST_SIZE], err[2048];
+	unsigned int via;
+	int s;
+
+	if (fd != NULL)
+		*fd = -1;
+	if (check_target(ctx, result != NULL && fd != NULL, host, port,
+	    name) == -1)
+		return -1;
+	result->policy = DETECTOR_POLICY_REFUSED;
+	if (observed_der == NULL || der_len == 0 || certinfo_read(observed_der,
+	    der_len, &ci, err, sizeof(err)) == -1)
+		return seterr(ctx, "%s:%u: no usable certificate of the direct "
+		    "path given", name, port);
+	if (result->nspheres == 0) {
+		if (!reroute_recall(name, port, ci.spki_sha256, &plan))
+			return seterr(ctx, "%s:%u: cannot reroute: the verdict "
+			    "was remembered and no reroute plan is kept for "
+			    "this key (check again to find the spheres' key)",
+			    name, port);
+	} else if (reroute_plan(result, ctx->cfg.spheres, ctx->cfg.nspheres,
+	    name, port, ctx->starttls, ctx->cfg.deadline_ms, &plan, err,
+	    sizeof(err)) == -1)
+		return seterr(ctx, "cannot reroute: %s", err);
+	if (deadline_ms != 0)
+		plan.deadline_ms = deadline_ms;
+	if ((s = reroute_open(&plan, -1, &via, err, sizeof(err))) == -1)
+		return seterr(ctx, "%s:%u: cannot reroute through a sphere: %s",
+		    name, port, err);
+	free((void *)result->rerouted_via);
+	if ((result->rerouted_via = strdup(plan.via[via].text)) == NULL) {
+		close(s);
+		return seterr(ctx, "out of memory");
+	}
+	memcpy(result->rerouted_spki_sha256, plan.key, DETECTOR_SHA256_LEN);
+	*fd = s;
+	return 0;
+}
+
+int
+detector_reroute_verify(struct detector *ctx, struct detector_result *result,
+    const unsigned char *der, size_t der_len)
+{
+	char err[512];
+
+	if (result == NULL || result->rerouted_via == NULL)
+		return seterr(ctx, "no reroute to verify");
+	if (reroute_verify(result->rerouted_spki_sha256, result->rerouted_via,
+	    der, der_len, err, sizeof(err)) == -1) {
+		result->policy = DETECTOR_POLICY_REFUSED;
+		return seterr(ctx, "%s", err);
+	}
+	result->policy = DETECTOR_POLICY_REROUTED;
+	return 0;
+}
+
+const char *
+detector_policy_name(enum detector_policy p)
+{
+	switch (p) {
+	case DETECTOR_POLICY_NONE: return "none";
+	case DETECTOR_POLICY_ACCEPTED: return "accepted";
+	case DETECTOR_POLICY_REFUSED: return "refused";
+	case DETECTOR_POLICY_REROUTED: return "rerouted";
+	}
+	return "unknown";
 }
