@@ -7,7 +7,8 @@
 #                           rogue-CA MITM: stock Thunderbird fetches the mail,
 #                           the co-release refuses the MITM (no IMAP command
 #                           reaches the server), the clean path fetches it
-#                           (tests/thunderbird/test_thunderbird.py, ~30 s)
+#                           (tests/thunderbird/test_thunderbird.py, ~40 s;
+#                           the same over STARTTLS)
 #   make thunderbird-deps   (part of `make deps`) installs thunderbird at the
 #                           version of its coreleases/*.bundled descriptor
 #                           when Debian's archive serves it, and says why not

@@ -28,8 +28,8 @@ import tempfile
 
 import pytest
 
-from thunderbird import HOST, MITM_ADDR, REAL_ADDR, USER, ImapServer, LoggingMitm, \
-    fetch_mail, make_profile
+from thunderbird import HOST, MITM_ADDR, REAL_ADDR, CountingStarttlsMitm, ImapServer, \
+    LoggingMitm, fetch_mail, make_profile
 from firefox import LIBDETECTOR, find_corelease, swapped_folder
 from testworld.ports import free_port
 from testworld.world import World
@@ -57,17 +57,22 @@ def work():
 
 @pytest.fixture(scope="module")
 def mail(world, work):
-    """The IMAP server on REAL_ADDR:port and the MITM on MITM_ADDR:port."""
+    """The IMAP server on REAL_ADDR (implicit TLS on .port, STARTTLS on
+    .starttls_port) and a MITM on MITM_ADDR at each port."""
     port = free_port(REAL_ADDR, MITM_ADDR)
-    server = ImapServer(world, work, port)
+    sport = free_port(REAL_ADDR, MITM_ADDR)
+    server = ImapServer(world, work, port, sport)
+    server.mitm = server.starttls_mitm = None
     try:
         server.mitm = LoggingMitm(work, port, world.rogue)
-    except BaseException:
+        server.starttls_mitm = CountingStarttlsMitm("imap", sport, world.rogue,
+                                                    (REAL_ADDR, sport))
+        yield server
+    finally:
+        for m in (server.starttls_mitm, server.mitm):
+            if m is not None:
+                m.stop()
         server.stop()
-        raise
-    yield server
-    server.mitm.stop()
-    server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -84,10 +89,12 @@ def protected(work):
     return os.path.join(folder, "thunderbird-bin")
 
 
-def run(world, mail, work, name, program, addr, detector_env=True, config=None):
+def run(world, mail, work, name, program, addr, detector_env=True, config=None,
+        starttls=False):
     d = os.path.join(work, name)
     os.mkdir(d)
-    profile = make_profile(os.path.join(d, "profile"), world.ca.crt, mail.port)
+    profile = make_profile(os.path.join(d, "profile"), world.ca.crt,
+                           mail.starttls_port if starttls else mail.port, starttls)
     env = {}
     if detector_env:
         env = {"NSS_DETECTOR_LIBRARY": LIBDETECTOR, "DETECTOR_LOG": "decisions",
@@ -97,8 +104,10 @@ def run(world, mail, work, name, program, addr, detector_env=True, config=None):
         with open(env["DETECTOR_CONFIG"], "w") as f:
             f.write(config)
     mitm_mark, log_mark = mail.mitm.size(), len(mail.log())
+    tls_mark = mail.starttls_mitm.tls_done
     s = fetch_mail(program, profile, mail.password, addr, d, env)
     s.to_server = mail.mitm.to_server(mitm_mark)
+    s.starttls_tls_done = mail.starttls_mitm.tls_done - tls_mark
     s.logins = mail.logins(log_mark)
     print(s)
     print("plaintext Thunderbird sent through the MITM:\n%s" % s.to_server)
@@ -189,3 +198,45 @@ def test_corelease_thunderbird_with_detector_disabled_is_stock_thunderbird(
     assert s.libssl_loaded() == [os.path.join(os.path.dirname(protected), "libssl3.so")], s
     assert fetched(s, mail) and s.logins >= 1, s
     assert probes_seen(world, m, mail.port) == 0, s
+
+
+# The same over STARTTLS (the plain IMAP port, Thunderbird's "STARTTLS"
+# security): the MITM speaks the IMAP preamble itself; DetecTor's probes
+# speak it too, told by the `starttls` key (the port is not 143).
+
+
+def starttls_config(mail):
+    return "[detector]\nstarttls = %d:imap\n" % mail.starttls_port
+
+
+def test_stock_thunderbird_fetches_the_mail_through_the_starttls_mitm(world, mail, work):
+    s = run(world, mail, work, "stock-starttls-mitm",
+            os.path.join(CORELEASE.folder, "thunderbird-bin"), MITM_ADDR, starttls=True)
+    assert fetched(s, mail) and s.logins >= 1 and s.starttls_tls_done >= 1, \
+        "stock Thunderbird must fetch the message through the STARTTLS MITM:\n%s" % s
+
+
+def test_corelease_thunderbird_refuses_the_starttls_mitm(world, mail, work, protected):
+    m = marks(world)
+    s = run(world, mail, work, "detector-starttls-mitm", protected, MITM_ADDR,
+            config=starttls_config(mail), starttls=True)
+    assert s.libssl_loaded() == [os.path.join(os.path.dirname(protected), "libssl3.so")], s
+    assert s.starttls_tls_done == 0 and s.logins == 0, \
+        "Thunderbird must never finish TLS with the MITM (so no IMAP command reaches " \
+        "the real server):\n%s" % s
+    assert re.search(r"%s:%d REFUSED \(reject\)" % (re.escape(HOST), mail.starttls_port),
+                     s.err), s
+    assert probes_seen(world, m, mail.starttls_port) >= 2, s
+    assert s.result.get("error") and not s.result.get("subjects"), s
+
+
+def test_corelease_thunderbird_fetches_over_starttls_on_the_clean_path(world, mail, work,
+                                                                     protected):
+    m = marks(world)
+    s = run(world, mail, work, "detector-starttls-clean", protected, REAL_ADDR,
+            config=starttls_config(mail), starttls=True)
+    assert fetched(s, mail) and s.logins >= 1, s
+    assert re.search(r"%s:%d accepted \(accept\)" % (re.escape(HOST), mail.starttls_port),
+                     s.err), s
+    assert s.err.count("%s:%d probing the spheres" % (HOST, mail.starttls_port)) == 1, s
+    assert 4 <= probes_seen(world, m, mail.starttls_port) <= 5, s

@@ -27,8 +27,17 @@ sys.path.insert(0, os.path.join(HERE, ".."))
 
 from firefox import PREFS as FIREFOX_PREFS  # noqa: E402
 from firefox import Marionette, _free_local_port, _js  # noqa: E402
+import socket  # noqa: E402
+import ssl  # noqa: E402
+
+from testworld import WorldError  # noqa: E402
+from testworld.mitm import StarttlsMitm  # noqa: E402
 from testworld.ports import HOST, MITM_ADDR, REAL_ADDR, wait_tls  # noqa: E402
 from testworld.processes import Process, stop_group  # noqa: E402
+from testworld.relay import relay  # noqa: E402
+from testworld.services import close_quietly  # noqa: E402
+from testworld.starttls import IO_TIMEOUT, starttls_client, starttls_server, \
+    wait_starttls  # noqa: E402
 
 START_TIMEOUT = 60     # seconds for Thunderbird's Marionette to listen
 MAIL_TIMEOUT = 30      # seconds for the folder list and the message
@@ -82,15 +91,16 @@ PREFS.update({
 
 
 class ImapServer:
-    """Debian's dovecot on REAL_ADDR:port, implicit TLS with the world's
-    real certificate, one user (USER, a random password) whose INBOX holds
+    """Debian's dovecot on REAL_ADDR: implicit TLS on port, STARTTLS (the
+    plain IMAP port, TLS required before login) on starttls_port, with the
+    world's real certificate; one user (USER, a random password) whose INBOX holds
     one message with .marker in its subject and body.  Its log records
     each login ("Login: user=<detector>")."""
 
-    def __init__(self, world, directory, port):
+    def __init__(self, world, directory, port, starttls_port):
         if shutil.which("dovecot") is None:
             raise RuntimeError("dovecot is missing (run `make deps`)")
-        self.port = port
+        self.port, self.starttls_port = port, starttls_port
         self.marker = "detector-imap-marker-" + uuid.uuid4().hex[:12]
         self.password = uuid.uuid4().hex
         d = self.dir = os.path.join(directory, "dovecot")
@@ -146,7 +156,8 @@ userdb {{
 }}
 service imap-login {{
   inet_listener imap {{
-    port = 0
+    address = {a}
+    port = {sport}
   }}
   inet_listener imaps {{
     address = {a}
@@ -154,12 +165,13 @@ service imap-login {{
     ssl = yes
   }}
 }}
-""".format(d=d, a=REAL_ADDR, crt=crt, key=key, pw=self.password, home=home, port=port, uid=uid))
+""".format(d=d, a=REAL_ADDR, crt=crt, key=key, pw=self.password, home=home, port=port, sport=starttls_port, uid=uid))
         os.chmod(conf, 0o600)
         self.log_path = os.path.join(directory, "dovecot.log")
         self.proc = Process("dovecot", ["dovecot", "-F", "-c", conf], self.log_path)
         try:
             wait_tls(REAL_ADDR, port, self.proc)
+            wait_starttls(REAL_ADDR, starttls_port, "imap", self.proc)
         except BaseException:
             self.proc.stop()
             raise
@@ -224,12 +236,47 @@ class LoggingMitm:
         stop_group(self.proc.popen.pid)
 
 
+class CountingStarttlsMitm(StarttlsMitm):
+    """testworld.mitm.StarttlsMitm (the IMAP preamble, TLS with the rogue
+    certificate to the victim, relayed to the real server) that also
+    counts the victims whose TLS handshake with it completed: only those
+    can send it an IMAP command, and only then does it connect to the real
+    server.  (_serve is StarttlsMitm's, with the count added.)"""
+
+    def __init__(self, *args):
+        self.tls_done = 0
+        super().__init__(*args)
+
+    def _serve(self, conn):
+        up = None
+        try:
+            conn.settimeout(IO_TIMEOUT)
+            starttls_server(self.proto, conn)
+            with self._lock:
+                self.intercepted += 1
+            victim = self.ctx.wrap_socket(conn, server_side=True)
+            with self._lock:
+                self.tls_done += 1
+            up = socket.create_connection(self.upstream, timeout=IO_TIMEOUT)
+            starttls_client(self.proto, up)
+            cctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            cctx.check_hostname = False
+            cctx.verify_mode = ssl.CERT_NONE
+            up = cctx.wrap_socket(up, server_hostname=HOST)
+            relay(victim, up, self._stop, self.LIFETIME, bufsize=16384)
+        except (OSError, ssl.SSLError, WorldError):
+            pass
+        finally:
+            close_quietly(up, conn)
+
+
 # -- the profile
 
 
-def make_profile(directory, ca_crt, port):
+def make_profile(directory, ca_crt, port, starttls=False):
     """A fresh Thunderbird profile whose cert9.db trusts ca_crt for TLS,
-    with one IMAP account for USER at server.test:port (implicit TLS)."""
+    with one IMAP account for USER at server.test:port (implicit TLS, or
+    STARTTLS if starttls)."""
     os.mkdir(directory, 0o700)
     for argv in (["certutil", "-N", "-d", "sql:" + directory, "--empty-password"],
                  ["certutil", "-A", "-d", "sql:" + directory, "-n", "detector-test-ca",
@@ -237,6 +284,8 @@ def make_profile(directory, ca_crt, port):
         subprocess.run(argv, check=True, capture_output=True)
     prefs = dict(PREFS)
     prefs["mail.server.server1.port"] = port
+    if starttls:
+        prefs["mail.server.server1.socketType"] = 2     # STARTTLS, required
     with open(os.path.join(directory, "user.js"), "w") as f:
         for k, v in prefs.items():
             f.write("user_pref(%s, %s);\n" % (_js(k), _js(v)))
