@@ -40,7 +40,7 @@ from testworld.starttls import IO_TIMEOUT, starttls_client, starttls_server, \
     wait_starttls  # noqa: E402
 
 START_TIMEOUT = 60     # seconds for Thunderbird's Marionette to listen
-MAIL_TIMEOUT = 30      # seconds for the folder list and the message
+MAIL_TIMEOUT = 20      # seconds for the folder list and the message
 QUIT_TIMEOUT = 15      # seconds for Thunderbird to exit after Quit
 USER = "detector"
 
@@ -432,7 +432,7 @@ def fetch_mail(program, profile, password, addr, workdir, env_extra=None):
     result, note, stepname = None, "", "connect"
     try:
         m = Marionette(port, proc, START_TIMEOUT)
-        m.sock.settimeout(MAIL_TIMEOUT + 15)
+        m.sock.settimeout(MAIL_TIMEOUT + 10)
         stepname = "NewSession"
         err, _ = m.call("WebDriver:NewSession", {"capabilities": {}})
         if err:
