@@ -20,7 +20,7 @@ CC       ?= cc
 CFLAGS   ?= -O2 -g
 CFLAGS   += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow \
             -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 -fPIC \
-            -fvisibility=hidden -Idetector/include $(PKG_CFLAGS)
+            -fvisibility=hidden -Idetector/include -Idetector/common $(PKG_CFLAGS)
 ifneq ($(SANITIZE),)
 CFLAGS   += -fsanitize=address,undefined -fno-omit-frame-pointer \
             -fno-sanitize-recover=undefined
@@ -33,7 +33,10 @@ endif
 # internal modules, also see its private headers.
 INTERNAL_CFLAGS = $(CFLAGS) -Idetector/lib -Idetector/nss
 
-LIB_SRCS := $(wildcard detector/lib/*.c detector/nss/*.c)
+# detector/common: small files shared by the library and the programs that
+# are no part of the API (the INI line reader; the tools' helpers).
+LIB_SRCS := $(wildcard detector/lib/*.c detector/nss/*.c) \
+            detector/common/inireader.c
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 LIB_A    := $(BUILD)/libdetector.a
 LIB_SO   := $(BUILD)/libdetector.so.0
@@ -59,15 +62,36 @@ deps:
 # `make V=1` shows the full commands.
 Q := $(if $(V),,@)
 
-$(LIB_OBJS): $(BUILD)/%.o: %.c $(wildcard detector/include/*.h detector/lib/*.h detector/nss/*.h)
+$(LIB_OBJS): $(BUILD)/%.o: %.c $(wildcard detector/include/*.h detector/lib/*.h detector/nss/*.h detector/common/*.h)
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  CC      $@")
 	$(Q)$(CC) $(INTERNAL_CFLAGS) -c -o $@ $<
 
-$(BUILD)/detector/tools/%.o: detector/tools/%.c $(wildcard detector/include/*.h)
+$(BUILD)/detector/tools/%.o: detector/tools/%.c $(wildcard detector/include/*.h detector/common/*.h)
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  CC      $@")
 	$(Q)$(CC) $(CFLAGS) -c -o $@ $<
+
+# The command-line tools' shared helpers (die, numbers, times).
+CLI_OBJ := $(BUILD)/detector/common/cli.o
+$(CLI_OBJ): detector/common/cli.c $(wildcard detector/include/*.h detector/common/*.h)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  CC      $@")
+	$(Q)$(CC) $(CFLAGS) -c -o $@ $<
+
+# detector-monitor: every file but main.c in an archive, which main.c and
+# the monitor's unit tests link.
+MON_SRCS := $(filter-out detector/monitor/main.c,$(wildcard detector/monitor/*.c))
+MON_OBJS := $(MON_SRCS:%.c=$(BUILD)/%.o)
+MON_A    := $(BUILD)/libdetector-monitor.a
+$(BUILD)/detector/monitor/%.o: detector/monitor/%.c $(wildcard detector/include/*.h detector/common/*.h detector/monitor/*.h)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  CC      $@")
+	$(Q)$(CC) $(CFLAGS) -c -o $@ $<
+
+$(MON_A): $(MON_OBJS) $(CLI_OBJ)
+	@mkdir -p $(@D)
+	rm -f $@ && ar rcs $@ $^
 
 $(LIB_A): $(LIB_OBJS)
 	@mkdir -p $(@D)
@@ -78,14 +102,13 @@ $(LIB_SO): $(LIB_OBJS)
 	$(Q)$(CC) -shared -Wl,-soname,libdetector.so.0 -Wl,-z,defs -o $@ $^ $(LDFLAGS) $(PKG_LIBS)
 	ln -sf libdetector.so.0 $(BUILD)/libdetector.so
 
-$(BUILD)/sphere-probe: $(BUILD)/detector/tools/sphere-probe.o $(LIB_A)
+$(BUILD)/sphere-probe: $(BUILD)/detector/tools/sphere-probe.o $(CLI_OBJ) $(LIB_A)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) -o $@ $^ $(LDFLAGS) $(PKG_LIBS)
 
-# detector-monitor: its few files compiled and linked in one step.
-$(BUILD)/detector-monitor: $(wildcard detector/monitor/*.c detector/monitor/*.h) $(LIB_A)
-	@$(if $(Q),echo "  CCLD    $@")
-	$(Q)$(CC) $(CFLAGS) -o $@ $(filter %.c,$^) $(LIB_A) $(LDFLAGS) $(PKG_LIBS)
+$(BUILD)/detector-monitor: $(BUILD)/detector/monitor/main.o $(MON_A) $(LIB_A)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) -o $@ $^ $(LDFLAGS) $(PKG_LIBS)
 
 # Copied atomically (rename): a program running from build/lib while make
 # runs must never map a half-written library.
@@ -135,8 +158,11 @@ $(BUILD)/tests/purple_client: tests/hook/purple_client.c
 	  -DPURPLE_PLUGIN_DIR='"$(shell pkg-config --variable=plugindir purple)"' \
 	  -o $@ $< $(LDFLAGS) $(shell pkg-config --libs $(PURPLE_PKGS))
 
-# test_monitor_assess.c and test_monitor_hooks.c include detector-monitor's sources.
-$(BUILD)/tests/test_monitor_assess $(BUILD)/tests/test_monitor_hooks: $(wildcard detector/monitor/*.c detector/monitor/*.h)
+# The monitor's unit tests link its archive.
+$(BUILD)/tests/test_monitor_%: tests/unit/test_monitor_%.c $(MON_A) $(LIB_A)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  CC      $@")
+	$(Q)$(CC) $(CFLAGS) -o $@ $< $(MON_A) $(LIB_A) $(LDFLAGS) $(PKG_LIBS) -lcmocka
 
 $(BUILD)/tests/test_%: tests/unit/test_%.c $(LIB_A)
 	@mkdir -p $(@D)

@@ -39,6 +39,9 @@
 
 #define NOW ((uint32_t)time(NULL))
 
+/* The default policy's shape: quorum 4 of 5 spheres. */
+static const struct cache_policy bench_policy = { 4, 5, { 0x5f } };
+
 /* "cache_bench: what[: detail]" and exit. */
 static void
 fatal(const char *what, const char *detail)
@@ -127,7 +130,7 @@ random_recall(struct cache *c, uint32_t entries, int timed)
 	entry_spki(i, spki);
 	if (timed)
 		t0 = now_ns();
-	hit = cache_recall(c, host, 443, spki, NOW, &r);
+	hit = cache_recall(c, host, 443, spki, &bench_policy, NOW, &r);
 	if (timed)
 		t1 = now_ns();
 	if (!hit)
@@ -171,14 +174,16 @@ cmd_lookup(const char *path, long calls)
 	long i, hits = 0;
 
 	entry_spki(7, spki);
-	if (cache_remember(c, "server.test", 443, spki, DETECTOR_ACCEPT, NOW,
-	    86400, err, sizeof(err)) == -1)
+	if (cache_remember(c, "server.test", 443, spki, &bench_policy,
+	    DETECTOR_ACCEPT, NOW, 86400, err, sizeof(err)) == -1)
 		fatal(err, NULL);
 	for (i = 0; i < 1000; i++)              /* warm up */
-		hits += cache_recall(c, "server.test", 443, spki, NOW, &r);
+		hits += cache_recall(c, "server.test", 443, spki,
+		    &bench_policy, NOW, &r);
 	t0 = now_ns();
 	for (i = 0; i < calls; i++)
-		hits += cache_recall(c, "server.test", 443, spki, NOW, &r);
+		hits += cache_recall(c, "server.test", 443, spki,
+		    &bench_policy, NOW, &r);
 	t = now_ns() - t0;
 	if (hits != calls + 1000)
 		fatal("cache_recall missed the remembered verdict", NULL);
@@ -214,6 +219,7 @@ cmd_fill(const char *path, uint32_t entries)
 	r.verdict = DETECTOR_ACCEPT;
 	r.first_seen = r.last_verified = now;
 	r.expires = now + 86400;
+	r.policy = bench_policy;
 	if ((rc = mdb_txn_begin(env, NULL, 0, &txn)) != 0 ||
 	    (rc = mdb_dbi_open(txn, NULL, 0, &dbi)) != 0 ||
 	    (rc = mdb_txn_commit(txn)) != 0)
@@ -273,7 +279,7 @@ cmd_latency(const char *path, uint32_t entries, size_t samples)
 	for (i = 0; i < entries; i++) {
 		entry_host(i, host, sizeof(host));
 		entry_spki(i, spki);
-		if (!cache_recall(c, host, 443, spki, NOW, &r))
+		if (!cache_recall(c, host, 443, spki, &bench_policy, NOW, &r))
 			fatal("an entry is missing", host);
 	}
 	t = now_ns() - t0;

@@ -19,12 +19,13 @@ FUZZ_TARGETS := socks5 config certinfo cache starttls host
 FUZZ_BINS    := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)
 FUZZ_CFLAGS  := -g -O1 -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror \
                 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-                -Idetector/include -Idetector/lib $(PKG_CFLAGS)
+                -Idetector/include -Idetector/lib -Idetector/common $(PKG_CFLAGS)
 
 # What each target parses, and the library files that brings in.
 FUZZ_SRC_socks5   := detector/lib/socks5.c
 FUZZ_SRC_config   := detector/lib/config.c detector/lib/filetrust.c detector/lib/exclude.c \
-                     detector/lib/starttls.c
+                     detector/lib/starttls.c detector/lib/host.c \
+                     detector/common/inireader.c
 FUZZ_SRC_certinfo := detector/lib/certinfo.c
 FUZZ_SRC_cache    := detector/lib/cache.c detector/lib/filetrust.c
 FUZZ_SRC_starttls := detector/lib/starttls.c
@@ -35,7 +36,7 @@ EXTRA_TESTS += fuzz-regress
 
 fuzz-build: $(FUZZ_BINS)
 
-$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(wildcard detector/lib/*.c detector/lib/*.h)
+$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(wildcard detector/lib/*.c detector/lib/*.h detector/common/*.[ch])
 	@mkdir -p $(@D)
 	@echo "  FUZZCC  $@"
 	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_SRC_$*) $(PKG_LIBS)
@@ -82,11 +83,14 @@ fuzz-run-%: $(FUZZ_BUILD)/fuzz_% fuzz-force
 FUZZ_TARGETS += monitor_config monitor_history
 FUZZ_SRC_monitor_config  := detector/monitor/mconfig.c detector/lib/config.c detector/lib/filetrust.c \
                             detector/lib/exclude.c detector/lib/certinfo.c \
-                            detector/lib/starttls.c
+                            detector/lib/starttls.c detector/lib/host.c \
+                            detector/common/inireader.c
 FUZZ_SRC_monitor_history := detector/monitor/history.c detector/monitor/assess.c \
                             detector/monitor/mconfig.c detector/lib/config.c detector/lib/filetrust.c \
                             detector/lib/exclude.c \
-                            detector/lib/certinfo.c detector/lib/starttls.c
+                            detector/lib/certinfo.c detector/lib/starttls.c \
+                            detector/lib/host.c detector/common/inireader.c \
+                            detector/common/cli.c
 FUZZ_MONITOR_BINS := $(FUZZ_BUILD)/fuzz_monitor_config $(FUZZ_BUILD)/fuzz_monitor_history
 fuzz-build fuzz fuzz-regress: $(FUZZ_MONITOR_BINS)
 $(FUZZ_MONITOR_BINS): $(wildcard detector/monitor/*.c detector/monitor/*.h)

@@ -83,18 +83,39 @@ enum detector_path_status {
 };
 
 /* What was done with a connection after its verdict. */
-enum detector_policy {
-	DETECTOR_POLICY_NONE = 0,   /* not applied (a bare detector_check()) */
-	DETECTOR_POLICY_ACCEPTED,   /* the direct connection went on */
-	DETECTOR_POLICY_REFUSED,    /* refused (on_mitm = refuse, or a reroute
+enum detector_outcome {
+	DETECTOR_OUTCOME_NONE = 0,   /* not applied (a bare detector_check()) */
+	DETECTOR_OUTCOME_ACCEPTED,   /* the direct connection went on */
+	DETECTOR_OUTCOME_REFUSED,    /* refused (on_mitm = refuse, or a reroute
 	                             * that failed) */
-	DETECTOR_POLICY_REROUTED,   /* made again through a sphere that saw
+	DETECTOR_OUTCOME_REROUTED,   /* made again through a sphere that saw
 	                             * the quorum key, and that key was shown */
 };
 
 enum detector_undecided_policy {
 	DETECTOR_UNDECIDED_ACCEPT = 0,
 	DETECTOR_UNDECIDED_REJECT,
+};
+
+/* What a REJECT verdict (likely MITM) does to the connection checked. */
+enum detector_mitm_policy {
+	DETECTOR_MITM_REFUSE = 0,       /* refuse it: the default */
+	DETECTOR_MITM_REROUTE,          /* re-establish it through a sphere
+	                                 * that saw the quorum's key; not
+	                                 * available yet: such a connection is
+	                                 * refused, and the result's note says
+	                                 * so (never silently) */
+};
+
+/*
+ * The policy in force for one host: the global settings, or those of the
+ * most specific [site NAME] section that covers it (see detector.conf(5)).
+ */
+struct detector_policy {
+	unsigned int quorum;
+	enum detector_undecided_policy on_undecided;
+	enum detector_mitm_policy on_mitm;
+	char site[256];                 /* NAME of that section; "": global */
 };
 
 /* A DER object (certificate or OCSP response) as captured from the network. */
@@ -191,7 +212,9 @@ struct detector_result {
 	int64_t verified_at;              /* cached: unix time of that check */
 	const char *note;                 /* about the verdict memory (a cache
 	                                   * set aside, read-only, unwritable),
-	                                   * each said once per process; NULL */
+	                                   * each said once per process, and
+	                                   * that a REJECT could not be
+	                                   * rerouted; NULL */
 	/* Appended: OCSP evidence (see struct detector_ocsp). */
 	int revoked;                      /* a validly signed staple says the
 	                                   * direct certificate is revoked: the
@@ -209,11 +232,14 @@ struct detector_result {
 	                                   * spheres that differ; NULL for a
 	                                   * remembered or excluded result */
 	/* Appended: what was done with the verdict (see detector_reroute()).
-	 * detector_check() leaves DETECTOR_POLICY_NONE: it only judges. */
-	enum detector_policy policy;
+	 * detector_check() leaves DETECTOR_OUTCOME_NONE: it only judges. */
+	enum detector_outcome outcome;
 	const char *rerouted_via;         /* REROUTED: the sphere "ip:port" */
 	unsigned char rerouted_spki_sha256[DETECTOR_SHA256_LEN];
 	                                  /* the key the reroute must show */
+	/* Appended: the policy this check ran under (see
+	 * detector_config_policy()). */
+	struct detector_policy policy;    /* quorum above is policy.quorum */
 };
 
 struct detector_config;
@@ -240,7 +266,9 @@ DETECTOR_API int detector_config_set_deadline(struct detector_config *cfg,
 DETECTOR_API unsigned int detector_config_deadline(
     const struct detector_config *cfg);
 /* The spheres configured: how many, and the i-th as "ip:port" or
- * "[ipv6]:port" (NULL when i is out of range). */
+ * "[ipv6]:port", a sphere group as its members joined by '|'
+ * ("127.0.0.1:9160|127.0.0.1:9170": one vote, each check through one
+ * member) (NULL when i is out of range). */
 DETECTOR_API unsigned int detector_config_nspheres(
     const struct detector_config *cfg);
 DETECTOR_API const char *detector_config_sphere(
@@ -266,6 +294,22 @@ DETECTOR_API int detector_config_set_on_undecided(struct detector_config *cfg,
     enum detector_undecided_policy policy);
 DETECTOR_API enum detector_undecided_policy detector_config_on_undecided(
     const struct detector_config *cfg);
+/* The global `on_mitm` (DETECTOR_MITM_REFUSE by default). */
+DETECTOR_API int detector_config_set_on_mitm(struct detector_config *cfg,
+    enum detector_mitm_policy policy);
+/*
+ * The policy in force for host (read as detector_check() reads it): the
+ * global quorum, on_undecided and on_mitm, each overridden by the most
+ * specific [site NAME] section covering host that sets it.  0, or -1 for
+ * a host DetecTor cannot check (the global policy is then in *policy).
+ */
+DETECTOR_API int detector_config_policy(const struct detector_config *cfg,
+    const char *host, struct detector_policy *policy);
+/* The name of a policy value, as the configuration file spells it:
+ * "accept"/"reject", "refuse"/"reroute". */
+DETECTOR_API const char *detector_undecided_name(
+    enum detector_undecided_policy policy);
+DETECTOR_API const char *detector_mitm_name(enum detector_mitm_policy policy);
 
 /* Reads an INI file.  Every error names the file, the line and the key. */
 DETECTOR_API int detector_config_load_file(struct detector_config *cfg,
@@ -471,7 +515,7 @@ DETECTOR_API int detector_open_trusted(const char *path, char *err,
  * connected, blocking, close-on-exec descriptor on which the caller starts
  * its TLS handshake from the ClientHello, result->rerouted_via and
  * result->rerouted_spki_sha256 set; or -1 (detector_error(): every sphere
- * tried and why) with result->policy DETECTOR_POLICY_REFUSED: the caller
+ * tried and why) with result->outcome DETECTOR_OUTCOME_REFUSED: the caller
  * must then refuse, never fall back to the direct path.
  *
  * A result remembered from an earlier check (result->cached) has no
@@ -481,9 +525,9 @@ DETECTOR_API int detector_open_trusted(const char *path, char *err,
  *
  * detector_reroute_verify() then judges the certificate the rerouted
  * handshake got (call it from the certificate callback, before any
- * application data is sent): 0 if its key is the quorum key (result->policy
- * becomes DETECTOR_POLICY_REROUTED), else -1 with the reason and
- * DETECTOR_POLICY_REFUSED: a lying sphere or a key change.
+ * application data is sent): 0 if its key is the quorum key (result->outcome
+ * becomes DETECTOR_OUTCOME_REROUTED), else -1 with the reason and
+ * DETECTOR_OUTCOME_REFUSED: a lying sphere or a key change.
  */
 DETECTOR_API int detector_reroute(struct detector *ctx, const char *host,
     unsigned int port, const unsigned char *observed_der, size_t der_len,
@@ -501,7 +545,7 @@ DETECTOR_API const char *detector_ocsp_status_name(
     enum detector_ocsp_status s);
 /* "unknown", "consistent", "local-path", "regional", "server-or-global". */
 DETECTOR_API const char *detector_locality_name(enum detector_locality l);
-DETECTOR_API const char *detector_policy_name(enum detector_policy p);
+DETECTOR_API const char *detector_outcome_name(enum detector_outcome p);
 
 #ifdef __cplusplus
 }

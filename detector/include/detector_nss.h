@@ -79,7 +79,7 @@ DETECTOR_API const struct detector_nss_ops *detector_nss_v1(void);
  * open() with the same host, port and certificate, and never lets the
  * handshake go on over the direct path.
  */
-#define DETECTOR_ERROR_REROUTE (DETECTOR_ERROR_BASE + 4)
+#define DETECTOR_ERROR_REROUTE (DETECTOR_ERROR_BASE + 5)
 
 /* Called once, from another thread, with 0 and a descriptor ready for the
  * ClientHello (now the caller's to close), or a refusal code and -1.  It

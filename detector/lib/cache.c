@@ -15,7 +15,9 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <lmdb.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,7 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define CACHE_VERSION 1
+#define CACHE_VERSION 2
 #define CACHE_MAP_SIZE ((size_t)1 << 30)   /* sparse: only used pages count */
 
 struct cache {
@@ -31,7 +33,91 @@ struct cache {
 	MDB_dbi dbi;
 	int readonly;
 	int guard;      /* PATH-guard, locked shared while open; -1: none */
+	unsigned long generation;       /* cache_generation at open */
+	struct cache *next;             /* on stale_caches */
+	/* On open_caches: the folder's device and inode and the file's name
+	 * in it (base) say which file this is, whatever the spelling. */
+	dev_t dev;
+	ino_t ino;
+	unsigned int refs;              /* cache_open()s not yet closed */
+	struct cache *next_open;
+	/* While cache_open() runs: where the files are (see pin()). */
+	int dfd;                        /* the folder, pinned; -1: none */
+	char path[4096];                /* as given: for messages */
+	char base[NAME_MAX + 1];        /* the data file's name in dfd */
+	char mdb[64 + NAME_MAX];        /* the name LMDB is given */
 };
+
+/*
+ * fork()
+ * ------
+ * LMDB's rule: an environment is used only by the process that opened it.
+ * A child after fork() shares the parent's map and reader slot, but not
+ * its fcntl() locks: a lookup there may read pages the parent's writer is
+ * reusing, and a commit there corrupts the lock table.  So every handle
+ * remembers the fork generation it was opened in; a child starts a new
+ * generation (pthread_atfork) and every call on an older handle fails.
+ * A generation rather than getpid(): a pid can be reused (a grandchild may
+ * get the pid of the process that opened the handle), a generation never
+ * is.  (A process that forks with a raw clone() syscall bypasses
+ * pthread_atfork; so does its libc, which is why nobody does.)
+ *
+ * An older handle is never closed with mdb_env_close() in the child: its
+ * descriptors are the lock file's, and closing any descriptor of a file
+ * drops every fcntl() lock the process holds on it, so it would silently
+ * unlock a handle the child opened since on the same file.  cache_close()
+ * keeps such a handle on stale_caches (its memory stays reachable, not
+ * leaked) and only closes its guard descriptor (the guard's OFD lock
+ * belongs to the open file description the parent still holds).
+ */
+static unsigned long cache_generation;
+static struct cache *stale_caches;
+static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
+
+/*
+ * One handle per file and process
+ * -------------------------------
+ * LMDB's rule too: a second environment on the same file in one process
+ * shares its fcntl() locks (they are per process), and closing it drops
+ * the first one's.  "x/verdicts.mdb", "x//verdicts.mdb" and a path through
+ * a symlink name one file; so open handles are found by what the file is
+ * (the pinned folder's device and inode, and the name in it), and a second
+ * cache_open() of the same file returns the same handle, counted; it is
+ * closed with its last cache_close().  open_caches and every handle's
+ * refs are guarded by registry; cache_open() holds it throughout, so two
+ * threads cannot both open one file.
+ */
+static pthread_mutex_t registry = PTHREAD_MUTEX_INITIALIZER;
+static struct cache *open_caches;
+
+static void
+cache_atfork_child(void)
+{
+	pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
+
+	/* The child has one thread: a lock another one held is free now,
+	 * and the parent's handles are not the child's (stale). */
+	registry = fresh;
+	open_caches = NULL;
+	cache_generation++;
+}
+
+static void
+cache_init(void)
+{
+	(void)pthread_atfork(NULL, NULL, cache_atfork_child);
+}
+
+/* May this process use c?  0, or -1 with err set. */
+static int
+mine(const struct cache *c, char *err, size_t errlen)
+{
+	if (c->generation == cache_generation)
+		return 0;
+	snprintf(err, errlen, "verdict cache: this handle was opened before "
+	    "fork() and is not used in this process");
+	return -1;
+}
 
 static void
 put32(unsigned char *p, uint32_t v)
@@ -55,19 +141,30 @@ cache_record_encode(const struct cache_record *r,
 {
 	out[0] = CACHE_VERSION;
 	out[1] = (unsigned char)r->verdict;
-	out[2] = out[3] = 0;
+	out[2] = (unsigned char)r->policy.quorum;
+	out[3] = (unsigned char)r->policy.nspheres;
 	put32(out + 4, r->first_seen);
 	put32(out + 8, r->last_verified);
 	put32(out + 12, r->expires);
 	memcpy(out + 16, r->spki, DETECTOR_SHA256_LEN);
+	memcpy(out + 48, r->policy.spheres, CACHE_SPHERES_DIGEST_LEN);
 }
 
 int
 cache_record_decode(const unsigned char *in, size_t len,
     struct cache_record *r)
 {
-	if (len != CACHE_RECORD_LEN || in[0] != CACHE_VERSION ||
-	    in[2] != 0 || in[3] != 0)
+	memset(&r->policy, 0, sizeof(r->policy));
+	if (len == CACHE_RECORD_V1_LEN && in[0] == 1) {
+		if (in[2] != 0 || in[3] != 0)
+			return -1;
+	} else if (len == CACHE_RECORD_LEN && in[0] == CACHE_VERSION) {
+		if (in[2] < 1 || in[3] < in[2] || in[3] > DETECTOR_MAX_SPHERES)
+			return -1;
+		r->policy.quorum = in[2];
+		r->policy.nspheres = in[3];
+		memcpy(r->policy.spheres, in + 48, CACHE_SPHERES_DIGEST_LEN);
+	} else
 		return -1;
 	if (in[1] != DETECTOR_ACCEPT && in[1] != DETECTOR_REJECT &&
 	    in[1] != DETECTOR_UNDECIDED)
@@ -80,6 +177,23 @@ cache_record_decode(const unsigned char *in, size_t len,
 		return -1;
 	memcpy(r->spki, in + 16, DETECTOR_SHA256_LEN);
 	return 0;
+}
+
+int
+cache_policy_covers(const struct cache_policy *had,
+    const struct cache_policy *want, enum detector_verdict v)
+{
+	if (had->quorum == 0 || had->nspheres != want->nspheres ||
+	    memcmp(had->spheres, want->spheres, CACHE_SPHERES_DIGEST_LEN) != 0)
+		return 0;
+	switch (v) {
+	case DETECTOR_ACCEPT:
+		return had->quorum >= want->quorum;
+	case DETECTOR_REJECT:
+		return had->quorum <= want->quorum;
+	default:
+		return had->quorum == want->quorum;
+	}
 }
 
 size_t
@@ -113,39 +227,6 @@ cache_default_path(char *out, size_t size)
 	else
 		return 0;
 	return n > 0 && (size_t)n < size;
-}
-
-/* Creates the folder holding path (one level, mode 0700) if missing. */
-static int
-make_parent(const char *path, char *err, size_t errlen)
-{
-	char dir[4096];
-	char *slash;
-
-	if (strlen(path) >= sizeof(dir)) {
-		snprintf(err, errlen, "%s: path too long", path);
-		return -1;
-	}
-	strcpy(dir, path);
-	if ((slash = strrchr(dir, '/')) == NULL || slash == dir)
-		return 0;
-	*slash = '\0';
-	if (mkdir(dir, 0700) == -1 && errno != EEXIST) {
-		/* ~/.cache itself may be missing on a fresh account. */
-		char *up = strrchr(dir, '/');
-		if (errno == ENOENT && up != NULL && up != dir) {
-			*up = '\0';
-			if (mkdir(dir, 0700) == 0 || errno == EEXIST) {
-				*up = '/';
-				if (mkdir(dir, 0700) == 0 || errno == EEXIST)
-					return 0;
-			}
-		}
-		snprintf(err, errlen, "%s: cannot create: %s", dir,
-		    strerror(errno));
-		return -1;
-	}
-	return 0;
 }
 
 /*
@@ -184,7 +265,11 @@ make_parent(const char *path, char *err, size_t errlen)
  * descriptor, so no stale lock is ever left behind.  The guard file is
  * never removed or renamed; neither is the lock file any more.
  */
-#define CACHE_WAIT_MS 10000             /* for a process alone to finish */
+/* For a process alone to finish: creating and checking the file takes
+ * milliseconds; one that holds the guard longer is stuck (stopped, or
+ * hung on a dead file system), and waiting for it only stalls the
+ * caller, which keeps verdicts in memory instead and tries later. */
+#define CACHE_WAIT_MS 2000
 
 enum hold {
 	HOLD_NONE,      /* no guard (read-only folder, none made yet) */
@@ -215,21 +300,23 @@ guard_lock(int fd, short type)
  * Returns the descriptor, -1 with *hold = HOLD_NONE, or -2 with err set.
  */
 static int
-guard_open(const char *path, enum hold *hold, char *err, size_t errlen)
+guard_open(const struct cache *c, enum hold *hold, char *err, size_t errlen)
 {
-	char guard[4200];
+	char guard[4200], name[NAME_MAX + 8];
 	struct timespec pause = { 0, 1000000 };  /* 1 ms, doubling to 16 */
+	struct timespec start, now;
 	long waited_ms = 0;
 	int fd, writable = 1, rc;
 
 	*hold = HOLD_NONE;
-	snprintf(guard, sizeof(guard), "%s-guard", path);
-	fd = filetrust_open(guard, O_RDWR | O_CREAT, 0600,
+	snprintf(guard, sizeof(guard), "%s-guard", c->path);
+	snprintf(name, sizeof(name), "%s-guard", c->base);
+	fd = filetrust_openat(c->dfd, name, guard, O_RDWR | O_CREAT, 0600,
 	    FILETRUST_OWNER_SELF, err, errlen);
 	if (fd == -1 && (errno == EROFS || errno == EACCES)) {
 		writable = 0;
-		fd = filetrust_open(guard, O_RDONLY, 0, FILETRUST_OWNER_SELF,
-		    err, errlen);
+		fd = filetrust_openat(c->dfd, name, guard, O_RDONLY, 0,
+		    FILETRUST_OWNER_SELF, err, errlen);
 		if (fd == -1 && errno == ENOENT)
 			return -1;
 	}
@@ -247,8 +334,14 @@ guard_open(const char *path, enum hold *hold, char *err, size_t errlen)
 		if ((rc != EAGAIN && rc != EACCES) ||
 		    waited_ms >= CACHE_WAIT_MS)
 			break;
+		/* The bound is wall time: on a loaded machine the sleeps
+		 * overrun, and counting them would stretch the wait. */
+		if (waited_ms == 0)
+			clock_gettime(CLOCK_MONOTONIC, &start);
 		nanosleep(&pause, NULL);
-		waited_ms += pause.tv_nsec / 1000000;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		waited_ms = (now.tv_sec - start.tv_sec) * 1000 +
+		    (now.tv_nsec - start.tv_nsec) / 1000000 + 1;
 		if (pause.tv_nsec < 16000000)
 			pause.tv_nsec *= 2;
 	}
@@ -305,17 +398,17 @@ truncated(MDB_env *env)
 #define CACHE_LOCK_SIZE 16384
 
 static int
-reserve_lock(const char *path, int *busy)
+reserve_lock(const struct cache *c, int *busy)
 {
-	char lock[4200];
+	char lock[NAME_MAX + 8];
 	struct flock fl;
 	struct stat sb;
 	int fd, rc = 0;
 
 	*busy = 0;
-	snprintf(lock, sizeof(lock), "%s-lock", path);
-	if ((fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW,
-	    0600)) == -1)
+	snprintf(lock, sizeof(lock), "%s-lock", c->base);
+	if ((fd = openat(c->dfd, lock, O_RDWR | O_CREAT | O_CLOEXEC |
+	    O_NOFOLLOW | O_NOCTTY, 0600)) == -1)
 		return errno;
 	memset(&fl, 0, sizeof(fl));
 	fl.l_type = F_WRLCK;
@@ -367,9 +460,10 @@ check_tree(struct cache *c)
  * and err set.
  */
 static int
-try_open(struct cache *c, const char *path, int readonly, int alone,
-    int *mdb_rc, char *err, size_t errlen)
+try_open(struct cache *c, int readonly, int alone, int *mdb_rc, char *err,
+    size_t errlen)
 {
+	const char *path = c->path;
 	char why[512];
 	MDB_txn *txn;
 	int rc, fd, dead;
@@ -378,7 +472,7 @@ try_open(struct cache *c, const char *path, int readonly, int alone,
 		goto fail;
 	if ((rc = mdb_env_set_mapsize(c->env, CACHE_MAP_SIZE)) != 0)
 		goto fail_env;
-	rc = mdb_env_open(c->env, path, MDB_NOSUBDIR | MDB_NOTLS |
+	rc = mdb_env_open(c->env, c->mdb, MDB_NOSUBDIR | MDB_NOTLS |
 	    (readonly ? MDB_RDONLY : 0), 0600);
 	if (rc != 0)
 		goto fail_env;
@@ -427,22 +521,19 @@ fail:
  * nobody else; the data and lock files, if present, must be regular files
  * (not symlinks) that we own (root's too are refused: we write them) and
  * nobody else can write.  The guard file is checked as it is opened.
+ * The folder, and every folder above it, has been checked by pin().
  */
 static int
-check_files(const char *path, char *err, size_t errlen)
+check_files(const struct cache *c, char *err, size_t errlen)
 {
-	char dir[4096], lock[4200];
+	char lock[4200], name[NAME_MAX + 8];
 
-	if (!filetrust_dirname(path, dir, sizeof(dir))) {
-		snprintf(err, errlen, "%s: path too long", path);
-		return -1;
-	}
-	snprintf(lock, sizeof(lock), "%s-lock", path);
-	return filetrust_check_dir(dir, err, errlen) == -1 ||
-	    filetrust_check(path, FILETRUST_MISSING_OK | FILETRUST_OWNER_SELF,
-	    err, errlen) == -1 ||
-	    filetrust_check(lock, FILETRUST_MISSING_OK | FILETRUST_OWNER_SELF,
-	    err, errlen) == -1 ? -1 : 0;
+	snprintf(lock, sizeof(lock), "%s-lock", c->path);
+	snprintf(name, sizeof(name), "%s-lock", c->base);
+	return filetrust_checkat(c->dfd, c->base, c->path,
+	    FILETRUST_MISSING_OK | FILETRUST_OWNER_SELF, err, errlen) == -1 ||
+	    filetrust_checkat(c->dfd, name, lock, FILETRUST_MISSING_OK |
+	    FILETRUST_OWNER_SELF, err, errlen) == -1 ? -1 : 0;
 }
 
 static int
@@ -460,14 +551,16 @@ is_damage(int rc)
  * LMDB re-initialises it when the first process opens the new file.
  */
 static int
-set_aside(const char *path, char *aside, size_t size)
+set_aside(const struct cache *c, char *aside, size_t size)
 {
+	char name[NAME_MAX + 32];
 	long t = (long)time(NULL);
 	int i;
 
 	for (i = 0; i < 100; i++) {
-		snprintf(aside, size, "%s.corrupt-%ld", path, t + i);
-		if (renameat2(AT_FDCWD, path, AT_FDCWD, aside,
+		snprintf(aside, size, "%s.corrupt-%ld", c->path, t + i);
+		snprintf(name, sizeof(name), "%s.corrupt-%ld", c->base, t + i);
+		if (renameat2(c->dfd, c->base, c->dfd, name,
 		    RENAME_NOREPLACE) == 0)
 			return 0;
 		if (errno != EEXIST)
@@ -481,19 +574,20 @@ set_aside(const char *path, char *aside, size_t size)
  * read-only if it cannot be written.  Returns 0, or -1 with err set.
  */
 static int
-open_alone(struct cache *c, const char *path, char *note, size_t notelen,
-    char *err, size_t errlen)
+open_alone(struct cache *c, char *note, size_t notelen, char *err,
+    size_t errlen)
 {
+	const char *path = c->path;
 	char aside[4300];
 	int rc, busy;
 
-	if ((rc = reserve_lock(path, &busy)) != 0 && rc != EROFS &&
+	if ((rc = reserve_lock(c, &busy)) != 0 && rc != EROFS &&
 	    rc != EACCES) {
 		snprintf(err, errlen, "cannot open the verdict cache %s: its "
 		    "lock file: %s", path, strerror(rc));
 		return -1;
 	}
-	if (try_open(c, path, 0, !busy, &rc, err, errlen) == 0)
+	if (try_open(c, 0, !busy, &rc, err, errlen) == 0)
 		return 0;
 	if (is_damage(rc) && busy) {
 		snprintf(err, errlen, "cannot open the verdict cache %s: %s; "
@@ -503,7 +597,7 @@ open_alone(struct cache *c, const char *path, char *note, size_t notelen,
 		return -1;
 	}
 	if (is_damage(rc)) {
-		if (set_aside(path, aside, sizeof(aside)) == -1) {
+		if (set_aside(c, aside, sizeof(aside)) == -1) {
 			snprintf(err, errlen, "the verdict cache %s is damaged "
 			    "(%s) and cannot be moved aside: %s; remove it",
 			    path, mdb_strerror(rc), strerror(errno));
@@ -512,15 +606,15 @@ open_alone(struct cache *c, const char *path, char *note, size_t notelen,
 		snprintf(note, notelen, "the verdict cache %s was damaged (%s); "
 		    "moved it aside to %s and started a new one", path,
 		    mdb_strerror(rc), aside);
-		if ((rc = reserve_lock(path, &busy)) != 0) {
+		if ((rc = reserve_lock(c, &busy)) != 0) {
 			snprintf(err, errlen, "cannot open the verdict cache "
 			    "%s: its lock file: %s", path, strerror(rc));
 			return -1;
 		}
-		return try_open(c, path, 0, 1, &rc, err, errlen);
+		return try_open(c, 0, 1, &rc, err, errlen);
 	}
 	if ((rc == EACCES || rc == EROFS) &&
-	    try_open(c, path, 1, !busy, &rc, err, errlen) == 0) {
+	    try_open(c, 1, !busy, &rc, err, errlen) == 0) {
 		snprintf(note, notelen, "the verdict cache %s is read-only: "
 		    "verdicts are looked up there but kept in memory", path);
 		return 0;
@@ -535,28 +629,31 @@ open_alone(struct cache *c, const char *path, char *note, size_t notelen,
  * repair.  Returns 0, or -1 with err set.
  */
 static int
-open_shared(struct cache *c, const char *path, int may_write, char *note,
-    size_t notelen, char *err, size_t errlen)
+open_shared(struct cache *c, int may_write, char *note, size_t notelen,
+    char *err, size_t errlen)
 {
-	char lock[4200];
+	const char *path = c->path;
+	char lock[NAME_MAX + 8];
 	struct stat sb;
 	int rc;
 
 	/* A process alone made both files, and the lock file's blocks; if
 	 * they are gone, they were removed from outside while in use, and
 	 * LMDB must not re-make them here (concurrently, through a map). */
-	snprintf(lock, sizeof(lock), "%s-lock", path);
-	if (stat(path, &sb) == -1 || (may_write && (stat(lock, &sb) == -1 ||
+	snprintf(lock, sizeof(lock), "%s-lock", c->base);
+	if (fstatat(c->dfd, c->base, &sb, AT_SYMLINK_NOFOLLOW) == -1 ||
+	    (may_write && (fstatat(c->dfd, lock, &sb,
+	    AT_SYMLINK_NOFOLLOW) == -1 ||
 	    sb.st_size < CACHE_LOCK_SIZE))) {
 		snprintf(err, errlen, "cannot open the verdict cache %s: it or "
 		    "its lock file was removed or cut short while other "
 		    "processes use it; it is made again when none does", path);
 		return -1;
 	}
-	if (may_write && try_open(c, path, 0, 0, &rc, err, errlen) == 0)
+	if (may_write && try_open(c, 0, 0, &rc, err, errlen) == 0)
 		return 0;
 	if ((!may_write || rc == EACCES || rc == EROFS) &&
-	    try_open(c, path, 1, 0, &rc, err, errlen) == 0) {
+	    try_open(c, 1, 0, &rc, err, errlen) == 0) {
 		snprintf(note, notelen, "the verdict cache %s is read-only: "
 		    "verdicts are looked up there but kept in memory", path);
 		return 0;
@@ -568,11 +665,80 @@ open_shared(struct cache *c, const char *path, int may_write, char *note,
 	return -1;
 }
 
+/*
+ * Pins the folder holding the cache (filetrust_open_dir(): walked from "/"
+ * without following anything another user could have placed, and every
+ * folder on the way one nobody else can change), and names the data file
+ * to LMDB through the pinned descriptor, /proc/self/fd/N/NAME: LMDB opens
+ * its data and lock files by name, following symlinks, and a name through
+ * the path as given could be redirected between our checks and its open
+ * by whoever owns a folder above (a root process running with a user's
+ * HOME: the user swaps ~/.cache for a symlink, and root creates or
+ * truncates a file of the user's choosing).  /proc/self/fd/N is the
+ * folder itself, whatever is renamed meanwhile.  Without /proc the path
+ * as given is used: every folder on it was found to be changeable by
+ * nobody but us and root, so no one else can redirect it either.
+ * Creates the last two folders (~/.cache/detector) if missing.
+ */
+static int
+pin(struct cache *c, const char *path, char *err, size_t errlen)
+{
+	char dir[4096], proc[64];
+	const char *base = strrchr(path, '/');
+	struct stat a, b;
+
+	base = base == NULL ? path : base + 1;
+	if (strlen(path) >= sizeof(c->path) || strlen(base) > NAME_MAX - 32 ||
+	    base[0] == '\0' || strcmp(base, ".") == 0 ||
+	    strcmp(base, "..") == 0 ||
+	    !filetrust_dirname(path, dir, sizeof(dir))) {
+		snprintf(err, errlen, "%s: not a file name for the verdict "
+		    "cache", path);
+		return -1;
+	}
+	snprintf(c->path, sizeof(c->path), "%s", path);
+	snprintf(c->base, sizeof(c->base), "%s", base);
+	if ((c->dfd = filetrust_open_dir(dir, 2, err, errlen)) == -1)
+		return -1;
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", c->dfd);
+	if (fstat(c->dfd, &a) == 0 && stat(proc, &b) == 0 &&
+	    a.st_dev == b.st_dev && a.st_ino == b.st_ino)
+		snprintf(c->mdb, sizeof(c->mdb), "%s/%s", proc, base);
+	else if (snprintf(c->mdb, sizeof(c->mdb), "%s", path) >=
+	    (int)sizeof(c->mdb)) {
+		snprintf(err, errlen, "%s: path too long (and no /proc to "
+		    "shorten it)", path);
+		return -1;
+	}
+	return 0;
+}
+
+/* The open handle of this process for the file c names, if any (under
+ * registry; c pinned). */
+static struct cache *
+already_open(struct cache *c)
+{
+	struct cache *o;
+	struct stat sb;
+
+	if (fstat(c->dfd, &sb) == -1)
+		return NULL;
+	c->dev = sb.st_dev;
+	c->ino = sb.st_ino;
+	for (o = open_caches; o != NULL; o = o->next_open) {
+		if (o->dev == c->dev && o->ino == c->ino &&
+		    strcmp(o->base, c->base) == 0 &&
+		    o->generation == cache_generation)
+			return o;
+	}
+	return NULL;
+}
+
 struct cache *
 cache_open(const char *path, char *note, size_t notelen, char *err,
     size_t errlen)
 {
-	struct cache *c = calloc(1, sizeof(*c));
+	struct cache *c = calloc(1, sizeof(*c)), *other;
 	char reason[4400];
 	enum hold hold;
 	int rc;
@@ -582,20 +748,31 @@ cache_open(const char *path, char *note, size_t notelen, char *err,
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
-	if (make_parent(path, err, errlen) == -1) {
-		free(c);
-		return NULL;
-	}
-	if (check_files(path, reason, sizeof(reason)) == -1 ||
-	    (c->guard = guard_open(path, &hold, reason, sizeof(reason))) ==
-	    -2) {
+	(void)pthread_once(&cache_once, cache_init);
+	c->generation = cache_generation;
+	c->dfd = c->guard = -1;
+	if (pin(c, path, reason, sizeof(reason)) == -1) {
 		snprintf(err, errlen, "cannot use the verdict cache: %s",
 		    reason);
+		goto fail_unlocked;
+	}
+	pthread_mutex_lock(&registry);
+	if ((other = already_open(c)) != NULL) {
+		other->refs++;
+		pthread_mutex_unlock(&registry);
+		close(c->dfd);
 		free(c);
-		return NULL;
+		return other;
+	}
+	if (check_files(c, reason, sizeof(reason)) == -1 ||
+	    (c->guard = guard_open(c, &hold, reason, sizeof(reason))) == -2) {
+		snprintf(err, errlen, "cannot use the verdict cache: %s",
+		    reason);
+		c->guard = -1;
+		goto fail;
 	}
 	if (hold == HOLD_ALONE) {
-		if (open_alone(c, path, note, notelen, err, errlen) == -1)
+		if (open_alone(c, note, notelen, err, errlen) == -1)
 			goto fail;
 		/* Now others may open it too (atomic: nobody slips in). */
 		if ((rc = guard_lock(c->guard, F_RDLCK)) != 0) {
@@ -604,13 +781,23 @@ cache_open(const char *path, char *note, size_t notelen, char *err,
 			mdb_env_close(c->env);
 			goto fail;
 		}
-	} else if (open_shared(c, path, hold == HOLD_SHARED, note, notelen,
+	} else if (open_shared(c, hold == HOLD_SHARED, note, notelen,
 	    err, errlen) == -1)
 		goto fail;
+	close(c->dfd);
+	c->dfd = -1;
+	c->refs = 1;
+	c->next_open = open_caches;
+	open_caches = c;
+	pthread_mutex_unlock(&registry);
 	return c;
 fail:
+	pthread_mutex_unlock(&registry);
+fail_unlocked:
 	if (c->guard >= 0)
 		close(c->guard);
+	if (c->dfd >= 0)
+		close(c->dfd);
 	free(c);
 	return NULL;
 }
@@ -620,8 +807,31 @@ fail:
 void
 cache_close(struct cache *c)
 {
+	struct cache **p;
+
 	if (c == NULL)
 		return;
+	if (c->generation != cache_generation) {
+		/* Opened before fork(): see "fork()" above. */
+		if (c->guard >= 0)
+			close(c->guard);
+		c->guard = -1;
+		c->next = stale_caches;
+		stale_caches = c;
+		return;
+	}
+	pthread_mutex_lock(&registry);
+	if (--c->refs > 0) {
+		pthread_mutex_unlock(&registry);
+		return;
+	}
+	for (p = &open_caches; *p != NULL; p = &(*p)->next_open) {
+		if (*p == c) {
+			*p = c->next_open;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&registry);
 	if (c->env != NULL)
 		mdb_env_close(c->env);
 	if (c->guard >= 0)
@@ -633,6 +843,12 @@ int
 cache_readonly(const struct cache *c)
 {
 	return c->readonly;
+}
+
+int
+cache_usable(const struct cache *c)
+{
+	return c->generation == cache_generation;
 }
 
 static int
@@ -651,6 +867,8 @@ cache_get(struct cache *c, const char *host, unsigned int port,
 	MDB_txn *txn;
 	int rc, found;
 
+	if (mine(c, err, errlen) == -1)
+		return -1;
 	if ((k.mv_size = cache_key(host, port, key, sizeof(key))) == 0)
 		return 0;
 	k.mv_data = key;
@@ -674,6 +892,8 @@ cache_put(struct cache *c, const char *host, unsigned int port,
 	MDB_txn *txn;
 	int rc;
 
+	if (mine(c, err, errlen) == -1)
+		return -1;
 	if (c->readonly) {
 		snprintf(err, errlen, "verdict cache is read-only");
 		return -1;
@@ -708,6 +928,8 @@ cache_forget(struct cache *c, const char *host, unsigned int port,
 	MDB_txn *txn;
 	int rc, removed = 0;
 
+	if (mine(c, err, errlen) == -1)
+		return -1;
 	if (c->readonly) {
 		snprintf(err, errlen, "verdict cache is read-only");
 		return -1;
@@ -758,6 +980,8 @@ cache_list(struct cache *c, void (*fn)(void *arg, const char *key,
 	MDB_txn *txn;
 	int rc;
 
+	if (mine(c, err, errlen) == -1)
+		return -1;
 	if ((rc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn)) != 0)
 		return fail(rc, err, errlen);
 	if ((rc = mdb_cursor_open(txn, c->dbi, &cur)) != 0) {
@@ -779,20 +1003,23 @@ cache_list(struct cache *c, void (*fn)(void *arg, const char *key,
 
 int
 cache_recall(struct cache *c, const char *host, unsigned int port,
-    const unsigned char *spki, uint32_t now, struct cache_record *r)
+    const unsigned char *spki, const struct cache_policy *pol, uint32_t now,
+    struct cache_record *r)
 {
 	char err[256];
 
 	if (cache_get(c, host, port, r, err, sizeof(err)) != 1)
 		return 0;
 	return r->expires > now &&
-	    memcmp(r->spki, spki, DETECTOR_SHA256_LEN) == 0;
+	    memcmp(r->spki, spki, DETECTOR_SHA256_LEN) == 0 &&
+	    cache_policy_covers(&r->policy, pol, r->verdict);
 }
 
 int
 cache_remember(struct cache *c, const char *host, unsigned int port,
-    const unsigned char *spki, enum detector_verdict v, uint32_t now,
-    uint32_t validity_s, char *err, size_t errlen)
+    const unsigned char *spki, const struct cache_policy *pol,
+    enum detector_verdict v, uint32_t now, uint32_t validity_s, char *err,
+    size_t errlen)
 {
 	struct cache_record old, r;
 	uint32_t ttl = v == DETECTOR_ACCEPT ? validity_s :
@@ -808,5 +1035,12 @@ cache_remember(struct cache *c, const char *host, unsigned int port,
 	r.last_verified = now;
 	r.expires = now + ttl < now ? UINT32_MAX : now + ttl;
 	memcpy(r.spki, spki, DETECTOR_SHA256_LEN);
+	if (pol->quorum < 1 || pol->nspheres < pol->quorum ||
+	    pol->nspheres > DETECTOR_MAX_SPHERES) {
+		snprintf(err, errlen, "verdict cache: no policy for %s:%u",
+		    host, port);
+		return -1;
+	}
+	r.policy = *pol;
 	return cache_put(c, host, port, &r, err, errlen);
 }

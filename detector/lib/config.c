@@ -3,16 +3,18 @@
  *
  * A security tool must never fall back to a default because a value was
  * mistyped: every bad file, line, key or value is an error that names the
- * file, the line and the key.  Parsing is done by inih (libinih), which
- * tells us the line of the first error; we say what was wrong with it.
+ * file, the line and the key.  Parsing is done by inih (libinih), through
+ * the line reader shared with detector-monitor (detector/common/inireader.c),
+ * which counts lines and refuses what inih would misread.
  */
 #include "config.h"
 #include "filetrust.h"
+#include "host.h"
+#include "inireader.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ini.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,7 +23,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define CONFIG_LINE_MAX 199     /* inih's default line buffer is 200 */
 #define CONFIG_MS_MAX 600000u   /* ten minutes */
 
 static int
@@ -37,6 +38,44 @@ seterr(struct detector_config *cfg, const char *fmt, ...)
 	vsnprintf(cfg->err, sizeof(cfg->err), fmt, ap);
 	va_end(ap);
 	return -1;
+}
+
+/* The [site] sections' memory. */
+static void
+sites_clear(struct detector_config *cfg)
+{
+	size_t i;
+
+	for (i = 0; i < cfg->nsites; i++)
+		exclude_clear(&cfg->sites[i].match);
+	free(cfg->sites);
+	cfg->sites = NULL;
+	cfg->nsites = 0;
+}
+
+static int
+sites_copy(struct detector_config *dst, const struct detector_config *src)
+{
+	size_t i;
+
+	dst->sites = NULL;
+	dst->nsites = 0;
+	if (src->nsites == 0)
+		return 0;
+	if ((dst->sites = calloc(src->nsites, sizeof(*dst->sites))) == NULL)
+		return -1;
+	for (i = 0; i < src->nsites; i++) {
+		dst->sites[i] = src->sites[i];
+		dst->sites[i].match.rules = NULL;
+		dst->sites[i].match.n = 0;
+		dst->nsites = i + 1;
+		if (exclude_copy(&dst->sites[i].match,
+		    &src->sites[i].match) == -1) {
+			sites_clear(dst);
+			return -1;
+		}
+	}
+	return 0;
 }
 
 struct detector_config *
@@ -68,6 +107,7 @@ detector_config_free(struct detector_config *cfg)
 	if (cfg == NULL)
 		return;
 	exclude_clear(&cfg->exclude);
+	sites_clear(cfg);
 	free(cfg);
 }
 
@@ -80,10 +120,22 @@ detector_config_error(struct detector_config *cfg)
 int
 config_check(const struct detector_config *cfg, char *err, size_t errlen)
 {
+	size_t i;
+
 	if (cfg->quorum > cfg->nspheres) {
 		snprintf(err, errlen, "quorum %u is more than the %u spheres "
 		    "configured", cfg->quorum, cfg->nspheres);
 		return -1;
+	}
+	for (i = 0; i < cfg->nsites; i++) {
+		if (cfg->sites[i].quorum > cfg->nspheres) {
+			snprintf(err, errlen, "[site %s] (line %d): quorum %u "
+			    "is more than the %u spheres configured",
+			    cfg->sites[i].match.rules[0].text,
+			    cfg->sites[i].line, cfg->sites[i].quorum,
+			    cfg->nspheres);
+			return -1;
+		}
 	}
 	return 0;
 }
@@ -92,9 +144,15 @@ int
 config_copy(struct detector_config *dst, const struct detector_config *src)
 {
 	*dst = *src;
+	if (sites_copy(dst, src) == -1) {
+		dst->exclude.rules = NULL;
+		dst->exclude.n = 0;
+		return -1;
+	}
 	if (exclude_copy(&dst->exclude, &src->exclude) == -1) {
 		dst->exclude.rules = NULL;
 		dst->exclude.n = 0;
+		sites_clear(dst);
 		return -1;
 	}
 	return 0;
@@ -102,7 +160,8 @@ config_copy(struct detector_config *dst, const struct detector_config *src)
 
 /* One "ip:port" or "[ipv6]:port" into s. */
 static int
-parse_sphere(const char *tok, struct sphere *s, char *err, size_t errlen)
+parse_member(const char *tok, struct sphere_member *s, char *err,
+    size_t errlen)
 {
 	char host[INET6_ADDRSTRLEN + 2];
 	const char *colon;
@@ -169,15 +228,82 @@ parse_sphere(const char *tok, struct sphere *s, char *err, size_t errlen)
 	return 0;
 }
 
+/* One sphere: "ip:port", or a group "ip:port|ip:port|..." into s. */
+static int
+parse_sphere(const char *tok, struct sphere *s, char *err, size_t errlen)
+{
+	char one[128];
+	const char *p = tok;
+	size_t len, used = 0;
+
+	memset(s, 0, sizeof(*s));
+	for (;;) {
+		len = strcspn(p, "|");
+		if (len == 0 || len >= sizeof(one)) {
+			snprintf(err, errlen, "sphere group '%s': %s", tok,
+			    len == 0 ? "empty member (write "
+			    "ip:port|ip:port)" : "member too long");
+			return -1;
+		}
+		if (s->nmembers == SPHERE_MEMBERS_MAX) {
+			snprintf(err, errlen, "sphere group '%s': more than %d "
+			    "members", tok, SPHERE_MEMBERS_MAX);
+			return -1;
+		}
+		memcpy(one, p, len);
+		one[len] = '\0';
+		if (parse_member(one, &s->member[s->nmembers], err,
+		    errlen) == -1)
+			return -1;
+		used += (size_t)snprintf(s->text + used, sizeof(s->text) -
+		    used, "%s%s", s->nmembers ? "|" : "",
+		    s->member[s->nmembers].text);
+		s->nmembers++;
+		if (p[len] == '\0')
+			return 0;
+		p += len + 1;
+	}
+}
+
+/* Is the member m listed already, in one of the n spheres or before
+ * itself in its own group? */
+static const char *
+member_listed(const struct sphere *spheres, unsigned int n,
+    const struct sphere *self, unsigned int m)
+{
+	unsigned int i, j;
+
+	for (i = 0; i <= n; i++) {
+		const struct sphere *s = i < n ? &spheres[i] : self;
+		unsigned int lim = i < n ? s->nmembers : m;
+
+		for (j = 0; j < lim; j++)
+			if (strcmp(s->member[j].text,
+			    self->member[m].text) == 0)
+				return s->member[j].text;
+	}
+	return NULL;
+}
+
+const struct sphere_member *
+config_sphere_member(const struct sphere *s, unsigned int pick)
+{
+	return &s->member[s->nmembers > 1 ? pick % s->nmembers : 0];
+}
+
 int
 config_parse_spheres(const char *list, struct sphere *out, unsigned int *n,
     char *err, size_t errlen)
 {
-	struct sphere tmp[DETECTOR_MAX_SPHERES];
-	unsigned int count = 0, i;
-	const char *p = list;
-	char tok[128];
+	struct sphere *tmp;
+	unsigned int count = 0, m;
+	const char *p = list, *dup;
+	char tok[1024];
 
+	if ((tmp = calloc(DETECTOR_MAX_SPHERES, sizeof(*tmp))) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
 	while (*p) {
 		size_t len = strcspn(p, ", \t");
 
@@ -188,34 +314,39 @@ config_parse_spheres(const char *list, struct sphere *out, unsigned int *n,
 		if (len >= sizeof(tok)) {
 			snprintf(err, errlen, "sphere '%.40s...' is too long",
 			    p);
-			return -1;
+			goto fail;
 		}
 		if (count == DETECTOR_MAX_SPHERES) {
 			snprintf(err, errlen, "more than %d spheres",
 			    DETECTOR_MAX_SPHERES);
-			return -1;
+			goto fail;
 		}
 		memcpy(tok, p, len);
 		tok[len] = '\0';
 		p += len;
 		if (parse_sphere(tok, &tmp[count], err, errlen) == -1)
-			return -1;
-		for (i = 0; i < count; i++) {
-			if (strcmp(tmp[i].text, tmp[count].text) == 0) {
+			goto fail;
+		for (m = 0; m < tmp[count].nmembers; m++) {
+			if ((dup = member_listed(tmp, count, &tmp[count],
+			    m)) != NULL) {
 				snprintf(err, errlen, "sphere %s is listed "
-				    "twice", tmp[i].text);
-				return -1;
+				    "twice", dup);
+				goto fail;
 			}
 		}
 		count++;
 	}
 	if (count == 0) {
 		snprintf(err, errlen, "no spheres given");
-		return -1;
+		goto fail;
 	}
 	memcpy(out, tmp, count * sizeof(*tmp));
 	*n = count;
+	free(tmp);
 	return 0;
+fail:
+	free(tmp);
+	return -1;
 }
 
 int
@@ -298,6 +429,107 @@ detector_config_on_undecided(const struct detector_config *cfg)
 }
 
 int
+detector_config_set_on_mitm(struct detector_config *cfg,
+    enum detector_mitm_policy policy)
+{
+	if (policy != DETECTOR_MITM_REFUSE && policy != DETECTOR_MITM_REROUTE)
+		return seterr(cfg, "on_mitm: unknown policy %d", (int)policy);
+	cfg->on_mitm = policy;
+	return 0;
+}
+
+const char *
+detector_undecided_name(enum detector_undecided_policy policy)
+{
+	return policy == DETECTOR_UNDECIDED_REJECT ? "reject" : "accept";
+}
+
+const char *
+detector_mitm_name(enum detector_mitm_policy policy)
+{
+	return policy == DETECTOR_MITM_REROUTE ? "reroute" : "refuse";
+}
+
+/* How specific a site's rule is: the longer name, the longer prefix. */
+static size_t
+site_weight(const struct site *s)
+{
+	const struct exclude_rule *r = &s->match.rules[0];
+
+	return r->family == 0 ? strlen(r->text) : r->prefix;
+}
+
+const struct site *
+config_site_for(const struct detector_config *cfg, const char *host)
+{
+	const struct site *best = NULL;
+	size_t i;
+
+	for (i = 0; host != NULL && i < cfg->nsites; i++) {
+		const struct site *s = &cfg->sites[i];
+
+		if (exclude_match(&s->match, host) != NULL &&
+		    (best == NULL || site_weight(s) > site_weight(best)))
+			best = s;
+	}
+	return best;
+}
+
+/*
+ * Each value from the most specific section that sets it: [site
+ * a.example] may set the quorum and [site www.a.example] on_mitm only, and
+ * www.a.example gets both.
+ */
+void
+config_policy_for(const struct detector_config *cfg, const char *host,
+    struct detector_policy *out)
+{
+	size_t qw = 0, uw = 0, mw = 0, i, w;
+	const struct site *named = config_site_for(cfg, host);
+
+	memset(out, 0, sizeof(*out));
+	out->quorum = cfg->quorum;
+	out->on_undecided = cfg->on_undecided;
+	out->on_mitm = cfg->on_mitm;
+	for (i = 0; host != NULL && i < cfg->nsites; i++) {
+		const struct site *s = &cfg->sites[i];
+
+		if (exclude_match(&s->match, host) == NULL)
+			continue;
+		w = site_weight(s) + 1;
+		if (s->quorum != 0 && w > qw) {
+			out->quorum = s->quorum;
+			qw = w;
+		}
+		if (s->on_undecided != -1 && w > uw) {
+			out->on_undecided = s->on_undecided;
+			uw = w;
+		}
+		if (s->on_mitm != -1 && w > mw) {
+			out->on_mitm = s->on_mitm;
+			mw = w;
+		}
+	}
+	if (named != NULL)
+		snprintf(out->site, sizeof(out->site), "%s",
+		    named->match.rules[0].text);
+}
+
+int
+detector_config_policy(const struct detector_config *cfg, const char *host,
+    struct detector_policy *policy)
+{
+	char name[HOST_MAX + 2], err[256];
+
+	config_policy_for(cfg, NULL, policy);
+	if (host == NULL || host_normalise(host, name, sizeof(name), err,
+	    sizeof(err)) == -1)
+		return -1;
+	config_policy_for(cfg, name, policy);
+	return 0;
+}
+
+int
 detector_config_set_cache(struct detector_config *cfg, const char *path)
 {
 	if (path == NULL)
@@ -376,15 +608,10 @@ detector_config_parse_bool(const char *s, int *out)
 /*
  * The INI file.
  *
- * inih (Debian's libinih is built with its defaults) has three habits a
- * security tool must not inherit, so they are refused before or while it
- * parses: a line longer than its 200-byte buffer is silently split in two
- * (and every later line number shifts); an indented line after a key is a
- * "continuation" that is handed to the handler as another value of that
- * key (so "  quorum = 3" under "spheres = ..." would be read as a sphere);
- * and a key given twice simply overrides the first.  The text is fed to
- * inih through our own line reader, which counts lines, so every error
- * names the exact line.
+ * inih's habits a security tool must not inherit (long lines split in
+ * two, indented lines read as continuations) are refused by the shared
+ * reader; one more is refused here: a key given twice would simply
+ * override the first.
  */
 
 #define CONFIG_FILE_MAX (1024 * 1024)   /* bytes; a config is a few lines */
@@ -393,21 +620,16 @@ detector_config_parse_bool(const char *s, int *out)
 static const char *const config_keys[] = {
 	"spheres", "quorum", "probe_timeout_ms", "deadline_ms", "exclude",
 	"on_undecided", "enabled", "log", "cache", "cache_validity",
-	"starttls",
+	"starttls", "on_mitm",
 };
 #define NKEYS (sizeof(config_keys) / sizeof(config_keys[0]))
 
 struct ini_state {
 	struct detector_config *cfg;
 	char what[sizeof(((struct detector_config *)0)->err)];
-	int failed;
-	int fail_line;
 	int quorum_seen;
 	int key_line[NKEYS];            /* line each key was set on, or 0 */
-	/* The line reader. */
-	const char *p, *end;
-	int line;
-	int prev_key_line;              /* a key line since the last section */
+	struct site *site;              /* the [site] section being read */
 };
 
 int
@@ -427,75 +649,20 @@ detector_config_parse_uint(const char *s, unsigned long max, unsigned int *out)
 }
 
 static int
-ini_fail(struct ini_state *st, const char *name, const char *fmt, ...)
+key_fail(struct inireader *r, const char *name, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* "key 'NAME': WHY", on the current line. */
 static int
-ini_fail(struct ini_state *st, const char *name, const char *fmt, ...)
+key_fail(struct inireader *r, const char *name, const char *fmt, ...)
 {
-	char msg[sizeof(st->what) - 64];
+	char msg[sizeof(((struct detector_config *)0)->err) - 64];
 	va_list ap;
 
-	if (st->failed)
-		return 0;   /* keep the first error: it is the line inih reports */
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	if (name != NULL)
-		snprintf(st->what, sizeof(st->what), "key '%s': %s", name, msg);
-	else
-		snprintf(st->what, sizeof(st->what), "%s", msg);
-	st->failed = 1;
-	st->fail_line = st->line;
-	return 0;
-}
-
-/*
- * inih's reader callback (fgets-like): hands out one line of the text per
- * call, without its newline, and counts lines.  It also spots the lines
- * inih would take as continuations, exactly as inih decides it: after a
- * "key = value" line and before the next section header, a non-blank,
- * non-comment line that starts with white space.  Marking the failure
- * here makes the handler, which inih calls next for that line, refuse it.
- */
-static char *
-config_read_line(char *str, int num, void *stream)
-{
-	struct ini_state *st = stream;
-	const char *nl, *s;
-	size_t len;
-
-	if (st->p >= st->end || num < 1)
-		return NULL;
-	nl = memchr(st->p, '\n', (size_t)(st->end - st->p));
-	len = (size_t)((nl != NULL ? nl : st->end) - st->p);
-	if (len > (size_t)num - 1)
-		len = (size_t)num - 1;  /* not reached: lengths checked first */
-	memcpy(str, st->p, len);
-	str[len] = '\0';
-	st->p = nl != NULL ? nl + 1 : st->end;
-	st->line++;
-
-	s = str;
-	if (st->line == 1 && strncmp(s, "\xef\xbb\xbf", 3) == 0)
-		s += 3;                 /* inih skips a UTF-8 BOM there */
-	while (*s == ' ' || *s == '\t' || *s == '\r' || *s == '\f' ||
-	    *s == '\v')
-		s++;
-	if (*s == '\0' || *s == ';' || *s == '#')
-		return str;             /* blank or comment: no change */
-	if (s > str && st->prev_key_line > 0) {
-		ini_fail(st, NULL, "indented line: inih would read it as a "
-		    "continuation of the key on line %d; continuation lines "
-		    "are not supported (remove the leading white space; "
-		    "'exclude' may be repeated)", st->prev_key_line);
-		return str;
-	}
-	if (*s == '[')
-		st->prev_key_line = 0;
-	else
-		st->prev_key_line = st->line;
-	return str;
+	return inireader_fail(r, "key '%s': %s", name, msg);
 }
 
 /*
@@ -566,35 +733,160 @@ config_starttls_for_port(const struct detector_config *cfg,
 	return detector_starttls_for_port(port);
 }
 
+/*
+ * The two-valued policies, global or per site: on_undecided = accept |
+ * reject (DETECTOR_UNDECIDED_*), on_mitm = refuse | reroute
+ * (DETECTOR_MITM_*).  1 with *out set, or 0 after key_fail().
+ */
 static int
-config_ini_handler(void *user, const char *section, const char *name,
-    const char *value)
+policy_key(struct inireader *r, const char *name, const char *value,
+    int *out)
+{
+	int mitm = strcmp(name, "on_mitm") == 0;
+	const char *zero = mitm ? "refuse" : "accept";
+	const char *one = mitm ? "reroute" : "reject";
+
+	if (strcmp(value, zero) == 0)
+		*out = 0;
+	else if (strcmp(value, one) == 0)
+		*out = 1;
+	else
+		return key_fail(r, name, "'%s' is neither '%s' nor '%s'",
+		    value, zero, one);
+	return 1;
+}
+
+/*
+ * A section header: [detector], or [site NAME] (NAME: a host name, which
+ * covers every name below it, or an address range, as in `exclude`).
+ * Other sections are refused on their first key, as before.
+ */
+static int
+config_section(struct inireader *r, void *user, const char *section)
 {
 	struct ini_state *st = user;
 	struct detector_config *cfg = st->cfg;
+	char err[sizeof(st->what) - 128];
+	struct exclude_list one = { NULL, 0 };
+	struct site *grown;
+	const char *name;
+	size_t i;
+
+	st->site = NULL;
+	if (strncmp(section, "site", 4) != 0 || (section[4] != '\0' &&
+	    section[4] != ' ' && section[4] != '\t'))
+		return 1;
+	for (name = section + 4; *name == ' ' || *name == '\t'; name++)
+		;
+	if (*name == '\0')
+		return inireader_fail(r, "section [site]: name the site, e.g. "
+		    "[site bank.example] (it covers bank.example and every "
+		    "name below it)");
+	if (exclude_add(&one, name, err, sizeof(err)) == -1 || one.n != 1) {
+		const char *why = one.n > 1 ? "one site per section (a host "
+		    "name or an address range)" : err;
+
+		/* exclude.c says "exclude rule 'NAME': WHY": here a site. */
+		if (one.n <= 1 && strncmp(why, "exclude rule '", 14) == 0 &&
+		    strstr(why, "': ") != NULL)
+			why = strstr(why, "': ") + 3;
+		exclude_clear(&one);
+		return inireader_fail(r, "section [%s]: %s", section, why);
+	}
+	for (i = 0; i < cfg->nsites; i++) {
+		if (strcmp(cfg->sites[i].match.rules[0].text,
+		    one.rules[0].text) == 0) {
+			exclude_clear(&one);
+			return inireader_fail(r, "section [%s] given twice "
+			    "(first on line %d): merge them", section,
+			    cfg->sites[i].line);
+		}
+	}
+	if (cfg->nsites == CONFIG_SITES_MAX ||
+	    (grown = realloc(cfg->sites, (cfg->nsites + 1) *
+	    sizeof(*grown))) == NULL) {
+		exclude_clear(&one);
+		return inireader_fail(r, "section [%s]: %s", section,
+		    cfg->nsites == CONFIG_SITES_MAX ? "more than 256 [site] "
+		    "sections" : "out of memory");
+	}
+	cfg->sites = grown;
+	st->site = &cfg->sites[cfg->nsites++];
+	memset(st->site, 0, sizeof(*st->site));
+	st->site->match = one;
+	st->site->line = inireader_line(r);
+	st->site->on_undecided = -1;
+	st->site->on_mitm = -1;
+	return 1;
+}
+
+/* A key of a [site NAME] section. */
+static int
+site_key(struct inireader *r, struct ini_state *st, const char *name,
+    const char *value)
+{
+	static const char *const keys[] = { "quorum", "on_undecided",
+	    "on_mitm" };
+	struct site *site = st->site;
+	int line = inireader_line(r);
 	unsigned int v;
 	size_t k;
 
-	if (st->failed)
+	for (k = 0; k < 3; k++)
+		if (strcmp(name, keys[k]) == 0)
+			break;
+	if (k == 3)
+		return key_fail(r, name, "unknown in a [site] section (known: "
+		    "quorum, on_undecided, on_mitm)");
+	if (site->key_line[k] > 0)
+		return key_fail(r, name, "set twice in [site %s] (lines %d "
+		    "and %d): remove one", site->match.rules[0].text,
+		    site->key_line[k], line);
+	site->key_line[k] = line;
+	if (k == 0) {
+		if (detector_config_parse_uint(value, DETECTOR_MAX_SPHERES,
+		    &v) == -1 || v < 1)
+			return key_fail(r, name, "'%s' is not a number of "
+			    "spheres from 1 to %d", value,
+			    DETECTOR_MAX_SPHERES);
+		site->quorum = v;
+	} else if (!policy_key(r, name, value, k == 1 ?
+	    &site->on_undecided : &site->on_mitm)) {
 		return 0;
+	}
+	return 1;
+}
+
+static int
+config_ini_handler(struct inireader *r, void *user, const char *section,
+    const char *name, const char *value)
+{
+	struct ini_state *st = user;
+	struct detector_config *cfg = st->cfg;
+	int line = inireader_line(r);
+	unsigned int v;
+	size_t k;
+
+	if (st->site != NULL)
+		return site_key(r, st, name, value);
 	if (section[0] != '\0' && strcmp(section, "detector") != 0)
-		return ini_fail(st, name, "unknown section [%s] (DetecTor "
-		    "reads [detector] only)", section);
+		return key_fail(r, name, "unknown section [%s] (DetecTor "
+		    "reads [detector] and [site NAME])", section);
 	for (k = 0; k < NKEYS; k++)
 		if (strcmp(name, config_keys[k]) == 0)
 			break;
 	if (k < NKEYS && st->key_line[k] > 0 &&
 	    strcmp(name, "exclude") != 0)
-		return ini_fail(st, name, "set twice (lines %d and %d): "
-		    "remove one", st->key_line[k], st->line);
+		return key_fail(r, name, "set twice (lines %d and %d): "
+		    "remove one", st->key_line[k], line);
 	if (k < NKEYS)
-		st->key_line[k] = st->line;
+		st->key_line[k] = line;
 	if (strcmp(name, "spheres") == 0) {
 		if (detector_config_set_spheres(cfg, value) == -1)
-			return ini_fail(st, name, "%s", cfg->err);
+			return key_fail(r, name, "%s", cfg->err);
 	} else if (strcmp(name, "quorum") == 0) {
 		if (detector_config_parse_uint(value, DETECTOR_MAX_SPHERES, &v) == -1 || v < 1)
-			return ini_fail(st, name, "'%s' is not a number of "
+			return key_fail(r, name, "'%s' is not a number of "
 			    "spheres from 1 to %d", value,
 			    DETECTOR_MAX_SPHERES);
 		cfg->quorum = v;
@@ -602,7 +894,7 @@ config_ini_handler(void *user, const char *section, const char *name,
 	} else if (strcmp(name, "probe_timeout_ms") == 0 ||
 	    strcmp(name, "deadline_ms") == 0) {
 		if (detector_config_parse_uint(value, CONFIG_MS_MAX, &v) == -1 || v < 1)
-			return ini_fail(st, name, "'%s' is not a time in "
+			return key_fail(r, name, "'%s' is not a time in "
 			    "milliseconds from 1 to %u", value, CONFIG_MS_MAX);
 		if (name[0] == 'p')
 			cfg->probe_timeout_ms = v;
@@ -610,80 +902,64 @@ config_ini_handler(void *user, const char *section, const char *name,
 			cfg->deadline_ms = v;
 	} else if (strcmp(name, "exclude") == 0) {
 		if (detector_config_add_exclude(cfg, value) == -1)
-			return ini_fail(st, name, "%s", cfg->err);
-	} else if (strcmp(name, "on_undecided") == 0) {
-		if (strcmp(value, "accept") == 0)
-			cfg->on_undecided = DETECTOR_UNDECIDED_ACCEPT;
-		else if (strcmp(value, "reject") == 0)
-			cfg->on_undecided = DETECTOR_UNDECIDED_REJECT;
+			return key_fail(r, name, "%s", cfg->err);
+	} else if (strcmp(name, "on_undecided") == 0 ||
+	    strcmp(name, "on_mitm") == 0) {
+		int p;
+
+		if (!policy_key(r, name, value, &p))
+			return 0;
+		if (strcmp(name, "on_mitm") == 0)
+			cfg->on_mitm = (enum detector_mitm_policy)p;
 		else
-			return ini_fail(st, name, "'%s' is neither 'accept' "
-			    "nor 'reject'", value);
+			cfg->on_undecided = (enum detector_undecided_policy)p;
 	} else if (strcmp(name, "cache") == 0) {
 		if (detector_config_set_cache(cfg, value) == -1)
-			return ini_fail(st, name, "%s", cfg->err);
+			return key_fail(r, name, "%s", cfg->err);
 	} else if (strcmp(name, "cache_validity") == 0) {
 		if (detector_config_parse_uint(value, 365u * 86400, &v) == -1 || v < 1)
-			return ini_fail(st, name, "'%s' is not a number of "
+			return key_fail(r, name, "'%s' is not a number of "
 			    "seconds from 1 to %u", value, 365u * 86400);
 		cfg->cache_validity_s = v;
 	} else if (strcmp(name, "enabled") == 0) {
 		if (detector_config_parse_bool(value, &cfg->enabled) == -1)
-			return ini_fail(st, name, "'%s' is neither 'yes' nor "
+			return key_fail(r, name, "'%s' is neither 'yes' nor "
 			    "'no'", value);
 	} else if (strcmp(name, "log") == 0) {
 		if (config_parse_log(value, &cfg->log_level,
 		    &cfg->log_syslog) == -1)
-			return ini_fail(st, name, "'%s' is not one of off, "
+			return key_fail(r, name, "'%s' is not one of off, "
 			    "errors, decisions (optionally followed by "
 			    "',syslog' or ',stderr')", value);
 	} else if (strcmp(name, "starttls") == 0) {
 		if (parse_starttls(cfg, value, st->what,
 		    sizeof(st->what)) == -1)
-			return ini_fail(st, name, "%s", st->what);
+			return key_fail(r, name, "%s", st->what);
 	} else {
-		return ini_fail(st, name, "unknown key (known: spheres, "
+		return key_fail(r, name, "unknown key (known: spheres, "
 		    "quorum, probe_timeout_ms, deadline_ms, exclude, "
-		    "on_undecided, enabled, log, cache, cache_validity, "
-		    "starttls)");
+		    "on_undecided, on_mitm, enabled, log, cache, "
+		    "cache_validity, starttls)");
 	}
 	return 1;
-}
-
-/* inih silently splits lines longer than its buffer: refuse them first. */
-static int
-check_lines(const char *text, size_t len, int *bad_line)
-{
-	size_t i, col = 0;
-	int line = 1;
-
-	for (i = 0; i < len; i++) {
-		if (text[i] == '\n') {
-			line++;
-			col = 0;
-		} else if (text[i] == '\0' || ++col > CONFIG_LINE_MAX) {
-			*bad_line = line;
-			return text[i] == '\0' ? -2 : -1;
-		}
-	}
-	return 0;
 }
 
 int
 config_load_string(struct detector_config *cfg, const char *text,
     size_t len, const char *name)
 {
+	static const struct inireader_ops ops = {
+		.section = config_section,
+		.key = config_ini_handler,
+		.repeat_hint = "'exclude' may be repeated",
+	};
 	struct detector_config *work;
 	struct ini_state *st;
-	int line = 0, rc;
+	int line = 0;
+	size_t i;
 
 	if (name == NULL)
 		name = "(string)";
-	rc = check_lines(text, len, &line);
-	if (rc != 0)
-		return seterr(cfg, "%s:%d: %s", name, line, rc == -2 ?
-		    "NUL byte in the file" : "line longer than 199 "
-		    "characters (split it: 'exclude' may be repeated)");
 	/* Parse into a copy: a bad file leaves cfg as it was. */
 	work = malloc(sizeof(*work));
 	st = calloc(1, sizeof(*st));
@@ -693,19 +969,25 @@ config_load_string(struct detector_config *cfg, const char *text,
 		return seterr(cfg, "out of memory");
 	}
 	st->cfg = work;
-	st->p = text;
-	st->end = text + len;
-	rc = ini_parse_stream(config_read_line, st, config_ini_handler, st);
-	if (rc == 0 && st->failed)
-		rc = st->fail_line;     /* refused by the reader alone */
-	if (rc != 0) {
-		if (rc < 0)
-			seterr(cfg, "%s: cannot parse (out of memory)", name);
-		else if (st->failed)
-			seterr(cfg, "%s:%d: %s", name, st->fail_line, st->what);
+	if (inireader_parse(text, len, &ops, st, &line, st->what,
+	    sizeof(st->what)) == -1) {
+		if (line > 0)
+			seterr(cfg, "%s:%d: %s", name, line, st->what);
 		else
-			seterr(cfg, "%s:%d: syntax error: expected "
-			    "'key = value' or '[detector]'", name, rc);
+			seterr(cfg, "%s: %s", name, st->what);
+		detector_config_free(work);
+		free(st);
+		return -1;
+	}
+	for (i = 0; work->quorum <= work->nspheres && i < work->nsites; i++) {
+		const struct site *site = &work->sites[i];
+
+		if (site->quorum <= work->nspheres)
+			continue;
+		seterr(cfg, "%s:%d: key 'quorum': [site %s]: quorum %u is "
+		    "more than the %u spheres configured", name,
+		    site->key_line[0], site->match.rules[0].text,
+		    site->quorum, work->nspheres);
 		detector_config_free(work);
 		free(st);
 		return -1;
@@ -718,6 +1000,7 @@ config_load_string(struct detector_config *cfg, const char *text,
 		return -1;
 	}
 	exclude_clear(&cfg->exclude);
+	sites_clear(cfg);
 	*cfg = *work;
 	free(work);
 	free(st);

@@ -11,10 +11,35 @@
 #include "exclude.h"
 
 #define CONFIG_STARTTLS_MAX 32    /* `starttls` port mappings */
+#define CONFIG_SITES_MAX 256      /* [site NAME] sections */
+#define SPHERE_MEMBERS_MAX 8      /* SOCKS ports of one sphere group */
 
-struct sphere {
+struct sphere_member {
 	struct sockaddr_storage addr;
 	char text[64];                  /* "127.0.0.1:9160", "[::1]:9160" */
+};
+
+/*
+ * One sphere: one vote.  A sphere group ("127.0.0.1:9160|127.0.0.1:9170",
+ * the SOCKS ports of several tor processes of one sphere, detector-spheres'
+ * `instances = N`) is one sphere whose checks are spread across its
+ * members; a plain sphere is a group of one.
+ */
+struct sphere {
+	struct sphere_member member[SPHERE_MEMBERS_MAX];
+	unsigned int nmembers;
+	char text[SPHERE_MEMBERS_MAX * 48];     /* as listed, '|' between */
+};
+
+/* A [site NAME] section: the policy for NAME and every name below it
+ * (label-aligned, as `exclude`), or for an address range. */
+struct site {
+	struct exclude_list match;      /* one rule: NAME */
+	int line;                       /* of the section header */
+	unsigned int quorum;            /* 0: the global one */
+	int on_undecided;               /* -1: the global one */
+	int on_mitm;                    /* -1: the global one */
+	int key_line[3];                /* quorum, on_undecided, on_mitm */
 };
 
 enum log_level {
@@ -30,6 +55,9 @@ struct detector_config {
 	unsigned int probe_timeout_ms;
 	unsigned int deadline_ms;
 	enum detector_undecided_policy on_undecided;
+	enum detector_mitm_policy on_mitm;
+	struct site *sites;             /* heap, nsites of them */
+	size_t nsites;
 	int enabled;                    /* the NSS integration probes at all */
 	enum log_level log_level;       /* NSS integration logging */
 	int log_syslog;                 /* to syslog instead of stderr */
@@ -79,7 +107,21 @@ int config_load_string(struct detector_config *cfg, const char *text,
 enum detector_starttls config_starttls_for_port(
     const struct detector_config *cfg, unsigned int port);
 
-/* Deep copy (the exclude list is heap memory). */
+/* The member of sphere s a check uses, from a number that differs from
+ * check to check (a hash of its random isolation token): spread. */
+const struct sphere_member *config_sphere_member(const struct sphere *s,
+    unsigned int pick);
+
+/* The [site] section that applies to host (normalised), the most specific
+ * one, or NULL. */
+const struct site *config_site_for(const struct detector_config *cfg,
+    const char *host);
+
+/* The policy in force for host (normalised). */
+void config_policy_for(const struct detector_config *cfg, const char *host,
+    struct detector_policy *out);
+
+/* Deep copy (the exclude list and the sites are heap memory). */
 int config_copy(struct detector_config *dst, const struct detector_config *src);
 
 #endif

@@ -355,7 +355,7 @@ run_probes(struct detector *ctx, struct probe *probes,
 	size_t idx[DETECTOR_MAX_SPHERES];
 	PRIntervalTime overall = start +
 	    PR_MillisecondsToInterval(ctx->cfg.deadline_ms);
-	struct tally t = { (unsigned int)n, ctx->cfg.quorum, 0, 0, 0 };
+	struct tally t = { (unsigned int)n, res->quorum, 0, 0, 0 };
 	size_t i, npd;
 
 	for (;;) {
@@ -422,17 +422,41 @@ run_probes(struct detector *ctx, struct probe *probes,
 	res->failures = (unsigned int)n - t.matches - t.mismatches;
 }
 
-/* A result of no sphere: excluded from probing, or remembered. */
+/* A result, under the policy in force for host (its [site] section). */
 static struct detector_result *
-result_new(struct detector *ctx)
+result_new(struct detector *ctx, const char *host)
 {
 	struct detector_result *res = calloc(1, sizeof(*res));
 
 	if (res != NULL) {
-		res->quorum = ctx->cfg.quorum;
+		config_policy_for(&ctx->cfg, host, &res->policy);
+		res->quorum = res->policy.quorum;
 		res->verdict = DETECTOR_UNDECIDED;
 	}
 	return res;
+}
+
+/*
+ * on_mitm = reroute is parsed and reported, but the reroute itself does
+ * not exist yet: a REJECT it applies to is refused, and said so, never
+ * silently.  Out of memory for the note, the verdict stands.
+ */
+static void
+reroute_note(const char *host, unsigned int port, struct detector_result *res)
+{
+	char *note;
+
+	if (res->verdict != DETECTOR_REJECT ||
+	    res->policy.on_mitm != DETECTOR_MITM_REROUTE)
+		return;
+	if (asprintf(&note, "%s%s%s:%u: on_mitm = reroute%s%s%s, but "
+	    "rerouting is not available in this version: the connection is "
+	    "refused", res->note ? res->note : "", res->note ? "; " : "",
+	    host, port, res->policy.site[0] ? " ([site " : "",
+	    res->policy.site, res->policy.site[0] ? "])" : "") == -1)
+		return;
+	free((void *)res->note);
+	res->note = note;
 }
 
 static int
@@ -473,7 +497,7 @@ static int
 excluded(struct detector *ctx, const char *host, unsigned int port,
     int survey, struct detector_result **result)
 {
-	struct detector_result *res = result_new(ctx);
+	struct detector_result *res = result_new(ctx, host);
 
 	if (res == NULL)
 		return seterr(ctx, "out of memory");
@@ -500,10 +524,14 @@ probe_spheres(struct detector *ctx, const char *host, unsigned int port,
 	char user[16], pass[40];
 	PRIntervalTime start = PR_IntervalNow();
 	size_t i, n = ctx->cfg.nspheres;
+	unsigned int pick = 2166136261u;
 
 	if (isolation_token(user, sizeof(user), pass, sizeof(pass)) == -1)
 		return seterr(ctx, "cannot generate a random isolation token");
-	res = result_new(ctx);
+	/* The random token also spreads checks across a group's members. */
+	for (i = 0; pass[i] != '\0'; i++)
+		pick = (pick ^ (unsigned char)pass[i]) * 16777619u;
+	res = result_new(ctx, host);
 	paths = calloc(n, sizeof(*paths));
 	if (res == NULL || paths == NULL) {
 		free(res);
@@ -529,8 +557,11 @@ probe_spheres(struct detector *ctx, const char *host, unsigned int port,
 		probes[i].path = &paths[i];
 		probes[i].deadline = start + PR_MillisecondsToInterval(
 		    ctx->cfg.probe_timeout_ms);
-		to_netaddr(&ctx->cfg.spheres[i].addr, &addr);
-		probe_start(&probes[i], &addr, ctx->cfg.spheres[i].text);
+		const struct sphere_member *m = config_sphere_member(
+		    &ctx->cfg.spheres[i], pick);
+
+		to_netaddr(&m->addr, &addr);
+		probe_start(&probes[i], &addr, m->text);
 	}
 	run_probes(ctx, probes, paths, n, start, ci ? ci->spki_sha256 : NULL,
 	    ci ? ci->cert_sha256 : NULL, res);
@@ -564,14 +595,15 @@ check_recall(struct detector *ctx, const char *host, unsigned int port,
 {
 	struct memory *m = memory_of(ctx);
 	struct detector_result *res;
+	struct cache_policy pol;
 	enum detector_verdict v;
 	int64_t when;
 
 	*result = NULL;
-	if (m == NULL || !memory_recall(m, host, port, ci->spki_sha256, &v,
-	    &when))
+	if (m == NULL || memory_policy(&ctx->cfg, &pol) == -1 ||
+	    !memory_recall(m, host, port, ci->spki_sha256, &pol, &v, &when))
 		return 0;
-	if ((res = result_new(ctx)) == NULL)
+	if ((res = result_new(ctx, host)) == NULL)
 		return seterr(ctx, "out of memory");
 	res->verdict = v;
 	res->cached = 1;
@@ -579,6 +611,7 @@ check_recall(struct detector *ctx, const char *host, unsigned int port,
 	res->reason = strdup("remembered verdict for this key (verdict "
 	    "cache)");
 	take_notes(ctx, res);
+	reroute_note(host, port, res);
 	return finish(ctx, res, result) == -1 ? -1 : 1;
 }
 
@@ -610,16 +643,18 @@ check_probe_path(struct detector *ctx, const char *host, unsigned int port,
 	struct memory *m = memory_of(ctx);
 	struct cache_record prev;
 	int have = evidence_history(m, host, port, &prev);
+	struct cache_policy pol;
 
 	*result = NULL;
 	if (probe_spheres(ctx, host, port, ci, leaf, direct, result) == -1)
 		return -1;
 	evidence_weigh_history(host, port, ci, have, &prev, *result);
-	if (m != NULL)
-		memory_record(m, host, port, ci->spki_sha256,
+	if (m != NULL && memory_policy(&ctx->cfg, &pol) == 0)
+		memory_record(m, host, port, ci->spki_sha256, &pol,
 		    (*result)->verdict, ctx->cfg.cache_validity_s);
 	remember_reroute(ctx, host, port, ci, *result);
 	take_notes(ctx, *result);
+	reroute_note(host, port, *result);
 	return 0;
 }
 
@@ -882,7 +917,7 @@ detector_reroute(struct detector *ctx, const char *host, unsigned int port,
 	if (check_target(ctx, result != NULL && fd != NULL, host, port,
 	    name) == -1)
 		return -1;
-	result->policy = DETECTOR_POLICY_REFUSED;
+	result->outcome = DETECTOR_OUTCOME_REFUSED;
 	if (observed_der == NULL || der_len == 0 || certinfo_read(observed_der,
 	    der_len, &ci, err, sizeof(err)) == -1)
 		return seterr(ctx, "%s:%u: no usable certificate of the direct "
@@ -922,21 +957,21 @@ detector_reroute_verify(struct detector *ctx, struct detector_result *result,
 		return seterr(ctx, "no reroute to verify");
 	if (reroute_verify(result->rerouted_spki_sha256, result->rerouted_via,
 	    der, der_len, err, sizeof(err)) == -1) {
-		result->policy = DETECTOR_POLICY_REFUSED;
+		result->outcome = DETECTOR_OUTCOME_REFUSED;
 		return seterr(ctx, "%s", err);
 	}
-	result->policy = DETECTOR_POLICY_REROUTED;
+	result->outcome = DETECTOR_OUTCOME_REROUTED;
 	return 0;
 }
 
 const char *
-detector_policy_name(enum detector_policy p)
+detector_outcome_name(enum detector_outcome p)
 {
 	switch (p) {
-	case DETECTOR_POLICY_NONE: return "none";
-	case DETECTOR_POLICY_ACCEPTED: return "accepted";
-	case DETECTOR_POLICY_REFUSED: return "refused";
-	case DETECTOR_POLICY_REROUTED: return "rerouted";
+	case DETECTOR_OUTCOME_NONE: return "none";
+	case DETECTOR_OUTCOME_ACCEPTED: return "accepted";
+	case DETECTOR_OUTCOME_REFUSED: return "refused";
+	case DETECTOR_OUTCOME_REROUTED: return "rerouted";
 	}
 	return "unknown";
 }

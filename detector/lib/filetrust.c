@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -131,12 +132,69 @@ filetrust_check_file(const char *path, char *err, size_t errlen)
 }
 
 /*
- * The folder is held open (O_PATH needs no read permission and, with
- * O_NOFOLLOW, yields the symlink itself if it is one, which judge() then
- * refuses), so the file is looked up in the folder that was checked even if
- * the path is re-pointed meanwhile.  O_NONBLOCK keeps a FIFO from blocking
+ * The file is opened relative to a folder the caller holds open and has
+ * checked, so it is looked up in the folder that was checked even if the
+ * path is re-pointed meanwhile.  O_NONBLOCK keeps a FIFO from blocking
  * the open; judge() refuses it next, and the flag is then taken off again.
  * O_TRUNC is held back until the file has passed.
+ */
+int
+filetrust_openat(int dfd, const char *name, const char *shown, int oflags,
+    unsigned int mode, unsigned int flags, char *err, size_t errlen)
+{
+	int fd, saved;
+
+	/* O_TRUNC would act before the check: done after it instead. */
+	fd = openat(dfd, name, (oflags & ~O_TRUNC) | O_NOFOLLOW | O_CLOEXEC |
+	    O_NOCTTY | O_NONBLOCK, (mode_t)mode);
+	if (fd == -1) {
+		saved = errno;
+		if (saved == ELOOP)
+			snprintf(err, errlen, "%s is not a regular file (a "
+			    "symlink or special file is refused): replace it "
+			    "with a file of your own", shown);
+		else
+			snprintf(err, errlen, "%s: %s", shown, strerror(saved));
+		errno = saved;
+		return -1;
+	}
+	if (filetrust_check_fd(fd, shown, flags & ~(unsigned int)FILETRUST_DIR,
+	    err, errlen) == -1) {
+		close(fd);
+		errno = EPERM;
+		return -1;
+	}
+	if ((!(oflags & O_NONBLOCK) &&
+	    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) == -1) ||
+	    ((oflags & O_TRUNC) && ftruncate(fd, 0) == -1)) {
+		saved = errno;
+		snprintf(err, errlen, "%s: %s", shown, strerror(errno));
+		close(fd);
+		errno = saved;
+		return -1;
+	}
+	return fd;
+}
+
+int
+filetrust_checkat(int dfd, const char *name, const char *shown,
+    unsigned int flags, char *err, size_t errlen)
+{
+	struct stat sb;
+
+	if (fstatat(dfd, name, &sb, AT_SYMLINK_NOFOLLOW) == -1) {
+		if (errno == ENOENT && (flags & FILETRUST_MISSING_OK))
+			return 0;
+		snprintf(err, errlen, "%s: %s", shown, strerror(errno));
+		return -1;
+	}
+	return judge(&sb, shown, flags, err, errlen);
+}
+
+/*
+ * The folder is held open (O_PATH needs no read permission and, with
+ * O_NOFOLLOW, yields the symlink itself if it is one, which judge() then
+ * refuses), and the file opened relative to it (filetrust_openat).
  */
 int
 filetrust_open(const char *path, int oflags, unsigned int mode,
@@ -163,37 +221,212 @@ filetrust_open(const char *path, int oflags, unsigned int mode,
 		errno = EPERM;
 		return -1;
 	}
-	/* O_TRUNC would act before the check: done after it instead. */
-	fd = openat(dfd, base, (oflags & ~O_TRUNC) | O_NOFOLLOW | O_CLOEXEC |
-	    O_NOCTTY | O_NONBLOCK, (mode_t)mode);
+	fd = filetrust_openat(dfd, base, path, oflags, mode, flags, err,
+	    errlen);
 	saved = errno;
 	close(dfd);
-	if (fd == -1) {
-		if (saved == ELOOP)
-			snprintf(err, errlen, "%s is not a regular file (a "
-			    "symlink or special file is refused): replace it "
-			    "with a file of your own", path);
-		else
-			snprintf(err, errlen, "%s: %s", path, strerror(saved));
-		errno = saved;
-		return -1;
-	}
-	if (filetrust_check_fd(fd, path, flags & ~(unsigned int)FILETRUST_DIR,
-	    err, errlen) == -1) {
-		close(fd);
-		errno = EPERM;
-		return -1;
-	}
-	if ((!(oflags & O_NONBLOCK) &&
-	    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) == -1) ||
-	    ((oflags & O_TRUNC) && ftruncate(fd, 0) == -1)) {
-		saved = errno;
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
-		close(fd);
-		errno = saved;
-		return -1;
-	}
+	errno = saved;
 	return fd;
+}
+
+/*
+ * May we believe what folder d (fstat) says entry e (fstat of what the
+ * name gave, not followed) is?  Only if nobody but us and root can change
+ * d's entries: d is ours or root's and not writable by group or others,
+ * or it is a sticky folder (/tmp) and the entry itself is ours or root's
+ * (the sticky bit keeps others from renaming or removing it, though not
+ * from planting a name that is missing).
+ */
+static int
+holds(const struct stat *d, const struct stat *e)
+{
+	uid_t me = geteuid();
+
+	if (d->st_uid != me && d->st_uid != 0)
+		return 0;
+	if (!(d->st_mode & (S_IWGRP | S_IWOTH)))
+		return 1;
+	return (d->st_mode & S_ISVTX) && (e->st_uid == me || e->st_uid == 0);
+}
+
+#define WALK_LINKS_MAX 40
+
+/*
+ * Walks path from "/" one component at a time, each opened O_PATH|
+ * O_NOFOLLOW relative to the folder before it, so no step can be
+ * redirected once taken; see filetrust.h.  rest holds what is still to
+ * walk, done what was walked (for messages).
+ */
+int
+filetrust_open_dir(const char *path, unsigned int create, char *err,
+    size_t errlen)
+{
+	char rest[8192], done[4096], comp[NAME_MAX + 1], target[4096];
+	struct stat dsb, sb;
+	unsigned int links = 0, left;
+	const char *p;
+	size_t n;
+	int dfd, fd, saved, up;
+
+	if (path[0] == '/')
+		n = (size_t)snprintf(rest, sizeof(rest), "%s", path);
+	else {
+		if (getcwd(done, sizeof(done)) == NULL) {
+			snprintf(err, errlen, "%s: the current folder: %s",
+			    path, strerror(errno));
+			return -1;
+		}
+		n = (size_t)snprintf(rest, sizeof(rest), "%s/%s", done, path);
+	}
+	if (n >= sizeof(rest)) {
+		snprintf(err, errlen, "%s: path too long", path);
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	if ((dfd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC)) == -1 ||
+	    fstat(dfd, &dsb) == -1) {
+		saved = errno;
+		snprintf(err, errlen, "/: %s", strerror(errno));
+		if (dfd != -1)
+			close(dfd);
+		errno = saved;
+		return -1;
+	}
+	done[0] = '\0';
+	for (;;) {
+		p = rest;
+		while (*p == '/')
+			p++;
+		if (*p == '\0')
+			break;
+		n = strcspn(p, "/");
+		if (n > NAME_MAX) {
+			snprintf(err, errlen, "%s: a name too long", path);
+			saved = ENAMETOOLONG;
+			goto fail;
+		}
+		memcpy(comp, p, n);
+		comp[n] = '\0';
+		memmove(rest, p + n, strlen(p + n) + 1);
+		if (strcmp(comp, ".") == 0)
+			continue;
+		/* Components still to walk after this one. */
+		for (left = 0, p = rest; *p != '\0'; ) {
+			while (*p == '/')
+				p++;
+			if (*p != '\0')
+				left++;
+			p += strcspn(p, "/");
+		}
+		up = strcmp(comp, "..") == 0;
+		if (up) {
+			/* The folder's real parent: nothing to redirect. */
+			fd = openat(dfd, "..", O_PATH | O_DIRECTORY | O_CLOEXEC);
+			char *slash = strrchr(done, '/');
+			if (slash != NULL)
+				*slash = '\0';
+		} else {
+			fd = openat(dfd, comp, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+			if (fd == -1 && errno == ENOENT && left < create &&
+			    (mkdirat(dfd, comp, 0700) == 0 || errno == EEXIST))
+				fd = openat(dfd, comp, O_PATH | O_NOFOLLOW |
+				    O_CLOEXEC);
+			if (strlen(done) + n + 2 < sizeof(done)) {
+				strcat(done, "/");
+				strcat(done, comp);
+			}
+		}
+		if (fd == -1 || fstat(fd, &sb) == -1) {
+			saved = errno;
+			snprintf(err, errlen, "%s: %s", done, strerror(errno));
+			if (fd != -1)
+				close(fd);
+			goto fail;
+		}
+		if (!up && !holds(&dsb, &sb)) {
+			char parent[4096], who[4300];
+
+			if (!filetrust_dirname(done, parent, sizeof(parent)))
+				parent[0] = '\0';
+			if (dsb.st_uid != geteuid() && dsb.st_uid != 0)
+				snprintf(who, sizeof(who), "%s belongs to "
+				    "another user (uid %lu)", parent,
+				    (unsigned long)dsb.st_uid);
+			else if (dsb.st_mode & S_ISVTX)
+				snprintf(who, sizeof(who), "%s belongs to uid "
+				    "%lu, in a folder everyone may write",
+				    done, (unsigned long)sb.st_uid);
+			else
+				snprintf(who, sizeof(who), "%s is writable by "
+				    "others (mode %04o)", parent,
+				    (unsigned int)(dsb.st_mode & 07777));
+			snprintf(err, errlen, "%s: refused, %s: that user "
+			    "could swap %s for a symlink to a file DetecTor "
+			    "must not touch; use a path whose folders belong "
+			    "to you (uid %lu) or root and are not writable by "
+			    "others", path, who, done,
+			    (unsigned long)geteuid());
+			close(fd);
+			saved = EPERM;
+			goto fail;
+		}
+		if (S_ISLNK(sb.st_mode)) {
+			ssize_t len;
+
+			len = readlinkat(fd, "", target, sizeof(target) - 1);
+			saved = errno;
+			close(fd);
+			if (++links > WALK_LINKS_MAX || len <= 0 ||
+			    (size_t)len >= sizeof(target) - 1 ||
+			    (size_t)len + strlen(rest) + 2 > sizeof(rest)) {
+				snprintf(err, errlen, "%s: %s", done,
+				    len < 0 ? strerror(saved) :
+				    "too many or too long symlinks");
+				saved = ELOOP;
+				goto fail;
+			}
+			target[len] = '\0';
+			n = strlen(rest);
+			memmove(rest + len + 1, rest, n + 1);
+			memcpy(rest, target, (size_t)len);
+			rest[len] = '/';
+			if (target[0] == '/') {
+				close(dfd);
+				if ((dfd = open("/", O_PATH | O_DIRECTORY |
+				    O_CLOEXEC)) == -1 || fstat(dfd, &dsb) == -1) {
+					saved = errno;
+					snprintf(err, errlen, "/: %s",
+					    strerror(errno));
+					goto fail;
+				}
+				done[0] = '\0';
+			} else {
+				char *slash = strrchr(done, '/');
+				if (slash != NULL)
+					*slash = '\0';
+			}
+			continue;
+		}
+		if (!S_ISDIR(sb.st_mode)) {
+			snprintf(err, errlen, "%s is not a directory", done);
+			close(fd);
+			saved = ENOTDIR;
+			goto fail;
+		}
+		close(dfd);
+		dfd = fd;
+		dsb = sb;
+	}
+	if (judge(&dsb, path, FILETRUST_DIR, err, errlen) == -1) {
+		saved = EPERM;
+		goto fail;
+	}
+	return dfd;
+fail:
+	if (dfd != -1)
+		close(dfd);
+	errno = saved;
+	return -1;
 }
 
 /* The public door (detector.h) for programs such as detector-monitor. */

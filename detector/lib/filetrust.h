@@ -15,8 +15,9 @@
  *
  * and the folder holding it passes the same rules (a folder others can
  * write lets them replace the file; the sticky bit does not help, they can
- * still plant a name that is missing).  Only the one folder holding the file
- * is checked, not every folder above it.
+ * still plant a name that is missing).  filetrust_check*() check only the
+ * one folder holding the file; filetrust_open_dir() checks every folder
+ * from "/" down and pins the result.
  *
  * Every function returns 0 if the rules hold, else -1 with err saying which
  * file broke which rule and what to do ("chmod go-w PATH").
@@ -58,6 +59,38 @@ int filetrust_check_fd(int fd, const char *path, unsigned int flags,
  */
 int filetrust_open(const char *path, int oflags, unsigned int mode,
     unsigned int flags, char *err, size_t errlen);
+
+/* filetrust_open() for the entry name in folder dfd, which the caller
+ * holds open and has checked (filetrust_open_dir()); shown names the file
+ * in messages. */
+int filetrust_openat(int dfd, const char *name, const char *shown,
+    int oflags, unsigned int mode, unsigned int flags, char *err,
+    size_t errlen);
+
+/* filetrust_check() for the entry name in folder dfd (not followed). */
+int filetrust_checkat(int dfd, const char *name, const char *shown,
+    unsigned int flags, char *err, size_t errlen);
+
+/*
+ * The folder path, pinned: walked from "/" one name at a time, each opened
+ * relative to the folder before it without following it, so nothing
+ * renamed or swapped for a symlink meanwhile can redirect the walk, and
+ * every later openat() on the descriptor lands in the folder checked.
+ * Each folder walked through must be one whose entries nobody but us and
+ * root can change (ours or root's, not writable by group or others; or
+ * sticky, as /tmp, with the entry in it ours or root's); a symlink is
+ * followed only where it lies in such a folder, so nobody else can have
+ * placed or re-pointed it.  The folder itself must pass the rules above
+ * (FILETRUST_DIR).  The last `create` names, if missing, are made (mode
+ * 0700).  A relative path is taken from the current folder.
+ *
+ * This closes the hole filetrust_check_dir() leaves: a root process told
+ * to use /home/alice/.cache/detector checked that folder, but alice could
+ * swap /home/alice/.cache for a symlink between the check and the open.
+ * Returns an O_PATH descriptor (close-on-exec), or -1 with err and errno.
+ */
+int filetrust_open_dir(const char *path, unsigned int create, char *err,
+    size_t errlen);
 
 /* The folder holding path ("." for a bare name, "/" for "/x");
  * 0 if it does not fit in size. */

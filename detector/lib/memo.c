@@ -11,8 +11,8 @@
 
 int
 memo_lookup(const struct memo *m, const char *host, unsigned int port,
-    const unsigned char *spki, PRTime now, enum detector_verdict *v,
-    int64_t *stored_s)
+    const unsigned char *spki, const struct cache_policy *pol, PRTime now,
+    enum detector_verdict *v, int64_t *stored_s)
 {
 	size_t i;
 
@@ -22,7 +22,8 @@ memo_lookup(const struct memo *m, const char *host, unsigned int port,
 		if (e->expires <= now || e->port != port ||
 		    strcasecmp(e->host, host) != 0)
 			continue;
-		if (memcmp(e->spki, spki, DETECTOR_SHA256_LEN) != 0)
+		if (memcmp(e->spki, spki, DETECTOR_SHA256_LEN) != 0 ||
+		    !cache_policy_covers(&e->policy, pol, e->verdict))
 			return 0;
 		*v = e->verdict;
 		*stored_s = e->stored / PR_USEC_PER_SEC;
@@ -33,8 +34,8 @@ memo_lookup(const struct memo *m, const char *host, unsigned int port,
 
 void
 memo_store(struct memo *m, const char *host, unsigned int port,
-    const unsigned char *spki, enum detector_verdict v, PRTime now,
-    PRTime ttl)
+    const unsigned char *spki, const struct cache_policy *pol,
+    enum detector_verdict v, PRTime now, PRTime ttl)
 {
 	struct memo_entry *slot = NULL;
 	size_t i;
@@ -56,6 +57,7 @@ memo_store(struct memo *m, const char *host, unsigned int port,
 	slot->port = port;
 	memcpy(slot->spki, spki, DETECTOR_SHA256_LEN);
 	slot->verdict = v;
+	slot->policy = *pol;
 	slot->stored = now;
 	slot->expires = now + ttl;
 }

@@ -8,6 +8,7 @@
 #include <prtime.h>
 #include <stdint.h>
 
+#include "cache.h"
 #include "detector.h"
 
 #define MEMO_ENTRIES 512
@@ -18,6 +19,7 @@ struct memo_entry {
 	unsigned int port;
 	unsigned char spki[DETECTOR_SHA256_LEN];
 	enum detector_verdict verdict;
+	struct cache_policy policy;     /* reached under (cache.h) */
 	PRTime stored;                  /* when the verdict was reached */
 	PRTime expires;                 /* 0: unused slot */
 };
@@ -27,15 +29,16 @@ struct memo {
 };
 
 /* The remembered verdict for exactly this key at host:port, if not
- * expired: 1 with *v and *stored_s (unix seconds) set, else 0.  Pure; the
- * caller locks. */
+ * expired and reached under a policy covering pol (cache_policy_covers()):
+ * 1 with *v and *stored_s (unix seconds) set, else 0.  Pure; the caller
+ * locks. */
 int memo_lookup(const struct memo *m, const char *host, unsigned int port,
-    const unsigned char *spki, PRTime now, enum detector_verdict *v,
-    int64_t *stored_s);
+    const unsigned char *spki, const struct cache_policy *pol, PRTime now,
+    enum detector_verdict *v, int64_t *stored_s);
 /* Remembers a verdict for ttl microseconds (replaces any entry for
  * host:port, else the slot expiring first). */
 void memo_store(struct memo *m, const char *host, unsigned int port,
-    const unsigned char *spki, enum detector_verdict v, PRTime now,
-    PRTime ttl);
+    const unsigned char *spki, const struct cache_policy *pol,
+    enum detector_verdict v, PRTime now, PRTime ttl);
 
 #endif

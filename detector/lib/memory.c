@@ -15,24 +15,48 @@
  */
 #include "memory.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <pk11pub.h>
+
 #include "cache.h"
+#include "filetrust.h"
 #include "memo.h"
 
 #define MEMORY_NOTES 4
 #define MEMORY_NOTE_MAX 1024
 
+/*
+ * When the cache file is opened
+ * -----------------------------
+ * Lazily, by the first lookup or record that needs it, and never under
+ * memory_lock: opening may wait (MEMORY_WAIT in cache.c: for a process
+ * that is creating or checking the file), and every other thread must go
+ * on meanwhile with this process's memory.  One thread opens (opening);
+ * the others do not wait for it.  If it fails, it is tried again by the
+ * first call after 1 s, then 2, 4, ... up to MEMORY_RETRY_MAX_MS between
+ * tries, so that a process that outlives a stuck or damaged cache uses it
+ * again once it is usable, without paying an open on every handshake.  After fork() the
+ * child does not use the parent's handle (cache.c refuses it); it opens
+ * its own the same way.
+ */
+#define MEMORY_RETRY_MAX_MS 60000
+
 struct memory {
 	char where[PATH_MAX];           /* the cache file; "" none */
+	int can_open;                   /* where names a file to try */
+	int opening;                    /* a thread is opening it now */
+	unsigned int failures;          /* opens failed in a row */
+	int64_t retry_at;               /* monotonic ms: next try after */
 	struct cache *cache;            /* NULL: none, or it failed */
-	pid_t cache_pid;                /* LMDB handles do not survive fork() */
 	char cache_err[MEMORY_NOTE_MAX];        /* why there is no cache */
 	int write_failed;               /* reported once */
 	char notes[MEMORY_NOTES][MEMORY_NOTE_MAX];
@@ -51,8 +75,23 @@ static void
 memory_atfork_child(void)
 {
 	pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
+	struct memory *m;
 
 	memory_lock = fresh;
+	/* A thread that was opening a cache is not in the child. */
+	for (m = memories; m != NULL; m = m->next) {
+		m->opening = 0;
+		m->retry_at = 0;
+	}
+}
+
+static int64_t
+monotonic_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void
@@ -78,23 +117,65 @@ note_locked(struct memory *m, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* The cache file cfg names: "off", the file, or the per-user default
- * ("" with why set when there is none). */
-static void
-cache_where(const struct detector_config *cfg, char *out, size_t size)
+/*
+ * Whose cache a per-user default names: the folder an environment variable
+ * points at (or, if it does not exist yet, the folder holding it) must be
+ * ours.  sudo keeps the caller's HOME; a root process that took the
+ * caller's cache would let the caller choose where root writes (and feed
+ * root verdicts).  0 with why set if it is someone else's.
+ */
+static int
+env_dir_ours(const char *var, const char *dir, char *why, size_t whylen)
 {
+	char parent[PATH_MAX];
+	struct stat sb;
+	int missing = 0;
+
+	if (stat(dir, &sb) == -1) {
+		if (errno != ENOENT || !filetrust_dirname(dir, parent,
+		    sizeof(parent)) || stat(parent, &sb) == -1)
+			return 1;       /* nothing there: cache_open() says why */
+		missing = 1;
+	}
+	/* A folder still to be made (XDG_CACHE_HOME=/tmp/x) may be made in
+	 * root's folder too: cache_open()'s walk judges the rest. */
+	if (sb.st_uid == geteuid() || (missing && sb.st_uid == 0))
+		return 1;
+	snprintf(why, whylen, "%s (%s) belongs to uid %lu, not to this "
+	    "process (uid %lu; sudo keeps the caller's HOME): its verdict "
+	    "cache is not used, so that uid %lu cannot choose what this "
+	    "process writes or believes; name one with `cache = PATH`", var,
+	    dir, (unsigned long)sb.st_uid, (unsigned long)geteuid(),
+	    (unsigned long)sb.st_uid);
+	return 0;
+}
+
+/* The cache file cfg names: "off", the file, or the per-user default
+ * ("" when there is none; why set, with out naming the file, when the
+ * default is someone else's). */
+static void
+cache_where(const struct detector_config *cfg, char *out, size_t size,
+    char *why, size_t whylen)
+{
+	const char *xdg = secure_getenv("XDG_CACHE_HOME");
+	const char *home = secure_getenv("HOME");
+
+	why[0] = '\0';
 	if (cfg->cache_path[0] != '\0')
 		snprintf(out, size, "%s", cfg->cache_path);
 	else if (!config_xdg_path("XDG_CACHE_HOME", ".cache",
 	    "detector/verdicts.mdb", out, size))
 		out[0] = '\0';
+	else if (xdg != NULL && xdg[0] == '/')
+		(void)env_dir_ours("XDG_CACHE_HOME", xdg, why, whylen);
+	else if (home != NULL)
+		(void)env_dir_ours("HOME", home, why, whylen);
 }
 
 static struct memory *
-memory_open_locked(const char *where)
+memory_new_locked(const char *where, const char *refused)
 {
 	struct memory *m = calloc(1, sizeof(*m));
-	char note[MEMORY_NOTE_MAX];
 
 	if (m == NULL)
 		return NULL;
@@ -102,19 +183,15 @@ memory_open_locked(const char *where)
 	if (strcmp(where, "off") == 0) {
 		snprintf(m->cache_err, sizeof(m->cache_err), "the verdict "
 		    "cache is turned off (cache = off)");
+	} else if (refused[0] != '\0') {
+		snprintf(m->cache_err, sizeof(m->cache_err), "%s", refused);
+		note_locked(m, "%s; verdicts are kept in memory", m->cache_err);
 	} else if (where[0] == '\0') {
 		snprintf(m->cache_err, sizeof(m->cache_err), "no verdict "
 		    "cache: neither XDG_CACHE_HOME nor HOME is set");
 		note_locked(m, "%s; verdicts are kept in memory", m->cache_err);
 	} else {
-		m->cache = cache_open(where, note, sizeof(note), m->cache_err,
-		    sizeof(m->cache_err));
-		m->cache_pid = getpid();
-		if (m->cache == NULL)
-			note_locked(m, "%s; verdicts are kept in memory",
-			    m->cache_err);
-		else if (note[0] != '\0')
-			note_locked(m, "%s", note);
+		m->can_open = 1;        /* by usable_cache(), outside the lock */
 	}
 	m->next = memories;
 	memories = m;
@@ -124,46 +201,129 @@ memory_open_locked(const char *where)
 struct memory *
 memory_for(const struct detector_config *cfg)
 {
-	char where[PATH_MAX];
+	char where[PATH_MAX], refused[MEMORY_NOTE_MAX - 64];
 	struct memory *m;
 
 	(void)pthread_once(&memory_once, memory_init);
-	cache_where(cfg, where, sizeof(where));
+	cache_where(cfg, where, sizeof(where), refused, sizeof(refused));
 	pthread_mutex_lock(&memory_lock);
 	for (m = memories; m != NULL; m = m->next) {
 		if (strcmp(m->where, where) == 0)
 			break;
 	}
 	if (m == NULL)
-		m = memory_open_locked(where);
+		m = memory_new_locked(where, refused);
 	pthread_mutex_unlock(&memory_lock);
 	return m;
 }
 
-/* The cache handle, if this process may use it. */
+/* The cache handle, if there is one this process may use: opened now if
+ * it is time to (see "When the cache file is opened"). */
 static struct cache *
-usable_cache(const struct memory *m)
+usable_cache(struct memory *m)
 {
-	return m->cache != NULL && m->cache_pid == getpid() ? m->cache : NULL;
+	char note[MEMORY_NOTE_MAX], err[MEMORY_NOTE_MAX];
+	struct cache *c, *stale = NULL;
+	int64_t now, delay;
+
+	pthread_mutex_lock(&memory_lock);
+	/* Not getpid(): a pid can be reused (cache_usable()). */
+	if ((c = m->cache) != NULL && cache_usable(c)) {
+		pthread_mutex_unlock(&memory_lock);
+		return c;
+	}
+	if (c != NULL) {
+		/* Opened before fork(): this process opens its own. */
+		stale = c;
+		m->cache = NULL;
+		m->write_failed = 0;
+	}
+	now = monotonic_ms();
+	if (!m->can_open || m->opening || now < m->retry_at) {
+		pthread_mutex_unlock(&memory_lock);
+		cache_close(stale);
+		return NULL;
+	}
+	m->opening = 1;
+	pthread_mutex_unlock(&memory_lock);
+	cache_close(stale);
+	c = cache_open(m->where, note, sizeof(note), err, sizeof(err));
+	pthread_mutex_lock(&memory_lock);
+	m->opening = 0;
+	if (c != NULL) {
+		m->cache = c;
+		m->cache_err[0] = '\0';
+		if (m->failures > 0)
+			note_locked(m, "the verdict cache %s is used again",
+			    m->where);
+		m->failures = 0;
+		if (note[0] != '\0')
+			note_locked(m, "%s", note);
+	} else {
+		snprintf(m->cache_err, sizeof(m->cache_err), "%s", err);
+		delay = (int64_t)1000 << (m->failures < 6 ? m->failures : 6);
+		m->retry_at = monotonic_ms() + (delay < MEMORY_RETRY_MAX_MS ?
+		    delay : MEMORY_RETRY_MAX_MS);
+		if (m->failures++ == 0)
+			note_locked(m, "%s; verdicts are kept in memory (the "
+			    "cache is tried again later)", err);
+	}
+	pthread_mutex_unlock(&memory_lock);
+	return c;
+}
+
+static int
+by_text(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+int
+memory_policy(const struct detector_config *cfg, struct cache_policy *pol)
+{
+	unsigned char digest[DETECTOR_SHA256_LEN];
+	const char *texts[DETECTOR_MAX_SPHERES];
+	char list[DETECTOR_MAX_SPHERES * 66];
+	size_t len = 0;
+	unsigned int i;
+
+	memset(pol, 0, sizeof(*pol));
+	if (cfg->nspheres == 0 || cfg->nspheres > DETECTOR_MAX_SPHERES ||
+	    cfg->quorum < 1 || cfg->quorum > cfg->nspheres)
+		return -1;
+	for (i = 0; i < cfg->nspheres; i++)
+		texts[i] = cfg->spheres[i].text;
+	/* The same set in another order is the same policy. */
+	qsort(texts, cfg->nspheres, sizeof(texts[0]), by_text);
+	for (i = 0; i < cfg->nspheres; i++)
+		len += (size_t)snprintf(list + len, sizeof(list) - len, "%s\n",
+		    texts[i]);
+	if (len >= sizeof(list) || PK11_HashBuf(SEC_OID_SHA256, digest,
+	    (const unsigned char *)list, (PRInt32)len) != SECSuccess)
+		return -1;
+	pol->quorum = cfg->quorum;
+	pol->nspheres = cfg->nspheres;
+	memcpy(pol->spheres, digest, CACHE_SPHERES_DIGEST_LEN);
+	return 0;
 }
 
 int
 memory_recall(struct memory *m, const char *host, unsigned int port,
-    const unsigned char *spki, enum detector_verdict *v,
-    int64_t *verified_at)
+    const unsigned char *spki, const struct cache_policy *pol,
+    enum detector_verdict *v, int64_t *verified_at)
 {
 	struct cache *c = usable_cache(m);
 	struct cache_record r;
 	int found;
 
-	if (c != NULL && cache_recall(c, host, port, spki,
+	if (c != NULL && cache_recall(c, host, port, spki, pol,
 	    (uint32_t)time(NULL), &r)) {
 		*v = r.verdict;
 		*verified_at = r.last_verified;
 		return 1;
 	}
 	pthread_mutex_lock(&memory_lock);
-	found = memo_lookup(&m->memo, host, port, spki, PR_Now(), v,
+	found = memo_lookup(&m->memo, host, port, spki, pol, PR_Now(), v,
 	    verified_at);
 	pthread_mutex_unlock(&memory_lock);
 	return found;
@@ -171,23 +331,22 @@ memory_recall(struct memory *m, const char *host, unsigned int port,
 
 void
 memory_record(struct memory *m, const char *host, unsigned int port,
-    const unsigned char *spki, enum detector_verdict v,
-    unsigned int validity_s)
+    const unsigned char *spki, const struct cache_policy *pol,
+    enum detector_verdict v, unsigned int validity_s)
 {
 	PRTime ttl = (PRTime)(v == DETECTOR_ACCEPT ? validity_s :
 	    v == DETECTOR_REJECT ? CACHE_TTL_REJECT : CACHE_TTL_UNDECIDED) *
 	    PR_USEC_PER_SEC;
 	struct cache *c = usable_cache(m);
-	char err[256] = "the cache handle was opened before fork()";
+	char err[256] = "";
 
 	if (c != NULL && !cache_readonly(c) && cache_remember(c, host, port,
-	    spki, v, (uint32_t)time(NULL), validity_s, err,
+	    spki, pol, v, (uint32_t)time(NULL), validity_s, err,
 	    sizeof(err)) == 0)
 		return;
 	pthread_mutex_lock(&memory_lock);
-	memo_store(&m->memo, host, port, spki, v, PR_Now(), ttl);
-	if (m->cache != NULL && !cache_readonly(m->cache) &&
-	    !m->write_failed) {
+	memo_store(&m->memo, host, port, spki, pol, v, PR_Now(), ttl);
+	if (c != NULL && !cache_readonly(c) && !m->write_failed) {
 		m->write_failed = 1;
 		note_locked(m, "cannot write the verdict cache (%s); verdicts "
 		    "are kept in memory", err);
@@ -217,9 +376,12 @@ memory_cache(struct memory *m, char *err, size_t errlen)
 {
 	struct cache *c = usable_cache(m);
 
-	if (c == NULL)
+	if (c == NULL) {
+		pthread_mutex_lock(&memory_lock);
 		snprintf(err, errlen, "%s", m->cache_err[0] != '\0' ?
-		    m->cache_err : "the cache handle was opened before "
-		    "fork()");
+		    m->cache_err : m->opening ? "the verdict cache is being "
+		    "opened by another thread: try again" : "no verdict cache");
+		pthread_mutex_unlock(&memory_lock);
+	}
 	return c;
 }

@@ -8,6 +8,7 @@
 
 #include <stdint.h>
 
+#include "cache.h"
 #include "config.h"
 
 struct memory;
@@ -21,20 +22,28 @@ struct memory;
  */
 struct memory *memory_for(const struct detector_config *cfg);
 
-/* A remembered verdict for exactly this key at host:port that has not
- * expired: 1 with *v and *verified_at (unix seconds) set, else 0.  A key
- * other than the remembered one is never answered from memory: "a
- * mismatch is the natural cue" to probe again. */
-int memory_recall(struct memory *m, const char *host, unsigned int port,
-    const unsigned char *spki, enum detector_verdict *v,
-    int64_t *verified_at);
+/* The policy cfg reaches verdicts under (cache.h): its quorum, its number
+ * of spheres and a digest of its sphere list (SHA-256 through NSS, which
+ * must be initialised) of the sorted "addr:port" texts.  0, or -1 if
+ * the digest cannot be made (then nothing is recalled or recorded). */
+int memory_policy(const struct detector_config *cfg,
+    struct cache_policy *pol);
 
-/* Remembers a verdict: ACCEPT for validity_s, REJECT for CACHE_TTL_REJECT,
- * UNDECIDED for CACHE_TTL_UNDECIDED.  In the cache file if it can be
- * written, else in this process's memory. */
+/* A remembered verdict for exactly this key at host:port that has not
+ * expired and was reached under a policy covering pol: 1 with *v and
+ * *verified_at (unix seconds) set, else 0.  A key other than the
+ * remembered one is never answered from memory: "a mismatch is the
+ * natural cue" to probe again. */
+int memory_recall(struct memory *m, const char *host, unsigned int port,
+    const unsigned char *spki, const struct cache_policy *pol,
+    enum detector_verdict *v, int64_t *verified_at);
+
+/* Remembers a verdict reached under pol: ACCEPT for validity_s, REJECT for
+ * CACHE_TTL_REJECT, UNDECIDED for CACHE_TTL_UNDECIDED.  In the cache file
+ * if it can be written, else in this process's memory. */
 void memory_record(struct memory *m, const char *host, unsigned int port,
-    const unsigned char *spki, enum detector_verdict v,
-    unsigned int validity_s);
+    const unsigned char *spki, const struct cache_policy *pol,
+    enum detector_verdict v, unsigned int validity_s);
 
 /*
  * What the memory has to tell the user, each thing once per process: the

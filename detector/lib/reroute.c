@@ -428,11 +428,12 @@ out:
 	return rc;
 }
 
-/* One sphere: connect, SOCKS5, preamble.  0 with a->fd open, or an
- * ATTEMPT_* end with a->fd closed. */
+/* One sphere (through one member of its group: a reroute is a single
+ * connection, there is no load to spread): connect, SOCKS5, preamble.  0
+ * with a->fd open, or an ATTEMPT_* end with a->fd closed. */
 static int
 attempt(struct attempt *a, const struct reroute_plan *plan,
-    const struct sphere *s)
+    const struct sphere_member *s)
 {
 	socklen_t alen = s->addr.ss_family == AF_INET ?
 	    sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
@@ -500,7 +501,7 @@ reroute_open(const struct reroute_plan *plan, int cancel_fd,
 	a.errlen = sizeof(one);
 	for (i = 0; i < plan->nvia; i++) {
 		one[0] = '\0';
-		rc = attempt(&a, plan, &plan->via[i]);
+		rc = attempt(&a, plan, &plan->via[i].member[0]);
 		if (rc == 0) {
 			*via = i;
 			return a.fd;

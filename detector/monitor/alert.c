@@ -42,7 +42,6 @@
 
 extern char **environ;
 
-#define HOOK_ENV_MAX 32
 #define LIST_MAX 4096
 
 void
@@ -60,17 +59,6 @@ mon_log(const struct mon_config *mc, int prio, const char *fmt, ...)
 		vsyslog(prio, fmt, ap);
 		va_end(ap);
 	}
-}
-
-static void
-iso_time(int64_t t, char *buf, size_t size)
-{
-	time_t tt = (time_t)t;
-	struct tm tm;
-
-	if (gmtime_r(&tt, &tm) == NULL ||
-	    strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
-		snprintf(buf, size, "%lld", (long long)t);
 }
 
 /* Appends to a space separated list in buf. */
@@ -91,7 +79,7 @@ keys_text(const unsigned char (*keys)[MON_KEY_LEN], size_t n, char *buf,
 
 	buf[0] = '\0';
 	for (i = 0; i < n; i++) {
-		mon_hex(keys[i], MON_KEY_LEN, hex);
+		cli_hex(keys[i], MON_KEY_LEN, hex);
 		list_add(buf, size, hex);
 	}
 }
@@ -154,8 +142,8 @@ cert_names(FILE *f, const struct detector_der *der)
 	    c->subjectName ? c->subjectName : "?",
 	    c->issuerName ? c->issuerName : "?");
 	if (CERT_GetCertTimes(c, &before, &after) == SECSuccess) {
-		iso_time((int64_t)(before / PR_USEC_PER_SEC), b, sizeof(b));
-		iso_time((int64_t)(after / PR_USEC_PER_SEC), a, sizeof(a));
+		cli_iso_time((int64_t)(before / PR_USEC_PER_SEC), b, sizeof(b));
+		cli_iso_time((int64_t)(after / PR_USEC_PER_SEC), a, sizeof(a));
 		fprintf(f, "#   valid   %s to %s\n", b, a);
 	}
 	CERT_DestroyCertificate(c);
@@ -215,7 +203,7 @@ write_report(const struct mon_config *mc, struct mon_cycle_service *cs)
 		cs->report[0] = '\0';
 		return;
 	}
-	iso_time(obs->now, when, sizeof(when));
+	cli_iso_time(obs->now, when, sizeof(when));
 	mconfig_target(s, target, sizeof(target));
 	fprintf(f, "detector-monitor report\n\nservice:  %s\ntarget:   %s\n"
 	    "time:     %s\nstatus:   %s\nevents:  ", s->name, target, when,
@@ -225,15 +213,15 @@ write_report(const struct mon_config *mc, struct mon_cycle_service *cs)
 			fprintf(f, " %s", mon_event_name(ev));
 	fprintf(f, "\n\nexpected keys (SPKI SHA-256):\n");
 	for (i = 0; i < s->nexpected; i++) {
-		mon_hex(s->expected[i], MON_KEY_LEN, hex);
+		cli_hex(s->expected[i], MON_KEY_LEN, hex);
 		fprintf(f, "  %s\n", hex);
 	}
 	fprintf(f, "\npaths:\n");
 	for (i = 0; i < obs->npaths; i++) {
 		const struct mon_obs_path *p = &obs->paths[i];
 		if (p->ok) {
-			mon_hex(p->spki, MON_KEY_LEN, hex);
-			mon_hex(p->cert, MON_KEY_LEN, cert);
+			cli_hex(p->spki, MON_KEY_LEN, hex);
+			cli_hex(p->cert, MON_KEY_LEN, cert);
 			fprintf(f, "  %-24s %s key %s\n  %-24s cert %s "
 			    "(%u ms)\n", p->via, p->expected ? "expected  " :
 			    "UNEXPECTED", hex, "", cert, p->ms);
@@ -253,7 +241,7 @@ write_report(const struct mon_config *mc, struct mon_cycle_service *cs)
 				break;
 		if (j < i)
 			continue;
-		mon_hex(p->cert, MON_KEY_LEN, cert);
+		cli_hex(p->cert, MON_KEY_LEN, cert);
 		fprintf(f, "\n# certificate %s, seen by", cert);
 		for (j = i; j < obs->npaths; j++)
 			if (obs->paths[j].ok && memcmp(obs->paths[j].cert,
@@ -276,13 +264,8 @@ write_report(const struct mon_config *mc, struct mon_cycle_service *cs)
  * Hooks.
  */
 
-struct hook_env {
-	size_t n;
-	char *vars[HOOK_ENV_MAX];
-};
-
-static void
-env_set(struct hook_env *e, const char *name, const char *value)
+void
+alert_env_set(struct alert_hook_env *e, const char *name, const char *value)
 {
 	char *v;
 
@@ -291,8 +274,8 @@ env_set(struct hook_env *e, const char *name, const char *value)
 	e->vars[e->n++] = v;
 }
 
-static void
-env_free(struct hook_env *e)
+void
+alert_env_free(struct alert_hook_env *e)
 {
 	size_t i;
 
@@ -302,9 +285,9 @@ env_free(struct hook_env *e)
 }
 
 /* Our variables, then the inherited ones whose names we do not set; one
- * free slot at the end for DETECTOR_HOOK, set by run_hook(). */
+ * free slot at the end for DETECTOR_HOOK, set by alert_run_hook(). */
 static char **
-env_build(const struct hook_env *e)
+env_build(const struct alert_hook_env *e)
 {
 	static const char hook[] = "DETECTOR_HOOK=";
 	size_t n = 0, i, j, total = e->n;
@@ -330,8 +313,8 @@ env_build(const struct hook_env *e)
 	return envp;
 }
 
-static void
-run_hook(const struct mon_config *mc, int fd, const char *path, char **envp,
+void
+alert_run_hook(const struct mon_config *mc, int fd, const char *path, char **envp,
     const char *event)
 {
 	struct timespec tick = { 0, 10 * 1000 * 1000 }, start, now;
@@ -353,7 +336,7 @@ run_hook(const struct mon_config *mc, int fd, const char *path, char **envp,
 
 		/* Out of the way of the standard descriptors set below. */
 		if (fd <= 2)
-			fd = fcntl(fd, F_DUPFD, 3);
+			fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
 		setpgid(0, 0);
 		sigemptyset(&none);
 		sigprocmask(SIG_SETMASK, &none, NULL);
@@ -369,10 +352,15 @@ run_hook(const struct mon_config *mc, int fd, const char *path, char **envp,
 		while (envp[k] != NULL)
 			k++;
 		envp[k] = self;
-		/* A script's interpreter reads it as /dev/fd/N: keep fd open
-		 * across the exec (it is O_CLOEXEC for the other hooks). */
-		fcntl(fd, F_SETFD, 0);
+		/* A program gets no descriptor of itself (close-on-exec); a
+		 * script's interpreter reads it as /dev/fd/N, which the
+		 * kernel refuses for a close-on-exec fd (ENOENT): only then
+		 * is fd kept open across the exec. */
 		fexecve(fd, argv, envp);
+		if (errno == ENOENT) {
+			fcntl(fd, F_SETFD, 0);
+			fexecve(fd, argv, envp);
+		}
 		fprintf(stderr, "detector-monitor: hook %s: cannot run it: "
 		    "%s\n", path, strerror(errno));
 		_exit(127);
@@ -415,8 +403,8 @@ run_hook(const struct mon_config *mc, int fd, const char *path, char **envp,
  * run (O_PATH, close-on-exec), or -1 and why not in err ("" for an entry
  * that is no hook at all: a folder, or a file without an execute bit).
  */
-static int
-hook_open(int dfd, const char *path, const char *name, char *err,
+int
+alert_hook_open(int dfd, const char *path, const char *name, char *err,
     size_t errlen)
 {
 	char why[PATH_MAX + 256];
@@ -467,8 +455,8 @@ hook_filter(const struct dirent *d)
  * The hooks folder, opened without following a symlink and checked: a
  * descriptor to look hooks up in, or -1 with err (no hook may run).
  */
-static int
-hooks_dir_open(const char *dir, char *err, size_t errlen)
+int
+alert_hooks_dir_open(const char *dir, char *err, size_t errlen)
 {
 	char why[PATH_MAX + 256];
 	int dfd;
@@ -489,8 +477,8 @@ hooks_dir_open(const char *dir, char *err, size_t errlen)
 }
 
 /* Every executable regular file in the hooks folder, in name order. */
-static void
-run_hooks(const struct mon_config *mc, const struct hook_env *e,
+void
+alert_run_hooks(const struct mon_config *mc, const struct alert_hook_env *e,
     const char *event)
 {
 	struct dirent **names;
@@ -500,7 +488,7 @@ run_hooks(const struct mon_config *mc, const struct hook_env *e,
 
 	if (mc->hooks_dir[0] == '\0')
 		return;
-	if ((dfd = hooks_dir_open(mc->hooks_dir, err, sizeof(err))) == -1) {
+	if ((dfd = alert_hooks_dir_open(mc->hooks_dir, err, sizeof(err))) == -1) {
 		mon_log(mc, LOG_ERR, "%s", err);
 		return;
 	}
@@ -516,10 +504,10 @@ run_hooks(const struct mon_config *mc, const struct hook_env *e,
 		int len = snprintf(path, sizeof(path), "%s/%s",
 		    mc->hooks_dir, names[i]->d_name);
 		if (envp != NULL && len > 0 && (size_t)len < sizeof(path)) {
-			fd = hook_open(dfd, path, names[i]->d_name, err,
+			fd = alert_hook_open(dfd, path, names[i]->d_name, err,
 			    sizeof(err));
 			if (fd != -1) {
-				run_hook(mc, fd, path, envp, event);
+				alert_run_hook(mc, fd, path, envp, event);
 				close(fd);
 			} else if (err[0] != '\0') {
 				mon_log(mc, LOG_ERR, "%s", err);
@@ -553,7 +541,7 @@ tell(const struct mon_alert_opts *o, int ev, int64_t now, const char *line)
 {
 	char when[32];
 
-	iso_time(now, when, sizeof(when));
+	cli_iso_time(now, when, sizeof(when));
 	if (o->to_stdout || o->to_stderr) {
 		FILE *f = o->to_stdout ? stdout : stderr;
 		fprintf(f, "%s %s %s\n", when, mon_event_name(ev), line);
@@ -610,10 +598,10 @@ alert_service(const struct mon_alert_opts *o, struct mon_cycle_service *cs)
 	    sizeof(suspicious));
 	mconfig_target(s, hostport, sizeof(hostport));
 	snprintf(target, sizeof(target), "%s %s", s->name, hostport);
-	iso_time(cs->obs.now, when, sizeof(when));
+	cli_iso_time(cs->obs.now, when, sizeof(when));
 
 	for (ev = 0; ev < MON_EV_COUNT; ev++) {
-		struct hook_env e = { 0 };
+		struct alert_hook_env e = { 0 };
 
 		if (!a->events[ev])
 			continue;
@@ -668,29 +656,29 @@ alert_service(const struct mon_alert_opts *o, struct mon_cycle_service *cs)
 		}
 		tell(o, ev, cs->obs.now, line);
 
-		env_set(&e, "DETECTOR_EVENT", mon_event_name(ev));
-		env_set(&e, "DETECTOR_SERVICE", s->name);
-		env_set(&e, "DETECTOR_HOST", s->host);
+		alert_env_set(&e, "DETECTOR_EVENT", mon_event_name(ev));
+		alert_env_set(&e, "DETECTOR_SERVICE", s->name);
+		alert_env_set(&e, "DETECTOR_HOST", s->host);
 		snprintf(num, sizeof(num), "%u", mconfig_port(s));
-		env_set(&e, "DETECTOR_PORT", num);
-		env_set(&e, "DETECTOR_PROTOCOL", mconfig_proto_name(s->proto));
-		env_set(&e, "DETECTOR_STATUS", mon_status_name(a->status));
-		env_set(&e, "DETECTOR_TIME", when);
-		env_set(&e, "DETECTOR_EXPECTED_KEYS", expected);
-		env_set(&e, "DETECTOR_SEEN_KEYS", seen);
-		env_set(&e, "DETECTOR_UNEXPECTED_KEYS", unexpected);
-		env_set(&e, "DETECTOR_RETURNING_KEYS", returning);
-		env_set(&e, "DETECTOR_SUSPICIOUS_KEYS", suspicious);
-		env_set(&e, "DETECTOR_PATHS", paths);
-		env_set(&e, "DETECTOR_ERRORS", errs);
+		alert_env_set(&e, "DETECTOR_PORT", num);
+		alert_env_set(&e, "DETECTOR_PROTOCOL", mconfig_proto_name(s->proto));
+		alert_env_set(&e, "DETECTOR_STATUS", mon_status_name(a->status));
+		alert_env_set(&e, "DETECTOR_TIME", when);
+		alert_env_set(&e, "DETECTOR_EXPECTED_KEYS", expected);
+		alert_env_set(&e, "DETECTOR_SEEN_KEYS", seen);
+		alert_env_set(&e, "DETECTOR_UNEXPECTED_KEYS", unexpected);
+		alert_env_set(&e, "DETECTOR_RETURNING_KEYS", returning);
+		alert_env_set(&e, "DETECTOR_SUSPICIOUS_KEYS", suspicious);
+		alert_env_set(&e, "DETECTOR_PATHS", paths);
+		alert_env_set(&e, "DETECTOR_ERRORS", errs);
 		snprintf(num, sizeof(num), "%u", a->spheres_ok);
-		env_set(&e, "DETECTOR_SPHERES_OK", num);
+		alert_env_set(&e, "DETECTOR_SPHERES_OK", num);
 		snprintf(num, sizeof(num), "%u", a->spheres_down);
-		env_set(&e, "DETECTOR_SPHERES_DOWN", num);
-		env_set(&e, "DETECTOR_REPORT", cs->report);
-		env_set(&e, "DETECTOR_SUMMARY", line);
-		run_hooks(o->mc, &e, mon_event_name(ev));
-		env_free(&e);
+		alert_env_set(&e, "DETECTOR_SPHERES_DOWN", num);
+		alert_env_set(&e, "DETECTOR_REPORT", cs->report);
+		alert_env_set(&e, "DETECTOR_SUMMARY", line);
+		alert_run_hooks(o->mc, &e, mon_event_name(ev));
+		alert_env_free(&e);
 	}
 }
 
@@ -698,11 +686,11 @@ void
 alert_heartbeat(const struct mon_alert_opts *o, enum mon_status st,
     const char *summary)
 {
-	struct hook_env e = { 0 };
+	struct alert_hook_env e = { 0 };
 	char when[32];
 	int64_t now = (int64_t)time(NULL);
 
-	iso_time(now, when, sizeof(when));
+	cli_iso_time(now, when, sizeof(when));
 	tell(o, MON_EV_HEARTBEAT, now, summary);
 	static const char *const unset[] = { "DETECTOR_SERVICE",
 	    "DETECTOR_HOST", "DETECTOR_PORT", "DETECTOR_PROTOCOL",
@@ -712,13 +700,13 @@ alert_heartbeat(const struct mon_alert_opts *o, enum mon_status st,
 	    "DETECTOR_SPHERES_OK", "DETECTOR_SPHERES_DOWN", "DETECTOR_REPORT" };
 	size_t i;
 
-	env_set(&e, "DETECTOR_EVENT", "heartbeat");
-	env_set(&e, "DETECTOR_STATUS", mon_status_name(st));
-	env_set(&e, "DETECTOR_TIME", when);
-	env_set(&e, "DETECTOR_SUMMARY", summary);
+	alert_env_set(&e, "DETECTOR_EVENT", "heartbeat");
+	alert_env_set(&e, "DETECTOR_STATUS", mon_status_name(st));
+	alert_env_set(&e, "DETECTOR_TIME", when);
+	alert_env_set(&e, "DETECTOR_SUMMARY", summary);
 	/* Empty, so that nothing inherited under these names misleads. */
 	for (i = 0; i < sizeof(unset) / sizeof(unset[0]); i++)
-		env_set(&e, unset[i], "");
-	run_hooks(o->mc, &e, "heartbeat");
-	env_free(&e);
+		alert_env_set(&e, unset[i], "");
+	alert_run_hooks(o->mc, &e, "heartbeat");
+	alert_env_free(&e);
 }

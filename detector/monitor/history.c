@@ -28,19 +28,6 @@
 
 static const char *const mode_names[] = { "unknown", "up", "down" };
 
-void
-mon_hex(const unsigned char *b, size_t n, char *out)
-{
-	static const char digits[] = "0123456789abcdef";
-	size_t i;
-
-	for (i = 0; i < n; i++) {
-		out[2 * i] = digits[b[i] >> 4];
-		out[2 * i + 1] = digits[b[i] & 15];
-	}
-	out[2 * n] = '\0';
-}
-
 static int
 unhex(const char *s, unsigned char out[MON_KEY_LEN])
 {
@@ -309,7 +296,7 @@ hexstr(const unsigned char *k)
 {
 	char buf[2 * MON_KEY_LEN + 1];
 
-	mon_hex(k, MON_KEY_LEN, buf);
+	cli_hex(k, MON_KEY_LEN, buf);
 	return json_string(buf);
 }
 

@@ -120,20 +120,11 @@ release(void)
 	PR_Cleanup();
 }
 
-/* A fatal error: in --once mode also the UNKNOWN status line Nagios needs. */
+/* A fatal error (cli_die()): in --once mode also the UNKNOWN status line
+ * Nagios needs, and syslog. */
 static void
-die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-
-static void
-die(const char *fmt, ...)
+on_die(const char *msg)
 {
-	char msg[2048];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	fprintf(stderr, "detector-monitor: %s\n", msg);
 	if (run.o.once && !run.o.json)
 		printf("DETECTOR-MONITOR UNKNOWN - %s\n", msg);
 	else if (run.o.once) {
@@ -148,21 +139,6 @@ die(const char *fmt, ...)
 	}
 	if (run.s.mc.syslog || run.o.syslog_)
 		syslog(LOG_ERR, "%s", msg);
-	exit(MON_UNKNOWN);
-}
-
-static long
-parse_num(const char *s, const char *what, long min, long max)
-{
-	char *end;
-	long v;
-
-	errno = 0;
-	v = strtol(s, &end, 10);
-	if (s[0] == '\0' || *end != '\0' || errno || v < min || v > max)
-		die("%s '%s': expected a number from %ld to %ld", what, s,
-		    min, max);
-	return v;
 }
 
 static void
@@ -204,9 +180,9 @@ parse_args(int argc, char **argv, struct options *o)
 		case OPT_ONCE: o->once = 1; break;
 		case OPT_JSON: o->json = 1; break;
 		case OPT_TOR_ONLY: o->tor_only = 1; break;
-		case OPT_CYCLES: o->cycles = parse_num(optarg, "--cycles", 1,
+		case OPT_CYCLES: o->cycles = cli_parse_num(optarg, "--cycles", 1,
 		    1000000); break;
-		case OPT_INTERVAL: o->interval = parse_num(optarg,
+		case OPT_INTERVAL: o->interval = cli_parse_num(optarg,
 		    "--interval", 1, 365L * 86400); break;
 		case OPT_SYSLOG: o->syslog_ = 1; break;
 		case OPT_CHECK: o->check = 1; break;
@@ -220,7 +196,7 @@ parse_args(int argc, char **argv, struct options *o)
 		exit(MON_UNKNOWN);
 	}
 	if (o->once && o->cycles)
-		die("--once and --cycles exclude each other");
+		cli_die("--once and --cycles exclude each other");
 }
 
 static void
@@ -407,15 +383,15 @@ lock_state(const char *state)
 	if (slash != NULL && slash != state) {
 		snprintf(dir, sizeof(dir), "%.*s", (int)(slash - state), state);
 		if (mkdir(dir, 0700) == -1 && errno != EEXIST)
-			die("state folder %s: %s", dir, strerror(errno));
+			cli_die("state folder %s: %s", dir, strerror(errno));
 	}
 	snprintf(path, sizeof(path), "%s.lock", state);
 	run.lock_fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC,
 	    0600);
 	if (run.lock_fd == -1)
-		die("lock file %s: %s", path, strerror(errno));
+		cli_die("lock file %s: %s", path, strerror(errno));
 	if (flock(run.lock_fd, LOCK_EX | LOCK_NB) == -1)
-		die("lock file %s: %s (is another detector-monitor using the "
+		cli_die("lock file %s: %s (is another detector-monitor using the "
 		    "state file %s? give each its own --state)", path,
 		    errno == EWOULDBLOCK ? "locked" : strerror(errno), state);
 }
@@ -633,7 +609,7 @@ check_config(const struct setup *s)
 		    target, v->address[0] ? ", direct to " : "", v->address,
 		    mconfig_interval(&s->mc, v), mconfig_jitter(&s->mc, v));
 		for (k = 0; k < v->nexpected; k++) {
-			mon_hex(v->expected[k], MON_KEY_LEN, hex);
+			cli_hex(v->expected[k], MON_KEY_LEN, hex);
 			printf("  expected %s\n", hex);
 		}
 	}
@@ -644,14 +620,15 @@ main(int argc, char **argv)
 {
 	char err[MON_ERR_MAX];
 
+	cli_init("detector-monitor", MON_UNKNOWN, on_die);
 	parse_args(argc, argv, &run.o);
 	atexit(release);
 	if (NSS_NoDB_Init(NULL) != SECSuccess ||
 	    NSS_SetDomesticPolicy() != SECSuccess)
-		die("cannot initialise NSS");
+		cli_die("cannot initialise NSS");
 	run.nss_up = 1;
 	if (setup_load(&run.o, &run.s, err, sizeof(err)) == -1)
-		die("%s", err);
+		cli_die("%s", err);
 	if (run.s.mc.syslog)
 		openlog("detector-monitor", LOG_PID, LOG_DAEMON);
 	if (run.o.check) {
@@ -660,9 +637,9 @@ main(int argc, char **argv)
 	}
 	lock_state(run.s.mc.state_path);
 	if (history_load(&run.st, run.s.mc.state_path, err, sizeof(err)) == -1)
-		die("%s", err);
+		cli_die("%s", err);
 	if (setup_bind(&run.s, &run.st) == -1)
-		die("out of memory");
+		cli_die("out of memory");
 	if (run.o.once)
 		return run_once(&run.s);
 	return run_daemon(&run.s);

@@ -15,15 +15,16 @@
  * (unknown key, bad value, a PEM file that is missing or holds no
  * certificate, a service without any expected key, a duplicate section)
  * stops the load and names the file, the line and the key.  libinih parses
- * the INI syntax; we feed it through a reader that counts lines, so that a
- * message can name the line of any key and of any [section] header, and
- * that sees every header (inih reports only sections with keys).
+ * the INI syntax, through the line reader shared with libdetector's
+ * configuration (detector/common/inireader.c), which counts lines, so that
+ * a message can name the line of any key and of any [section] header, and
+ * which sees every header (inih reports only sections with keys).
  */
 #include "monitor.h"
+#include "inireader.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <ini.h>
 #include <nssb64.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -33,19 +34,14 @@
 #include <unistd.h>
 
 
-#define LINE_MAX_LEN 199           /* inih's line buffer is 200 */
+#define CONFIG_MAX_SIZE (1 << 20)
 #define PEM_MAX_SIZE (1 << 20)
 #define DURATION_MAX (365u * 86400)
 
 struct pstate {
 	struct mon_config *mc;
-	FILE *f;
-	const char *name;
+	struct inireader *r;           /* during a callback */
 	char dir[PATH_MAX];            /* for relative paths */
-	int line;
-	int failed;
-	int fail_line;
-	char what[MON_ERR_MAX - PATH_MAX / 8];
 	int section;                   /* 0 none, 1 [monitor], 2 a service */
 	int monitor_line;
 	struct mon_service *cur;
@@ -60,42 +56,23 @@ pfail(struct pstate *ps, const char *fmt, ...)
 static int
 pfail(struct pstate *ps, const char *fmt, ...)
 {
+	char what[MON_ERR_MAX - PATH_MAX / 8];
 	va_list ap;
 
-	if (ps->failed)
-		return 0;
 	va_start(ap, fmt);
-	vsnprintf(ps->what, sizeof(ps->what), fmt, ap);
+	vsnprintf(what, sizeof(what), fmt, ap);
 	va_end(ap);
-	ps->failed = 1;
-	ps->fail_line = ps->line;
-	return 0;
+	return inireader_fail(ps->r, "%s", what);
 }
 
-static const struct {
-	const char *name;
-	enum detector_starttls proto;
-} protos[] = {
-	{ "tls", DETECTOR_STARTTLS_NONE },
-	{ "smtp", DETECTOR_STARTTLS_SMTP },
-	{ "imap", DETECTOR_STARTTLS_IMAP },
-	{ "pop3", DETECTOR_STARTTLS_POP3 },
-	{ "xmpp", DETECTOR_STARTTLS_XMPP },
-	{ "ldap", DETECTOR_STARTTLS_LDAP },
-};
-#define NPROTOS (sizeof(protos) / sizeof(protos[0]))
-
+/* The monitor's name for plain TLS is "tls" (a service speaks TLS at
+ * once); the rest are libdetector's names. */
 const char *
 mconfig_proto_name(enum detector_starttls proto)
 {
-	size_t i;
-
-	for (i = 0; i < NPROTOS; i++)
-		if (protos[i].proto == proto)
-			return protos[i].name;
-	return "?";
+	return proto == DETECTOR_STARTTLS_NONE ? "tls" :
+	    detector_starttls_name(proto);
 }
-
 
 unsigned int
 mconfig_port(const struct mon_service *s)
@@ -633,7 +610,6 @@ service_key(struct pstate *ps, const char *name, const char *value)
 {
 	struct mon_service *s = ps->cur;
 	unsigned int v;
-	size_t i;
 
 	if (strcmp(name, "host") == 0) {
 		if (!once(ps, name, 0))
@@ -652,14 +628,10 @@ service_key(struct pstate *ps, const char *name, const char *value)
 	} else if (strcmp(name, "protocol") == 0) {
 		if (!once(ps, name, 2))
 			return 0;
-		for (i = 0; i < NPROTOS; i++)
-			if (strcmp(value, protos[i].name) == 0)
-				break;
-		if (i == NPROTOS)
+		if (detector_starttls_parse(value, &s->proto) == -1)
 			return pfail(ps, "key 'protocol': unknown protocol "
 			    "'%s' (known: tls, smtp, imap, pop3, xmpp, ldap)",
 			    value);
-		s->proto = protos[i].proto;
 		s->proto_set = 1;
 	} else if (strcmp(name, "address") == 0) {
 		unsigned char a[16];
@@ -699,12 +671,12 @@ service_key(struct pstate *ps, const char *name, const char *value)
 }
 
 static int
-handler(void *user, const char *section, const char *name, const char *value)
+handler(struct inireader *r, void *user, const char *section,
+    const char *name, const char *value)
 {
 	struct pstate *ps = user;
 
-	if (ps->failed)
-		return 0;
+	ps->r = r;
 	if (ps->section == 0)
 		return pfail(ps, "key '%s' before any section (settings go "
 		    "under [monitor], services under [NAME])", name);
@@ -717,28 +689,23 @@ handler(void *user, const char *section, const char *name, const char *value)
 
 /* A [section] header, seen by the reader before inih. */
 static int
-start_section(struct pstate *ps, const char *line)
+start_section(struct inireader *r, void *user, const char *name)
 {
+	struct pstate *ps = user;
 	struct mon_config *mc = ps->mc;
-	const char *close = strchr(line, ']');
-	char name[MON_NAME_MAX + 1];
-	size_t len, i;
+	size_t len = strlen(name), i;
 
-	if (close == NULL)
-		return pfail(ps, "syntax error: section header without ']'");
-	len = (size_t)(close - line - 1);
-	if (len >= sizeof(name))
+	ps->r = r;
+	if (len >= MON_NAME_MAX)
 		return pfail(ps, "section name '%.*s' longer than %d "
-		    "characters", (int)(len > 80 ? 80 : len), line + 1,
+		    "characters", (int)(len > 80 ? 80 : len), name,
 		    MON_NAME_MAX - 1);
-	memcpy(name, line + 1, len);
-	name[len] = '\0';
 	ps->seen = 0;
 	if (strcmp(name, "monitor") == 0) {
 		if (ps->monitor_line)
 			return pfail(ps, "section [monitor] given twice "
 			    "(first on line %d)", ps->monitor_line);
-		ps->monitor_line = ps->line;
+		ps->monitor_line = inireader_line(r);
 		ps->section = 1;
 		ps->cur = NULL;
 		return 1;
@@ -764,70 +731,9 @@ start_section(struct pstate *ps, const char *line)
 	ps->cur = &mc->services[mc->nservices++];
 	memset(ps->cur, 0, sizeof(*ps->cur));
 	snprintf(ps->cur->name, sizeof(ps->cur->name), "%s", name);
-	ps->cur->line = ps->line;
+	ps->cur->line = inireader_line(r);
 	ps->section = 2;
 	return 1;
-}
-
-/* inih's reader: one line, counted; refuses long lines and NUL bytes. */
-static char *
-reader(char *str, int num, void *stream)
-{
-	struct pstate *ps = stream;
-	int c, n = 0, any = 0;
-	char *p;
-
-	if (ps->failed)
-		return NULL;
-	/* The newline is not stored: inih strips trailing space anyway. */
-	while ((c = getc(ps->f)) != EOF) {
-		any = 1;
-		if (c == '\n')
-			break;
-		if (c == '\0') {
-			ps->line++;
-			pfail(ps, "NUL byte in the file");
-			return NULL;
-		}
-		if (n >= num - 1 || n >= LINE_MAX_LEN) {
-			ps->line++;
-			pfail(ps, "line longer than %d characters (split "
-			    "it: 'pin' and 'pem' may be repeated)",
-			    LINE_MAX_LEN);
-			return NULL;
-		}
-		str[n++] = (char)c;
-	}
-	if (!any)
-		return NULL;
-	str[n] = '\0';
-	ps->line++;
-	p = str;
-	if (ps->line == 1 && (unsigned char)p[0] == 0xEF &&
-	    (unsigned char)p[1] == 0xBB && (unsigned char)p[2] == 0xBF)
-		p += 3;
-	if (*p == '[') {
-		if (!start_section(ps, p))
-			return NULL;
-	} else if (*p == ' ' || *p == '\t') {
-		/* inih would take an indented line after a key as more of
-		 * that key's value: "host = a" then "  pin = ..." would read
-		 * as a second host.  Say what is wrong instead. */
-		while (*p == ' ' || *p == '\t' || *p == '\r')
-			p++;
-		if (*p == '[') {
-			pfail(ps, "indented section header: remove the "
-			    "spaces before '['");
-			return NULL;
-		}
-		if (*p != '\0' && *p != ';' && *p != '#') {
-			pfail(ps, "indented line: remove the leading spaces "
-			    "(continuation lines are not supported; 'pin' and "
-			    "'pem' may be repeated)");
-			return NULL;
-		}
-	}
-	return str;
 }
 
 /* What a service needs, checked after the whole file is read. */
@@ -876,20 +782,37 @@ config_defaults(struct mon_config *mc)
 int
 mconfig_parse(struct mon_config *mc, FILE *f, const char *name)
 {
+	static const struct inireader_ops ops = {
+		.section = start_section,
+		.key = handler,
+		.strict_indent = 1,
+		.repeat_hint = "'pin' and 'pem' may be repeated",
+	};
 	struct pstate *ps;
 	const char *slash;
-	size_t i;
-	int rc;
+	char *text = NULL, what[MON_ERR_MAX - PATH_MAX / 8];
+	size_t len = 0, i;
+	int line, rc;
 
 	config_defaults(mc);
 	snprintf(mc->path, sizeof(mc->path), "%s", name);
-	if ((ps = calloc(1, sizeof(*ps))) == NULL) {
+	/* One byte more than the limit: a larger file is refused whole. */
+	if ((ps = calloc(1, sizeof(*ps))) == NULL ||
+	    (text = malloc(CONFIG_MAX_SIZE + 1)) == NULL) {
+		free(ps);
 		snprintf(mc->err, sizeof(mc->err), "%s: out of memory", name);
 		return -1;
 	}
+	len = fread(text, 1, CONFIG_MAX_SIZE + 1, f);
+	if (ferror(f) || len > CONFIG_MAX_SIZE) {
+		snprintf(mc->err, sizeof(mc->err), ferror(f) ? "%s: cannot "
+		    "read it" : "%s: larger than 1 MiB: not a monitor "
+		    "configuration file", name);
+		free(text);
+		free(ps);
+		return -1;
+	}
 	ps->mc = mc;
-	ps->f = f;
-	ps->name = name;
 	slash = strrchr(name, '/');
 	if (slash == NULL)
 		snprintf(ps->dir, sizeof(ps->dir), ".");
@@ -898,18 +821,15 @@ mconfig_parse(struct mon_config *mc, FILE *f, const char *name)
 	else
 		snprintf(ps->dir, sizeof(ps->dir), "%.*s",
 		    (int)(slash - name), name);
-	rc = ini_parse_stream(reader, ps, handler, ps);
-	if (ps->failed || rc != 0 || ferror(f)) {
-		if (ps->failed)
+	rc = inireader_parse(text, len, &ops, ps, &line, what, sizeof(what));
+	free(text);
+	if (rc == -1) {
+		if (line > 0)
 			snprintf(mc->err, sizeof(mc->err), "%s:%d: %s", name,
-			    ps->fail_line, ps->what);
-		else if (rc > 0)
-			snprintf(mc->err, sizeof(mc->err), "%s:%d: syntax "
-			    "error: expected 'key = value' or '[NAME]'", name,
-			    rc);
+			    line, what);
 		else
-			snprintf(mc->err, sizeof(mc->err), "%s: cannot read "
-			    "it", name);
+			snprintf(mc->err, sizeof(mc->err), "%s: %s", name,
+			    what);
 		free(ps);
 		return -1;
 	}

@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <time.h>
 
+#include "cli.h"
 #include "detector.h"
 
 #define MON_KEY_LEN DETECTOR_SHA256_LEN
@@ -233,7 +234,6 @@ void assess(const struct mon_service *svc, unsigned int down_after,
 
 const char *mon_event_name(enum mon_event_type ev);
 const char *mon_status_name(enum mon_status st);
-void mon_hex(const unsigned char *b, size_t n, char *out);
 
 /*
  * Output (alert.c, report.c).
@@ -264,6 +264,33 @@ void alert_service(const struct mon_alert_opts *o,
 /* The heartbeat: one hook call, no service. */
 void alert_heartbeat(const struct mon_alert_opts *o, enum mon_status st,
     const char *summary);
+/*
+ * The hook runner inside alert_service() and alert_heartbeat(), declared
+ * for its unit test (tests/unit/test_monitor_hooks.c).
+ */
+#define HOOK_ENV_MAX 32
+struct alert_hook_env {              /* the DETECTOR_* variables of a run */
+	size_t n;
+	char *vars[HOOK_ENV_MAX];
+};
+void alert_env_set(struct alert_hook_env *e, const char *name,
+    const char *value);
+void alert_env_free(struct alert_hook_env *e);
+/* The hooks folder, opened without following a symlink and checked: a
+ * descriptor to look hooks up in, or -1 with err (no hook may run). */
+int alert_hooks_dir_open(const char *dir, char *err, size_t errlen);
+/* One entry of that folder: a descriptor of the hook (O_PATH), or -1 and
+ * why not in err ("" for an entry that is no hook at all). */
+int alert_hook_open(int dfd, const char *path, const char *name, char *err,
+    size_t errlen);
+/* Runs the checked hook fd (named path) with envp and argument event,
+ * bounded by mc's hook_timeout. */
+void alert_run_hook(const struct mon_config *mc, int fd, const char *path,
+    char **envp, const char *event);
+/* Every executable regular file in mc's hooks folder, in name order. */
+void alert_run_hooks(const struct mon_config *mc,
+    const struct alert_hook_env *e, const char *event);
+
 /* Messages of the monitor itself (errors, start, stop). */
 void mon_log(const struct mon_config *mc, int prio, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -73,7 +73,7 @@ service_text(const struct mon_cycle_service *cs, char *buf, size_t size)
 	case MON_CRITICAL:
 		for (i = 0; i < cs->obs.npaths; i++)
 			by += cs->obs.paths[i].ok && !cs->obs.paths[i].expected;
-		mon_hex(a->unexpected.k[0], MON_KEY_LEN, hex);
+		cli_hex(a->unexpected.k[0], MON_KEY_LEN, hex);
 		snprintf(buf, size, "%s: unexpected key %.16s%s seen by %zu "
 		    "of %zu paths", cs->svc->name, hex, a->unexpected.n > 1 ?
 		    " (and others)" : "", by, cs->obs.npaths);
@@ -86,7 +86,7 @@ service_text(const struct mon_cycle_service *cs, char *buf, size_t size)
 			snprintf(buf, size, "%s: %u of %zu paths down",
 			    cs->svc->name, a->paths_down, cs->obs.npaths);
 		else {
-			mon_hex(a->suspicious.k[0], MON_KEY_LEN, hex);
+			cli_hex(a->suspicious.k[0], MON_KEY_LEN, hex);
 			snprintf(buf, size, "%s: old key %.16s is back after "
 			    "another key replaced it", cs->svc->name, hex);
 		}
@@ -160,7 +160,7 @@ report_nagios(FILE *out, const struct mon_cycle_service *cs, size_t n,
 		for (j = 0; j < cs[i].obs.npaths; j++) {
 			const struct mon_obs_path *p = &cs[i].obs.paths[j];
 			if (p->ok) {
-				mon_hex(p->spki, MON_KEY_LEN, hex);
+				cli_hex(p->spki, MON_KEY_LEN, hex);
 				fprintf(out, "  %-24s %-10s %.16s\n", p->via,
 				    p->expected ? "expected" : "UNEXPECTED",
 				    hex);
@@ -180,7 +180,7 @@ key_json(int have, const unsigned char *k)
 
 	if (!have)
 		return json_null();
-	mon_hex(k, MON_KEY_LEN, hex);
+	cli_hex(k, MON_KEY_LEN, hex);
 	return json_string(hex);
 }
 

@@ -95,15 +95,16 @@ glue_init(void)
 	return PR_SUCCESS;
 }
 
-/* The refusal code for a verdict: 0 accepts. */
+/* The refusal code for a result, under the policy it was checked under
+ * (the host's [site] section, else the global one): 0 accepts. */
 static int
-decide(enum detector_verdict v)
+decide(const struct detector_result *res)
 {
-	switch (v) {
+	switch (res->verdict) {
 	case DETECTOR_REJECT:
 		return DETECTOR_ERROR_MITM;
 	case DETECTOR_UNDECIDED:
-		return glue.cfg->on_undecided == DETECTOR_UNDECIDED_REJECT ?
+		return res->policy.on_undecided == DETECTOR_UNDECIDED_REJECT ?
 		    DETECTOR_ERROR_UNDECIDED : 0;
 	default:
 		return 0;
@@ -161,10 +162,12 @@ uncheckable(const char *host, unsigned int port, const char *fmt, ...)
 
 /* Decides on a verdict and says so: the refusal code, 0 accepts. */
 static int
-decided(const char *host, unsigned int port, enum detector_verdict v,
-    const char *reason)
+decided(const char *host, unsigned int port,
+    const struct detector_result *res)
 {
-	int error = decide(v);
+	enum detector_verdict v = res->verdict;
+	const char *reason = res->reason;
+	int error = decide(res);
 
 	if (error != 0) {
 		detector_log(glue.cfg, LOG_ERRORS, "%s:%u REFUSED (%s): %s",
@@ -196,7 +199,7 @@ probe_and_decide(struct detector *ctx, const char *host, unsigned int port,
 		error = uncheckable(host, port, "%s", detector_error(ctx));
 	} else {
 		glue_note(res);
-		error = decided(host, port, res->verdict, res->reason);
+		error = decided(host, port, res);
 	}
 	detector_result_free(res);
 	detector_free(ctx);
@@ -260,7 +263,7 @@ glue_check(const char *host, unsigned int port, const unsigned char *der,
 	}
 	if (found) {
 		glue_note(res);
-		*error = decide(res->verdict);
+		*error = decide(res);
 		detector_log(cfg, *error ? LOG_ERRORS : LOG_DECISIONS,
 		    "%s:%u %s: remembered verdict '%s' for this key, no probe",
 		    host, port, *error ? "REFUSED" : "accepted",

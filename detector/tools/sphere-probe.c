@@ -26,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "detector.h"
 
 #define EXIT_ACCEPT 0
@@ -86,36 +87,6 @@ usage(FILE *f)
 	    "3 error.\n");
 }
 
-static void
-die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-
-static void
-die(const char *fmt, ...)
-{
-	va_list ap;
-
-	fprintf(stderr, "sphere-probe: ");
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	exit(EXIT_UNKNOWN);
-}
-
-static long
-parse_num(const char *s, const char *what, long min, long max)
-{
-	char *end;
-	long v;
-
-	errno = 0;
-	v = strtol(s, &end, 10);
-	if (s[0] == '\0' || *end != '\0' || errno || v < min || v > max)
-		die("%s '%s': expected a number from %ld to %ld", what, s,
-		    min, max);
-	return v;
-}
-
 /* HOST, HOST:PORT, [V6] or [V6]:PORT; a bare IPv6 literal is a host. */
 static void
 parse_target(struct options *o)
@@ -126,7 +97,7 @@ parse_target(struct options *o)
 	if (a[0] == '[') {
 		const char *rb = strchr(a, ']');
 		if (rb == NULL || (rb[1] != '\0' && rb[1] != ':'))
-			die("bad target '%s': expected [IPv6]:PORT", a);
+			cli_die("bad target '%s': expected [IPv6]:PORT", a);
 		hl = (size_t)(rb - a - 1);
 		a++;
 		if (rb[1] == ':')
@@ -139,12 +110,12 @@ parse_target(struct options *o)
 		hl = strlen(a);
 	}
 	if (hl == 0 || hl >= sizeof(o->host))
-		die("bad target '%s': host name empty or too long",
+		cli_die("bad target '%s': host name empty or too long",
 		    o->host_arg);
 	memcpy(o->host, a, hl);
 	o->host[hl] = '\0';
 	if (port != NULL)
-		o->port = (unsigned int)parse_num(port, "port", 1, 65535);
+		o->port = (unsigned int)cli_parse_num(port, "port", 1, 65535);
 }
 
 /* curl's --resolve HOST:PORT:ADDR, for the direct path only. */
@@ -159,18 +130,18 @@ parse_resolve(struct options *o)
 	c1 = strchr(r, ':');
 	c2 = c1 ? strchr(c1 + 1, ':') : NULL;
 	if (c1 == NULL || c2 == NULL)
-		die("--resolve '%s': expected HOST:PORT:ADDR", r);
+		cli_die("--resolve '%s': expected HOST:PORT:ADDR", r);
 	hl = (size_t)(c1 - r);
 	pl = (size_t)(c2 - c1 - 1);
 	if (hl == 0 || hl >= sizeof(host) || pl == 0 || pl >= sizeof(portbuf))
-		die("--resolve '%s': expected HOST:PORT:ADDR", r);
+		cli_die("--resolve '%s': expected HOST:PORT:ADDR", r);
 	memcpy(host, r, hl);
 	host[hl] = '\0';
 	memcpy(portbuf, c1 + 1, pl);
 	portbuf[pl] = '\0';
 	if (strcasecmp(host, o->host) != 0 ||
-	    parse_num(portbuf, "--resolve port", 1, 65535) != o->port)
-		die("--resolve '%s' does not name the target %s:%u", r,
+	    cli_parse_num(portbuf, "--resolve port", 1, 65535) != o->port)
+		cli_die("--resolve '%s' does not name the target %s:%u", r,
 		    o->host, o->port);
 	c2++;
 	al = strlen(c2);
@@ -179,19 +150,9 @@ parse_resolve(struct options *o)
 		al -= 2;
 	}
 	if (al == 0 || al >= sizeof(o->resolve_addr))
-		die("--resolve '%s': bad address", r);
+		cli_die("--resolve '%s': bad address", r);
 	memcpy(o->resolve_addr, c2, al);
 	o->resolve_addr[al] = '\0';
-}
-
-static void
-hex(const unsigned char *b, size_t n, char *out)
-{
-	size_t i;
-
-	for (i = 0; i < n; i++)
-		sprintf(out + 2 * i, "%02x", b[i]);
-	out[2 * n] = '\0';
 }
 
 static const char *
@@ -211,8 +172,8 @@ print_row(const struct detector_path *p, int verbose)
 	char spki[65], cert[65];
 
 	if (p->have_cert) {
-		hex(p->spki_sha256, 32, spki);
-		hex(p->cert_sha256, 32, cert);
+		cli_hex(p->spki_sha256, 32, spki);
+		cli_hex(p->cert_sha256, 32, cert);
 	} else {
 		strcpy(spki, "-");
 		strcpy(cert, "-");
@@ -293,6 +254,49 @@ ocsp_json(const struct detector_ocsp *oc)
 	    "error", oc->error ? json_string(oc->error) : json_null());
 }
 
+/* What an application under DetecTor's NSS integration does with this
+ * result: its policy applied to the verdict. */
+static const char *
+action_name(const struct detector_result *r)
+{
+	switch (r->verdict) {
+	case DETECTOR_REJECT:
+		return "refuse";
+	case DETECTOR_UNDECIDED:
+		return r->policy.on_undecided == DETECTOR_UNDECIDED_REJECT ?
+		    "refuse" : "accept";
+	default:
+		return "accept";
+	}
+}
+
+/* "policy: quorum 4, on_undecided accept, on_mitm refuse ([site x]):
+ * accept" */
+static void
+print_policy(const struct detector_result *r)
+{
+	const struct detector_policy *p = &r->policy;
+
+	printf("policy: quorum %u, on_undecided %s, on_mitm %s (%s%s%s): "
+	    "%s\n", p->quorum, detector_undecided_name(p->on_undecided),
+	    detector_mitm_name(p->on_mitm), p->site[0] ? "[site " : "global",
+	    p->site, p->site[0] ? "]" : "", action_name(r));
+}
+
+static json_t *
+policy_json(const struct detector_result *r)
+{
+	const struct detector_policy *p = &r->policy;
+
+	return json_pack("{s:I, s:s, s:s, s:o, s:s, s:o}",
+	    "quorum", (json_int_t)p->quorum,
+	    "on_undecided", detector_undecided_name(p->on_undecided),
+	    "on_mitm", detector_mitm_name(p->on_mitm),
+	    "site", p->site[0] ? json_string(p->site) : json_null(),
+	    "action", action_name(r),
+	    "note", r->note ? json_string(r->note) : json_null());
+}
+
 static void
 print_text(const struct options *o, const struct detector_path *direct,
     const struct detector_result *r)
@@ -314,6 +318,7 @@ print_text(const struct options *o, const struct detector_path *direct,
 		putchar(*v >= 'a' && *v <= 'z' ? *v - 'a' + 'A' : *v);
 	printf(" (%u ms): %s\n", r->ms, r->reason);
 	print_evidence(r);
+	print_policy(r);
 }
 
 static json_t *
@@ -323,7 +328,7 @@ json_hash(int have, const unsigned char *h)
 
 	if (!have)
 		return json_null();
-	hex(h, 32, buf);
+	cli_hex(h, 32, buf);
 	return json_string(buf);
 }
 
@@ -361,10 +366,10 @@ print_root(json_t *root)
 	char *out;
 
 	if (root == NULL)
-		die("cannot build the JSON report");
+		cli_die("cannot build the JSON report");
 	out = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 	if (out == NULL)
-		die("cannot build the JSON report");
+		cli_die("cannot build the JSON report");
 	printf("%s\n", out);
 	free(out);
 	json_decref(root);
@@ -382,13 +387,14 @@ print_json(const struct options *o, const struct detector_path *direct,
 	    "ms", (json_int_t)direct->ms,
 	    "ocsp_stapled", direct->ocsp.len > 0);
 	json_object_set_new(d, "ocsp", ocsp_json(&r->ocsp_direct));
-	root = json_pack("{s:s, s:I, s:s, s:s, s:I, s:o, s:o, s:s, s:I}",
+	root = json_pack("{s:s, s:I, s:s, s:s, s:I, s:o, s:o, s:s, s:I, s:o}",
 	    "host", o->host, "port", (json_int_t)o->port,
 	    "starttls", detector_starttls_name(o->starttls),
 	    "verdict", detector_verdict_name(r->verdict),
 	    "quorum", (json_int_t)r->quorum,
 	    "direct", d, "spheres", spheres,
-	    "reason", r->reason, "ms", (json_int_t)r->ms);
+	    "reason", r->reason, "ms", (json_int_t)r->ms,
+	    "policy", policy_json(r));
 	json_object_set_new(root, "revoked", json_boolean(r->revoked));
 	json_object_set_new(root, "revoked_via", r->revoked_via ?
 	    json_string(r->revoked_via) : json_null());
@@ -480,13 +486,13 @@ write_pem(const char *dir, const char *name, const char *label,
 	b64 = PL_Base64Encode((const char *)der->data, (PRUint32)der->len,
 	    NULL);
 	if (b64 == NULL)
-		die("%s: cannot encode", path);
+		cli_die("%s: cannot encode", path);
 	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
 	    0600);
 	if (fd == -1 || fchmod(fd, 0600) == -1 ||
 	    (f = fdopen(fd, "w")) == NULL) {
 		PR_Free(b64);
-		die("%s: %s", path, strerror(errno));
+		cli_die("%s: %s", path, strerror(errno));
 	}
 	fprintf(f, "-----BEGIN %s-----\n", label);
 	len = strlen(b64);
@@ -495,7 +501,7 @@ write_pem(const char *dir, const char *name, const char *label,
 	fprintf(f, "-----END %s-----\n", label);
 	PR_Free(b64);
 	if (fclose(f) != 0)
-		die("%s: %s", path, strerror(errno));
+		cli_die("%s: %s", path, strerror(errno));
 }
 
 static void
@@ -522,7 +528,7 @@ dump_all(const char *dir, const struct detector_path *direct,
 	size_t i, j;
 
 	if (mkdir(dir, 0700) == -1 && errno != EEXIST)
-		die("%s: %s", dir, strerror(errno));
+		cli_die("%s: %s", dir, strerror(errno));
 	if (direct != NULL)
 		dump_path(dir, "direct", direct);
 	for (i = 0; i < r->nspheres; i++) {
@@ -568,13 +574,13 @@ parse_args(int argc, char **argv, struct options *o)
 	while ((c = getopt_long(argc, argv, "p:s:k:t:c:D:vh", longopts,
 	    NULL)) != -1) {
 		switch (c) {
-		case 'p': port = parse_num(optarg, "port", 1, 65535); break;
+		case 'p': port = cli_parse_num(optarg, "port", 1, 65535); break;
 		case 's': o->spheres = optarg; break;
-		case 'k': o->quorum = parse_num(optarg, "quorum", 1,
+		case 'k': o->quorum = cli_parse_num(optarg, "quorum", 1,
 		    DETECTOR_MAX_SPHERES); break;
-		case 't': o->timeout = parse_num(optarg, "timeout", 1,
+		case 't': o->timeout = cli_parse_num(optarg, "timeout", 1,
 		    600000); break;
-		case OPT_DEADLINE: o->deadline = parse_num(optarg, "deadline",
+		case OPT_DEADLINE: o->deadline = cli_parse_num(optarg, "deadline",
 		    1, 600000); break;
 		case OPT_RESOLVE: o->resolve = optarg; break;
 		case 'c': o->config = optarg; break;
@@ -586,7 +592,7 @@ parse_args(int argc, char **argv, struct options *o)
 		case OPT_STARTTLS:
 			o->starttls_arg = optarg;
 			if (detector_starttls_parse(optarg, &o->starttls) == -1)
-				die("--starttls '%s': expected smtp, imap, pop3, "
+				cli_die("--starttls '%s': expected smtp, imap, pop3, "
 				    "xmpp, ldap or none", optarg);
 			break;
 		case OPT_SURVEY: o->survey = 1; break;
@@ -618,7 +624,7 @@ parse_args(int argc, char **argv, struct options *o)
 	if (o->starttls_arg == NULL)
 		o->starttls = detector_starttls_for_port(o->port);
 	if (o->resolve != NULL && o->survey)
-		die("--resolve names the direct path, which --survey does not "
+		cli_die("--resolve names the direct path, which --survey does not "
 		    "use");
 	if (o->resolve != NULL)
 		parse_resolve(o);
@@ -630,10 +636,10 @@ load_config(const struct options *o)
 	struct detector_config *cfg = run.cfg = detector_config_new();
 
 	if (cfg == NULL)
-		die("out of memory");
+		cli_die("out of memory");
 	if ((o->config ? detector_config_load_file(cfg, o->config) :
 	    detector_config_load_default(cfg)) == -1)
-		die("%s", detector_config_error(cfg));
+		cli_die("%s", detector_config_error(cfg));
 	if ((o->spheres && detector_config_set_spheres(cfg, o->spheres) == -1) ||
 	    (o->quorum > 0 &&
 	    detector_config_set_quorum(cfg, (unsigned int)o->quorum) == -1) ||
@@ -641,7 +647,7 @@ load_config(const struct options *o)
 	    (unsigned int)o->timeout) == -1) ||
 	    (o->deadline > 0 && detector_config_set_deadline(cfg,
 	    (unsigned int)o->deadline) == -1))
-		die("%s", detector_config_error(cfg));
+		cli_die("%s", detector_config_error(cfg));
 	if (o->no_cache)
 		detector_config_set_remember(cfg, 0);
 	if (o->verbose && !o->json)
@@ -664,17 +670,6 @@ run_release(void)
 }
 
 static void
-format_time(int64_t t, char *buf, size_t size)
-{
-	time_t tt = (time_t)t;
-	struct tm tm;
-
-	if (gmtime_r(&tt, &tm) == NULL ||
-	    strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
-		snprintf(buf, size, "%lld", (long long)t);
-}
-
-static void
 list_entry(void *arg, const struct detector_cache_entry *e)
 {
 	char spki[65], first[32], last[32], exp[32];
@@ -684,10 +679,10 @@ list_entry(void *arg, const struct detector_cache_entry *e)
 		printf("%-40s (malformed entry, ignored)\n", e->key);
 		return;
 	}
-	hex(e->spki_sha256, 32, spki);
-	format_time(e->first_seen, first, sizeof(first));
-	format_time(e->last_verified, last, sizeof(last));
-	format_time(e->expires, exp, sizeof(exp));
+	cli_hex(e->spki_sha256, 32, spki);
+	cli_iso_time(e->first_seen, first, sizeof(first));
+	cli_iso_time(e->last_verified, last, sizeof(last));
+	cli_iso_time(e->expires, exp, sizeof(exp));
 	printf("%-40s %-9s %.16s  first %s  verified %s  expires %s\n",
 	    e->key, detector_verdict_name(e->verdict), spki, first, last, exp);
 }
@@ -699,16 +694,16 @@ cache_command(const struct options *o)
 	int n;
 
 	if ((run.ctx = detector_new()) == NULL)
-		die("out of memory");
+		cli_die("out of memory");
 	if (detector_configure(run.ctx, run.cfg) == -1)
-		die("%s", detector_error(run.ctx));
+		cli_die("%s", detector_error(run.ctx));
 	if (o->cache_list) {
 		if (detector_cache_list(run.ctx, list_entry, NULL) == -1)
-			die("%s", detector_error(run.ctx));
+			cli_die("%s", detector_error(run.ctx));
 		return 0;
 	}
 	if ((n = detector_cache_forget(run.ctx, o->host, o->port)) == -1)
-		die("%s", detector_error(run.ctx));
+		cli_die("%s", detector_error(run.ctx));
 	printf("forgot %d cached verdict%s for %s%s%.0u\n", n, n == 1 ? "" :
 	    "s", o->host, o->port ? ":" : "", o->port);
 	return 0;
@@ -721,32 +716,34 @@ report_cached(const struct options *o, const struct detector_result *r)
 	const struct detector_path *d = run.direct;
 	char when[32], spki[65];
 
-	format_time(r->verified_at, when, sizeof(when));
+	cli_iso_time(r->verified_at, when, sizeof(when));
 	if (o->json) {
 		json_t *root = json_pack("{s:s, s:I, s:s, s:s, s:I, "
-		    "s:{s:o, s:o}, s:[], s:s, s:b, s:s}", "host", o->host,
+		    "s:{s:o, s:o}, s:[], s:s, s:b, s:s, s:o}", "host", o->host,
 		    "port", (json_int_t)o->port, "starttls",
 		    detector_starttls_name(o->starttls), "verdict",
 		    detector_verdict_name(r->verdict), "quorum",
 		    (json_int_t)r->quorum, "direct", "spki_sha256",
 		    json_hash(d->have_cert, d->spki_sha256), "cert_sha256",
 		    json_hash(d->have_cert, d->cert_sha256), "spheres",
-		    "reason", r->reason, "cached", 1, "verified_at", when);
+		    "reason", r->reason, "cached", 1, "verified_at", when,
+		    "policy", policy_json(r));
 		char *out = root ? json_dumps(root, JSON_INDENT(2) |
 		    JSON_PRESERVE_ORDER) : NULL;
 		if (out == NULL)
-			die("cannot build the JSON report");
+			cli_die("cannot build the JSON report");
 		printf("%s\n", out);
 		free(out);
 		json_decref(root);
 	} else {
-		hex(d->spki_sha256, 32, spki);
+		cli_hex(d->spki_sha256, 32, spki);
 		printf("sphere-probe %s:%u%s%s\n\n  direct key %s\n\n"
 		    "verdict: %s (cached): remembered verdict for this key, "
 		    "last verified %s; --no-cache probes again\n", o->host,
 		    o->port, o->starttls ? " STARTTLS " : "", o->starttls ?
 		    detector_starttls_name(o->starttls) : "", spki,
 		    detector_verdict_name(r->verdict), when);
+		print_policy(r);
 	}
 	return r->verdict == DETECTOR_ACCEPT ? EXIT_ACCEPT :
 	    r->verdict == DETECTOR_REJECT ? EXIT_REJECT : EXIT_UNDECIDED;
@@ -759,33 +756,34 @@ main(int argc, char **argv)
 	const char *rule;
 	unsigned int deadline, remaining;
 
+	cli_init("sphere-probe", EXIT_UNKNOWN, NULL);
 	parse_args(argc, argv, &o);
 	atexit(run_release);
 	if (NSS_NoDB_Init(NULL) != SECSuccess ||
 	    NSS_SetDomesticPolicy() != SECSuccess)
-		die("cannot initialise NSS");
+		cli_die("cannot initialise NSS");
 	load_config(&o);
 	if (o.cache_list || o.cache_forget)
 		return cache_command(&o);
 	deadline = detector_config_deadline(run.cfg);
 	if (o.dump_dir != NULL && mkdir(o.dump_dir, 0700) == -1 &&
 	    errno != EEXIST)
-		die("%s: %s", o.dump_dir, strerror(errno));
+		cli_die("%s: %s", o.dump_dir, strerror(errno));
 	if (o.dump_dir != NULL && access(o.dump_dir, W_OK) == -1)
-		die("%s: %s", o.dump_dir, strerror(errno));
+		cli_die("%s: %s", o.dump_dir, strerror(errno));
 	if ((run.ctx = detector_new()) == NULL)
-		die("out of memory");
+		cli_die("out of memory");
 	if (detector_configure(run.ctx, run.cfg) == -1 ||
 	    detector_set_starttls(run.ctx, o.starttls) == -1)
-		die("%s", detector_error(run.ctx));
+		cli_die("%s", detector_error(run.ctx));
 	if ((rule = detector_excluded(run.ctx, o.host)) != NULL)
-		die("%s is excluded from probing by the rule '%s' in the "
+		cli_die("%s is excluded from probing by the rule '%s' in the "
 		    "configuration; not probed", o.host, rule);
 	if (o.survey) {
 		int rc;
 
 		if (detector_survey(run.ctx, o.host, o.port, &run.res) == -1)
-			die("%s", detector_error(run.ctx));
+			cli_die("%s", detector_error(run.ctx));
 		rc = print_survey(&o, run.res);
 		if (o.dump_dir != NULL)
 			dump_all(o.dump_dir, NULL, run.res);
@@ -793,18 +791,18 @@ main(int argc, char **argv)
 	}
 	if (detector_fetch(run.ctx, o.host, o.port, o.resolve ?
 	    o.resolve_addr : NULL, &run.direct) == -1)
-		die("%s", detector_error(run.ctx));
+		cli_die("%s", detector_error(run.ctx));
 	if (run.direct->status != DETECTOR_PATH_SEEN)
-		die("direct connection to %s:%u failed: %s", o.host, o.port,
+		cli_die("direct connection to %s:%u failed: %s", o.host, o.port,
 		    run.direct->error ? run.direct->error : "no certificate");
 	/* The deadline covers the whole run: the spheres get what is left. */
 	remaining = run.direct->ms < deadline ? deadline - run.direct->ms : 1;
 	if (detector_config_set_deadline(run.cfg, remaining) == -1 ||
 	    detector_configure(run.ctx, run.cfg) == -1)
-		die("%s", detector_error(run.ctx));
+		cli_die("%s", detector_error(run.ctx));
 	if (detector_check_path(run.ctx, o.host, o.port, run.direct,
 	    &run.res) == -1)
-		die("%s", detector_error(run.ctx));
+		cli_die("%s", detector_error(run.ctx));
 	if (run.res->note != NULL)
 		fprintf(stderr, "sphere-probe: %s\n", run.res->note);
 	if (run.res->cached)

@@ -79,6 +79,9 @@ inodes(const char *path, ino_t out[2])
 	out[1] = stat(lock, &sb) == 0 ? sb.st_ino : 0;
 }
 
+/* Quorum 4 of 5 spheres, as the default configuration. */
+static const struct cache_policy pol = { 4, 5, { 0x5f } };
+
 static void
 child(const char *path, int i, int procs, int start_fd, struct result *res)
 {
@@ -105,13 +108,13 @@ child(const char *path, int i, int procs, int start_fd, struct result *res)
 	inodes(path, at_open);
 	for (k = 0; k < NAMES; k++) {
 		snprintf(host, sizeof(host), "p%d-%d.test", i, k);
-		(void)cache_recall(c, host, 443, spki, NOW, &r);
-		if (cache_remember(c, host, 443, spki, verdict_of(i), NOW,
-		    86400, res->err, sizeof(res->err)) != 0)
+		(void)cache_recall(c, host, 443, spki, &pol, NOW, &r);
+		if (cache_remember(c, host, 443, spki, &pol, verdict_of(i),
+		    NOW, 86400, res->err, sizeof(res->err)) != 0)
 			res->put_failed++;
 	}
-	if (cache_remember(c, "same.test", 443, spki, DETECTOR_ACCEPT, NOW,
-	    86400, res->err, sizeof(res->err)) != 0)
+	if (cache_remember(c, "same.test", 443, spki, &pol, DETECTOR_ACCEPT,
+	    NOW, 86400, res->err, sizeof(res->err)) != 0)
 		res->put_failed++;
 	for (k = 0; k < NAMES; k++) {
 		snprintf(host, sizeof(host), "p%d-%d.test", i, k);

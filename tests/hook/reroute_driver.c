@@ -215,7 +215,7 @@ done(int code)
 		printf("policy: %s\n", code == 0 ? "rerouted" : "refused");
 	else
 		printf("policy: %s\n", drv.res ?
-		    detector_policy_name(drv.res->policy) : "none");
+		    detector_outcome_name(drv.res->outcome) : "none");
 	if (drv.ops != NULL && drv.handle != NULL)
 		drv.ops->release(drv.handle);
 	drv.handle = NULL;

@@ -11,7 +11,10 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
 #include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -42,6 +45,18 @@ teardown(void **state)
 	return system(cmd) == 0 ? 0 : -1;
 }
 
+static struct cache_policy
+policy(unsigned int k, unsigned int n, unsigned char set)
+{
+	struct cache_policy p;
+
+	memset(&p, 0, sizeof(p));
+	p.quorum = k;
+	p.nspheres = n;
+	memset(p.spheres, set, sizeof(p.spheres));
+	return p;
+}
+
 static struct cache_record
 record(enum detector_verdict v, unsigned char fill)
 {
@@ -53,6 +68,7 @@ record(enum detector_verdict v, unsigned char fill)
 	r.last_verified = 2000;
 	r.expires = 3000;
 	memset(r.spki, fill, sizeof(r.spki));
+	r.policy = policy(4, 5, 0x55);
 	return r;
 }
 
@@ -67,7 +83,7 @@ test_record_codec(void **state)
 	cache_record_encode(&r, buf);
 	assert_int_equal(cache_record_decode(buf, sizeof(buf), &back), 0);
 	assert_memory_equal(&r, &back, sizeof(r));
-	assert_int_equal(CACHE_RECORD_LEN, 48);   /* <= 64 bytes per entry */
+	assert_int_equal(CACHE_RECORD_LEN, 64);   /* <= 64 bytes per entry */
 	/* Wrong length, version, reserved bytes, verdict, time order. */
 	assert_int_equal(cache_record_decode(buf, sizeof(buf) - 1, &back), -1);
 	for (i = 0; i < 4; i++) {
@@ -114,22 +130,22 @@ test_store_recall_forget(void **state)
 	assert_int_equal(cache_get(c, "a.TEST", 443, &got, err, sizeof(err)), 1);
 	assert_memory_equal(&r, &got, sizeof(r));
 	/* Policy: same key and not expired only. */
-	assert_int_equal(cache_recall(c, "a.test", 443, r.spki, 2500, &got), 1);
-	assert_int_equal(cache_recall(c, "a.test", 443, r.spki, 3000, &got), 0);
+	assert_int_equal(cache_recall(c, "a.test", 443, r.spki, &r.policy, 2500, &got), 1);
+	assert_int_equal(cache_recall(c, "a.test", 443, r.spki, &r.policy, 3000, &got), 0);
 	memset(other, 2, sizeof(other));
-	assert_int_equal(cache_recall(c, "a.test", 443, other, 2500, &got), 0);
+	assert_int_equal(cache_recall(c, "a.test", 443, other, &r.policy, 2500, &got), 0);
 	/* first_seen survives re-verification of the same key. */
 	assert_int_equal(cache_remember(c, "b.test", 443, r.spki,
-	    DETECTOR_ACCEPT, 10000, 86400, err, sizeof(err)), 0);
+	    &r.policy, DETECTOR_ACCEPT, 10000, 86400, err, sizeof(err)), 0);
 	assert_int_equal(cache_remember(c, "b.test", 443, r.spki,
-	    DETECTOR_ACCEPT, 20000, 86400, err, sizeof(err)), 0);
+	    &r.policy, DETECTOR_ACCEPT, 20000, 86400, err, sizeof(err)), 0);
 	assert_int_equal(cache_get(c, "b.test", 443, &got, err, sizeof(err)), 1);
 	assert_int_equal(got.first_seen, 10000);
 	assert_int_equal(got.last_verified, 20000);
 	assert_int_equal(got.expires, 20000 + 86400);
 	/* REJECT and UNDECIDED are kept briefly. */
 	assert_int_equal(cache_remember(c, "c.test", 443, r.spki,
-	    DETECTOR_UNDECIDED, 100, 86400, err, sizeof(err)), 0);
+	    &r.policy, DETECTOR_UNDECIDED, 100, 86400, err, sizeof(err)), 0);
 	assert_int_equal(cache_get(c, "c.test", 443, &got, err, sizeof(err)), 1);
 	assert_int_equal(got.expires, 100 + CACHE_TTL_UNDECIDED);
 	/* Forget one port, or all ports of a host, and nothing else. */
@@ -141,6 +157,208 @@ test_store_recall_forget(void **state)
 	assert_int_equal(cache_get(c, "a.testing", 443, &got, err,
 	    sizeof(err)), 1);
 	cache_close(c);
+}
+
+/*
+ * Security review F5: a verdict answers only an asker whose policy would
+ * have reached it too.  `sphere-probe --quorum 1` leaves an ACCEPT; a
+ * browser with quorum 4 of the same spheres must probe again, and so must
+ * one with other spheres.  A REJECT reached under quorum 4 (2 of 5
+ * spheres saw another key) holds for quorum 5 (1 is enough there) but not
+ * for quorum 3 (3 needed).  A version 1 record (no policy) answers
+ * nobody, and a record saying quorum > spheres is refused.
+ */
+static void
+test_policy_of_remembered_verdicts(void **state)
+{
+	struct cache *c = cache_open(path, note, sizeof(note), err, sizeof(err));
+	struct cache_policy q1 = policy(1, 5, 0x11), q4 = policy(4, 5, 0x11),
+	    q3 = policy(3, 5, 0x11), q5 = policy(5, 5, 0x11),
+	    other = policy(4, 5, 0x22), six = policy(4, 6, 0x11);
+	struct cache_record r = record(DETECTOR_ACCEPT, 7), got;
+	unsigned char buf[CACHE_RECORD_LEN];
+
+	(void)state;
+	assert_non_null(c);
+	assert_int_equal(cache_remember(c, "p.test", 443, r.spki, &q1,
+	    DETECTOR_ACCEPT, 1000, 86400, err, sizeof(err)), 0);
+	assert_int_equal(cache_recall(c, "p.test", 443, r.spki, &q4, 2000,
+	    &got), 0);
+	assert_int_equal(cache_recall(c, "p.test", 443, r.spki, &q1, 2000,
+	    &got), 1);
+	assert_int_equal(cache_remember(c, "p.test", 443, r.spki, &q4,
+	    DETECTOR_ACCEPT, 1000, 86400, err, sizeof(err)), 0);
+	assert_int_equal(cache_recall(c, "p.test", 443, r.spki, &q4, 2000,
+	    &got), 1);
+	assert_int_equal(cache_recall(c, "p.test", 443, r.spki, &q3, 2000,
+	    &got), 1);
+	assert_int_equal(cache_recall(c, "p.test", 443, r.spki, &q5, 2000,
+	    &got), 0);
+	assert_int_equal(cache_recall(c, "p.test", 443, r.spki, &other, 2000,
+	    &got), 0);
+	assert_int_equal(cache_recall(c, "p.test", 443, r.spki, &six, 2000,
+	    &got), 0);
+	/* REJECT: n-k+1 mismatches; under k = 4 that is 2, enough for 5. */
+	assert_int_equal(cache_remember(c, "p.test", 443, r.spki, &q4,
+	    DETECTOR_REJECT, 1000, 86400, err, sizeof(err)), 0);
+	assert_int_equal(cache_recall(c, "p.test", 443, r.spki, &q5, 1100,
+	    &got), 1);
+	assert_int_equal(cache_recall(c, "p.test", 443, r.spki, &q3, 1100,
+	    &got), 0);
+	/* UNDECIDED: the same quorum only. */
+	assert_int_equal(cache_remember(c, "p.test", 443, r.spki, &q4,
+	    DETECTOR_UNDECIDED, 1000, 86400, err, sizeof(err)), 0);
+	assert_int_equal(cache_recall(c, "p.test", 443, r.spki, &q4, 1010,
+	    &got), 1);
+	assert_int_equal(cache_recall(c, "p.test", 443, r.spki, &q5, 1010,
+	    &got), 0);
+	/* No policy, no record. */
+	memset(&q1, 0, sizeof(q1));
+	assert_int_equal(cache_remember(c, "p.test", 443, r.spki, &q1,
+	    DETECTOR_ACCEPT, 1000, 86400, err, sizeof(err)), -1);
+	/* Version 1 (48 bytes): read, with an unknown policy. */
+	cache_record_encode(&r, buf);
+	buf[0] = 1;
+	buf[2] = buf[3] = 0;
+	assert_int_equal(cache_record_decode(buf, CACHE_RECORD_V1_LEN, &got),
+	    0);
+	assert_int_equal(got.policy.quorum, 0);
+	assert_int_equal(cache_policy_covers(&got.policy, &q4,
+	    DETECTOR_ACCEPT), 0);
+	buf[2] = 1;
+	assert_int_equal(cache_record_decode(buf, CACHE_RECORD_V1_LEN, &got),
+	    -1);
+	/* Version 2 with a quorum above its spheres, or too many spheres. */
+	cache_record_encode(&r, buf);
+	buf[2] = 6;
+	assert_int_equal(cache_record_decode(buf, sizeof(buf), &got), -1);
+	buf[2] = 4;
+	buf[3] = DETECTOR_MAX_SPHERES + 1;
+	assert_int_equal(cache_record_decode(buf, sizeof(buf), &got), -1);
+	cache_close(c);
+}
+
+/*
+ * Security review F7a: a child after fork() must not use the parent's
+ * LMDB environment (shared map and reader slot, none of the parent's
+ * fcntl locks).  Every call on the inherited handle fails there; closing
+ * it leaves the parent's environment alone; the child can open its own;
+ * the parent's handle keeps working.
+ */
+static void
+test_handle_is_not_used_after_fork(void **state)
+{
+	struct cache *c = cache_open(path, note, sizeof(note), err, sizeof(err));
+	struct cache_record r = record(DETECTOR_ACCEPT, 9), got;
+	int status;
+	pid_t pid;
+
+	(void)state;
+	assert_non_null(c);
+	assert_int_equal(cache_put(c, "fork.test", 443, &r, err, sizeof(err)),
+	    0);
+	if ((pid = fork()) == 0) {
+		struct cache *mine;
+		int bad = 0;
+
+		if (cache_get(c, "fork.test", 443, &got, err, sizeof(err)) != -1 ||
+		    strstr(err, "before fork()") == NULL)
+			bad |= 1;
+		if (cache_recall(c, "fork.test", 443, r.spki, &r.policy, 2500,
+		    &got) != 0)
+			bad |= 2;
+		if (cache_put(c, "child.test", 443, &r, err, sizeof(err)) != -1)
+			bad |= 4;
+		cache_close(c);
+		mine = cache_open(path, note, sizeof(note), err, sizeof(err));
+		if (mine == NULL || cache_get(mine, "fork.test", 443, &got, err,
+		    sizeof(err)) != 1 || cache_put(mine, "child.test", 443, &r,
+		    err, sizeof(err)) != 0)
+			bad |= 8;
+		cache_close(mine);
+		_exit(bad);
+	}
+	assert_true(pid > 0);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	if (WEXITSTATUS(status) != 0)
+		fail_msg("child: failed checks 0x%x (1 get, 2 recall, 4 put on "
+		    "the parent's handle; 8 its own handle)",
+		    WEXITSTATUS(status));
+	assert_int_equal(cache_get(c, "child.test", 443, &got, err,
+	    sizeof(err)), 1);
+	assert_int_equal(cache_put(c, "parent.test", 443, &r, err,
+	    sizeof(err)), 0);
+	cache_close(c);
+}
+
+/* Does some process hold LMDB's lock (byte 0) on p's lock file?  Asked
+ * from a child: fcntl() never reports the asking process's own locks. */
+static int
+lmdb_lock_held(const char *p)
+{
+	char lock[800];
+	int status;
+	pid_t pid;
+
+	snprintf(lock, sizeof(lock), "%s-lock", p);
+	if ((pid = fork()) == 0) {
+		struct flock fl;
+		int fd = open(lock, O_RDWR);
+
+		memset(&fl, 0, sizeof(fl));
+		fl.l_type = F_WRLCK;
+		fl.l_whence = SEEK_SET;
+		fl.l_len = 1;
+		if (fd == -1 || fcntl(fd, F_GETLK, &fl) == -1)
+			_exit(2);
+		_exit(fl.l_type != F_UNLCK);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) < 2);
+	return WEXITSTATUS(status);
+}
+
+/*
+ * Security review F6: one handle per file and process is kept by what the
+ * file is, not by how its path is spelled.  Two spellings used to give
+ * two LMDB environments on one file in one process; closing one dropped
+ * the other's fcntl locks (they are per process), so other processes saw
+ * the file as unused by anyone (and a process alone could repair it under
+ * the first one's map).  Now both spellings give one counted handle.
+ */
+static void
+test_two_spellings_one_handle(void **state)
+{
+	char p2[700], p3[700], link_[700];
+	struct cache *a, *b, *c;
+	struct cache_record r = record(DETECTOR_ACCEPT, 3), got;
+
+	(void)state;
+	snprintf(p2, sizeof(p2), "%s/spell/verdicts.mdb", dir);
+	snprintf(p3, sizeof(p3), "%s//spell/../spell/./verdicts.mdb", dir);
+	a = cache_open(p2, note, sizeof(note), err, sizeof(err));
+	assert_non_null(a);
+	b = cache_open(p3, note, sizeof(note), err, sizeof(err));
+	assert_non_null(b);
+	assert_int_equal(lmdb_lock_held(p2), 1);
+	cache_close(b);
+	if (!lmdb_lock_held(p2))
+		fail_msg("closing the second spelling's handle dropped the "
+		    "first one's LMDB lock");
+	assert_int_equal(cache_put(a, "s.test", 443, &r, err, sizeof(err)), 0);
+	/* Through a symlink too, and the same handle each time. */
+	snprintf(link_, sizeof(link_), "%s/spell-link", dir);
+	assert_int_equal(symlink("spell", link_), 0);
+	snprintf(p3, sizeof(p3), "%s/spell-link/verdicts.mdb", dir);
+	c = cache_open(p3, note, sizeof(note), err, sizeof(err));
+	assert_ptr_equal(c, a);
+	assert_int_equal(cache_get(c, "s.test", 443, &got, err, sizeof(err)),
+	    1);
+	cache_close(c);
+	assert_int_equal(lmdb_lock_held(p2), 1);
+	cache_close(a);
+	assert_int_equal(lmdb_lock_held(p2), 0);
 }
 
 static void
@@ -312,6 +530,178 @@ test_unsafe_files_are_refused(void **state)
 	assert_int_equal(access(p2, F_OK), -1);
 }
 
+/* Names in folder d (not "." and ".."), or -1. */
+static int
+entries(const char *d)
+{
+	struct dirent *e;
+	DIR *dp = opendir(d);
+	int n = 0;
+
+	if (dp == NULL)
+		return -1;
+	while ((e = readdir(dp)) != NULL)
+		n += strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
+	closedir(dp);
+	return n;
+}
+
+/* Finding F1's setting: a root process using the HOME of uid 65534, whose
+ * folders that user may change.  T/home (65534's), T/victim/detector
+ * (root's, 0700: where the user wants root to write). */
+static void
+f1_tree(const char *tag, char *home, char *victim, size_t size)
+{
+	char d[700];
+
+	assert_int_equal(chmod(dir, 0755), 0);
+	snprintf(home, size, "%s/%s-home", dir, tag);
+	assert_int_equal(mkdir(home, 0755), 0);
+	assert_int_equal(chown(home, 65534, 65534), 0);
+	snprintf(victim, size, "%s/%s-victim", dir, tag);
+	assert_int_equal(mkdir(victim, 0700), 0);
+	snprintf(d, sizeof(d), "%s/detector", victim);
+	assert_int_equal(mkdir(d, 0700), 0);
+}
+
+/*
+ * Security review F1 (planted): ~/.cache is a symlink its owner planted
+ * to a folder of root's.  The old checks judged only the last folder
+ * (~/.cache/detector, through the link: root's own) and root created the
+ * cache in the folder the user chose.  Now the walk refuses a path through
+ * a folder another user can change, and nothing is written anywhere.
+ */
+static void
+test_folder_above_planted_symlink(void **state)
+{
+	char home[700], victim[700], p2[800], d[900];
+
+	(void)state;
+	if (geteuid() != 0)
+		skip();
+	f1_tree("planted", home, victim, sizeof(home));
+	snprintf(p2, sizeof(p2), "%s/.cache", home);
+	assert_int_equal(symlink(victim, p2), 0);
+	assert_int_equal(lchown(p2, 65534, 65534), 0);
+	snprintf(p2, sizeof(p2), "%s/.cache/detector/verdicts.mdb", home);
+	assert_null(cache_open(p2, note, sizeof(note), err, sizeof(err)));
+	if (strstr(err, "belongs to another user (uid 65534)") == NULL)
+		fail_msg("error '%s' does not name the user's folder", err);
+	snprintf(d, sizeof(d), "%s/detector", victim);
+	assert_int_equal(entries(d), 0);
+	assert_int_equal(entries(victim), 1);
+}
+
+/*
+ * Security review F1 (race): the user swaps ~/.cache (a real folder
+ * holding root's ~/.cache/detector, as root left it) with a symlink to
+ * root's folder, as fast as it can, while root opens the cache again and
+ * again.  Root must never write in the victim folder (before the fix: 17
+ * of 643 runs did).
+ */
+static void
+test_folder_above_swapped_during_open(void **state)
+{
+	char home[700], victim[700], real[800], evil[800], d[900];
+	struct timespec stop;
+	int i, status, opened = 0;
+	struct cache *c;
+	pid_t pid;
+
+	(void)state;
+	if (geteuid() != 0)
+		skip();
+	f1_tree("swapped", home, victim, sizeof(home));
+	snprintf(real, sizeof(real), "%s/.cache", home);
+	assert_int_equal(mkdir(real, 0755), 0);
+	assert_int_equal(chown(real, 65534, 65534), 0);
+	snprintf(d, sizeof(d), "%s/detector", real);
+	assert_int_equal(mkdir(d, 0700), 0);
+	snprintf(evil, sizeof(evil), "%s/.evil", home);
+	assert_int_equal(symlink(victim, evil), 0);
+	assert_int_equal(lchown(evil, 65534, 65534), 0);
+	if ((pid = fork()) == 0) {
+		/* The user: swap the two names for at most 30 s. */
+		clock_gettime(CLOCK_MONOTONIC, &stop);
+		stop.tv_sec += 30;
+		if (setgid(65534) == -1 || setuid(65534) == -1)
+			_exit(2);
+		for (;;) {
+			struct timespec now;
+
+			for (i = 0; i < 1000; i++)
+				(void)renameat2(AT_FDCWD, real, AT_FDCWD, evil,
+				    RENAME_EXCHANGE);
+			clock_gettime(CLOCK_MONOTONIC, &now);
+			if (now.tv_sec > stop.tv_sec)
+				_exit(0);
+		}
+	}
+	assert_true(pid > 0);
+	snprintf(d, sizeof(d), "%s/.cache/detector/verdicts.mdb", home);
+	for (i = 0; i < 300; i++) {
+		if ((c = cache_open(d, note, sizeof(note), err,
+		    sizeof(err))) != NULL) {
+			opened++;
+			cache_close(c);
+		}
+	}
+	kill(pid, SIGKILL);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	snprintf(d, sizeof(d), "%s/detector", victim);
+	if (entries(d) != 0)
+		fail_msg("root wrote %d file(s) in %s (opened %d of 300)",
+		    entries(d), d, opened);
+	assert_int_equal(opened, 0);
+}
+
+/*
+ * What the walk still allows: a symlink that only root could have placed
+ * (in root's own folder), and a folder of root's inside a sticky one that
+ * everyone may write (as /tmp).  Another user's entry in the sticky
+ * folder is refused.
+ */
+static void
+test_trusted_symlink_and_sticky_folder(void **state)
+{
+	char real[700], link_[700], sticky[700], p2[800];
+	struct cache *c;
+
+	(void)state;
+	snprintf(real, sizeof(real), "%s/real", dir);
+	assert_int_equal(mkdir(real, 0700), 0);
+	snprintf(link_, sizeof(link_), "%s/link", dir);
+	assert_int_equal(symlink("real", link_), 0);
+	snprintf(p2, sizeof(p2), "%s/link/verdicts.mdb", dir);
+	c = cache_open(p2, note, sizeof(note), err, sizeof(err));
+	if (c == NULL)
+		fail_msg("%s", err);
+	cache_close(c);
+	snprintf(p2, sizeof(p2), "%s/verdicts.mdb", real);
+	assert_int_equal(access(p2, F_OK), 0);
+
+	snprintf(sticky, sizeof(sticky), "%s/sticky", dir);
+	assert_int_equal(mkdir(sticky, 0700), 0);
+	assert_int_equal(chmod(sticky, 01777), 0);
+	snprintf(p2, sizeof(p2), "%s/mine/verdicts.mdb", sticky);
+	c = cache_open(p2, note, sizeof(note), err, sizeof(err));
+	if (c == NULL)
+		fail_msg("%s", err);
+	cache_close(c);
+	if (geteuid() == 0) {
+		snprintf(p2, sizeof(p2), "%s/theirs", sticky);
+		assert_int_equal(mkdir(p2, 0700), 0);
+		assert_int_equal(chown(p2, 65534, 65534), 0);
+		snprintf(p2, sizeof(p2), "%s/theirs/sub/verdicts.mdb", sticky);
+		assert_null(cache_open(p2, note, sizeof(note), err,
+		    sizeof(err)));
+		if (strstr(err, "uid 65534") == NULL)
+			fail_msg("error '%s' does not name the owner", err);
+		snprintf(p2, sizeof(p2), "%s/theirs/sub", sticky);
+		assert_int_equal(access(p2, F_OK), -1);
+	}
+}
+
 /*
  * While one process is alone with the cache (holding PATH-guard
  * exclusively: creating, checking or repairing it), another waits for it
@@ -421,10 +811,16 @@ main(void)
 		cmocka_unit_test(test_record_codec),
 		cmocka_unit_test(test_keys),
 		cmocka_unit_test(test_store_recall_forget),
+		cmocka_unit_test(test_policy_of_remembered_verdicts),
+		cmocka_unit_test(test_handle_is_not_used_after_fork),
+		cmocka_unit_test(test_two_spellings_one_handle),
 		cmocka_unit_test(test_damaged_file_is_moved_aside),
 		cmocka_unit_test(test_damage_in_use_is_left_alone),
 		cmocka_unit_test(test_open_waits_while_another_is_alone),
 		cmocka_unit_test(test_unsafe_files_are_refused),
+		cmocka_unit_test(test_folder_above_planted_symlink),
+		cmocka_unit_test(test_folder_above_swapped_during_open),
+		cmocka_unit_test(test_trusted_symlink_and_sticky_folder),
 		cmocka_unit_test(test_concurrent_writers_lose_nothing),
 	};
 	return cmocka_run_group_tests_name("cache", tests, setup, teardown);

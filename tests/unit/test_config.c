@@ -635,6 +635,192 @@ test_starttls_ports(void **state)
 	detector_config_free(c);
 }
 
+/* [site NAME]: NAME and every name below it, label-aligned; the most
+ * specific section wins, each value separately; the rest is global. */
+static void
+test_site_sections(void **state)
+{
+	struct detector_config *c, *copy;
+	struct detector_policy p;
+
+	(void)state;
+	c = expect_string_ok("[detector]\nquorum = 3\non_mitm = refuse\n"
+	    "[site bank.example]\non_undecided = reject\nquorum = 5\n"
+	    "[site www.bank.example]\non_mitm = reroute\n"
+	    "[site 10.0.0.0/8]\non_undecided = reject\n"
+	    "[site open.example]\non_undecided = accept\nquorum = 1\n");
+	assert_int_equal(c->nsites, 4);
+	assert_int_equal(c->on_mitm, DETECTOR_MITM_REFUSE);
+
+	/* Global: a host no section covers. */
+	assert_int_equal(detector_config_policy(c, "other.example", &p), 0);
+	assert_int_equal(p.quorum, 3);
+	assert_int_equal(p.on_undecided, DETECTOR_UNDECIDED_ACCEPT);
+	assert_int_equal(p.on_mitm, DETECTOR_MITM_REFUSE);
+	assert_string_equal(p.site, "");
+	/* Label-aligned: evilbank.example is not below bank.example. */
+	assert_int_equal(detector_config_policy(c, "evilbank.example", &p), 0);
+	assert_string_equal(p.site, "");
+	assert_int_equal(p.quorum, 3);
+	/* The section itself and a name below it (case as NSS reads it). */
+	assert_int_equal(detector_config_policy(c, "Login.Bank.Example", &p),
+	    0);
+	assert_string_equal(p.site, "bank.example");
+	assert_int_equal(p.quorum, 5);
+	assert_int_equal(p.on_undecided, DETECTOR_UNDECIDED_REJECT);
+	assert_int_equal(p.on_mitm, DETECTOR_MITM_REFUSE);
+	/* The most specific section wins; what it leaves unset comes from
+	 * the next one that sets it, then the global value. */
+	assert_int_equal(detector_config_policy(c, "a.www.bank.example", &p),
+	    0);
+	assert_string_equal(p.site, "www.bank.example");
+	assert_int_equal(p.on_mitm, DETECTOR_MITM_REROUTE);
+	assert_int_equal(p.quorum, 5);
+	assert_int_equal(p.on_undecided, DETECTOR_UNDECIDED_REJECT);
+	/* An address range; an address spelled as NSS reads it. */
+	assert_int_equal(detector_config_policy(c, "10.1.2.3", &p), 0);
+	assert_string_equal(p.site, "10.0.0.0/8");
+	assert_int_equal(p.on_undecided, DETECTOR_UNDECIDED_REJECT);
+	assert_int_equal(detector_config_policy(c, "167772161", &p), 0);
+	assert_string_equal(p.site, "10.0.0.0/8");
+	assert_int_equal(detector_config_policy(c, "open.example", &p), 0);
+	assert_int_equal(p.quorum, 1);
+	/* A host DetecTor cannot check: -1, the global policy. */
+	assert_int_equal(detector_config_policy(c, "bad host", &p), -1);
+	assert_int_equal(p.quorum, 3);
+
+	/* Copies carry the sections (the context gets a copy). */
+	copy = detector_config_new();
+	assert_int_equal(config_copy(copy, c), 0);
+	detector_config_free(c);
+	assert_int_equal(detector_config_policy(copy, "www.bank.example", &p),
+	    0);
+	assert_int_equal(p.on_mitm, DETECTOR_MITM_REROUTE);
+	exclude_clear(&copy->exclude);
+	detector_config_free(copy);
+
+	/* on_mitm globally; the setter; the names. */
+	c = expect_string_ok("on_mitm = reroute\n");
+	assert_int_equal(detector_config_policy(c, "x.example", &p), 0);
+	assert_int_equal(p.on_mitm, DETECTOR_MITM_REROUTE);
+	assert_int_equal(detector_config_set_on_mitm(c, DETECTOR_MITM_REFUSE),
+	    0);
+	assert_int_equal(detector_config_set_on_mitm(c,
+	    (enum detector_mitm_policy)7), -1);
+	assert_string_equal(detector_mitm_name(DETECTOR_MITM_REROUTE),
+	    "reroute");
+	assert_string_equal(detector_undecided_name(DETECTOR_UNDECIDED_REJECT),
+	    "reject");
+	detector_config_free(c);
+	/* An empty section is fine; [detector] after a site is global. */
+	c = expect_string_ok("[site a.example]\n[detector]\nquorum = 2\n");
+	assert_int_equal(c->quorum, 2);
+	assert_int_equal(c->sites[0].quorum, 0);
+	detector_config_free(c);
+}
+
+static void
+test_site_errors(void **state)
+{
+	(void)state;
+	expect_string_error("[site a.example]\nquorum = 99\n", "t.conf:2: ",
+	    "key 'quorum': '99' is not a number of spheres");
+	expect_string_error("[site a.example]\nquorum = 0\n", "t.conf:2: ",
+	    "key 'quorum'");
+	expect_string_error("[site a.example]\non_undecided = maybe\n",
+	    "t.conf:2: ", "key 'on_undecided': 'maybe' is neither");
+	expect_string_error("[site a.example]\non_mitm = reroot\n",
+	    "t.conf:2: ", "key 'on_mitm': 'reroot' is neither 'refuse' nor "
+	    "'reroute'");
+	expect_string_error("on_mitm = yes\n", "t.conf:1: ", "key 'on_mitm'");
+	expect_string_error("[site a.example]\ndeadline_ms = 5\n",
+	    "t.conf:2: ", "key 'deadline_ms': unknown in a [site] section");
+	expect_string_error("[site a.example]\nquorum = 2\nquorum = 3\n",
+	    "t.conf:3: ", "set twice in [site a.example] (lines 2 and 3)");
+	expect_string_error("\n[site a.example]\n[site A.Example]\n",
+	    "t.conf:3: ", "given twice (first on line 2)");
+	expect_string_error("[site]\nquorum = 2\n", "t.conf:1: ",
+	    "name the site");
+	expect_string_error("[site bad!name]\n", "t.conf:1: ",
+	    "section [site bad!name]");
+	expect_string_error("[site a.example b.example]\n", "t.conf:1: ",
+	    "one site per section");
+	expect_string_error("[sites a.example]\nquorum = 2\n", "t.conf:2: ",
+	    "unknown section");
+	/* A site's quorum above the spheres configured. */
+	expect_string_error("spheres = 127.0.0.1:1 127.0.0.1:2\nquorum = 1\n"
+	    "[site a.example]\n\nquorum = 3\n", "t.conf:5: ",
+	    "key 'quorum': [site a.example]: quorum 3 is more than the 2 "
+	    "spheres");
+	expect_string_error("[site a.example]\nquorum = 9\n", "t.conf:2: ",
+	    "quorum 9 is more than the 5 spheres");
+	expect_string_error("quorum = 2\n  [site a.example]\n", "t.conf:2: ",
+	    "indented section header");
+}
+
+/* One sphere, several SOCKS ports: one vote, checks spread. */
+static void
+test_sphere_groups(void **state)
+{
+	struct detector_config *c;
+	unsigned int counts[3] = { 0 }, i, k;
+	char err[256];
+	struct sphere sp[DETECTOR_MAX_SPHERES];
+	unsigned int n;
+
+	(void)state;
+	c = expect_string_ok("spheres = 127.0.0.1:9150, "
+	    "127.0.0.1:9160|127.0.0.1:9170|[::1]:9180 127.0.0.1:9190\n"
+	    "quorum = 3\n");
+	assert_int_equal(c->nspheres, 3);
+	assert_int_equal(detector_config_nspheres(c), 3);
+	assert_int_equal(c->spheres[0].nmembers, 1);
+	assert_int_equal(c->spheres[1].nmembers, 3);
+	assert_string_equal(detector_config_sphere(c, 1),
+	    "127.0.0.1:9160|127.0.0.1:9170|[::1]:9180");
+	assert_string_equal(c->spheres[1].member[2].text, "[::1]:9180");
+	/* A plain sphere is always its one member. */
+	for (i = 0; i < 10; i++)
+		assert_ptr_equal(config_sphere_member(&c->spheres[0], i),
+		    &c->spheres[0].member[0]);
+	/* Spread: every member used, evenly over consecutive picks. */
+	for (i = 0; i < 300; i++) {
+		const struct sphere_member *m =
+		    config_sphere_member(&c->spheres[1], i * 2654435761u);
+		k = (unsigned int)(m - c->spheres[1].member);
+		assert_true(k < 3);
+		counts[k]++;
+	}
+	for (k = 0; k < 3; k++)
+		assert_true(counts[k] >= 80 && counts[k] <= 120);
+	detector_config_free(c);
+
+	/* A member counts once across the whole list. */
+	assert_int_equal(config_parse_spheres("127.0.0.1:1|127.0.0.1:1", sp,
+	    &n, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "127.0.0.1:1 is listed twice"));
+	assert_int_equal(config_parse_spheres("127.0.0.1:1 127.0.0.1:2|"
+	    "127.0.0.1:1", sp, &n, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "listed twice"));
+	assert_int_equal(config_parse_spheres("127.0.0.1:1||127.0.0.1:2", sp,
+	    &n, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "empty member"));
+	assert_int_equal(config_parse_spheres("127.0.0.1:1|", sp, &n, err,
+	    sizeof(err)), -1);
+	assert_int_equal(config_parse_spheres("|127.0.0.1:1", sp, &n, err,
+	    sizeof(err)), -1);
+	assert_int_equal(config_parse_spheres("127.0.0.1:1|tor.example:9050",
+	    sp, &n, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "host names are not accepted"));
+	assert_int_equal(config_parse_spheres("127.0.0.1:1|127.0.0.1:2|"
+	    "127.0.0.1:3|127.0.0.1:4|127.0.0.1:5|127.0.0.1:6|127.0.0.1:7|"
+	    "127.0.0.1:8|127.0.0.1:9", sp, &n, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "more than 8 members"));
+	/* The quorum counts groups, not members. */
+	expect_string_error("spheres = 127.0.0.1:1|127.0.0.1:2\nquorum = 2\n",
+	    "t.conf: key 'quorum'", "more than the 1 spheres");
+}
+
 int
 main(void)
 {
@@ -657,6 +843,9 @@ main(void)
 		cmocka_unit_test(test_trust_group_writable_folder_refused),
 		cmocka_unit_test(test_trust_good_file_accepted),
 		cmocka_unit_test(test_trust_search_path),
+		cmocka_unit_test(test_site_sections),
+		cmocka_unit_test(test_site_errors),
+		cmocka_unit_test(test_sphere_groups),
 	};
 	return cmocka_run_group_tests_name("config", tests, setup, teardown);
 }

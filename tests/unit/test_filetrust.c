@@ -284,6 +284,67 @@ test_dirname(void **state)
 	    sizeof(out)), 0);
 }
 
+/*
+ * filetrust_open_dir(): the walk from "/" (security review F1).  Missing
+ * trailing folders are made (0700, only as many as asked); "..", "//" and
+ * a relative path resolve as the kernel would; a symlink loop, a file on
+ * the way and a group-writable folder on the way are refused.
+ */
+static void
+test_open_dir_walk(void **state)
+{
+	char p[800], q[800], cwd[4096];
+	struct stat a, b;
+	int fd;
+
+	(void)state;
+	snprintf(p, sizeof(p), "%s/w/x/y", dir);
+	assert_int_equal(filetrust_open_dir(p, 2, err, sizeof(err)), -1);
+	assert_int_equal(errno, ENOENT);
+	fd = filetrust_open_dir(p, 3, err, sizeof(err));
+	if (fd == -1)
+		fail_msg("%s", err);
+	assert_int_equal(fstat(fd, &a), 0);
+	assert_true(S_ISDIR(a.st_mode));
+	assert_int_equal(a.st_mode & 0777, 0700);
+	assert_int_equal(fcntl(fd, F_GETFD) & FD_CLOEXEC, FD_CLOEXEC);
+	close(fd);
+	snprintf(p, sizeof(p), "%s//w/x/../x/./y/", dir);
+	assert_true((fd = filetrust_open_dir(p, 0, err, sizeof(err))) >= 0);
+	assert_int_equal(fstat(fd, &b), 0);
+	assert_int_equal(a.st_ino, b.st_ino);
+	close(fd);
+	assert_non_null(getcwd(cwd, sizeof(cwd)));
+	assert_int_equal(chdir(dir), 0);
+	assert_true((fd = filetrust_open_dir("w/x/y", 0, err, sizeof(err))) >=
+	    0);
+	assert_int_equal(chdir(cwd), 0);
+	assert_int_equal(fstat(fd, &b), 0);
+	assert_int_equal(a.st_ino, b.st_ino);
+	close(fd);
+
+	snprintf(p, sizeof(p), "%s/loop", dir);
+	assert_int_equal(symlink("loop", p), 0);
+	snprintf(q, sizeof(q), "%s/loop/z", dir);
+	assert_int_equal(filetrust_open_dir(q, 0, err, sizeof(err)), -1);
+	assert_int_equal(errno, ELOOP);
+
+	snprintf(p, sizeof(p), "%s/afile", dir);
+	close(open(p, O_CREAT | O_WRONLY, 0600));
+	snprintf(q, sizeof(q), "%s/afile/z", dir);
+	assert_int_equal(filetrust_open_dir(q, 0, err, sizeof(err)), -1);
+	assert_int_equal(errno, ENOTDIR);
+
+	snprintf(p, sizeof(p), "%s/gw", dir);
+	assert_int_equal(mkdir(p, 0700), 0);
+	assert_int_equal(chmod(p, 0770), 0);
+	snprintf(q, sizeof(q), "%s/gw/sub", dir);
+	assert_int_equal(mkdir(q, 0700), 0);
+	assert_int_equal(filetrust_open_dir(q, 0, err, sizeof(err)), -1);
+	if (strstr(err, "is writable by others (mode 0770)") == NULL)
+		fail_msg("error '%s'", err);
+}
+
 int
 main(void)
 {
@@ -296,6 +357,7 @@ main(void)
 		cmocka_unit_test(test_missing_fifo_and_create),
 		cmocka_unit_test(test_roots_file_passes),
 		cmocka_unit_test(test_dirname),
+		cmocka_unit_test(test_open_dir_walk),
 	};
 	return cmocka_run_group_tests_name("filetrust", tests, setup,
 	    teardown);

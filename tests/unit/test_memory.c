@@ -9,7 +9,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 #include <cmocka.h>
+#include <nss.h>
 
 #include "cache.h"
 #include "memory.h"
@@ -22,7 +29,9 @@ static int
 setup(void **state)
 {
 	(void)state;
-	return mkdtemp(dir) == NULL ? -1 : 0;
+	if (mkdtemp(dir) == NULL || NSS_NoDB_Init(NULL) != SECSuccess)
+		return -1;
+	return 0;
 }
 
 static int
@@ -50,6 +59,7 @@ test_cache_off_remembers_in_this_process(void **state)
 {
 	struct detector_config *cfg = config_with_cache("off");
 	struct memory *m = memory_for(cfg);
+	struct cache_policy pol;
 	enum detector_verdict v;
 	int64_t when;
 	char note[256], err[256];
@@ -57,14 +67,14 @@ test_cache_off_remembers_in_this_process(void **state)
 	(void)state;
 	assert_non_null(m);
 	assert_ptr_equal(memory_for(cfg), m);           /* one per setting */
-	assert_int_equal(memory_recall(m, "a.test", 443, key_a, &v, &when), 0);
-	memory_record(m, "a.test", 443, key_a, DETECTOR_ACCEPT, 3600);
-	assert_int_equal(memory_recall(m, "A.test", 443, key_a, &v, &when), 1);
+	assert_int_equal(memory_recall(m, "a.test", 443, key_a, &pol, &v, &when), 0);
+	memory_record(m, "a.test", 443, key_a, &pol, DETECTOR_ACCEPT, 3600);
+	assert_int_equal(memory_recall(m, "A.test", 443, key_a, &pol, &v, &when), 1);
 	assert_int_equal(v, DETECTOR_ACCEPT);
 	assert_true(when > 0);
 	/* another key, another port: probe again */
-	assert_int_equal(memory_recall(m, "a.test", 443, key_b, &v, &when), 0);
-	assert_int_equal(memory_recall(m, "a.test", 8443, key_a, &v, &when), 0);
+	assert_int_equal(memory_recall(m, "a.test", 443, key_b, &pol, &v, &when), 0);
+	assert_int_equal(memory_recall(m, "a.test", 8443, key_a, &pol, &v, &when), 0);
 	assert_int_equal(memory_note(m, note, sizeof(note)), 0);
 	assert_null(memory_cache(m, err, sizeof(err)));
 	assert_string_equal(err, "the verdict cache is turned off (cache = off)");
@@ -79,6 +89,7 @@ test_cache_file_is_written_and_read(void **state)
 	struct memory *m;
 	struct cache *c;
 	struct cache_record r;
+	struct cache_policy pol;
 	enum detector_verdict v;
 	int64_t when;
 
@@ -86,8 +97,9 @@ test_cache_file_is_written_and_read(void **state)
 	snprintf(path, sizeof(path), "%s/verdicts.mdb", dir);
 	cfg = config_with_cache(path);
 	m = memory_for(cfg);
-	memory_record(m, "b.test", 443, key_a, DETECTOR_REJECT, 3600);
-	assert_int_equal(memory_recall(m, "b.test", 443, key_a, &v, &when), 1);
+	assert_int_equal(memory_policy(cfg, &pol), 0);
+	memory_record(m, "b.test", 443, key_a, &pol, DETECTOR_REJECT, 3600);
+	assert_int_equal(memory_recall(m, "b.test", 443, key_a, &pol, &v, &when), 1);
 	assert_int_equal(v, DETECTOR_REJECT);
 	c = memory_cache(m, err, sizeof(err));
 	assert_non_null(c);
@@ -103,6 +115,7 @@ test_no_home_is_said_once(void **state)
 	struct detector_config *cfg = config_with_cache(NULL);
 	struct memory *m;
 	char note[256];
+	struct cache_policy pol;
 	enum detector_verdict v;
 	int64_t when;
 
@@ -110,14 +123,254 @@ test_no_home_is_said_once(void **state)
 	unsetenv("XDG_CACHE_HOME");
 	unsetenv("HOME");
 	m = memory_for(cfg);
+	assert_int_equal(memory_policy(cfg, &pol), 0);
 	assert_int_equal(memory_note(m, note, sizeof(note)), 1);
 	assert_string_equal(note, "no verdict cache: neither XDG_CACHE_HOME "
 	    "nor HOME is set; verdicts are kept in memory");
 	assert_int_equal(memory_note(m, note, sizeof(note)), 0);
-	memory_record(m, "c.test", 443, key_a, DETECTOR_UNDECIDED, 3600);
-	assert_int_equal(memory_recall(m, "c.test", 443, key_a, &v, &when), 1);
+	memory_record(m, "c.test", 443, key_a, &pol, DETECTOR_UNDECIDED, 3600);
+	assert_int_equal(memory_recall(m, "c.test", 443, key_a, &pol, &v, &when), 1);
 	assert_int_equal(v, DETECTOR_UNDECIDED);
 	assert_int_equal(memory_note(m, note, sizeof(note)), 0);
+	detector_config_free(cfg);
+}
+
+/*
+ * Security review F1: a root process run with another user's HOME (sudo
+ * keeps it) does not use that user's cache: the user could choose where
+ * root writes, and what root believes.  It says so, keeps verdicts in
+ * memory, and creates nothing in the user's HOME.
+ */
+static void
+test_others_home_is_not_used(void **state)
+{
+	struct detector_config *cfg = config_with_cache(NULL);
+	char home[600], p[700], note[1024];
+	struct cache_policy pol;
+	enum detector_verdict v;
+	struct memory *m;
+	int64_t when;
+
+	(void)state;
+	if (geteuid() != 0)
+		skip();
+	snprintf(home, sizeof(home), "%s/alice", dir);
+	assert_int_equal(mkdir(home, 0755), 0);
+	assert_int_equal(chown(home, 65534, 65534), 0);
+	unsetenv("XDG_CACHE_HOME");
+	setenv("HOME", home, 1);
+	m = memory_for(cfg);
+	assert_int_equal(memory_policy(cfg, &pol), 0);
+	assert_int_equal(memory_note(m, note, sizeof(note)), 1);
+	if (strstr(note, "HOME (") == NULL ||
+	    strstr(note, "belongs to uid 65534") == NULL ||
+	    strstr(note, "verdicts are kept in memory") == NULL)
+		fail_msg("note '%s'", note);
+	memory_record(m, "d.test", 443, key_a, &pol, DETECTOR_ACCEPT, 3600);
+	assert_int_equal(memory_recall(m, "d.test", 443, key_a, &pol, &v, &when), 1);
+	snprintf(p, sizeof(p), "%s/.cache", home);
+	assert_int_equal(access(p, F_OK), -1);
+	unsetenv("HOME");
+	detector_config_free(cfg);
+}
+
+/*
+ * Security review F5: `sphere-probe --quorum 1` and a browser with the
+ * default quorum 4 share the user's cache.  The ACCEPT the first leaves
+ * must not answer the second (nor one with other spheres), in the cache
+ * file or in this process's memory; the browser's own ACCEPT answers
+ * both.
+ */
+static void
+test_policy_is_remembered(void **state)
+{
+	struct detector_config *lax, *strict, *other;
+	struct cache_policy p1, p4, po;
+	char path[600];
+	enum detector_verdict v;
+	struct memory *m;
+	int64_t when;
+	int round;
+
+	(void)state;
+	for (round = 0; round < 2; round++) {
+		snprintf(path, sizeof(path), "%s/policy.mdb", dir);
+		lax = config_with_cache(round == 0 ? path : "off");
+		strict = config_with_cache(round == 0 ? path : "off");
+		other = config_with_cache(round == 0 ? path : "off");
+		assert_int_equal(detector_config_set_quorum(lax, 1), 0);
+		assert_int_equal(detector_config_set_spheres(other,
+		    "127.0.0.1:1,127.0.0.1:2,127.0.0.1:3,127.0.0.1:4,"
+		    "127.0.0.1:5"), 0);
+		assert_int_equal(memory_policy(lax, &p1), 0);
+		assert_int_equal(memory_policy(strict, &p4), 0);
+		assert_int_equal(memory_policy(other, &po), 0);
+		m = memory_for(lax);
+		assert_ptr_equal(m, memory_for(strict));
+		memory_record(m, "e.test", 443, key_a, &p1, DETECTOR_ACCEPT,
+		    3600);
+		assert_int_equal(memory_recall(m, "e.test", 443, key_a, &p1,
+		    &v, &when), 1);
+		assert_int_equal(memory_recall(m, "e.test", 443, key_a, &p4,
+		    &v, &when), 0);
+		memory_record(m, "e.test", 443, key_a, &p4, DETECTOR_ACCEPT,
+		    3600);
+		assert_int_equal(memory_recall(m, "e.test", 443, key_a, &p4,
+		    &v, &when), 1);
+		assert_int_equal(memory_recall(m, "e.test", 443, key_a, &p1,
+		    &v, &when), 1);
+		assert_int_equal(memory_recall(m, "e.test", 443, key_a, &po,
+		    &v, &when), 0);
+		detector_config_free(lax);
+		detector_config_free(strict);
+		detector_config_free(other);
+	}
+}
+
+static long
+ms_since(const struct timespec *t0)
+{
+	struct timespec t1;
+
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	return (t1.tv_sec - t0->tv_sec) * 1000 +
+	    (t1.tv_nsec - t0->tv_nsec) / 1000000;
+}
+
+struct opener {
+	struct memory *m;
+	struct cache_policy pol;
+	long ms;
+	int found;
+};
+
+static void *
+open_in_thread(void *arg)
+{
+	struct opener *o = arg;
+	struct timespec t0;
+	enum detector_verdict v;
+	int64_t when;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	o->found = memory_recall(o->m, "t.test", 443, key_a, &o->pol, &v,
+	    &when);
+	o->ms = ms_since(&t0);
+	return NULL;
+}
+
+/*
+ * Security review F4: a process stuck holding the cache's guard
+ * exclusively (stopped while creating or checking the file) used to make
+ * every process wait 10 s inside memory_lock (every thread of it stalled),
+ * and then run without the cache for good.  Now: memory_for() does not
+ * open the file; the first lookup that needs it waits at most about 2 s,
+ * while other threads go on with this process's memory; the open is
+ * tried again later and the cache is used once the holder is gone; and a
+ * child after fork() opens its own handle and writes the file.
+ */
+static void
+test_stuck_guard_holder(void **state)
+{
+	char path[600], guard[620], note[1024], err[1024], b;
+	struct detector_config *cfg;
+	struct cache_record r;
+	struct opener o;
+	struct timespec t0;
+	enum detector_verdict v;
+	int64_t when;
+	int go[2], release[2], status, notes = 0, used_again = 0;
+	pthread_t th;
+	struct cache *c;
+	pid_t pid;
+
+	(void)state;
+	snprintf(path, sizeof(path), "%s/stuck/verdicts.mdb", dir);
+	snprintf(guard, sizeof(guard), "%s-guard", path);
+	assert_int_equal(pipe(go), 0);
+	assert_int_equal(pipe(release), 0);
+	if ((pid = fork()) == 0) {
+		struct flock fl;
+		int fd;
+
+		close(go[0]);
+		close(release[1]);
+		snprintf(note, sizeof(note), "%s/stuck", dir);
+		memset(&fl, 0, sizeof(fl));
+		fl.l_type = F_WRLCK;
+		fl.l_whence = SEEK_SET;
+		if (mkdir(note, 0700) == -1 ||
+		    (fd = open(guard, O_RDWR | O_CREAT, 0600)) == -1 ||
+		    fcntl(fd, F_OFD_SETLK, &fl) == -1)
+			_exit(1);
+		(void)!write(go[1], "x", 1);
+		alarm(30);
+		(void)!read(release[0], &b, 1);   /* EOF: let go */
+		_exit(0);
+	}
+	close(go[1]);
+	close(release[0]);
+	assert_int_equal(read(go[0], &b, 1), 1);
+
+	cfg = config_with_cache(path);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	o.m = memory_for(cfg);
+	if (ms_since(&t0) > 500)
+		fail_msg("memory_for() took %ld ms while another process held "
+		    "the guard", ms_since(&t0));
+	assert_int_equal(memory_policy(cfg, &o.pol), 0);
+	assert_int_equal(pthread_create(&th, NULL, open_in_thread, &o), 0);
+	usleep(300000);
+	/* Meanwhile another thread is not held up. */
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	memory_record(o.m, "u.test", 443, key_a, &o.pol, DETECTOR_ACCEPT,
+	    3600);
+	assert_int_equal(memory_recall(o.m, "u.test", 443, key_a, &o.pol, &v,
+	    &when), 1);
+	if (ms_since(&t0) > 300)
+		fail_msg("another thread waited %ld ms for the opening one",
+		    ms_since(&t0));
+	assert_int_equal(pthread_join(th, NULL), 0);
+	if (o.ms < 1500 || o.ms > 5000)
+		fail_msg("the open waited %ld ms for a stuck holder (want "
+		    "about 2 s)", o.ms);
+	assert_int_equal(memory_note(o.m, note, sizeof(note)), 1);
+	if (strstr(note, "for over 2 s") == NULL ||
+	    strstr(note, "kept in memory") == NULL)
+		fail_msg("note '%s'", note);
+	assert_null(memory_cache(o.m, err, sizeof(err)));   /* not yet */
+
+	/* The holder goes; within the back-off the cache is used again. */
+	close(release[1]);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	usleep(1200000);
+	c = memory_cache(o.m, err, sizeof(err));
+	if (c == NULL)
+		fail_msg("cache not used again: %s", err);
+	while (memory_note(o.m, note, sizeof(note)) == 1) {
+		notes++;
+		used_again += strstr(note, "is used again") != NULL;
+	}
+	assert_int_equal(used_again, 1);
+
+	/* A child opens its own handle (not the parent's) and writes. */
+	if ((pid = fork()) == 0) {
+		struct cache *mine;
+
+		memory_record(o.m, "child.test", 443, key_a, &o.pol,
+		    DETECTOR_REJECT, 3600);
+		mine = memory_cache(o.m, err, sizeof(err));
+		_exit(mine == NULL || mine == c || cache_get(mine, "child.test",
+		    443, &r, err, sizeof(err)) != 1);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	assert_int_equal(cache_get(c, "child.test", 443, &r, err, sizeof(err)),
+	    1);
+	assert_int_equal(r.verdict, DETECTOR_REJECT);
+	(void)notes;
 	detector_config_free(cfg);
 }
 
@@ -128,6 +381,9 @@ main(void)
 		cmocka_unit_test(test_cache_off_remembers_in_this_process),
 		cmocka_unit_test(test_cache_file_is_written_and_read),
 		cmocka_unit_test(test_no_home_is_said_once),
+		cmocka_unit_test(test_others_home_is_not_used),
+		cmocka_unit_test(test_policy_is_remembered),
+		cmocka_unit_test(test_stuck_guard_holder),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

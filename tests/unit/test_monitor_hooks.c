@@ -1,14 +1,13 @@
 /*
  * detector-monitor's hooks run with its rights (root, as a service): which
  * entries of the hooks folder are run, which are refused and why (alert.c's
- * hooks_dir_open() and hook_open(), on descriptors), and that the program
+ * alert_hooks_dir_open() and alert_hook_open(), on descriptors), and that the program
  * run is the file checked even if its name is re-pointed in between (the
  * hook is executed through its descriptor).  Also the PEM bodies NSS's
  * base64 decoder reads for mconfig.c: as strict as before.
  *
- * Another user's file needs root (chown): skipped otherwise.  The
- * monitor's files are compiled into this test directly, as in
- * test_monitor_assess.c.
+ * Another user's file needs root (chown): skipped otherwise.  The test
+ * links the monitor's archive (build/libdetector-monitor.a).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -20,10 +19,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../../detector/monitor/alert.c"
-#include "../../detector/monitor/assess.c"
-#include "../../detector/monitor/history.c"
-#include "../../detector/monitor/mconfig.c"
+#include <fcntl.h>
+#include <limits.h>
+#include <sys/stat.h>
+
+#include "../../detector/monitor/monitor.h"
 
 #define NOBODY 65534
 
@@ -64,7 +64,7 @@ make_hook(const char *name, const char *text, mode_t mode)
 	assert_int_equal(chmod(path, mode), 0);
 }
 
-/* hook_open() on hooks/name: the descriptor (closed here) or -1, err set. */
+/* alert_hook_open() on hooks/name: the descriptor (closed here) or -1, err set. */
 static int
 try_hook(const char *name)
 {
@@ -72,8 +72,8 @@ try_hook(const char *name)
 	int dfd, fd;
 
 	snprintf(p, sizeof(p), "%s/%s", hooks, name);
-	assert_true((dfd = hooks_dir_open(hooks, err, sizeof(err))) >= 0);
-	fd = hook_open(dfd, p, name, err, sizeof(err));
+	assert_true((dfd = alert_hooks_dir_open(hooks, err, sizeof(err))) >= 0);
+	fd = alert_hook_open(dfd, p, name, err, sizeof(err));
 	close(dfd);
 	if (fd != -1)
 		close(fd);
@@ -175,21 +175,21 @@ test_hooks_folder(void **state)
 	(void)state;
 	for (i = 0; i < sizeof(loose) / sizeof(loose[0]); i++) {
 		assert_int_equal(chmod(hooks, loose[i]), 0);
-		assert_int_equal(hooks_dir_open(hooks, err, sizeof(err)), -1);
+		assert_int_equal(alert_hooks_dir_open(hooks, err, sizeof(err)), -1);
 		assert_has(err, "hooks folder refused: ");
 		assert_has(err, "chmod go-w");
 		assert_has(err, "no hook run");
 	}
 	assert_int_equal(chmod(hooks, 0755), 0);
-	assert_true((dfd = hooks_dir_open(hooks, err, sizeof(err))) >= 0);
+	assert_true((dfd = alert_hooks_dir_open(hooks, err, sizeof(err))) >= 0);
 	close(dfd);
 	snprintf(link, sizeof(link), "%s/hooks-link", dir);
 	assert_int_equal(symlink(hooks, link), 0);
-	assert_int_equal(hooks_dir_open(link, err, sizeof(err)), -1);
+	assert_int_equal(alert_hooks_dir_open(link, err, sizeof(err)), -1);
 	assert_has(err, "symlink or special file is refused");
 	if (geteuid() == 0) {
 		assert_int_equal(chown(hooks, NOBODY, (gid_t)-1), 0);
-		assert_int_equal(hooks_dir_open(hooks, err, sizeof(err)), -1);
+		assert_int_equal(alert_hooks_dir_open(hooks, err, sizeof(err)), -1);
 		assert_has(err, "belongs to uid 65534");
 		assert_int_equal(chown(hooks, 0, (gid_t)-1), 0);
 	}
@@ -214,7 +214,7 @@ read_out(char *buf, size_t size)
 
 /*
  * The checked hook is what runs: its name is re-pointed (rename) to
- * another program between hook_open() and run_hook(), yet the checked
+ * another program between alert_hook_open() and alert_run_hook(), yet the checked
  * one runs, through its descriptor.
  */
 static void
@@ -236,24 +236,66 @@ test_the_checked_hook_is_what_runs(void **state)
 	snprintf(swap, sizeof(swap), "%s", path);
 	snprintf(path, sizeof(path), "%s/10-hook", hooks);
 
-	assert_true((dfd = hooks_dir_open(hooks, err, sizeof(err))) >= 0);
-	assert_true((fd = hook_open(dfd, path, "10-hook", err, sizeof(err))) >=
+	assert_true((dfd = alert_hooks_dir_open(hooks, err, sizeof(err))) >= 0);
+	assert_true((fd = alert_hook_open(dfd, path, "10-hook", err, sizeof(err))) >=
 	    0);
 	assert_int_equal(rename(swap, path), 0);
-	run_hook(&mc, fd, path, envp, "test-event");
+	alert_run_hook(&mc, fd, path, envp, "test-event");
 	close(fd);
 	close(dfd);
 	read_out(out, sizeof(out));
 	assert_string_equal(out, "checked test-event\n");
 }
 
-/* run_hooks() over a whole folder: good ones run in name order, refused
+/*
+ * Security review F7b: a hook that is a program (not a script) does not
+ * inherit detector-monitor's O_PATH descriptor of it (root's descriptor,
+ * passed on to whatever the hook runs).  The hook here is a copy of
+ * /bin/sh, whose first argument (the event) names a script that lists
+ * the hook process's descriptors.
+ */
+static void
+test_program_hook_gets_no_descriptor_of_itself(void **state)
+{
+	struct mon_config mc;
+	char text[PATH_MAX + 128], script[PATH_MAX], cmd[2 * PATH_MAX + 32];
+	char out[4096];
+	char *envp[] = { "PATH=/usr/bin:/bin", NULL, NULL };
+	FILE *f;
+	int dfd, fd;
+
+	(void)state;
+	memset(&mc, 0, sizeof(mc));
+	mc.hook_timeout_s = 10;
+	snprintf(path, sizeof(path), "%s/10-program", hooks);
+	snprintf(cmd, sizeof(cmd), "cp /bin/sh '%s' && chmod 0700 '%s'", path,
+	    path);
+	assert_int_equal(system(cmd), 0);
+	snprintf(script, sizeof(script), "%s/fds.sh", dir);
+	snprintf(text, sizeof(text), "for f in /proc/$$/fd/*; do readlink "
+	    "\"$f\"; done > %s/out; exit 0\n", dir);
+	assert_non_null(f = fopen(script, "w"));
+	fputs(text, f);
+	fclose(f);
+	assert_true((dfd = alert_hooks_dir_open(hooks, err, sizeof(err))) >= 0);
+	assert_true((fd = alert_hook_open(dfd, path, "10-program", err,
+	    sizeof(err))) >= 0);
+	alert_run_hook(&mc, fd, path, envp, script);
+	close(fd);
+	close(dfd);
+	read_out(out, sizeof(out));
+	assert_non_null(strstr(out, "fds.sh"));   /* the listing ran */
+	if (strstr(out, "10-program") != NULL)
+		fail_msg("the hook inherited a descriptor of itself:\n%s", out);
+}
+
+/* alert_run_hooks() over a whole folder: good ones run in name order, refused
  * ones do not. */
 static void
 test_run_hooks(void **state)
 {
 	struct mon_config mc;
-	struct hook_env e = { 0 };
+	struct alert_hook_env e = { 0 };
 	char text[PATH_MAX + 64], out[256];
 
 	(void)state;
@@ -267,9 +309,9 @@ test_run_hooks(void **state)
 	make_hook("20-b", text, 0755);
 	snprintf(text, sizeof(text), "#!/bin/sh\necho loose >> %s/out\n", dir);
 	make_hook("15-loose", text, 0775);
-	env_set(&e, "DETECTOR_EVENT", "ev");
-	run_hooks(&mc, &e, "ev");
-	env_free(&e);
+	alert_env_set(&e, "DETECTOR_EVENT", "ev");
+	alert_run_hooks(&mc, &e, "ev");
+	alert_env_free(&e);
 	read_out(out, sizeof(out));
 	assert_string_equal(out, "a ev ev 10-a\nb\n");
 }
@@ -342,6 +384,9 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_the_checked_hook_is_what_runs, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_program_hook_gets_no_descriptor_of_itself, setup,
+		    teardown),
 		cmocka_unit_test_setup_teardown(test_run_hooks, setup,
 		    teardown),
 		cmocka_unit_test(test_pem_base64_is_strict),

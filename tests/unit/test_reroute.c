@@ -42,9 +42,13 @@ result_of(const char *kinds, unsigned int quorum, const unsigned int *ms)
 	r.nspheres = n;
 	r.spheres = paths;
 	for (i = 0; i < n; i++) {
-		struct sockaddr_in *sin = (void *)&spheres[i].addr;
+		struct sockaddr_in *sin = (void *)&spheres[i].member[0].addr;
 
 		memset(&spheres[i], 0, sizeof(spheres[i]));
+		spheres[i].nmembers = 1;
+		snprintf(spheres[i].member[0].text,
+		    sizeof(spheres[i].member[0].text), "127.0.0.1:%zu",
+		    9160 + i);
 		sin->sin_family = AF_INET;
 		sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 		sin->sin_port = htons((uint16_t)(9160 + i));
@@ -350,12 +354,15 @@ static struct sphere
 sphere_at(unsigned short port)
 {
 	struct sphere s;
-	struct sockaddr_in *sin = (void *)&s.addr;
+	struct sockaddr_in *sin = (void *)&s.member[0].addr;
 
 	memset(&s, 0, sizeof(s));
+	s.nmembers = 1;
 	sin->sin_family = AF_INET;
 	sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	sin->sin_port = htons(port);
+	snprintf(s.member[0].text, sizeof(s.member[0].text), "127.0.0.1:%u",
+	    port);
 	snprintf(s.text, sizeof(s.text), "127.0.0.1:%u", port);
 	return s;
 }
