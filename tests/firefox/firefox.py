@@ -290,6 +290,14 @@ def load_page(program, profile, url, addr, workdir, screenshot, env_extra=None):
            "TMPDIR": workdir, "MOZ_CRASHREPORTER_DISABLE": "1",
            "MOZ_HEADLESS": "1", "LD_DEBUG": "libs", "LD_DEBUG_OUTPUT": lddebug}
     env.update(env_extra or {})
+    # DETECTOR_TEST_MOZ_LOG=pipnss:5,nsHttp:5 keeps Firefox's own log (its
+    # release builds write it too) as <DETECTOR_TEST_MOZ_LOG_DIR or the
+    # test's folder>/<page>.moz.log: how the hang after DetecTor's verdict
+    # was diagnosed.
+    if os.environ.get("DETECTOR_TEST_MOZ_LOG"):
+        logdir = os.environ.get("DETECTOR_TEST_MOZ_LOG_DIR") or workdir
+        env["MOZ_LOG"] = os.environ["DETECTOR_TEST_MOZ_LOG"] + ",timestamp"
+        env["MOZ_LOG_FILE"] = os.path.join(logdir, os.path.basename(workdir) + ".moz.log")
     argv = [program, "--headless", "--no-remote", "--marionette", "--profile", profile,
             "about:blank"]
     full = ["unshare", "--mount", "--propagation", "private", "sh", "-c",

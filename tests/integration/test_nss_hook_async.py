@@ -8,7 +8,9 @@ may do while DetecTor decides (review finding C2):
   - SSL_ResetHandshake cancels the pending check: no crash, no stale
     completion, an outcome within the deadline;
   - many sockets waiting at once cost one 10 ms pause per PR_Poll round,
-    not one per socket (review finding I1).
+    not one per socket (review finding I1);
+  - the handshake ends on the application's own thread: its handshake
+    callback runs there (Firefox hung when it ran on DetecTor's thread).
 """
 
 import os
@@ -40,6 +42,30 @@ def test_async_client_clean_path_and_mitm(world, nssdb, tmpdir_):
     mitm = run_app(world, tmpdir_, asyncclient(nssdb, world.cport, MITM_ADDR), MITM_ADDR)
     assert mitm.rc != 0, mitm
     assert results(mitm)[0].startswith("failed DETECTOR_ERROR_MITM"), mitm
+
+
+def callbacks(app):
+    m = re.search(r"^handshake_callbacks: (\d+) on the application's thread, "
+                  r"(\d+) on others$", app.out, re.M)
+    assert m, app
+    return int(m.group(1)), int(m.group(2))
+
+
+def test_async_client_finishes_its_handshake_on_its_own_thread(world, nssdb, tmpdir_):
+    # Firefox's handshake callback dispatches to the current thread's event
+    # queue: when DetecTor's worker completed the suspended handshake, the
+    # callback ran there, its event never ran and Firefox hung after the
+    # verdict (make test-firefox).  The application's next call completes
+    # it now, on the application's thread: the callback runs there, and a
+    # MITM is still refused from that call.
+    clean = run_app(world, tmpdir_, asyncclient(nssdb, world.cport, REAL_ADDR, "-n", "3"),
+                    REAL_ADDR)
+    assert clean.rc == 0 and results(clean) == ["ok"] * 3, clean
+    assert "probing the spheres" in clean.err, clean
+    assert callbacks(clean) == (3, 0), clean
+    mitm = run_app(world, tmpdir_, asyncclient(nssdb, world.cport, MITM_ADDR), MITM_ADDR)
+    assert results(mitm)[0].startswith("failed DETECTOR_ERROR_MITM"), mitm
+    assert callbacks(mitm) == (0, 0), mitm
 
 
 def test_completing_twice_does_not_bypass_detector(world, nssdb, tmpdir_):
