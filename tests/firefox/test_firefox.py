@@ -188,15 +188,6 @@ def detector_lines(load):
     return [l for l in load.err.splitlines() if "detector" in l.lower()]
 
 
-# Known defect (issue 18): with the co-release, Firefox hangs after DetecTor's
-# verdict (its socket thread polls for write ~3400 times a second, on the MITM
-# and the clean path alike); the refusal itself holds (the real server gets no
-# request).  Being fixed in the NSS patch; strict, so the fix must remove it.
-HANG = pytest.mark.xfail(strict=True, reason=(
-    "issue 18: Firefox hangs after DetecTor's verdict (suspended handshake "
-    "completed on DetecTor's thread)"))
-
-
 def test_stock_firefox_loads_the_page_through_the_mitm(world, site, work):
     m = marks(world)
     load = run(world, site, work, "stock-mitm", os.path.join(CORELEASE.folder, "firefox-esr"),
@@ -210,7 +201,6 @@ def test_stock_firefox_loads_the_page_through_the_mitm(world, site, work):
     assert probes_seen(world, m, site.port) == 0, "stock Firefox probes nothing"
 
 
-@HANG
 def test_corelease_firefox_refuses_the_mitm(world, site, work, protected):
     m = marks(world)
     load = run(world, site, work, "detector-mitm", protected, MITM_ADDR)
@@ -244,7 +234,6 @@ def test_corelease_firefox_refuses_the_mitm(world, site, work, protected):
         assert f.read(8) == b"\x89PNG\r\n\x1a\n", load
 
 
-@HANG
 def test_corelease_firefox_loads_the_clean_page(world, site, work, protected):
     m = marks(world)
     load = run(world, site, work, "detector-clean", protected, REAL_ADDR)
