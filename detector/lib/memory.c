@@ -279,17 +279,22 @@ by_text(const void *a, const void *b)
 }
 
 int
-memory_policy(const struct detector_config *cfg, struct cache_policy *pol)
+memory_policy(const struct detector_config *cfg, const char *host,
+    struct cache_policy *pol)
 {
 	unsigned char digest[DETECTOR_SHA256_LEN];
+	struct detector_policy site;
 	const char *texts[DETECTOR_MAX_SPHERES];
 	char list[DETECTOR_MAX_SPHERES * 66];
 	size_t len = 0;
 	unsigned int i;
 
 	memset(pol, 0, sizeof(*pol));
+	/* The quorum the check decides under: host's [site] one if any
+	 * (result_new() in detector.c asks the same question). */
+	config_policy_for(cfg, host, &site);
 	if (cfg->nspheres == 0 || cfg->nspheres > DETECTOR_MAX_SPHERES ||
-	    cfg->quorum < 1 || cfg->quorum > cfg->nspheres)
+	    site.quorum < 1 || site.quorum > cfg->nspheres)
 		return -1;
 	for (i = 0; i < cfg->nspheres; i++)
 		texts[i] = cfg->spheres[i].text;
@@ -301,7 +306,7 @@ memory_policy(const struct detector_config *cfg, struct cache_policy *pol)
 	if (len >= sizeof(list) || PK11_HashBuf(SEC_OID_SHA256, digest,
 	    (const unsigned char *)list, (PRInt32)len) != SECSuccess)
 		return -1;
-	pol->quorum = cfg->quorum;
+	pol->quorum = site.quorum;
 	pol->nspheres = cfg->nspheres;
 	memcpy(pol->spheres, digest, CACHE_SPHERES_DIGEST_LEN);
 	return 0;

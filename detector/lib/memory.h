@@ -22,11 +22,13 @@ struct memory;
  */
 struct memory *memory_for(const struct detector_config *cfg);
 
-/* The policy cfg reaches verdicts under (cache.h): its quorum, its number
- * of spheres and a digest of its sphere list (SHA-256 through NSS, which
+/* The policy cfg reaches verdicts for host under (cache.h): the quorum in
+ * force for host (its [site] section's, else the global one: host as
+ * check_target() normalised it, NULL for the global one), the number of
+ * spheres and a digest of its sphere list (SHA-256 through NSS, which
  * must be initialised) of the sorted "addr:port" texts.  0, or -1 if
  * the digest cannot be made (then nothing is recalled or recorded). */
-int memory_policy(const struct detector_config *cfg,
+int memory_policy(const struct detector_config *cfg, const char *host,
     struct cache_policy *pol);
 
 /* A remembered verdict for exactly this key at host:port that has not

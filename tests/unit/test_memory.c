@@ -97,7 +97,7 @@ test_cache_file_is_written_and_read(void **state)
 	snprintf(path, sizeof(path), "%s/verdicts.mdb", dir);
 	cfg = config_with_cache(path);
 	m = memory_for(cfg);
-	assert_int_equal(memory_policy(cfg, &pol), 0);
+	assert_int_equal(memory_policy(cfg, NULL, &pol), 0);
 	memory_record(m, "b.test", 443, key_a, &pol, DETECTOR_REJECT, 3600);
 	assert_int_equal(memory_recall(m, "b.test", 443, key_a, &pol, &v, &when), 1);
 	assert_int_equal(v, DETECTOR_REJECT);
@@ -123,7 +123,7 @@ test_no_home_is_said_once(void **state)
 	unsetenv("XDG_CACHE_HOME");
 	unsetenv("HOME");
 	m = memory_for(cfg);
-	assert_int_equal(memory_policy(cfg, &pol), 0);
+	assert_int_equal(memory_policy(cfg, NULL, &pol), 0);
 	assert_int_equal(memory_note(m, note, sizeof(note)), 1);
 	assert_string_equal(note, "no verdict cache: neither XDG_CACHE_HOME "
 	    "nor HOME is set; verdicts are kept in memory");
@@ -160,7 +160,7 @@ test_others_home_is_not_used(void **state)
 	unsetenv("XDG_CACHE_HOME");
 	setenv("HOME", home, 1);
 	m = memory_for(cfg);
-	assert_int_equal(memory_policy(cfg, &pol), 0);
+	assert_int_equal(memory_policy(cfg, NULL, &pol), 0);
 	assert_int_equal(memory_note(m, note, sizeof(note)), 1);
 	if (strstr(note, "HOME (") == NULL ||
 	    strstr(note, "belongs to uid 65534") == NULL ||
@@ -202,9 +202,9 @@ test_policy_is_remembered(void **state)
 		assert_int_equal(detector_config_set_spheres(other,
 		    "127.0.0.1:1,127.0.0.1:2,127.0.0.1:3,127.0.0.1:4,"
 		    "127.0.0.1:5"), 0);
-		assert_int_equal(memory_policy(lax, &p1), 0);
-		assert_int_equal(memory_policy(strict, &p4), 0);
-		assert_int_equal(memory_policy(other, &po), 0);
+		assert_int_equal(memory_policy(lax, NULL, &p1), 0);
+		assert_int_equal(memory_policy(strict, NULL, &p4), 0);
+		assert_int_equal(memory_policy(other, NULL, &po), 0);
 		m = memory_for(lax);
 		assert_ptr_equal(m, memory_for(strict));
 		memory_record(m, "e.test", 443, key_a, &p1, DETECTOR_ACCEPT,
@@ -224,6 +224,57 @@ test_policy_is_remembered(void **state)
 		detector_config_free(lax);
 		detector_config_free(strict);
 		detector_config_free(other);
+	}
+}
+
+/*
+ * A [site] quorum is the one the check decides under, so it is the one
+ * remembered: an ACCEPT reached with one match under a site's quorum 1
+ * must not answer a process that needs two for that host (review: it was
+ * stamped with the global quorum 2), and a strict site's REJECT must not
+ * answer a laxer asker.
+ */
+static void
+test_site_quorum_is_remembered(void **state)
+{
+	static const char lax_text[] = "[detector]\nquorum = 2\n\n"
+	    "[site status.partner.example]\nquorum = 1\n";
+	static const char strict_text[] = "[detector]\nquorum = 2\n";
+	struct detector_config *lax, *strict;
+	struct cache_policy pl, ps, pg;
+	char path[600];
+	enum detector_verdict v;
+	struct memory *m;
+	int64_t when;
+	int round;
+
+	(void)state;
+	for (round = 0; round < 2; round++) {
+		snprintf(path, sizeof(path), "%s/site.mdb", dir);
+		lax = config_with_cache(round == 0 ? path : "off");
+		strict = config_with_cache(round == 0 ? path : "off");
+		assert_int_equal(config_load_string(lax, lax_text,
+		    strlen(lax_text), "lax"), 0);
+		assert_int_equal(config_load_string(strict, strict_text,
+		    strlen(strict_text), "strict"), 0);
+		assert_int_equal(memory_policy(lax, "status.partner.example",
+		    &pl), 0);
+		assert_int_equal(memory_policy(strict,
+		    "status.partner.example", &ps), 0);
+		assert_int_equal(memory_policy(lax, "other.example", &pg), 0);
+		assert_int_equal(pl.quorum, 1);
+		assert_int_equal(ps.quorum, 2);
+		assert_int_equal(pg.quorum, 2);
+		m = memory_for(lax);
+		assert_ptr_equal(m, memory_for(strict));
+		memory_record(m, "status.partner.example", 443, key_a, &pl,
+		    DETECTOR_ACCEPT, 3600);
+		assert_int_equal(memory_recall(m, "status.partner.example",
+		    443, key_a, &ps, &v, &when), 0);
+		assert_int_equal(memory_recall(m, "status.partner.example",
+		    443, key_a, &pl, &v, &when), 1);
+		detector_config_free(lax);
+		detector_config_free(strict);
 	}
 }
 
@@ -318,7 +369,7 @@ test_stuck_guard_holder(void **state)
 	if (ms_since(&t0) > 500)
 		fail_msg("memory_for() took %ld ms while another process held "
 		    "the guard", ms_since(&t0));
-	assert_int_equal(memory_policy(cfg, &o.pol), 0);
+	assert_int_equal(memory_policy(cfg, NULL, &o.pol), 0);
 	assert_int_equal(pthread_create(&th, NULL, open_in_thread, &o), 0);
 	usleep(300000);
 	/* Meanwhile another thread is not held up. */
@@ -383,6 +434,7 @@ main(void)
 		cmocka_unit_test(test_no_home_is_said_once),
 		cmocka_unit_test(test_others_home_is_not_used),
 		cmocka_unit_test(test_policy_is_remembered),
+		cmocka_unit_test(test_site_quorum_is_remembered),
 		cmocka_unit_test(test_stuck_guard_holder),
 	};
 
