@@ -1002,15 +1002,30 @@ cache_list(struct cache *c, void (*fn)(void *arg, const char *key,
 }
 
 int
+cache_fresh(enum detector_verdict v, int64_t verified, int64_t expires,
+    uint32_t validity_s, int64_t now)
+{
+	if (expires <= now)
+		return 0;
+	if (v != DETECTOR_ACCEPT)
+		return 1;
+	/* The asker's validity, not the recorder's: a lax process's
+	 * year-long ACCEPT must not answer a 60-second asker for a year.
+	 * A verification in the future (clock set back) answers nobody. */
+	return verified <= now && now - verified < (int64_t)validity_s;
+}
+
+int
 cache_recall(struct cache *c, const char *host, unsigned int port,
-    const unsigned char *spki, const struct cache_policy *pol, uint32_t now,
-    struct cache_record *r)
+    const unsigned char *spki, const struct cache_policy *pol,
+    uint32_t validity_s, uint32_t now, struct cache_record *r)
 {
 	char err[256];
 
 	if (cache_get(c, host, port, r, err, sizeof(err)) != 1)
 		return 0;
-	return r->expires > now &&
+	return cache_fresh(r->verdict, r->last_verified, r->expires,
+	    validity_s, now) &&
 	    memcmp(r->spki, spki, DETECTOR_SHA256_LEN) == 0 &&
 	    cache_policy_covers(&r->policy, pol, r->verdict);
 }

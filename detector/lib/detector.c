@@ -601,7 +601,8 @@ check_recall(struct detector *ctx, const char *host, unsigned int port,
 
 	*result = NULL;
 	if (m == NULL || memory_policy(&ctx->cfg, host, &pol) == -1 ||
-	    !memory_recall(m, host, port, ci->spki_sha256, &pol, &v, &when))
+	    !memory_recall(m, host, port, ci->spki_sha256, &pol,
+	    ctx->cfg.cache_validity_s, &v, &when))
 		return 0;
 	if ((res = result_new(ctx, host)) == NULL)
 		return seterr(ctx, "out of memory");

@@ -315,21 +315,21 @@ memory_policy(const struct detector_config *cfg, const char *host,
 int
 memory_recall(struct memory *m, const char *host, unsigned int port,
     const unsigned char *spki, const struct cache_policy *pol,
-    enum detector_verdict *v, int64_t *verified_at)
+    unsigned int validity_s, enum detector_verdict *v, int64_t *verified_at)
 {
 	struct cache *c = usable_cache(m);
 	struct cache_record r;
 	int found;
 
-	if (c != NULL && cache_recall(c, host, port, spki, pol,
+	if (c != NULL && cache_recall(c, host, port, spki, pol, validity_s,
 	    (uint32_t)time(NULL), &r)) {
 		*v = r.verdict;
 		*verified_at = r.last_verified;
 		return 1;
 	}
 	pthread_mutex_lock(&memory_lock);
-	found = memo_lookup(&m->memo, host, port, spki, pol, PR_Now(), v,
-	    verified_at);
+	found = memo_lookup(&m->memo, host, port, spki, pol, validity_s,
+	    PR_Now(), v, verified_at);
 	pthread_mutex_unlock(&memory_lock);
 	return found;
 }

@@ -32,13 +32,14 @@ int memory_policy(const struct detector_config *cfg, const char *host,
     struct cache_policy *pol);
 
 /* A remembered verdict for exactly this key at host:port that has not
- * expired and was reached under a policy covering pol: 1 with *v and
- * *verified_at (unix seconds) set, else 0.  A key other than the
+ * expired, was reached under a policy covering pol and, if an ACCEPT, was
+ * verified less than validity_s (the asker's cache_validity) ago: 1 with
+ * *v and *verified_at (unix seconds) set, else 0.  A key other than the
  * remembered one is never answered from memory: "a mismatch is the
  * natural cue" to probe again. */
 int memory_recall(struct memory *m, const char *host, unsigned int port,
     const unsigned char *spki, const struct cache_policy *pol,
-    enum detector_verdict *v, int64_t *verified_at);
+    unsigned int validity_s, enum detector_verdict *v, int64_t *verified_at);
 
 /* Remembers a verdict reached under pol: ACCEPT for validity_s, REJECT for
  * CACHE_TTL_REJECT, UNDECIDED for CACHE_TTL_UNDECIDED.  In the cache file

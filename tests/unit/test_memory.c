@@ -67,14 +67,24 @@ test_cache_off_remembers_in_this_process(void **state)
 	(void)state;
 	assert_non_null(m);
 	assert_ptr_equal(memory_for(cfg), m);           /* one per setting */
-	assert_int_equal(memory_recall(m, "a.test", 443, key_a, &pol, &v, &when), 0);
+	assert_int_equal(memory_policy(cfg, NULL, &pol), 0);
+	assert_int_equal(memory_recall(m, "a.test", 443, key_a, &pol, 3600, &v, &when), 0);
 	memory_record(m, "a.test", 443, key_a, &pol, DETECTOR_ACCEPT, 3600);
-	assert_int_equal(memory_recall(m, "A.test", 443, key_a, &pol, &v, &when), 1);
+	assert_int_equal(memory_recall(m, "A.test", 443, key_a, &pol, 3600, &v, &when), 1);
 	assert_int_equal(v, DETECTOR_ACCEPT);
 	assert_true(when > 0);
 	/* another key, another port: probe again */
-	assert_int_equal(memory_recall(m, "a.test", 443, key_b, &pol, &v, &when), 0);
-	assert_int_equal(memory_recall(m, "a.test", 8443, key_a, &pol, &v, &when), 0);
+	assert_int_equal(memory_recall(m, "a.test", 443, key_b, &pol, 3600, &v, &when), 0);
+	assert_int_equal(memory_recall(m, "a.test", 8443, key_a, &pol, 3600, &v, &when), 0);
+
+	/* Review High 2: the asker's validity, not the recorder's, bounds
+	 * an ACCEPT in this process's memory too. */
+	memory_record(m, "a2.test", 443, key_a, &pol, DETECTOR_ACCEPT,
+	    31536000);
+	assert_int_equal(memory_recall(m, "a2.test", 443, key_a, &pol, 0, &v,
+	    &when), 0);
+	assert_int_equal(memory_recall(m, "a2.test", 443, key_a, &pol, 3600,
+	    &v, &when), 1);
 	assert_int_equal(memory_note(m, note, sizeof(note)), 0);
 	assert_null(memory_cache(m, err, sizeof(err)));
 	assert_string_equal(err, "the verdict cache is turned off (cache = off)");
@@ -99,7 +109,7 @@ test_cache_file_is_written_and_read(void **state)
 	m = memory_for(cfg);
 	assert_int_equal(memory_policy(cfg, NULL, &pol), 0);
 	memory_record(m, "b.test", 443, key_a, &pol, DETECTOR_REJECT, 3600);
-	assert_int_equal(memory_recall(m, "b.test", 443, key_a, &pol, &v, &when), 1);
+	assert_int_equal(memory_recall(m, "b.test", 443, key_a, &pol, 3600, &v, &when), 1);
 	assert_int_equal(v, DETECTOR_REJECT);
 	c = memory_cache(m, err, sizeof(err));
 	assert_non_null(c);
@@ -129,7 +139,7 @@ test_no_home_is_said_once(void **state)
 	    "nor HOME is set; verdicts are kept in memory");
 	assert_int_equal(memory_note(m, note, sizeof(note)), 0);
 	memory_record(m, "c.test", 443, key_a, &pol, DETECTOR_UNDECIDED, 3600);
-	assert_int_equal(memory_recall(m, "c.test", 443, key_a, &pol, &v, &when), 1);
+	assert_int_equal(memory_recall(m, "c.test", 443, key_a, &pol, 3600, &v, &when), 1);
 	assert_int_equal(v, DETECTOR_UNDECIDED);
 	assert_int_equal(memory_note(m, note, sizeof(note)), 0);
 	detector_config_free(cfg);
@@ -167,7 +177,7 @@ test_others_home_is_not_used(void **state)
 	    strstr(note, "verdicts are kept in memory") == NULL)
 		fail_msg("note '%s'", note);
 	memory_record(m, "d.test", 443, key_a, &pol, DETECTOR_ACCEPT, 3600);
-	assert_int_equal(memory_recall(m, "d.test", 443, key_a, &pol, &v, &when), 1);
+	assert_int_equal(memory_recall(m, "d.test", 443, key_a, &pol, 3600, &v, &when), 1);
 	snprintf(p, sizeof(p), "%s/.cache", home);
 	assert_int_equal(access(p, F_OK), -1);
 	unsetenv("HOME");
@@ -209,17 +219,17 @@ test_policy_is_remembered(void **state)
 		assert_ptr_equal(m, memory_for(strict));
 		memory_record(m, "e.test", 443, key_a, &p1, DETECTOR_ACCEPT,
 		    3600);
-		assert_int_equal(memory_recall(m, "e.test", 443, key_a, &p1,
+		assert_int_equal(memory_recall(m, "e.test", 443, key_a, &p1, 3600,
 		    &v, &when), 1);
-		assert_int_equal(memory_recall(m, "e.test", 443, key_a, &p4,
+		assert_int_equal(memory_recall(m, "e.test", 443, key_a, &p4, 3600,
 		    &v, &when), 0);
 		memory_record(m, "e.test", 443, key_a, &p4, DETECTOR_ACCEPT,
 		    3600);
-		assert_int_equal(memory_recall(m, "e.test", 443, key_a, &p4,
+		assert_int_equal(memory_recall(m, "e.test", 443, key_a, &p4, 3600,
 		    &v, &when), 1);
-		assert_int_equal(memory_recall(m, "e.test", 443, key_a, &p1,
+		assert_int_equal(memory_recall(m, "e.test", 443, key_a, &p1, 3600,
 		    &v, &when), 1);
-		assert_int_equal(memory_recall(m, "e.test", 443, key_a, &po,
+		assert_int_equal(memory_recall(m, "e.test", 443, key_a, &po, 3600,
 		    &v, &when), 0);
 		detector_config_free(lax);
 		detector_config_free(strict);
@@ -270,9 +280,9 @@ test_site_quorum_is_remembered(void **state)
 		memory_record(m, "status.partner.example", 443, key_a, &pl,
 		    DETECTOR_ACCEPT, 3600);
 		assert_int_equal(memory_recall(m, "status.partner.example",
-		    443, key_a, &ps, &v, &when), 0);
+		    443, key_a, &ps, 3600, &v, &when), 0);
 		assert_int_equal(memory_recall(m, "status.partner.example",
-		    443, key_a, &pl, &v, &when), 1);
+		    443, key_a, &pl, 3600, &v, &when), 1);
 		detector_config_free(lax);
 		detector_config_free(strict);
 	}
@@ -304,7 +314,7 @@ open_in_thread(void *arg)
 	int64_t when;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	o->found = memory_recall(o->m, "t.test", 443, key_a, &o->pol, &v,
+	o->found = memory_recall(o->m, "t.test", 443, key_a, &o->pol, 3600, &v,
 	    &when);
 	o->ms = ms_since(&t0);
 	return NULL;
@@ -376,7 +386,7 @@ test_stuck_guard_holder(void **state)
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	memory_record(o.m, "u.test", 443, key_a, &o.pol, DETECTOR_ACCEPT,
 	    3600);
-	assert_int_equal(memory_recall(o.m, "u.test", 443, key_a, &o.pol, &v,
+	assert_int_equal(memory_recall(o.m, "u.test", 443, key_a, &o.pol, 3600, &v,
 	    &when), 1);
 	if (ms_since(&t0) > 300)
 		fail_msg("another thread waited %ld ms for the opening one",
