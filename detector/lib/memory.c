@@ -319,19 +319,32 @@ memory_recall(struct memory *m, const char *host, unsigned int port,
 {
 	struct cache *c = usable_cache(m);
 	struct cache_record r;
-	int found;
+	enum detector_verdict mv;
+	int64_t mwhen;
+	int in_file, in_memo;
 
-	if (c != NULL && cache_recall(c, host, port, spki, pol, validity_s,
-	    (uint32_t)time(NULL), &r)) {
+	in_file = c != NULL && cache_recall(c, host, port, spki, pol,
+	    validity_s, (uint32_t)time(NULL), &r);
+	/* Both: a verdict that could not be written (a read-only cache, a
+	 * write that failed) is kept in memory only, and may be newer than
+	 * the file's.  The newer answers, a REJECT on a tie: a fresh REJECT
+	 * must not be hidden by an older ACCEPT in the file. */
+	pthread_mutex_lock(&memory_lock);
+	in_memo = memo_lookup(&m->memo, host, port, spki, pol, validity_s,
+	    PR_Now(), &mv, &mwhen);
+	pthread_mutex_unlock(&memory_lock);
+	if (in_memo && (!in_file || mwhen > (int64_t)r.last_verified ||
+	    (mwhen == (int64_t)r.last_verified && mv == DETECTOR_REJECT))) {
+		*v = mv;
+		*verified_at = mwhen;
+		return 1;
+	}
+	if (in_file) {
 		*v = r.verdict;
 		*verified_at = r.last_verified;
 		return 1;
 	}
-	pthread_mutex_lock(&memory_lock);
-	found = memo_lookup(&m->memo, host, port, spki, pol, validity_s,
-	    PR_Now(), v, verified_at);
-	pthread_mutex_unlock(&memory_lock);
-	return found;
+	return 0;
 }
 
 void

@@ -288,6 +288,73 @@ test_site_quorum_is_remembered(void **state)
 	}
 }
 
+/*
+ * Review Medium: a REJECT that cannot be written (here: a read-only cache
+ * file) is kept in memory, and must not be hidden by the older ACCEPT the
+ * file holds for the same key.  As root the file is writable whatever its
+ * mode, so the check runs in a child as nobody (65534).
+ */
+static int
+ro_shadow_child(const struct cache_policy *pol)
+{
+	char folder[] = "/tmp/detector-test-ro-XXXXXX", path[600], note[512],
+	    err[512], cmd[600];
+	struct detector_config *cfg;
+	struct cache *c;
+	struct memory *m;
+	enum detector_verdict v;
+	int64_t when;
+	int rc = 0;
+
+	if (geteuid() == 0 && (setgid(65534) == -1 || setuid(65534) == -1))
+		return 10;
+	if (mkdtemp(folder) == NULL)
+		return 11;
+	snprintf(path, sizeof(path), "%s/verdicts.mdb", folder);
+	if ((c = cache_open(path, note, sizeof(note), err,
+	    sizeof(err))) == NULL)
+		return 12;
+	if (cache_remember(c, "ro.test", 443, key_a, pol, DETECTOR_ACCEPT,
+	    (uint32_t)time(NULL) - 10, 86400, err, sizeof(err)) != 0)
+		return 13;
+	cache_close(c);
+	if (chmod(path, 0400) == -1)
+		return 14;
+	cfg = config_with_cache(path);
+	m = memory_for(cfg);
+	memory_record(m, "ro.test", 443, key_a, pol, DETECTOR_REJECT, 86400);
+	if ((c = memory_cache(m, err, sizeof(err))) == NULL ||
+	    !cache_readonly(c))
+		rc = 15;        /* the set-up did not make it read-only */
+	else if (memory_recall(m, "ro.test", 443, key_a, pol, 86400, &v,
+	    &when) != 1)
+		rc = 16;
+	else if (v != DETECTOR_REJECT)
+		rc = 17;        /* the file's older ACCEPT answered */
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", folder);
+	(void)!system(cmd);
+	return rc;
+}
+
+static void
+test_unwritten_reject_is_not_shadowed(void **state)
+{
+	struct detector_config *cfg = config_with_cache("off");
+	struct cache_policy pol;
+	int status;
+	pid_t pid;
+
+	(void)state;
+	/* The policy before fork(): NSS is not used in the child. */
+	assert_int_equal(memory_policy(cfg, NULL, &pol), 0);
+	if ((pid = fork()) == 0)
+		_exit(ro_shadow_child(&pol));
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	detector_config_free(cfg);
+}
+
 static long
 ms_since(const struct timespec *t0)
 {
@@ -445,6 +512,7 @@ main(void)
 		cmocka_unit_test(test_others_home_is_not_used),
 		cmocka_unit_test(test_policy_is_remembered),
 		cmocka_unit_test(test_site_quorum_is_remembered),
+		cmocka_unit_test(test_unwritten_reject_is_not_shadowed),
 		cmocka_unit_test(test_stuck_guard_holder),
 	};
 
