@@ -90,22 +90,35 @@ static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
 static pthread_mutex_t registry = PTHREAD_MUTEX_INITIALIZER;
 static struct cache *open_caches;
 
+/* fork() waits for the registry (taken in prepare), so that the child
+ * never sees open_caches or stale_caches half changed; the forking thread
+ * holds it in both processes and lets go. */
+static void
+cache_atfork_prepare(void)
+{
+	pthread_mutex_lock(&registry);
+}
+
+static void
+cache_atfork_parent(void)
+{
+	pthread_mutex_unlock(&registry);
+}
+
 static void
 cache_atfork_child(void)
 {
-	pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
-
-	/* The child has one thread: a lock another one held is free now,
-	 * and the parent's handles are not the child's (stale). */
-	registry = fresh;
+	/* The parent's handles are not the child's (stale). */
 	open_caches = NULL;
 	cache_generation++;
+	pthread_mutex_unlock(&registry);
 }
 
 static void
 cache_init(void)
 {
-	(void)pthread_atfork(NULL, NULL, cache_atfork_child);
+	(void)pthread_atfork(cache_atfork_prepare, cache_atfork_parent,
+	    cache_atfork_child);
 }
 
 /* May this process use c?  0, or -1 with err set. */
@@ -813,11 +826,13 @@ cache_close(struct cache *c)
 		return;
 	if (c->generation != cache_generation) {
 		/* Opened before fork(): see "fork()" above. */
+		pthread_mutex_lock(&registry);
 		if (c->guard >= 0)
 			close(c->guard);
 		c->guard = -1;
 		c->next = stale_caches;
 		stale_caches = c;
+		pthread_mutex_unlock(&registry);
 		return;
 	}
 	pthread_mutex_lock(&registry);
@@ -831,11 +846,15 @@ cache_close(struct cache *c)
 			break;
 		}
 	}
-	pthread_mutex_unlock(&registry);
+	/* Held through the close: a cache_open() of the same file meanwhile
+	 * would open a second environment while this one still holds the
+	 * file's fcntl() locks (which closing it then drops), and the guard
+	 * must go only after the environment. */
 	if (c->env != NULL)
 		mdb_env_close(c->env);
 	if (c->guard >= 0)
 		close(c->guard);
+	pthread_mutex_unlock(&registry);
 	free(c);
 }
 

@@ -69,20 +69,33 @@ static pthread_mutex_t memory_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t memory_once = PTHREAD_ONCE_INIT;
 static struct memory *memories;
 
-/* After fork() the child has one thread; a lock another thread held is
- * held forever there.  The child starts with a fresh one. */
+/* fork() waits for memory_lock (taken in prepare): the child must not
+ * inherit a verdict half written by another thread (a key and the
+ * verdict of another).  The forking thread holds it in both processes
+ * and lets go. */
+static void
+memory_atfork_prepare(void)
+{
+	pthread_mutex_lock(&memory_lock);
+}
+
+static void
+memory_atfork_parent(void)
+{
+	pthread_mutex_unlock(&memory_lock);
+}
+
 static void
 memory_atfork_child(void)
 {
-	pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
 	struct memory *m;
 
-	memory_lock = fresh;
 	/* A thread that was opening a cache is not in the child. */
 	for (m = memories; m != NULL; m = m->next) {
 		m->opening = 0;
 		m->retry_at = 0;
 	}
+	pthread_mutex_unlock(&memory_lock);
 }
 
 static int64_t
@@ -97,7 +110,8 @@ monotonic_ms(void)
 static void
 memory_init(void)
 {
-	(void)pthread_atfork(NULL, NULL, memory_atfork_child);
+	(void)pthread_atfork(memory_atfork_prepare, memory_atfork_parent,
+	    memory_atfork_child);
 }
 
 /* Queues a note (under the lock); the last slot is overwritten when full. */
