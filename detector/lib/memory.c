@@ -132,35 +132,20 @@ note_locked(struct memory *m, const char *fmt, ...)
 }
 
 /*
- * Whose cache a per-user default names: the folder an environment variable
- * points at (or, if it does not exist yet, the folder holding it) must be
- * ours.  sudo keeps the caller's HOME; a root process that took the
- * caller's cache would let the caller choose where root writes (and feed
- * root verdicts).  0 with why set if it is someone else's.
+ * Whose cache a per-user default names: filetrust_env_dir().  sudo keeps
+ * the caller's HOME; a root process that took the caller's cache would let
+ * the caller choose where root writes (and feed root verdicts).  0 with
+ * why set if the folder is not ours to use.
  */
 static int
 env_dir_ours(const char *var, const char *dir, char *why, size_t whylen)
 {
-	char parent[PATH_MAX];
-	struct stat sb;
-	int missing = 0;
+	char reason[MEMORY_NOTE_MAX - 128];
 
-	if (stat(dir, &sb) == -1) {
-		if (errno != ENOENT || !filetrust_dirname(dir, parent,
-		    sizeof(parent)) || stat(parent, &sb) == -1)
-			return 1;       /* nothing there: cache_open() says why */
-		missing = 1;
-	}
-	/* A folder still to be made (XDG_CACHE_HOME=/tmp/x) may be made in
-	 * root's folder too: cache_open()'s walk judges the rest. */
-	if (sb.st_uid == geteuid() || (missing && sb.st_uid == 0))
+	if (filetrust_env_dir(var, dir, reason, sizeof(reason)))
 		return 1;
-	snprintf(why, whylen, "%s (%s) belongs to uid %lu, not to this "
-	    "process (uid %lu; sudo keeps the caller's HOME): its verdict "
-	    "cache is not used, so that uid %lu cannot choose what this "
-	    "process writes or believes; name one with `cache = PATH`", var,
-	    dir, (unsigned long)sb.st_uid, (unsigned long)geteuid(),
-	    (unsigned long)sb.st_uid);
+	snprintf(why, whylen, "%s; name a verdict cache with `cache = PATH`",
+	    reason);
 	return 0;
 }
 

@@ -19,6 +19,7 @@
 #include <nss.h>
 
 #include "cache.h"
+#include "filetrust.h"
 #include "memory.h"
 
 static char dir[] = "/tmp/detector-test-memory-XXXXXX";
@@ -180,6 +181,51 @@ test_others_home_is_not_used(void **state)
 	assert_int_equal(memory_recall(m, "d.test", 443, key_a, &pol, 3600, &v, &when), 1);
 	snprintf(p, sizeof(p), "%s/.cache", home);
 	assert_int_equal(access(p, F_OK), -1);
+	unsetenv("HOME");
+	detector_config_free(cfg);
+}
+
+/*
+ * Review Low 3: root with a kept HOME (or XDG_CACHE_HOME) naming any
+ * root-owned folder (/etc) would create its cache folders there.  As root,
+ * a HOME outside root's home is used only if private (0700: nobody else
+ * can have chosen it, as a test's mkdtemp() HOME); under root's home
+ * always (filetrust_env_dir()).
+ */
+static void
+test_roots_open_folder_is_not_used(void **state)
+{
+	struct detector_config *cfg = config_with_cache(NULL);
+	char home[600], p[700], note[1024], why[1024];
+
+	(void)state;
+	if (geteuid() != 0)
+		skip();
+	snprintf(home, sizeof(home), "%s/etc-like", dir);
+	assert_int_equal(mkdir(home, 0755), 0);
+	assert_int_equal(chmod(home, 0755), 0);
+	assert_int_equal(filetrust_env_dir("HOME", home, why, sizeof(why)), 0);
+	if (strstr(why, "mode 755") == NULL)
+		fail_msg("why '%s'", why);
+	/* A missing XDG_CACHE_HOME under it: judged by that folder. */
+	snprintf(p, sizeof(p), "%s/new/cache", home);
+	assert_int_equal(filetrust_env_dir("XDG_CACHE_HOME", p, why,
+	    sizeof(why)), 0);
+	unsetenv("XDG_CACHE_HOME");
+	setenv("HOME", home, 1);
+	(void)memory_for(cfg);
+	assert_int_equal(memory_note(memory_for(cfg), note, sizeof(note)), 1);
+	if (strstr(note, "HOME (") == NULL ||
+	    strstr(note, "kept in memory") == NULL)
+		fail_msg("note '%s'", note);
+	snprintf(p, sizeof(p), "%s/.cache", home);
+	assert_int_equal(access(p, F_OK), -1);
+	/* Private, or root's own home: used. */
+	assert_int_equal(chmod(home, 0700), 0);
+	assert_int_equal(filetrust_env_dir("HOME", home, why, sizeof(why)), 1);
+	assert_int_equal(filetrust_env_dir("HOME", "/root", why,
+	    sizeof(why)), 1);
+	assert_int_equal(filetrust_env_dir("HOME", "/", why, sizeof(why)), 0);
 	unsetenv("HOME");
 	detector_config_free(cfg);
 }
@@ -510,6 +556,7 @@ main(void)
 		cmocka_unit_test(test_cache_file_is_written_and_read),
 		cmocka_unit_test(test_no_home_is_said_once),
 		cmocka_unit_test(test_others_home_is_not_used),
+		cmocka_unit_test(test_roots_open_folder_is_not_used),
 		cmocka_unit_test(test_policy_is_remembered),
 		cmocka_unit_test(test_site_quorum_is_remembered),
 		cmocka_unit_test(test_unwritten_reject_is_not_shadowed),
