@@ -312,6 +312,9 @@ guard_lock(int fd, short type)
  * HOLD_NONE and fd -1.
  * Returns the descriptor, -1 with *hold = HOLD_NONE, or -2 with err set.
  */
+static int make_private(int fd, int dfd, const char *name,
+    const char *shown, char *err, size_t errlen);
+
 static int
 guard_open(const struct cache *c, enum hold *hold, char *err, size_t errlen)
 {
@@ -335,6 +338,10 @@ guard_open(const struct cache *c, enum hold *hold, char *err, size_t errlen)
 	}
 	if (fd == -1)
 		return -2;
+	if (make_private(fd, -1, NULL, guard, err, errlen) == -1) {
+		close(fd);
+		return -2;
+	}
 	for (;;) {
 		if (writable && (rc = guard_lock(fd, F_WRLCK)) == 0) {
 			*hold = HOLD_ALONE;
@@ -536,6 +543,32 @@ fail:
  * nobody else can write.  The guard file is checked as it is opened.
  * The folder, and every folder above it, has been checked by pin().
  */
+/*
+ * A cache file others may read tells them which hosts we visit, and a guard
+ * they can open lets them hold a shared lock on it for ever: made 0600 if
+ * group or others have any access (the file is ours, checked just before;
+ * nobody else can swap the name in the pinned folder).  0, or -1 with err
+ * set when that fails (a read-only file system): refused.
+ */
+static int
+make_private(int fd, int dfd, const char *name, const char *shown, char *err,
+    size_t errlen)
+{
+	struct stat sb;
+
+	if ((fd >= 0 ? fstat(fd, &sb) : fstatat(dfd, name, &sb,
+	    AT_SYMLINK_NOFOLLOW)) == -1)
+		return errno == ENOENT ? 0 : -1;
+	if ((sb.st_mode & 077) == 0)
+		return 0;
+	if ((fd >= 0 ? fchmod(fd, 0600) : fchmodat(dfd, name, 0600, 0)) == 0)
+		return 0;
+	snprintf(err, errlen, "%s is readable by others (mode %04o) and "
+	    "cannot be made private (%s): refused; chmod 600 %s", shown,
+	    (unsigned int)(sb.st_mode & 07777), strerror(errno), shown);
+	return -1;
+}
+
 static int
 check_files(const struct cache *c, char *err, size_t errlen)
 {
@@ -546,7 +579,9 @@ check_files(const struct cache *c, char *err, size_t errlen)
 	return filetrust_checkat(c->dfd, c->base, c->path,
 	    FILETRUST_MISSING_OK | FILETRUST_OWNER_SELF, err, errlen) == -1 ||
 	    filetrust_checkat(c->dfd, name, lock, FILETRUST_MISSING_OK |
-	    FILETRUST_OWNER_SELF, err, errlen) == -1 ? -1 : 0;
+	    FILETRUST_OWNER_SELF, err, errlen) == -1 ||
+	    make_private(-1, c->dfd, c->base, c->path, err, errlen) == -1 ||
+	    make_private(-1, c->dfd, name, lock, err, errlen) == -1 ? -1 : 0;
 }
 
 static int

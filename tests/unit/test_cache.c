@@ -160,6 +160,41 @@ test_store_recall_forget(void **state)
 }
 
 /*
+ * Review Low 4: a cache file others may read leaks the hosts visited, and
+ * a guard they can open lets them hold a shared lock for ever.  Opening
+ * makes the data, lock and guard files private (0600) again.
+ */
+static void
+test_readable_files_made_private(void **state)
+{
+	static const char *const suffix[] = { "", "-lock", "-guard" };
+	char p[700];
+	struct cache *c;
+	struct stat sb;
+	size_t i;
+
+	(void)state;
+	c = cache_open(path, note, sizeof(note), err, sizeof(err));
+	assert_non_null(c);
+	cache_close(c);
+	for (i = 0; i < 3; i++) {
+		snprintf(p, sizeof(p), "%s%s", path, suffix[i]);
+		assert_int_equal(chmod(p, 0644), 0);
+	}
+	c = cache_open(path, note, sizeof(note), err, sizeof(err));
+	if (c == NULL)
+		fail_msg("%s", err);
+	for (i = 0; i < 3; i++) {
+		snprintf(p, sizeof(p), "%s%s", path, suffix[i]);
+		assert_int_equal(stat(p, &sb), 0);
+		if ((sb.st_mode & 0777) != 0600)
+			fail_msg("%s is mode %03o", p,
+			    (unsigned int)(sb.st_mode & 0777));
+	}
+	cache_close(c);
+}
+
+/*
  * Review High 2: the asker's cache_validity bounds a remembered ACCEPT.
  * A lax process (cache_validity one year) leaves an ACCEPT; a process
  * trusting ACCEPTs for 60 s is answered only within 60 s of the probe.
@@ -860,6 +895,7 @@ main(void)
 		cmocka_unit_test(test_store_recall_forget),
 		cmocka_unit_test(test_policy_of_remembered_verdicts),
 		cmocka_unit_test(test_asker_validity_bounds_accept),
+		cmocka_unit_test(test_readable_files_made_private),
 		cmocka_unit_test(test_handle_is_not_used_after_fork),
 		cmocka_unit_test(test_two_spellings_one_handle),
 		cmocka_unit_test(test_damaged_file_is_moved_aside),
