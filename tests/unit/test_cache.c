@@ -130,10 +130,13 @@ test_store_recall_forget(void **state)
 	assert_int_equal(cache_get(c, "a.TEST", 443, &got, err, sizeof(err)), 1);
 	assert_memory_equal(&r, &got, sizeof(r));
 	/* Policy: same key and not expired only. */
-	assert_int_equal(cache_recall(c, "a.test", 443, r.spki, &r.policy, UINT32_MAX, 2500, &got), 1);
-	assert_int_equal(cache_recall(c, "a.test", 443, r.spki, &r.policy, UINT32_MAX, 3000, &got), 0);
+	assert_int_equal(cache_recall(c, "a.test", 443, r.spki, &r.policy,
+	    UINT32_MAX, 2500, &got), 1);
+	assert_int_equal(cache_recall(c, "a.test", 443, r.spki, &r.policy,
+	    UINT32_MAX, 3000, &got), 0);
 	memset(other, 2, sizeof(other));
-	assert_int_equal(cache_recall(c, "a.test", 443, other, &r.policy, UINT32_MAX, 2500, &got), 0);
+	assert_int_equal(cache_recall(c, "a.test", 443, other, &r.policy,
+	    UINT32_MAX, 2500, &got), 0);
 	/* first_seen survives re-verification of the same key. */
 	assert_int_equal(cache_remember(c, "b.test", 443, r.spki,
 	    &r.policy, DETECTOR_ACCEPT, 10000, 86400, err, sizeof(err)), 0);
@@ -264,36 +267,36 @@ test_policy_of_remembered_verdicts(void **state)
 	assert_non_null(c);
 	assert_int_equal(cache_remember(c, "p.test", 443, r.spki, &q1,
 	    DETECTOR_ACCEPT, 1000, 86400, err, sizeof(err)), 0);
-	assert_int_equal(cache_recall(c, "p.test", 443, r.spki, &q4, UINT32_MAX, 2000,
-	    &got), 0);
-	assert_int_equal(cache_recall(c, "p.test", 443, r.spki, &q1, UINT32_MAX, 2000,
-	    &got), 1);
+	assert_int_equal(cache_recall(c, "p.test", 443, r.spki, &q4, UINT32_MAX,
+	    2000, &got), 0);
+	assert_int_equal(cache_recall(c, "p.test", 443, r.spki, &q1, UINT32_MAX,
+	    2000, &got), 1);
 	assert_int_equal(cache_remember(c, "p.test", 443, r.spki, &q4,
 	    DETECTOR_ACCEPT, 1000, 86400, err, sizeof(err)), 0);
-	assert_int_equal(cache_recall(c, "p.test", 443, r.spki, &q4, UINT32_MAX, 2000,
-	    &got), 1);
-	assert_int_equal(cache_recall(c, "p.test", 443, r.spki, &q3, UINT32_MAX, 2000,
-	    &got), 1);
-	assert_int_equal(cache_recall(c, "p.test", 443, r.spki, &q5, UINT32_MAX, 2000,
-	    &got), 0);
-	assert_int_equal(cache_recall(c, "p.test", 443, r.spki, &other, UINT32_MAX, 2000,
-	    &got), 0);
-	assert_int_equal(cache_recall(c, "p.test", 443, r.spki, &six, UINT32_MAX, 2000,
-	    &got), 0);
+	assert_int_equal(cache_recall(c, "p.test", 443, r.spki, &q4, UINT32_MAX,
+	    2000, &got), 1);
+	assert_int_equal(cache_recall(c, "p.test", 443, r.spki, &q3, UINT32_MAX,
+	    2000, &got), 1);
+	assert_int_equal(cache_recall(c, "p.test", 443, r.spki, &q5, UINT32_MAX,
+	    2000, &got), 0);
+	assert_int_equal(cache_recall(c, "p.test", 443, r.spki, &other,
+	    UINT32_MAX, 2000, &got), 0);
+	assert_int_equal(cache_recall(c, "p.test", 443, r.spki, &six,
+	    UINT32_MAX, 2000, &got), 0);
 	/* REJECT: n-k+1 mismatches; under k = 4 that is 2, enough for 5. */
 	assert_int_equal(cache_remember(c, "p.test", 443, r.spki, &q4,
 	    DETECTOR_REJECT, 1000, 86400, err, sizeof(err)), 0);
-	assert_int_equal(cache_recall(c, "p.test", 443, r.spki, &q5, UINT32_MAX, 1100,
-	    &got), 1);
-	assert_int_equal(cache_recall(c, "p.test", 443, r.spki, &q3, UINT32_MAX, 1100,
-	    &got), 0);
+	assert_int_equal(cache_recall(c, "p.test", 443, r.spki, &q5, UINT32_MAX,
+	    1100, &got), 1);
+	assert_int_equal(cache_recall(c, "p.test", 443, r.spki, &q3, UINT32_MAX,
+	    1100, &got), 0);
 	/* UNDECIDED: the same quorum only. */
 	assert_int_equal(cache_remember(c, "p.test", 443, r.spki, &q4,
 	    DETECTOR_UNDECIDED, 1000, 86400, err, sizeof(err)), 0);
-	assert_int_equal(cache_recall(c, "p.test", 443, r.spki, &q4, UINT32_MAX, 1010,
-	    &got), 1);
-	assert_int_equal(cache_recall(c, "p.test", 443, r.spki, &q5, UINT32_MAX, 1010,
-	    &got), 0);
+	assert_int_equal(cache_recall(c, "p.test", 443, r.spki, &q4, UINT32_MAX,
+	    1010, &got), 1);
+	assert_int_equal(cache_recall(c, "p.test", 443, r.spki, &q5, UINT32_MAX,
+	    1010, &got), 0);
 	/* No policy, no record. */
 	memset(&q1, 0, sizeof(q1));
 	assert_int_equal(cache_remember(c, "p.test", 443, r.spki, &q1,
@@ -346,8 +349,8 @@ test_handle_is_not_used_after_fork(void **state)
 		if (cache_get(c, "fork.test", 443, &got, err, sizeof(err)) != -1 ||
 		    strstr(err, "before fork()") == NULL)
 			bad |= 1;
-		if (cache_recall(c, "fork.test", 443, r.spki, &r.policy, UINT32_MAX, 2500,
-		    &got) != 0)
+		if (cache_recall(c, "fork.test", 443, r.spki, &r.policy,
+		    UINT32_MAX, 2500, &got) != 0)
 			bad |= 2;
 		if (cache_put(c, "child.test", 443, &r, err, sizeof(err)) != -1)
 			bad |= 4;

@@ -69,14 +69,18 @@ test_cache_off_remembers_in_this_process(void **state)
 	assert_non_null(m);
 	assert_ptr_equal(memory_for(cfg), m);           /* one per setting */
 	assert_int_equal(memory_policy(cfg, NULL, &pol), 0);
-	assert_int_equal(memory_recall(m, "a.test", 443, key_a, &pol, 3600, &v, &when), 0);
+	assert_int_equal(memory_recall(m, "a.test", 443, key_a, &pol, 3600, &v,
+	    &when), 0);
 	memory_record(m, "a.test", 443, key_a, &pol, DETECTOR_ACCEPT, 3600);
-	assert_int_equal(memory_recall(m, "A.test", 443, key_a, &pol, 3600, &v, &when), 1);
+	assert_int_equal(memory_recall(m, "A.test", 443, key_a, &pol, 3600, &v,
+	    &when), 1);
 	assert_int_equal(v, DETECTOR_ACCEPT);
 	assert_true(when > 0);
 	/* another key, another port: probe again */
-	assert_int_equal(memory_recall(m, "a.test", 443, key_b, &pol, 3600, &v, &when), 0);
-	assert_int_equal(memory_recall(m, "a.test", 8443, key_a, &pol, 3600, &v, &when), 0);
+	assert_int_equal(memory_recall(m, "a.test", 443, key_b, &pol, 3600, &v,
+	    &when), 0);
+	assert_int_equal(memory_recall(m, "a.test", 8443, key_a, &pol, 3600, &v,
+	    &when), 0);
 
 	/* Review High 2: the asker's validity, not the recorder's, bounds
 	 * an ACCEPT in this process's memory too. */
@@ -110,7 +114,8 @@ test_cache_file_is_written_and_read(void **state)
 	m = memory_for(cfg);
 	assert_int_equal(memory_policy(cfg, NULL, &pol), 0);
 	memory_record(m, "b.test", 443, key_a, &pol, DETECTOR_REJECT, 3600);
-	assert_int_equal(memory_recall(m, "b.test", 443, key_a, &pol, 3600, &v, &when), 1);
+	assert_int_equal(memory_recall(m, "b.test", 443, key_a, &pol, 3600, &v,
+	    &when), 1);
 	assert_int_equal(v, DETECTOR_REJECT);
 	c = memory_cache(m, err, sizeof(err));
 	assert_non_null(c);
@@ -140,7 +145,8 @@ test_no_home_is_said_once(void **state)
 	    "nor HOME is set; verdicts are kept in memory");
 	assert_int_equal(memory_note(m, note, sizeof(note)), 0);
 	memory_record(m, "c.test", 443, key_a, &pol, DETECTOR_UNDECIDED, 3600);
-	assert_int_equal(memory_recall(m, "c.test", 443, key_a, &pol, 3600, &v, &when), 1);
+	assert_int_equal(memory_recall(m, "c.test", 443, key_a, &pol, 3600, &v,
+	    &when), 1);
 	assert_int_equal(v, DETECTOR_UNDECIDED);
 	assert_int_equal(memory_note(m, note, sizeof(note)), 0);
 	detector_config_free(cfg);
@@ -178,7 +184,8 @@ test_others_home_is_not_used(void **state)
 	    strstr(note, "verdicts are kept in memory") == NULL)
 		fail_msg("note '%s'", note);
 	memory_record(m, "d.test", 443, key_a, &pol, DETECTOR_ACCEPT, 3600);
-	assert_int_equal(memory_recall(m, "d.test", 443, key_a, &pol, 3600, &v, &when), 1);
+	assert_int_equal(memory_recall(m, "d.test", 443, key_a, &pol, 3600, &v,
+	    &when), 1);
 	snprintf(p, sizeof(p), "%s/.cache", home);
 	assert_int_equal(access(p, F_OK), -1);
 	unsetenv("HOME");
@@ -265,18 +272,18 @@ test_policy_is_remembered(void **state)
 		assert_ptr_equal(m, memory_for(strict));
 		memory_record(m, "e.test", 443, key_a, &p1, DETECTOR_ACCEPT,
 		    3600);
-		assert_int_equal(memory_recall(m, "e.test", 443, key_a, &p1, 3600,
-		    &v, &when), 1);
-		assert_int_equal(memory_recall(m, "e.test", 443, key_a, &p4, 3600,
-		    &v, &when), 0);
+		assert_int_equal(memory_recall(m, "e.test", 443, key_a, &p1,
+		    3600, &v, &when), 1);
+		assert_int_equal(memory_recall(m, "e.test", 443, key_a, &p4,
+		    3600, &v, &when), 0);
 		memory_record(m, "e.test", 443, key_a, &p4, DETECTOR_ACCEPT,
 		    3600);
-		assert_int_equal(memory_recall(m, "e.test", 443, key_a, &p4, 3600,
-		    &v, &when), 1);
-		assert_int_equal(memory_recall(m, "e.test", 443, key_a, &p1, 3600,
-		    &v, &when), 1);
-		assert_int_equal(memory_recall(m, "e.test", 443, key_a, &po, 3600,
-		    &v, &when), 0);
+		assert_int_equal(memory_recall(m, "e.test", 443, key_a, &p4,
+		    3600, &v, &when), 1);
+		assert_int_equal(memory_recall(m, "e.test", 443, key_a, &p1,
+		    3600, &v, &when), 1);
+		assert_int_equal(memory_recall(m, "e.test", 443, key_a, &po,
+		    3600, &v, &when), 0);
 		detector_config_free(lax);
 		detector_config_free(strict);
 		detector_config_free(other);
@@ -499,8 +506,8 @@ test_stuck_guard_holder(void **state)
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	memory_record(o.m, "u.test", 443, key_a, &o.pol, DETECTOR_ACCEPT,
 	    3600);
-	assert_int_equal(memory_recall(o.m, "u.test", 443, key_a, &o.pol, 3600, &v,
-	    &when), 1);
+	assert_int_equal(memory_recall(o.m, "u.test", 443, key_a, &o.pol, 3600,
+	    &v, &when), 1);
 	if (ms_since(&t0) > 300)
 		fail_msg("another thread waited %ld ms for the opening one",
 		    ms_since(&t0));
