@@ -130,7 +130,7 @@ random_recall(struct cache *c, uint32_t entries, int timed)
 	entry_spki(i, spki);
 	if (timed)
 		t0 = now_ns();
-	hit = cache_recall(c, host, 443, spki, &bench_policy, NOW, &r);
+	hit = cache_recall(c, host, 443, spki, &bench_policy, 86400, NOW, &r);
 	if (timed)
 		t1 = now_ns();
 	if (!hit)
@@ -179,11 +179,11 @@ cmd_lookup(const char *path, long calls)
 		fatal(err, NULL);
 	for (i = 0; i < 1000; i++)              /* warm up */
 		hits += cache_recall(c, "server.test", 443, spki,
-		    &bench_policy, NOW, &r);
+		    &bench_policy, 86400, NOW, &r);
 	t0 = now_ns();
 	for (i = 0; i < calls; i++)
 		hits += cache_recall(c, "server.test", 443, spki,
-		    &bench_policy, NOW, &r);
+		    &bench_policy, 86400, NOW, &r);
 	t = now_ns() - t0;
 	if (hits != calls + 1000)
 		fatal("cache_recall missed the remembered verdict", NULL);
@@ -279,7 +279,7 @@ cmd_latency(const char *path, uint32_t entries, size_t samples)
 	for (i = 0; i < entries; i++) {
 		entry_host(i, host, sizeof(host));
 		entry_spki(i, spki);
-		if (!cache_recall(c, host, 443, spki, &bench_policy, NOW, &r))
+		if (!cache_recall(c, host, 443, spki, &bench_policy, 86400, NOW, &r))
 			fatal("an entry is missing", host);
 	}
 	t = now_ns() - t0;

@@ -90,22 +90,35 @@ static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
 static pthread_mutex_t registry = PTHREAD_MUTEX_INITIALIZER;
 static struct cache *open_caches;
 
+/* fork() waits for the registry (taken in prepare), so that the child
+ * never sees open_caches or stale_caches half changed; the forking thread
+ * holds it in both processes and lets go. */
+static void
+cache_atfork_prepare(void)
+{
+	pthread_mutex_lock(&registry);
+}
+
+static void
+cache_atfork_parent(void)
+{
+	pthread_mutex_unlock(&registry);
+}
+
 static void
 cache_atfork_child(void)
 {
-	pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
-
-	/* The child has one thread: a lock another one held is free now,
-	 * and the parent's handles are not the child's (stale). */
-	registry = fresh;
+	/* The parent's handles are not the child's (stale). */
 	open_caches = NULL;
 	cache_generation++;
+	pthread_mutex_unlock(&registry);
 }
 
 static void
 cache_init(void)
 {
-	(void)pthread_atfork(NULL, NULL, cache_atfork_child);
+	(void)pthread_atfork(cache_atfork_prepare, cache_atfork_parent,
+	    cache_atfork_child);
 }
 
 /* May this process use c?  0, or -1 with err set. */
@@ -299,6 +312,9 @@ guard_lock(int fd, short type)
  * HOLD_NONE and fd -1.
  * Returns the descriptor, -1 with *hold = HOLD_NONE, or -2 with err set.
  */
+static int make_private(int fd, int dfd, const char *name,
+    const char *shown, char *err, size_t errlen);
+
 static int
 guard_open(const struct cache *c, enum hold *hold, char *err, size_t errlen)
 {
@@ -322,6 +338,10 @@ guard_open(const struct cache *c, enum hold *hold, char *err, size_t errlen)
 	}
 	if (fd == -1)
 		return -2;
+	if (make_private(fd, -1, NULL, guard, err, errlen) == -1) {
+		close(fd);
+		return -2;
+	}
 	for (;;) {
 		if (writable && (rc = guard_lock(fd, F_WRLCK)) == 0) {
 			*hold = HOLD_ALONE;
@@ -523,6 +543,32 @@ fail:
  * nobody else can write.  The guard file is checked as it is opened.
  * The folder, and every folder above it, has been checked by pin().
  */
+/*
+ * A cache file others may read tells them which hosts we visit, and a guard
+ * they can open lets them hold a shared lock on it for ever: made 0600 if
+ * group or others have any access (the file is ours, checked just before;
+ * nobody else can swap the name in the pinned folder).  0, or -1 with err
+ * set when that fails (a read-only file system): refused.
+ */
+static int
+make_private(int fd, int dfd, const char *name, const char *shown, char *err,
+    size_t errlen)
+{
+	struct stat sb;
+
+	if ((fd >= 0 ? fstat(fd, &sb) : fstatat(dfd, name, &sb,
+	    AT_SYMLINK_NOFOLLOW)) == -1)
+		return errno == ENOENT ? 0 : -1;
+	if ((sb.st_mode & 077) == 0)
+		return 0;
+	if ((fd >= 0 ? fchmod(fd, 0600) : fchmodat(dfd, name, 0600, 0)) == 0)
+		return 0;
+	snprintf(err, errlen, "%s is readable by others (mode %04o) and "
+	    "cannot be made private (%s): refused; chmod 600 %s", shown,
+	    (unsigned int)(sb.st_mode & 07777), strerror(errno), shown);
+	return -1;
+}
+
 static int
 check_files(const struct cache *c, char *err, size_t errlen)
 {
@@ -533,7 +579,9 @@ check_files(const struct cache *c, char *err, size_t errlen)
 	return filetrust_checkat(c->dfd, c->base, c->path,
 	    FILETRUST_MISSING_OK | FILETRUST_OWNER_SELF, err, errlen) == -1 ||
 	    filetrust_checkat(c->dfd, name, lock, FILETRUST_MISSING_OK |
-	    FILETRUST_OWNER_SELF, err, errlen) == -1 ? -1 : 0;
+	    FILETRUST_OWNER_SELF, err, errlen) == -1 ||
+	    make_private(-1, c->dfd, c->base, c->path, err, errlen) == -1 ||
+	    make_private(-1, c->dfd, name, lock, err, errlen) == -1 ? -1 : 0;
 }
 
 static int
@@ -813,11 +861,13 @@ cache_close(struct cache *c)
 		return;
 	if (c->generation != cache_generation) {
 		/* Opened before fork(): see "fork()" above. */
+		pthread_mutex_lock(&registry);
 		if (c->guard >= 0)
 			close(c->guard);
 		c->guard = -1;
 		c->next = stale_caches;
 		stale_caches = c;
+		pthread_mutex_unlock(&registry);
 		return;
 	}
 	pthread_mutex_lock(&registry);
@@ -831,11 +881,15 @@ cache_close(struct cache *c)
 			break;
 		}
 	}
-	pthread_mutex_unlock(&registry);
+	/* Held through the close: a cache_open() of the same file meanwhile
+	 * would open a second environment while this one still holds the
+	 * file's fcntl() locks (which closing it then drops), and the guard
+	 * must go only after the environment. */
 	if (c->env != NULL)
 		mdb_env_close(c->env);
 	if (c->guard >= 0)
 		close(c->guard);
+	pthread_mutex_unlock(&registry);
 	free(c);
 }
 
@@ -1002,15 +1056,30 @@ cache_list(struct cache *c, void (*fn)(void *arg, const char *key,
 }
 
 int
+cache_fresh(enum detector_verdict v, int64_t verified, int64_t expires,
+    uint32_t validity_s, int64_t now)
+{
+	if (expires <= now)
+		return 0;
+	if (v != DETECTOR_ACCEPT)
+		return 1;
+	/* The asker's validity, not the recorder's: a lax process's
+	 * year-long ACCEPT must not answer a 60-second asker for a year.
+	 * A verification in the future (clock set back) answers nobody. */
+	return verified <= now && now - verified < (int64_t)validity_s;
+}
+
+int
 cache_recall(struct cache *c, const char *host, unsigned int port,
-    const unsigned char *spki, const struct cache_policy *pol, uint32_t now,
-    struct cache_record *r)
+    const unsigned char *spki, const struct cache_policy *pol,
+    uint32_t validity_s, uint32_t now, struct cache_record *r)
 {
 	char err[256];
 
 	if (cache_get(c, host, port, r, err, sizeof(err)) != 1)
 		return 0;
-	return r->expires > now &&
+	return cache_fresh(r->verdict, r->last_verified, r->expires,
+	    validity_s, now) &&
 	    memcmp(r->spki, spki, DETECTOR_SHA256_LEN) == 0 &&
 	    cache_policy_covers(&r->policy, pol, r->verdict);
 }

@@ -117,15 +117,25 @@ int cache_list(struct cache *c, void (*fn)(void *arg, const char *key,
  * The verdict policy on top of the store.  cache_recall(): the remembered
  * verdict for exactly this key at host:port if not expired and reached
  * under a policy that covers pol (cache_policy_covers()) (1), else 0;
- * a different key is never answered from the cache.  cache_remember():
+ * a different key is never answered from the cache.  An ACCEPT answers
+ * only an asker whose own validity (its cache_validity, validity_s) it is
+ * within: last verified at most now and less than validity_s ago (the
+ * recorder's validity set expires, and another process may trust an
+ * ACCEPT less long: cache_fresh()).  REJECT and UNDECIDED keep their
+ * fixed lifetimes (the same for every asker).  cache_remember():
  * ACCEPT is kept for validity_s, REJECT for CACHE_TTL_REJECT, UNDECIDED for
  * CACHE_TTL_UNDECIDED; first_seen survives re-verification of the same key.
  */
 #define CACHE_TTL_REJECT 600
 #define CACHE_TTL_UNDECIDED 30
 int cache_recall(struct cache *c, const char *host, unsigned int port,
-    const unsigned char *spki, const struct cache_policy *pol, uint32_t now,
-    struct cache_record *r);
+    const unsigned char *spki, const struct cache_policy *pol,
+    uint32_t validity_s, uint32_t now, struct cache_record *r);
+/* May a verdict v last verified at `verified` (unix seconds) that expires
+ * at `expires` answer at now an asker trusting an ACCEPT for validity_s?
+ * (See cache_recall().)  Pure; memo.c asks it too. */
+int cache_fresh(enum detector_verdict v, int64_t verified, int64_t expires,
+    uint32_t validity_s, int64_t now);
 int cache_remember(struct cache *c, const char *host, unsigned int port,
     const unsigned char *spki, const struct cache_policy *pol,
     enum detector_verdict v, uint32_t now, uint32_t validity_s, char *err,

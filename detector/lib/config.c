@@ -1016,14 +1016,29 @@ config_load_string(struct detector_config *cfg, const char *text,
  * errno kept (ENOENT: the file or its folder is missing).
  */
 static FILE *
-config_open(struct detector_config *cfg, const char *path)
+config_open_how(struct detector_config *cfg, const char *path, int pinned)
 {
-	char why[sizeof(cfg->err) - 64];
+	char why[sizeof(cfg->err) - 64], folder[PATH_MAX];
+	const char *name = strrchr(path, '/');
 	FILE *f;
-	int fd, saved;
+	int fd, dfd, saved;
 
-	if ((fd = filetrust_open(path, O_RDONLY, 0, 0, why,
-	    sizeof(why))) == -1) {
+	if (pinned && name != NULL && filetrust_dirname(path, folder,
+	    sizeof(folder))) {
+		/* Every folder from "/" down (filetrust_open_dir()). */
+		if ((dfd = filetrust_open_dir(folder, 0, why,
+		    sizeof(why))) == -1)
+			fd = -1;
+		else {
+			fd = filetrust_openat(dfd, name + 1, path, O_RDONLY, 0,
+			    0, why, sizeof(why));
+			saved = errno;
+			close(dfd);
+			errno = saved;
+		}
+	} else
+		fd = filetrust_open(path, O_RDONLY, 0, 0, why, sizeof(why));
+	if (fd == -1) {
 		saved = errno;
 		if (saved == EPERM || saved == ELOOP)
 			seterr(cfg, "%s: configuration file refused: %s", path,
@@ -1041,6 +1056,12 @@ config_open(struct detector_config *cfg, const char *path)
 		errno = saved;
 	}
 	return f;
+}
+
+static FILE *
+config_open(struct detector_config *cfg, const char *path)
+{
+	return config_open_how(cfg, path, 0);
 }
 
 /* Reads the file opened as f (closed here) and parses it as path. */
@@ -1111,6 +1132,26 @@ config_xdg_path(const char *xdg_var, const char *home_dir, const char *leaf,
 	return n > 0 && (size_t)n < size;
 }
 
+/*
+ * The per-user file only from a folder that is this user's
+ * (filetrust_env_dir()): root under sudo with the caller's HOME must not
+ * read a configuration the caller chose (~/.config a symlink to any
+ * root-owned .../detector/detector.conf).  It then reads
+ * /etc/detector/detector.conf.
+ */
+static int
+config_user_dir_ours(void)
+{
+	const char *xdg = secure_getenv("XDG_CONFIG_HOME");
+	char why[512];
+
+	if (xdg != NULL && xdg[0] == '/')
+		return filetrust_env_dir("XDG_CONFIG_HOME", xdg, why,
+		    sizeof(why));
+	return filetrust_env_dir("HOME", secure_getenv("HOME"), why,
+	    sizeof(why));
+}
+
 int
 detector_config_load_default(struct detector_config *cfg)
 {
@@ -1126,13 +1167,15 @@ detector_config_load_default(struct detector_config *cfg)
 		snprintf(cfg->path, sizeof(cfg->path), "%s", env);
 	} else {
 		if (config_xdg_path("XDG_CONFIG_HOME", ".config",
-		    "detector/detector.conf", user, sizeof(user)))
+		    "detector/detector.conf", user, sizeof(user)) &&
+		    config_user_dir_ours())
 			candidates[nc++] = user;
 		candidates[nc++] = "/etc/detector/detector.conf";
 		for (i = 0; i < nc; i++) {
 			/* Absent (file or folder) is fine; present but
 			 * unreadable or untrusted is not. */
-			FILE *f = config_open(cfg, candidates[i]);
+			FILE *f = config_open_how(cfg, candidates[i],
+			    candidates[i] == user);
 
 			if (f == NULL && errno == ENOENT) {
 				cfg->err[0] = '\0';

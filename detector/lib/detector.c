@@ -600,8 +600,9 @@ check_recall(struct detector *ctx, const char *host, unsigned int port,
 	int64_t when;
 
 	*result = NULL;
-	if (m == NULL || memory_policy(&ctx->cfg, &pol) == -1 ||
-	    !memory_recall(m, host, port, ci->spki_sha256, &pol, &v, &when))
+	if (m == NULL || memory_policy(&ctx->cfg, host, &pol) == -1 ||
+	    !memory_recall(m, host, port, ci->spki_sha256, &pol,
+	    ctx->cfg.cache_validity_s, &v, &when))
 		return 0;
 	if ((res = result_new(ctx, host)) == NULL)
 		return seterr(ctx, "out of memory");
@@ -649,7 +650,7 @@ check_probe_path(struct detector *ctx, const char *host, unsigned int port,
 	if (probe_spheres(ctx, host, port, ci, leaf, direct, result) == -1)
 		return -1;
 	evidence_weigh_history(host, port, ci, have, &prev, *result);
-	if (m != NULL && memory_policy(&ctx->cfg, &pol) == 0)
+	if (m != NULL && memory_policy(&ctx->cfg, host, &pol) == 0)
 		memory_record(m, host, port, ci->spki_sha256, &pol,
 		    (*result)->verdict, ctx->cfg.cache_validity_s);
 	remember_reroute(ctx, host, port, ci, *result);

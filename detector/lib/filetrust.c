@@ -11,6 +11,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pwd.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -456,3 +458,72 @@ detector_fd_trusted(int fd, const char *path, unsigned int flags, char *err,
 
 _Static_assert(DETECTOR_TRUST_DIR == FILETRUST_DIR,
     "detector.h and filetrust.h must agree on the folder flag");
+
+/* 1 if path is base or lies under it (both resolved). */
+static int
+path_under(const char *path, const char *base)
+{
+	size_t n = strlen(base);
+
+	if (strcmp(base, "/") == 0)
+		return 1;
+	return strncmp(path, base, n) == 0 &&
+	    (path[n] == '\0' || path[n] == '/');
+}
+
+int
+filetrust_env_dir(const char *var, const char *dir, char *why,
+    size_t whylen)
+{
+	char at[PATH_MAX], real[PATH_MAX], home[PATH_MAX];
+	struct passwd pw, *pwp = NULL;
+	char buf[4096];
+	struct stat sb;
+	uid_t me = geteuid();
+
+	why[0] = '\0';
+	if (dir == NULL || dir[0] != '/' ||
+	    (size_t)snprintf(at, sizeof(at), "%s", dir) >= sizeof(at)) {
+		snprintf(why, whylen, "%s (%s) is not an absolute path", var,
+		    dir != NULL ? dir : "");
+		return 0;
+	}
+	/* The nearest folder that exists: a missing one is made there. */
+	while (realpath(at, real) == NULL) {
+		char up[PATH_MAX];
+
+		if (errno != ENOENT || strcmp(at, "/") == 0 ||
+		    !filetrust_dirname(at, up, sizeof(up))) {
+			snprintf(why, whylen, "%s (%s): %s", var, dir,
+			    strerror(errno));
+			return 0;
+		}
+		snprintf(at, sizeof(at), "%s", up);
+	}
+	if (stat(real, &sb) == -1) {
+		snprintf(why, whylen, "%s (%s): %s", var, dir, strerror(errno));
+		return 0;
+	}
+	if (getpwuid_r(me, &pw, buf, sizeof(buf), &pwp) == 0 && pwp != NULL &&
+	    pw.pw_dir != NULL && pw.pw_dir[0] == '/' &&
+	    realpath(pw.pw_dir, home) != NULL && path_under(real, home))
+		return 1;
+	if (sb.st_uid == me && (me != 0 || (sb.st_mode & 077) == 0))
+		return 1;
+	if (sb.st_uid != me)
+		snprintf(why, whylen, "%s (%s) belongs to uid %lu, not to this "
+		    "process (uid %lu; sudo keeps the caller's HOME), and is "
+		    "not under this user's home %s: it is not used, so that "
+		    "uid %lu cannot choose what this process writes or "
+		    "believes", var, dir, (unsigned long)sb.st_uid,
+		    (unsigned long)me, pwp != NULL ? pw.pw_dir : "(none)",
+		    (unsigned long)sb.st_uid);
+	else
+		snprintf(why, whylen, "%s (%s) is neither under root's home "
+		    "%s nor a private folder of root's (%s is mode %03o; "
+		    "sudo keeps the caller's HOME): it is not used, so that "
+		    "another user cannot choose where root writes or which "
+		    "file root believes", var, dir, pwp != NULL ? pw.pw_dir :
+		    "(none)", real, (unsigned int)(sb.st_mode & 0777));
+	return 0;
+}

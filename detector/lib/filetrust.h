@@ -92,6 +92,21 @@ int filetrust_checkat(int dfd, const char *name, const char *shown,
 int filetrust_open_dir(const char *path, unsigned int create, char *err,
     size_t errlen);
 
+/*
+ * May this process keep its per-user default files (verdict cache,
+ * configuration) in dir, the folder the environment variable var (HOME,
+ * XDG_CACHE_HOME, XDG_CONFIG_HOME) names?  sudo and `su -m` keep the
+ * caller's HOME, so the caller would choose where root writes and which
+ * root-owned file root reads as its configuration.  dir (or, if missing,
+ * the nearest folder above it that exists), resolved with realpath(), must
+ * be, or lie under, this user's home in the password database; or belong
+ * to this user and, for root, be private too (mode 0700 or stricter:
+ * nobody else can have chosen a folder that only root can see into, e.g.
+ * a test's mkdtemp() HOME).  1 if so, else 0 with why set.
+ */
+int filetrust_env_dir(const char *var, const char *dir, char *why,
+    size_t whylen);
+
 /* The folder holding path ("." for a bare name, "/" for "/x");
  * 0 if it does not fit in size. */
 int filetrust_dirname(const char *path, char *out, size_t size);

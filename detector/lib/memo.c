@@ -11,8 +11,9 @@
 
 int
 memo_lookup(const struct memo *m, const char *host, unsigned int port,
-    const unsigned char *spki, const struct cache_policy *pol, PRTime now,
-    enum detector_verdict *v, int64_t *stored_s)
+    const unsigned char *spki, const struct cache_policy *pol,
+    uint32_t validity_s, PRTime now, enum detector_verdict *v,
+    int64_t *stored_s)
 {
 	size_t i;
 
@@ -23,7 +24,10 @@ memo_lookup(const struct memo *m, const char *host, unsigned int port,
 		    strcasecmp(e->host, host) != 0)
 			continue;
 		if (memcmp(e->spki, spki, DETECTOR_SHA256_LEN) != 0 ||
-		    !cache_policy_covers(&e->policy, pol, e->verdict))
+		    !cache_policy_covers(&e->policy, pol, e->verdict) ||
+		    !cache_fresh(e->verdict, e->stored / PR_USEC_PER_SEC,
+		    e->expires / PR_USEC_PER_SEC, validity_s,
+		    now / PR_USEC_PER_SEC))
 			return 0;
 		*v = e->verdict;
 		*stored_s = e->stored / PR_USEC_PER_SEC;

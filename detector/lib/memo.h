@@ -29,12 +29,14 @@ struct memo {
 };
 
 /* The remembered verdict for exactly this key at host:port, if not
- * expired and reached under a policy covering pol (cache_policy_covers()):
- * 1 with *v and *stored_s (unix seconds) set, else 0.  Pure; the caller
- * locks. */
+ * expired, fresh enough for an asker trusting an ACCEPT for validity_s
+ * (cache_fresh()) and reached under a policy covering pol
+ * (cache_policy_covers()): 1 with *v and *stored_s (unix seconds) set,
+ * else 0.  Pure; the caller locks. */
 int memo_lookup(const struct memo *m, const char *host, unsigned int port,
-    const unsigned char *spki, const struct cache_policy *pol, PRTime now,
-    enum detector_verdict *v, int64_t *stored_s);
+    const unsigned char *spki, const struct cache_policy *pol,
+    uint32_t validity_s, PRTime now, enum detector_verdict *v,
+    int64_t *stored_s);
 /* Remembers a verdict for ttl microseconds (replaces any entry for
  * host:port, else the slot expiring first). */
 void memo_store(struct memo *m, const char *host, unsigned int port,

@@ -69,20 +69,33 @@ static pthread_mutex_t memory_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t memory_once = PTHREAD_ONCE_INIT;
 static struct memory *memories;
 
-/* After fork() the child has one thread; a lock another thread held is
- * held forever there.  The child starts with a fresh one. */
+/* fork() waits for memory_lock (taken in prepare): the child must not
+ * inherit a verdict half written by another thread (a key and the
+ * verdict of another).  The forking thread holds it in both processes
+ * and lets go. */
+static void
+memory_atfork_prepare(void)
+{
+	pthread_mutex_lock(&memory_lock);
+}
+
+static void
+memory_atfork_parent(void)
+{
+	pthread_mutex_unlock(&memory_lock);
+}
+
 static void
 memory_atfork_child(void)
 {
-	pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
 	struct memory *m;
 
-	memory_lock = fresh;
 	/* A thread that was opening a cache is not in the child. */
 	for (m = memories; m != NULL; m = m->next) {
 		m->opening = 0;
 		m->retry_at = 0;
 	}
+	pthread_mutex_unlock(&memory_lock);
 }
 
 static int64_t
@@ -97,7 +110,8 @@ monotonic_ms(void)
 static void
 memory_init(void)
 {
-	(void)pthread_atfork(NULL, NULL, memory_atfork_child);
+	(void)pthread_atfork(memory_atfork_prepare, memory_atfork_parent,
+	    memory_atfork_child);
 }
 
 /* Queues a note (under the lock); the last slot is overwritten when full. */
@@ -118,35 +132,20 @@ note_locked(struct memory *m, const char *fmt, ...)
 }
 
 /*
- * Whose cache a per-user default names: the folder an environment variable
- * points at (or, if it does not exist yet, the folder holding it) must be
- * ours.  sudo keeps the caller's HOME; a root process that took the
- * caller's cache would let the caller choose where root writes (and feed
- * root verdicts).  0 with why set if it is someone else's.
+ * Whose cache a per-user default names: filetrust_env_dir().  sudo keeps
+ * the caller's HOME; a root process that took the caller's cache would let
+ * the caller choose where root writes (and feed root verdicts).  0 with
+ * why set if the folder is not ours to use.
  */
 static int
 env_dir_ours(const char *var, const char *dir, char *why, size_t whylen)
 {
-	char parent[PATH_MAX];
-	struct stat sb;
-	int missing = 0;
+	char reason[MEMORY_NOTE_MAX - 128];
 
-	if (stat(dir, &sb) == -1) {
-		if (errno != ENOENT || !filetrust_dirname(dir, parent,
-		    sizeof(parent)) || stat(parent, &sb) == -1)
-			return 1;       /* nothing there: cache_open() says why */
-		missing = 1;
-	}
-	/* A folder still to be made (XDG_CACHE_HOME=/tmp/x) may be made in
-	 * root's folder too: cache_open()'s walk judges the rest. */
-	if (sb.st_uid == geteuid() || (missing && sb.st_uid == 0))
+	if (filetrust_env_dir(var, dir, reason, sizeof(reason)))
 		return 1;
-	snprintf(why, whylen, "%s (%s) belongs to uid %lu, not to this "
-	    "process (uid %lu; sudo keeps the caller's HOME): its verdict "
-	    "cache is not used, so that uid %lu cannot choose what this "
-	    "process writes or believes; name one with `cache = PATH`", var,
-	    dir, (unsigned long)sb.st_uid, (unsigned long)geteuid(),
-	    (unsigned long)sb.st_uid);
+	snprintf(why, whylen, "%s; name a verdict cache with `cache = PATH`",
+	    reason);
 	return 0;
 }
 
@@ -279,17 +278,22 @@ by_text(const void *a, const void *b)
 }
 
 int
-memory_policy(const struct detector_config *cfg, struct cache_policy *pol)
+memory_policy(const struct detector_config *cfg, const char *host,
+    struct cache_policy *pol)
 {
 	unsigned char digest[DETECTOR_SHA256_LEN];
+	struct detector_policy site;
 	const char *texts[DETECTOR_MAX_SPHERES];
 	char list[DETECTOR_MAX_SPHERES * 66];
 	size_t len = 0;
 	unsigned int i;
 
 	memset(pol, 0, sizeof(*pol));
+	/* The quorum the check decides under: host's [site] one if any
+	 * (result_new() in detector.c asks the same question). */
+	config_policy_for(cfg, host, &site);
 	if (cfg->nspheres == 0 || cfg->nspheres > DETECTOR_MAX_SPHERES ||
-	    cfg->quorum < 1 || cfg->quorum > cfg->nspheres)
+	    site.quorum < 1 || site.quorum > cfg->nspheres)
 		return -1;
 	for (i = 0; i < cfg->nspheres; i++)
 		texts[i] = cfg->spheres[i].text;
@@ -301,7 +305,7 @@ memory_policy(const struct detector_config *cfg, struct cache_policy *pol)
 	if (len >= sizeof(list) || PK11_HashBuf(SEC_OID_SHA256, digest,
 	    (const unsigned char *)list, (PRInt32)len) != SECSuccess)
 		return -1;
-	pol->quorum = cfg->quorum;
+	pol->quorum = site.quorum;
 	pol->nspheres = cfg->nspheres;
 	memcpy(pol->spheres, digest, CACHE_SPHERES_DIGEST_LEN);
 	return 0;
@@ -310,23 +314,36 @@ memory_policy(const struct detector_config *cfg, struct cache_policy *pol)
 int
 memory_recall(struct memory *m, const char *host, unsigned int port,
     const unsigned char *spki, const struct cache_policy *pol,
-    enum detector_verdict *v, int64_t *verified_at)
+    unsigned int validity_s, enum detector_verdict *v, int64_t *verified_at)
 {
 	struct cache *c = usable_cache(m);
 	struct cache_record r;
-	int found;
+	enum detector_verdict mv;
+	int64_t mwhen;
+	int in_file, in_memo;
 
-	if (c != NULL && cache_recall(c, host, port, spki, pol,
-	    (uint32_t)time(NULL), &r)) {
+	in_file = c != NULL && cache_recall(c, host, port, spki, pol,
+	    validity_s, (uint32_t)time(NULL), &r);
+	/* Both: a verdict that could not be written (a read-only cache, a
+	 * write that failed) is kept in memory only, and may be newer than
+	 * the file's.  The newer answers, a REJECT on a tie: a fresh REJECT
+	 * must not be hidden by an older ACCEPT in the file. */
+	pthread_mutex_lock(&memory_lock);
+	in_memo = memo_lookup(&m->memo, host, port, spki, pol, validity_s,
+	    PR_Now(), &mv, &mwhen);
+	pthread_mutex_unlock(&memory_lock);
+	if (in_memo && (!in_file || mwhen > (int64_t)r.last_verified ||
+	    (mwhen == (int64_t)r.last_verified && mv == DETECTOR_REJECT))) {
+		*v = mv;
+		*verified_at = mwhen;
+		return 1;
+	}
+	if (in_file) {
 		*v = r.verdict;
 		*verified_at = r.last_verified;
 		return 1;
 	}
-	pthread_mutex_lock(&memory_lock);
-	found = memo_lookup(&m->memo, host, port, spki, pol, PR_Now(), v,
-	    verified_at);
-	pthread_mutex_unlock(&memory_lock);
-	return found;
+	return 0;
 }
 
 void

@@ -22,21 +22,24 @@ struct memory;
  */
 struct memory *memory_for(const struct detector_config *cfg);
 
-/* The policy cfg reaches verdicts under (cache.h): its quorum, its number
- * of spheres and a digest of its sphere list (SHA-256 through NSS, which
+/* The policy cfg reaches verdicts for host under (cache.h): the quorum in
+ * force for host (its [site] section's, else the global one: host as
+ * check_target() normalised it, NULL for the global one), the number of
+ * spheres and a digest of its sphere list (SHA-256 through NSS, which
  * must be initialised) of the sorted "addr:port" texts.  0, or -1 if
  * the digest cannot be made (then nothing is recalled or recorded). */
-int memory_policy(const struct detector_config *cfg,
+int memory_policy(const struct detector_config *cfg, const char *host,
     struct cache_policy *pol);
 
 /* A remembered verdict for exactly this key at host:port that has not
- * expired and was reached under a policy covering pol: 1 with *v and
- * *verified_at (unix seconds) set, else 0.  A key other than the
+ * expired, was reached under a policy covering pol and, if an ACCEPT, was
+ * verified less than validity_s (the asker's cache_validity) ago: 1 with
+ * *v and *verified_at (unix seconds) set, else 0.  A key other than the
  * remembered one is never answered from memory: "a mismatch is the
  * natural cue" to probe again. */
 int memory_recall(struct memory *m, const char *host, unsigned int port,
     const unsigned char *spki, const struct cache_policy *pol,
-    enum detector_verdict *v, int64_t *verified_at);
+    unsigned int validity_s, enum detector_verdict *v, int64_t *verified_at);
 
 /* Remembers a verdict reached under pol: ACCEPT for validity_s, REJECT for
  * CACHE_TTL_REJECT, UNDECIDED for CACHE_TTL_UNDECIDED.  In the cache file

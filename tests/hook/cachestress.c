@@ -108,7 +108,7 @@ child(const char *path, int i, int procs, int start_fd, struct result *res)
 	inodes(path, at_open);
 	for (k = 0; k < NAMES; k++) {
 		snprintf(host, sizeof(host), "p%d-%d.test", i, k);
-		(void)cache_recall(c, host, 443, spki, &pol, NOW, &r);
+		(void)cache_recall(c, host, 443, spki, &pol, 86400, NOW, &r);
 		if (cache_remember(c, host, 443, spki, &pol, verdict_of(i),
 		    NOW, 86400, res->err, sizeof(res->err)) != 0)
 			res->put_failed++;

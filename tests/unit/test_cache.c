@@ -130,10 +130,13 @@ test_store_recall_forget(void **state)
 	assert_int_equal(cache_get(c, "a.TEST", 443, &got, err, sizeof(err)), 1);
 	assert_memory_equal(&r, &got, sizeof(r));
 	/* Policy: same key and not expired only. */
-	assert_int_equal(cache_recall(c, "a.test", 443, r.spki, &r.policy, 2500, &got), 1);
-	assert_int_equal(cache_recall(c, "a.test", 443, r.spki, &r.policy, 3000, &got), 0);
+	assert_int_equal(cache_recall(c, "a.test", 443, r.spki, &r.policy,
+	    UINT32_MAX, 2500, &got), 1);
+	assert_int_equal(cache_recall(c, "a.test", 443, r.spki, &r.policy,
+	    UINT32_MAX, 3000, &got), 0);
 	memset(other, 2, sizeof(other));
-	assert_int_equal(cache_recall(c, "a.test", 443, other, &r.policy, 2500, &got), 0);
+	assert_int_equal(cache_recall(c, "a.test", 443, other, &r.policy,
+	    UINT32_MAX, 2500, &got), 0);
 	/* first_seen survives re-verification of the same key. */
 	assert_int_equal(cache_remember(c, "b.test", 443, r.spki,
 	    &r.policy, DETECTOR_ACCEPT, 10000, 86400, err, sizeof(err)), 0);
@@ -160,6 +163,88 @@ test_store_recall_forget(void **state)
 }
 
 /*
+ * Review Low 4: a cache file others may read leaks the hosts visited, and
+ * a guard they can open lets them hold a shared lock for ever.  Opening
+ * makes the data, lock and guard files private (0600) again.
+ */
+static void
+test_readable_files_made_private(void **state)
+{
+	static const char *const suffix[] = { "", "-lock", "-guard" };
+	char p[700];
+	struct cache *c;
+	struct stat sb;
+	size_t i;
+
+	(void)state;
+	c = cache_open(path, note, sizeof(note), err, sizeof(err));
+	assert_non_null(c);
+	cache_close(c);
+	for (i = 0; i < 3; i++) {
+		snprintf(p, sizeof(p), "%s%s", path, suffix[i]);
+		assert_int_equal(chmod(p, 0644), 0);
+	}
+	c = cache_open(path, note, sizeof(note), err, sizeof(err));
+	if (c == NULL)
+		fail_msg("%s", err);
+	for (i = 0; i < 3; i++) {
+		snprintf(p, sizeof(p), "%s%s", path, suffix[i]);
+		assert_int_equal(stat(p, &sb), 0);
+		if ((sb.st_mode & 0777) != 0600)
+			fail_msg("%s is mode %03o", p,
+			    (unsigned int)(sb.st_mode & 0777));
+	}
+	cache_close(c);
+}
+
+/*
+ * Review High 2: the asker's cache_validity bounds a remembered ACCEPT.
+ * A lax process (cache_validity one year) leaves an ACCEPT; a process
+ * trusting ACCEPTs for 60 s is answered only within 60 s of the probe.
+ * REJECT and UNDECIDED keep their fixed lifetimes.  A verification in the
+ * future (the clock went back) answers no ACCEPT.
+ */
+static void
+test_asker_validity_bounds_accept(void **state)
+{
+	struct cache *c = cache_open(path, note, sizeof(note), err, sizeof(err));
+	struct cache_policy pol = policy(2, 3, 0x66);
+	unsigned char spki[DETECTOR_SHA256_LEN];
+	struct cache_record got;
+
+	(void)state;
+	assert_non_null(c);
+	memset(spki, 0x43, sizeof(spki));
+	assert_int_equal(cache_remember(c, "v.test", 443, spki, &pol,
+	    DETECTOR_ACCEPT, 100000, 31536000, err, sizeof(err)), 0);
+	assert_int_equal(cache_recall(c, "v.test", 443, spki, &pol, 60,
+	    100030, &got), 1);
+	assert_int_equal(cache_recall(c, "v.test", 443, spki, &pol, 60,
+	    100060, &got), 0);
+	assert_int_equal(cache_recall(c, "v.test", 443, spki, &pol, 60,
+	    100000 + 30 * 86400, &got), 0);
+	assert_int_equal(cache_recall(c, "v.test", 443, spki, &pol,
+	    31536000, 100000 + 30 * 86400, &got), 1);
+	assert_int_equal(cache_recall(c, "v.test", 443, spki, &pol,
+	    31536000, 99000, &got), 0);
+	/* REJECT: its own 600 s, whatever the asker's validity. */
+	assert_int_equal(cache_remember(c, "w.test", 443, spki, &pol,
+	    DETECTOR_REJECT, 100000, 31536000, err, sizeof(err)), 0);
+	assert_int_equal(cache_recall(c, "w.test", 443, spki, &pol, 60,
+	    100300, &got), 1);
+	assert_int_equal(got.verdict, DETECTOR_REJECT);
+	assert_int_equal(cache_recall(c, "w.test", 443, spki, &pol, 60,
+	    100000 + CACHE_TTL_REJECT, &got), 0);
+	/* The same rule, pure. */
+	assert_int_equal(cache_fresh(DETECTOR_ACCEPT, 10, 1000, 60, 69), 1);
+	assert_int_equal(cache_fresh(DETECTOR_ACCEPT, 10, 1000, 60, 70), 0);
+	assert_int_equal(cache_fresh(DETECTOR_ACCEPT, 10, 1000, 0, 10), 0);
+	assert_int_equal(cache_fresh(DETECTOR_UNDECIDED, 10, 40, 5, 39), 1);
+	assert_int_equal(cache_fresh(DETECTOR_UNDECIDED, 10, 40, 5, 40), 0);
+	cache_close(c);
+}
+
+/*
  * Security review F5: a verdict answers only an asker whose policy would
  * have reached it too.  `sphere-probe --quorum 1` leaves an ACCEPT; a
  * browser with quorum 4 of the same spheres must probe again, and so must
@@ -182,36 +267,36 @@ test_policy_of_remembered_verdicts(void **state)
 	assert_non_null(c);
 	assert_int_equal(cache_remember(c, "p.test", 443, r.spki, &q1,
 	    DETECTOR_ACCEPT, 1000, 86400, err, sizeof(err)), 0);
-	assert_int_equal(cache_recall(c, "p.test", 443, r.spki, &q4, 2000,
-	    &got), 0);
-	assert_int_equal(cache_recall(c, "p.test", 443, r.spki, &q1, 2000,
-	    &got), 1);
+	assert_int_equal(cache_recall(c, "p.test", 443, r.spki, &q4, UINT32_MAX,
+	    2000, &got), 0);
+	assert_int_equal(cache_recall(c, "p.test", 443, r.spki, &q1, UINT32_MAX,
+	    2000, &got), 1);
 	assert_int_equal(cache_remember(c, "p.test", 443, r.spki, &q4,
 	    DETECTOR_ACCEPT, 1000, 86400, err, sizeof(err)), 0);
-	assert_int_equal(cache_recall(c, "p.test", 443, r.spki, &q4, 2000,
-	    &got), 1);
-	assert_int_equal(cache_recall(c, "p.test", 443, r.spki, &q3, 2000,
-	    &got), 1);
-	assert_int_equal(cache_recall(c, "p.test", 443, r.spki, &q5, 2000,
-	    &got), 0);
-	assert_int_equal(cache_recall(c, "p.test", 443, r.spki, &other, 2000,
-	    &got), 0);
-	assert_int_equal(cache_recall(c, "p.test", 443, r.spki, &six, 2000,
-	    &got), 0);
+	assert_int_equal(cache_recall(c, "p.test", 443, r.spki, &q4, UINT32_MAX,
+	    2000, &got), 1);
+	assert_int_equal(cache_recall(c, "p.test", 443, r.spki, &q3, UINT32_MAX,
+	    2000, &got), 1);
+	assert_int_equal(cache_recall(c, "p.test", 443, r.spki, &q5, UINT32_MAX,
+	    2000, &got), 0);
+	assert_int_equal(cache_recall(c, "p.test", 443, r.spki, &other,
+	    UINT32_MAX, 2000, &got), 0);
+	assert_int_equal(cache_recall(c, "p.test", 443, r.spki, &six,
+	    UINT32_MAX, 2000, &got), 0);
 	/* REJECT: n-k+1 mismatches; under k = 4 that is 2, enough for 5. */
 	assert_int_equal(cache_remember(c, "p.test", 443, r.spki, &q4,
 	    DETECTOR_REJECT, 1000, 86400, err, sizeof(err)), 0);
-	assert_int_equal(cache_recall(c, "p.test", 443, r.spki, &q5, 1100,
-	    &got), 1);
-	assert_int_equal(cache_recall(c, "p.test", 443, r.spki, &q3, 1100,
-	    &got), 0);
+	assert_int_equal(cache_recall(c, "p.test", 443, r.spki, &q5, UINT32_MAX,
+	    1100, &got), 1);
+	assert_int_equal(cache_recall(c, "p.test", 443, r.spki, &q3, UINT32_MAX,
+	    1100, &got), 0);
 	/* UNDECIDED: the same quorum only. */
 	assert_int_equal(cache_remember(c, "p.test", 443, r.spki, &q4,
 	    DETECTOR_UNDECIDED, 1000, 86400, err, sizeof(err)), 0);
-	assert_int_equal(cache_recall(c, "p.test", 443, r.spki, &q4, 1010,
-	    &got), 1);
-	assert_int_equal(cache_recall(c, "p.test", 443, r.spki, &q5, 1010,
-	    &got), 0);
+	assert_int_equal(cache_recall(c, "p.test", 443, r.spki, &q4, UINT32_MAX,
+	    1010, &got), 1);
+	assert_int_equal(cache_recall(c, "p.test", 443, r.spki, &q5, UINT32_MAX,
+	    1010, &got), 0);
 	/* No policy, no record. */
 	memset(&q1, 0, sizeof(q1));
 	assert_int_equal(cache_remember(c, "p.test", 443, r.spki, &q1,
@@ -264,8 +349,8 @@ test_handle_is_not_used_after_fork(void **state)
 		if (cache_get(c, "fork.test", 443, &got, err, sizeof(err)) != -1 ||
 		    strstr(err, "before fork()") == NULL)
 			bad |= 1;
-		if (cache_recall(c, "fork.test", 443, r.spki, &r.policy, 2500,
-		    &got) != 0)
+		if (cache_recall(c, "fork.test", 443, r.spki, &r.policy,
+		    UINT32_MAX, 2500, &got) != 0)
 			bad |= 2;
 		if (cache_put(c, "child.test", 443, &r, err, sizeof(err)) != -1)
 			bad |= 4;
@@ -812,6 +897,8 @@ main(void)
 		cmocka_unit_test(test_keys),
 		cmocka_unit_test(test_store_recall_forget),
 		cmocka_unit_test(test_policy_of_remembered_verdicts),
+		cmocka_unit_test(test_asker_validity_bounds_accept),
+		cmocka_unit_test(test_readable_files_made_private),
 		cmocka_unit_test(test_handle_is_not_used_after_fork),
 		cmocka_unit_test(test_two_spellings_one_handle),
 		cmocka_unit_test(test_damaged_file_is_moved_aside),

@@ -192,6 +192,59 @@ test_file_other_errors(void **state)
 	detector_config_free(c);
 }
 
+/*
+ * Review (config): root under sudo keeps the caller's HOME.  A HOME that
+ * is not root's own home nor a private (0700) folder of root's is not
+ * where root's configuration comes from: a user could point it (or a
+ * ~/.config symlink) at any root-owned .../detector/detector.conf.
+ */
+static void
+test_roots_open_home_config_not_read(void **state)
+{
+	struct detector_config *c;
+	char home[600], path[700];
+	FILE *f;
+
+	(void)state;
+	if (geteuid() != 0)
+		skip();
+	snprintf(home, sizeof(home), "%s/openhome", dir);
+	assert_int_equal(mkdir(home, 0755), 0);
+	assert_int_equal(chmod(home, 0755), 0);
+	snprintf(path, sizeof(path), "%s/.config", home);
+	assert_int_equal(mkdir(path, 0755), 0);
+	snprintf(path, sizeof(path), "%s/.config/detector", home);
+	assert_int_equal(mkdir(path, 0755), 0);
+	snprintf(path, sizeof(path), "%s/.config/detector/detector.conf",
+	    home);
+	assert_non_null(f = fopen(path, "w"));
+	fputs("quorum = 3\n", f);
+	fclose(f);
+	assert_int_equal(chmod(path, 0644), 0);
+	unsetenv("XDG_CONFIG_HOME");
+	setenv("HOME", home, 1);
+	c = detector_config_new();
+	assert_int_equal(detector_config_load_default(c), 0);
+	assert_int_not_equal(c->quorum, 3);
+	assert_null(detector_config_path(c));
+	detector_config_free(c);
+	/* XDG_CONFIG_HOME in the same folder: the same rule. */
+	snprintf(path, sizeof(path), "%s/.config", home);
+	setenv("XDG_CONFIG_HOME", path, 1);
+	c = detector_config_new();
+	assert_int_equal(detector_config_load_default(c), 0);
+	assert_int_not_equal(c->quorum, 3);
+	detector_config_free(c);
+	unsetenv("XDG_CONFIG_HOME");
+	/* Private: root's own choice, read. */
+	assert_int_equal(chmod(home, 0700), 0);
+	c = detector_config_new();
+	assert_int_equal(detector_config_load_default(c), 0);
+	assert_int_equal(c->quorum, 3);
+	detector_config_free(c);
+	setenv("HOME", dir, 1);
+}
+
 static void
 test_search_order_and_env(void **state)
 {
@@ -831,6 +884,7 @@ main(void)
 		cmocka_unit_test(test_file_errors_name_file_line_key),
 		cmocka_unit_test(test_file_other_errors),
 		cmocka_unit_test(test_search_order_and_env),
+		cmocka_unit_test(test_roots_open_home_config_not_read),
 		cmocka_unit_test(test_exclude_matching),
 		cmocka_unit_test(test_repeated_keys_refused),
 		cmocka_unit_test(test_continuation_lines_refused),

@@ -19,6 +19,7 @@
 #include <nss.h>
 
 #include "cache.h"
+#include "filetrust.h"
 #include "memory.h"
 
 static char dir[] = "/tmp/detector-test-memory-XXXXXX";
@@ -67,14 +68,28 @@ test_cache_off_remembers_in_this_process(void **state)
 	(void)state;
 	assert_non_null(m);
 	assert_ptr_equal(memory_for(cfg), m);           /* one per setting */
-	assert_int_equal(memory_recall(m, "a.test", 443, key_a, &pol, &v, &when), 0);
+	assert_int_equal(memory_policy(cfg, NULL, &pol), 0);
+	assert_int_equal(memory_recall(m, "a.test", 443, key_a, &pol, 3600, &v,
+	    &when), 0);
 	memory_record(m, "a.test", 443, key_a, &pol, DETECTOR_ACCEPT, 3600);
-	assert_int_equal(memory_recall(m, "A.test", 443, key_a, &pol, &v, &when), 1);
+	assert_int_equal(memory_recall(m, "A.test", 443, key_a, &pol, 3600, &v,
+	    &when), 1);
 	assert_int_equal(v, DETECTOR_ACCEPT);
 	assert_true(when > 0);
 	/* another key, another port: probe again */
-	assert_int_equal(memory_recall(m, "a.test", 443, key_b, &pol, &v, &when), 0);
-	assert_int_equal(memory_recall(m, "a.test", 8443, key_a, &pol, &v, &when), 0);
+	assert_int_equal(memory_recall(m, "a.test", 443, key_b, &pol, 3600, &v,
+	    &when), 0);
+	assert_int_equal(memory_recall(m, "a.test", 8443, key_a, &pol, 3600, &v,
+	    &when), 0);
+
+	/* Review High 2: the asker's validity, not the recorder's, bounds
+	 * an ACCEPT in this process's memory too. */
+	memory_record(m, "a2.test", 443, key_a, &pol, DETECTOR_ACCEPT,
+	    31536000);
+	assert_int_equal(memory_recall(m, "a2.test", 443, key_a, &pol, 0, &v,
+	    &when), 0);
+	assert_int_equal(memory_recall(m, "a2.test", 443, key_a, &pol, 3600,
+	    &v, &when), 1);
 	assert_int_equal(memory_note(m, note, sizeof(note)), 0);
 	assert_null(memory_cache(m, err, sizeof(err)));
 	assert_string_equal(err, "the verdict cache is turned off (cache = off)");
@@ -97,9 +112,10 @@ test_cache_file_is_written_and_read(void **state)
 	snprintf(path, sizeof(path), "%s/verdicts.mdb", dir);
 	cfg = config_with_cache(path);
 	m = memory_for(cfg);
-	assert_int_equal(memory_policy(cfg, &pol), 0);
+	assert_int_equal(memory_policy(cfg, NULL, &pol), 0);
 	memory_record(m, "b.test", 443, key_a, &pol, DETECTOR_REJECT, 3600);
-	assert_int_equal(memory_recall(m, "b.test", 443, key_a, &pol, &v, &when), 1);
+	assert_int_equal(memory_recall(m, "b.test", 443, key_a, &pol, 3600, &v,
+	    &when), 1);
 	assert_int_equal(v, DETECTOR_REJECT);
 	c = memory_cache(m, err, sizeof(err));
 	assert_non_null(c);
@@ -123,13 +139,14 @@ test_no_home_is_said_once(void **state)
 	unsetenv("XDG_CACHE_HOME");
 	unsetenv("HOME");
 	m = memory_for(cfg);
-	assert_int_equal(memory_policy(cfg, &pol), 0);
+	assert_int_equal(memory_policy(cfg, NULL, &pol), 0);
 	assert_int_equal(memory_note(m, note, sizeof(note)), 1);
 	assert_string_equal(note, "no verdict cache: neither XDG_CACHE_HOME "
 	    "nor HOME is set; verdicts are kept in memory");
 	assert_int_equal(memory_note(m, note, sizeof(note)), 0);
 	memory_record(m, "c.test", 443, key_a, &pol, DETECTOR_UNDECIDED, 3600);
-	assert_int_equal(memory_recall(m, "c.test", 443, key_a, &pol, &v, &when), 1);
+	assert_int_equal(memory_recall(m, "c.test", 443, key_a, &pol, 3600, &v,
+	    &when), 1);
 	assert_int_equal(v, DETECTOR_UNDECIDED);
 	assert_int_equal(memory_note(m, note, sizeof(note)), 0);
 	detector_config_free(cfg);
@@ -160,16 +177,62 @@ test_others_home_is_not_used(void **state)
 	unsetenv("XDG_CACHE_HOME");
 	setenv("HOME", home, 1);
 	m = memory_for(cfg);
-	assert_int_equal(memory_policy(cfg, &pol), 0);
+	assert_int_equal(memory_policy(cfg, NULL, &pol), 0);
 	assert_int_equal(memory_note(m, note, sizeof(note)), 1);
 	if (strstr(note, "HOME (") == NULL ||
 	    strstr(note, "belongs to uid 65534") == NULL ||
 	    strstr(note, "verdicts are kept in memory") == NULL)
 		fail_msg("note '%s'", note);
 	memory_record(m, "d.test", 443, key_a, &pol, DETECTOR_ACCEPT, 3600);
-	assert_int_equal(memory_recall(m, "d.test", 443, key_a, &pol, &v, &when), 1);
+	assert_int_equal(memory_recall(m, "d.test", 443, key_a, &pol, 3600, &v,
+	    &when), 1);
 	snprintf(p, sizeof(p), "%s/.cache", home);
 	assert_int_equal(access(p, F_OK), -1);
+	unsetenv("HOME");
+	detector_config_free(cfg);
+}
+
+/*
+ * Review Low 3: root with a kept HOME (or XDG_CACHE_HOME) naming any
+ * root-owned folder (/etc) would create its cache folders there.  As root,
+ * a HOME outside root's home is used only if private (0700: nobody else
+ * can have chosen it, as a test's mkdtemp() HOME); under root's home
+ * always (filetrust_env_dir()).
+ */
+static void
+test_roots_open_folder_is_not_used(void **state)
+{
+	struct detector_config *cfg = config_with_cache(NULL);
+	char home[600], p[700], note[1024], why[1024];
+
+	(void)state;
+	if (geteuid() != 0)
+		skip();
+	snprintf(home, sizeof(home), "%s/etc-like", dir);
+	assert_int_equal(mkdir(home, 0755), 0);
+	assert_int_equal(chmod(home, 0755), 0);
+	assert_int_equal(filetrust_env_dir("HOME", home, why, sizeof(why)), 0);
+	if (strstr(why, "mode 755") == NULL)
+		fail_msg("why '%s'", why);
+	/* A missing XDG_CACHE_HOME under it: judged by that folder. */
+	snprintf(p, sizeof(p), "%s/new/cache", home);
+	assert_int_equal(filetrust_env_dir("XDG_CACHE_HOME", p, why,
+	    sizeof(why)), 0);
+	unsetenv("XDG_CACHE_HOME");
+	setenv("HOME", home, 1);
+	(void)memory_for(cfg);
+	assert_int_equal(memory_note(memory_for(cfg), note, sizeof(note)), 1);
+	if (strstr(note, "HOME (") == NULL ||
+	    strstr(note, "kept in memory") == NULL)
+		fail_msg("note '%s'", note);
+	snprintf(p, sizeof(p), "%s/.cache", home);
+	assert_int_equal(access(p, F_OK), -1);
+	/* Private, or root's own home: used. */
+	assert_int_equal(chmod(home, 0700), 0);
+	assert_int_equal(filetrust_env_dir("HOME", home, why, sizeof(why)), 1);
+	assert_int_equal(filetrust_env_dir("HOME", "/root", why,
+	    sizeof(why)), 1);
+	assert_int_equal(filetrust_env_dir("HOME", "/", why, sizeof(why)), 0);
 	unsetenv("HOME");
 	detector_config_free(cfg);
 }
@@ -202,29 +265,147 @@ test_policy_is_remembered(void **state)
 		assert_int_equal(detector_config_set_spheres(other,
 		    "127.0.0.1:1,127.0.0.1:2,127.0.0.1:3,127.0.0.1:4,"
 		    "127.0.0.1:5"), 0);
-		assert_int_equal(memory_policy(lax, &p1), 0);
-		assert_int_equal(memory_policy(strict, &p4), 0);
-		assert_int_equal(memory_policy(other, &po), 0);
+		assert_int_equal(memory_policy(lax, NULL, &p1), 0);
+		assert_int_equal(memory_policy(strict, NULL, &p4), 0);
+		assert_int_equal(memory_policy(other, NULL, &po), 0);
 		m = memory_for(lax);
 		assert_ptr_equal(m, memory_for(strict));
 		memory_record(m, "e.test", 443, key_a, &p1, DETECTOR_ACCEPT,
 		    3600);
 		assert_int_equal(memory_recall(m, "e.test", 443, key_a, &p1,
-		    &v, &when), 1);
+		    3600, &v, &when), 1);
 		assert_int_equal(memory_recall(m, "e.test", 443, key_a, &p4,
-		    &v, &when), 0);
+		    3600, &v, &when), 0);
 		memory_record(m, "e.test", 443, key_a, &p4, DETECTOR_ACCEPT,
 		    3600);
 		assert_int_equal(memory_recall(m, "e.test", 443, key_a, &p4,
-		    &v, &when), 1);
+		    3600, &v, &when), 1);
 		assert_int_equal(memory_recall(m, "e.test", 443, key_a, &p1,
-		    &v, &when), 1);
+		    3600, &v, &when), 1);
 		assert_int_equal(memory_recall(m, "e.test", 443, key_a, &po,
-		    &v, &when), 0);
+		    3600, &v, &when), 0);
 		detector_config_free(lax);
 		detector_config_free(strict);
 		detector_config_free(other);
 	}
+}
+
+/*
+ * A [site] quorum is the one the check decides under, so it is the one
+ * remembered: an ACCEPT reached with one match under a site's quorum 1
+ * must not answer a process that needs two for that host (review: it was
+ * stamped with the global quorum 2), and a strict site's REJECT must not
+ * answer a laxer asker.
+ */
+static void
+test_site_quorum_is_remembered(void **state)
+{
+	static const char lax_text[] = "[detector]\nquorum = 2\n\n"
+	    "[site status.partner.example]\nquorum = 1\n";
+	static const char strict_text[] = "[detector]\nquorum = 2\n";
+	struct detector_config *lax, *strict;
+	struct cache_policy pl, ps, pg;
+	char path[600];
+	enum detector_verdict v;
+	struct memory *m;
+	int64_t when;
+	int round;
+
+	(void)state;
+	for (round = 0; round < 2; round++) {
+		snprintf(path, sizeof(path), "%s/site.mdb", dir);
+		lax = config_with_cache(round == 0 ? path : "off");
+		strict = config_with_cache(round == 0 ? path : "off");
+		assert_int_equal(config_load_string(lax, lax_text,
+		    strlen(lax_text), "lax"), 0);
+		assert_int_equal(config_load_string(strict, strict_text,
+		    strlen(strict_text), "strict"), 0);
+		assert_int_equal(memory_policy(lax, "status.partner.example",
+		    &pl), 0);
+		assert_int_equal(memory_policy(strict,
+		    "status.partner.example", &ps), 0);
+		assert_int_equal(memory_policy(lax, "other.example", &pg), 0);
+		assert_int_equal(pl.quorum, 1);
+		assert_int_equal(ps.quorum, 2);
+		assert_int_equal(pg.quorum, 2);
+		m = memory_for(lax);
+		assert_ptr_equal(m, memory_for(strict));
+		memory_record(m, "status.partner.example", 443, key_a, &pl,
+		    DETECTOR_ACCEPT, 3600);
+		assert_int_equal(memory_recall(m, "status.partner.example",
+		    443, key_a, &ps, 3600, &v, &when), 0);
+		assert_int_equal(memory_recall(m, "status.partner.example",
+		    443, key_a, &pl, 3600, &v, &when), 1);
+		detector_config_free(lax);
+		detector_config_free(strict);
+	}
+}
+
+/*
+ * Review Medium: a REJECT that cannot be written (here: a read-only cache
+ * file) is kept in memory, and must not be hidden by the older ACCEPT the
+ * file holds for the same key.  As root the file is writable whatever its
+ * mode, so the check runs in a child as nobody (65534).
+ */
+static int
+ro_shadow_child(const struct cache_policy *pol)
+{
+	char folder[] = "/tmp/detector-test-ro-XXXXXX", path[600], note[512],
+	    err[512], cmd[600];
+	struct detector_config *cfg;
+	struct cache *c;
+	struct memory *m;
+	enum detector_verdict v;
+	int64_t when;
+	int rc = 0;
+
+	if (geteuid() == 0 && (setgid(65534) == -1 || setuid(65534) == -1))
+		return 10;
+	if (mkdtemp(folder) == NULL)
+		return 11;
+	snprintf(path, sizeof(path), "%s/verdicts.mdb", folder);
+	if ((c = cache_open(path, note, sizeof(note), err,
+	    sizeof(err))) == NULL)
+		return 12;
+	if (cache_remember(c, "ro.test", 443, key_a, pol, DETECTOR_ACCEPT,
+	    (uint32_t)time(NULL) - 10, 86400, err, sizeof(err)) != 0)
+		return 13;
+	cache_close(c);
+	if (chmod(path, 0400) == -1)
+		return 14;
+	cfg = config_with_cache(path);
+	m = memory_for(cfg);
+	memory_record(m, "ro.test", 443, key_a, pol, DETECTOR_REJECT, 86400);
+	if ((c = memory_cache(m, err, sizeof(err))) == NULL ||
+	    !cache_readonly(c))
+		rc = 15;        /* the set-up did not make it read-only */
+	else if (memory_recall(m, "ro.test", 443, key_a, pol, 86400, &v,
+	    &when) != 1)
+		rc = 16;
+	else if (v != DETECTOR_REJECT)
+		rc = 17;        /* the file's older ACCEPT answered */
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", folder);
+	(void)!system(cmd);
+	return rc;
+}
+
+static void
+test_unwritten_reject_is_not_shadowed(void **state)
+{
+	struct detector_config *cfg = config_with_cache("off");
+	struct cache_policy pol;
+	int status;
+	pid_t pid;
+
+	(void)state;
+	/* The policy before fork(): NSS is not used in the child. */
+	assert_int_equal(memory_policy(cfg, NULL, &pol), 0);
+	if ((pid = fork()) == 0)
+		_exit(ro_shadow_child(&pol));
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	detector_config_free(cfg);
 }
 
 static long
@@ -253,7 +434,7 @@ open_in_thread(void *arg)
 	int64_t when;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	o->found = memory_recall(o->m, "t.test", 443, key_a, &o->pol, &v,
+	o->found = memory_recall(o->m, "t.test", 443, key_a, &o->pol, 3600, &v,
 	    &when);
 	o->ms = ms_since(&t0);
 	return NULL;
@@ -318,15 +499,15 @@ test_stuck_guard_holder(void **state)
 	if (ms_since(&t0) > 500)
 		fail_msg("memory_for() took %ld ms while another process held "
 		    "the guard", ms_since(&t0));
-	assert_int_equal(memory_policy(cfg, &o.pol), 0);
+	assert_int_equal(memory_policy(cfg, NULL, &o.pol), 0);
 	assert_int_equal(pthread_create(&th, NULL, open_in_thread, &o), 0);
 	usleep(300000);
 	/* Meanwhile another thread is not held up. */
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	memory_record(o.m, "u.test", 443, key_a, &o.pol, DETECTOR_ACCEPT,
 	    3600);
-	assert_int_equal(memory_recall(o.m, "u.test", 443, key_a, &o.pol, &v,
-	    &when), 1);
+	assert_int_equal(memory_recall(o.m, "u.test", 443, key_a, &o.pol, 3600,
+	    &v, &when), 1);
 	if (ms_since(&t0) > 300)
 		fail_msg("another thread waited %ld ms for the opening one",
 		    ms_since(&t0));
@@ -382,7 +563,10 @@ main(void)
 		cmocka_unit_test(test_cache_file_is_written_and_read),
 		cmocka_unit_test(test_no_home_is_said_once),
 		cmocka_unit_test(test_others_home_is_not_used),
+		cmocka_unit_test(test_roots_open_folder_is_not_used),
 		cmocka_unit_test(test_policy_is_remembered),
+		cmocka_unit_test(test_site_quorum_is_remembered),
+		cmocka_unit_test(test_unwritten_reject_is_not_shadowed),
 		cmocka_unit_test(test_stuck_guard_holder),
 	};
 
