@@ -82,7 +82,7 @@ static void
 test_plan_takes_the_agreed_key_fastest_first(void **state)
 {
 	unsigned int ms[] = { 300, 50, 20, 40, 10 };
-	struct detector_result r = result_of("rrfrs", 4, ms);
+	struct detector_result r = result_of("rrfrs", 3, ms);
 	struct reroute_plan plan;
 	unsigned char real[DETECTOR_SHA256_LEN];
 	char err[256];
@@ -105,17 +105,39 @@ test_plan_takes_the_agreed_key_fastest_first(void **state)
 }
 
 static void
-test_plan_needs_the_reject_threshold(void **state)
+test_plan_needs_the_quorum(void **state)
 {
 	struct detector_result r;
 	struct reroute_plan plan;
 	char err[256];
 
 	(void)state;
-	/* Quorum 4 of 5: a REJECT needs 2 mismatches; 2 that agree suffice. */
+	/* Quorum 4 of 5: a REJECT needs 2 mismatches, a plan 4 that agree
+	 * (security review H1: two colluding lying exits make a REJECT,
+	 * never a plan; whether the others were skipped or saw the direct
+	 * key). */
 	r = result_of("rrsss", 4, NULL);
 	assert_int_equal(reroute_plan(&r, spheres, 5, "h.test", 443,
+	    DETECTOR_STARTTLS_NONE, 1000, &plan, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "4 needed"));
+	r = result_of("rrmmm", 4, NULL);
+	assert_int_equal(reroute_plan(&r, spheres, 5, "h.test", 443,
+	    DETECTOR_STARTTLS_NONE, 1000, &plan, err, sizeof(err)), -1);
+	r = result_of("rrrmm", 4, NULL);
+	assert_int_equal(reroute_plan(&r, spheres, 5, "h.test", 443,
+	    DETECTOR_STARTTLS_NONE, 1000, &plan, err, sizeof(err)), -1);
+	r = result_of("rrrrm", 4, NULL);
+	assert_int_equal(reroute_plan(&r, spheres, 5, "h.test", 443,
 	    DETECTOR_STARTTLS_NONE, 1000, &plan, err, sizeof(err)), 0);
+	assert_int_equal(plan.agree, 4);
+	/* Security review L2: a quorum above n (or 0) plans nothing. */
+	r = result_of("rrr", 4, NULL);
+	assert_int_equal(reroute_plan(&r, spheres, 3, "h.test", 443,
+	    DETECTOR_STARTTLS_NONE, 1000, &plan, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "quorum 4 with 3 spheres"));
+	r = result_of("rrr", 0, NULL);
+	assert_int_equal(reroute_plan(&r, spheres, 3, "h.test", 443,
+	    DETECTOR_STARTTLS_NONE, 1000, &plan, err, sizeof(err)), -1);
 	/* Two mismatches that disagree: one liar and one honest sphere. */
 	r = result_of("rossm", 4, NULL);
 	assert_int_equal(reroute_plan(&r, spheres, 5, "h.test", 443,
@@ -129,11 +151,11 @@ test_plan_needs_the_reject_threshold(void **state)
 	assert_int_equal(reroute_plan(&r, spheres, 5, "h.test", 443,
 	    DETECTOR_STARTTLS_NONE, 1000, &plan, err, sizeof(err)), 0);
 	/* A tie between two other keys: no reroute. */
-	r = result_of("rroos", 4, NULL);
+	r = result_of("rroos", 2, NULL);
 	assert_int_equal(reroute_plan(&r, spheres, 5, "h.test", 443,
 	    DETECTOR_STARTTLS_NONE, 1000, &plan, err, sizeof(err)), -1);
 	/* A clear majority over a rival still reroutes, never via the rival. */
-	r = result_of("rrros", 4, NULL);
+	r = result_of("rrros", 3, NULL);
 	assert_int_equal(reroute_plan(&r, spheres, 5, "h.test", 443,
 	    DETECTOR_STARTTLS_NONE, 1000, &plan, err, sizeof(err)), 0);
 	assert_int_equal(plan.nvia, 3);
@@ -175,7 +197,7 @@ test_plan_only_for_a_probed_reject(void **state)
 static void
 test_memory_by_exact_rogue_key(void **state)
 {
-	struct detector_result r = result_of("rrsss", 4, NULL);
+	struct detector_result r = result_of("rrrrs", 4, NULL);
 	struct reroute_plan plan, got;
 	unsigned char rogue[DETECTOR_SHA256_LEN], other[DETECTOR_SHA256_LEN];
 	char err[256];
@@ -513,7 +535,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_plan_takes_the_agreed_key_fastest_first),
-		cmocka_unit_test(test_plan_needs_the_reject_threshold),
+		cmocka_unit_test(test_plan_needs_the_quorum),
 		cmocka_unit_test(test_plan_only_for_a_probed_reject),
 		cmocka_unit_test(test_memory_by_exact_rogue_key),
 		cmocka_unit_test(test_open_speaks_socks_and_smtp_then_hands_over),
