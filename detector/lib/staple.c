@@ -365,16 +365,37 @@ ocsp_parse(const unsigned char *der, size_t len, struct ocsp_parsed *p,
  */
 
 /* A temporary certificate, as libssl makes of a peer's chain: NSS keeps
- * one copy per DER encoding and drops it with the last reference. */
+ * one copy per issuer and serial number and drops it with the last
+ * reference.  While another certificate with the same issuer and serial
+ * lives (any peer of this process may have sent one), NSS refuses these
+ * bytes or returns that one: then these very bytes are decoded on their
+ * own, outside NSS's store (security review L1). */
+/* libnss3 exports CERT_DecodeDERCertificate() (cert.h) under this name
+ * only (nss.def, NSS_3.2). */
+extern CERTCertificate *__CERT_DecodeDERCertificate(SECItem *der,
+    PRBool copy, char *nickname);
+
 static CERTCertificate *
 decode_cert(const unsigned char *der, size_t len)
 {
 	SECItem item = { siBuffer, (unsigned char *)der, (unsigned int)len };
+	CERTCertificate *c;
 
 	if (len == 0 || len > 1 << 20)
 		return NULL;
-	return CERT_NewTempCertificate(CERT_GetDefaultCertDB(), &item, NULL,
+	c = CERT_NewTempCertificate(CERT_GetDefaultCertDB(), &item, NULL,
 	    PR_FALSE, PR_TRUE);
+	if (c != NULL && SECITEM_CompareItem(&c->derCert, &item) == SECEqual)
+		return c;
+	if (c != NULL)
+		CERT_DestroyCertificate(c);
+	/* NSS refuses (NULL) or returns the other one. */
+	c = __CERT_DecodeDERCertificate(&item, PR_TRUE, NULL);
+	if (c != NULL && SECITEM_CompareItem(&c->derCert, &item) != SECEqual) {
+		CERT_DestroyCertificate(c);
+		c = NULL;
+	}
+	return c;
 }
 
 /* Did issuer sign cert?  Names and signature. */
@@ -577,8 +598,9 @@ check_issuer(const struct ocsp_parsed *p, CERTCertificate *leaf,
 	int stage;
 	size_t i;
 
+	/* The issuer itself, or a delegated responder (ours to destroy). */
 	if (responder_is(p, issuer))
-		signer = CERT_DupCertificate(issuer);
+		signer = issuer;
 	for (i = 0; i < p->ncerts && signer == NULL; i++) {
 		CERTCertificate *d = decode_cert(p->certs[i], p->certs_len[i]);
 
@@ -595,7 +617,8 @@ check_issuer(const struct ocsp_parsed *p, CERTCertificate *leaf,
 	if (signer == NULL)
 		return STAGE_SIGNER;
 	stage = signature_ok(p, signer) ? 0 : STAGE_SIGNATURE;
-	CERT_DestroyCertificate(signer);
+	if (signer != issuer)
+		CERT_DestroyCertificate(signer);
 	if (stage != 0)
 		return stage;
 	for (i = 0; i < p->nsingle && s == NULL; i++) {

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 #include <cmocka.h>
+#include <cert.h>
 #include <nss.h>
 
 #include "evidence.h"
@@ -302,6 +303,34 @@ test_issuer_confusion(void **state)
 	assert_ptr_equal(fakes[1].data, ec_ca);
 }
 
+/*
+ * Security review L1: NSS's temporary certificates are one per issuer and
+ * serial.  While a certificate with the CA's issuer and serial but another
+ * key is alive in this process (a peer sent it), decoding the CA's bytes
+ * must still give the CA, and its "revoked" must still be read.
+ */
+static void
+test_issuer_serial_twin(void **state)
+{
+	SECItem item = { siBuffer, ec_twin, 0 };
+	struct detector_der ca_ = { ec_ca, ec_ca_len };
+	CERTCertificate *twin;
+	struct detector_ocsp o;
+	char err[256] = "";
+
+	(void)state;
+	item.len = (unsigned int)ec_twin_len;
+	twin = CERT_NewTempCertificate(CERT_GetDefaultCertDB(), &item, NULL,
+	    PR_FALSE, PR_TRUE);
+	assert_non_null(twin);
+	if (ocsp_check(ec_revoked, ec_revoked_len, ec_leaf, ec_leaf_len, &ca_,
+	    1, now, &o, err, sizeof(err)) != 0)
+		fail_msg("the CA's response, with its twin alive: %s", err);
+	assert_int_equal(o.status, DETECTOR_OCSP_REVOKED);
+	assert_int_equal(ocsp_issuers(ec_leaf, ec_leaf_len, &ca_, 1), 1);
+	CERT_DestroyCertificate(twin);
+}
+
 static void
 free_result(struct detector_result *res)
 {
@@ -408,6 +437,7 @@ main(void)
 		cmocka_unit_test(test_check_path_arguments),
 		cmocka_unit_test(test_issuer_confusion),
 		cmocka_unit_test(test_issuer_confusion_evidence),
+		cmocka_unit_test(test_issuer_serial_twin),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
