@@ -15,12 +15,23 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "detector_nss.h"
 #include "reroute.h"
+
+/* Security review: the ocsp and reroute merges both took BASE+4. */
+#define DISTINCT2(a, b) ((a) != (b))
+_Static_assert(DISTINCT2(DETECTOR_ERROR_REVOKED, DETECTOR_ERROR_REROUTE) &&
+    DISTINCT2(DETECTOR_ERROR_MITM, DETECTOR_ERROR_REROUTE) &&
+    DISTINCT2(DETECTOR_ERROR_UNDECIDED, DETECTOR_ERROR_REROUTE) &&
+    DISTINCT2(DETECTOR_ERROR_CONFIG, DETECTOR_ERROR_REROUTE) &&
+    DISTINCT2(DETECTOR_ERROR_UNCHECKABLE, DETECTOR_ERROR_REROUTE),
+    "DETECTOR_ERROR_REROUTE shares a value with another DETECTOR_ERROR_*");
 
 static const unsigned char ROGUE = 0xaa, REAL = 0x11, OTHER = 0x77;
 
@@ -530,6 +541,39 @@ test_open_fails_closed(void **state)
 	assert_int_equal(reroute_open(&plan, -1, &used, err, sizeof(err)), -1);
 }
 
+/* Every DETECTOR_ERROR_* in detector_nss.h, those added later included,
+ * is BASE + a distinct offset (read from the header itself). */
+static void
+test_error_codes_distinct(void **state)
+{
+	const char *src = getenv("DETECTOR_SRC");
+	char path[600], line[512], name[128], seen_names[64][128];
+	int offs[64], off, n = 0, i;
+	FILE *f;
+
+	(void)state;
+	snprintf(path, sizeof(path), "%s/detector/include/detector_nss.h",
+	    src ? src : ".");
+	f = fopen(path, "r");
+	if (f == NULL)
+		fail_msg("cannot open %s (set DETECTOR_SRC)", path);
+	while (fgets(line, sizeof(line), f) != NULL) {
+		if (sscanf(line, "#define %127s (DETECTOR_ERROR_BASE + %d)",
+		    name, &off) != 2)
+			continue;
+		assert_true(n < 64);
+		for (i = 0; i < n; i++) {
+			if (offs[i] == off)
+				fail_msg("%s and %s are both DETECTOR_ERROR_BASE "
+				    "+ %d", seen_names[i], name, off);
+		}
+		snprintf(seen_names[n], sizeof(seen_names[n]), "%s", name);
+		offs[n++] = off;
+	}
+	fclose(f);
+	assert_true(n >= 6);    /* MITM .. REROUTE */
+}
+
 int
 main(void)
 {
@@ -540,6 +584,7 @@ main(void)
 		cmocka_unit_test(test_memory_by_exact_rogue_key),
 		cmocka_unit_test(test_open_speaks_socks_and_smtp_then_hands_over),
 		cmocka_unit_test(test_open_fails_closed),
+		cmocka_unit_test(test_error_codes_distinct),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
