@@ -655,7 +655,8 @@ check_probe_path(struct detector *ctx, const char *host, unsigned int port,
 	evidence_weigh_history(host, port, ci, have, &prev, *result);
 	if (m != NULL && memory_policy(&ctx->cfg, &pol) == 0)
 		memory_record(m, host, port, ci->spki_sha256, &pol,
-		    (*result)->verdict, ctx->cfg.cache_validity_s);
+		    (*result)->verdict, evidence_accept_validity(*result,
+		    ctx->cfg.cache_validity_s, (int64_t)(PR_Now() / PR_USEC_PER_SEC)));
 	remember_reroute(ctx, host, port, ci, *result);
 	take_notes(ctx, *result);
 	reroute_note(host, port, *result);

@@ -211,6 +211,32 @@ evidence_staples(const char *host, unsigned int port,
 	}
 }
 
+static void
+bound_by(const struct detector_ocsp *o, int64_t *until)
+{
+	int64_t end;
+
+	if (o->status != DETECTOR_OCSP_GOOD || !o->fresh)
+		return;
+	end = o->next_update != 0 ? o->next_update :
+	    o->this_update + OCSP_MAX_AGE_S;
+	if (end < *until)
+		*until = end;
+}
+
+unsigned int
+evidence_accept_validity(const struct detector_result *res,
+    unsigned int validity_s, int64_t now)
+{
+	int64_t until = now + (int64_t)validity_s;
+	size_t i;
+
+	bound_by(&res->ocsp_direct, &until);
+	for (i = 0; res->ocsp_spheres != NULL && i < res->nspheres; i++)
+		bound_by(&res->ocsp_spheres[i], &until);
+	return until - now < 1 ? 1 : (unsigned int)(until - now);
+}
+
 /*
  * Key history: the key last accepted for host:port, read from the verdict
  * cache before this check records its own.  When every path agrees on a
