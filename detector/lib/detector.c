@@ -368,9 +368,13 @@ run_probes(struct detector *ctx, struct probe *probes,
 				classify(&paths[i], spki, cert);
 		}
 		tally_paths(paths, probes, n, &t);
-		/* A survey (no reference key) awaits every sphere. */
+		/* A survey (no reference key) awaits every sphere; so does a
+		 * REJECT that may be rerouted: its plan needs k spheres that
+		 * agree, not the n-k+1 that made it final (reroute.c). */
 		if (spki == NULL ? t.pending == 0 :
-		    verdict_decide(&t, &res->verdict))
+		    verdict_decide(&t, &res->verdict) && (t.pending == 0 ||
+		    res->verdict != DETECTOR_REJECT ||
+		    res->policy.on_mitm != DETECTOR_MITM_REROUTE))
 			break;
 		if ((PRInt32)(now - overall) >= 0) {
 			for (i = 0; i < n; i++) {
@@ -652,7 +656,8 @@ check_probe_path(struct detector *ctx, const char *host, unsigned int port,
 	evidence_weigh_history(host, port, ci, have, &prev, *result);
 	if (m != NULL && memory_policy(&ctx->cfg, host, &pol) == 0)
 		memory_record(m, host, port, ci->spki_sha256, &pol,
-		    (*result)->verdict, ctx->cfg.cache_validity_s);
+		    (*result)->verdict, evidence_accept_validity(*result,
+		    ctx->cfg.cache_validity_s, (int64_t)(PR_Now() / PR_USEC_PER_SEC)));
 	remember_reroute(ctx, host, port, ci, *result);
 	take_notes(ctx, *result);
 	reroute_note(host, port, *result);

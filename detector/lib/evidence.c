@@ -19,12 +19,65 @@
  * seen directly (the caller's leaf, else a sphere's byte-identical one),
  * with its issuer found among every chain the paths sent.
  */
+struct candidate {
+	struct detector_der der;
+	size_t paths;           /* how many paths' chains carry it */
+	size_t first;           /* its first position */
+};
+
+static int
+by_paths(const void *a, const void *b)
+{
+	const struct candidate *x = a, *y = b;
+
+	if (x->paths != y->paths)
+		return x->paths > y->paths ? -1 : 1;
+	return x->first < y->first ? -1 : x->first > y->first;
+}
+
+static int
+same_der(const struct detector_der *a, const struct detector_der *b)
+{
+	return a->len == b->len && memcmp(a->data, b->data, a->len) == 0;
+}
+
+/* Adds one path's chain (its certificates after the leaf) to c, counting
+ * each distinct certificate once per path. */
+static void
+add_chain(const struct detector_path *path, struct candidate *c,
+    size_t *count)
+{
+	size_t j, k, m;
+
+	for (j = 1; j < path->ncerts; j++) {
+		for (m = 1; m < j && !same_der(&path->certs[m],
+		    &path->certs[j]); m++)
+			;
+		if (m < j)
+			continue;       /* repeated within this chain */
+		for (k = 0; k < *count && !same_der(&c[k].der,
+		    &path->certs[j]); k++)
+			;
+		if (k == *count) {
+			c[k].der = path->certs[j];
+			c[k].paths = 0;
+			c[k].first = k;
+			(*count)++;
+		}
+		c[k].paths++;
+	}
+}
+
+/* Every certificate the chains sent, once each, those carried by the most
+ * paths first: an issuer's certificate sent by every honest path comes
+ * before any a lying path or two made up, whatever their number. */
 static struct detector_der *
 issuer_candidates(const struct detector_path *direct,
     const struct detector_path *paths, size_t n, size_t *count)
 {
-	struct detector_der *c;
-	size_t i, j, total = direct != NULL && direct->ncerts > 1 ?
+	struct candidate *c;
+	struct detector_der *d;
+	size_t i, total = direct != NULL && direct->ncerts > 1 ?
 	    direct->ncerts - 1 : 0;
 
 	for (i = 0; i < n; i++)
@@ -32,13 +85,18 @@ issuer_candidates(const struct detector_path *direct,
 	*count = 0;
 	if (total == 0 || (c = calloc(total, sizeof(*c))) == NULL)
 		return NULL;
-	for (j = 1; direct != NULL && j < direct->ncerts; j++)
-		c[(*count)++] = direct->certs[j];
-	for (i = 0; i < n; i++) {
-		for (j = 1; j < paths[i].ncerts; j++)
-			c[(*count)++] = paths[i].certs[j];
-	}
-	return c;
+	if (direct != NULL)
+		add_chain(direct, c, count);
+	for (i = 0; i < n; i++)
+		add_chain(&paths[i], c, count);
+	qsort(c, *count, sizeof(*c), by_paths);
+	if ((d = calloc(*count, sizeof(*d))) != NULL) {
+		for (i = 0; i < *count; i++)
+			d[i] = c[i].der;
+	} else
+		*count = 0;
+	free(c);
+	return d;
 }
 
 static void
@@ -110,17 +168,13 @@ evidence_staples(const char *host, unsigned int port,
 	}
 	if ((o = calloc(res->nspheres, sizeof(*o))) == NULL)
 		return;
-	/* The issuer, found once for every staple: the chains a lying
-	 * sphere sends may be long. */
+	/* The issuers, found once for every staple (the chains a lying
+	 * sphere sends may be long): every distinct key that verifies the
+	 * leaf, not the first, as a staple is valid under any of them. */
 	cands = any ? issuer_candidates(direct, paths, res->nspheres,
 	    &ncands) : NULL;
-	if (cands != NULL && leaf != NULL) {
-		int k = ocsp_issuer(leaf->data, leaf->len, cands, ncands);
-
-		if (k > 0)
-			cands[0] = cands[k];
-		ncands = k >= 0;
-	}
+	if (cands != NULL && leaf != NULL)
+		ncands = ocsp_issuers(leaf->data, leaf->len, cands, ncands);
 	read_staple(direct != NULL ? &direct->ocsp : &none, leaf, cands,
 	    ncands, now, &res->ocsp_direct);
 	for (i = 0; i < res->nspheres; i++)
@@ -155,6 +209,32 @@ evidence_staples(const char *host, unsigned int port,
 		free((void *)res->reason);
 		res->reason = s;
 	}
+}
+
+static void
+bound_by(const struct detector_ocsp *o, int64_t *until)
+{
+	int64_t end;
+
+	if (o->status != DETECTOR_OCSP_GOOD || !o->fresh)
+		return;
+	end = o->next_update != 0 ? o->next_update :
+	    o->this_update + OCSP_MAX_AGE_S;
+	if (end < *until)
+		*until = end;
+}
+
+unsigned int
+evidence_accept_validity(const struct detector_result *res,
+    unsigned int validity_s, int64_t now)
+{
+	int64_t until = now + (int64_t)validity_s;
+	size_t i;
+
+	bound_by(&res->ocsp_direct, &until);
+	for (i = 0; res->ocsp_spheres != NULL && i < res->nspheres; i++)
+		bound_by(&res->ocsp_spheres[i], &until);
+	return until - now < 1 ? 1 : (unsigned int)(until - now);
 }
 
 /*

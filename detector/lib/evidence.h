@@ -23,6 +23,16 @@ void evidence_staples(const char *host, unsigned int port,
     const struct detector_der *leaf, const struct detector_path *direct,
     struct detector_result *res);
 
+/*
+ * How long an ACCEPT of res may be remembered: validity_s, or less when a
+ * fresh good staple it weighed says so sooner (its nextUpdate, else
+ * thisUpdate + OCSP_MAX_AGE_S): a remembered ACCEPT is not probed again,
+ * so it must not outlive the responses that vouched for it.  At least 1.
+ * Pure.
+ */
+unsigned int evidence_accept_validity(const struct detector_result *res,
+    unsigned int validity_s, int64_t now);
+
 /* The key last accepted for host:port in the verdict cache, read before a
  * check records its own: 1 with *r set, else 0 (no cache, no ACCEPT). */
 int evidence_history(struct memory *m, const char *host, unsigned int port,

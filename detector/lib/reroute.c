@@ -101,7 +101,14 @@ reroute_plan(const struct detector_result *res,
 		    res->spheres[bi].spki_sha256, DETECTOR_SHA256_LEN) != 0)
 			second = count[i];
 	}
-	need = res->quorum <= n ? (unsigned int)n - res->quorum + 1 : 1;
+	/* The ACCEPT bar, not the REJECT one: n-k+1 spheres (2 of 5) may be
+	 * the liars themselves, and a plan sends the connection to them.
+	 * No quorum that n spheres can reach: no plan (fail closed). */
+	if (res->quorum == 0 || res->quorum > n)
+		return fail(err, errlen, "%s:%u: quorum %u with %zu spheres: "
+		    "no key can be agreed on, no reroute", host, port,
+		    res->quorum, n);
+	need = res->quorum;
 	if (best == 0)
 		return fail(err, errlen, "%s:%u: no sphere saw another key",
 		    host, port);

@@ -47,9 +47,10 @@ struct reroute_plan {
 
 /*
  * The quorum key of a REJECT: the key most spheres saw instead of the
- * direct one, seen by at least n-k+1 of them (the REJECT threshold; 2 of 5
- * at the default quorum) and by strictly more spheres than any other
- * non-direct key.  spheres[] are the configured spheres, in the order of
+ * direct one, seen by at least k of them (res->quorum, the ACCEPT bar: 4
+ * of 5 by default; not the REJECT threshold n-k+1, which two colluding
+ * lying exits reach) and by strictly more spheres than any other
+ * non-direct key.  A quorum of 0 or above n: no plan.  spheres[] are the configured spheres, in the order of
  * res->spheres.  0 with *plan filled, or -1 with err saying why no reroute
  * is possible (not a REJECT, a remembered verdict with no spheres, the
  * spheres disagree among themselves).  Pure.

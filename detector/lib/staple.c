@@ -365,16 +365,37 @@ ocsp_parse(const unsigned char *der, size_t len, struct ocsp_parsed *p,
  */
 
 /* A temporary certificate, as libssl makes of a peer's chain: NSS keeps
- * one copy per DER encoding and drops it with the last reference. */
+ * one copy per issuer and serial number and drops it with the last
+ * reference.  While another certificate with the same issuer and serial
+ * lives (any peer of this process may have sent one), NSS refuses these
+ * bytes or returns that one: then these very bytes are decoded on their
+ * own, outside NSS's store (security review L1). */
+/* libnss3 exports CERT_DecodeDERCertificate() (cert.h) under this name
+ * only (nss.def, NSS_3.2). */
+extern CERTCertificate *__CERT_DecodeDERCertificate(SECItem *der,
+    PRBool copy, char *nickname);
+
 static CERTCertificate *
 decode_cert(const unsigned char *der, size_t len)
 {
 	SECItem item = { siBuffer, (unsigned char *)der, (unsigned int)len };
+	CERTCertificate *c;
 
 	if (len == 0 || len > 1 << 20)
 		return NULL;
-	return CERT_NewTempCertificate(CERT_GetDefaultCertDB(), &item, NULL,
+	c = CERT_NewTempCertificate(CERT_GetDefaultCertDB(), &item, NULL,
 	    PR_FALSE, PR_TRUE);
+	if (c != NULL && SECITEM_CompareItem(&c->derCert, &item) == SECEqual)
+		return c;
+	if (c != NULL)
+		CERT_DestroyCertificate(c);
+	/* NSS refuses (NULL) or returns the other one. */
+	c = __CERT_DecodeDERCertificate(&item, PR_TRUE, NULL);
+	if (c != NULL && SECITEM_CompareItem(&c->derCert, &item) != SECEqual) {
+		CERT_DestroyCertificate(c);
+		c = NULL;
+	}
+	return c;
 }
 
 /* Did issuer sign cert?  Names and signature. */
@@ -520,25 +541,94 @@ freshness(const struct ocsp_single *s, int64_t now, struct detector_ocsp *o)
 		o->fresh = now - s->this_update <= OCSP_MAX_AGE_S;
 }
 
-int
-ocsp_issuer(const unsigned char *leaf_der, size_t leaf_len,
-    const struct detector_der *candidates, size_t ncandidates)
+/* Is c a distinct issuer of leaf: its subject names the leaf's issuer, its
+ * key verifies the leaf's signature, and no earlier one has its key? */
+static int
+new_issuer(CERTCertificate *leaf, CERTCertificate *c,
+    CERTCertificate **seen, size_t nseen)
 {
-	CERTCertificate *leaf = decode_cert(leaf_der, leaf_len), *c;
-	int found = -1;
 	size_t i;
 
-	for (i = 0; leaf != NULL && i < ncandidates && found == -1; i++) {
+	for (i = 0; i < nseen; i++) {
+		if (SECITEM_CompareItem(&seen[i]->derPublicKey,
+		    &c->derPublicKey) == SECEqual)
+			return 0;
+	}
+	return signed_by(leaf, c);
+}
+
+size_t
+ocsp_issuers(const unsigned char *leaf_der, size_t leaf_len,
+    struct detector_der *candidates, size_t ncandidates)
+{
+	CERTCertificate *leaf = decode_cert(leaf_der, leaf_len), *c;
+	CERTCertificate *seen[OCSP_MAX_ISSUERS];
+	size_t i, n = 0;
+
+	for (i = 0; leaf != NULL && i < ncandidates && n < OCSP_MAX_ISSUERS;
+	    i++) {
 		if ((c = decode_cert(candidates[i].data,
 		    candidates[i].len)) == NULL)
 			continue;
-		if (signed_by(leaf, c))
-			found = (int)i;
-		CERT_DestroyCertificate(c);
+		if (new_issuer(leaf, c, seen, n)) {
+			candidates[n] = candidates[i];
+			seen[n++] = c;
+		} else
+			CERT_DestroyCertificate(c);
 	}
+	for (i = 0; i < n; i++)
+		CERT_DestroyCertificate(seen[i]);
 	if (leaf != NULL)
 		CERT_DestroyCertificate(leaf);
-	return found;
+	return n;
+}
+
+/* The stages of one issuer's check, in order: a failure reported is the
+ * one of the issuer that got furthest. */
+enum { STAGE_SIGNER = 1, STAGE_SIGNATURE, STAGE_NAMES, STAGE_TIME };
+
+/* The response checked with issuer as the leaf's issuer: 0, or the stage
+ * that failed. */
+static int
+check_issuer(const struct ocsp_parsed *p, CERTCertificate *leaf,
+    CERTCertificate *issuer, const struct ocsp_single **single)
+{
+	CERTCertificate *signer = NULL;
+	const struct ocsp_single *s = NULL;
+	int stage;
+	size_t i;
+
+	/* The issuer itself, or a delegated responder (ours to destroy). */
+	if (responder_is(p, issuer))
+		signer = issuer;
+	for (i = 0; i < p->ncerts && signer == NULL; i++) {
+		CERTCertificate *d = decode_cert(p->certs[i], p->certs_len[i]);
+
+		if (d == NULL)
+			continue;
+		if (responder_is(p, d) && signed_by(d, issuer) &&
+		    ocsp_signing(d) && CERT_CheckCertValidTimes(d,
+		    (PRTime)p->produced_at * PR_USEC_PER_SEC, PR_FALSE) ==
+		    secCertTimeValid)
+			signer = d;
+		else
+			CERT_DestroyCertificate(d);
+	}
+	if (signer == NULL)
+		return STAGE_SIGNER;
+	stage = signature_ok(p, signer) ? 0 : STAGE_SIGNATURE;
+	if (signer != issuer)
+		CERT_DestroyCertificate(signer);
+	if (stage != 0)
+		return stage;
+	for (i = 0; i < p->nsingle && s == NULL; i++) {
+		if (names(&p->single[i], leaf, issuer))
+			s = &p->single[i];
+	}
+	if (s == NULL)
+		return STAGE_NAMES;
+	*single = s;
+	return 0;
 }
 
 int
@@ -547,11 +637,21 @@ ocsp_check(const unsigned char *staple, size_t staple_len,
     const struct detector_der *candidates, size_t ncandidates, int64_t now,
     struct detector_ocsp *out, char *err, size_t errlen)
 {
+	static const char *const why[] = {
+		"no certificate in the chains sent issued the certificate: "
+		    "the signature cannot be checked",
+		"signed by neither the certificate's issuer nor a responder "
+		    "it delegated to (id-kp-OCSPSigning)",
+		"its signature does not verify",
+		"it is about another certificate",
+		"its thisUpdate is in the future",
+	};
 	struct ocsp_parsed p;
-	CERTCertificate *leaf = NULL, *issuer = NULL, *signer = NULL;
+	CERTCertificate *leaf = NULL, *issuer;
+	CERTCertificate *seen[OCSP_MAX_ISSUERS];
 	const struct ocsp_single *s = NULL;
-	int rc = -1;
-	size_t i;
+	int best = 0, stage;
+	size_t i, nseen = 0;
 
 	memset(out, 0, sizeof(*out));
 	if (staple_len > 1 << 20)
@@ -562,63 +662,38 @@ ocsp_check(const unsigned char *staple, size_t staple_len,
 		return -1;
 	if ((leaf = decode_cert(leaf_der, leaf_len)) == NULL)
 		FAIL("the certificate it is about cannot be decoded");
-	for (i = 0; i < ncandidates && issuer == NULL; i++) {
+	/* Every distinct issuer is tried, not the first found: a chain may
+	 * carry a key made to verify the leaf's own (EC)DSA signature (for
+	 * ECDSA anyone can compute one from (r,s)), which must not hide the
+	 * real issuer's response. */
+	for (i = 0; i < ncandidates && nseen < OCSP_MAX_ISSUERS; i++) {
 		if ((issuer = decode_cert(candidates[i].data,
-		    candidates[i].len)) != NULL && !signed_by(leaf, issuer)) {
-			CERT_DestroyCertificate(issuer);
-			issuer = NULL;
-		}
-	}
-	if (issuer == NULL) {
-		snprintf(err, errlen, "no certificate in the chains sent "
-		    "issued the certificate: the signature cannot be checked");
-		goto out;
-	}
-	if (responder_is(&p, issuer))
-		signer = CERT_DupCertificate(issuer);
-	for (i = 0; i < p.ncerts && signer == NULL; i++) {
-		CERTCertificate *d = decode_cert(p.certs[i], p.certs_len[i]);
-
-		if (d == NULL)
+		    candidates[i].len)) == NULL)
 			continue;
-		if (responder_is(&p, d) && signed_by(d, issuer) &&
-		    ocsp_signing(d) && CERT_CheckCertValidTimes(d,
-		    (PRTime)p.produced_at * PR_USEC_PER_SEC, PR_FALSE) ==
-		    secCertTimeValid)
-			signer = d;
-		else
-			CERT_DestroyCertificate(d);
+		if (!new_issuer(leaf, issuer, seen, nseen)) {
+			CERT_DestroyCertificate(issuer);
+			continue;
+		}
+		seen[nseen++] = issuer;
+		stage = check_issuer(&p, leaf, issuer, &s);
+		if (stage == 0 && s->this_update > now + OCSP_SLACK_S) {
+			stage = STAGE_TIME;
+			s = NULL;
+		}
+		if (stage == 0)
+			break;
+		if (stage > best)
+			best = stage;
 	}
-	if (signer == NULL) {
-		snprintf(err, errlen, "signed by neither the certificate's "
-		    "issuer nor a responder it delegated to (id-kp-OCSPSigning)");
-		goto out;
-	}
-	if (!signature_ok(&p, signer)) {
-		snprintf(err, errlen, "its signature does not verify");
-		goto out;
-	}
-	for (i = 0; i < p.nsingle && s == NULL; i++) {
-		if (names(&p.single[i], leaf, issuer))
-			s = &p.single[i];
-	}
+	for (i = 0; i < nseen; i++)
+		CERT_DestroyCertificate(seen[i]);
+	CERT_DestroyCertificate(leaf);
 	if (s == NULL) {
-		snprintf(err, errlen, "it is about another certificate");
-		goto out;
-	}
-	if (s->this_update > now + OCSP_SLACK_S) {
-		snprintf(err, errlen, "its thisUpdate is in the future");
-		goto out;
+		snprintf(err, errlen, "%s", why[best]);
+		return -1;
 	}
 	out->status = s->status;
 	out->produced_at = p.produced_at;
 	freshness(s, now, out);
-	rc = 0;
-out:
-	if (signer != NULL)
-		CERT_DestroyCertificate(signer);
-	if (issuer != NULL)
-		CERT_DestroyCertificate(issuer);
-	CERT_DestroyCertificate(leaf);
-	return rc;
+	return 0;
 }

@@ -14,6 +14,7 @@
 #define OCSP_MAX_SINGLE 8       /* SingleResponses read; more: refused */
 #define OCSP_MAX_CERTS 4        /* responder certificates read; more: refused */
 #define OCSP_SLACK_S 300        /* clock skew allowed on thisUpdate */
+#define OCSP_MAX_ISSUERS 32     /* distinct keys tried as the leaf's issuer */
 #define OCSP_MAX_AGE_S 86400    /* no nextUpdate: fresh for a day */
 
 /* One SingleResponse, pointing into the input. */
@@ -57,21 +58,24 @@ int ocsp_parse(const unsigned char *der, size_t len, struct ocsp_parsed *p,
     char *err, size_t errlen);
 
 /*
- * The index of the first candidate (DER certificates) whose subject is the
- * leaf's issuer and whose key verifies the leaf's signature, or -1.  Names
- * are compared before any signature is verified.  NSS must be initialised.
+ * Keeps, in place and in order, the candidates (DER certificates) whose
+ * subject is the leaf's issuer and whose key verifies the leaf's signature,
+ * one per key, at most OCSP_MAX_ISSUERS; returns how many.  More than one
+ * is possible: for ECDSA anyone can compute a second key that verifies a
+ * given signature, so a chain may carry a false issuer beside the real one.
+ * NSS must be initialised.
  */
-int ocsp_issuer(const unsigned char *leaf, size_t leaf_len,
-    const struct detector_der *candidates, size_t ncandidates);
+size_t ocsp_issuers(const unsigned char *leaf, size_t leaf_len,
+    struct detector_der *candidates, size_t ncandidates);
 
 /*
- * What the stapled response says about leaf.  The issuer is the first of
- * the candidates (DER certificates: the chains the paths sent) whose
- * subject is the leaf's issuer and whose key verifies the leaf's
- * signature.  The response must be signed by that issuer, or by a
- * certificate it carries that the issuer signed for OCSP signing
- * (id-kp-OCSPSigning, valid at producedAt), and must name the leaf
- * (CertID).  On success out->status is GOOD, REVOKED or UNKNOWN with its
+ * What the stapled response says about leaf.  An issuer is any of the
+ * candidates (DER certificates: the chains the paths sent) whose subject
+ * is the leaf's issuer and whose key verifies the leaf's signature; each
+ * distinct one (by key, the first OCSP_MAX_ISSUERS) is tried.  The
+ * response must be signed by one of them, or by a certificate it carries
+ * that this issuer signed for OCSP signing (id-kp-OCSPSigning, valid at
+ * producedAt), and must name the leaf as issued by that issuer (CertID).  On success out->status is GOOD, REVOKED or UNKNOWN with its
  * times and freshness at now (unix seconds); on failure -1 with err set
  * (the response is then to be ignored).  NSS must be initialised.
  */

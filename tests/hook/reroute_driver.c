@@ -297,6 +297,7 @@ main(int argc, char **argv)
 	if (cfg == NULL || drv.ctx == NULL ||
 	    detector_config_set_spheres(cfg, spheres) == -1 ||
 	    detector_config_set_quorum(cfg, quorum) == -1 ||
+	    detector_config_set_on_mitm(cfg, DETECTOR_MITM_REROUTE) == -1 ||
 	    detector_config_set_deadline(cfg, deadline) == -1 ||
 	    detector_config_set_probe_timeout(cfg, deadline) == -1 ||
 	    detector_config_set_cache(cfg, "off") == -1 ||

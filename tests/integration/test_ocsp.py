@@ -15,7 +15,10 @@ Every other server presents the same certificate and key (world.real, with
 the CA in its chain): only the staple differs, so every key matches and
 only the OCSP evidence can change the verdict."""
 
+import calendar
 import os
+import re
+import time
 
 import pytest
 
@@ -241,6 +244,34 @@ def test_server_or_global(probe, stapling, tmpdir_):
     assert r.json["direct"]["spki_sha256"] == st.rotated.spki_sha256, r
     assert r.json["locality"] == "server-or-global", r
     assert "key rotation" in r.json["locality_detail"], r
+
+
+def test_cached_accept_ends_with_the_staples(probe, stapling, tmpdir_):
+    """Security review M2: a remembered ACCEPT is not probed again, so it
+    must not outlive the good staples that vouched for it.  cache_validity
+    is 30 days; the staples' nextUpdate is 7 days on: the cached ACCEPT
+    expires then, not in 30 days."""
+    env = probe.env(HOME=tmpdir_, XDG_CACHE_HOME=os.path.join(tmpdir_, "cache-m2"))
+    st = stapling
+    conf = os.path.join(tmpdir_, "m2.conf")
+    with open(conf, "w") as f:
+        f.write("cache_validity = %d\n" % (30 * 86400))
+    os.chmod(conf, 0o600)
+    sph = [st.sphere("good", i) for i in range(4)]
+    r = probe.run("-c", conf, "--json", "--resolve",
+                  "%s:%d:%s" % (HOST, st.port, ADDRS["good"]),
+                  "--spheres", st.world.sphere_list(*sph),
+                  "%s:%d" % (HOST, st.port), env=env, cache=True)
+    assert r.rc == EXIT_ACCEPT, r
+    next_update = r.json["direct"]["ocsp"]["next_update"]
+    listed = probe.run("-c", conf, "--cache-list", env=env, cache=True)
+    assert listed.rc == 0, listed
+    m = re.search(r"^%s:%d\s+accept\s.*expires (\S+)" % (re.escape(HOST), st.port),
+                  listed.out, re.M)
+    assert m, listed
+    expires = calendar.timegm(time.strptime(m.group(1), "%Y-%m-%dT%H:%M:%SZ"))
+    assert expires <= next_update + 5, (expires, next_update, listed)
+    assert expires >= next_update - 120, (expires, next_update, listed)
 
 
 def test_nss_application_refuses_a_revoked_certificate(stapling, nssdb, tmpdir_):

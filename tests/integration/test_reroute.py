@@ -111,12 +111,12 @@ class RerouteWorld:
             s.stop()
         subprocess.run(["rm", "-rf", self.dir], check=False)
 
-    def run(self, *extra, between=None, spheres=None):
+    def run(self, *extra, between=None, spheres=None, direct=None):
         """Runs the driver; `between()` runs after the check, before the
         reroute.  Returns (rc, {key: value} of its output, output, secs)."""
         pause = os.path.join(self.dir, "go-%s" % secrets.token_hex(4))
         argv = [DRIVER, "--spheres", ",".join(s.address for s in (spheres or self.spheres)),
-                "--host", HOST, "--port", str(self.port), "--direct", MITM_ADDR,
+                "--host", HOST, "--port", str(self.port), "--direct", direct or MITM_ADDR,
                 "--deadline", "10000", "--pause-file", pause, *extra]
         if self.proto:
             argv += ["--starttls", self.proto]
@@ -260,27 +260,49 @@ def test_every_sphere_down_refuses():
 
 def test_spheres_that_side_with_the_direct_path_are_never_used(rw):
     """Quorum 3 of 3: two lying spheres (they see the MITM, as the direct
-    path does) and one honest one.  The one mismatch makes a REJECT; the
-    reroute goes through the honest sphere only."""
+    path does) and one honest one.  The one mismatch makes a REJECT, but a
+    reroute needs k = 3 spheres that agree (security review H1): refused,
+    and no sphere is dialled again."""
     liars = [Socks5Server({HOST: MITM_ADDR}) for _ in range(2)]
     honest = rw.spheres[0]
     try:
         before = len(honest.sessions_since(0))
         rc, f, out, _ = rw.run("--quorum", "3", spheres=[liars[0], honest, liars[1]])
         assert f["verdict"] == "reject", out
-        assert rc == 0, out
-        assert f["REROUTED"].endswith("via " + honest.address), out
-        assert rw.real_marker in f["RESPONSE"], out
-        # The honest sphere: the probe (perhaps retried) and the reroute,
-        # two tokens; each liar: the probe's token only.
+        assert rc == 2, out
+        assert "1 saw the most common one, 3 needed" in f["REFUSED"], out
+        assert "REROUTED" not in f, out
+        # Every sphere: the probe's token only.
         assert len({s["password"] for s in honest.sessions_since(before)
-                    if s["password"]}) == 2
+                    if s["password"]}) == 1
         assert all(len({s["password"] for s in l.sessions_since(0) if s["password"]}) == 1
                    for l in liars)
         assert rw.mitm.app_bytes == 0
     finally:
         for l in liars:
             l.stop()
+
+
+def test_two_colluding_liars_get_no_plan(rw):
+    """Security review H1: quorum 4 of 5, two lying exits see a key of
+    their own (the rogue server's), three see the real one, as the direct
+    path does.  Two mismatches make a REJECT; a reroute to the liars' key
+    would need 4 spheres that agree: refused, no tunnel to the liars."""
+    rogue = Socks5Server({HOST: MITM_ADDR})
+    liar2 = Socks5Server({HOST: MITM_ADDR})
+    honest = rw.spheres[:3]
+    try:
+        # The direct path here is the real server; the liars show the MITM.
+        rc, f, out, _ = rw.run(spheres=[rogue, liar2] + honest, direct=REAL_ADDR)
+        assert f["verdict"] == "reject", out
+        assert rc == 2, out
+        assert "2 saw the most common one, 4 needed" in f["REFUSED"], out
+        for l in (rogue, liar2):
+            assert len({s["password"] for s in l.sessions_since(0) if s["password"]}) == 1
+        assert rw.mitm.app_bytes == 0
+    finally:
+        rogue.stop()
+        liar2.stop()
 
 
 def test_smtp_preamble_is_replayed_through_the_tunnel():
@@ -305,6 +327,7 @@ def ops_run(w, mode, between=None):
     with open(conf, "w") as f:
         f.write("spheres = %s\nquorum = 4\ndeadline_ms = 10000\n"
                 "probe_timeout_ms = 10000\ncache = off\nlog = decisions\n"
+                "on_mitm = reroute\n"
                 % ",".join(s.address for s in w.spheres))
     os.chmod(conf, 0o600)
     os.environ["DETECTOR_CONFIG"] = conf

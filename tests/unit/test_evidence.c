@@ -10,6 +10,8 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "evidence.h"
+#include "staple.h"
 #include "verdict.h"
 
 static const struct detector_ocsp none = { DETECTOR_OCSP_NONE, 0, 0, 0, 0,
@@ -147,6 +149,45 @@ test_locality(void **state)
 	    DETECTOR_LOCALITY_UNKNOWN);
 }
 
+/* Security review M2: a cached ACCEPT lasts no longer than the fresh good
+ * staples it weighed. */
+static void
+test_accept_validity(void **state)
+{
+	const int64_t now = 1800000000;
+	struct detector_ocsp sph[3];
+	struct detector_result r;
+
+	(void)state;
+	memset(&r, 0, sizeof(r));
+	memset(sph, 0, sizeof(sph));
+	r.nspheres = 3;
+	r.ocsp_spheres = sph;
+	/* No staple: the configured validity. */
+	assert_int_equal(evidence_accept_validity(&r, 86400, now), 86400);
+	/* A good one with nextUpdate in an hour. */
+	sph[1] = good;
+	sph[1].next_update = now + 3600;
+	assert_int_equal(evidence_accept_validity(&r, 86400, now), 3600);
+	/* The direct one, without nextUpdate: thisUpdate + a day. */
+	r.ocsp_direct = good;
+	r.ocsp_direct.this_update = now - 86400 + 600;
+	assert_int_equal(evidence_accept_validity(&r, 86400, now), 600);
+	/* Longer than the validity: the validity. */
+	r.ocsp_direct = none;
+	sph[1].next_update = now + 7 * 86400;
+	assert_int_equal(evidence_accept_validity(&r, 86400, now), 86400);
+	/* Stale, invalid and unknown staples bound nothing. */
+	sph[0] = stale;
+	sph[0].next_update = now - 10;
+	sph[2] = invalid;
+	sph[2].next_update = now + 5;
+	assert_int_equal(evidence_accept_validity(&r, 86400, now), 86400);
+	/* Never below a second. */
+	sph[1].next_update = now;
+	assert_int_equal(evidence_accept_validity(&r, 86400, now), 1);
+}
+
 int
 main(void)
 {
@@ -154,6 +195,7 @@ main(void)
 		cmocka_unit_test(test_revoked_wins),
 		cmocka_unit_test(test_direct_missing),
 		cmocka_unit_test(test_locality),
+		cmocka_unit_test(test_accept_validity),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

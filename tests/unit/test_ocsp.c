@@ -14,13 +14,22 @@
 #include <string.h>
 #include <time.h>
 #include <cmocka.h>
+#include <cert.h>
 #include <nss.h>
 
+#include "evidence.h"
 #include "staple.h"
 
 static char dir[] = "/tmp/detector-test-ocsp-XXXXXX";
 static unsigned char leaf[4096], ca[4096], other[4096], evil[4096];
 static size_t leaf_len, ca_len, other_len, evil_len;
+/* tests/testworld/ocsp_confusion.py: an ECDSA leaf, its CA, the CA's
+ * "revoked" for it, a false issuer whose key verifies the leaf, and a
+ * certificate with the CA's issuer and serial but another key. */
+static unsigned char ec_leaf[4096], ec_ca[4096], ec_fake[4096],
+    ec_revoked[4096], ec_twin[4096];
+static size_t ec_leaf_len, ec_ca_len, ec_fake_len, ec_revoked_len,
+    ec_twin_len;
 static int64_t now;
 
 static size_t
@@ -53,6 +62,19 @@ setup(void **state)
 	snprintf(cmd, sizeof(cmd), "/usr/bin/python3 %s/tests/testworld/ocsp.py "
 	    "'%s'", src ? src : ".", dir);
 	if (system(cmd) != 0)
+		return -1;
+	snprintf(cmd, sizeof(cmd), "/usr/bin/python3 %s/tests/testworld/"
+	    "ocsp_confusion.py '%s'", src ? src : ".", dir);
+	if (system(cmd) != 0)
+		return -1;
+	ec_leaf_len = slurp("ec-leaf.cder", ec_leaf, sizeof(ec_leaf));
+	ec_ca_len = slurp("ec-ca.cder", ec_ca, sizeof(ec_ca));
+	ec_fake_len = slurp("ec-fake.cder", ec_fake, sizeof(ec_fake));
+	ec_revoked_len = slurp("ec-revoked.ocsp", ec_revoked,
+	    sizeof(ec_revoked));
+	ec_twin_len = slurp("ec-twin.cder", ec_twin, sizeof(ec_twin));
+	if (!ec_leaf_len || !ec_ca_len || !ec_fake_len || !ec_revoked_len ||
+	    !ec_twin_len)
 		return -1;
 	leaf_len = slurp("leaf.cder", leaf, sizeof(leaf));
 	ca_len = slurp("ca.cder", ca, sizeof(ca));
@@ -249,6 +271,131 @@ test_malformed(void **state)
 	}
 }
 
+/*
+ * Security review C1: a chain may carry, before the real issuer, a
+ * certificate with the issuer's name and a key computed from the leaf's
+ * ECDSA signature alone that verifies it.  The CA's genuine "revoked"
+ * must still be read as revoked, whichever comes first.
+ */
+static void
+test_issuer_confusion(void **state)
+{
+	struct detector_der fake = { ec_fake, ec_fake_len },
+	    ca_ = { ec_ca, ec_ca_len };
+	struct detector_der fake_first[2] = { fake, ca_ },
+	    ca_first[2] = { ca_, fake }, fakes[3] = { fake, fake, ca_ };
+	struct detector_ocsp o;
+	char err[256] = "";
+
+	(void)state;
+	assert_int_equal(ocsp_check(ec_revoked, ec_revoked_len, ec_leaf,
+	    ec_leaf_len, fake_first, 2, now, &o, err, sizeof(err)), 0);
+	assert_int_equal(o.status, DETECTOR_OCSP_REVOKED);
+	assert_int_equal(ocsp_check(ec_revoked, ec_revoked_len, ec_leaf,
+	    ec_leaf_len, ca_first, 2, now, &o, err, sizeof(err)), 0);
+	assert_int_equal(o.status, DETECTOR_OCSP_REVOKED);
+	/* Under the false issuer alone the response is not believed. */
+	assert_int_equal(ocsp_check(ec_revoked, ec_revoked_len, ec_leaf,
+	    ec_leaf_len, &fake, 1, now, &o, err, sizeof(err)), -1);
+	/* Both issuers are kept, the false one once. */
+	assert_int_equal(ocsp_issuers(ec_leaf, ec_leaf_len, fakes, 3), 2);
+	assert_ptr_equal(fakes[0].data, ec_fake);
+	assert_ptr_equal(fakes[1].data, ec_ca);
+}
+
+/*
+ * Security review L1: NSS's temporary certificates are one per issuer and
+ * serial.  While a certificate with the CA's issuer and serial but another
+ * key is alive in this process (a peer sent it), decoding the CA's bytes
+ * must still give the CA, and its "revoked" must still be read.
+ */
+static void
+test_issuer_serial_twin(void **state)
+{
+	SECItem item = { siBuffer, ec_twin, 0 };
+	struct detector_der ca_ = { ec_ca, ec_ca_len };
+	CERTCertificate *twin;
+	struct detector_ocsp o;
+	char err[256] = "";
+
+	(void)state;
+	item.len = (unsigned int)ec_twin_len;
+	twin = CERT_NewTempCertificate(CERT_GetDefaultCertDB(), &item, NULL,
+	    PR_FALSE, PR_TRUE);
+	assert_non_null(twin);
+	if (ocsp_check(ec_revoked, ec_revoked_len, ec_leaf, ec_leaf_len, &ca_,
+	    1, now, &o, err, sizeof(err)) != 0)
+		fail_msg("the CA's response, with its twin alive: %s", err);
+	assert_int_equal(o.status, DETECTOR_OCSP_REVOKED);
+	assert_int_equal(ocsp_issuers(ec_leaf, ec_leaf_len, &ca_, 1), 1);
+	CERT_DestroyCertificate(twin);
+}
+
+static void
+free_result(struct detector_result *res)
+{
+	size_t i;
+
+	for (i = 0; i < res->nspheres; i++)
+		free((void *)res->ocsp_spheres[i].error);
+	free((void *)res->ocsp_spheres);
+	free((void *)res->ocsp_direct.error);
+	free((void *)res->reason);
+	free((void *)res->revoked_via);
+}
+
+/* The same through evidence_staples(): a MITM's direct chain [leaf, FAKE,
+ * CA], or a lying sphere's in hook mode (no direct chain), while three
+ * spheres staple the CA's "revoked": REJECT. */
+static void
+test_issuer_confusion_evidence(void **state)
+{
+	struct detector_der l = { ec_leaf, ec_leaf_len },
+	    fake = { ec_fake, ec_fake_len }, ca_ = { ec_ca, ec_ca_len },
+	    rev = { ec_revoked, ec_revoked_len };
+	struct detector_der honest[2] = { l, ca_ }, mitm[3] = { l, fake, ca_ };
+	struct detector_path sp[3], direct;
+	struct detector_result res;
+	int hook;
+	size_t i;
+
+	(void)state;
+	for (hook = 0; hook <= 1; hook++) {
+		memset(sp, 0, sizeof(sp));
+		for (i = 0; i < 3; i++) {
+			sp[i].via = "127.0.0.1:9050";
+			sp[i].status = DETECTOR_PATH_MATCH;
+			sp[i].have_cert = 1;
+			sp[i].ncerts = 2;
+			sp[i].certs = honest;
+			sp[i].ocsp = rev;
+		}
+		memset(&direct, 0, sizeof(direct));
+		direct.via = "direct";
+		direct.status = DETECTOR_PATH_SEEN;
+		direct.certs = mitm;
+		direct.ncerts = 3;
+		if (hook) {             /* sphere 0 lies, staples nothing */
+			sp[0].certs = mitm;
+			sp[0].ncerts = 3;
+			sp[0].ocsp.len = 0;
+		}
+		memset(&res, 0, sizeof(res));
+		res.verdict = DETECTOR_ACCEPT;
+		res.reason = strdup("3 of 3 spheres saw the same key");
+		res.nspheres = 3;
+		res.spheres = sp;
+		evidence_staples("bank.test", 443, hook ? NULL : &l,
+		    hook ? NULL : &direct, &res);
+		assert_int_equal(res.verdict, DETECTOR_REJECT);
+		assert_true(res.revoked);
+		for (i = hook; i < 3; i++)
+			assert_int_equal(res.ocsp_spheres[i].status,
+			    DETECTOR_OCSP_REVOKED);
+		free_result(&res);
+	}
+}
+
 /* detector_check_path() needs the direct path's certificate. */
 static void
 test_check_path_arguments(void **state)
@@ -288,6 +435,9 @@ main(void)
 		cmocka_unit_test(test_no_issuer),
 		cmocka_unit_test(test_malformed),
 		cmocka_unit_test(test_check_path_arguments),
+		cmocka_unit_test(test_issuer_confusion),
+		cmocka_unit_test(test_issuer_confusion_evidence),
+		cmocka_unit_test(test_issuer_serial_twin),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -15,12 +15,23 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "detector_nss.h"
 #include "reroute.h"
+
+/* Security review: the ocsp and reroute merges both took BASE+4. */
+#define DISTINCT2(a, b) ((a) != (b))
+_Static_assert(DISTINCT2(DETECTOR_ERROR_REVOKED, DETECTOR_ERROR_REROUTE) &&
+    DISTINCT2(DETECTOR_ERROR_MITM, DETECTOR_ERROR_REROUTE) &&
+    DISTINCT2(DETECTOR_ERROR_UNDECIDED, DETECTOR_ERROR_REROUTE) &&
+    DISTINCT2(DETECTOR_ERROR_CONFIG, DETECTOR_ERROR_REROUTE) &&
+    DISTINCT2(DETECTOR_ERROR_UNCHECKABLE, DETECTOR_ERROR_REROUTE),
+    "DETECTOR_ERROR_REROUTE shares a value with another DETECTOR_ERROR_*");
 
 static const unsigned char ROGUE = 0xaa, REAL = 0x11, OTHER = 0x77;
 
@@ -82,7 +93,7 @@ static void
 test_plan_takes_the_agreed_key_fastest_first(void **state)
 {
 	unsigned int ms[] = { 300, 50, 20, 40, 10 };
-	struct detector_result r = result_of("rrfrs", 4, ms);
+	struct detector_result r = result_of("rrfrs", 3, ms);
 	struct reroute_plan plan;
 	unsigned char real[DETECTOR_SHA256_LEN];
 	char err[256];
@@ -105,17 +116,39 @@ test_plan_takes_the_agreed_key_fastest_first(void **state)
 }
 
 static void
-test_plan_needs_the_reject_threshold(void **state)
+test_plan_needs_the_quorum(void **state)
 {
 	struct detector_result r;
 	struct reroute_plan plan;
 	char err[256];
 
 	(void)state;
-	/* Quorum 4 of 5: a REJECT needs 2 mismatches; 2 that agree suffice. */
+	/* Quorum 4 of 5: a REJECT needs 2 mismatches, a plan 4 that agree
+	 * (security review H1: two colluding lying exits make a REJECT,
+	 * never a plan; whether the others were skipped or saw the direct
+	 * key). */
 	r = result_of("rrsss", 4, NULL);
 	assert_int_equal(reroute_plan(&r, spheres, 5, "h.test", 443,
+	    DETECTOR_STARTTLS_NONE, 1000, &plan, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "4 needed"));
+	r = result_of("rrmmm", 4, NULL);
+	assert_int_equal(reroute_plan(&r, spheres, 5, "h.test", 443,
+	    DETECTOR_STARTTLS_NONE, 1000, &plan, err, sizeof(err)), -1);
+	r = result_of("rrrmm", 4, NULL);
+	assert_int_equal(reroute_plan(&r, spheres, 5, "h.test", 443,
+	    DETECTOR_STARTTLS_NONE, 1000, &plan, err, sizeof(err)), -1);
+	r = result_of("rrrrm", 4, NULL);
+	assert_int_equal(reroute_plan(&r, spheres, 5, "h.test", 443,
 	    DETECTOR_STARTTLS_NONE, 1000, &plan, err, sizeof(err)), 0);
+	assert_int_equal(plan.agree, 4);
+	/* Security review L2: a quorum above n (or 0) plans nothing. */
+	r = result_of("rrr", 4, NULL);
+	assert_int_equal(reroute_plan(&r, spheres, 3, "h.test", 443,
+	    DETECTOR_STARTTLS_NONE, 1000, &plan, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "quorum 4 with 3 spheres"));
+	r = result_of("rrr", 0, NULL);
+	assert_int_equal(reroute_plan(&r, spheres, 3, "h.test", 443,
+	    DETECTOR_STARTTLS_NONE, 1000, &plan, err, sizeof(err)), -1);
 	/* Two mismatches that disagree: one liar and one honest sphere. */
 	r = result_of("rossm", 4, NULL);
 	assert_int_equal(reroute_plan(&r, spheres, 5, "h.test", 443,
@@ -129,11 +162,11 @@ test_plan_needs_the_reject_threshold(void **state)
 	assert_int_equal(reroute_plan(&r, spheres, 5, "h.test", 443,
 	    DETECTOR_STARTTLS_NONE, 1000, &plan, err, sizeof(err)), 0);
 	/* A tie between two other keys: no reroute. */
-	r = result_of("rroos", 4, NULL);
+	r = result_of("rroos", 2, NULL);
 	assert_int_equal(reroute_plan(&r, spheres, 5, "h.test", 443,
 	    DETECTOR_STARTTLS_NONE, 1000, &plan, err, sizeof(err)), -1);
 	/* A clear majority over a rival still reroutes, never via the rival. */
-	r = result_of("rrros", 4, NULL);
+	r = result_of("rrros", 3, NULL);
 	assert_int_equal(reroute_plan(&r, spheres, 5, "h.test", 443,
 	    DETECTOR_STARTTLS_NONE, 1000, &plan, err, sizeof(err)), 0);
 	assert_int_equal(plan.nvia, 3);
@@ -175,7 +208,7 @@ test_plan_only_for_a_probed_reject(void **state)
 static void
 test_memory_by_exact_rogue_key(void **state)
 {
-	struct detector_result r = result_of("rrsss", 4, NULL);
+	struct detector_result r = result_of("rrrrs", 4, NULL);
 	struct reroute_plan plan, got;
 	unsigned char rogue[DETECTOR_SHA256_LEN], other[DETECTOR_SHA256_LEN];
 	char err[256];
@@ -508,16 +541,50 @@ test_open_fails_closed(void **state)
 	assert_int_equal(reroute_open(&plan, -1, &used, err, sizeof(err)), -1);
 }
 
+/* Every DETECTOR_ERROR_* in detector_nss.h, those added later included,
+ * is BASE + a distinct offset (read from the header itself). */
+static void
+test_error_codes_distinct(void **state)
+{
+	const char *src = getenv("DETECTOR_SRC");
+	char path[600], line[512], name[128], seen_names[64][128];
+	int offs[64], off, n = 0, i;
+	FILE *f;
+
+	(void)state;
+	snprintf(path, sizeof(path), "%s/detector/include/detector_nss.h",
+	    src ? src : ".");
+	f = fopen(path, "r");
+	if (f == NULL)
+		fail_msg("cannot open %s (set DETECTOR_SRC)", path);
+	while (fgets(line, sizeof(line), f) != NULL) {
+		if (sscanf(line, "#define %127s (DETECTOR_ERROR_BASE + %d)",
+		    name, &off) != 2)
+			continue;
+		assert_true(n < 64);
+		for (i = 0; i < n; i++) {
+			if (offs[i] == off)
+				fail_msg("%s and %s are both DETECTOR_ERROR_BASE "
+				    "+ %d", seen_names[i], name, off);
+		}
+		snprintf(seen_names[n], sizeof(seen_names[n]), "%s", name);
+		offs[n++] = off;
+	}
+	fclose(f);
+	assert_true(n >= 6);    /* MITM .. REROUTE */
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_plan_takes_the_agreed_key_fastest_first),
-		cmocka_unit_test(test_plan_needs_the_reject_threshold),
+		cmocka_unit_test(test_plan_needs_the_quorum),
 		cmocka_unit_test(test_plan_only_for_a_probed_reject),
 		cmocka_unit_test(test_memory_by_exact_rogue_key),
 		cmocka_unit_test(test_open_speaks_socks_and_smtp_then_hands_over),
 		cmocka_unit_test(test_open_fails_closed),
+		cmocka_unit_test(test_error_codes_distinct),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
