@@ -657,7 +657,8 @@ check_probe_path(struct detector *ctx, const char *host, unsigned int port,
 	if (m != NULL && memory_policy(&ctx->cfg, host, &pol) == 0)
 		memory_record(m, host, port, ci->spki_sha256, &pol,
 		    (*result)->verdict, evidence_accept_validity(*result,
-		    ctx->cfg.cache_validity_s, (int64_t)(PR_Now() / PR_USEC_PER_SEC)));
+		    ctx->cfg.cache_validity_s,
+		    (int64_t)(PR_Now() / PR_USEC_PER_SEC)));
 	remember_reroute(ctx, host, port, ci, *result);
 	take_notes(ctx, *result);
 	reroute_note(host, port, *result);
