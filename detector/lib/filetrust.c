@@ -465,8 +465,10 @@ path_under(const char *path, const char *base)
 {
 	size_t n = strlen(base);
 
+	/* A home of "/" (systemd-network, systemd-timesync) would hold
+	 * every folder: it vouches for none (security review, Low 3). */
 	if (strcmp(base, "/") == 0)
-		return 1;
+		return 0;
 	return strncmp(path, base, n) == 0 &&
 	    (path[n] == '\0' || path[n] == '/');
 }
@@ -486,6 +488,15 @@ filetrust_env_dir(const char *var, const char *dir, char *why,
 	    (size_t)snprintf(at, sizeof(at), "%s", dir) >= sizeof(at)) {
 		snprintf(why, whylen, "%s (%s) is not an absolute path", var,
 		    dir != NULL ? dir : "");
+		return 0;
+	}
+	/* ".." in a folder that does not exist yet would be climbed by text
+	 * below, not by the kernel (security review, Low 2). */
+	if (strcmp(dir, "..") == 0 || strncmp(dir, "../", 3) == 0 ||
+	    strstr(dir, "/../") != NULL || (strlen(dir) >= 3 &&
+	    strcmp(dir + strlen(dir) - 3, "/..") == 0)) {
+		snprintf(why, whylen, "%s (%s) contains \"..\": write the "
+		    "folder itself", var, dir);
 		return 0;
 	}
 	/* The nearest folder that exists: a missing one is made there. */

@@ -36,6 +36,29 @@ memo_lookup(const struct memo *m, const char *host, unsigned int port,
 	return 0;
 }
 
+int
+memo_newest(const struct memo *m, const char *host, unsigned int port,
+    int64_t *stored_s)
+{
+	PRTime newest = 0;
+	int found = 0;
+	size_t i;
+
+	for (i = 0; i < MEMO_ENTRIES; i++) {
+		const struct memo_entry *e = &m->e[i];
+
+		if (e->expires == 0 || e->port != port ||
+		    strcasecmp(e->host, host) != 0)
+			continue;
+		if (!found || e->stored > newest)
+			newest = e->stored;
+		found = 1;
+	}
+	if (found)
+		*stored_s = newest / PR_USEC_PER_SEC;
+	return found;
+}
+
 void
 memo_store(struct memo *m, const char *host, unsigned int port,
     const unsigned char *spki, const struct cache_policy *pol,

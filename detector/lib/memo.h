@@ -37,6 +37,12 @@ int memo_lookup(const struct memo *m, const char *host, unsigned int port,
     const unsigned char *spki, const struct cache_policy *pol,
     uint32_t validity_s, PRTime now, enum detector_verdict *v,
     int64_t *stored_s);
+/* The newest verdict this process reached for host:port, for any key and
+ * expired or not (until its slot is reused): 1 with *stored_s (unix
+ * seconds) set, else 0.  memory_recall() lets no older record of the cache
+ * file answer over it.  Pure; the caller locks. */
+int memo_newest(const struct memo *m, const char *host, unsigned int port,
+    int64_t *stored_s);
 /* Remembers a verdict for ttl microseconds (replaces any entry for
  * host:port, else the slot expiring first). */
 void memo_store(struct memo *m, const char *host, unsigned int port,

@@ -319,8 +319,8 @@ memory_recall(struct memory *m, const char *host, unsigned int port,
 	struct cache *c = usable_cache(m);
 	struct cache_record r;
 	enum detector_verdict mv;
-	int64_t mwhen;
-	int in_file, in_memo;
+	int64_t mwhen, newest;
+	int in_file, in_memo, newer_unwritten;
 
 	in_file = c != NULL && cache_recall(c, host, port, spki, pol,
 	    validity_s, (uint32_t)time(NULL), &r);
@@ -331,6 +331,11 @@ memory_recall(struct memory *m, const char *host, unsigned int port,
 	pthread_mutex_lock(&memory_lock);
 	in_memo = memo_lookup(&m->memo, host, port, spki, pol, validity_s,
 	    PR_Now(), &mv, &mwhen);
+	/* Once that memory has expired, the file's older record must not
+	 * answer again (its ACCEPT outlives a REJECT kept 10 minutes): probe
+	 * again instead.  (Security review of the cache, Medium 1.) */
+	newer_unwritten = in_file && !in_memo && memo_newest(&m->memo, host,
+	    port, &newest) && newest >= (int64_t)r.last_verified;
 	pthread_mutex_unlock(&memory_lock);
 	if (in_memo && (!in_file || mwhen > (int64_t)r.last_verified ||
 	    (mwhen == (int64_t)r.last_verified && mv == DETECTOR_REJECT))) {
@@ -338,7 +343,7 @@ memory_recall(struct memory *m, const char *host, unsigned int port,
 		*verified_at = mwhen;
 		return 1;
 	}
-	if (in_file) {
+	if (in_file && !newer_unwritten) {
 		*v = r.verdict;
 		*verified_at = r.last_verified;
 		return 1;

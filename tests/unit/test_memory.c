@@ -12,17 +12,46 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
 #include <nss.h>
+#include <prtime.h>
 
 #include "cache.h"
 #include "filetrust.h"
 #include "memory.h"
 
 static char dir[] = "/tmp/detector-test-memory-XXXXXX";
+
+/* The clock memory.c, cache.c and memo.c read, moved by clock_skew seconds
+ * (0 but in ro_shadow_child). */
+static long clock_skew;
+
+time_t
+time(time_t *t)
+{
+	struct timespec ts;
+	time_t v;
+
+	syscall(SYS_clock_gettime, CLOCK_REALTIME, &ts);
+	v = ts.tv_sec + clock_skew;
+	if (t != NULL)
+		*t = v;
+	return v;
+}
+
+PRTime
+PR_Now(void)
+{
+	struct timespec ts;
+
+	syscall(SYS_clock_gettime, CLOCK_REALTIME, &ts);
+	return (PRTime)(ts.tv_sec + clock_skew) * PR_USEC_PER_SEC +
+	    ts.tv_nsec / 1000;
+}
 static const unsigned char key_a[DETECTOR_SHA256_LEN] = { 0xaa };
 static const unsigned char key_b[DETECTOR_SHA256_LEN] = { 0xbb };
 
@@ -230,6 +259,14 @@ test_roots_open_folder_is_not_used(void **state)
 	/* Private, or root's own home: used. */
 	assert_int_equal(chmod(home, 0700), 0);
 	assert_int_equal(filetrust_env_dir("HOME", home, why, sizeof(why)), 1);
+	/* Review Low 2: ".." through a missing folder was climbed by text
+	 * (/root/missing/../../tmp was judged as /root). */
+	snprintf(p, sizeof(p), "%s/missing/../../../../../tmp", home);
+	assert_int_equal(filetrust_env_dir("HOME", p, why, sizeof(why)), 0);
+	if (strstr(why, "\"..\"") == NULL)
+		fail_msg("why '%s'", why);
+	assert_int_equal(filetrust_env_dir("HOME", "/root/missing/../../tmp",
+	    why, sizeof(why)), 0);
 	assert_int_equal(filetrust_env_dir("HOME", "/root", why,
 	    sizeof(why)), 1);
 	assert_int_equal(filetrust_env_dir("HOME", "/", why, sizeof(why)), 0);
@@ -384,6 +421,16 @@ ro_shadow_child(const struct cache_policy *pol)
 		rc = 16;
 	else if (v != DETECTOR_REJECT)
 		rc = 17;        /* the file's older ACCEPT answered */
+	else {
+		/* Security review Medium 1: ten minutes on, the REJECT kept
+		 * in memory has expired; the file's older ACCEPT must not
+		 * answer again (no answer: probe again). */
+		clock_skew = 601;
+		if (memory_recall(m, "ro.test", 443, key_a, pol, 86400, &v,
+		    &when) != 0)
+			rc = v == DETECTOR_ACCEPT ? 18 : 19;
+		clock_skew = 0;
+	}
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", folder);
 	(void)!system(cmd);
 	return rc;
