@@ -18,9 +18,31 @@
 extern "C" {
 #endif
 
-/* NSPR error codes DetecTor adds (PR_ErrorToString knows them once
- * libdetector is loaded).  A range no NSS or NSPR table uses. */
-#define DETECTOR_ERROR_BASE (-0x3800)
+/*
+ * NSPR error codes DetecTor adds (PR_ErrorToString and PR_ErrorToName know
+ * them once libdetector is loaded).  An ABI constant: libssl passes them
+ * through to the application unchanged, and applications and logs see the
+ * numbers.
+ *
+ * They sit in the top slice of NSS's SSL error range, SSL_ERROR_BASE
+ * (-0x3000) + 0x380 .. + 0x3e7 (SSL_ERROR_LIMIT is SSL_ERROR_BASE + 1000),
+ * so that applications which classify errors by NSS's ranges treat them as
+ * TLS errors.  Firefox shows an error page only for codes inside
+ * IS_SSL_ERROR / IS_SEC_ERROR / mozilla::pkix's range
+ * (NSSErrorsService.cpp IsNSSErrorCode); anything else becomes
+ * NS_ERROR_FAILURE and a blank tab.  Inside SSL's range a code that is not
+ * in its overridable list is ERROR_CLASS_SSL_PROTOCOL: the "Secure
+ * Connection Failed" page without an "accept the risk" button, naming the
+ * code (PR_ErrorToName), and no TLS-intolerance fallback retry (not in
+ * nsNSSIOLayer.cpp's tlsIntoleranceTelemetryBucket).  NSS's own table ends
+ * at SSL_ERROR_END_OF_LIST (SSL_ERROR_BASE + 193 in NSS 3.112, + 192 in
+ * 3.87) and grows from the bottom; NSPR's table lookup takes the table
+ * whose [base, base + count) holds the code, so the two never overlap
+ * while NSS stays under 0x380 codes (detector/nss/policy.c checks it at
+ * compile time against the sslerr.h it is built with).  The values were
+ * -0x3800 + n before 2026-12 (outside every NSS range).
+ */
+#define DETECTOR_ERROR_BASE (-0x3000 + 0x380)  /* SSL_ERROR_BASE + 0x380 */
 #define DETECTOR_ERROR_MITM (DETECTOR_ERROR_BASE + 0)
 #define DETECTOR_ERROR_UNDECIDED (DETECTOR_ERROR_BASE + 1)
 #define DETECTOR_ERROR_CONFIG (DETECTOR_ERROR_BASE + 2)
@@ -80,6 +102,11 @@ DETECTOR_API const struct detector_nss_ops *detector_nss_v1(void);
  * handshake go on over the direct path.
  */
 #define DETECTOR_ERROR_REROUTE (DETECTOR_ERROR_BASE + 5)
+/* The highest code DetecTor uses; all lie below SSL_ERROR_LIMIT. */
+#define DETECTOR_ERROR_LAST DETECTOR_ERROR_REROUTE
+#if DETECTOR_ERROR_LAST >= -0x3000 + 1000
+#error "DETECTOR_ERROR_* must stay inside NSS's SSL error range"
+#endif
 
 /* Called once, from another thread, with 0 and a descriptor ready for the
  * ClientHello (now the caller's to close), or a refusal code and -1.  It

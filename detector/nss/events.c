@@ -30,6 +30,7 @@ event_kind(int error)
 {
 	switch (error) {
 	case DETECTOR_ERROR_MITM:
+	case DETECTOR_ERROR_REVOKED:    /* the reason says "revoked" */
 		return "refused-mitm";
 	case DETECTOR_ERROR_UNDECIDED:
 		return "refused-undecided";

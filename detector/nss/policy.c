@@ -34,6 +34,7 @@
  */
 #include <prerror.h>
 #include <prinit.h>
+#include <sslerr.h>
 #include <pratom.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -45,25 +46,48 @@
 #include "host.h"
 #include "log.h"
 
+/* Indexed by code: a code without its message, or two codes sharing one
+ * slot, fails to compile (-Werror=override-init, the asserts below). */
+#define GLUE_MSG(code) [(code) - DETECTOR_ERROR_BASE]
 static const struct PRErrorMessage glue_messages[] = {
-	{ "DETECTOR_ERROR_MITM", "DetecTor: the server's certificate differs "
-	    "from what the Tor spheres see (possible man-in-the-middle); "
-	    "connection refused" },
-	{ "DETECTOR_ERROR_UNDECIDED", "DetecTor: too few Tor spheres could "
-	    "confirm the server's certificate, and the policy "
-	    "(on_undecided = reject) refuses unconfirmed servers" },
-	{ "DETECTOR_ERROR_CONFIG", "DetecTor: its configuration is invalid, "
-	    "so connections are refused (run 'sphere-probe -v' to see the "
-	    "error)" },
-	{ "DETECTOR_ERROR_UNCHECKABLE", "DetecTor: this connection cannot be "
-	    "checked (a host name DetecTor cannot probe, a certificate it "
-	    "cannot read, or no resources for the check), so it is refused; "
-	    "an 'exclude' rule for the host lets it through unchecked" },
+	GLUE_MSG(DETECTOR_ERROR_MITM) = { "DETECTOR_ERROR_MITM",
+	    "DetecTor: the server's certificate differs from what the Tor "
+	    "spheres see (possible man-in-the-middle); connection refused" },
+	GLUE_MSG(DETECTOR_ERROR_UNDECIDED) = { "DETECTOR_ERROR_UNDECIDED",
+	    "DetecTor: too few Tor spheres could confirm the server's "
+	    "certificate, and the policy (on_undecided = reject) refuses "
+	    "unconfirmed servers" },
+	GLUE_MSG(DETECTOR_ERROR_CONFIG) = { "DETECTOR_ERROR_CONFIG",
+	    "DetecTor: its configuration is invalid, so connections are "
+	    "refused (run 'sphere-probe -v' to see the error)" },
+	GLUE_MSG(DETECTOR_ERROR_UNCHECKABLE) = { "DETECTOR_ERROR_UNCHECKABLE",
+	    "DetecTor: this connection cannot be checked (a host name "
+	    "DetecTor cannot probe, a certificate it cannot read, or no "
+	    "resources for the check), so it is refused; an 'exclude' rule "
+	    "for the host lets it through unchecked" },
+	GLUE_MSG(DETECTOR_ERROR_REVOKED) = { "DETECTOR_ERROR_REVOKED",
+	    "DetecTor: a stapled OCSP response signed by the certificate's "
+	    "issuer says the server's certificate is revoked; connection "
+	    "refused" },
+	GLUE_MSG(DETECTOR_ERROR_REROUTE) = { "DETECTOR_ERROR_REROUTE",
+	    "DetecTor: the server's certificate differs from what the Tor "
+	    "spheres see; the connection is refused on this path and made "
+	    "again through a Tor sphere (on_mitm = reroute)" },
 };
+#undef GLUE_MSG
+
+#define GLUE_COUNT (sizeof(glue_messages) / sizeof(glue_messages[0]))
+_Static_assert(GLUE_COUNT == DETECTOR_ERROR_LAST - DETECTOR_ERROR_BASE + 1,
+    "every DETECTOR_ERROR_* code needs its message, in order");
+/* Inside NSS's SSL range (applications such as Firefox only show errors
+ * from NSS's ranges) and above NSS's own table, which NSPR would otherwise
+ * search first or instead (detector_nss.h). */
+_Static_assert(DETECTOR_ERROR_BASE >= SSL_ERROR_END_OF_LIST &&
+    DETECTOR_ERROR_LAST < SSL_ERROR_LIMIT,
+    "DETECTOR_ERROR_* must lie in NSS's SSL range, above its own codes");
 
 static const struct PRErrorTable glue_error_table = {
-	glue_messages, "detector", DETECTOR_ERROR_BASE,
-	sizeof(glue_messages) / sizeof(glue_messages[0]),
+	glue_messages, "detector", DETECTOR_ERROR_BASE, GLUE_COUNT,
 };
 
 static struct {
@@ -102,7 +126,11 @@ decide(const struct detector_result *res)
 {
 	switch (res->verdict) {
 	case DETECTOR_REJECT:
-		return DETECTOR_ERROR_MITM;
+		/* Revoked (stapled OCSP, evidence.c) is a rejection of its
+		 * own: the user is told the certificate is revoked, not that
+		 * the spheres disagree. */
+		return res->revoked ? DETECTOR_ERROR_REVOKED :
+		    DETECTOR_ERROR_MITM;
 	case DETECTOR_UNDECIDED:
 		return res->policy.on_undecided == DETECTOR_UNDECIDED_REJECT ?
 		    DETECTOR_ERROR_UNDECIDED : 0;

@@ -295,3 +295,4 @@ def test_nss_application_refuses_a_revoked_certificate(stapling, nssdb, tmpdir_)
                   config=conf)
     assert app.rc != 0, app
     assert "REFUSED" in app.err and "revoked" in app.err, app
+    assert "DETECTOR_ERROR_REVOKED" in app.err, app         # not ..._MITM

@@ -341,7 +341,7 @@ def ops_run(w, mode, between=None):
 def test_nss_ops_reroute(rw, mode):
     rc, f, out, _ = ops_run(rw, mode)
     assert rc == 0, out
-    assert f["check_error"] == str(-0x3800), out       # DETECTOR_ERROR_MITM
+    assert f["check_error"] == str(-0x3000 + 0x380), out  # DETECTOR_ERROR_MITM
     assert rw.real_marker in f["RESPONSE"], out
     assert "REROUTED %s:%d via 127.0.0.1:" % (HOST, rw.port) in out, out   # the log line
     assert rw.mitm.app_bytes == 0

@@ -378,7 +378,8 @@ def test_without_an_agent_the_refusal_is_unchanged_and_quick(
 # -- 5. the event line itself, for hostile input (ASan/UBSan build)
 
 ROOT = os.path.join(HERE, "..", "..")
-MITM, UNDECIDED, CONFIG, UNCHECKABLE = (-0x3800 + i for i in range(4))
+# detector_nss.h: DETECTOR_ERROR_BASE is SSL_ERROR_BASE (-0x3000) + 0x380.
+MITM, UNDECIDED, CONFIG, UNCHECKABLE = (-0x3000 + 0x380 + i for i in range(4))
 
 
 @pytest.fixture(scope="module")
