@@ -16,7 +16,11 @@
  *   --reset-own    call SSL_ResetHandshake instead of accepting (the same
  *                  misuse while the application's own check is pending)
  *
- * usage: asyncclient [-n N] [-t MS] [--smtp] [--twice|--refuse-late|--reset|--reset-own] DBDIR HOST PORT ADDR
+ *   --raw-wait     after accepting, wait (up to 5 s per turn) on the raw
+ *                  socket for it to become readable, not on NSS's layer, as
+ *                  an event loop watching the OS descriptor does
+ *
+ * usage: asyncclient [-n N] [-t MS] [--smtp] [--raw-wait] [--twice|--refuse-late|--reset|--reset-own] DBDIR HOST PORT ADDR
  * -t MS gives up after MS milliseconds (default 60000).
  * --smtp speaks SMTP's plaintext EHLO/STARTTLS first (blocking), as a mail
  * client does, then hands the socket to NSS.
@@ -255,7 +259,7 @@ main(int argc, char **argv)
 	unsigned int max_poll_ms = 0, polls = 0;
 	PRIntervalTime t0;
 	PRNetAddr addr;
-	int i, n = 1, left, failed = 0, a = 1;
+	int i, n = 1, left, failed = 0, a = 1, raw_wait = 0;
 
 	for (; a < argc && argv[a][0] == '-'; a++) {
 		if (strcmp(argv[a], "-n") == 0 && a + 1 < argc)
@@ -272,11 +276,14 @@ main(int argc, char **argv)
 			misbehaviour = RESET_OWN;
 		else if (strcmp(argv[a], "--smtp") == 0)
 			starttls_smtp = 1;
+		else if (strcmp(argv[a], "--raw-wait") == 0)
+			raw_wait = 1;
 		else
 			break;
 	}
 	if (argc - a != 4 || n < 1 || n > MAX_CONNS) {
-		fprintf(stderr, "usage: asyncclient [-n N] [-t MS] [--smtp] [--twice|"
+		fprintf(stderr, "usage: asyncclient [-n N] [-t MS] [--smtp] "
+		    "[--raw-wait] [--twice|"
 		    "--refuse-late|--reset|--reset-own] DBDIR HOST PORT ADDR\n");
 		return 2;
 	}
@@ -297,14 +304,22 @@ main(int argc, char **argv)
 	}
 	for (;;) {
 		PRIntervalTime start;
-		int npd = 0;
+		int npd = 0, raw = 0;
 
 		for (i = 0, left = 0; i < n; i++) {
 			if (!conns[i].finished)
 				step(&conns[i]);
 			if (!conns[i].finished) {
-				pds[npd].fd = conns[i].fd;
-				pds[npd].in_flags = PR_POLL_READ | PR_POLL_WRITE;
+				if (raw_wait && conns[i].auth_done) {
+					pds[npd].fd = PR_GetIdentitiesLayer(
+					    conns[i].fd, PR_NSPR_IO_LAYER);
+					pds[npd].in_flags = PR_POLL_READ;
+					raw = 1;
+				} else {
+					pds[npd].fd = conns[i].fd;
+					pds[npd].in_flags = PR_POLL_READ |
+					    PR_POLL_WRITE;
+				}
 				pds[npd++].out_flags = 0;
 				left++;
 			}
@@ -319,7 +334,8 @@ main(int argc, char **argv)
 			break;
 		}
 		start = PR_IntervalNow();
-		PR_Poll(pds, npd, PR_MillisecondsToInterval(POLL_MS));
+		PR_Poll(pds, npd, PR_MillisecondsToInterval(raw ? 5000 :
+		    POLL_MS));
 		start = PR_IntervalToMilliseconds(PR_IntervalNow() - start);
 		if (start > max_poll_ms)
 			max_poll_ms = start;
