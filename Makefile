@@ -167,16 +167,23 @@ $(BUILD)/tests/purple_client: tests/hook/purple_client.c
 	  -DPURPLE_PLUGIN_DIR='"$(shell pkg-config --variable=plugindir purple)"' \
 	  -o $@ $< $(LDFLAGS) $(shell pkg-config --libs $(PURPLE_PKGS))
 
-# The monitor's unit tests link its archive.
-$(BUILD)/tests/test_monitor_%: tests/unit/test_monitor_%.c $(MON_A) $(LIB_A)
+# Every unit test links the shared fixture (temporary folder, files, NSS).
+UNIT_FIXTURE := $(BUILD)/tests/fixture.o
+$(UNIT_FIXTURE): tests/unit/fixture.c tests/unit/fixture.h
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  CC      $@")
-	$(Q)$(CC) $(CFLAGS) -o $@ $< $(MON_A) $(LIB_A) $(LDFLAGS) $(PKG_LIBS) -lcmocka
+	$(Q)$(CC) $(CFLAGS) -c -o $@ $<
 
-$(BUILD)/tests/test_%: tests/unit/test_%.c $(LIB_A)
+# The monitor's unit tests link its archive.
+$(BUILD)/tests/test_monitor_%: tests/unit/test_monitor_%.c $(MON_A) $(LIB_A) $(UNIT_FIXTURE) tests/unit/fixture.h
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  CC      $@")
-	$(Q)$(CC) $(INTERNAL_CFLAGS) -o $@ $< $(LIB_A) $(LDFLAGS) $(PKG_LIBS) -lcmocka
+	$(Q)$(CC) $(CFLAGS) -o $@ $< $(UNIT_FIXTURE) $(MON_A) $(LIB_A) $(LDFLAGS) $(PKG_LIBS) -lcmocka
+
+$(BUILD)/tests/test_%: tests/unit/test_%.c $(LIB_A) $(UNIT_FIXTURE) tests/unit/fixture.h
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  CC      $@")
+	$(Q)$(CC) $(INTERNAL_CFLAGS) -o $@ $< $(UNIT_FIXTURE) $(LIB_A) $(LDFLAGS) $(PKG_LIBS) -lcmocka
 
 unit: $(UNIT_TESTS)
 	@fail=0; for t in $(UNIT_TESTS); do echo "== $$t"; $$t || fail=1; done; exit $$fail

@@ -20,6 +20,7 @@
 #include <cmocka.h>
 
 #include "cache.h"
+#include "fixture.h"
 
 static char dir[] = "/tmp/detector-test-cache-XXXXXX";
 static char path[600];
@@ -29,7 +30,7 @@ static int
 setup(void **state)
 {
 	(void)state;
-	if (mkdtemp(dir) == NULL)
+	if (fixture_setup(dir, 0) == -1)
 		return -1;
 	snprintf(path, sizeof(path), "%s/sub/verdicts.mdb", dir);
 	return 0;
@@ -38,11 +39,7 @@ setup(void **state)
 static int
 teardown(void **state)
 {
-	char cmd[700];
-
-	(void)state;
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	return system(cmd) == 0 ? 0 : -1;
+	return fixture_teardown(state);
 }
 
 static struct cache_policy

@@ -13,39 +13,15 @@
 #include <nss.h>
 
 #include "certinfo.h"
+#include "fixture.h"
 
 static char dir[] = "/tmp/detector-test-certinfo-XXXXXX";
-
-static size_t
-slurp(const char *path, unsigned char *buf, size_t size)
-{
-	FILE *f = fopen(path, "rb");
-	size_t n;
-
-	assert_non_null(f);
-	n = fread(buf, 1, size, f);
-	fclose(f);
-	return n;
-}
 
 static int
 setup(void **state)
 {
 	(void)state;
-	if (mkdtemp(dir) == NULL || NSS_NoDB_Init(NULL) != SECSuccess)
-		return -1;
-	return 0;
-}
-
-static int
-teardown(void **state)
-{
-	char cmd[600];
-
-	(void)state;
-	NSS_Shutdown();
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	return system(cmd) == 0 ? 0 : -1;
+	return fixture_setup(dir, FIXTURE_NSS);
 }
 
 /* Makes a self-signed certificate with openssl; returns its DER length and
@@ -53,8 +29,8 @@ teardown(void **state)
 static size_t
 make_cert(const char *keyopt, unsigned char *der, size_t size, char *hex)
 {
-	char cmd[2048], path[600];
-	FILE *f;
+	char cmd[2048];
+	size_t n;
 
 	snprintf(cmd, sizeof(cmd),
 	    "cd '%s' && openssl req -x509 %s -nodes -keyout k.pem -out c.pem "
@@ -63,13 +39,12 @@ make_cert(const char *keyopt, unsigned char *der, size_t size, char *hex)
 	    "openssl x509 -in c.pem -pubkey -noout | openssl pkey -pubin "
 	    "-outform der | sha256sum | cut -c1-64 > spki.hex", dir, keyopt);
 	assert_int_equal(system(cmd), 0);
-	snprintf(path, sizeof(path), "%s/spki.hex", dir);
-	f = fopen(path, "r");
-	assert_non_null(f);
-	assert_non_null(fgets(hex, 65, f));
-	fclose(f);
-	snprintf(path, sizeof(path), "%s/c.der", dir);
-	return slurp(path, der, size);
+	assert_int_equal(fixture_slurp(dir, "spki.hex", (unsigned char *)hex,
+	    64), 64);
+	hex[64] = '\0';
+	n = fixture_slurp(dir, "c.der", der, size);
+	assert_true(n > 0);
+	return n;
 }
 
 static void
@@ -240,5 +215,5 @@ main(void)
 		cmocka_unit_test(test_malformed_encodings),
 		cmocka_unit_test(test_walker_is_no_stricter_than_nss),
 	};
-	return cmocka_run_group_tests_name("certinfo", tests, setup, teardown);
+	return cmocka_run_group_tests_name("certinfo", tests, setup, fixture_teardown);
 }

@@ -13,28 +13,21 @@
 #include <cmocka.h>
 
 #include "config.h"
+#include "fixture.h"
 
 static char dir[] = "/tmp/detector-test-config-XXXXXX";
 
 static const char *
 write_file(const char *name, const char *text)
 {
-	static char path[512];
-	FILE *f;
-
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	f = fopen(path, "w");
-	assert_non_null(f);
-	fputs(text, f);
-	fclose(f);
-	return path;
+	return fixture_write(dir, name, text);
 }
 
 static int
 setup(void **state)
 {
 	(void)state;
-	if (mkdtemp(dir) == NULL)
+	if (fixture_setup(dir, 0) == -1)
 		return -1;
 	unsetenv("DETECTOR_CONFIG");
 	unsetenv("DETECTOR_SPHERES");
@@ -46,11 +39,7 @@ setup(void **state)
 static int
 teardown(void **state)
 {
-	char cmd[600];
-
-	(void)state;
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	return system(cmd) == 0 ? 0 : -1;
+	return fixture_teardown(state);
 }
 
 static void
@@ -515,14 +504,8 @@ make_folder(const char *name, mode_t mode, char *out, size_t size)
 static const char *
 write_in(const char *folder, const char *name, const char *text, mode_t mode)
 {
-	static char path[700];
-	FILE *f;
+	const char *path = fixture_write(folder, name, text);
 
-	snprintf(path, sizeof(path), "%s/%s", folder, name);
-	f = fopen(path, "w");
-	assert_non_null(f);
-	fputs(text, f);
-	fclose(f);
 	assert_int_equal(chmod(path, mode), 0);
 	return path;
 }

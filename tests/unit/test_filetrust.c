@@ -20,6 +20,7 @@
 #include <cmocka.h>
 
 #include "filetrust.h"
+#include "fixture.h"
 
 static char dir[] = "/tmp/detector-test-filetrust-XXXXXX";
 static char err[1024];
@@ -28,19 +29,9 @@ static int
 setup(void **state)
 {
 	(void)state;
-	if (mkdtemp(dir) == NULL || chmod(dir, 0755) == -1)
+	if (fixture_setup(dir, 0) == -1 || chmod(dir, 0755) == -1)
 		return -1;
 	return 0;
-}
-
-static int
-teardown(void **state)
-{
-	char cmd[700];
-
-	(void)state;
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	return system(cmd) == 0 ? 0 : -1;
 }
 
 /* Makes dir/name with mode (umask aside); returns its path (static). */
@@ -360,5 +351,5 @@ main(void)
 		cmocka_unit_test(test_open_dir_walk),
 	};
 	return cmocka_run_group_tests_name("filetrust", tests, setup,
-	    teardown);
+	    fixture_teardown);
 }

@@ -22,6 +22,7 @@
 
 #include "cache.h"
 #include "filetrust.h"
+#include "fixture.h"
 #include "memory.h"
 
 static char dir[] = "/tmp/detector-test-memory-XXXXXX";
@@ -59,19 +60,13 @@ static int
 setup(void **state)
 {
 	(void)state;
-	if (mkdtemp(dir) == NULL || NSS_NoDB_Init(NULL) != SECSuccess)
-		return -1;
-	return 0;
+	return fixture_setup(dir, FIXTURE_NSS);
 }
 
 static int
 teardown(void **state)
 {
-	char cmd[600];
-
-	(void)state;
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	return system(cmd) == 0 ? 0 : -1;
+	return fixture_teardown(state);
 }
 
 static struct detector_config *

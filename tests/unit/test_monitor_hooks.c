@@ -24,6 +24,7 @@
 #include <sys/stat.h>
 
 #include "../../detector/monitor/monitor.h"
+#include "fixture.h"
 
 #define NOBODY 65534
 
@@ -35,7 +36,7 @@ setup(void **state)
 {
 	(void)state;
 	snprintf(dir, sizeof(dir), "/tmp/detector-test-monhooks-XXXXXX");
-	if (mkdtemp(dir) == NULL || chmod(dir, 0700) == -1)
+	if (fixture_setup(dir, 0) == -1 || chmod(dir, 0700) == -1)
 		return -1;
 	snprintf(hooks, sizeof(hooks), "%s/hooks", dir);
 	return mkdir(hooks, 0700);
@@ -44,11 +45,7 @@ setup(void **state)
 static int
 teardown(void **state)
 {
-	char cmd[PATH_MAX + 16];
-
-	(void)state;
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	return system(cmd) == 0 ? 0 : -1;
+	return fixture_teardown(state);
 }
 
 /* hooks/name with text and mode; returns its path in path. */

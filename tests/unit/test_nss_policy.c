@@ -21,6 +21,7 @@
 #include <prerror.h>
 
 #include "detector_nss.h"
+#include "fixture.h"
 #include "glue.h"
 
 static char dir[] = "/tmp/detector-test-policy-XXXXXX";
@@ -30,11 +31,10 @@ static size_t der_len;
 static int
 setup(void **state)
 {
-	char cmd[1024], path[600];
-	FILE *f;
+	char cmd[1024];
 
 	(void)state;
-	if (mkdtemp(dir) == NULL)
+	if (fixture_setup(dir, 0) == -1)
 		return -1;
 	snprintf(cmd, sizeof(cmd), "cd '%s' && openssl req -x509 -newkey ec "
 	    "-pkeyopt ec_paramgen_curve:P-256 -nodes -keyout k.pem -out c.pem "
@@ -42,22 +42,8 @@ setup(void **state)
 	    "c.pem -outform der -out c.der", dir);
 	if (system(cmd) != 0)
 		return -1;
-	snprintf(path, sizeof(path), "%s/c.der", dir);
-	if ((f = fopen(path, "rb")) == NULL)
-		return -1;
-	der_len = fread(der, 1, sizeof(der), f);
-	fclose(f);
+	der_len = fixture_slurp(dir, "c.der", der, sizeof(der));
 	return der_len > 0 ? 0 : -1;
-}
-
-static int
-teardown(void **state)
-{
-	char cmd[600];
-
-	(void)state;
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	return system(cmd) == 0 ? 0 : -1;
 }
 
 /*
@@ -194,5 +180,5 @@ main(void)
 		cmocka_unit_test(test_the_code_has_a_name),
 	};
 
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, setup, fixture_teardown);
 }

@@ -18,6 +18,7 @@
 #include <nss.h>
 
 #include "evidence.h"
+#include "fixture.h"
 #include "staple.h"
 
 static char dir[] = "/tmp/detector-test-ocsp-XXXXXX";
@@ -35,19 +36,7 @@ static int64_t now;
 static size_t
 slurp(const char *name, unsigned char *buf, size_t size)
 {
-	char path[600];
-	FILE *f;
-	size_t n;
-
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	f = fopen(path, "rb");
-	if (f == NULL) {
-		fprintf(stderr, "cannot open %s\n", path);
-		return 0;
-	}
-	n = fread(buf, 1, size, f);
-	fclose(f);
-	return n;
+	return fixture_slurp(dir, name, buf, size);
 }
 
 static int
@@ -57,7 +46,7 @@ setup(void **state)
 	const char *src = getenv("DETECTOR_SRC");
 
 	(void)state;
-	if (mkdtemp(dir) == NULL || NSS_NoDB_Init(NULL) != SECSuccess)
+	if (fixture_setup(dir, FIXTURE_NSS) == -1)
 		return -1;
 	snprintf(cmd, sizeof(cmd), "/usr/bin/python3 %s/tests/testworld/ocsp.py "
 	    "'%s'", src ? src : ".", dir);
@@ -82,17 +71,6 @@ setup(void **state)
 	evil_len = slurp("evil.cder", evil, sizeof(evil));
 	now = (int64_t)time(NULL);
 	return leaf_len && ca_len && other_len && evil_len ? 0 : -1;
-}
-
-static int
-teardown(void **state)
-{
-	char cmd[600];
-
-	(void)state;
-	NSS_Shutdown();
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	return system(cmd) == 0 ? 0 : -1;
 }
 
 /* ocsp_check() of a response file about leaf, with the chain candidates
@@ -440,5 +418,5 @@ main(void)
 		cmocka_unit_test(test_issuer_serial_twin),
 	};
 
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, setup, fixture_teardown);
 }
