@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from firefox import CORELEASE_BUILD, ROOT, find_corelease
+from testworld.mozilla import CORELEASE_BUILD, ROOT, find_corelease
 
 TOOL = os.path.join(ROOT, "detector", "tools", "detector-deploy")
 CORELEASE, WHY_NOT = find_corelease("firefox-esr")

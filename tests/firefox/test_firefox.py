@@ -23,10 +23,8 @@ version the installed Firefox bundles.
 
 import http.server
 import os
-import random
 import re
 import shutil
-import socket
 import ssl
 import tempfile
 import threading
@@ -34,9 +32,11 @@ import uuid
 
 import pytest
 
-from firefox import LIBDETECTOR, find_corelease, load_page, make_profile, swapped_folder
+from firefox import load_page, make_profile
 from testworld.mitm import socat_mitm
-from testworld.ports import HOST, MITM_ADDR, REAL_ADDR
+from testworld.mozilla import detector_env, detector_lines, find_corelease, probes_seen, \
+    sphere_marks, swapped_folder
+from testworld.ports import HOST, MITM_ADDR, REAL_ADDR, free_low_port
 from testworld.world import World
 
 OUTPUT = os.environ.get("DETECTOR_TEST_OUTPUT") or os.path.join(
@@ -46,26 +46,6 @@ CORELEASE, WHY_NOT = find_corelease("firefox-esr")
 pytestmark = pytest.mark.skipif(CORELEASE is None, reason=WHY_NOT or "")
 if CORELEASE is None:
     print("\n*** test_firefox: SKIPPED: %s ***\n" % WHY_NOT)
-
-
-def pick_port():
-    """A port below 32768 free on the real server's and the MITM's address
-    (ephemeral ports start at 32768 here)."""
-    for _ in range(200):
-        port = random.randint(20000, 32000)
-        socks = []
-        try:
-            for addr in (REAL_ADDR, MITM_ADDR):
-                s = socket.socket()
-                socks.append(s)
-                s.bind((addr, port))
-            return port
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no free port below 32768 on %s and %s" % (REAL_ADDR, MITM_ADDR))
 
 
 class PageServer:
@@ -123,7 +103,7 @@ def world():
 @pytest.fixture(scope="module")
 def site(world):
     """The page server on REAL_ADDR:port and a socat MITM on MITM_ADDR:port."""
-    port = pick_port()
+    port = free_low_port(REAL_ADDR, MITM_ADDR)
     server = PageServer(world.real, port)
     mitm = socat_mitm("firefox", world.dir, port, port, world.rogue)
     server.port, server.url = port, "https://%s:%d/" % (HOST, port)
@@ -142,16 +122,14 @@ def work():
 @pytest.fixture(scope="module")
 def protected(work):
     """The application's folder with the co-release libssl3.so."""
-    if not os.path.isfile(CORELEASE.library):
-        pytest.fail("%s is missing: run `make corelease`" % CORELEASE.library, pytrace=False)
-    if not os.path.isfile(LIBDETECTOR):
-        pytest.fail("%s is missing: run `make`" % LIBDETECTOR, pytrace=False)
+    if CORELEASE.missing():
+        pytest.fail(CORELEASE.missing(), pytrace=False)
     folder = swapped_folder(CORELEASE.folder, os.path.join(work, "firefox-esr"),
                             CORELEASE.library)
     return os.path.join(folder, "firefox-esr")
 
 
-def run(world, site, work, name, program, addr, detector_env=True, config=None):
+def run(world, site, work, name, program, addr, enabled=True, config=None):
     d = os.path.join(work, name)
     os.mkdir(d)
     profile = make_profile(os.path.join(d, "profile"), world.ca.crt)
@@ -159,14 +137,7 @@ def run(world, site, work, name, program, addr, detector_env=True, config=None):
     shot = os.path.join(OUTPUT, "firefox-%s.png" % name)
     if os.path.exists(shot):
         os.unlink(shot)
-    env = {}
-    if detector_env:
-        env = {"NSS_DETECTOR_LIBRARY": LIBDETECTOR, "DETECTOR_LOG": "decisions",
-               "DETECTOR_SPHERES": world.sphere_list(*world.honest)}
-    if config is not None:
-        env["DETECTOR_CONFIG"] = os.path.join(d, "detector.conf")
-        with open(env["DETECTOR_CONFIG"], "w") as f:
-            f.write(config)
+    env = detector_env(world, d, enabled, config)
     before = len(site.requests)
     load = load_page(program, profile, site.url + name, addr, d, shot, env)
     load.requests = site.requests[before:]
@@ -175,21 +146,8 @@ def run(world, site, work, name, program, addr, detector_env=True, config=None):
     return load
 
 
-def marks(world):
-    return [s.log_size() for s in world.honest]
-
-
-def probes_seen(world, since, port):
-    return sum(1 for s, m in zip(world.honest, since) for t in s.targets(m)
-               if t == (HOST, port))
-
-
-def detector_lines(load):
-    return [l for l in load.err.splitlines() if "detector" in l.lower()]
-
-
 def test_stock_firefox_loads_the_page_through_the_mitm(world, site, work):
-    m = marks(world)
+    m = sphere_marks(world)
     load = run(world, site, work, "stock-mitm", os.path.join(CORELEASE.folder, "firefox-esr"),
                MITM_ADDR)
     assert load.libssl_loaded() == [os.path.join(CORELEASE.folder, "libssl3.so")], load
@@ -197,12 +155,12 @@ def test_stock_firefox_loads_the_page_through_the_mitm(world, site, work):
         "stock Firefox must load the real server's page through the MITM (the attack " \
         "works):\n%s" % load
     assert load.nav_error is None and load.rc == 0, load
-    assert not detector_lines(load), load
+    assert not detector_lines(load.err), load
     assert probes_seen(world, m, site.port) == 0, "stock Firefox probes nothing"
 
 
 def test_corelease_firefox_refuses_the_mitm(world, site, work, protected):
-    m = marks(world)
+    m = sphere_marks(world)
     load = run(world, site, work, "detector-mitm", protected, MITM_ADDR)
     assert load.libssl_loaded() == [os.path.join(os.path.dirname(protected), "libssl3.so")], \
         "the copy must load the co-release libssl3.so:\n%s" % load
@@ -234,7 +192,7 @@ def test_corelease_firefox_refuses_the_mitm(world, site, work, protected):
 
 
 def test_corelease_firefox_loads_the_clean_page(world, site, work, protected):
-    m = marks(world)
+    m = sphere_marks(world)
     load = run(world, site, work, "detector-clean", protected, REAL_ADDR)
     assert load.libssl_loaded() == [os.path.join(os.path.dirname(protected), "libssl3.so")], load
     assert load.nav_error is None and load.rc == 0, load
@@ -250,7 +208,7 @@ def test_corelease_firefox_loads_the_clean_page(world, site, work, protected):
 def test_corelease_firefox_with_detector_disabled_is_stock_firefox(world, site, work, protected):
     # enabled = no: the co-release behaves as Firefox's own libssl3.so (the
     # MITM gets through, nothing is probed): the drop-in itself is sound.
-    m = marks(world)
+    m = sphere_marks(world)
     load = run(world, site, work, "detector-disabled", protected, MITM_ADDR,
                config="[detector]\nenabled = no\n")
     assert load.libssl_loaded() == [os.path.join(os.path.dirname(protected), "libssl3.so")], load

@@ -25,6 +25,9 @@ tests/demo.py.  One concept per module:
                SOCKS5 misfits, a server that cuts the handshake
   world        World: all of the above assembled (PKI, servers, MITMs,
                microsocks spheres in mount namespaces, misfits)
+  mozilla      Firefox ESR and Thunderbird as test subjects: the co-release
+               for the installed package, its folder with libssl3.so
+               swapped, profiles, Marionette, one headless start
   tornet       a private Tor network (TorNetwork) and its command line:
                `python3 -m testworld.tornet isolate -- CMD`
   dnsquery     the smallest DNS client (one A query)

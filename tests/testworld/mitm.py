@@ -22,13 +22,15 @@ from .services import TcpService, close_quietly
 from .starttls import IO_TIMEOUT, starttls_client, starttls_server
 
 
-def socat_mitm(name, directory, listen_port, upstream_port, rogue):
+def socat_mitm(name, directory, listen_port, upstream_port, rogue, verbose=False):
     """socat: TLS in on MITM_ADDR:listen_port with the rogue Cert, TLS out
     to REAL_ADDR:upstream_port (SNI server.test, no verification), one
-    child per connection; its log in directory.  Up when this returns."""
+    child per connection; its log in directory.  Up when this returns.
+    verbose (socat -v): the log holds every plaintext chunk it relays, '>'
+    from the victim to the real server, '<' back."""
     proc = Process("socat " + name,
-                   ["socat",
-                    "OPENSSL-LISTEN:%d,bind=%s,reuseaddr,fork,cert=%s,key=%s,verify=0"
+                   ["socat"] + (["-v"] if verbose else []) +
+                   ["OPENSSL-LISTEN:%d,bind=%s,reuseaddr,fork,cert=%s,key=%s,verify=0"
                     % (listen_port, MITM_ADDR, rogue.crt, rogue.key),
                     "OPENSSL:%s:%d,verify=0,snihost=%s" % (REAL_ADDR, upstream_port, HOST)],
                    os.path.join(directory, "socat-%s.log" % name))
@@ -52,6 +54,7 @@ class StarttlsMitm(TcpService):
         self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.ctx.load_cert_chain(rogue.crt, rogue.key)
         self.intercepted = 0            # victims that reached our TLS
+        self.tls_done = 0               # victims whose TLS with us completed
         super().__init__(MITM_ADDR, port)
 
     def handle(self, conn):
@@ -65,6 +68,8 @@ class StarttlsMitm(TcpService):
             with self._lock:
                 self.intercepted += 1
             victim = self.ctx.wrap_socket(conn, server_side=True)
+            with self._lock:
+                self.tls_done += 1
             up = socket.create_connection(self.upstream, timeout=IO_TIMEOUT)
             starttls_client(self.proto, up)
             cctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)

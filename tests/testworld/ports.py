@@ -7,6 +7,7 @@ completes a TLS handshake (tls_peer_cert(), Python's ssl without
 verification: independent of the code under test).
 """
 
+import random
 import socket
 import ssl
 import threading
@@ -27,31 +28,47 @@ _taken_ports = set()
 _taken_lock = threading.Lock()
 
 
-def free_port(*addrs):
-    """A TCP port currently free on every address in addrs (never one this
-    process has already handed out)."""
-    addrs = addrs or (SPHERE_ADDR,)
-    for _ in range(200):
-        socks = []
-        try:
+def _bind_all(addrs, port):
+    """port (0: the first address picks one) once it was bound on every
+    address in addrs, or None."""
+    socks = []
+    try:
+        for a in addrs:
             s = socket.socket()
             socks.append(s)
-            s.bind((addrs[0], 0))
+            s.bind((a, port))
             port = s.getsockname()[1]
-            for a in addrs[1:]:
-                t = socket.socket()
-                socks.append(t)
-                t.bind((a, port))
-        except OSError:
+        return port
+    except OSError:
+        return None
+    finally:
+        for s in socks:
+            s.close()
+
+
+def _free(addrs, candidate):
+    for _ in range(200):
+        port = _bind_all(addrs, candidate())
+        if port is None:
             continue
-        finally:
-            for s in socks:
-                s.close()
         with _taken_lock:
             if port not in _taken_ports:
                 _taken_ports.add(port)
                 return port
     raise WorldError("no free TCP port on %s" % ", ".join(addrs))
+
+
+def free_port(*addrs):
+    """A TCP port currently free on every address in addrs (never one this
+    process has already handed out)."""
+    return _free(addrs or (SPHERE_ADDR,), lambda: 0)
+
+
+def free_low_port(*addrs):
+    """free_port() below 32768, where no connection's ephemeral port can
+    take it before the program given it listens (ephemeral ports start at
+    32768 here)."""
+    return _free(addrs or (SPHERE_ADDR,), lambda: random.randint(20000, 32000))
 
 
 def wait_tcp(addr, port, proc=None, timeout=START_TIMEOUT):

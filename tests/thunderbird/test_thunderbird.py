@@ -16,7 +16,7 @@ the message:
   co-release, clean path        fetches the message; the spheres probed
 
 The co-release runs from a copy of /usr/lib/thunderbird with libssl3.so
-swapped (firefox.swapped_folder); nothing under /usr changes.  When the
+swapped (testworld.mozilla.swapped_folder); nothing under /usr changes.  When the
 installed thunderbird has no co-release, everything skips loudly, naming
 the missing co-release and the NSS version Thunderbird bundles.
 """
@@ -28,10 +28,11 @@ import tempfile
 
 import pytest
 
-from thunderbird import HOST, MITM_ADDR, REAL_ADDR, CountingStarttlsMitm, ImapServer, \
-    LoggingMitm, fetch_mail, make_profile
-from firefox import LIBDETECTOR, find_corelease, swapped_folder
-from testworld.ports import free_port
+from thunderbird import ImapServer, LoggingMitm, fetch_mail, make_profile
+from testworld.mitm import StarttlsMitm
+from testworld.mozilla import detector_env, detector_lines, find_corelease, probes_seen, \
+    sphere_marks, swapped_folder
+from testworld.ports import HOST, MITM_ADDR, REAL_ADDR, free_port
 from testworld.world import World
 
 CORELEASE, WHY_NOT = find_corelease("thunderbird")
@@ -65,8 +66,7 @@ def mail(world, work):
     server.mitm = server.starttls_mitm = None
     try:
         server.mitm = LoggingMitm(work, port, world.rogue)
-        server.starttls_mitm = CountingStarttlsMitm("imap", sport, world.rogue,
-                                                    (REAL_ADDR, sport))
+        server.starttls_mitm = StarttlsMitm("imap", sport, world.rogue, (REAL_ADDR, sport))
         yield server
     finally:
         for m in (server.starttls_mitm, server.mitm):
@@ -78,10 +78,8 @@ def mail(world, work):
 @pytest.fixture(scope="module")
 def protected(work):
     """Thunderbird's folder, copied, with the co-release libssl3.so."""
-    if not os.path.isfile(CORELEASE.library):
-        pytest.fail("%s is missing: run `make corelease`" % CORELEASE.library, pytrace=False)
-    if not os.path.isfile(LIBDETECTOR):
-        pytest.fail("%s is missing: run `make`" % LIBDETECTOR, pytrace=False)
+    if CORELEASE.missing():
+        pytest.fail(CORELEASE.missing(), pytrace=False)
     folder = swapped_folder(CORELEASE.folder, os.path.join(work, "thunderbird"),
                             CORELEASE.library)
     # /usr/lib/thunderbird/thunderbird is a symlink to thunderbird-bin:
@@ -89,20 +87,13 @@ def protected(work):
     return os.path.join(folder, "thunderbird-bin")
 
 
-def run(world, mail, work, name, program, addr, detector_env=True, config=None,
+def run(world, mail, work, name, program, addr, enabled=True, config=None,
         starttls=False):
     d = os.path.join(work, name)
     os.mkdir(d)
     profile = make_profile(os.path.join(d, "profile"), world.ca.crt,
                            mail.starttls_port if starttls else mail.port, starttls)
-    env = {}
-    if detector_env:
-        env = {"NSS_DETECTOR_LIBRARY": LIBDETECTOR, "DETECTOR_LOG": "decisions",
-               "DETECTOR_SPHERES": world.sphere_list(*world.honest)}
-    if config is not None:
-        env["DETECTOR_CONFIG"] = os.path.join(d, "detector.conf")
-        with open(env["DETECTOR_CONFIG"], "w") as f:
-            f.write(config)
+    env = detector_env(world, d, enabled, config)
     mitm_mark, log_mark = mail.mitm.size(), len(mail.log())
     tls_mark = mail.starttls_mitm.tls_done
     s = fetch_mail(program, profile, mail.password, addr, d, env)
@@ -115,19 +106,6 @@ def run(world, mail, work, name, program, addr, detector_env=True, config=None,
     return s
 
 
-def marks(world):
-    return [s.log_size() for s in world.honest]
-
-
-def probes_seen(world, since, port):
-    return sum(1 for s, m in zip(world.honest, since) for t in s.targets(m)
-               if t == (HOST, port))
-
-
-def detector_lines(s):
-    return [l for l in s.err.splitlines() if "detector" in l.lower()]
-
-
 def fetched(s, mail):
     r = s.result
     return (r.get("error") is None and "INBOX" in [f.upper() for f in r.get("folders", [])]
@@ -136,7 +114,7 @@ def fetched(s, mail):
 
 
 def test_stock_thunderbird_fetches_the_mail_through_the_mitm(world, mail, work):
-    m = marks(world)
+    m = sphere_marks(world)
     s = run(world, mail, work, "stock-mitm", os.path.join(CORELEASE.folder, "thunderbird-bin"),
             MITM_ADDR)
     assert s.libssl_loaded() == [os.path.join(CORELEASE.folder, "libssl3.so")], s
@@ -145,7 +123,7 @@ def test_stock_thunderbird_fetches_the_mail_through_the_mitm(world, mail, work):
         "through the MITM (the attack works):\n%s" % s
     assert re.search(r"AUTHENTICATE|LOGIN", s.to_server, re.I) and s.logins >= 1, \
         "its IMAP commands and login went through the MITM:\n%s" % s.to_server
-    assert not detector_lines(s), s
+    assert not detector_lines(s.err), s
     assert probes_seen(world, m, mail.port) == 0, "stock Thunderbird probes nothing"
 
 
@@ -157,7 +135,7 @@ def test_stock_thunderbird_fetches_the_mail_through_the_mitm(world, mail, work):
 
 
 def test_corelease_thunderbird_refuses_the_mitm(world, mail, work, protected):
-    m = marks(world)
+    m = sphere_marks(world)
     s = run(world, mail, work, "detector-mitm", protected, MITM_ADDR)
     assert s.libssl_loaded() == [os.path.join(os.path.dirname(protected), "libssl3.so")], \
         "the copy must load the co-release libssl3.so:\n%s" % s
@@ -175,7 +153,7 @@ def test_corelease_thunderbird_refuses_the_mitm(world, mail, work, protected):
 
 
 def test_corelease_thunderbird_fetches_the_mail_on_the_clean_path(world, mail, work, protected):
-    m = marks(world)
+    m = sphere_marks(world)
     s = run(world, mail, work, "detector-clean", protected, REAL_ADDR)
     assert s.libssl_loaded() == [os.path.join(os.path.dirname(protected), "libssl3.so")], s
     assert fetched(s, mail), "the co-release must let Thunderbird fetch the mail:\n%s" % s
@@ -194,7 +172,7 @@ def test_corelease_thunderbird_with_detector_disabled_is_stock_thunderbird(
         world, mail, work, protected):
     # enabled = no: the co-release behaves as Thunderbird's own libssl3.so
     # (the MITM gets through, nothing is probed): the drop-in itself is sound.
-    m = marks(world)
+    m = sphere_marks(world)
     s = run(world, mail, work, "detector-disabled", protected, MITM_ADDR,
             config="[detector]\nenabled = no\n")
     assert s.libssl_loaded() == [os.path.join(os.path.dirname(protected), "libssl3.so")], s
@@ -219,7 +197,7 @@ def test_stock_thunderbird_fetches_the_mail_through_the_starttls_mitm(world, mai
 
 
 def test_corelease_thunderbird_refuses_the_starttls_mitm(world, mail, work, protected):
-    m = marks(world)
+    m = sphere_marks(world)
     s = run(world, mail, work, "detector-starttls-mitm", protected, MITM_ADDR,
             config=starttls_config(mail), starttls=True)
     assert s.libssl_loaded() == [os.path.join(os.path.dirname(protected), "libssl3.so")], s
@@ -234,7 +212,7 @@ def test_corelease_thunderbird_refuses_the_starttls_mitm(world, mail, work, prot
 
 def test_corelease_thunderbird_fetches_over_starttls_on_the_clean_path(world, mail, work,
                                                                      protected):
-    m = marks(world)
+    m = sphere_marks(world)
     s = run(world, mail, work, "detector-starttls-clean", protected, REAL_ADDR,
             config=starttls_config(mail), starttls=True)
     assert fetched(s, mail) and s.logins >= 1, s

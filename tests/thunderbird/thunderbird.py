@@ -5,39 +5,27 @@ IMAP account trusting the test CA, and one bounded headless session that
 lists the account's folders and fetches the message through Marionette in
 chrome context.
 
-What firefox.py already does for Firefox (which co-release fits the
-installed package, a copy of the folder with one libssl3.so swapped, the
-Marionette wire protocol) is imported from it, not repeated.  Nothing here
-changes /usr.
+What it shares with Firefox (which co-release fits the installed package,
+a copy of the folder with one libssl3.so swapped, the Marionette wire
+protocol, the headless start) is testworld.mozilla.  Nothing here changes
+/usr.
 """
 
-import glob
 import json
 import os
 import pwd
 import shutil
 import subprocess
-import sys
 import time
 import uuid
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "firefox"))
-sys.path.insert(0, os.path.join(HERE, ".."))
-
-from firefox import PREFS as FIREFOX_PREFS  # noqa: E402
-from firefox import Marionette, _free_local_port, _js  # noqa: E402
-import socket  # noqa: E402
-import ssl  # noqa: E402
-
-from testworld import WorldError  # noqa: E402
-from testworld.mitm import StarttlsMitm  # noqa: E402
-from testworld.ports import HOST, MITM_ADDR, REAL_ADDR, wait_tls  # noqa: E402
-from testworld.processes import Process, stop_group  # noqa: E402
-from testworld.relay import relay  # noqa: E402
-from testworld.services import close_quietly  # noqa: E402
-from testworld.starttls import IO_TIMEOUT, starttls_client, starttls_server, \
-    wait_starttls  # noqa: E402
+from testworld.mitm import socat_mitm
+from testworld.mozilla import PREFS as FIREFOX_PREFS
+from testworld.mozilla import Marionette, libssl_loaded, read_ld_debug, start_headless
+from testworld.mozilla import make_profile as _make_profile
+from testworld.ports import HOST, REAL_ADDR, wait_tls
+from testworld.processes import Process, stop_group
+from testworld.starttls import wait_starttls
 
 START_TIMEOUT = 60     # seconds for Thunderbird's Marionette to listen
 MAIL_TIMEOUT = 20      # seconds for the folder list and the message
@@ -177,8 +165,7 @@ service imap-login {{
             raise
 
     def log(self):
-        with open(self.log_path, errors="replace") as f:
-            return f.read()
+        return self.proc.log()
 
     def logins(self, since=0):
         return self.log()[since:].count("Login: user=<%s>" % USER)
@@ -188,36 +175,18 @@ service imap-login {{
 
 
 class LoggingMitm:
-    """socat on MITM_ADDR:port: TLS in with the rogue certificate, TLS out
-    to the real server (no verification), like testworld.mitm.socat_mitm,
-    but with -v: every plaintext chunk it relays is in its log, '>' from
-    the victim to the real server, '<' back.  So the log shows whether any
-    IMAP command of the victim reached the real server."""
+    """testworld.mitm.socat_mitm on MITM_ADDR:port, verbose: its log shows
+    whether any IMAP command of the victim reached the real server."""
 
     def __init__(self, directory, port, rogue):
         self.port = port
-        self.log_path = os.path.join(directory, "socat-imap-mitm.log")
-        self.proc = Process("socat imap mitm",
-                            ["socat", "-v",
-                             "OPENSSL-LISTEN:%d,bind=%s,reuseaddr,fork,cert=%s,key=%s,verify=0"
-                             % (port, MITM_ADDR, rogue.crt, rogue.key),
-                             "OPENSSL:%s:%d,verify=0,snihost=%s" % (REAL_ADDR, port, HOST)],
-                            self.log_path)
-        try:
-            wait_tls(MITM_ADDR, port, self.proc)
-        except BaseException:
-            self.proc.stop()
-            raise
-
-    def log(self):
-        with open(self.log_path, errors="replace") as f:
-            return f.read()
+        self.proc = socat_mitm("imap-mitm", directory, port, port, rogue, verbose=True)
 
     def to_server(self, since=0):
         """The plaintext the victim sent through the MITM to the real
         server, after `since` bytes of the log."""
         out, take = [], False
-        for line in self.log()[since:].splitlines():
+        for line in self.proc.log()[since:].splitlines():
             if line.startswith("> ") and "length=" in line:
                 take = True
                 continue
@@ -229,45 +198,10 @@ class LoggingMitm:
         return "\n".join(out)
 
     def size(self):
-        return os.path.getsize(self.log_path)
+        return os.path.getsize(self.proc.log_path)
 
     def stop(self):
         self.proc.stop()
-        stop_group(self.proc.popen.pid)
-
-
-class CountingStarttlsMitm(StarttlsMitm):
-    """testworld.mitm.StarttlsMitm (the IMAP preamble, TLS with the rogue
-    certificate to the victim, relayed to the real server) that also
-    counts the victims whose TLS handshake with it completed: only those
-    can send it an IMAP command, and only then does it connect to the real
-    server.  (_serve is StarttlsMitm's, with the count added.)"""
-
-    def __init__(self, *args):
-        self.tls_done = 0
-        super().__init__(*args)
-
-    def _serve(self, conn):
-        up = None
-        try:
-            conn.settimeout(IO_TIMEOUT)
-            starttls_server(self.proto, conn)
-            with self._lock:
-                self.intercepted += 1
-            victim = self.ctx.wrap_socket(conn, server_side=True)
-            with self._lock:
-                self.tls_done += 1
-            up = socket.create_connection(self.upstream, timeout=IO_TIMEOUT)
-            starttls_client(self.proto, up)
-            cctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-            cctx.check_hostname = False
-            cctx.verify_mode = ssl.CERT_NONE
-            up = cctx.wrap_socket(up, server_hostname=HOST)
-            relay(victim, up, self._stop, self.LIFETIME, bufsize=16384)
-        except (OSError, ssl.SSLError, WorldError):
-            pass
-        finally:
-            close_quietly(up, conn)
 
 
 # -- the profile
@@ -277,19 +211,11 @@ def make_profile(directory, ca_crt, port, starttls=False):
     """A fresh Thunderbird profile whose cert9.db trusts ca_crt for TLS,
     with one IMAP account for USER at server.test:port (implicit TLS, or
     STARTTLS if starttls)."""
-    os.mkdir(directory, 0o700)
-    for argv in (["certutil", "-N", "-d", "sql:" + directory, "--empty-password"],
-                 ["certutil", "-A", "-d", "sql:" + directory, "-n", "detector-test-ca",
-                  "-t", "C,,", "-i", ca_crt]):
-        subprocess.run(argv, check=True, capture_output=True)
     prefs = dict(PREFS)
     prefs["mail.server.server1.port"] = port
     if starttls:
         prefs["mail.server.server1.socketType"] = 2     # STARTTLS, required
-    with open(os.path.join(directory, "user.js"), "w") as f:
-        for k, v in prefs.items():
-            f.write("user_pref(%s, %s);\n" % (_js(k), _js(v)))
-    return directory
+    return _make_profile(directory, ca_crt, prefs)
 
 
 # -- one session
@@ -381,9 +307,7 @@ class Session:
 
     def libssl_loaded(self):
         """The libssl3.so paths the dynamic loader initialised."""
-        return sorted({line.split("calling init: ", 1)[1].strip()
-                       for line in self.libs.splitlines()
-                       if "calling init: " in line and line.rstrip().endswith("/libssl3.so")})
+        return libssl_loaded(self.libs)
 
     def __str__(self):
         # GTK's complaints about the missing display are noise.
@@ -406,29 +330,13 @@ def fetch_mail(program, profile, password, addr, workdir, env_extra=None):
     bounded; Thunderbird is killed by its process group if it does not
     quit.  The dynamic loader's log (LD_DEBUG=libs) shows which libssl3.so
     was loaded."""
-    hosts = os.path.join(workdir, "hosts")
-    with open(hosts, "w") as f:
-        f.write("127.0.0.1\tlocalhost\n%s\t%s\n" % (addr, HOST))
-    home = os.path.join(workdir, "home")
-    os.makedirs(home, 0o700, exist_ok=True)
-    lddebug = os.path.join(workdir, "ld-debug")
-    port = _free_local_port()
-    with open(os.path.join(profile, "user.js"), "a") as f:
-        f.write("user_pref(\"marionette.port\", %d);\n" % port)
-    env = {"PATH": "/usr/bin:/bin", "HOME": home, "LANG": "C.UTF-8",
-           "TMPDIR": workdir, "MOZ_CRASHREPORTER_DISABLE": "1",
-           "MOZ_HEADLESS": "1", "LD_DEBUG": "libs", "LD_DEBUG_OUTPUT": lddebug}
-    env.update(env_extra or {})
     argv = [program, "--headless", "--no-remote", "--marionette", "-remote-allow-system-access",
             "--profile", profile]
-    full = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
-            'mount --bind "$0" /etc/hosts && exec "$@"', hosts] + argv
     t0 = time.monotonic()
     errlog = os.path.join(workdir, "thunderbird.stderr")
     with open(errlog, "w") as errf:
-        proc = subprocess.Popen(full, env=env, stdin=subprocess.DEVNULL,
-                                stdout=errf, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc, port, lddebug = start_headless(argv, profile, addr, workdir, env_extra,
+                                             stdout=errf, stderr=subprocess.STDOUT)
     result, note, stepname = None, "", "connect"
     try:
         m = Marionette(port, proc, START_TIMEOUT)
@@ -482,9 +390,4 @@ def fetch_mail(program, profile, password, addr, workdir, env_extra=None):
     proc.wait(timeout=10)
     with open(errlog, errors="replace") as f:
         err = f.read()
-    libs = ""
-    for path in glob.glob(lddebug + ".*"):
-        with open(path, errors="replace") as f:
-            libs += f.read()
-        os.unlink(path)
-    return Session(argv, proc.returncode, err + note, elapsed, result, libs)
+    return Session(argv, proc.returncode, err + note, elapsed, result, read_ld_debug(lddebug))
