@@ -26,6 +26,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 from conftest import nssdb, scratch, tmpdir_, world  # noqa: E402,F401
 from test_nss_hook import nb_results, nbclient, run_app, tstclnt  # noqa: E402
 from testworld.ports import MITM_ADDR, REAL_ADDR  # noqa: E402
+from testworld.processes import stop_child  # noqa: E402
 
 AGENT = os.path.join(HERE, "..", "..", "detector", "tools", "detector-notify")
 CAPTURE = os.path.join(HERE, "capture_notifications.py")
@@ -44,13 +45,7 @@ def wait_for(what, cond, timeout=10.0):
 
 
 def stop(proc):
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    stop_child(proc, 5)
 
 
 class Desktop:

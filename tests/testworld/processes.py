@@ -7,6 +7,7 @@
   stop_pids()   end processes by PID: SIGTERM, SIGKILL after a grace period,
                 never signalling a recycled PID (a marker must still be on
                 its command line)
+  stop_child()  the same for one subprocess.Popen child
   stop_group()  the same for whatever is left in a process group (socat's
                 per-connection children)
 
@@ -135,6 +136,15 @@ def stop_pids(procs, grace=STOP_GRACE, reap=None):
     return killed
 
 
+def stop_child(popen, grace=STOP_GRACE):
+    """A subprocess.Popen child of this process: SIGTERM, SIGKILL after
+    `grace` s; reaped."""
+    if popen.poll() is None:
+        stop_pids([(" ".join(map(str, popen.args[:1])), popen.pid, None)], grace,
+                  reap=popen.poll)
+    popen.poll()
+
+
 def _wait_gone(live, seconds, reap):
     """Wait up to `seconds` until no (name, pid) of live is alive, reaping;
     returns those still alive."""
@@ -209,9 +219,7 @@ class Process:
     def stop(self, grace=STOP_GRACE):
         """SIGTERM, SIGKILL after `grace` s, then the same for what is left
         in its process group."""
-        if self.alive():
-            stop_pids([(self.name, self.pid, None)], grace, reap=self.popen.poll)
-        self.popen.poll()
+        stop_child(self.popen, grace)
         stop_group(self.pid, grace)
 
 

@@ -119,6 +119,19 @@ class Node:
             self.fingerprint)
 
 
+def spheres_tool(state, conf=None, timeout=120):
+    """run(*args): detector-spheres ARGS [--config conf] --state-dir state
+    as a CompletedProcess (text stdout/stderr), for a test's own spheres
+    (TorNetwork.spheres_cli() runs the network's)."""
+    def run(*args):
+        return subprocess.run(
+            [sys.executable, SPHERES_TOOL] + list(args)
+            + (["--config", str(conf)] if conf is not None else [])
+            + ["--state-dir", str(state)],
+            capture_output=True, text=True, timeout=timeout)
+    return run
+
+
 class TorNetwork:
     """A private Tor network and its spheres.
 
@@ -569,6 +582,13 @@ class TorNetwork:
         for k, vs in opts.items():
             lines.append("%s = %s" % (k, "\n    ".join(vs)))
         return "\n".join(lines) + "\n"
+
+    def tor_section(self):
+        """The [tor] section of the spheres.conf it wrote, for a test's own
+        detector-spheres config on this network."""
+        with open(self.path("spheres.conf")) as f:
+            text = f.read()
+        return text[text.index("[tor]"):]
 
     def spheres_cli(self, *args, timeout=150, check=True):
         """Run detector-spheres on this network's spheres; CompletedProcess

@@ -24,6 +24,7 @@ import tempfile
 import pytest
 
 from testworld import tornet as tn
+from testworld.processes import stop_child
 from test_bridges import (BRIDGE_OBFS4PORT, OBFS4PROXY, bridged_tor_section,
                           first_hops, start_obfs4_bridge)
 
@@ -128,9 +129,4 @@ def test_blocked_sphere_gets_through_an_obfs4_bridge(blocked, tmp_path):
             walled.run(bridged, "stop")
     finally:
         walled.remove()
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_child(proc, 15)

@@ -9,13 +9,13 @@ import json
 import os
 import re
 import subprocess
-import sys
 import time
 
 import pytest
 import stem.control
 
 from testworld import tornet as tn
+from testworld.processes import stop_child
 
 SOCKS_PORT = 9192      # control 9193
 
@@ -38,8 +38,7 @@ def bridged_tor_section(net):
     """The network's [tor] section without UseMicrodescriptors 0: with it
     and a bridge, tor 0.4.9.11 builds no circuit ("Not enough acceptable
     routers (0/3 direct ...)"), which detector-spheres now refuses."""
-    text = open(os.path.join(net.dir, "spheres.conf")).read()
-    tor = text[text.index("[tor]"):]
+    tor = net.tor_section()
     assert "UseMicrodescriptors = 0\n" in tor
     return tor.replace("UseMicrodescriptors = 0\n", "")
 
@@ -60,13 +59,7 @@ def test_sphere_through_a_plain_bridge(net, tmp_path):
                     % (tn.RELAY_ADDR, bridge.orport, bridge.fingerprint,
                        exit_fp, SOCKS_PORT, bridged_tor_section(net)))
     state = str(tmp_path / "state")
-
-    def run(*args):
-        return subprocess.run(
-            [sys.executable, tn.SPHERES_TOOL] + list(args)
-            + ["--config", str(conf), "--state-dir", state],
-            capture_output=True, text=True, timeout=120)
-
+    run = tn.spheres_tool(state, conf)
     p = run("start", "--timeout", "90")
     try:
         assert p.returncode == 0, p.stdout + p.stderr
@@ -137,13 +130,7 @@ def test_sphere_through_an_obfs4_bridge(net, tmp_path):
                net.exits[2].fingerprint, OBFS4_SOCKS_PORT,
                bridged_tor_section(net)))
         state = str(tmp_path / "state")
-
-        def run(*args):
-            return subprocess.run(
-                [sys.executable, tn.SPHERES_TOOL] + list(args)
-                + ["--config", str(conf), "--state-dir", state],
-                capture_output=True, text=True, timeout=150)
-
+        run = tn.spheres_tool(state, conf, timeout=150)
         p = run("start", "--timeout", "120")
         try:
             assert p.returncode == 0, p.stdout + p.stderr
@@ -157,9 +144,4 @@ def test_sphere_through_an_obfs4_bridge(net, tmp_path):
         finally:
             run("stop")
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_child(proc, 15)

@@ -4,9 +4,6 @@ through the sphere's exits, carries a TLS connection to the test server,
 is listed for libdetector grouped with its sphere, and is stopped."""
 
 import json
-import os
-import subprocess
-import sys
 
 from testworld import socks5
 from testworld import tornet as tn
@@ -16,21 +13,14 @@ SOCKS_PORT = 9186      # instance 2: 9188 (one sphere: step 2), controls +1
 
 
 def test_two_instances_of_one_sphere(net, tmp_path):
-    text = open(os.path.join(net.dir, "spheres.conf")).read()
-    tor_section = text[text.index("[tor]"):]
+    tor_section = net.tor_section()
     exit_fp = net.exits[0].fingerprint
     conf = tmp_path / "instances.conf"
     conf.write_text("[spheres]\ninstances = 2\n\n[sphere twin]\n"
                     "exit_nodes = $%s\nsocks_port = %d\n\n%s"
                     % (exit_fp, SOCKS_PORT, tor_section))
     state = str(tmp_path / "state")
-
-    def run(*args):
-        return subprocess.run(
-            [sys.executable, tn.SPHERES_TOOL] + list(args)
-            + ["--config", str(conf), "--state-dir", state],
-            capture_output=True, text=True, timeout=120)
-
+    run = tn.spheres_tool(state, conf)
     p = run("start", "--timeout", "90")
     try:
         assert p.returncode == 0, p.stdout + p.stderr

@@ -85,6 +85,13 @@ def assert_saw(entry, cert, status, run):
     assert entry["cert_sha256"] == cert.cert_sha256, run
 
 
+def assert_each_saw(run, status, cert):
+    """Every sphere that reports status saw cert."""
+    for s in run.json["spheres"]:
+        if s["status"] == status:
+            assert_saw(s, cert, status, run)
+
+
 def record(report, row, run):
     report[row] = {"exit": run.rc, "verdict": run.json["verdict"],
                    "ms": run.json.get("ms"),
@@ -102,9 +109,7 @@ def test_1_clean_path_accepts(net, world, sphere_probe, scenario_report):
     # decided at the 4th match: the 5th may have been left behind
     assert list(st.values()).count("match") >= 4, run
     assert set(st.values()) <= {"match", "skipped"}, run
-    for s in run.json["spheres"]:
-        if s["status"] == "match":
-            assert_saw(s, world.real, "match", run)
+    assert_each_saw(run, "match", world.real)
     record(scenario_report, "1 clean path", run)
 
 
@@ -118,9 +123,7 @@ def test_2_mitm_on_the_client_path_rejects(net, world, sphere_probe,
     st = run.statuses()
     assert list(st.values()).count("mismatch") >= 2, run     # n-k+1 = 2
     assert set(st.values()) <= {"mismatch", "skipped"}, run
-    for s in run.json["spheres"]:
-        if s["status"] == "mismatch":
-            assert_saw(s, world.real, "mismatch", run)   # the real key
+    assert_each_saw(run, "mismatch", world.real)   # the real key
     assert re.search(r"differs|man-in-the-middle", run.json["reason"]), run
     record(scenario_report, "2 MITM on client path", run)
 
@@ -145,9 +148,7 @@ def test_3_client_resolver_points_at_the_attacker_rejects(
     st = run.statuses()
     assert list(st.values()).count("mismatch") >= 2, run
     assert set(st.values()) <= {"mismatch", "skipped"}, run
-    for s in run.json["spheres"]:
-        if s["status"] == "mismatch":
-            assert_saw(s, world.real, "mismatch", run)
+    assert_each_saw(run, "mismatch", world.real)
     record(scenario_report, "3 client DNS poisoned", run)
 
 
@@ -226,9 +227,7 @@ def test_5_attacker_at_the_server_is_accepted(net, world, sphere_probe,
     st = run.statuses()
     assert list(st.values()).count("match") >= 4, run
     assert set(st.values()) <= {"match", "skipped"}, run
-    for s in run.json["spheres"]:
-        if s["status"] == "match":
-            assert_saw(s, world.rogue, "match", run)   # everyone: rogue
+    assert_each_saw(run, "match", world.rogue)   # everyone: rogue
     record(scenario_report, "5 attacker at server", run)
 
 
@@ -259,9 +258,7 @@ def test_6_key_rotation_is_accepted_on_the_next_check(
     st = run.statuses()
     assert list(st.values()).count("match") >= 4, run
     assert set(st.values()) <= {"match", "skipped"}, run
-    for s in run.json["spheres"]:
-        if s["status"] == "match":
-            assert_saw(s, new, "match", run)       # the spheres see B too
+    assert_each_saw(run, "match", new)   # the spheres see B too
     # one record per host:port: the new key's ACCEPT replaced the old one
     listed = sphere_probe.run("--cache-list", cache=True, home=home)
     assert listed.rc == 0, listed
@@ -327,8 +324,6 @@ def test_7_two_spheres_down_is_undecided(net, world, sphere_probe,
     up = [st for a, st in run.statuses().items() if a not in down_addr]
     # undecided is final once 2 of the 3 others matched (no 2 mismatches left)
     assert up.count("match") >= 2 and set(up) <= {"match", "skipped"}, run
-    for s in run.json["spheres"]:
-        if s["status"] == "match":
-            assert_saw(s, world.real, "match", run)
+    assert_each_saw(run, "match", world.real)
     assert re.search(r"quorum 4", run.json["reason"]), run
     record(scenario_report, "7 two spheres down", run)

@@ -126,27 +126,22 @@ def test_stop_never_signals_a_process_it_did_not_start(net, tmp_path):
 
 def test_port_in_use_is_reported_and_nothing_is_left_running(net, tmp_path):
     conf = tmp_path / "busy.conf"
-    text = open(os.path.join(net.dir, "spheres.conf")).read()
     # same network, one sphere, on a SOCKS port somebody else holds
-    tor_section = text[text.index("[tor]"):]
+    tor_section = net.tor_section()
     conf.write_text("[sphere busy]\nexit_nodes = $%s\nsocks_port = 9180\n\n%s"
                     % (net.exits[0].fingerprint, tor_section))
     with socket.socket() as holder:
         holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         holder.bind(("127.0.0.1", 9180))
         holder.listen(1)
-        p = subprocess.run([sys.executable, tn.SPHERES_TOOL, "start",
-                            "--config", str(conf), "--state-dir",
-                            str(tmp_path / "state")],
-                           capture_output=True, text=True, timeout=60)
+        p = tn.spheres_tool(tmp_path / "state", conf, timeout=60)("start")
     assert p.returncode == 1
     assert "sphere busy: SOCKS port 127.0.0.1:9180 is already in use" in p.stderr
     assert not (tmp_path / "state" / "busy" / "sphere.json").exists()
 
 
 def test_stop_also_ends_spheres_dropped_from_the_config(net, tmp_path):
-    text = open(os.path.join(net.dir, "spheres.conf")).read()
-    tor_section = text[text.index("[tor]"):]
+    tor_section = net.tor_section()
     fp = net.exits[0].fingerprint
     before = tmp_path / "two.conf"
     before.write_text("[sphere kept]\nexit_nodes = $%s\nsocks_port = 9182\n\n"
@@ -156,9 +151,7 @@ def test_stop_also_ends_spheres_dropped_from_the_config(net, tmp_path):
     after.write_text("[sphere kept]\nexit_nodes = $%s\nsocks_port = 9182\n\n%s"
                      % (fp, tor_section))
     state = str(tmp_path / "state")
-    run = lambda *a: subprocess.run(  # noqa: E731
-        [sys.executable, tn.SPHERES_TOOL] + list(a) + ["--state-dir", state],
-        capture_output=True, text=True, timeout=90)
+    run = tn.spheres_tool(state, timeout=90)
     p = run("start", "--config", str(before), "--timeout", "60")
     assert p.returncode == 0, p.stdout + p.stderr
     pids = [json.load(open(os.path.join(state, n, "sphere.json")))["pid"]
