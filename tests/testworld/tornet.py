@@ -119,6 +119,11 @@ class Node:
             self.fingerprint)
 
 
+def sphere_section(name, exit_fp, socks_port):
+    """A detector-spheres [sphere NAME] section pinned to one exit."""
+    return "[sphere %s]\nexit_nodes = $%s\nsocks_port = %d\n\n" % (name, exit_fp, socks_port)
+
+
 def spheres_tool(state, conf=None, timeout=120):
     """run(*args): detector-spheres ARGS [--config conf] --state-dir state
     as a CompletedProcess (text stdout/stderr), for a test's own spheres

@@ -73,8 +73,7 @@ class Walled:
         os.chmod(geoip, 0o644)
         self.tor = bridged_tor_section(net).replace(net.path("geoip-empty"),
                                                     geoip)
-        self.sphere = ("[sphere walled]\nexit_nodes = $%s\nsocks_port = %d"
-                       "\n\n" % (net.exits[3].fingerprint, SOCKS_PORT))
+        self.sphere = tn.sphere_section("walled", net.exits[3].fingerprint, SOCKS_PORT)
 
     def config(self, name, spheres_section=""):
         path = os.path.join(self.work, name)

@@ -54,10 +54,10 @@ def test_sphere_through_a_plain_bridge(net, tmp_path):
     bridge = next(n for n in net.nodes if n.kind == "middle")
     exit_fp = net.exits[1].fingerprint
     conf = tmp_path / "bridged.conf"
-    conf.write_text("[spheres]\nbridges = %s:%d %s\n\n[sphere bridged]\n"
-                    "exit_nodes = $%s\nsocks_port = %d\n\n%s"
-                    % (tn.RELAY_ADDR, bridge.orport, bridge.fingerprint,
-                       exit_fp, SOCKS_PORT, bridged_tor_section(net)))
+    conf.write_text("[spheres]\nbridges = %s:%d %s\n\n"
+                    % (tn.RELAY_ADDR, bridge.orport, bridge.fingerprint)
+                    + tn.sphere_section("bridged", exit_fp, SOCKS_PORT)
+                    + bridged_tor_section(net))
     state = str(tmp_path / "state")
     run = tn.spheres_tool(state, conf)
     p = run("start", "--timeout", "90")
@@ -125,10 +125,9 @@ def test_sphere_through_an_obfs4_bridge(net, tmp_path):
         conf = tmp_path / "obfs4.conf"
         conf.write_text(
             "[spheres]\nbridges = obfs4 %s:%d %s cert=%s iat-mode=0\n\n"
-            "[sphere hidden]\nexit_nodes = $%s\nsocks_port = %d\n\n%s"
-            % (tn.RELAY_ADDR, BRIDGE_OBFS4PORT, fp, cert,
-               net.exits[2].fingerprint, OBFS4_SOCKS_PORT,
-               bridged_tor_section(net)))
+            % (tn.RELAY_ADDR, BRIDGE_OBFS4PORT, fp, cert)
+            + tn.sphere_section("hidden", net.exits[2].fingerprint, OBFS4_SOCKS_PORT)
+            + bridged_tor_section(net))
         state = str(tmp_path / "state")
         run = tn.spheres_tool(state, conf, timeout=150)
         p = run("start", "--timeout", "120")

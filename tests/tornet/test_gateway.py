@@ -67,11 +67,9 @@ def namespaces():
 def gateway(tornet, namespaces, tmp_path_factory):
     """One gateway sphere (pinned to the first exit) on GW_ADDR."""
     d = tmp_path_factory.mktemp("gateway")
-    text = open(os.path.join(tornet.dir, "spheres.conf")).read()
     conf = d / "gateway.conf"
-    conf.write_text("[sphere gateway]\nexit_nodes = $%s\nsocks_port = %d\n\n%s"
-                    % (tornet.exits[0].fingerprint, SOCKS_PORT,
-                       text[text.index("[tor]"):]))
+    conf.write_text(tn.sphere_section("gateway", tornet.exits[0].fingerprint, SOCKS_PORT)
+                    + tornet.tor_section())
     base = [sys.executable, tn.SPHERES_TOOL]
     common = ["--config", str(conf), "--state-dir", str(d / "state")]
     p = subprocess.run(base + ["start"] + common + [

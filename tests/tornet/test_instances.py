@@ -13,12 +13,11 @@ SOCKS_PORT = 9186      # instance 2: 9188 (one sphere: step 2), controls +1
 
 
 def test_two_instances_of_one_sphere(net, tmp_path):
-    tor_section = net.tor_section()
     exit_fp = net.exits[0].fingerprint
     conf = tmp_path / "instances.conf"
-    conf.write_text("[spheres]\ninstances = 2\n\n[sphere twin]\n"
-                    "exit_nodes = $%s\nsocks_port = %d\n\n%s"
-                    % (exit_fp, SOCKS_PORT, tor_section))
+    conf.write_text("[spheres]\ninstances = 2\n\n"
+                    + tn.sphere_section("twin", exit_fp, SOCKS_PORT)
+                    + net.tor_section())
     state = str(tmp_path / "state")
     run = tn.spheres_tool(state, conf)
     p = run("start", "--timeout", "90")

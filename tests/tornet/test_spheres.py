@@ -127,9 +127,8 @@ def test_stop_never_signals_a_process_it_did_not_start(net, tmp_path):
 def test_port_in_use_is_reported_and_nothing_is_left_running(net, tmp_path):
     conf = tmp_path / "busy.conf"
     # same network, one sphere, on a SOCKS port somebody else holds
-    tor_section = net.tor_section()
-    conf.write_text("[sphere busy]\nexit_nodes = $%s\nsocks_port = 9180\n\n%s"
-                    % (net.exits[0].fingerprint, tor_section))
+    conf.write_text(tn.sphere_section("busy", net.exits[0].fingerprint, 9180)
+                    + net.tor_section())
     with socket.socket() as holder:
         holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         holder.bind(("127.0.0.1", 9180))
@@ -141,15 +140,12 @@ def test_port_in_use_is_reported_and_nothing_is_left_running(net, tmp_path):
 
 
 def test_stop_also_ends_spheres_dropped_from_the_config(net, tmp_path):
-    tor_section = net.tor_section()
-    fp = net.exits[0].fingerprint
+    kept = tn.sphere_section("kept", net.exits[0].fingerprint, 9182)
     before = tmp_path / "two.conf"
-    before.write_text("[sphere kept]\nexit_nodes = $%s\nsocks_port = 9182\n\n"
-                      "[sphere dropped]\nexit_nodes = $%s\nsocks_port = 9184\n\n%s"
-                      % (fp, net.exits[1].fingerprint, tor_section))
+    before.write_text(kept + tn.sphere_section("dropped", net.exits[1].fingerprint, 9184)
+                      + net.tor_section())
     after = tmp_path / "one.conf"
-    after.write_text("[sphere kept]\nexit_nodes = $%s\nsocks_port = 9182\n\n%s"
-                     % (fp, tor_section))
+    after.write_text(kept + net.tor_section())
     state = str(tmp_path / "state")
     run = tn.spheres_tool(state, timeout=90)
     p = run("start", "--config", str(before), "--timeout", "60")
