@@ -72,6 +72,43 @@ expect_error(enum starttls_status s, const char *needle)
 		fail_msg("error '%s' lacks '%s'", err, needle);
 }
 
+/*
+ * A server that must be refused: the test's replies with the one at `at`
+ * replaced by `reply` (reply.s NULL: as they are), a part of the error,
+ * and whether the replies are fed byte by byte.
+ */
+struct refusal {
+	size_t at;
+	struct reply reply;
+	const char *says;
+	int bytewise;
+};
+
+#define REPLIES_MAX 3
+
+/* Runs each refusal against the nr replies of base (NULL: each case
+ * gives the one reply there is). */
+static void
+expect_refusals(enum detector_starttls proto, const char *host,
+    const struct reply *base, size_t nr, const struct refusal *cases,
+    size_t ncases)
+{
+	struct reply r[REPLIES_MAX];
+	size_t i;
+
+	assert_true(nr <= REPLIES_MAX);
+	for (i = 0; i < ncases; i++) {
+		if (base != NULL)
+			memcpy(r, base, nr * sizeof(*r));
+		if (cases[i].reply.s != NULL)
+			r[cases[i].at] = cases[i].reply;
+		expect_error(run(proto, host, r, nr, cases[i].bytewise),
+		    cases[i].says);
+	}
+}
+
+#define NCASES(a) (sizeof(a) / sizeof((a)[0]))
+
 /* SMTP */
 
 static const struct reply smtp_ok[] = {
@@ -96,19 +133,23 @@ test_smtp_happy(void **state)
 static void
 test_smtp_refusals(void **state)
 {
-	struct reply r[3] = { R("220 hi\r\n"), R("250-x\r\n250 STARTTLS\r\n"),
+	static const struct reply r[3] = { R("220 hi\r\n"),
+	    R("250-x\r\n250 STARTTLS\r\n"),
 	    R("454 4.7.0 TLS not available\r\n") };
+	static const struct refusal cases[] = {
+		{ 0, { NULL, 0 },
+		  "SMTP server refused STARTTLS: 454 4.7.0 TLS not available",
+		  0 },
+		{ 0, R("554 5.7.1 no service here\r\n"),
+		  "SMTP server refused the connection: 554 5.7.1 no service "
+		  "here", 0 },
+		{ 1, R("502 5.5.2 EHLO what?\r\n"),
+		  "SMTP server refused EHLO: 502", 0 },
+	};
 
 	(void)state;
-	expect_error(run(DETECTOR_STARTTLS_SMTP, "h", r, 3, 0),
-	    "SMTP server refused STARTTLS: 454 4.7.0 TLS not available");
-	r[0] = (struct reply)R("554 5.7.1 no service here\r\n");
-	expect_error(run(DETECTOR_STARTTLS_SMTP, "h", r, 3, 0),
-	    "SMTP server refused the connection: 554 5.7.1 no service here");
-	r[0] = (struct reply)R("220 hi\r\n");
-	r[1] = (struct reply)R("502 5.5.2 EHLO what?\r\n");
-	expect_error(run(DETECTOR_STARTTLS_SMTP, "h", r, 3, 0),
-	    "SMTP server refused EHLO: 502");
+	expect_refusals(DETECTOR_STARTTLS_SMTP, "h", r, 3, cases,
+	    NCASES(cases));
 }
 
 static void
@@ -135,46 +176,47 @@ test_smtp_not_offered(void **state)
 static void
 test_smtp_out_of_turn(void **state)
 {
-	struct reply r[3] = { R("220 hi\r\n"), R("250-mx\r\n250 STARTTLS\r\n"),
+	static const struct reply r[3] = { R("220 hi\r\n"),
+	    R("250-mx\r\n250 STARTTLS\r\n"),
 	    R("220 go ahead\r\n250 injected\r\n") };
+	static const struct refusal cases[] = {
+		{ 0, { NULL, 0 }, "possible STARTTLS command injection", 0 },
+		/* Even one byte after the go-ahead. */
+		{ 2, R("220 go ahead\r\n\x16"),
+		  "sent 1 bytes after agreeing to start TLS", 0 },
+		{ 0, R("220 hi\r\n250 early\r\n"),
+		  "unexpected bytes after its reply", 0 },
+	};
 
 	(void)state;
-	expect_error(run(DETECTOR_STARTTLS_SMTP, "h", r, 3, 0),
-	    "possible STARTTLS command injection");
-	/* Even one byte after the go-ahead. */
-	r[2] = (struct reply)R("220 go ahead\r\n\x16");
-	expect_error(run(DETECTOR_STARTTLS_SMTP, "h", r, 3, 0),
-	    "sent 1 bytes after agreeing to start TLS");
-	r[0] = (struct reply)R("220 hi\r\n250 early\r\n");
-	expect_error(run(DETECTOR_STARTTLS_SMTP, "h", r, 3, 0),
-	    "unexpected bytes after its reply");
+	expect_refusals(DETECTOR_STARTTLS_SMTP, "h", r, 3, cases,
+	    NCASES(cases));
 }
 
 static void
 test_smtp_malformed(void **state)
 {
-	struct reply r[1] = { R("HTTP/1.1 400 Bad Request\r\n") };
+	static const struct refusal cases[] = {
+		{ 0, R("HTTP/1.1 400 Bad Request\r\n"),
+		  "malformed reply line 'HTTP/1.1 400 Bad Request'", 0 },
+		{ 0, R("220 hi\n"), "LF without CR", 0 },
+		{ 0, R("220 h\ri\r\n"), "bare CR", 0 },
+		{ 0, R("220 h\0i\r\n"), "control byte", 0 },
+		{ 0, R("220-a\r\n250 b\r\n"), "changed the reply code", 0 },
+		{ 0, R("22\r\n"), "malformed", 0 },
+		{ 0, R("220x\r\n"), "malformed", 0 },
+		{ 0, R("120 x\r\n"), "malformed", 0 },
+		/* Server text is quoted safely in errors. */
+		{ 0, R("554 \x1b[31mred\r\n"), "control byte", 0 },
+		{ 0, R("554 caf\xc3\xa9\r\n"), "554 caf\\xc3\\xa9", 0 },
+	};
+	struct reply r[1];
 	char *big;
 	size_t i;
 
 	(void)state;
-	expect_error(run(DETECTOR_STARTTLS_SMTP, "h", r, 1, 0),
-	    "malformed reply line 'HTTP/1.1 400 Bad Request'");
-	r[0] = (struct reply)R("220 hi\n");
-	expect_error(run(DETECTOR_STARTTLS_SMTP, "h", r, 1, 0), "LF without CR");
-	r[0] = (struct reply)R("220 h\ri\r\n");
-	expect_error(run(DETECTOR_STARTTLS_SMTP, "h", r, 1, 0), "bare CR");
-	r[0] = (struct reply)R("220 h\0i\r\n");
-	expect_error(run(DETECTOR_STARTTLS_SMTP, "h", r, 1, 0), "control byte");
-	r[0] = (struct reply)R("220-a\r\n250 b\r\n");
-	expect_error(run(DETECTOR_STARTTLS_SMTP, "h", r, 1, 0),
-	    "changed the reply code");
-	r[0] = (struct reply)R("22\r\n");
-	expect_error(run(DETECTOR_STARTTLS_SMTP, "h", r, 1, 0), "malformed");
-	r[0] = (struct reply)R("220x\r\n");
-	expect_error(run(DETECTOR_STARTTLS_SMTP, "h", r, 1, 0), "malformed");
-	r[0] = (struct reply)R("120 x\r\n");
-	expect_error(run(DETECTOR_STARTTLS_SMTP, "h", r, 1, 0), "malformed");
+	expect_refusals(DETECTOR_STARTTLS_SMTP, "h", NULL, 1, cases,
+	    NCASES(cases));
 	/* A line that never ends. */
 	big = malloc(STARTTLS_REPLY_MAX + 1);
 	assert_non_null(big);
@@ -192,12 +234,6 @@ test_smtp_malformed(void **state)
 	expect_error(run(DETECTOR_STARTTLS_SMTP, "h", r, 1, 0),
 	    "reply exceeds 8192 bytes");
 	free(big);
-	/* Server text is quoted safely in errors. */
-	r[0] = (struct reply)R("554 \x1b[31mred\r\n");
-	expect_error(run(DETECTOR_STARTTLS_SMTP, "h", r, 1, 0), "control byte");
-	r[0] = (struct reply)R("554 caf\xc3\xa9\r\n");
-	expect_error(run(DETECTOR_STARTTLS_SMTP, "h", r, 1, 0),
-	    "554 caf\\xc3\\xa9");
 }
 
 static void
@@ -228,12 +264,35 @@ test_over_after_ready(void **state)
 
 /* IMAP */
 
+static const struct reply imap_ok[2] = {
+	R("* OK [CAPABILITY IMAP4rev1 STARTTLS] Dovecot ready.\r\n"),
+	R("a OK Begin TLS negotiation now.\r\n"),
+};
+
 static void
 test_imap(void **state)
 {
-	struct reply r[2] = {
-	    R("* OK [CAPABILITY IMAP4rev1 STARTTLS] Dovecot ready.\r\n"),
-	    R("a OK Begin TLS negotiation now.\r\n") };
+	static const struct refusal cases[] = {
+		{ 1, R("a NO [UNAVAILABLE] no TLS today\r\n"),
+		  "IMAP server refused STARTTLS: a NO [UNAVAILABLE] no TLS "
+		  "today", 0 },
+		{ 1, R("a BAD unknown command\r\n"), "refused STARTTLS: a BAD",
+		  0 },
+		{ 1, R("b OK not ours\r\n"), "unexpected answer", 0 },
+		{ 1, R("a OKAY\r\n"), "unexpected answer", 0 },
+		{ 1, R("+ go on\r\n"), "unexpected answer", 0 },
+		{ 1, R("* BYE shutting down\r\n"), "closed the session", 0 },
+		{ 1, R("a OK go\r\n* OK [ALERT] injected\r\n"),
+		  "possible STARTTLS command injection", 0 },
+		{ 0, R("* PREAUTH logged in\r\n"), "PREAUTH", 0 },
+		{ 0, R("* BYE too many connections\r\n"),
+		  "IMAP server refused the connection: * BYE too many", 0 },
+		{ 0, R("* OK hi\r\na OK early\r\n"),
+		  "unexpected bytes after its reply", 0 },
+		{ 0, R("SSH-2.0-OpenSSH_9.2\r\n"),
+		  "refused the connection: SSH-2.0", 0 },
+	};
+	struct reply r[2] = { imap_ok[0], imap_ok[1] };
 
 	(void)state;
 	assert_int_equal(run(DETECTOR_STARTTLS_IMAP, "h", r, 2, 1),
@@ -242,38 +301,8 @@ test_imap(void **state)
 	r[1] = (struct reply)R("* CAPABILITY IMAP4rev1\r\na ok go\r\n");
 	assert_int_equal(run(DETECTOR_STARTTLS_IMAP, "h", r, 2, 1),
 	    STARTTLS_READY);
-	r[1] = (struct reply)R("a NO [UNAVAILABLE] no TLS today\r\n");
-	expect_error(run(DETECTOR_STARTTLS_IMAP, "h", r, 2, 0),
-	    "IMAP server refused STARTTLS: a NO [UNAVAILABLE] no TLS today");
-	r[1] = (struct reply)R("a BAD unknown command\r\n");
-	expect_error(run(DETECTOR_STARTTLS_IMAP, "h", r, 2, 0),
-	    "refused STARTTLS: a BAD");
-	r[1] = (struct reply)R("b OK not ours\r\n");
-	expect_error(run(DETECTOR_STARTTLS_IMAP, "h", r, 2, 0),
-	    "unexpected answer");
-	r[1] = (struct reply)R("a OKAY\r\n");
-	expect_error(run(DETECTOR_STARTTLS_IMAP, "h", r, 2, 0),
-	    "unexpected answer");
-	r[1] = (struct reply)R("+ go on\r\n");
-	expect_error(run(DETECTOR_STARTTLS_IMAP, "h", r, 2, 0),
-	    "unexpected answer");
-	r[1] = (struct reply)R("* BYE shutting down\r\n");
-	expect_error(run(DETECTOR_STARTTLS_IMAP, "h", r, 2, 0),
-	    "closed the session");
-	r[1] = (struct reply)R("a OK go\r\n* OK [ALERT] injected\r\n");
-	expect_error(run(DETECTOR_STARTTLS_IMAP, "h", r, 2, 0),
-	    "possible STARTTLS command injection");
-	r[0] = (struct reply)R("* PREAUTH logged in\r\n");
-	expect_error(run(DETECTOR_STARTTLS_IMAP, "h", r, 2, 0), "PREAUTH");
-	r[0] = (struct reply)R("* BYE too many connections\r\n");
-	expect_error(run(DETECTOR_STARTTLS_IMAP, "h", r, 2, 0),
-	    "IMAP server refused the connection: * BYE too many");
-	r[0] = (struct reply)R("* OK hi\r\na OK early\r\n");
-	expect_error(run(DETECTOR_STARTTLS_IMAP, "h", r, 2, 0),
-	    "unexpected bytes after its reply");
-	r[0] = (struct reply)R("SSH-2.0-OpenSSH_9.2\r\n");
-	expect_error(run(DETECTOR_STARTTLS_IMAP, "h", r, 2, 0),
-	    "refused the connection: SSH-2.0");
+	expect_refusals(DETECTOR_STARTTLS_IMAP, "h", imap_ok, 2, cases,
+	    NCASES(cases));
 }
 
 /* POP3 */
@@ -281,25 +310,24 @@ test_imap(void **state)
 static void
 test_pop3(void **state)
 {
-	struct reply r[2] = { R("+OK Dovecot ready.\r\n"),
+	static const struct reply r[2] = { R("+OK Dovecot ready.\r\n"),
 	    R("+OK Begin TLS negotiation now.\r\n") };
+	static const struct refusal cases[] = {
+		{ 1, R("-ERR TLS support not enabled\r\n"),
+		  "POP3 server refused STLS: -ERR TLS support not enabled", 0 },
+		{ 1, R("+OKAY\r\n"), "refused STLS", 0 },
+		{ 1, R("+OK go\r\n+OK injected\r\n"),
+		  "possible STARTTLS command injection", 0 },
+		{ 0, R("-ERR go away\r\n"),
+		  "POP3 server refused the connection: -ERR go away", 0 },
+	};
 
 	(void)state;
 	assert_int_equal(run(DETECTOR_STARTTLS_POP3, "h", r, 2, 1),
 	    STARTTLS_READY);
 	assert_string_equal(sent, "STLS\r\n");
-	r[1] = (struct reply)R("-ERR TLS support not enabled\r\n");
-	expect_error(run(DETECTOR_STARTTLS_POP3, "h", r, 2, 0),
-	    "POP3 server refused STLS: -ERR TLS support not enabled");
-	r[1] = (struct reply)R("+OKAY\r\n");
-	expect_error(run(DETECTOR_STARTTLS_POP3, "h", r, 2, 0),
-	    "refused STLS");
-	r[1] = (struct reply)R("+OK go\r\n+OK injected\r\n");
-	expect_error(run(DETECTOR_STARTTLS_POP3, "h", r, 2, 0),
-	    "possible STARTTLS command injection");
-	r[0] = (struct reply)R("-ERR go away\r\n");
-	expect_error(run(DETECTOR_STARTTLS_POP3, "h", r, 2, 0),
-	    "POP3 server refused the connection: -ERR go away");
+	expect_refusals(DETECTOR_STARTTLS_POP3, "h", r, 2, cases,
+	    NCASES(cases));
 }
 
 /* XMPP */
@@ -337,89 +365,72 @@ test_xmpp(void **state)
 	    STARTTLS_READY);
 }
 
+/* What test_xmpp_refusals and test_xmpp_hostile change, one reply at a
+ * time. */
+static const struct reply xmpp_ok[2] = {
+	R(XSTREAM "<stream:features>" XTLS "</stream:features>"),
+	R(XPROCEED),
+};
+
 static void
 test_xmpp_refusals(void **state)
 {
-	struct reply r[2] = {
-	    R(XSTREAM "<stream:features>" XSASL "</stream:features>"),
-	    R(XPROCEED) };
+	static const struct refusal cases[] = {
+		{ 0, R(XSTREAM "<stream:features>" XSASL "</stream:features>"),
+		  "XMPP server does not offer STARTTLS", 0 },
+		/* starttls in the wrong namespace, or not a direct child. */
+		{ 0, R(XSTREAM "<stream:features><starttls xmlns='"
+		  "urn:evil'/></stream:features>"), "does not offer STARTTLS", 0 },
+		{ 0, R(XSTREAM "<stream:features><x>" XTLS "</x>"
+		  "</stream:features>"), "does not offer STARTTLS", 0 },
+		{ 0, R(XSTREAM "<stream:features/>"), "does not offer STARTTLS",
+		  0 },
+		{ 0, R(XSTREAM "<stream:error><host-unknown xmlns='"
+		  "urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>"),
+		  "XMPP server sent a stream error: host-unknown", 1 },
+		{ 0, R(XSTREAM "</stream:stream>"), "closed the stream", 0 },
+		{ 1, R("<failure xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>"),
+		  "XMPP server refused STARTTLS (<failure/>)", 0 },
+		{ 1, R("<proceed xmlns='urn:evil'/>"),
+		  "answered <starttls/> with <proceed>", 0 },
+	};
 
 	(void)state;
-	expect_error(run(DETECTOR_STARTTLS_XMPP, "s.test", r, 2, 0),
-	    "XMPP server does not offer STARTTLS");
-	/* starttls in the wrong namespace, or not a direct child. */
-	r[0] = (struct reply)R(XSTREAM "<stream:features><starttls xmlns='"
-	    "urn:evil'/></stream:features>");
-	expect_error(run(DETECTOR_STARTTLS_XMPP, "s.test", r, 2, 0),
-	    "does not offer STARTTLS");
-	r[0] = (struct reply)R(XSTREAM "<stream:features><x>" XTLS "</x>"
-	    "</stream:features>");
-	expect_error(run(DETECTOR_STARTTLS_XMPP, "s.test", r, 2, 0),
-	    "does not offer STARTTLS");
-	r[0] = (struct reply)R(XSTREAM "<stream:features/>");
-	expect_error(run(DETECTOR_STARTTLS_XMPP, "s.test", r, 2, 0),
-	    "does not offer STARTTLS");
-	r[0] = (struct reply)R(XSTREAM "<stream:error><host-unknown xmlns='"
-	    "urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>");
-	expect_error(run(DETECTOR_STARTTLS_XMPP, "s.test", r, 2, 1),
-	    "XMPP server sent a stream error: host-unknown");
-	r[0] = (struct reply)R(XSTREAM "</stream:stream>");
-	expect_error(run(DETECTOR_STARTTLS_XMPP, "s.test", r, 2, 0),
-	    "closed the stream");
-	r[0] = (struct reply)R(XSTREAM "<stream:features>" XTLS
-	    "</stream:features>");
-	r[1] = (struct reply)R("<failure xmlns='urn:ietf:params:xml:ns:"
-	    "xmpp-tls'/>");
-	expect_error(run(DETECTOR_STARTTLS_XMPP, "s.test", r, 2, 0),
-	    "XMPP server refused STARTTLS (<failure/>)");
-	r[1] = (struct reply)R("<proceed xmlns='urn:evil'/>");
-	expect_error(run(DETECTOR_STARTTLS_XMPP, "s.test", r, 2, 0),
-	    "answered <starttls/> with <proceed>");
+	expect_refusals(DETECTOR_STARTTLS_XMPP, "s.test", xmpp_ok, 2, cases,
+	    NCASES(cases));
 }
 
 static void
 test_xmpp_hostile(void **state)
 {
-	struct reply r[2] = {
-	    R(XSTREAM "<stream:features>" XTLS "</stream:features>"),
-	    R(XPROCEED "<message>injected</message>") };
+	static const struct refusal cases[] = {
+		{ 1, R(XPROCEED "<message>injected</message>"),
+		  "possible STARTTLS command injection", 0 },
+		{ 0, R(XSTREAM "<!DOCTYPE x [<!ENTITY a 'b'>]>"),
+		  "not allowed in XMPP", 0 },
+		{ 0, R(XSTREAM "<stream:features><!-- hi -->"
+		  "</stream:features>"), "not allowed in XMPP", 0 },
+		{ 0, R(XSTREAM "<stream:features></stream:feature>"),
+		  "mismatched end tag", 0 },
+		{ 0, R(XSTREAM "<stream:features a=b>"), "unquoted attribute",
+		  0 },
+		{ 0, R("<html><body>hello</body></html>"),
+		  "did not open a stream", 0 },
+		{ 0, R(XSTREAM "<message/>"), "where stream features belong", 0 },
+		{ 0, R(XSTREAM "hello<x/>"), "text outside any element", 0 },
+		{ 0, R(XSTREAM "<stream:features>" XTLS
+		  "</stream:features><extra/>"),
+		  "unexpected bytes after its reply", 0 },
+		{ 0, R(" <?xml version='1.0'?>"), "processing instruction", 0 },
+	};
+	struct reply r[2] = { xmpp_ok[0], xmpp_ok[1] };
 	struct starttls st;
 	char deep[2048];
 	size_t i, o;
 
 	(void)state;
-	expect_error(run(DETECTOR_STARTTLS_XMPP, "s.test", r, 2, 0),
-	    "possible STARTTLS command injection");
-	r[1] = (struct reply)R(XPROCEED);
-	r[0] = (struct reply)R(XSTREAM "<!DOCTYPE x [<!ENTITY a 'b'>]>");
-	expect_error(run(DETECTOR_STARTTLS_XMPP, "s.test", r, 2, 0),
-	    "not allowed in XMPP");
-	r[0] = (struct reply)R(XSTREAM "<stream:features><!-- hi -->"
-	    "</stream:features>");
-	expect_error(run(DETECTOR_STARTTLS_XMPP, "s.test", r, 2, 0),
-	    "not allowed in XMPP");
-	r[0] = (struct reply)R(XSTREAM "<stream:features></stream:feature>");
-	expect_error(run(DETECTOR_STARTTLS_XMPP, "s.test", r, 2, 0),
-	    "mismatched end tag");
-	r[0] = (struct reply)R(XSTREAM "<stream:features a=b>");
-	expect_error(run(DETECTOR_STARTTLS_XMPP, "s.test", r, 2, 0),
-	    "unquoted attribute");
-	r[0] = (struct reply)R("<html><body>hello</body></html>");
-	expect_error(run(DETECTOR_STARTTLS_XMPP, "s.test", r, 2, 0),
-	    "did not open a stream");
-	r[0] = (struct reply)R(XSTREAM "<message/>");
-	expect_error(run(DETECTOR_STARTTLS_XMPP, "s.test", r, 2, 0),
-	    "where stream features belong");
-	r[0] = (struct reply)R(XSTREAM "hello<x/>");
-	expect_error(run(DETECTOR_STARTTLS_XMPP, "s.test", r, 2, 0),
-	    "text outside any element");
-	r[0] = (struct reply)R(XSTREAM "<stream:features>" XTLS
-	    "</stream:features><extra/>");
-	expect_error(run(DETECTOR_STARTTLS_XMPP, "s.test", r, 2, 0),
-	    "unexpected bytes after its reply");
-	r[0] = (struct reply)R(" <?xml version='1.0'?>");
-	expect_error(run(DETECTOR_STARTTLS_XMPP, "s.test", r, 2, 0),
-	    "processing instruction");
+	expect_refusals(DETECTOR_STARTTLS_XMPP, "s.test", xmpp_ok, 2, cases,
+	    NCASES(cases));
 	/* Nesting beyond the limit. */
 	o = (size_t)snprintf(deep, sizeof(deep), "%s<stream:features>",
 	    XSTREAM);
@@ -471,79 +482,61 @@ test_ldap(void **state)
 static void
 test_ldap_refusals(void **state)
 {
-	struct reply r[1] = {
-	    R("\x30\x2a\x02\x01\x01\x78\x25\x0a\x01\x02\x04\x00\x04\x1e"
-	    "unsupported extended operation") };
+	static const struct refusal cases[] = {
+		{ 0, R("\x30\x2a\x02\x01\x01\x78\x25\x0a\x01\x02\x04\x00\x04\x1e"
+		  "unsupported extended operation"),
+		  "LDAP server refused StartTLS: resultCode 2 (protocolError): "
+		  "'unsupported extended operation'", 0 },
+		/* Notice of disconnection (message 0). */
+		{ 0, R("\x30\x0c\x02\x01\x00\x78\x07\x0a\x01\x34\x04\x00\x04"
+		  "\x00"), "unsolicited notification", 0 },
+		{ 0, R("\x30\x0c\x02\x01\x02\x78\x07\x0a\x01\x00\x04\x00\x04"
+		  "\x00"), "answered message 2", 0 },
+		/* A BindResponse instead. */
+		{ 0, R("\x30\x0c\x02\x01\x01\x61\x07\x0a\x01\x00\x04\x00\x04"
+		  "\x00"), "protocol operation 0x61", 0 },
+	};
 
 	(void)state;
-	expect_error(run(DETECTOR_STARTTLS_LDAP, "h", r, 1, 0),
-	    "LDAP server refused StartTLS: resultCode 2 (protocolError): "
-	    "'unsupported extended operation'");
-	/* Notice of disconnection (message 0). */
-	r[0] = (struct reply)R("\x30\x0c\x02\x01\x00\x78\x07\x0a\x01\x34\x04"
-	    "\x00\x04\x00");
-	expect_error(run(DETECTOR_STARTTLS_LDAP, "h", r, 1, 0),
-	    "unsolicited notification");
-	r[0] = (struct reply)R("\x30\x0c\x02\x01\x02\x78\x07\x0a\x01\x00\x04"
-	    "\x00\x04\x00");
-	expect_error(run(DETECTOR_STARTTLS_LDAP, "h", r, 1, 0),
-	    "answered message 2");
-	/* A BindResponse instead. */
-	r[0] = (struct reply)R("\x30\x0c\x02\x01\x01\x61\x07\x0a\x01\x00\x04"
-	    "\x00\x04\x00");
-	expect_error(run(DETECTOR_STARTTLS_LDAP, "h", r, 1, 0),
-	    "protocol operation 0x61");
+	expect_refusals(DETECTOR_STARTTLS_LDAP, "h", NULL, 1, cases,
+	    NCASES(cases));
 }
 
 static void
 test_ldap_hostile(void **state)
 {
-	struct reply r[1] = {
-	    R("\x30\x0c\x02\x01\x01\x78\x07\x0a\x01\x00\x04\x00\x04\x00"
-	    "\x16\x03\x01") };
+	static const struct refusal cases[] = {
+		{ 0, R("\x30\x0c\x02\x01\x01\x78\x07\x0a\x01\x00\x04\x00\x04"
+		  "\x00\x16\x03\x01"), "possible STARTTLS command injection", 0 },
+		{ 0, R("\x30\x80\x02\x01\x01"), "indefinite", 0 },
+		{ 0, R("\x30\x83\xff\xff\xff"), "longer", 0 },
+		{ 0, R("\x30\x84\x00\x00\x00\x0c"), "3 bytes", 0 },
+		{ 0, R("\x31\x00"), "not an LDAPMessage", 0 },
+		/* Inner element longer than its container. */
+		{ 0, R("\x30\x0c\x02\x01\x01\x78\x09\x0a\x01\x00\x04\x00\x04"
+		  "\x00"), "truncated", 0 },
+		/* A negative resultCode, a 5-byte messageID. */
+		{ 0, R("\x30\x0c\x02\x01\x01\x78\x07\x0a\x01\x80\x04\x00\x04"
+		  "\x00"), "resultCode", 0 },
+		{ 0, R("\x30\x10\x02\x05\x01\x00\x00\x00\x01\x78\x07\x0a\x01"
+		  "\x00\x04\x00\x04\x00"), "messageID", 0 },
+		/* A responseValue, a foreign responseName, a repeated element. */
+		{ 0, R("\x30\x0e\x02\x01\x01\x78\x09\x0a\x01\x00\x04\x00\x04"
+		  "\x00\x8b\x00"), "responseValue", 0 },
+		{ 0, R("\x30\x0f\x02\x01\x01\x78\x0a\x0a\x01\x00\x04\x00\x04"
+		  "\x00\x8a\x01" "1"), "not StartTLS", 0 },
+		{ 0, R("\x30\x10\x02\x01\x01\x78\x0b\x0a\x01\x00\x04\x00\x04"
+		  "\x00\xa3\x00\xa3\x00"), "repeated", 0 },
+		/* Extra bytes inside the message, after the controls. */
+		{ 0, R("\x30\x10\x02\x01\x01\x78\x07\x0a\x01\x00\x04\x00\x04"
+		  "\x00\xa0\x00\x04\x00"), "bytes after", 0 },
+		/* A multi-byte tag. */
+		{ 0, R("\x3f\x81\x00"), "multi-byte", 0 },
+	};
 
 	(void)state;
-	expect_error(run(DETECTOR_STARTTLS_LDAP, "h", r, 1, 0),
-	    "possible STARTTLS command injection");
-	r[0] = (struct reply)R("\x30\x80\x02\x01\x01");
-	expect_error(run(DETECTOR_STARTTLS_LDAP, "h", r, 1, 0), "indefinite");
-	r[0] = (struct reply)R("\x30\x83\xff\xff\xff");
-	expect_error(run(DETECTOR_STARTTLS_LDAP, "h", r, 1, 0), "longer");
-	r[0] = (struct reply)R("\x30\x84\x00\x00\x00\x0c");
-	expect_error(run(DETECTOR_STARTTLS_LDAP, "h", r, 1, 0), "3 bytes");
-	r[0] = (struct reply)R("\x31\x00");
-	expect_error(run(DETECTOR_STARTTLS_LDAP, "h", r, 1, 0),
-	    "not an LDAPMessage");
-	/* Inner element longer than its container. */
-	r[0] = (struct reply)R("\x30\x0c\x02\x01\x01\x78\x09\x0a\x01\x00\x04"
-	    "\x00\x04\x00");
-	expect_error(run(DETECTOR_STARTTLS_LDAP, "h", r, 1, 0), "truncated");
-	/* A negative resultCode, a 5-byte messageID. */
-	r[0] = (struct reply)R("\x30\x0c\x02\x01\x01\x78\x07\x0a\x01\x80\x04"
-	    "\x00\x04\x00");
-	expect_error(run(DETECTOR_STARTTLS_LDAP, "h", r, 1, 0), "resultCode");
-	r[0] = (struct reply)R("\x30\x10\x02\x05\x01\x00\x00\x00\x01\x78\x07"
-	    "\x0a\x01\x00\x04\x00\x04\x00");
-	expect_error(run(DETECTOR_STARTTLS_LDAP, "h", r, 1, 0), "messageID");
-	/* A responseValue, a foreign responseName, a repeated element. */
-	r[0] = (struct reply)R("\x30\x0e\x02\x01\x01\x78\x09\x0a\x01\x00\x04"
-	    "\x00\x04\x00\x8b\x00");
-	expect_error(run(DETECTOR_STARTTLS_LDAP, "h", r, 1, 0),
-	    "responseValue");
-	r[0] = (struct reply)R("\x30\x0f\x02\x01\x01\x78\x0a\x0a\x01\x00\x04"
-	    "\x00\x04\x00\x8a\x01" "1");
-	expect_error(run(DETECTOR_STARTTLS_LDAP, "h", r, 1, 0),
-	    "not StartTLS");
-	r[0] = (struct reply)R("\x30\x10\x02\x01\x01\x78\x0b\x0a\x01\x00\x04"
-	    "\x00\x04\x00\xa3\x00\xa3\x00");
-	expect_error(run(DETECTOR_STARTTLS_LDAP, "h", r, 1, 0), "repeated");
-	/* Extra bytes inside the message, after the controls. */
-	r[0] = (struct reply)R("\x30\x10\x02\x01\x01\x78\x07\x0a\x01\x00\x04"
-	    "\x00\x04\x00\xa0\x00\x04\x00");
-	expect_error(run(DETECTOR_STARTTLS_LDAP, "h", r, 1, 0), "bytes after");
-	/* A multi-byte tag. */
-	r[0] = (struct reply)R("\x3f\x81\x00");
-	expect_error(run(DETECTOR_STARTTLS_LDAP, "h", r, 1, 0), "multi-byte");
+	expect_refusals(DETECTOR_STARTTLS_LDAP, "h", NULL, 1, cases,
+	    NCASES(cases));
 }
 
 /* The public names and the port defaults. */
