@@ -13,67 +13,93 @@
 
 #include "host.h"
 
+/* A host, what host_normalise must read it as, and the text it gives. */
+struct reading {
+	const char *in;
+	int kind;
+	const char *want;
+};
+
 static void
-expect(const char *in, int kind, const char *want)
+expect(const struct reading *r, size_t n)
 {
 	char out[HOST_MAX + 2], err[256];
-	int got = host_normalise(in, out, sizeof(out), err, sizeof(err));
+	size_t i;
 
-	if (got != kind)
-		fail_msg("'%s': kind %d, expected %d (%s)", in, got, kind,
-		    got == -1 ? err : out);
-	if (kind != -1)
-		assert_string_equal(out, want);
+	for (i = 0; i < n; i++) {
+		int got = host_normalise(r[i].in, out, sizeof(out), err,
+		    sizeof(err));
+
+		if (got != r[i].kind)
+			fail_msg("'%s': kind %d, expected %d (%s)", r[i].in,
+			    got, r[i].kind, got == -1 ? err : out);
+		if (r[i].kind != -1)
+			assert_string_equal(out, r[i].want);
+	}
 }
+
+#define NREADINGS(a) (sizeof(a) / sizeof((a)[0]))
 
 static void
 test_every_ipv4_spelling_is_the_address(void **state)
 {
+	static const struct reading r[] = {
+		{ "127.0.0.2", HOST_IPV4, "127.0.0.2" },
+		{ "2130706434", HOST_IPV4, "127.0.0.2" },
+		{ "127.2", HOST_IPV4, "127.0.0.2" },
+		{ "127.0.2", HOST_IPV4, "127.0.0.2" },
+		{ "0x7f.0.0.2", HOST_IPV4, "127.0.0.2" },
+		{ "0X7F000002", HOST_IPV4, "127.0.0.2" },
+		{ "0177.0.0.02", HOST_IPV4, "127.0.0.2" },
+		{ "017700000002", HOST_IPV4, "127.0.0.2" },
+		{ "10.1", HOST_IPV4, "10.0.0.1" },
+		{ "0", HOST_IPV4, "0.0.0.0" },
+		{ "4294967295", HOST_IPV4, "255.255.255.255" },
+		/* NSPR computes each part modulo 2^32, and so NSS matches these. */
+		{ "4294967296", HOST_IPV4, "0.0.0.0" },
+		{ "4294967298", HOST_IPV4, "0.0.0.2" },
+		{ "0x.1", HOST_IPV4, "0.0.0.1" },
+		/* NSPR's inet_aton stops at white space, as the BSD original. */
+	};
+
 	(void)state;
-	expect("127.0.0.2", HOST_IPV4, "127.0.0.2");
-	expect("2130706434", HOST_IPV4, "127.0.0.2");
-	expect("127.2", HOST_IPV4, "127.0.0.2");
-	expect("127.0.2", HOST_IPV4, "127.0.0.2");
-	expect("0x7f.0.0.2", HOST_IPV4, "127.0.0.2");
-	expect("0X7F000002", HOST_IPV4, "127.0.0.2");
-	expect("0177.0.0.02", HOST_IPV4, "127.0.0.2");
-	expect("017700000002", HOST_IPV4, "127.0.0.2");
-	expect("10.1", HOST_IPV4, "10.0.0.1");
-	expect("0", HOST_IPV4, "0.0.0.0");
-	expect("4294967295", HOST_IPV4, "255.255.255.255");
-	/* NSPR computes each part modulo 2^32, and so NSS matches these. */
-	expect("4294967296", HOST_IPV4, "0.0.0.0");
-	expect("4294967298", HOST_IPV4, "0.0.0.2");
-	expect("0x.1", HOST_IPV4, "0.0.0.1");
-	/* NSPR's inet_aton stops at white space, as the BSD original. */
+	expect(r, NREADINGS(r));
 }
 
 static void
 test_ipv6_and_mapped_ipv4(void **state)
 {
+	static const struct reading r[] = {
+		{ "::ffff:127.0.0.2", HOST_IPV4, "127.0.0.2" },
+		{ "::FFFF:7f00:2", HOST_IPV4, "127.0.0.2" },
+		{ "0:0:0:0:0:ffff:7f00:0002", HOST_IPV4, "127.0.0.2" },
+		{ "::1", HOST_IPV6, "::1" },
+		{ "0:0:0:0:0:0:0:1", HOST_IPV6, "::1" },
+		{ "FD00:0:0::AB", HOST_IPV6, "fd00::ab" },
+	};
+
 	(void)state;
-	expect("::ffff:127.0.0.2", HOST_IPV4, "127.0.0.2");
-	expect("::FFFF:7f00:2", HOST_IPV4, "127.0.0.2");
-	expect("0:0:0:0:0:ffff:7f00:0002", HOST_IPV4, "127.0.0.2");
-	expect("::1", HOST_IPV6, "::1");
-	expect("0:0:0:0:0:0:0:1", HOST_IPV6, "::1");
-	expect("FD00:0:0::AB", HOST_IPV6, "fd00::ab");
+	expect(r, NREADINGS(r));
 }
 
 static void
 test_names_lower_cased_and_not_addresses(void **state)
 {
+	static const struct reading r[] = {
+		{ "Server.TEST", HOST_NAME, "server.test" },
+		{ "xn--bcher-kva.example.", HOST_NAME, "xn--bcher-kva.example." },
+		{ "_srv.example", HOST_NAME, "_srv.example" },
+		/* Not an address for NSS either: names. */
+		{ "1.2.3.4.5", HOST_NAME, "1.2.3.4.5" },
+		{ "256.1.1.1", HOST_NAME, "256.1.1.1" },
+		{ "1.256.1", HOST_NAME, "1.256.1" },
+		{ "08.1.1.1", HOST_NAME, "08.1.1.1" },
+		{ "0x", HOST_NAME, "0x" },
+		{ "127.0.0.1.", HOST_NAME, "127.0.0.1." },
+	};
+
 	(void)state;
-	expect("Server.TEST", HOST_NAME, "server.test");
-	expect("xn--bcher-kva.example.", HOST_NAME, "xn--bcher-kva.example.");
-	expect("_srv.example", HOST_NAME, "_srv.example");
-	/* Not an address for NSS either: names. */
-	expect("1.2.3.4.5", HOST_NAME, "1.2.3.4.5");
-	expect("256.1.1.1", HOST_NAME, "256.1.1.1");
-	expect("1.256.1", HOST_NAME, "1.256.1");
-	expect("08.1.1.1", HOST_NAME, "08.1.1.1");
-	expect("0x", HOST_NAME, "0x");
-	expect("127.0.0.1.", HOST_NAME, "127.0.0.1.");
+	expect(r, NREADINGS(r));
 }
 
 static void
