@@ -8,7 +8,7 @@ run unpacks a fresh copy under build/.  Commands run in it with chroot, in a
 private mount namespace that adds /proc and the /dev nodes a program needs,
 so nothing is ever mounted on the host and its /usr is never touched.  The
 root shares the host's network namespace: servers on 127.0.0.x are
-reachable from inside.
+reachable from inside.  deb() finds the packages make deb built.
 """
 
 import glob
@@ -17,6 +17,8 @@ import os
 import shutil
 import subprocess
 import tarfile
+
+import pytest
 
 ROOT_CACHE = os.environ.get("DETECTOR_ROOT_CACHE", "/var/cache/detector")
 HOST_SOURCES = "/etc/apt/sources.list.d/debian.sources"
@@ -34,6 +36,19 @@ DEV_NODES = ("null", "zero", "random", "urandom", "full")
 
 class RootError(RuntimeError):
     pass
+
+
+TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+DEB_DIR = os.environ.get("DETECTOR_DEB_DIR", os.path.join(TOP, "build", "deb"))
+
+
+def deb(name):
+    """The one .deb of package name in DEB_DIR (the test fails otherwise)."""
+    found = glob.glob(os.path.join(DEB_DIR, "%s_*_*.deb" % name))
+    if len(found) != 1:
+        pytest.fail("expected one %s .deb in %s (run make deb), found %s"
+                    % (name, DEB_DIR, found))
+    return found[0]
 
 
 def host_arch():

@@ -47,10 +47,10 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.dirname(os.path.dirname(HERE))
 import debroot  # noqa: E402  (tests/deb; tests/pytest.ini puts tests/ on the path)
+from debroot import deb  # noqa: E402
 from testworld.ports import free_port  # noqa: E402
 from testworld.world import MITM_ADDR, REAL_ADDR, World  # noqa: E402
 
-DEB_DIR = os.environ.get("DETECTOR_DEB_DIR", os.path.join(TOP, "build", "deb"))
 ROOT_DIR = os.path.join(TOP, "build", "deb-root")
 PACKAGES = ["libdetector0", "detector-tools", "detector-spheres", "libnss3-detector"]
 ARCH = debroot.host_arch()
@@ -62,14 +62,6 @@ SWITCH = "/usr/lib/detector/libnss3-detector-switch"
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0,
                                 reason="needs root (chroot, mount namespaces)")
-
-
-def deb(name):
-    found = glob.glob(os.path.join(DEB_DIR, "%s_*_*.deb" % name))
-    if len(found) != 1:
-        pytest.fail("expected one %s .deb in %s (run make deb), found %s"
-                    % (name, DEB_DIR, found))
-    return found[0]
 
 
 def built_for():

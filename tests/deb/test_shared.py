@@ -5,23 +5,9 @@ with libraries available in the archive"), not a static copy each.
 Reads the .deb files make deb built (DETECTOR_DEB_DIR); no root needed.
 """
 
-import glob
-import os
 import subprocess
 
-import pytest
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-TOP = os.path.dirname(os.path.dirname(HERE))
-DEB_DIR = os.environ.get("DETECTOR_DEB_DIR", os.path.join(TOP, "build", "deb"))
-
-
-def deb(name):
-    found = glob.glob(os.path.join(DEB_DIR, "%s_*_*.deb" % name))
-    if len(found) != 1:
-        pytest.fail("expected one %s .deb in %s (run make deb), found %s"
-                    % (name, DEB_DIR, found))
-    return found[0]
+from debroot import deb
 
 
 def test_tools_link_libdetector_so_0(tmp_path):
