@@ -255,6 +255,15 @@ def listener(path):
     return s
 
 
+def event_listener(base, monkeypatch):
+    """listener() where libdetector sends its events for this test:
+    XDG_RUNTIME_DIR (set) /detector/events."""
+    runtime = runtime_dir(base)
+    os.mkdir(os.path.join(runtime, "detector"), 0o700)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", runtime)
+    return listener(os.path.join(runtime, "detector", "events"))
+
+
 def received(s):
     out = []
     while True:
@@ -265,10 +274,7 @@ def received(s):
 
 
 def test_event_sent_by_libdetector(world, nssdb, tmpdir_, monkeypatch):
-    runtime = runtime_dir(tmpdir_)
-    os.mkdir(os.path.join(runtime, "detector"), 0o700)
-    s = listener(os.path.join(runtime, "detector", "events"))
-    monkeypatch.setenv("XDG_RUNTIME_DIR", runtime)
+    s = event_listener(tmpdir_, monkeypatch)
     try:
         app = refused(world, nssdb, fresh(tmpdir_, "app"))
         got = received(s)
@@ -288,10 +294,7 @@ def test_remembered_refusal_sends_its_event_too(world, nssdb, tmpdir_, monkeypat
     """Two handshakes in one non-blocking process: the first refused by the
     spheres' probes (on a worker thread), the second by the remembered
     verdict with no probe: one event each."""
-    runtime = runtime_dir(tmpdir_)
-    os.mkdir(os.path.join(runtime, "detector"), 0o700)
-    s = listener(os.path.join(runtime, "detector", "events"))
-    monkeypatch.setenv("XDG_RUNTIME_DIR", runtime)
+    s = event_listener(tmpdir_, monkeypatch)
     try:
         app = run_app(world, fresh(tmpdir_, "nb"),
                       nbclient(nssdb, world.cport, MITM_ADDR, count=2, cache=False),
@@ -433,10 +436,7 @@ def test_event_line_escapes_and_fits(formatter):
 # -- 6. the other refusals reach the socket too
 
 def test_config_error_and_undecided_events(world, nssdb, tmpdir_, monkeypatch):
-    runtime = runtime_dir(tmpdir_)
-    os.mkdir(os.path.join(runtime, "detector"), 0o700)
-    s = listener(os.path.join(runtime, "detector", "events"))
-    monkeypatch.setenv("XDG_RUNTIME_DIR", runtime)
+    s = event_listener(tmpdir_, monkeypatch)
     try:
         app = run_app(world, fresh(tmpdir_, "cfg"), tstclnt(nssdb, world.cport),
                       MITM_ADDR, config="[detector]\nquorum = many\n")
