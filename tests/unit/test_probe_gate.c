@@ -14,6 +14,22 @@
 
 #define MAXSIM 64
 
+static char why[512];           /* what the gate said last */
+
+/* A check arrives at g: the gate's answer (why: its reason). */
+static enum probe_gate_answer
+arrive(struct probe_gate *g)
+{
+	return probe_gate_arrive(g, why, sizeof(why));
+}
+
+/* The waiting check at position, left_ms before its deadline, asks again. */
+static enum probe_gate_answer
+next(struct probe_gate *g, unsigned int position, unsigned int left_ms)
+{
+	return probe_gate_next(g, position, left_ms, why, sizeof(why));
+}
+
 /* One simulated check: when it arrived, started and got its answer. */
 struct simcheck {
 	int state;              /* 0 not arrived, 1 waiting, 2 running, 3 done,
@@ -162,15 +178,13 @@ test_hopeless_refused_early(void **state)
 {
 	struct probe_gate g;
 	struct simcheck c[12];
-	char why[512];
 	size_t i;
 
 	(void)state;
 	memset(c, 0, sizeof(c));
 	probe_gate_init(&g, 2, 100, 1000);
 	/* Learn the pace. */
-	assert_int_equal(probe_gate_arrive(&g, why, sizeof(why)),
-	    PROBE_GATE_START);
+	assert_int_equal(arrive(&g), PROBE_GATE_START);
 	probe_gate_done(&g, 400);
 	assert_int_equal(g.service_ms, 400);
 	simulate(&g, c, 12, 400, 1000);
@@ -195,23 +209,17 @@ static void
 test_waiting_check_refused_before_deadline(void **state)
 {
 	struct probe_gate g;
-	char why[512];
 
 	(void)state;
 	probe_gate_init(&g, 1, 10, 1000);
-	assert_int_equal(probe_gate_arrive(&g, why, sizeof(why)),
-	    PROBE_GATE_START);
+	assert_int_equal(arrive(&g), PROBE_GATE_START);
 	probe_gate_done(&g, 300);
-	assert_int_equal(probe_gate_arrive(&g, why, sizeof(why)),
-	    PROBE_GATE_START);
-	assert_int_equal(probe_gate_arrive(&g, why, sizeof(why)),
-	    PROBE_GATE_WAIT);
+	assert_int_equal(arrive(&g), PROBE_GATE_START);
+	assert_int_equal(arrive(&g), PROBE_GATE_WAIT);
 	/* 900 ms left: 300 ms ahead of it, 300 ms its own: wait. */
-	assert_int_equal(probe_gate_next(&g, 0, 900, why, sizeof(why)),
-	    PROBE_GATE_WAIT);
+	assert_int_equal(next(&g, 0, 900), PROBE_GATE_WAIT);
 	/* The running check is slow; 500 ms left: it cannot make it. */
-	assert_int_equal(probe_gate_next(&g, 0, 500, why, sizeof(why)),
-	    PROBE_GATE_REFUSE);
+	assert_int_equal(next(&g, 0, 500), PROBE_GATE_REFUSE);
 	assert_non_null(strstr(why, PROBE_GATE_NOTE));
 	assert_int_equal(g.waiting, 0);
 	assert_int_equal(g.running, 1);
@@ -223,20 +231,19 @@ static void
 test_cap_follows_the_pace(void **state)
 {
 	struct probe_gate g;
-	char why[64];
 	int i;
 
 	(void)state;
 	probe_gate_init(&g, 16, 100, 1000);
 	assert_int_equal(g.cap, 16);
 	for (i = 0; i < 200; i++) {
-		(void)probe_gate_arrive(&g, why, sizeof(why));
+		(void)arrive(&g);
 		probe_gate_done(&g, 900);
 	}
 	assert_true(g.cap < 4);
 	assert_true(g.cap >= 1);
 	for (i = 0; i < 2000; i++) {
-		(void)probe_gate_arrive(&g, why, sizeof(why));
+		(void)arrive(&g);
 		probe_gate_done(&g, 50);
 	}
 	assert_int_equal(g.cap, 16);
@@ -246,22 +253,16 @@ static void
 test_zero_limits_mean_one(void **state)
 {
 	struct probe_gate g;
-	char why[256];
 
 	(void)state;
 	probe_gate_init(&g, 0, 0, 1000);
-	assert_int_equal(probe_gate_arrive(&g, why, sizeof(why)),
-	    PROBE_GATE_START);
-	assert_int_equal(probe_gate_arrive(&g, why, sizeof(why)),
-	    PROBE_GATE_WAIT);
-	assert_int_equal(probe_gate_arrive(&g, why, sizeof(why)),
-	    PROBE_GATE_REFUSE);
+	assert_int_equal(arrive(&g), PROBE_GATE_START);
+	assert_int_equal(arrive(&g), PROBE_GATE_WAIT);
+	assert_int_equal(arrive(&g), PROBE_GATE_REFUSE);
 	/* Nobody is told to start out of turn. */
-	assert_int_equal(probe_gate_next(&g, 1, 1000, why, sizeof(why)),
-	    PROBE_GATE_WAIT);
+	assert_int_equal(next(&g, 1, 1000), PROBE_GATE_WAIT);
 	probe_gate_done(&g, 10);
-	assert_int_equal(probe_gate_next(&g, 0, 1000, why, sizeof(why)),
-	    PROBE_GATE_START);
+	assert_int_equal(next(&g, 0, 1000), PROBE_GATE_START);
 }
 
 int
