@@ -12,10 +12,11 @@
 #include "host.h"
 
 #include <arpa/inet.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+
+#include "errmsg.h"
 
 /*
  * inet_aton exactly as NSPR's pr_inet_aton (the BSD original) reads it,
@@ -100,21 +101,6 @@ host_aton(const char *s, uint32_t *addr)
 	return 1;
 }
 
-static int
-fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int
-fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return -1;
-}
-
 int
 host_normalise(const char *in, char *out, size_t size, char *err,
     size_t errlen)
@@ -124,16 +110,16 @@ host_normalise(const char *in, char *out, size_t size, char *err,
 	size_t n, i;
 
 	if (in == NULL || (n = strlen(in)) == 0)
-		return fail(err, errlen, "no host name given");
+		return errmsg(err, errlen, "no host name given");
 	if (size < HOST_MAX + 2)
-		return fail(err, errlen, "host buffer too small");
+		return errmsg(err, errlen, "host buffer too small");
 	/* NSPR reads "2130706433 %.bank.com" as a name (a '%' sends it to
 	 * getaddrinfo, which refuses the trailing text) but "2130706433 x" as
 	 * 127.0.0.1 (inet_aton stops at white space): no DNS name holds
 	 * either byte, so neither is read at all rather than guessed. */
 	i = strcspn(in, " \t\n\v\f\r%");
 	if (in[i] != '\0')
-		return fail(err, errlen, "host name contains byte 0x%02x at "
+		return errmsg(err, errlen, "host name contains byte 0x%02x at "
 		    "offset %zu (white space and '%%' are in no DNS name, and "
 		    "NSS reads such a host as an address or a name depending "
 		    "on the rest of it)", (unsigned char)in[i], i);
@@ -152,11 +138,11 @@ host_normalise(const char *in, char *out, size_t size, char *err,
 			return HOST_IPV4;
 		}
 		if (inet_ntop(AF_INET6, a6, out, (socklen_t)size) == NULL)
-			return fail(err, errlen, "host buffer too small");
+			return errmsg(err, errlen, "host buffer too small");
 		return HOST_IPV6;
 	}
 	if (n > HOST_MAX + 1 || (n == HOST_MAX + 1 && in[n - 1] != '.'))
-		return fail(err, errlen, "host name is %zu bytes long; DNS "
+		return errmsg(err, errlen, "host name is %zu bytes long; DNS "
 		    "names have at most %d", n, HOST_MAX);
 	for (i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)in[i];
@@ -167,7 +153,7 @@ host_normalise(const char *in, char *out, size_t size, char *err,
 		else if (c >= 'A' && c <= 'Z')
 			out[i] = (char)(c - 'A' + 'a');
 		else
-			return fail(err, errlen, "host name contains byte 0x%02x "
+			return errmsg(err, errlen, "host name contains byte 0x%02x "
 			    "at offset %zu (non-ASCII names must be given in "
 			    "their IDNA A-label form, xn--...)", c, i);
 	}

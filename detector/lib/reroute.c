@@ -26,6 +26,7 @@
 
 #include "certinfo.h"
 #include "detector_nss.h"
+#include "errmsg.h"
 #include "host.h"
 #include "log.h"
 #include "socks5.h"
@@ -33,21 +34,6 @@
 
 /* ------------------------------------------------------------------ */
 /* The plan (pure). */
-
-static int
-fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int
-fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return -1;
-}
 
 static int
 saw_other_key(const struct detector_path *p)
@@ -68,17 +54,17 @@ reroute_plan(const struct detector_result *res,
 
 	memset(plan, 0, sizeof(*plan));
 	if (res == NULL || res->verdict != DETECTOR_REJECT)
-		return fail(err, errlen, "%s:%u: no reroute without a REJECT "
+		return errmsg(err, errlen, "%s:%u: no reroute without a REJECT "
 		    "verdict", host, port);
 	n = res->nspheres;
 	if (n == 0 || res->spheres == NULL)
-		return fail(err, errlen, "%s:%u: the verdict was remembered, "
+		return errmsg(err, errlen, "%s:%u: the verdict was remembered, "
 		    "no sphere was asked: no key to reroute to", host, port);
 	if (n > nspheres || n > DETECTOR_MAX_SPHERES)
-		return fail(err, errlen, "%s:%u: the result names %zu spheres, "
+		return errmsg(err, errlen, "%s:%u: the result names %zu spheres, "
 		    "%zu are configured", host, port, n, nspheres);
 	if (strlen(host) >= sizeof(plan->host) || port < 1 || port > 65535)
-		return fail(err, errlen, "bad host or port to reroute");
+		return errmsg(err, errlen, "bad host or port to reroute");
 	/* For each sphere that saw another key: how many saw that key. */
 	for (i = 0; i < n; i++) {
 		if (!saw_other_key(&res->spheres[i]))
@@ -105,15 +91,15 @@ reroute_plan(const struct detector_result *res,
 	 * the liars themselves, and a plan sends the connection to them.
 	 * No quorum that n spheres can reach: no plan (fail closed). */
 	if (res->quorum == 0 || res->quorum > n)
-		return fail(err, errlen, "%s:%u: quorum %u with %zu spheres: "
+		return errmsg(err, errlen, "%s:%u: quorum %u with %zu spheres: "
 		    "no key can be agreed on, no reroute", host, port,
 		    res->quorum, n);
 	need = res->quorum;
 	if (best == 0)
-		return fail(err, errlen, "%s:%u: no sphere saw another key",
+		return errmsg(err, errlen, "%s:%u: no sphere saw another key",
 		    host, port);
 	if (best < need || second == best)
-		return fail(err, errlen, "%s:%u: the spheres do not agree on "
+		return errmsg(err, errlen, "%s:%u: the spheres do not agree on "
 		    "one other key (%u saw the most common one, %u needed, "
 		    "%u saw a rival): no key to reroute to", host, port, best,
 		    need, second);
@@ -150,13 +136,13 @@ reroute_verify(const unsigned char key[DETECTOR_SHA256_LEN],
 	char why[256];
 
 	if (der == NULL || len == 0)
-		return fail(err, errlen, "the rerouted server (via %s) sent no "
+		return errmsg(err, errlen, "the rerouted server (via %s) sent no "
 		    "certificate", via);
 	if (certinfo_read(der, len, &ci, why, sizeof(why)) == -1)
-		return fail(err, errlen, "the rerouted server's certificate "
+		return errmsg(err, errlen, "the rerouted server's certificate "
 		    "(via %s) cannot be read: %s", via, why);
 	if (memcmp(ci.spki_sha256, key, DETECTOR_SHA256_LEN) != 0)
-		return fail(err, errlen, "the rerouted server (via %s) showed a "
+		return errmsg(err, errlen, "the rerouted server (via %s) showed a "
 		    "key other than the one the spheres agreed on (a lying "
 		    "sphere, or the server changed its key)", via);
 	return 0;
@@ -499,7 +485,7 @@ reroute_open(const struct reroute_plan *plan, int cancel_fd,
 	int rc = ATTEMPT_FAILED;
 
 	if (plan->nvia == 0)
-		return fail(err, errlen, "%s:%u: no sphere to reroute through",
+		return errmsg(err, errlen, "%s:%u: no sphere to reroute through",
 		    plan->host, plan->port);
 	err[0] = '\0';
 	a.cancel_fd = cancel_fd;
