@@ -84,6 +84,28 @@ get_time(json_t *obj, const char *key, int64_t *out)
 	return 0;
 }
 
+/* obj's member key as a JSON array of at most max items, or NULL. */
+static json_t *
+get_list(json_t *obj, const char *key, size_t max)
+{
+	json_t *v = json_object_get(obj, key);
+
+	return json_is_array(v) && json_array_size(v) <= max ? v : NULL;
+}
+
+/* obj's member key, a string shorter than size, copied to out; 0, or -1
+ * when it is not one. */
+static int
+get_string(json_t *obj, const char *key, char *out, size_t size)
+{
+	json_t *v = json_object_get(obj, key);
+
+	if (!json_is_string(v) || strlen(json_string_value(v)) >= size)
+		return -1;
+	snprintf(out, size, "%s", json_string_value(v));
+	return 0;
+}
+
 static int
 parse_service(struct perr *pe, const char *name, json_t *o,
     struct mon_svc_state *ss)
@@ -97,28 +119,21 @@ parse_service(struct perr *pe, const char *name, json_t *o,
 	if (strlen(name) >= sizeof(ss->name) || name[0] == '\0')
 		return bad(pe, "services: bad service name");
 	snprintf(ss->name, sizeof(ss->name), "%s", name);
-	v = json_object_get(o, "host");
-	if (!json_is_string(v) || strlen(json_string_value(v)) >=
-	    sizeof(ss->host))
+	if (get_string(o, "host", ss->host, sizeof(ss->host)) == -1)
 		return bad(pe, "services.%s.host: not a host name", name);
-	snprintf(ss->host, sizeof(ss->host), "%s", json_string_value(v));
 	v = json_object_get(o, "port");
 	if (!json_is_integer(v) || json_integer_value(v) < 1 ||
 	    json_integer_value(v) > 65535)
 		return bad(pe, "services.%s.port: not a port", name);
 	ss->port = (unsigned int)json_integer_value(v);
-	v = json_object_get(o, "protocol");
-	if (!json_is_string(v) || strlen(json_string_value(v)) >=
-	    sizeof(ss->proto))
+	if (get_string(o, "protocol", ss->proto, sizeof(ss->proto)) == -1)
 		return bad(pe, "services.%s.protocol: not a protocol", name);
-	snprintf(ss->proto, sizeof(ss->proto), "%s", json_string_value(v));
 	if (get_time(o, "last_data", &ss->last_data) == -1)
 		return bad(pe, "services.%s.last_data: not a time", name);
 	if (get_time(o, "seq", &ss->seq) == -1)
 		return bad(pe, "services.%s.seq: not a count", name);
 
-	v = json_object_get(o, "alerted");
-	if (!json_is_array(v) || json_array_size(v) > MON_MAX_HISTORY)
+	if ((v = get_list(o, "alerted", MON_MAX_HISTORY)) == NULL)
 		return bad(pe, "services.%s.alerted: not a list of at most %d "
 		    "keys", name, MON_MAX_HISTORY);
 	json_array_foreach(v, i, item) {
@@ -129,22 +144,19 @@ parse_service(struct perr *pe, const char *name, json_t *o,
 	}
 	ss->nalerted = json_array_size(v);
 
-	v = json_object_get(o, "paths");
-	if (!json_is_array(v) || json_array_size(v) > MON_MAX_PATHS)
+	if ((v = get_list(o, "paths", MON_MAX_PATHS)) == NULL)
 		return bad(pe, "services.%s.paths: not a list of at most %d "
 		    "paths", name, MON_MAX_PATHS);
 	json_array_foreach(v, i, item) {
 		struct mon_path_state *p = &ss->paths[i];
-		json_t *via = json_object_get(item, "via");
 		json_t *mode = json_object_get(item, "mode");
 		json_t *fails = json_object_get(item, "fails");
 		size_t m;
 
-		if (!json_is_string(via) || json_string_value(via)[0] == '\0' ||
-		    strlen(json_string_value(via)) >= sizeof(p->via))
+		if (get_string(item, "via", p->via, sizeof(p->via)) == -1 ||
+		    p->via[0] == '\0')
 			return bad(pe, "services.%s.paths[%zu].via: not a "
 			    "path name", name, i);
-		snprintf(p->via, sizeof(p->via), "%s", json_string_value(via));
 		for (m = 0; m < 3; m++)
 			if (json_is_string(mode) && strcmp(mode_names[m],
 			    json_string_value(mode)) == 0)
@@ -161,8 +173,7 @@ parse_service(struct perr *pe, const char *name, json_t *o,
 	}
 	ss->npaths = json_array_size(v);
 
-	v = json_object_get(o, "keys");
-	if (!json_is_array(v) || json_array_size(v) > MON_MAX_HISTORY)
+	if ((v = get_list(o, "keys", MON_MAX_HISTORY)) == NULL)
 		return bad(pe, "services.%s.keys: not a list of at most %d "
 		    "keys", name, MON_MAX_HISTORY);
 	json_array_foreach(v, i, item) {
