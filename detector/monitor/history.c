@@ -84,13 +84,20 @@ get_time(json_t *obj, const char *key, int64_t *out)
 	return 0;
 }
 
-/* obj's member key as a JSON array of at most max items, or NULL. */
+/* Service name's member key as a JSON array of at most max things, or
+ * NULL (pe says so). */
 static json_t *
-get_list(json_t *obj, const char *key, size_t max)
+get_list(struct perr *pe, const char *name, json_t *svc, const char *key,
+    int max, const char *things)
 {
-	json_t *v = json_object_get(obj, key);
+	json_t *v = json_object_get(svc, key);
 
-	return json_is_array(v) && json_array_size(v) <= max ? v : NULL;
+	if (!json_is_array(v) || json_array_size(v) > (size_t)max) {
+		bad(pe, "services.%s.%s: not a list of at most %d %s", name,
+		    key, max, things);
+		return NULL;
+	}
+	return v;
 }
 
 /* obj's member key, a string shorter than size, copied to out; 0, or -1
@@ -104,6 +111,19 @@ get_string(json_t *obj, const char *key, char *out, size_t size)
 		return -1;
 	snprintf(out, size, "%s", json_string_value(v));
 	return 0;
+}
+
+/* Which of names[0..n) obj's member key is, or -1. */
+static int
+get_choice(json_t *obj, const char *key, const char *const names[], int n)
+{
+	json_t *v = json_object_get(obj, key);
+	int i;
+
+	for (i = 0; i < n && json_is_string(v); i++)
+		if (strcmp(names[i], json_string_value(v)) == 0)
+			return i;
+	return -1;
 }
 
 static int
@@ -133,9 +153,8 @@ parse_service(struct perr *pe, const char *name, json_t *o,
 	if (get_time(o, "seq", &ss->seq) == -1)
 		return bad(pe, "services.%s.seq: not a count", name);
 
-	if ((v = get_list(o, "alerted", MON_MAX_HISTORY)) == NULL)
-		return bad(pe, "services.%s.alerted: not a list of at most %d "
-		    "keys", name, MON_MAX_HISTORY);
+	if ((v = get_list(pe, name, o, "alerted", MON_MAX_HISTORY, "keys")) == NULL)
+		return -1;
 	json_array_foreach(v, i, item) {
 		if (!json_is_string(item) || unhex(json_string_value(item),
 		    ss->alerted[i]) == -1)
@@ -144,38 +163,30 @@ parse_service(struct perr *pe, const char *name, json_t *o,
 	}
 	ss->nalerted = json_array_size(v);
 
-	if ((v = get_list(o, "paths", MON_MAX_PATHS)) == NULL)
-		return bad(pe, "services.%s.paths: not a list of at most %d "
-		    "paths", name, MON_MAX_PATHS);
+	if ((v = get_list(pe, name, o, "paths", MON_MAX_PATHS, "paths")) == NULL)
+		return -1;
 	json_array_foreach(v, i, item) {
 		struct mon_path_state *p = &ss->paths[i];
-		json_t *mode = json_object_get(item, "mode");
-		json_t *fails = json_object_get(item, "fails");
-		size_t m;
+		int m = get_choice(item, "mode", mode_names, 3);
+		int64_t fails;
 
 		if (get_string(item, "via", p->via, sizeof(p->via)) == -1 ||
 		    p->via[0] == '\0')
 			return bad(pe, "services.%s.paths[%zu].via: not a "
 			    "path name", name, i);
-		for (m = 0; m < 3; m++)
-			if (json_is_string(mode) && strcmp(mode_names[m],
-			    json_string_value(mode)) == 0)
-				break;
-		if (m == 3)
+		if (m == -1)
 			return bad(pe, "services.%s.paths[%zu].mode: not one "
 			    "of unknown, up, down", name, i);
 		p->mode = (enum mon_path_mode)m;
-		if (!json_is_integer(fails) || json_integer_value(fails) < 0 ||
-		    json_integer_value(fails) > 1000000)
+		if (get_time(item, "fails", &fails) == -1 || fails > 1000000)
 			return bad(pe, "services.%s.paths[%zu].fails: not a "
 			    "count", name, i);
-		p->fails = (unsigned int)json_integer_value(fails);
+		p->fails = (unsigned int)fails;
 	}
 	ss->npaths = json_array_size(v);
 
-	if ((v = get_list(o, "keys", MON_MAX_HISTORY)) == NULL)
-		return bad(pe, "services.%s.keys: not a list of at most %d "
-		    "keys", name, MON_MAX_HISTORY);
+	if ((v = get_list(pe, name, o, "keys", MON_MAX_HISTORY, "keys")) == NULL)
+		return -1;
 	json_array_foreach(v, i, item) {
 		struct mon_key_hist *k = &ss->keys[i];
 		json_t *spki = json_object_get(item, "spki_sha256");
