@@ -297,6 +297,19 @@ policy_json(const struct detector_result *r)
 	    "note", r->note ? json_string(r->note) : json_null());
 }
 
+/* The text report's first lines: what was asked (mode: "" or
+ * "--survey "), then the column names unless verbose. */
+static void
+print_head(const struct options *o, const char *mode)
+{
+	printf("sphere-probe %s%s:%u%s%s\n\n", mode, o->host, o->port,
+	    o->starttls ? " STARTTLS " : "", o->starttls ?
+	    detector_starttls_name(o->starttls) : "");
+	if (!o->verbose)
+		printf("  %-22s %-10s %-17s %9s\n", "path", "status",
+		    "key (SPKI SHA-256)", "time");
+}
+
 static void
 print_text(const struct options *o, const struct detector_path *direct,
     const struct detector_result *r)
@@ -304,12 +317,7 @@ print_text(const struct options *o, const struct detector_path *direct,
 	size_t i;
 	const char *v = detector_verdict_name(r->verdict);
 
-	printf("sphere-probe %s:%u%s%s\n\n", o->host, o->port,
-	    o->starttls ? " STARTTLS " : "", o->starttls ?
-	    detector_starttls_name(o->starttls) : "");
-	if (!o->verbose)
-		printf("  %-22s %-10s %-17s %9s\n", "path", "status",
-		    "key (SPKI SHA-256)", "time");
+	print_head(o, "");
 	print_row(direct, o->verbose);
 	for (i = 0; i < r->nspheres; i++)
 		print_row(&r->spheres[i], o->verbose);
@@ -458,12 +466,7 @@ print_survey(const struct options *o, const struct detector_result *r)
 		    "reason", r->reason, "ms", (json_int_t)r->ms));
 		return rc;
 	}
-	printf("sphere-probe --survey %s:%u%s%s\n\n", o->host, o->port,
-	    o->starttls ? " STARTTLS " : "", o->starttls ?
-	    detector_starttls_name(o->starttls) : "");
-	if (!o->verbose)
-		printf("  %-22s %-10s %-17s %9s\n", "path", "status",
-		    "key (SPKI SHA-256)", "time");
+	print_head(o, "--survey ");
 	for (i = 0; i < r->nspheres; i++)
 		print_row(&r->spheres[i], o->verbose);
 	printf("\nsurvey (%u ms): %s; %u distinct key%s\n", r->ms, r->reason,
