@@ -519,6 +519,35 @@ hooks_dir_ok(struct pstate *ps)
 	return 1;
 }
 
+/*
+ * interval and jitter, which [monitor] (the defaults) and each service
+ * section take alike.  bit: once()'s bit for interval, jitter's the next.
+ * 1 if taken, 0 if wrong (ps says why).
+ */
+static int
+timing_key(struct pstate *ps, const char *name, const char *value,
+    unsigned int bit, unsigned int *interval_s, unsigned int *jitter_s,
+    int *jitter_set)
+{
+	if (strcmp(name, "interval") == 0) {
+		if (!once(ps, name, bit))
+			return 0;
+		if (parse_duration(value, interval_s) == -1 ||
+		    *interval_s < MON_MIN_INTERVAL_S)
+			return pfail(ps, "key 'interval': '%s' is not a "
+			    "duration from %us to 365d", value,
+			    MON_MIN_INTERVAL_S);
+		return 1;
+	}
+	if (!once(ps, name, bit + 1))
+		return 0;
+	if (parse_duration(value, jitter_s) == -1)
+		return pfail(ps, "key 'jitter': '%s' is not a "
+		    "duration such as 0, 30s or 5m", value);
+	*jitter_set = 1;
+	return 1;
+}
+
 static int
 monitor_key(struct pstate *ps, const char *name, const char *value)
 {
@@ -582,21 +611,10 @@ monitor_key(struct pstate *ps, const char *name, const char *value)
 		if (detector_config_parse_bool(value, &mc->syslog) == -1)
 			return pfail(ps, "key 'syslog': '%s' is neither 'yes' "
 			    "nor 'no'", value);
-	} else if (strcmp(name, "interval") == 0) {
-		if (!once(ps, name, 8))
-			return 0;
-		if (parse_duration(value, &mc->interval_s) == -1 ||
-		    mc->interval_s < MON_MIN_INTERVAL_S)
-			return pfail(ps, "key 'interval': '%s' is not a "
-			    "duration from %us to 365d", value,
-			    MON_MIN_INTERVAL_S);
-	} else if (strcmp(name, "jitter") == 0) {
-		if (!once(ps, name, 9))
-			return 0;
-		if (parse_duration(value, &mc->jitter_s) == -1)
-			return pfail(ps, "key 'jitter': '%s' is not a "
-			    "duration such as 0, 30s or 5m", value);
-		mc->jitter_set = 1;
+	} else if (strcmp(name, "interval") == 0 ||
+	    strcmp(name, "jitter") == 0) {
+		return timing_key(ps, name, value, 8, &mc->interval_s,
+		    &mc->jitter_s, &mc->jitter_set);
 	} else {
 		return pfail(ps, "key '%s': unknown in [monitor] (known: "
 		    "state, hooks, reports, detector_config, hook_timeout, "
@@ -647,21 +665,10 @@ service_key(struct pstate *ps, const char *name, const char *value)
 		return add_pins(ps, value);
 	} else if (strcmp(name, "pem") == 0) {
 		return add_pem(ps, value);
-	} else if (strcmp(name, "interval") == 0) {
-		if (!once(ps, name, 4))
-			return 0;
-		if (parse_duration(value, &s->interval_s) == -1 ||
-		    s->interval_s < MON_MIN_INTERVAL_S)
-			return pfail(ps, "key 'interval': '%s' is not a "
-			    "duration from %us to 365d", value,
-			    MON_MIN_INTERVAL_S);
-	} else if (strcmp(name, "jitter") == 0) {
-		if (!once(ps, name, 5))
-			return 0;
-		if (parse_duration(value, &s->jitter_s) == -1)
-			return pfail(ps, "key 'jitter': '%s' is not a "
-			    "duration such as 0, 30s or 5m", value);
-		s->jitter_set = 1;
+	} else if (strcmp(name, "interval") == 0 ||
+	    strcmp(name, "jitter") == 0) {
+		return timing_key(ps, name, value, 4, &s->interval_s,
+		    &s->jitter_s, &s->jitter_set);
 	} else {
 		return pfail(ps, "key '%s': unknown in a service section "
 		    "(known: host, port, protocol, address, pin, pem, "
