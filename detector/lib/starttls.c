@@ -1128,6 +1128,22 @@ malformed:
 	    "response: %s", why);
 }
 
+/* Each protocol's machine and the last step at which it still reads. */
+typedef enum starttls_status step_fn(struct starttls *st,
+    const unsigned char *in, size_t inlen, unsigned char *out,
+    size_t outsize, size_t *outlen, char *err, size_t errlen);
+
+static const struct {
+	step_fn *step;
+	int last;
+} machines[] = {
+	[DETECTOR_STARTTLS_SMTP] = { smtp_step, 2 },
+	[DETECTOR_STARTTLS_IMAP] = { imap_step, 1 },
+	[DETECTOR_STARTTLS_POP3] = { pop3_step, 1 },
+	[DETECTOR_STARTTLS_XMPP] = { xmpp_step, 2 },
+	[DETECTOR_STARTTLS_LDAP] = { ldap_step, 1 },
+};
+
 enum starttls_status
 starttls_step(struct starttls *st, const unsigned char *in, size_t inlen,
     unsigned char *out, size_t outsize, size_t *outlen, char *err,
@@ -1137,35 +1153,11 @@ starttls_step(struct starttls *st, const unsigned char *in, size_t inlen,
 	if (inlen > STARTTLS_REPLY_MAX)
 		return fail(err, errlen, "%s server reply exceeds %d bytes",
 		    proto_name(st->proto), STARTTLS_REPLY_MAX);
-	switch (st->proto) {
-	case DETECTOR_STARTTLS_SMTP:
-		if (st->step > 2)
-			break;
-		return smtp_step(st, in, inlen, out, outsize, outlen, err,
-		    errlen);
-	case DETECTOR_STARTTLS_IMAP:
-		if (st->step > 1)
-			break;
-		return imap_step(st, in, inlen, out, outsize, outlen, err,
-		    errlen);
-	case DETECTOR_STARTTLS_POP3:
-		if (st->step > 1)
-			break;
-		return pop3_step(st, in, inlen, out, outsize, outlen, err,
-		    errlen);
-	case DETECTOR_STARTTLS_XMPP:
-		if (st->step > 2)
-			break;
-		return xmpp_step(st, in, inlen, out, outsize, outlen, err,
-		    errlen);
-	case DETECTOR_STARTTLS_LDAP:
-		if (st->step > 1)
-			break;
-		return ldap_step(st, in, inlen, out, outsize, outlen, err,
-		    errlen);
-	default:
-		break;
-	}
+	if ((size_t)st->proto < sizeof(machines) / sizeof(machines[0]) &&
+	    machines[st->proto].step != NULL &&
+	    st->step <= machines[st->proto].last)
+		return machines[st->proto].step(st, in, inlen, out, outsize,
+		    outlen, err, errlen);
 	return fail(err, errlen, "the %s preamble is already over",
 	    proto_name(st->proto));
 }
