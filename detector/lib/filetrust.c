@@ -7,6 +7,7 @@
  */
 #include "filetrust.h"
 #include "detector.h"
+#include "errmsg.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -56,6 +57,20 @@ judge(const struct stat *sb, const char *path, unsigned int flags, char *err,
 	return 0;
 }
 
+/* judge() of what an lstat()-like call returning rc found in sb; a file
+ * that is not there passes when flags allow it. */
+static int
+judge_stat(int rc, const struct stat *sb, const char *path,
+    unsigned int flags, char *err, size_t errlen)
+{
+	if (rc == -1) {
+		if (errno == ENOENT && (flags & FILETRUST_MISSING_OK))
+			return 0;
+		return errmsg(err, errlen, "%s: %s", path, strerror(errno));
+	}
+	return judge(sb, path, flags, err, errlen);
+}
+
 int
 filetrust_dirname(const char *path, char *out, size_t size)
 {
@@ -92,13 +107,7 @@ filetrust_check(const char *path, unsigned int flags, char *err,
 	memcpy(entry, path, n + 1);
 	while (n > 1 && entry[n - 1] == '/')
 		entry[--n] = '\0';
-	if (lstat(entry, &sb) == -1) {
-		if (errno == ENOENT && (flags & FILETRUST_MISSING_OK))
-			return 0;
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
-		return -1;
-	}
-	return judge(&sb, path, flags, err, errlen);
+	return judge_stat(lstat(entry, &sb), &sb, path, flags, err, errlen);
 }
 
 int
@@ -184,13 +193,8 @@ filetrust_checkat(int dfd, const char *name, const char *shown,
 {
 	struct stat sb;
 
-	if (fstatat(dfd, name, &sb, AT_SYMLINK_NOFOLLOW) == -1) {
-		if (errno == ENOENT && (flags & FILETRUST_MISSING_OK))
-			return 0;
-		snprintf(err, errlen, "%s: %s", shown, strerror(errno));
-		return -1;
-	}
-	return judge(&sb, shown, flags, err, errlen);
+	return judge_stat(fstatat(dfd, name, &sb, AT_SYMLINK_NOFOLLOW), &sb,
+	    shown, flags, err, errlen);
 }
 
 /*
