@@ -566,6 +566,16 @@ xml_space(unsigned char c)
 	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
 }
 
+/* Moves *j past XML white space; 1 if a byte follows, 0 if the input
+ * ends first (the token is incomplete). */
+static int
+xml_skip_space(const unsigned char *in, size_t inlen, size_t *j)
+{
+	while (*j < inlen && xml_space(in[*j]))
+		(*j)++;
+	return *j < inlen;
+}
+
 /* One token at *off: 1 (and *off moves past it), 0 incomplete, -1 bad. */
 static int
 xml_next(const unsigned char *in, size_t inlen, size_t *off,
@@ -625,9 +635,7 @@ xml_next(const unsigned char *in, size_t inlen, size_t *off,
 	}
 	t->attrs = in + j;
 	if (t->kind == XML_END) {
-		while (j < inlen && xml_space(in[j]))
-			j++;
-		if (j == inlen)
+		if (!xml_skip_space(in, inlen, &j))
 			return 0;
 		if (in[j] != '>') {
 			*why = "a malformed end tag";
@@ -641,9 +649,7 @@ xml_next(const unsigned char *in, size_t inlen, size_t *off,
 		size_t sp = j;
 		unsigned char qc;
 
-		while (j < inlen && xml_space(in[j]))
-			j++;
-		if (j == inlen)
+		if (!xml_skip_space(in, inlen, &j))
 			return 0;
 		if (in[j] == '>' || in[j] == '/') {
 			t->attrslen = (size_t)(in + j - t->attrs);
@@ -668,18 +674,14 @@ xml_next(const unsigned char *in, size_t inlen, size_t *off,
 		}
 		while (j < inlen && xml_namechar(in[j]))
 			j++;
-		while (j < inlen && xml_space(in[j]))
-			j++;
-		if (j == inlen)
+		if (!xml_skip_space(in, inlen, &j))
 			return 0;
 		if (in[j] != '=') {
 			*why = "an attribute without a value";
 			return -1;
 		}
 		j++;
-		while (j < inlen && xml_space(in[j]))
-			j++;
-		if (j == inlen)
+		if (!xml_skip_space(in, inlen, &j))
 			return 0;
 		if (in[j] != '\'' && in[j] != '"') {
 			*why = "an unquoted attribute value";
