@@ -24,12 +24,12 @@ FUZZ_CFLAGS  := -g -O1 -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror \
 # What each target parses, and the library files that brings in.
 FUZZ_SRC_socks5   := detector/lib/socks5.c
 FUZZ_SRC_config   := detector/lib/config.c detector/lib/filetrust.c detector/lib/exclude.c \
-                     detector/lib/starttls.c detector/lib/host.c \
+                     detector/lib/starttls.c detector/lib/host.c detector/lib/errmsg.c \
                      detector/common/inireader.c
 FUZZ_SRC_certinfo := detector/lib/certinfo.c
-FUZZ_SRC_cache    := detector/lib/cache.c detector/lib/filetrust.c
+FUZZ_SRC_cache    := detector/lib/cache.c detector/lib/filetrust.c detector/lib/errmsg.c
 FUZZ_SRC_starttls := detector/lib/starttls.c
-FUZZ_SRC_host     := detector/lib/host.c
+FUZZ_SRC_host     := detector/lib/host.c detector/lib/errmsg.c
 
 .PHONY: fuzz fuzz-build fuzz-regress
 EXTRA_TESTS += fuzz-regress
@@ -83,14 +83,14 @@ fuzz-run-%: $(FUZZ_BUILD)/fuzz_% fuzz-force
 FUZZ_TARGETS += monitor_config monitor_history
 FUZZ_SRC_monitor_config  := detector/monitor/mconfig.c detector/lib/config.c detector/lib/filetrust.c \
                             detector/lib/exclude.c detector/lib/certinfo.c \
-                            detector/lib/starttls.c detector/lib/host.c \
+                            detector/lib/starttls.c detector/lib/host.c detector/lib/errmsg.c \
                             detector/common/inireader.c
 FUZZ_SRC_monitor_history := detector/monitor/history.c detector/monitor/assess.c \
                             detector/monitor/mconfig.c detector/lib/config.c detector/lib/filetrust.c \
                             detector/lib/exclude.c \
                             detector/lib/certinfo.c detector/lib/starttls.c \
-                            detector/lib/host.c detector/common/inireader.c \
-                            detector/common/cli.c
+                            detector/lib/host.c detector/lib/errmsg.c \
+                            detector/common/inireader.c detector/common/cli.c
 FUZZ_MONITOR_BINS := $(FUZZ_BUILD)/fuzz_monitor_config $(FUZZ_BUILD)/fuzz_monitor_history
 fuzz-build fuzz fuzz-regress: $(FUZZ_MONITOR_BINS)
 $(FUZZ_MONITOR_BINS): $(wildcard detector/monitor/*.c detector/monitor/*.h)
