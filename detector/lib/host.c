@@ -153,9 +153,9 @@ host_normalise(const char *in, char *out, size_t size, char *err,
 		else if (c >= 'A' && c <= 'Z')
 			out[i] = (char)(c - 'A' + 'a');
 		else
-			return errmsg(err, errlen, "host name contains byte 0x%02x "
-			    "at offset %zu (non-ASCII names must be given in "
-			    "their IDNA A-label form, xn--...)", c, i);
+			return errmsg(err, errlen, "host name contains byte "
+			    "0x%02x at offset %zu (non-ASCII names must be "
+			    "given in their IDNA A-label form, xn--...)", c, i);
 	}
 	out[n] = '\0';
 	return HOST_NAME;

@@ -153,7 +153,8 @@ parse_service(struct perr *pe, const char *name, json_t *o,
 	if (get_time(o, "seq", &ss->seq) == -1)
 		return bad(pe, "services.%s.seq: not a count", name);
 
-	if ((v = get_list(pe, name, o, "alerted", MON_MAX_HISTORY, "keys")) == NULL)
+	v = get_list(pe, name, o, "alerted", MON_MAX_HISTORY, "keys");
+	if (v == NULL)
 		return -1;
 	json_array_foreach(v, i, item) {
 		if (!json_is_string(item) || unhex(json_string_value(item),
@@ -163,7 +164,8 @@ parse_service(struct perr *pe, const char *name, json_t *o,
 	}
 	ss->nalerted = json_array_size(v);
 
-	if ((v = get_list(pe, name, o, "paths", MON_MAX_PATHS, "paths")) == NULL)
+	v = get_list(pe, name, o, "paths", MON_MAX_PATHS, "paths");
+	if (v == NULL)
 		return -1;
 	json_array_foreach(v, i, item) {
 		struct mon_path_state *p = &ss->paths[i];
@@ -185,7 +187,8 @@ parse_service(struct perr *pe, const char *name, json_t *o,
 	}
 	ss->npaths = json_array_size(v);
 
-	if ((v = get_list(pe, name, o, "keys", MON_MAX_HISTORY, "keys")) == NULL)
+	v = get_list(pe, name, o, "keys", MON_MAX_HISTORY, "keys");
+	if (v == NULL)
 		return -1;
 	json_array_foreach(v, i, item) {
 		struct mon_key_hist *k = &ss->keys[i];
