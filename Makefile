@@ -34,9 +34,10 @@ endif
 INTERNAL_CFLAGS = $(CFLAGS) -Idetector/lib -Idetector/nss
 
 # detector/common: small files shared by the library and the programs that
-# are no part of the API (the INI line reader; the tools' helpers).
+# are no part of the API (the INI line reader, the monotonic clock; the
+# tools' helpers).
 LIB_SRCS := $(wildcard detector/lib/*.c detector/nss/*.c) \
-            detector/common/inireader.c
+            detector/common/inireader.c detector/common/monotonic.c
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 LIB_A    := $(BUILD)/libdetector.a
 LIB_SO   := $(BUILD)/libdetector.so.0
@@ -89,9 +90,10 @@ $(BUILD)/detector/monitor/%.o: detector/monitor/%.c $(wildcard detector/include/
 	@$(if $(Q),echo "  CC      $@")
 	$(Q)$(CC) $(CFLAGS) -c -o $@ $<
 
-# The monitor's own copy of the INI reader: libdetector.so.0 (TOOLS_LIB=shared,
-# the Debian package) exports only the public API.
-$(MON_A): $(MON_OBJS) $(CLI_OBJ) $(BUILD)/detector/common/inireader.o
+# The monitor's own copy of the INI reader and the clock: libdetector.so.0
+# (TOOLS_LIB=shared, the Debian package) exports only the public API.
+$(MON_A): $(MON_OBJS) $(CLI_OBJ) $(BUILD)/detector/common/inireader.o \
+          $(BUILD)/detector/common/monotonic.o
 	@mkdir -p $(@D)
 	rm -f $@ && ar rcs $@ $^
 

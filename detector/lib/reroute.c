@@ -29,6 +29,7 @@
 #include "errmsg.h"
 #include "host.h"
 #include "log.h"
+#include "monotonic.h"
 #include "socks5.h"
 #include "starttls.h"
 
@@ -61,8 +62,8 @@ reroute_plan(const struct detector_result *res,
 		return errmsg(err, errlen, "%s:%u: the verdict was remembered, "
 		    "no sphere was asked: no key to reroute to", host, port);
 	if (n > nspheres || n > DETECTOR_MAX_SPHERES)
-		return errmsg(err, errlen, "%s:%u: the result names %zu spheres, "
-		    "%zu are configured", host, port, n, nspheres);
+		return errmsg(err, errlen, "%s:%u: the result names %zu "
+		    "spheres, %zu are configured", host, port, n, nspheres);
 	if (strlen(host) >= sizeof(plan->host) || port < 1 || port > 65535)
 		return errmsg(err, errlen, "bad host or port to reroute");
 	/* For each sphere that saw another key: how many saw that key. */
@@ -136,29 +137,20 @@ reroute_verify(const unsigned char key[DETECTOR_SHA256_LEN],
 	char why[256];
 
 	if (der == NULL || len == 0)
-		return errmsg(err, errlen, "the rerouted server (via %s) sent no "
-		    "certificate", via);
+		return errmsg(err, errlen, "the rerouted server (via %s) sent "
+		    "no certificate", via);
 	if (certinfo_read(der, len, &ci, why, sizeof(why)) == -1)
 		return errmsg(err, errlen, "the rerouted server's certificate "
 		    "(via %s) cannot be read: %s", via, why);
 	if (memcmp(ci.spki_sha256, key, DETECTOR_SHA256_LEN) != 0)
-		return errmsg(err, errlen, "the rerouted server (via %s) showed a "
-		    "key other than the one the spheres agreed on (a lying "
-		    "sphere, or the server changed its key)", via);
+		return errmsg(err, errlen, "the rerouted server (via %s) "
+		    "showed a key other than the one the spheres agreed on (a "
+		    "lying sphere, or the server changed its key)", via);
 	return 0;
 }
 
 /* ------------------------------------------------------------------ */
 /* Opening the tunnel (I/O). */
-
-static int64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Why one attempt stopped: the next sphere may do better, or not. */
 enum attempt_end {
@@ -170,7 +162,7 @@ enum attempt_end {
 struct attempt {
 	int fd;
 	int cancel_fd;
-	int64_t deadline;       /* now_ms() value */
+	int64_t deadline;       /* monotonic_ms() value */
 	char *err;
 	size_t errlen;
 };
@@ -199,7 +191,7 @@ wait_for(struct attempt *a, short events, const char *doing)
 	int rc;
 
 	for (;;) {
-		left = a->deadline - now_ms();
+		left = a->deadline - monotonic_ms();
 		if (left <= 0) {
 			snprintf(a->err, a->errlen, "reroute deadline reached "
 			    "during the %s", doing);
@@ -485,11 +477,11 @@ reroute_open(const struct reroute_plan *plan, int cancel_fd,
 	int rc = ATTEMPT_FAILED;
 
 	if (plan->nvia == 0)
-		return errmsg(err, errlen, "%s:%u: no sphere to reroute through",
-		    plan->host, plan->port);
+		return errmsg(err, errlen, "%s:%u: no sphere to reroute "
+		    "through", plan->host, plan->port);
 	err[0] = '\0';
 	a.cancel_fd = cancel_fd;
-	a.deadline = now_ms() + plan->deadline_ms;
+	a.deadline = monotonic_ms() + plan->deadline_ms;
 	a.err = one;
 	a.errlen = sizeof(one);
 	for (i = 0; i < plan->nvia; i++) {
@@ -519,7 +511,7 @@ reroute_open(const struct reroute_plan *plan, int cancel_fd,
 struct remembered {
 	int used;
 	uint64_t seq;           /* order of remembering: the oldest goes */
-	int64_t expires;        /* now_ms() value */
+	int64_t expires;        /* monotonic_ms() value */
 	unsigned char rogue[DETECTOR_SHA256_LEN];
 	struct reroute_plan plan;
 };
@@ -566,7 +558,7 @@ reroute_remember(const struct reroute_plan *plan,
     const unsigned char rogue[DETECTOR_SHA256_LEN])
 {
 	size_t i, slot = 0;
-	int64_t now = now_ms();
+	int64_t now = monotonic_ms();
 
 	memory_lock_take();
 	for (i = 0; i < REROUTE_MEMORY_MAX; i++) {
@@ -593,7 +585,7 @@ reroute_recall(const char *host, unsigned int port,
 {
 	size_t i;
 	int found = 0;
-	int64_t now = now_ms();
+	int64_t now = monotonic_ms();
 
 	memory_lock_take();
 	for (i = 0; i < REROUTE_MEMORY_MAX && !found; i++) {

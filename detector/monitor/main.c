@@ -35,6 +35,7 @@
 #include <unistd.h>
 
 #include "monitor.h"
+#include "monotonic.h"
 
 struct options {
 	const char *config;
@@ -289,15 +290,6 @@ setup_bind(struct setup *s, struct mon_state *st)
 	return 0;
 }
 
-static int64_t
-mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void
 obs_add(struct mon_observation *obs, const struct detector_path *p,
     const char *via, int direct, const char *error)
@@ -445,14 +437,14 @@ finish_cycle(struct setup *s, unsigned int ms, int *save_failed)
 static int
 run_once(struct setup *s)
 {
-	int64_t t0 = mono_ms();
+	int64_t t0 = monotonic_ms();
 	enum mon_status st;
 	int save_failed;
 	size_t i;
 
 	for (i = 0; i < s->mc.nservices; i++)
 		probe_service(s, i, run.o.tor_only);
-	st = finish_cycle(s, (unsigned int)(mono_ms() - t0), &save_failed);
+	st = finish_cycle(s, (unsigned int)(monotonic_ms() - t0), &save_failed);
 	if (save_failed && st == MON_OK)
 		st = MON_UNKNOWN;
 	return (int)st;
@@ -504,7 +496,7 @@ reload(struct setup *s)
 	}
 	/* Services that stay keep their schedule; new ones are due now. */
 	for (i = 0; i < n.mc.nservices; i++) {
-		n.due_ms[i] = mono_ms();
+		n.due_ms[i] = monotonic_ms();
 		for (j = 0; j < s->mc.nservices; j++)
 			if (strcmp(s->mc.services[j].name,
 			    n.mc.services[i].name) == 0)
@@ -535,7 +527,7 @@ run_daemon(struct setup *s)
 	/* Signals wait for us: a probe is never cut short by one. */
 	sigprocmask(SIG_BLOCK, &set, NULL);
 	for (i = 0; i < s->mc.nservices; i++)
-		s->due_ms[i] = mono_ms();
+		s->due_ms[i] = monotonic_ms();
 	mon_log(&s->mc, LOG_NOTICE, "watching %zu service%s from %u "
 	    "sphere%s%s; state %s", s->mc.nservices, s->mc.nservices == 1 ?
 	    "" : "s", detector_config_nspheres(s->dcfg),
@@ -543,7 +535,7 @@ run_daemon(struct setup *s)
 	    run.o.tor_only ? " (no direct path)" : " and directly",
 	    s->mc.state_path);
 	for (;;) {
-		int64_t now = mono_ms(), first = INT64_MAX, t0;
+		int64_t now = monotonic_ms(), first = INT64_MAX, t0;
 		struct timespec ts;
 		siginfo_t info;
 		int sig, any = 0, stop = 0;
@@ -561,7 +553,7 @@ run_daemon(struct setup *s)
 				break;
 			continue;
 		}
-		t0 = mono_ms();
+		t0 = monotonic_ms();
 		for (i = 0; i < s->mc.nservices; i++) {
 			sigset_t pending;
 
@@ -569,7 +561,7 @@ run_daemon(struct setup *s)
 			if (stop || s->due_ms[i] > t0)
 				continue;
 			probe_service(s, i, run.o.tor_only);
-			s->due_ms[i] = next_due(s, i, mono_ms());
+			s->due_ms[i] = next_due(s, i, monotonic_ms());
 			any = 1;
 			/* SIGTERM during a long cycle: finish this service,
 			 * save, stop. */
@@ -579,7 +571,7 @@ run_daemon(struct setup *s)
 				stop = 1;
 		}
 		if (any)
-			finish_cycle(s, (unsigned int)(mono_ms() - t0),
+			finish_cycle(s, (unsigned int)(monotonic_ms() - t0),
 			    &save_failed);
 		if (stop || (run.o.cycles > 0 && ++cycles >= run.o.cycles))
 			break;
