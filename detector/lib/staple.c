@@ -106,6 +106,45 @@ next_tagged(struct der_cursor *c, unsigned char want,
 	return 0;
 }
 
+/* The next element of c, which must be of type want and c's last: its
+ * contents in val/vlen.  0, or -1. */
+static int
+next_only(struct der_cursor *c, unsigned char want,
+    const unsigned char **val, size_t *vlen)
+{
+	const unsigned char *w;
+	size_t wl;
+
+	if (next_tagged(c, want, &w, &wl, val, vlen) == -1 || c->left != 0)
+		return -1;
+	return 0;
+}
+
+/* A cursor over an element's contents. */
+static struct der_cursor
+inside(const unsigned char *val, size_t vlen)
+{
+	struct der_cursor c = { val, vlen };
+
+	return c;
+}
+
+/* An EXPLICIT [n] element (tag outer) holding exactly one element of type
+ * inner: the inner one's contents in val/vlen.  0, or -1. */
+static int
+next_explicit(struct der_cursor *c, unsigned char outer, unsigned char inner,
+    const unsigned char **val, size_t *vlen)
+{
+	const unsigned char *w, *x;
+	size_t wl, xl;
+	struct der_cursor in;
+
+	if (next_tagged(c, outer, &w, &wl, &x, &xl) == -1)
+		return -1;
+	in = inside(x, xl);
+	return next_only(&in, inner, val, vlen);
+}
+
 static int
 peek(const struct der_cursor *c, unsigned char tag)
 {
@@ -144,12 +183,10 @@ parse_single(const unsigned char *v, size_t len, struct ocsp_single *s,
 	 *     issuerNameHash, issuerKeyHash OCTET STRING, serialNumber } */
 	if (next_tagged(&c, TAG_SEQUENCE, &w, &wl, &x, &xl) == -1)
 		FAIL("bad CertID");
-	id.p = x;
-	id.left = xl;
+	id = inside(x, xl);
 	if (next_tagged(&id, TAG_SEQUENCE, &w, &wl, &x, &xl) == -1)
 		FAIL("bad CertID hash algorithm");
-	alg.p = x;
-	alg.left = xl;
+	alg = inside(x, xl);
 	if (next_tagged(&alg, TAG_OID, &w, &wl, &s->hash_oid,
 	    &s->hash_oid_len) == -1)
 		FAIL("bad CertID hash algorithm");
@@ -180,8 +217,7 @@ parse_single(const unsigned char *v, size_t len, struct ocsp_single *s,
 
 		if (next_tagged(&c, TAG_CTX0, &w, &wl, &x, &xl) == -1)
 			FAIL("bad nextUpdate");
-		nu.p = x;
-		nu.left = xl;
+		nu = inside(x, xl);
 		if (next_tagged(&nu, TAG_GENTIME, &w, &wl, &x, &xl) == -1 ||
 		    gentime(x, xl, &s->next_update) == -1 || nu.left != 0 ||
 		    s->next_update == 0)
@@ -208,24 +244,16 @@ parse_tbs(const unsigned char *v, size_t len, struct ocsp_parsed *p,
 	unsigned char tag;
 
 	if (peek(&c, TAG_CTX0)) {
-		struct der_cursor ver;
-
-		if (next_tagged(&c, TAG_CTX0, &w, &wl, &x, &xl) == -1)
-			FAIL("bad version");
-		ver.p = x;
-		ver.left = xl;
 		/* v1 is 0 and DER omits a DEFAULT value: any version
 		 * present is one this reader does not know. */
-		if (next_tagged(&ver, TAG_INTEGER, &w, &wl, &x, &xl) == -1 ||
-		    ver.left != 0)
+		if (next_explicit(&c, TAG_CTX0, TAG_INTEGER, &x, &xl) == -1)
 			FAIL("bad version");
 		FAIL("unsupported ResponseData version");
 	}
 	if (der_next(&c, &tag, &w, &wl, &x, &xl) == -1 ||
 	    (tag != TAG_CTX1 && tag != TAG_CTX2))
 		FAIL("bad responderID");
-	r.p = x;
-	r.left = xl;
+	r = inside(x, xl);
 	if (tag == TAG_CTX1) {
 		if (next_tagged(&r, TAG_SEQUENCE, &p->responder,
 		    &p->responder_len, &x, &xl) == -1 || r.left != 0)
@@ -242,8 +270,7 @@ parse_tbs(const unsigned char *v, size_t len, struct ocsp_parsed *p,
 		FAIL("bad producedAt");
 	if (next_tagged(&c, TAG_SEQUENCE, &w, &wl, &x, &xl) == -1)
 		FAIL("bad responses");
-	list.p = x;
-	list.left = xl;
+	list = inside(x, xl);
 	while (list.left > 0) {
 		if (p->nsingle == OCSP_MAX_SINGLE)
 			FAIL("more than %d SingleResponses", OCSP_MAX_SINGLE);
@@ -279,11 +306,9 @@ ocsp_parse(const unsigned char *der, size_t len, struct ocsp_parsed *p,
 	size_t wl, xl;
 
 	memset(p, 0, sizeof(*p));
-	if (next_tagged(&c, TAG_SEQUENCE, &w, &wl, &x, &xl) == -1 ||
-	    c.left != 0)
+	if (next_only(&c, TAG_SEQUENCE, &x, &xl) == -1)
 		FAIL("not a DER OCSPResponse");
-	c.p = x;
-	c.left = xl;
+	c = inside(x, xl);
 	if (next_tagged(&c, TAG_ENUMERATED, &w, &wl, &x, &xl) == -1 ||
 	    xl != 1)
 		FAIL("bad responseStatus");
@@ -293,32 +318,25 @@ ocsp_parse(const unsigned char *der, size_t len, struct ocsp_parsed *p,
 		    statuses[x[0]] : "an unknown responseStatus");
 	/* responseBytes [0] EXPLICIT SEQUENCE { responseType OID,
 	 *     response OCTET STRING } */
-	if (next_tagged(&c, TAG_CTX0, &w, &wl, &x, &xl) == -1 || c.left != 0)
+	if (next_only(&c, TAG_CTX0, &x, &xl) == -1)
 		FAIL("bad responseBytes");
-	b.p = x;
-	b.left = xl;
-	if (next_tagged(&b, TAG_SEQUENCE, &w, &wl, &x, &xl) == -1 ||
-	    b.left != 0)
+	b = inside(x, xl);
+	if (next_only(&b, TAG_SEQUENCE, &x, &xl) == -1)
 		FAIL("bad responseBytes");
-	b.p = x;
-	b.left = xl;
+	b = inside(x, xl);
 	if (next_tagged(&b, TAG_OID, &w, &wl, &x, &xl) == -1)
 		FAIL("bad responseType");
 	if (xl != sizeof(basic) || memcmp(x, basic, xl) != 0)
 		FAIL("not a basic OCSP response (id-pkix-ocsp-basic)");
-	if (next_tagged(&b, TAG_OCTETSTRING, &w, &wl, &x, &xl) == -1 ||
-	    b.left != 0)
+	if (next_only(&b, TAG_OCTETSTRING, &x, &xl) == -1)
 		FAIL("bad response OCTET STRING");
 	/* BasicOCSPResponse ::= SEQUENCE { tbsResponseData,
 	 *     signatureAlgorithm, signature BIT STRING,
 	 *     certs [0] EXPLICIT SEQUENCE OF Certificate OPTIONAL } */
-	b.p = x;
-	b.left = xl;
-	if (next_tagged(&b, TAG_SEQUENCE, &w, &wl, &x, &xl) == -1 ||
-	    b.left != 0)
+	b = inside(x, xl);
+	if (next_only(&b, TAG_SEQUENCE, &x, &xl) == -1)
 		FAIL("bad BasicOCSPResponse");
-	b.p = x;
-	b.left = xl;
+	b = inside(x, xl);
 	if (next_tagged(&b, TAG_SEQUENCE, &p->tbs, &p->tbs_len, &x,
 	    &xl) == -1)
 		FAIL("bad tbsResponseData");
@@ -335,15 +353,9 @@ ocsp_parse(const unsigned char *der, size_t len, struct ocsp_parsed *p,
 	if (peek(&b, TAG_CTX0)) {
 		struct der_cursor certs;
 
-		if (next_tagged(&b, TAG_CTX0, &w, &wl, &x, &xl) == -1)
+		if (next_explicit(&b, TAG_CTX0, TAG_SEQUENCE, &x, &xl) == -1)
 			FAIL("bad certs");
-		certs.p = x;
-		certs.left = xl;
-		if (next_tagged(&certs, TAG_SEQUENCE, &w, &wl, &x, &xl) == -1 ||
-		    certs.left != 0)
-			FAIL("bad certs");
-		certs.p = x;
-		certs.left = xl;
+		certs = inside(x, xl);
 		while (certs.left > 0) {
 			if (p->ncerts == OCSP_MAX_CERTS)
 				FAIL("more than %d responder certificates",
