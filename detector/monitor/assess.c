@@ -50,15 +50,23 @@ mon_status_name(enum mon_status st)
 	}
 }
 
+/* Whether k is one of the n keys of keys[]. */
 static int
-in_list(const struct mon_keylist *l, const unsigned char *k)
+has_key(const unsigned char (*keys)[MON_KEY_LEN], size_t n,
+    const unsigned char *k)
 {
 	size_t i;
 
-	for (i = 0; i < l->n; i++)
-		if (memcmp(l->k[i], k, MON_KEY_LEN) == 0)
+	for (i = 0; i < n; i++)
+		if (memcmp(keys[i], k, MON_KEY_LEN) == 0)
 			return 1;
 	return 0;
+}
+
+static int
+in_list(const struct mon_keylist *l, const unsigned char *k)
+{
+	return has_key(l->k, l->n, k);
 }
 
 static void
@@ -71,23 +79,13 @@ add_list(struct mon_keylist *l, const unsigned char *k)
 static int
 is_expected(const struct mon_service *svc, const unsigned char *k)
 {
-	size_t i;
-
-	for (i = 0; i < svc->nexpected; i++)
-		if (memcmp(svc->expected[i], k, MON_KEY_LEN) == 0)
-			return 1;
-	return 0;
+	return has_key(svc->expected, svc->nexpected, k);
 }
 
 static int
 was_alerted(const struct mon_svc_state *ss, const unsigned char *k)
 {
-	size_t i;
-
-	for (i = 0; i < ss->nalerted; i++)
-		if (memcmp(ss->alerted[i], k, MON_KEY_LEN) == 0)
-			return 1;
-	return 0;
+	return has_key(ss->alerted, ss->nalerted, k);
 }
 
 /* The path's remembered state, added (mode unknown) if new. */
