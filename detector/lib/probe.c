@@ -38,19 +38,7 @@
 
 #include "certinfo.h"
 
-static char *
-vstrdupf(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
-
-static char *
-vstrdupf(const char *fmt, va_list ap)
-{
-	char *s = NULL;
-
-	if (vasprintf(&s, fmt, ap) == -1)
-		s = NULL;
-	return s;
-}
-
+/* The formatted text in a new string, or NULL (out of memory). */
 static char *
 strdupf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
@@ -58,12 +46,13 @@ static char *
 strdupf(const char *fmt, ...)
 {
 	va_list ap;
-	char *s;
+	char *s = NULL;
+	int n;
 
 	va_start(ap, fmt);
-	s = vstrdupf(fmt, ap);
+	n = vasprintf(&s, fmt, ap);
 	va_end(ap);
-	return s;
+	return n == -1 ? NULL : s;
 }
 
 static unsigned int
@@ -104,19 +93,11 @@ probe_close(struct probe *p)
 	p->state = PROBE_DONE;
 }
 
+/* Ends the probe as failed, saying msg (strdupf()'s; NULL: out of memory),
+ * which the path takes. */
 static void
-probe_fail(struct probe *p, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void
-probe_fail(struct probe *p, const char *fmt, ...)
+probe_fail(struct probe *p, char *msg)
 {
-	va_list ap;
-	char *msg;
-
-	va_start(ap, fmt);
-	msg = vstrdupf(fmt, ap);
-	va_end(ap);
 	free((char *)p->path->error);
 	p->path->error = msg != NULL ? msg : strdupf("out of memory");
 	p->path->status = DETECTOR_PATH_FAILED;
@@ -137,7 +118,8 @@ probe_fail_nspr(struct probe *p, const char *doing)
 		    "address: is its Tor client running?)" : "";
 	if (text == NULL || text[0] == '\0')
 		text = "unknown error";
-	probe_fail(p, "%s: %s [%s]%s", doing, text, name ? name : "?", hint);
+	probe_fail(p, strdupf("%s: %s [%s]%s", doing, text, name ? name : "?",
+	    hint));
 }
 
 void
@@ -363,8 +345,8 @@ tls_step(struct probe *p)
 		return;
 	}
 	if (rv == SECSuccess) {
-		probe_fail(p, "TLS handshake finished without a certificate "
-		    "check");
+		probe_fail(p, strdupf("TLS handshake finished without a "
+		    "certificate check"));
 		return;
 	}
 	if (PR_GetError() == PR_WOULD_BLOCK_ERROR)
@@ -406,7 +388,7 @@ starttls_feed(struct probe *p)
 		return 0;
 	case STARTTLS_ERROR:
 	default:
-		probe_fail(p, "%s", err);
+		probe_fail(p, strdupf("%s", err));
 		return 0;
 	}
 }
@@ -446,9 +428,9 @@ starttls_run(struct probe *p)
 		/* The machine fails a reply that fills the buffer; this is
 		 * only a backstop. */
 		if (p->stlen >= STARTTLS_REPLY_MAX) {
-			probe_fail(p, "the server's reply in the %s exceeds %d "
-			    "bytes", starttls_stage(p->starttls),
-			    STARTTLS_REPLY_MAX);
+			probe_fail(p, strdupf("the server's reply in the %s "
+			    "exceeds %d bytes", starttls_stage(p->starttls),
+			    STARTTLS_REPLY_MAX));
 			return;
 		}
 		n = PR_Recv(p->fd, p->stbuf + p->stlen,
@@ -464,10 +446,11 @@ starttls_run(struct probe *p)
 				q[i] = p->stbuf[i] >= 0x20 && p->stbuf[i] < 0x7f ?
 				    (char)p->stbuf[i] : '.';
 			q[i] = '\0';
-			probe_fail(p, "the connection was closed during the %s "
-			    "(%zu bytes of the server's reply%s%s%s)",
+			probe_fail(p, strdupf("the connection was closed "
+			    "during the %s (%zu bytes of the server's reply"
+			    "%s%s%s)",
 			    starttls_stage(p->starttls), p->stlen,
-			    p->stlen ? ": '" : "", q, p->stlen ? "'" : "");
+			    p->stlen ? ": '" : "", q, p->stlen ? "'" : ""));
 			return;
 		}
 		p->stlen += (size_t)n;
@@ -491,11 +474,11 @@ tunnel_ready(struct probe *p)
 	}
 	if (starttls_init(&p->st, p->starttls, p->host, err,
 	    sizeof(err)) == -1) {
-		probe_fail(p, "%s", err);
+		probe_fail(p, strdupf("%s", err));
 		return;
 	}
 	if ((p->stbuf = malloc(STARTTLS_REPLY_MAX)) == NULL) {
-		probe_fail(p, "out of memory");
+		probe_fail(p, strdupf("out of memory"));
 		return;
 	}
 	p->state = PROBE_STARTTLS;
@@ -530,7 +513,8 @@ socks_enter(struct probe *p, enum probe_state next)
 		    p->host, p->port, err, sizeof(err));
 		p->need = 5;
 		if (p->outlen == 0)
-			probe_fail(p, "cannot build SOCKS5 request: %s", err);
+			probe_fail(p, strdupf("cannot build SOCKS5 request: %s",
+			    err));
 		break;
 	default:
 		break;
@@ -560,10 +544,11 @@ socks_step(struct probe *p)
 				return;
 			}
 			if (n == 0) {
-				probe_fail(p, "the sphere closed the connection "
-				    "during the %s (after %zu reply bytes)",
+				probe_fail(p, strdupf("the sphere closed the "
+				    "connection during the %s (after %zu reply "
+				    "bytes)",
 				    stage_name(p->state, 1, p->starttls),
-				    p->inlen);
+				    p->inlen));
 				return;
 			}
 			p->inlen += (size_t)n;
@@ -589,7 +574,7 @@ socks_step(struct probe *p)
 		if (st == SOCKS5_NEED_MORE)
 			continue;
 		if (st == SOCKS5_ERROR) {
-			probe_fail(p, "%s", err);
+			probe_fail(p, strdupf("%s", err));
 			return;
 		}
 		if (p->state == PROBE_SOCKS_METHOD &&
