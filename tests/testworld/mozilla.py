@@ -10,6 +10,7 @@ Nothing here changes /usr.
 import glob
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -330,3 +331,37 @@ def probes_seen(world, since, port):
 def detector_lines(err):
     """The lines of an application's stderr that mention DetecTor."""
     return [l for l in err.splitlines() if "detector" in l.lower()]
+
+
+def libssl_beside(program):
+    """What libssl_loaded() says for a program that loads the libssl3.so
+    of its own folder."""
+    return [os.path.join(os.path.dirname(program), "libssl3.so")]
+
+
+def refused_lines(err, port):
+    """The lines of DetecTor's log that refuse HOST:port with a REJECT."""
+    return [l for l in err.splitlines()
+            if re.search(r"%s:%d REFUSED \(reject\)" % (re.escape(HOST), port), l)]
+
+
+def accepted(err, port):
+    """Whether DetecTor's log accepts HOST:port with an ACCEPT."""
+    return re.search(r"%s:%d accepted \(accept\)" % (re.escape(HOST), port), err) is not None
+
+
+def checks(err, port):
+    """How many checks of HOST:port DetecTor's log shows."""
+    return err.count("%s:%d probing the spheres" % (HOST, port))
+
+
+def assert_refused_by_probes(world, since, program, port, run):
+    """What every refusal of the MITM by the co-release shows: program
+    loaded the co-release libssl3.so beside it, DetecTor's log names the
+    host and the verdict, and real probes (after since: sphere_marks())
+    decided.  run: the finished Load or Session."""
+    assert run.libssl_loaded() == libssl_beside(program), \
+        "the copy must load the co-release libssl3.so:\n%s" % run
+    assert refused_lines(run.err, port), \
+        "DetecTor's log must name the host and the verdict:\n%s" % run
+    assert probes_seen(world, since, port) >= 2, "the refusal must come from real probes"
