@@ -89,6 +89,16 @@ result_of(const char *kinds, unsigned int quorum, const unsigned int *ms)
 	return r;
 }
 
+/* reroute_plan() of r over the first n spheres, for h.test:443 with no
+ * STARTTLS and 1000 ms. */
+static int
+plan_of(const struct detector_result *r, size_t n, struct reroute_plan *plan,
+    char *err, size_t errlen)
+{
+	return reroute_plan(r, spheres, n, "h.test", 443,
+	    DETECTOR_STARTTLS_NONE, 1000, plan, err, errlen);
+}
+
 static void
 test_plan_takes_the_agreed_key_fastest_first(void **state)
 {
@@ -128,47 +138,36 @@ test_plan_needs_the_quorum(void **state)
 	 * never a plan; whether the others were skipped or saw the direct
 	 * key). */
 	r = result_of("rrsss", 4, NULL);
-	assert_int_equal(reroute_plan(&r, spheres, 5, "h.test", 443,
-	    DETECTOR_STARTTLS_NONE, 1000, &plan, err, sizeof(err)), -1);
+	assert_int_equal(plan_of(&r, 5, &plan, err, sizeof(err)), -1);
 	assert_non_null(strstr(err, "4 needed"));
 	r = result_of("rrmmm", 4, NULL);
-	assert_int_equal(reroute_plan(&r, spheres, 5, "h.test", 443,
-	    DETECTOR_STARTTLS_NONE, 1000, &plan, err, sizeof(err)), -1);
+	assert_int_equal(plan_of(&r, 5, &plan, err, sizeof(err)), -1);
 	r = result_of("rrrmm", 4, NULL);
-	assert_int_equal(reroute_plan(&r, spheres, 5, "h.test", 443,
-	    DETECTOR_STARTTLS_NONE, 1000, &plan, err, sizeof(err)), -1);
+	assert_int_equal(plan_of(&r, 5, &plan, err, sizeof(err)), -1);
 	r = result_of("rrrrm", 4, NULL);
-	assert_int_equal(reroute_plan(&r, spheres, 5, "h.test", 443,
-	    DETECTOR_STARTTLS_NONE, 1000, &plan, err, sizeof(err)), 0);
+	assert_int_equal(plan_of(&r, 5, &plan, err, sizeof(err)), 0);
 	assert_int_equal(plan.agree, 4);
 	/* Security review L2: a quorum above n (or 0) plans nothing. */
 	r = result_of("rrr", 4, NULL);
-	assert_int_equal(reroute_plan(&r, spheres, 3, "h.test", 443,
-	    DETECTOR_STARTTLS_NONE, 1000, &plan, err, sizeof(err)), -1);
+	assert_int_equal(plan_of(&r, 3, &plan, err, sizeof(err)), -1);
 	assert_non_null(strstr(err, "quorum 4 with 3 spheres"));
 	r = result_of("rrr", 0, NULL);
-	assert_int_equal(reroute_plan(&r, spheres, 3, "h.test", 443,
-	    DETECTOR_STARTTLS_NONE, 1000, &plan, err, sizeof(err)), -1);
+	assert_int_equal(plan_of(&r, 3, &plan, err, sizeof(err)), -1);
 	/* Two mismatches that disagree: one liar and one honest sphere. */
 	r = result_of("rossm", 4, NULL);
-	assert_int_equal(reroute_plan(&r, spheres, 5, "h.test", 443,
-	    DETECTOR_STARTTLS_NONE, 1000, &plan, err, sizeof(err)), -1);
+	assert_int_equal(plan_of(&r, 5, &plan, err, sizeof(err)), -1);
 	assert_non_null(strstr(err, "do not agree"));
 	/* Quorum 3 of 5: 3 needed. */
 	r = result_of("rrmmm", 3, NULL);
-	assert_int_equal(reroute_plan(&r, spheres, 5, "h.test", 443,
-	    DETECTOR_STARTTLS_NONE, 1000, &plan, err, sizeof(err)), -1);
+	assert_int_equal(plan_of(&r, 5, &plan, err, sizeof(err)), -1);
 	r = result_of("rrrmm", 3, NULL);
-	assert_int_equal(reroute_plan(&r, spheres, 5, "h.test", 443,
-	    DETECTOR_STARTTLS_NONE, 1000, &plan, err, sizeof(err)), 0);
+	assert_int_equal(plan_of(&r, 5, &plan, err, sizeof(err)), 0);
 	/* A tie between two other keys: no reroute. */
 	r = result_of("rroos", 2, NULL);
-	assert_int_equal(reroute_plan(&r, spheres, 5, "h.test", 443,
-	    DETECTOR_STARTTLS_NONE, 1000, &plan, err, sizeof(err)), -1);
+	assert_int_equal(plan_of(&r, 5, &plan, err, sizeof(err)), -1);
 	/* A clear majority over a rival still reroutes, never via the rival. */
 	r = result_of("rrros", 3, NULL);
-	assert_int_equal(reroute_plan(&r, spheres, 5, "h.test", 443,
-	    DETECTOR_STARTTLS_NONE, 1000, &plan, err, sizeof(err)), 0);
+	assert_int_equal(plan_of(&r, 5, &plan, err, sizeof(err)), 0);
 	assert_int_equal(plan.nvia, 3);
 	assert_string_not_equal(plan.via[0].text, "127.0.0.1:9163");
 	assert_string_not_equal(plan.via[1].text, "127.0.0.1:9163");
@@ -185,24 +184,19 @@ test_plan_only_for_a_probed_reject(void **state)
 	(void)state;
 	r = result_of("rrrrr", 4, NULL);
 	r.verdict = DETECTOR_ACCEPT;
-	assert_int_equal(reroute_plan(&r, spheres, 5, "h.test", 443,
-	    DETECTOR_STARTTLS_NONE, 1000, &plan, err, sizeof(err)), -1);
+	assert_int_equal(plan_of(&r, 5, &plan, err, sizeof(err)), -1);
 	r.verdict = DETECTOR_UNDECIDED;
-	assert_int_equal(reroute_plan(&r, spheres, 5, "h.test", 443,
-	    DETECTOR_STARTTLS_NONE, 1000, &plan, err, sizeof(err)), -1);
+	assert_int_equal(plan_of(&r, 5, &plan, err, sizeof(err)), -1);
 	/* Remembered: no spheres. */
 	r = result_of("", 4, NULL);
-	assert_int_equal(reroute_plan(&r, spheres, 5, "h.test", 443,
-	    DETECTOR_STARTTLS_NONE, 1000, &plan, err, sizeof(err)), -1);
+	assert_int_equal(plan_of(&r, 5, &plan, err, sizeof(err)), -1);
 	assert_non_null(strstr(err, "remembered"));
 	/* More spheres in the result than configured. */
 	r = result_of("rrrrr", 4, NULL);
-	assert_int_equal(reroute_plan(&r, spheres, 3, "h.test", 443,
-	    DETECTOR_STARTTLS_NONE, 1000, &plan, err, sizeof(err)), -1);
+	assert_int_equal(plan_of(&r, 3, &plan, err, sizeof(err)), -1);
 	/* Failed and skipped spheres never count. */
 	r = result_of("rffss", 4, NULL);
-	assert_int_equal(reroute_plan(&r, spheres, 5, "h.test", 443,
-	    DETECTOR_STARTTLS_NONE, 1000, &plan, err, sizeof(err)), -1);
+	assert_int_equal(plan_of(&r, 5, &plan, err, sizeof(err)), -1);
 }
 
 static void
@@ -218,8 +212,7 @@ test_memory_by_exact_rogue_key(void **state)
 	reroute_forget_all();
 	memset(rogue, ROGUE, sizeof(rogue));
 	memset(other, OTHER, sizeof(other));
-	assert_int_equal(reroute_plan(&r, spheres, 5, "h.test", 443,
-	    DETECTOR_STARTTLS_NONE, 1000, &plan, err, sizeof(err)), 0);
+	assert_int_equal(plan_of(&r, 5, &plan, err, sizeof(err)), 0);
 	assert_int_equal(reroute_recall("h.test", 443, rogue, &got), 0);
 	reroute_remember(&plan, rogue);
 	assert_int_equal(reroute_recall("h.test", 443, rogue, &got), 1);
