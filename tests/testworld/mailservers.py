@@ -34,13 +34,49 @@ from . import WorldError
 from .mitm import StarttlsMitm
 from .ports import MITM_ADDR, REAL_ADDR, free_port, wait_tcp
 from .processes import Process
-from .services import TcpService
+from .services import TcpService, close_quietly
 from .starttls import IO_TIMEOUT, PROTOCOLS, read_line, wait_starttls
 
 
 def _user(name):
     pw = pwd.getpwnam(name)
     return pw.pw_uid, pw.pw_gid
+
+
+def dovecot_conf(d, crt, key, protocols, ssl, password, home, logins, extra=""):
+    """dovecot.conf for a test server whose folder d holds run/ and state/:
+    on REAL_ADDR, with crt/key, `ssl` yes or required, one static user
+    with password and home, `extra` settings, and for each (protocol,
+    port, implicit TLS port or 0 for none) in logins its login service."""
+    services = ""
+    for proto, port, tls_port in logins:
+        tls = ("    address = %s\n    port = %d\n    ssl = yes\n" % (REAL_ADDR, tls_port)
+               if tls_port else "    port = 0\n")
+        services += ("service {p}-login {{\n  inet_listener {p} {{\n    address = {a}\n"
+                     "    port = {port}\n  }}\n  inet_listener {p}s {{\n{tls}  }}\n}}\n"
+                     .format(p=proto, a=REAL_ADDR, port=port, tls=tls))
+    return """\
+base_dir = {d}/run
+state_dir = {d}/state
+log_path = /dev/stderr
+listen = {a}
+protocols = {protocols}
+ssl = {ssl}
+ssl_cert = <{crt}
+ssl_key = <{key}
+ssl_min_protocol = TLSv1.2
+default_internal_user = dovecot
+default_login_user = dovenull
+{extra}passdb {{
+  driver = static
+  args = password={password}
+}}
+userdb {{
+  driver = static
+  args = uid=dovecot gid=dovecot home={home}
+}}
+""".format(d=d, a=REAL_ADDR, protocols=protocols, ssl=ssl, crt=crt, key=key, extra=extra,
+           password=password, home=home) + services
 
 
 class MailServers:
@@ -197,47 +233,10 @@ postlog unix-dgram n - n - 1 postlogd
         for sub in ("run", "state", "home"):
             os.mkdir(os.path.join(d, sub), 0o755)
         conf = os.path.join(d, "dovecot.conf")
-        self._write(conf, """\
-base_dir = {d}/run
-state_dir = {d}/state
-log_path = /dev/stderr
-listen = {a}
-protocols = imap pop3
-ssl = yes
-ssl_cert = <{crt}
-ssl_key = <{key}
-ssl_min_protocol = TLSv1.2
-default_internal_user = dovecot
-default_login_user = dovenull
-disable_plaintext_auth = yes
-passdb {{
-  driver = static
-  args = password=unused-{rnd}
-}}
-userdb {{
-  driver = static
-  args = uid=dovecot gid=dovecot home={d}/home
-}}
-service imap-login {{
-  inet_listener imap {{
-    address = {a}
-    port = {imap}
-  }}
-  inet_listener imaps {{
-    port = 0
-  }}
-}}
-service pop3-login {{
-  inet_listener pop3 {{
-    address = {a}
-    port = {pop3}
-  }}
-  inet_listener pop3s {{
-    port = 0
-  }}
-}}
-""".format(d=d, a=REAL_ADDR, crt=crt, key=key, rnd=os.urandom(8).hex(),
-           imap=self.port["imap"], pop3=self.port["pop3"]))
+        self._write(conf, dovecot_conf(
+            d, crt, key, "imap pop3", "yes", "unused-" + os.urandom(8).hex(), d + "/home",
+            [("imap", self.port["imap"], 0), ("pop3", self.port["pop3"], 0)],
+            extra="disable_plaintext_auth = yes\n"))
         self._start("imap", "dovecot", ["dovecot", "-F", "-c", conf],
                     os.path.join(self.dir, "dovecot.log"), "pop3")
 
@@ -347,7 +346,4 @@ class HostileSmtp(TcpService):
         except (OSError, WorldError):
             pass
         finally:
-            try:
-                conn.close()
-            except OSError:
-                pass
+            close_quietly(conn)

@@ -19,6 +19,7 @@ import subprocess
 import time
 import uuid
 
+from testworld.mailservers import dovecot_conf
 from testworld.mitm import socat_mitm
 from testworld.mozilla import PREFS as FIREFOX_PREFS
 from testworld.mozilla import Marionette, libssl_loaded, read_ld_debug, start_headless
@@ -118,42 +119,11 @@ class ImapServer:
         os.chown(msg, uid, gid)
         conf = os.path.join(d, "dovecot.conf")
         with open(conf, "w") as f:
-            f.write("""\
-base_dir = {d}/run
-state_dir = {d}/state
-log_path = /dev/stderr
-listen = {a}
-protocols = imap
-ssl = required
-ssl_cert = <{crt}
-ssl_key = <{key}
-ssl_min_protocol = TLSv1.2
-default_internal_user = dovecot
-default_login_user = dovenull
-auth_mechanisms = plain login
-mail_location = maildir:~/Maildir
-first_valid_uid = {uid}
-last_valid_uid = {uid}
-passdb {{
-  driver = static
-  args = password={pw}
-}}
-userdb {{
-  driver = static
-  args = uid=dovecot gid=dovecot home={home}
-}}
-service imap-login {{
-  inet_listener imap {{
-    address = {a}
-    port = {sport}
-  }}
-  inet_listener imaps {{
-    address = {a}
-    port = {port}
-    ssl = yes
-  }}
-}}
-""".format(d=d, a=REAL_ADDR, crt=crt, key=key, pw=self.password, home=home, port=port, sport=starttls_port, uid=uid))
+            f.write(dovecot_conf(
+                d, crt, key, "imap", "required", self.password, home,
+                [("imap", starttls_port, port)],
+                extra="auth_mechanisms = plain login\nmail_location = maildir:~/Maildir\n"
+                      "first_valid_uid = {uid}\nlast_valid_uid = {uid}\n".format(uid=uid)))
         os.chmod(conf, 0o600)
         self.log_path = os.path.join(directory, "dovecot.log")
         self.proc = Process("dovecot", ["dovecot", "-F", "-c", conf], self.log_path)
