@@ -49,7 +49,8 @@ TOP = os.path.dirname(os.path.dirname(HERE))
 import debroot  # noqa: E402  (tests/deb; tests/pytest.ini puts tests/ on the path)
 from debroot import deb  # noqa: E402
 from testworld.ports import free_port  # noqa: E402
-from testworld.world import MITM_ADDR, REAL_ADDR, World  # noqa: E402
+from testworld.fixtures import world  # noqa: E402,F401 (a fixture)
+from testworld.world import MITM_ADDR, REAL_ADDR  # noqa: E402
 
 ROOT_DIR = os.path.join(TOP, "build", "deb-root")
 PACKAGES = ["libdetector0", "detector-tools", "detector-spheres", "libnss3-detector"]
@@ -95,12 +96,6 @@ class Syslog:
     def close(self):
         self.sock.close()
         os.unlink(self.path)
-
-
-@pytest.fixture(scope="module")
-def world():
-    with World(minimal=True) as w:
-        yield w
 
 
 @pytest.fixture(scope="module")

@@ -23,9 +23,7 @@ version the installed Firefox bundles.
 
 import http.server
 import os
-import shutil
 import ssl
-import tempfile
 import threading
 import uuid
 
@@ -36,7 +34,7 @@ from testworld.mitm import socat_mitm
 from testworld.mozilla import accepted, assert_refused_by_probes, checks, detector_env, \
     detector_lines, find_corelease, libssl_beside, probes_seen, sphere_marks, swapped_folder
 from testworld.ports import HOST, MITM_ADDR, REAL_ADDR, free_low_port
-from testworld.world import World
+from testworld.fixtures import work, world  # noqa: F401 (fixtures)
 
 OUTPUT = os.environ.get("DETECTOR_TEST_OUTPUT") or os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "output")
@@ -94,12 +92,6 @@ class PageServer:
 
 
 @pytest.fixture(scope="module")
-def world():
-    with World(minimal=True) as w:
-        yield w
-
-
-@pytest.fixture(scope="module")
 def site(world):
     """The page server on REAL_ADDR:port and a socat MITM on MITM_ADDR:port."""
     port = free_low_port(REAL_ADDR, MITM_ADDR)
@@ -109,13 +101,6 @@ def site(world):
     yield server
     mitm.stop()
     server.stop()
-
-
-@pytest.fixture(scope="module")
-def work():
-    d = tempfile.mkdtemp(prefix="detector-firefox-")
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -28,6 +28,8 @@ tests/demo.py.  One concept per module:
   mozilla      Firefox ESR and Thunderbird as test subjects: the co-release
                for the installed package, its folder with libssl3.so
                swapped, profiles, Marionette, one headless start
+  fixtures     pytest fixtures shared by test folders (world, work): the
+               one module that imports pytest
   tornet       a private Tor network (TorNetwork) and its command line:
                `python3 -m testworld.tornet isolate -- CMD`
   dnsquery     the smallest DNS client (one A query)

@@ -23,8 +23,6 @@ the missing co-release and the NSS version Thunderbird bundles.
 
 import os
 import re
-import shutil
-import tempfile
 
 import pytest
 
@@ -33,27 +31,12 @@ from testworld.mitm import StarttlsMitm
 from testworld.mozilla import accepted, assert_refused_by_probes, checks, detector_env, \
     detector_lines, find_corelease, libssl_beside, probes_seen, sphere_marks, swapped_folder
 from testworld.ports import MITM_ADDR, REAL_ADDR, free_port
-from testworld.world import World
+from testworld.fixtures import work, world  # noqa: F401 (fixtures)
 
 CORELEASE, WHY_NOT = find_corelease("thunderbird")
 pytestmark = pytest.mark.skipif(CORELEASE is None, reason=WHY_NOT or "")
 if CORELEASE is None:
     print("\n*** test_thunderbird: SKIPPED: %s ***\n" % WHY_NOT)
-
-
-@pytest.fixture(scope="module")
-def world():
-    with World(minimal=True) as w:
-        yield w
-
-
-@pytest.fixture(scope="module")
-def work():
-    d = tempfile.mkdtemp(prefix="detector-thunderbird-")
-    os.chmod(d, 0o755)        # dovecot's unprivileged processes reach its folder
-    yield d
-    if not os.environ.get("DETECTOR_KEEP"):
-        shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
