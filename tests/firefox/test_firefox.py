@@ -31,15 +31,16 @@ import pytest
 
 from firefox import load_page, make_profile
 from testworld.mitm import socat_mitm
-from testworld.mozilla import accepted, assert_refused_by_probes, checks, detector_env, \
-    detector_lines, find_corelease, libssl_beside, probes_seen, sphere_marks, swapped_folder
+from testworld.mozilla import accepted, assert_refused_by_probes, assert_stock, checks, \
+    detector_env, find_corelease, libssl_beside, probes_seen, sphere_marks
 from testworld.ports import HOST, MITM_ADDR, REAL_ADDR, free_low_port
-from testworld.fixtures import work, world  # noqa: F401 (fixtures)
+from testworld.fixtures import protected, work, world  # noqa: F401 (fixtures)
 
 OUTPUT = os.environ.get("DETECTOR_TEST_OUTPUT") or os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "output")
 
 CORELEASE, WHY_NOT = find_corelease("firefox-esr")
+PROGRAM = "firefox-esr"         # in CORELEASE.folder (or its copy: protected)
 pytestmark = pytest.mark.skipif(CORELEASE is None, reason=WHY_NOT or "")
 if CORELEASE is None:
     print("\n*** test_firefox: SKIPPED: %s ***\n" % WHY_NOT)
@@ -103,16 +104,6 @@ def site(world):
     server.stop()
 
 
-@pytest.fixture(scope="module")
-def protected(work):
-    """The application's folder with the co-release libssl3.so."""
-    if CORELEASE.missing():
-        pytest.fail(CORELEASE.missing(), pytrace=False)
-    folder = swapped_folder(CORELEASE.folder, os.path.join(work, "firefox-esr"),
-                            CORELEASE.library)
-    return os.path.join(folder, "firefox-esr")
-
-
 def run(world, site, work, name, program, addr, enabled=True, config=None):
     d = os.path.join(work, name)
     os.mkdir(d)
@@ -132,15 +123,13 @@ def run(world, site, work, name, program, addr, enabled=True, config=None):
 
 def test_stock_firefox_loads_the_page_through_the_mitm(world, site, work):
     m = sphere_marks(world)
-    load = run(world, site, work, "stock-mitm", os.path.join(CORELEASE.folder, "firefox-esr"),
+    load = run(world, site, work, "stock-mitm", os.path.join(CORELEASE.folder, PROGRAM),
                MITM_ADDR)
-    assert load.libssl_loaded() == [os.path.join(CORELEASE.folder, "libssl3.so")], load
+    assert_stock(world, m, os.path.join(CORELEASE.folder, PROGRAM), site.port, load)
     assert load.requests[:1] == ["/stock-mitm"] and site.marker in load.source, \
         "stock Firefox must load the real server's page through the MITM (the attack " \
         "works):\n%s" % load
     assert load.nav_error is None and load.rc == 0, load
-    assert not detector_lines(load.err), load
-    assert probes_seen(world, m, site.port) == 0, "stock Firefox probes nothing"
 
 
 def test_corelease_firefox_refuses_the_mitm(world, site, work, protected):

@@ -2,8 +2,11 @@
 test world that imports pytest).  A test module takes them by importing
 them: `from testworld.fixtures import world, work  # noqa: F401`.
 
-  world   (module) the loopback test world, World(minimal=True)
-  work    (module) a folder for the module's files, removed afterwards
+  world      (module) the loopback test world, World(minimal=True)
+  work       (module) a folder for the module's files, removed afterwards
+  protected  (module) the module's application (its CORELEASE, a
+             testworld.mozilla.Corelease, and PROGRAM, the file to run)
+             from a copy of its folder with the co-release libssl3.so
 """
 
 import os
@@ -32,3 +35,14 @@ def work(request):
     yield d
     if not os.environ.get("DETECTOR_KEEP"):
         shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def protected(request, work):
+    """The path of the module's PROGRAM in a copy of its CORELEASE's folder
+    with the co-release libssl3.so; the test fails, naming what to build,
+    when the co-release or libdetector is not built."""
+    corelease = request.module.CORELEASE
+    if corelease.missing():
+        pytest.fail(corelease.missing(), pytrace=False)
+    return corelease.copy(work, request.module.PROGRAM)

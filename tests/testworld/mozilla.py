@@ -120,6 +120,13 @@ class Corelease:
                 return "%s is missing: run `%s`" % (path, target)
         return None
 
+    def copy(self, work, program):
+        """program in a copy of the application's folder under work, with
+        the co-release libssl3.so in it (swapped_folder())."""
+        folder = swapped_folder(self.folder, os.path.join(work, os.path.basename(self.folder)),
+                                self.library)
+        return os.path.join(folder, program)
+
 
 def find_corelease(package):
     """(Corelease, None) for the installed `package`, or (None, why): a
@@ -365,3 +372,12 @@ def assert_refused_by_probes(world, since, program, port, run):
     assert refused_lines(run.err, port), \
         "DetecTor's log must name the host and the verdict:\n%s" % run
     assert probes_seen(world, since, port) >= 2, "the refusal must come from real probes"
+
+
+def assert_stock(world, since, program, port, run):
+    """What the unmodified application shows: program loaded its own
+    libssl3.so, DetecTor said nothing and no sphere probed HOST:port
+    (after since: sphere_marks())."""
+    assert run.libssl_loaded() == libssl_beside(program), run
+    assert not detector_lines(run.err), run
+    assert probes_seen(world, since, port) == 0, "the stock application probes nothing"

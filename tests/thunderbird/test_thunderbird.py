@@ -28,12 +28,16 @@ import pytest
 
 from thunderbird import ImapServer, LoggingMitm, fetch_mail, make_profile
 from testworld.mitm import StarttlsMitm
-from testworld.mozilla import accepted, assert_refused_by_probes, checks, detector_env, \
-    detector_lines, find_corelease, libssl_beside, probes_seen, sphere_marks, swapped_folder
+from testworld.mozilla import accepted, assert_refused_by_probes, assert_stock, checks, \
+    detector_env, find_corelease, libssl_beside, probes_seen, sphere_marks
 from testworld.ports import MITM_ADDR, REAL_ADDR, free_port
-from testworld.fixtures import work, world  # noqa: F401 (fixtures)
+from testworld.fixtures import protected, work, world  # noqa: F401 (fixtures)
 
 CORELEASE, WHY_NOT = find_corelease("thunderbird")
+# /usr/lib/thunderbird/thunderbird is a symlink to thunderbird-bin: run the
+# binary itself, or (in the copy: protected) the loader finds the original
+# folder.
+PROGRAM = "thunderbird-bin"
 pytestmark = pytest.mark.skipif(CORELEASE is None, reason=WHY_NOT or "")
 if CORELEASE is None:
     print("\n*** test_thunderbird: SKIPPED: %s ***\n" % WHY_NOT)
@@ -56,18 +60,6 @@ def mail(world, work):
             if m is not None:
                 m.stop()
         server.stop()
-
-
-@pytest.fixture(scope="module")
-def protected(work):
-    """Thunderbird's folder, copied, with the co-release libssl3.so."""
-    if CORELEASE.missing():
-        pytest.fail(CORELEASE.missing(), pytrace=False)
-    folder = swapped_folder(CORELEASE.folder, os.path.join(work, "thunderbird"),
-                            CORELEASE.library)
-    # /usr/lib/thunderbird/thunderbird is a symlink to thunderbird-bin:
-    # run the copied binary itself, or the loader finds the original folder.
-    return os.path.join(folder, "thunderbird-bin")
 
 
 def run(world, mail, work, name, program, addr, enabled=True, config=None,
@@ -98,16 +90,14 @@ def fetched(s, mail):
 
 def test_stock_thunderbird_fetches_the_mail_through_the_mitm(world, mail, work):
     m = sphere_marks(world)
-    s = run(world, mail, work, "stock-mitm", os.path.join(CORELEASE.folder, "thunderbird-bin"),
+    s = run(world, mail, work, "stock-mitm", os.path.join(CORELEASE.folder, PROGRAM),
             MITM_ADDR)
-    assert s.libssl_loaded() == [os.path.join(CORELEASE.folder, "libssl3.so")], s
+    assert_stock(world, m, os.path.join(CORELEASE.folder, PROGRAM), mail.port, s)
     assert fetched(s, mail), \
         "stock Thunderbird must list the folders and fetch the real server's message " \
         "through the MITM (the attack works):\n%s" % s
     assert re.search(r"AUTHENTICATE|LOGIN", s.to_server, re.I) and s.logins >= 1, \
         "its IMAP commands and login went through the MITM:\n%s" % s.to_server
-    assert not detector_lines(s.err), s
-    assert probes_seen(world, m, mail.port) == 0, "stock Thunderbird probes nothing"
 
 
 # Firefox hangs after DetecTor's verdict with the co-release (issue 18,
@@ -169,7 +159,7 @@ def starttls_config(mail):
 
 def test_stock_thunderbird_fetches_the_mail_through_the_starttls_mitm(world, mail, work):
     s = run(world, mail, work, "stock-starttls-mitm",
-            os.path.join(CORELEASE.folder, "thunderbird-bin"), MITM_ADDR, starttls=True)
+            os.path.join(CORELEASE.folder, PROGRAM), MITM_ADDR, starttls=True)
     assert fetched(s, mail) and s.logins >= 1 and s.starttls_tls_done >= 1, \
         "stock Thunderbird must fetch the message through the STARTTLS MITM:\n%s" % s
 
