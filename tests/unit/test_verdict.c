@@ -54,34 +54,38 @@ test_exhaustive_n5(void **state)
 	assert_true(checked > 200);
 }
 
+/* verdict_decide() decides on t at once, and decides want. */
+static void
+decides(const struct tally *t, enum detector_verdict want)
+{
+	enum detector_verdict v;
+
+	assert_int_equal(verdict_decide(t, &v), 1);
+	assert_int_equal(v, want);
+}
+
 static void
 test_one_liar_never_flips_default(void **state)
 {
-	enum detector_verdict v;
 	/* Four honest matches and one lying sphere: ACCEPT. */
 	struct tally accept = { 5, 4, 4, 1, 0 };
 	/* MITM on the direct path, one lying sphere "agrees": still REJECT. */
 	struct tally reject = { 5, 4, 1, 4, 0 };
 
 	(void)state;
-	assert_int_equal(verdict_decide(&accept, &v), 1);
-	assert_int_equal(v, DETECTOR_ACCEPT);
-	assert_int_equal(verdict_decide(&reject, &v), 1);
-	assert_int_equal(v, DETECTOR_REJECT);
+	decides(&accept, DETECTOR_ACCEPT);
+	decides(&reject, DETECTOR_REJECT);
 }
 
 static void
 test_failures_are_not_disagreements(void **state)
 {
-	enum detector_verdict v;
 	struct tally t = { 5, 4, 3, 0, 0 };   /* two spheres failed */
 
 	(void)state;
-	assert_int_equal(verdict_decide(&t, &v), 1);
-	assert_int_equal(v, DETECTOR_UNDECIDED);
+	decides(&t, DETECTOR_UNDECIDED);
 	struct tally all_down = { 5, 4, 0, 0, 0 };
-	assert_int_equal(verdict_decide(&all_down, &v), 1);
-	assert_int_equal(v, DETECTOR_UNDECIDED);
+	decides(&all_down, DETECTOR_UNDECIDED);
 }
 
 static void
@@ -93,10 +97,8 @@ test_decides_early(void **state)
 	struct tally wait = { 5, 4, 3, 0, 2 };
 
 	(void)state;
-	assert_int_equal(verdict_decide(&t, &v), 1);
-	assert_int_equal(v, DETECTOR_ACCEPT);
-	assert_int_equal(verdict_decide(&r, &v), 1);
-	assert_int_equal(v, DETECTOR_REJECT);
+	decides(&t, DETECTOR_ACCEPT);
+	decides(&r, DETECTOR_REJECT);
 	assert_int_equal(verdict_decide(&wait, &v), 0);
 }
 
