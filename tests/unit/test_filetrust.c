@@ -59,6 +59,30 @@ says(const char *what)
 		fail_msg("error '%s' does not say '%s'", err, what);
 }
 
+/* filetrust_check_file(), filetrust_check_dir() and filetrust_open() for
+ * reading refuse path, saying what. */
+static void
+file_refused(const char *path, const char *what)
+{
+	assert_int_equal(filetrust_check_file(path, err, sizeof(err)), -1);
+	says(what);
+}
+
+static void
+dir_refused(const char *path, const char *what)
+{
+	assert_int_equal(filetrust_check_dir(path, err, sizeof(err)), -1);
+	says(what);
+}
+
+static void
+open_refused(const char *path, const char *what)
+{
+	assert_int_equal(filetrust_open(path, O_RDONLY, 0, 0, err,
+	    sizeof(err)), -1);
+	says(what);
+}
+
 static void
 test_own_file_passes(void **state)
 {
@@ -84,32 +108,22 @@ test_symlink_is_refused(void **state)
 	(void)state;
 	snprintf(link, sizeof(link), "%s/link.conf", dir);
 	assert_int_equal(symlink(target, link), 0);
-	assert_int_equal(filetrust_check_file(link, err, sizeof(err)), -1);
-	says("link.conf is not a regular file (a symlink");
-	assert_int_equal(filetrust_open(link, O_RDONLY, 0, 0, err,
-	    sizeof(err)), -1);
+	file_refused(link, "link.conf is not a regular file (a symlink");
+	open_refused(link, "link.conf is not a regular file");
 	assert_int_equal(errno, ELOOP);
-	says("link.conf is not a regular file");
 	/* A symlinked folder, by name and when opening a file inside it. */
 	snprintf(dlink, sizeof(dlink), "%s/dlink", dir);
 	assert_int_equal(symlink(dir, dlink), 0);
-	assert_int_equal(filetrust_check_dir(dlink, err, sizeof(err)), -1);
-	says("dlink is not a directory");
+	dir_refused(dlink, "dlink is not a directory");
 	snprintf(inside, sizeof(inside), "%s/target.conf", dlink);
-	assert_int_equal(filetrust_check_file(inside, err, sizeof(err)), -1);
-	says("dlink is not a directory");
-	assert_int_equal(filetrust_open(inside, O_RDONLY, 0, 0, err,
-	    sizeof(err)), -1);
-	says("dlink is not a directory");
+	file_refused(inside, "dlink is not a directory");
+	open_refused(inside, "dlink is not a directory");
 	/* A trailing slash makes lstat() and O_NOFOLLOW follow the link:
 	 * "dlink/" and "dlink//target.conf" are refused all the same. */
 	snprintf(inside, sizeof(inside), "%s/", dlink);
-	assert_int_equal(filetrust_check_dir(inside, err, sizeof(err)), -1);
-	says("is not a directory");
+	dir_refused(inside, "is not a directory");
 	snprintf(inside, sizeof(inside), "%s//target.conf", dlink);
-	assert_int_equal(filetrust_open(inside, O_RDONLY, 0, 0, err,
-	    sizeof(err)), -1);
-	says("dlink is not a directory");
+	open_refused(inside, "dlink is not a directory");
 }
 
 static void
@@ -118,12 +132,9 @@ test_group_writable_file_is_refused(void **state)
 	const char *p = make("group.conf", 0620);
 
 	(void)state;
-	assert_int_equal(filetrust_check_file(p, err, sizeof(err)), -1);
-	says("group.conf is writable by its group (mode 0620)");
+	file_refused(p, "group.conf is writable by its group (mode 0620)");
 	says("chmod go-w ");
-	assert_int_equal(filetrust_open(p, O_RDONLY, 0, 0, err, sizeof(err)),
-	    -1);
-	says("writable by its group");
+	open_refused(p, "writable by its group");
 	/* O_TRUNC waits for the check: the refused file keeps its bytes. */
 	assert_int_equal(filetrust_open(p, O_WRONLY | O_TRUNC, 0, 0, err,
 	    sizeof(err)), -1);
@@ -133,8 +144,7 @@ test_group_writable_file_is_refused(void **state)
 		assert_true(sb.st_size > 0);
 	}
 	p = make("all.conf", 0602);
-	assert_int_equal(filetrust_check_file(p, err, sizeof(err)), -1);
-	says("all.conf is writable by everyone (mode 0602)");
+	file_refused(p, "all.conf is writable by everyone (mode 0602)");
 }
 
 static void
@@ -146,11 +156,8 @@ test_other_users_file_is_refused(void **state)
 	if (geteuid() != 0)
 		skip();
 	assert_int_equal(chown(p, 65534, 65534), 0);
-	assert_int_equal(filetrust_check_file(p, err, sizeof(err)), -1);
-	says("theirs.conf belongs to uid 65534, not to us (uid 0)");
-	assert_int_equal(filetrust_open(p, O_RDONLY, 0, 0, err, sizeof(err)),
-	    -1);
-	says("belongs to uid 65534");
+	file_refused(p, "theirs.conf belongs to uid 65534, not to us (uid 0)");
+	open_refused(p, "belongs to uid 65534");
 }
 
 static void
@@ -167,13 +174,9 @@ test_open_folder_is_refused(void **state)
 	fd = open(p, O_WRONLY | O_CREAT, 0600);
 	assert_true(fd >= 0);
 	close(fd);
-	assert_int_equal(filetrust_check_dir(d, err, sizeof(err)), -1);
-	says("/tmp is writable by everyone (mode 1777)");
-	assert_int_equal(filetrust_check_file(p, err, sizeof(err)), -1);
-	says("/tmp is writable by everyone");
-	assert_int_equal(filetrust_open(p, O_RDONLY, 0, 0, err, sizeof(err)),
-	    -1);
-	says("/tmp is writable by everyone");
+	dir_refused(d, "/tmp is writable by everyone (mode 1777)");
+	file_refused(p, "/tmp is writable by everyone");
+	open_refused(p, "/tmp is writable by everyone");
 }
 
 /* Missing files, FIFOs and creation through filetrust_open. */
@@ -189,10 +192,8 @@ test_missing_fifo_and_create(void **state)
 	assert_int_equal(filetrust_check(p, FILETRUST_MISSING_OK, err,
 	    sizeof(err)), 0);
 	assert_int_equal(filetrust_check_file(p, err, sizeof(err)), -1);
-	assert_int_equal(filetrust_open(p, O_RDONLY, 0, 0, err, sizeof(err)),
-	    -1);
+	open_refused(p, "none.conf");
 	assert_int_equal(errno, ENOENT);
-	says("none.conf");
 	fd = filetrust_open(p, O_RDWR | O_CREAT | O_EXCL, 0600, 0, err,
 	    sizeof(err));
 	assert_true(fd >= 0);
@@ -211,9 +212,7 @@ test_missing_fifo_and_create(void **state)
 	/* A FIFO: refused at once, not waited on. */
 	snprintf(p, sizeof(p), "%s/fifo.conf", dir);
 	assert_int_equal(mkfifo(p, 0600), 0);
-	assert_int_equal(filetrust_open(p, O_RDONLY, 0, 0, err, sizeof(err)),
-	    -1);
-	says("fifo.conf is not a regular file");
+	open_refused(p, "fifo.conf is not a regular file");
 	assert_int_equal(filetrust_check_file(p, err, sizeof(err)), -1);
 }
 
