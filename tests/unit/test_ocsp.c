@@ -99,15 +99,25 @@ assert_ignored(const char *name, const char *why)
 		fail_msg("%s: error '%s' lacks '%s'", name, err, why);
 }
 
+/* check_at() of name at t reads a response with status want into o. */
+static void
+reads(const char *name, int64_t t, struct detector_ocsp *o,
+    enum detector_ocsp_status want)
+{
+	char err[256] = "";
+
+	if (check_at(name, t, o, err, sizeof(err)) != 0)
+		fail_msg("%s: %s", name, err);
+	assert_int_equal(o->status, want);
+}
+
 static void
 test_good(void **state)
 {
 	struct detector_ocsp o;
-	char err[256] = "";
 
 	(void)state;
-	assert_int_equal(check_at("good.der", now, &o, err, sizeof(err)), 0);
-	assert_int_equal(o.status, DETECTOR_OCSP_GOOD);
+	reads("good.der", now, &o, DETECTOR_OCSP_GOOD);
 	assert_true(o.fresh);
 	/* openssl ocsp: thisUpdate = producedAt = now, nextUpdate 7 days on */
 	assert_true(o.this_update <= now && o.this_update > now - 600);
@@ -115,32 +125,24 @@ test_good(void **state)
 	assert_int_equal(o.next_update - o.this_update, 7 * 86400);
 	assert_int_equal(o.revoked_at, 0);
 	/* The same response read after its nextUpdate: stale. */
-	assert_int_equal(check_at("good.der", now + 8 * 86400, &o, err,
-	    sizeof(err)), 0);
-	assert_int_equal(o.status, DETECTOR_OCSP_GOOD);
+	reads("good.der", now + 8 * 86400, &o, DETECTOR_OCSP_GOOD);
 	assert_false(o.fresh);
-	assert_int_equal(check_at("good-bykey.der", now, &o, err,
-	    sizeof(err)), 0);
-	assert_int_equal(o.status, DETECTOR_OCSP_GOOD);
+	reads("good-bykey.der", now, &o, DETECTOR_OCSP_GOOD);
 }
 
 static void
 test_revoked(void **state)
 {
 	struct detector_ocsp o;
-	char err[256] = "";
 
 	(void)state;
-	assert_int_equal(check_at("revoked.der", now, &o, err, sizeof(err)), 0);
-	assert_int_equal(o.status, DETECTOR_OCSP_REVOKED);
+	reads("revoked.der", now, &o, DETECTOR_OCSP_REVOKED);
 	assert_true(o.fresh);
 	/* the index said: revoked an hour ago */
 	assert_true(o.revoked_at < o.this_update &&
 	    o.revoked_at > o.this_update - 3700);
 	/* Revoked and old: still revoked, not fresh. */
-	assert_int_equal(check_at("stale-revoked.der", now, &o, err,
-	    sizeof(err)), 0);
-	assert_int_equal(o.status, DETECTOR_OCSP_REVOKED);
+	reads("stale-revoked.der", now, &o, DETECTOR_OCSP_REVOKED);
 	assert_false(o.fresh);
 }
 
@@ -151,8 +153,7 @@ test_stale(void **state)
 	char err[256] = "";
 
 	(void)state;
-	assert_int_equal(check_at("stale.der", now, &o, err, sizeof(err)), 0);
-	assert_int_equal(o.status, DETECTOR_OCSP_GOOD);
+	reads("stale.der", now, &o, DETECTOR_OCSP_GOOD);
 	assert_false(o.fresh);
 	assert_true(o.next_update < now - 2 * 86400);
 	/* No nextUpdate: fresh for a day after thisUpdate. */
@@ -172,12 +173,9 @@ static void
 test_delegated(void **state)
 {
 	struct detector_ocsp o;
-	char err[256] = "";
 
 	(void)state;
-	assert_int_equal(check_at("delegated.der", now, &o, err, sizeof(err)),
-	    0);
-	assert_int_equal(o.status, DETECTOR_OCSP_GOOD);
+	reads("delegated.der", now, &o, DETECTOR_OCSP_GOOD);
 	/* Issued by the CA but not for OCSP signing: not its responder. */
 	assert_ignored("noeku.der", "delegated");
 }
