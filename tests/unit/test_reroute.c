@@ -99,6 +99,16 @@ plan_of(const struct detector_result *r, size_t n, struct reroute_plan *plan,
 	    DETECTOR_STARTTLS_NONE, 1000, plan, err, errlen);
 }
 
+/* plan_of() a result of kinds with quorum k (result_of()). */
+static int
+plan_for(const char *kinds, unsigned int k, size_t n,
+    struct reroute_plan *plan, char *err, size_t errlen)
+{
+	struct detector_result r = result_of(kinds, k, NULL);
+
+	return plan_of(&r, n, plan, err, errlen);
+}
+
 static void
 test_plan_takes_the_agreed_key_fastest_first(void **state)
 {
@@ -128,7 +138,6 @@ test_plan_takes_the_agreed_key_fastest_first(void **state)
 static void
 test_plan_needs_the_quorum(void **state)
 {
-	struct detector_result r;
 	struct reroute_plan plan;
 	char err[256];
 
@@ -137,37 +146,26 @@ test_plan_needs_the_quorum(void **state)
 	 * (security review H1: two colluding lying exits make a REJECT,
 	 * never a plan; whether the others were skipped or saw the direct
 	 * key). */
-	r = result_of("rrsss", 4, NULL);
-	assert_int_equal(plan_of(&r, 5, &plan, err, sizeof(err)), -1);
+	assert_int_equal(plan_for("rrsss", 4, 5, &plan, err, sizeof(err)), -1);
 	assert_non_null(strstr(err, "4 needed"));
-	r = result_of("rrmmm", 4, NULL);
-	assert_int_equal(plan_of(&r, 5, &plan, err, sizeof(err)), -1);
-	r = result_of("rrrmm", 4, NULL);
-	assert_int_equal(plan_of(&r, 5, &plan, err, sizeof(err)), -1);
-	r = result_of("rrrrm", 4, NULL);
-	assert_int_equal(plan_of(&r, 5, &plan, err, sizeof(err)), 0);
+	assert_int_equal(plan_for("rrmmm", 4, 5, &plan, err, sizeof(err)), -1);
+	assert_int_equal(plan_for("rrrmm", 4, 5, &plan, err, sizeof(err)), -1);
+	assert_int_equal(plan_for("rrrrm", 4, 5, &plan, err, sizeof(err)), 0);
 	assert_int_equal(plan.agree, 4);
 	/* Security review L2: a quorum above n (or 0) plans nothing. */
-	r = result_of("rrr", 4, NULL);
-	assert_int_equal(plan_of(&r, 3, &plan, err, sizeof(err)), -1);
+	assert_int_equal(plan_for("rrr", 4, 3, &plan, err, sizeof(err)), -1);
 	assert_non_null(strstr(err, "quorum 4 with 3 spheres"));
-	r = result_of("rrr", 0, NULL);
-	assert_int_equal(plan_of(&r, 3, &plan, err, sizeof(err)), -1);
+	assert_int_equal(plan_for("rrr", 0, 3, &plan, err, sizeof(err)), -1);
 	/* Two mismatches that disagree: one liar and one honest sphere. */
-	r = result_of("rossm", 4, NULL);
-	assert_int_equal(plan_of(&r, 5, &plan, err, sizeof(err)), -1);
+	assert_int_equal(plan_for("rossm", 4, 5, &plan, err, sizeof(err)), -1);
 	assert_non_null(strstr(err, "do not agree"));
 	/* Quorum 3 of 5: 3 needed. */
-	r = result_of("rrmmm", 3, NULL);
-	assert_int_equal(plan_of(&r, 5, &plan, err, sizeof(err)), -1);
-	r = result_of("rrrmm", 3, NULL);
-	assert_int_equal(plan_of(&r, 5, &plan, err, sizeof(err)), 0);
+	assert_int_equal(plan_for("rrmmm", 3, 5, &plan, err, sizeof(err)), -1);
+	assert_int_equal(plan_for("rrrmm", 3, 5, &plan, err, sizeof(err)), 0);
 	/* A tie between two other keys: no reroute. */
-	r = result_of("rroos", 2, NULL);
-	assert_int_equal(plan_of(&r, 5, &plan, err, sizeof(err)), -1);
+	assert_int_equal(plan_for("rroos", 2, 5, &plan, err, sizeof(err)), -1);
 	/* A clear majority over a rival still reroutes, never via the rival. */
-	r = result_of("rrros", 3, NULL);
-	assert_int_equal(plan_of(&r, 5, &plan, err, sizeof(err)), 0);
+	assert_int_equal(plan_for("rrros", 3, 5, &plan, err, sizeof(err)), 0);
 	assert_int_equal(plan.nvia, 3);
 	assert_string_not_equal(plan.via[0].text, "127.0.0.1:9163");
 	assert_string_not_equal(plan.via[1].text, "127.0.0.1:9163");
@@ -188,15 +186,12 @@ test_plan_only_for_a_probed_reject(void **state)
 	r.verdict = DETECTOR_UNDECIDED;
 	assert_int_equal(plan_of(&r, 5, &plan, err, sizeof(err)), -1);
 	/* Remembered: no spheres. */
-	r = result_of("", 4, NULL);
-	assert_int_equal(plan_of(&r, 5, &plan, err, sizeof(err)), -1);
+	assert_int_equal(plan_for("", 4, 5, &plan, err, sizeof(err)), -1);
 	assert_non_null(strstr(err, "remembered"));
 	/* More spheres in the result than configured. */
-	r = result_of("rrrrr", 4, NULL);
-	assert_int_equal(plan_of(&r, 3, &plan, err, sizeof(err)), -1);
+	assert_int_equal(plan_for("rrrrr", 4, 3, &plan, err, sizeof(err)), -1);
 	/* Failed and skipped spheres never count. */
-	r = result_of("rffss", 4, NULL);
-	assert_int_equal(plan_of(&r, 5, &plan, err, sizeof(err)), -1);
+	assert_int_equal(plan_for("rffss", 4, 5, &plan, err, sizeof(err)), -1);
 }
 
 static void
