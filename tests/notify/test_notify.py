@@ -392,7 +392,8 @@ def formatter(tmp_path_factory):
                     "-I" + os.path.join(ROOT, "detector/nss")] + flags +
                    ["-o", exe, os.path.join(HERE, "events_format.c"),
                     os.path.join(ROOT, "detector/nss/events.c"),
-                    os.path.join(ROOT, "detector/lib/filetrust.c")], check=True)
+                    os.path.join(ROOT, "detector/lib/filetrust.c"),
+                    os.path.join(ROOT, "detector/lib/errmsg.c")], check=True)
 
     def run(error, host, port, app, reason, size=None):
         argv = [exe, str(error), host, str(port), app, reason] + \
