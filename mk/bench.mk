@@ -18,7 +18,7 @@ BENCH_BIN    := $(BUILD)/bench
 BENCH_ENGINE := $(BENCH_BIN)/check_latency
 BENCH_INTERNAL := $(BENCH_BIN)/probe_scale $(BENCH_BIN)/cache_bench
 BENCH_PROGS  := $(BENCH_BIN)/tls_server $(BENCH_BIN)/hsclient $(BENCH_ENGINE) \
-                $(BENCH_INTERNAL)
+                $(BENCH_INTERNAL) $(BENCH_BIN)/pollshim.so
 
 .PHONY: bench bench-build bench-deps
 
@@ -44,6 +44,28 @@ $(BENCH_BIN)/hsclient: bench/hsclient.c
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  CC      $@")
 	$(Q)$(CC) $(CFLAGS) -o $@ $< $(LDFLAGS) $(shell pkg-config --libs nss nspr)
+
+# bench/first_visit.py's stand-in for a shorter poll pause in the NSS
+# patch (LD_PRELOAD; never installed).
+$(BENCH_BIN)/pollshim.so: bench/pollshim.c
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  CC      $@")
+	$(Q)$(CC) $(CFLAGS) -fPIC -shared -o $@ $< $(LDFLAGS) \
+	  $(shell pkg-config --cflags --libs nspr) -ldl
+
+# make bench-first-visit: where a first visit's time goes (issue 16 items
+# 5 and 7), before and after a change to detector-run: OTHER_RUN names the
+# other detector-run (default: main's).  bench/first_visit.py says how;
+# prints a table and writes FIRST_VISIT_OUT if set.  Root; a few minutes.
+OTHER_RUN ?= $(BUILD)/bench/detector-run.main
+
+.PHONY: bench-first-visit
+bench-first-visit: deps bench-deps
+	$(MAKE) all
+	$(MAKE) bench-build
+	@[ -f "$(OTHER_RUN)" ] || git show main:detector/tools/detector-run >$(OTHER_RUN)
+	OTHER_RUN=$(abspath $(OTHER_RUN)) DETECTOR_BUILD=$(abspath $(BUILD)) \
+	  PYTHONPATH=$(CURDIR)/tests $(PYTHON) bench/first_visit.py
 
 $(BENCH_ENGINE): $(BENCH_BIN)/%: bench/%.c $(LIB_A) \
     $(wildcard detector/include/*.h)
