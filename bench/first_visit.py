@@ -36,8 +36,9 @@ PYTHONPATH, DETECTOR_BUILD); `BENCH_ROUNDS` and `BENCH_TRACES` set the loops.
   item 7       the same traces: to-cert against the verdict, the share of
                the verdict that starting at the ClientHello could hide
 
-Prints a table and the raw figures; writes nothing unless FIRST_VISIT_OUT
-names a file (a Markdown section for bench/results.md).
+Prints a table and the raw figures; with FIRST_VISIT_OUT (make
+bench-first-visit: bench/results.md) also writes them as that file's
+"bench-first-visit" section, which make bench keeps.
 """
 
 import os
@@ -132,17 +133,22 @@ def measure(w):
             out["wrapper"]["other"] = fv.wrapper_ms(variants[-1][1])
         out["load_wrapper"] = os.getloadavg()[0]
         sphere_ports = [int(s.rsplit(":", 1)[1]) for s in fv.spheres.split(",")]
-        traces = {"cold": [], "cold, 1 ms poll pauses": []}
+        traces = {"stock": [], "cold": [], "cold, 1 ms poll pauses": []}
         tloads = []
         for i in range(TRACES):
-            for name, env in (("cold", None), ("cold, 1 ms poll pauses", shim)):
+            for name, wr, env in (("stock", None, None), ("cold", new, None),
+                                  ("cold, 1 ms poll pauses", new, shim)):
                 home = tempfile.mkdtemp(dir=fv.home)
                 path = os.path.join(home, "strace")
-                fv.visit(home, new, strace=path, env_extra=env)
+                if wr is None:
+                    fv.tstclnt(home, False, strace=path, trace=TRACED)
+                else:
+                    fv.visit(home, wr, strace=path, env_extra=env)
                 if os.environ.get("FIRST_VISIT_KEEP"):
                     subprocess.run(["cp", path, "%s.%s.%d" % (os.environ["FIRST_VISIT_KEEP"],
                                                               name[:6].strip(","), i)])
-                traces[name].append(bench_run.p6_phases(path, w.cport, sphere_ports))
+                traces[name].append(bench_run.p6_phases(
+                    path, w.cport, sphere_ports if wr else []))
             tloads.append(os.getloadavg()[0])
         out["traces"], out["load_traces"] = traces, med(tloads)
         # Item 7 on the lean server: a whole stock handshake (TCP connect,
@@ -177,8 +183,21 @@ def report(m):
     for name, ms in m["wrapper"].items():
         row("wrapper: %s detector-run /bin/true − /bin/true" % (
             "this" if name == "new" else "the other"), "%.1f ms" % ms, m["load_wrapper"])
+    for k in res:
+        if k.startswith("cold"):
+            d = [c - s - v for c, s, v in zip(res[k], res["stock"], res["verdict"])]
+            row("(paired) median over rounds of %s − stock − verdict of the same round" % k,
+                "%.0f ms" % med(d), m["load_rounds"])
+    st = tr["stock"]
+    row("under strace, stock (medians of %d runs, ms)" % len(st),
+        "start %.1f; connected %.1f; total %.1f" % tuple(
+            med([1000 * t[k] for t in st]) for k in ("start", "connected", "total")),
+        m["load_traces"])
     for name, runs in tr.items():
-        parts = ["%s %.1f" % (k, med([1000 * t[k] for t in runs])) for k in bench_run.P6_PHASES]
+        if name == "stock":
+            continue
+        parts = ["%s %.1f" % (k, med([1000 * t[k] for t in runs]))
+                 for k in ("start", "connected", "total") + bench_run.P6_PHASES]
         row("under strace, %s (medians of %d runs, ms)" % (name, len(runs)),
             "; ".join(parts), m["load_traces"])
     cert = med([1000 * t["to-cert"] for t in tr["cold"]])
@@ -194,6 +213,11 @@ def report(m):
     raw = ["per round (ms): " + "; ".join(
         "%s %s" % (k, ", ".join("%.0f" % x for x in v)) for k, v in res.items())]
     for name, runs in tr.items():
+        if name == "stock":
+            raw.append("under strace, stock, per run (ms): " + "; ".join(
+                "%s %s" % (k, ", ".join("%.1f" % (1000 * t[k]) for t in runs))
+                for k in ("start", "connected", "total")))
+            continue
         raw.append("under strace, %s, per run (ms): " % name + "; ".join(
             "%s %s" % (k, ", ".join("%.1f" % (1000 * t[k]) for t in runs))
             for k in bench_run.P6_PHASES))
@@ -221,9 +245,37 @@ def main():
     text = table + "\n\n" + "\n".join("- " + r for r in raw) + "\n"
     print(text)
     if os.environ.get("FIRST_VISIT_OUT"):
-        with open(os.environ["FIRST_VISIT_OUT"], "w") as f:
-            f.write(text)
+        write_section(os.environ["FIRST_VISIT_OUT"], m, text)
     return 0
+
+
+BEGIN, END = "<!-- bench-first-visit: begin -->", "<!-- bench-first-visit: end -->"
+
+
+def write_section(path, m, text):
+    """Replaces this script's section of PATH (bench/results.md; make bench
+    keeps it), or appends it."""
+    commit = subprocess.run(["git", "-C", bench_run.ROOT, "rev-parse", "--short", "HEAD"],
+                            capture_output=True, text=True).stdout.strip()
+    section = (BEGIN + "\n## First visit, broken down (`make bench-first-visit`)\n\n"
+               "Written by bench/first_visit.py (its docstring says how), %s UTC, commit "
+               "%s, %d rounds and %d traced runs per variant; *other detector-run* is %s.  "
+               "Load average beside every figure: above the core count the figure measures "
+               "the machine's contention as much as DetecTor (unreliable).\n\n%s%s\n"
+               % (time.strftime("%Y-%m-%d %H:%M", time.gmtime()), commit or "?", ROUNDS,
+                  TRACES, os.path.basename(OTHER_RUN or "") or "not measured", text, END))
+    try:
+        with open(path) as f:
+            old = f.read()
+    except FileNotFoundError:
+        old = ""
+    if BEGIN in old and END in old:
+        new = old[:old.index(BEGIN)] + section + old[old.index(END) + len(END):]
+    else:
+        new = old.rstrip("\n") + "\n\n" + section + "\n"
+    with open(path + ".tmp", "w") as f:
+        f.write(new)
+    os.replace(path + ".tmp", path)
 
 
 if __name__ == "__main__":

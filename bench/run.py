@@ -733,15 +733,24 @@ def p6_phases(path, server_port, sphere_ports):
     t_conn, app_pid, call = first(lambda p, c: c.startswith("connect(") and
                                   "htons(%d)" % server_port in c, t_app)
     fd = re.match(r"connect\((\d+)", call).group(1)
+    t_end = ev[-1][0]
+    if not sphere_ports:
+        # Stock: from the start to the connection, and the connection's life.
+        return {"start": t_conn - t0, "connected": t_end - t_conn, "total": t_end - t0}
     t_lib = first(lambda p, c: c.startswith("openat(") and "libdetector.so.0" in c and
                   "= -1" not in c, t_conn)[0]
     t_probe = first(lambda p, c: c.startswith("connect(") and any(
         "htons(%d)" % sp in c for sp in sphere_ports), t_lib)[0]
     # The verdict cache's commit (LMDB: the data pages written, fdatasync,
-    # the meta page written through an O_DSYNC descriptor), after the probes.
+    # the meta page written through an O_DSYNC descriptor): after the probes,
+    # before the handshake goes on (a write on the server's socket).
+    def on_socket(p, c):
+        return re.match(r"(write|sendto|sendmsg)\(%s," % fd, c) is not None
+
+    t_next = first(on_socket, t_probe)[0]
     syncs = []
     for t, pid, call in ev:
-        if t >= t_probe and re.match(r"(fdatasync|fsync|msync|pwrite64)\(", call):
+        if t_probe <= t < t_next and re.match(r"(fdatasync|fsync|msync|pwrite64)\(", call):
             dur = re.findall(r"<(\d+\.\d+)>$", call)
             syncs.append((t, t + (float(dur[0]) if dur else 0.0)))
     sync_ms = 1000 * sum(b - a for a, b in syncs)
@@ -750,10 +759,10 @@ def p6_phases(path, server_port, sphere_ports):
     # The verdict reaches the handshake: the next write on the server's
     # socket after the verdict (the client's Finished, or the request).
     after = t_sync1 if t_sync1 is not None else t_probe
-    t_go = first(lambda p, c: re.match(r"(write|sendto|sendmsg)\(%s," % fd, c) is not None,
-                 after)[0]
-    t_end = ev[-1][0]
+    t_go = first(on_socket, after)[0]
     return {
+        "start": t_conn - t0,
+        "connected": t_end - t_conn,
         "wrapper": t_app - t0,
         "to-cert": t_lib - t_conn,
         "setup": t_probe - t_lib,
@@ -854,10 +863,20 @@ and dilute P1, and could not hold P4's thousands of connections.
   time is `check_latency`'s `detector_check()` of the same site through the
   same spheres in a running process: the goal is that a first visit costs
   the verdict and at most 10 ms more.  The diagnostic rows split the rest:
-  `detector-run /bin/true` − `/bin/true` (the wrapper script), and the
-  verdict cache's `fdatasync`/`fsync` calls in a cold run, timed by
-  `strace -T` (they happen before the waiting handshake is told the
-  verdict).
+  `detector-run /bin/true` − `/bin/true` (the wrapper script), and cold
+  runs under `strace -f -ttt -T --seccomp-bpf` tracing only the system
+  calls that mark each phase (`p6_phases`): the wrapper (detector-run's
+  execve to tstclnt's), ClientHello to DetecTor consulted (the connect()
+  to the server to the patched libssl opening libdetector.so.0), setup
+  (that to the first probe's connect(): loading, configuration, cache
+  creation, the worker thread), the probes (to the verdict cache's
+  commit), the commit's sync calls (LMDB's data pwrite, fdatasync and
+  O_DSYNC meta-page write, before the waiting handshake is told the
+  verdict), the handover (the commit's end to the client's next write on
+  the server's socket: the enhanced libssl's 10 ms poll pause), and the
+  rest.  `make bench-first-visit` (bench/first_visit.py) runs the same
+  with more rounds, another detector-run side by side (before/after), and
+  the poll pause shortened by an LD_PRELOAD stand-in (bench/pollshim.c).
 """
 
 
@@ -899,15 +918,16 @@ def main():
     tab = table(bench.rows)
     print(machine_md + "\n\n" + tab)
     missed = [r for r in bench.rows if r[5] in ("MISSED", "FAILED")]
-    # The gateway section is make bench-gateway's (tests/tornet/
-    # measure_gateway.py): kept as it is.
+    # The sections of make bench-gateway (tests/tornet/measure_gateway.py)
+    # and make bench-first-visit (bench/first_visit.py): kept as they are.
     gateway = ""
     try:
         with open(RESULTS) as f:
             old = f.read()
-        b, e = "<!-- bench-gateway: begin -->", "<!-- bench-gateway: end -->"
-        if b in old and e in old:
-            gateway = "\n" + old[old.index(b):old.index(e) + len(e)] + "\n"
+        for name in ("bench-first-visit", "bench-gateway"):
+            b, e = "<!-- %s: begin -->" % name, "<!-- %s: end -->" % name
+            if b in old and e in old:
+                gateway += "\n" + old[old.index(b):old.index(e) + len(e)] + "\n"
     except OSError:
         pass
     with open(RESULTS + ".tmp", "w") as f:
