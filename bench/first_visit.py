@@ -249,6 +249,13 @@ def main():
     return 0
 
 
+def other_name():
+    name = os.path.basename(OTHER_RUN or "")
+    if name == "detector-run.main":
+        return "main's (`git show main:detector/tools/detector-run`)"
+    return name or "not measured"
+
+
 BEGIN, END = "<!-- bench-first-visit: begin -->", "<!-- bench-first-visit: end -->"
 
 
@@ -263,7 +270,7 @@ def write_section(path, m, text):
                "Load average beside every figure: above the core count the figure measures "
                "the machine's contention as much as DetecTor (unreliable).\n\n%s%s\n"
                % (time.strftime("%Y-%m-%d %H:%M", time.gmtime()), commit or "?", ROUNDS,
-                  TRACES, os.path.basename(OTHER_RUN or "") or "not measured", text, END))
+                  TRACES, other_name(), text, END))
     try:
         with open(path) as f:
             old = f.read()
