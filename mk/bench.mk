@@ -7,6 +7,9 @@
 #   make bench-build   only build them, into $(BUILD)/bench
 #   make bench-gateway a gateway's checks through the private Tor network
 #                      (see below; GATEWAY_STEADY_SECONDS=600 by default)
+#   make bench-first-visit
+#                      where a first visit's time goes, before and after a
+#                      change to detector-run (see below; about 3 minutes)
 #
 # Not part of `make test`.  bench/run.py says what each figure is; it
 # imports the test world (tests/testworld), hence PYTHONPATH.
