@@ -130,6 +130,22 @@ $(BUILD)/lib/libssl3.so: nss
 	@mkdir -p $(@D)
 	@cmp -s $(NSS_SSL_SO) $@ || { cp $(NSS_SSL_SO) $@.tmp && mv -f $@.tmp $@; }
 	@cp $(NSS_SSL_SO).built-for $@.built-for.tmp && mv -f $@.built-for.tmp $@.built-for
+	@$(call CHECKED_AGAINST,$@)
+
+# libssl3.so.checked-against: detector-run's cheap check that the system's
+# libnss3 is still the built-for version (see detector-run).  Written only
+# when dpkg says so (fully installed), with the time of the libnss3.so file
+# it vouches for, taken before asking and compared again after.
+NSS_LIBNSS3 := $(shell pkg-config --variable=libdir nss)/libnss3.so
+define CHECKED_AGAINST
+rm -f $(1).checked-against; \
+v=$$(cat $(1).built-for); n=$(NSS_LIBNSS3); t=$(1).checked-against.tmp; \
+printf '%s\n%s\n' "$$v" "$$n" >$$t && touch -r $$n $$t && \
+[ "$$(dpkg-query -W -f='$${db:Status-Abbrev}$${Version}' \
+  libnss3:$$(dpkg --print-architecture) 2>/dev/null)" = "ii $$v" ] && \
+[ ! $$n -nt $$t ] && [ ! $$n -ot $$t ] && mv -f $$t $(1).checked-against || \
+{ rm -f $$t; echo "note: libnss3 is not $$v: detector-run will ask dpkg at every start"; }
+endef
 
 $(BUILD)/detector-run: detector/tools/detector-run
 	install -m 0755 $< $@

@@ -79,7 +79,7 @@ P4_TIMEOUT_MS = 20000     # the library's default probe timeout
 P4_LIMIT = 64             # the engine's admission control: checks running at once
 P4_QUEUE = 4096           # and checks waiting (probe_scale's defaults)
 P6_TRIALS = 9             # rounds of (stock, cold, warm, verdict), alternating
-P6_SYNC_TRIALS = 5        # cold runs under strace for the cache's sync time
+P6_TRACE_TRIALS = 7       # cold runs under strace: where the time goes
 TSTCLNT = "/usr/bin/tstclnt"
 P5_ENTRIES = 1000000
 P5_SAMPLES = 200000
@@ -537,11 +537,15 @@ class Bench:
 
     # -- P6
 
-    def tstclnt(self, home, detector, conf=None, strace=None):
+    def tstclnt(self, home, detector, conf=None, strace=None,
+                trace="fdatasync,fsync,msync", wrapper=None, env_extra=None):
         """Wall time of one unmodified tstclnt (server.test resolving to the
-        bench server in a private /etc/hosts), stock or under detector-run."""
+        bench server in a private /etc/hosts), stock or under detector-run
+        (WRAPPER: another one); STRACE: the file for an strace of the
+        TRACE system calls (timestamps and durations)."""
         env = self.env("enhanced")
         env["HOME"] = home
+        env.update(env_extra or {})
         if conf:
             env["DETECTOR_CONFIG"] = conf
         hosts = os.path.join(home, "hosts")
@@ -550,9 +554,9 @@ class Bench:
         argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
                 'mount --bind "$0" /etc/hosts && exec "$@"', hosts]
         if strace:
-            argv += ["strace", "-f", "--seccomp-bpf", "-T", "-e",
-                     "trace=fdatasync,fsync,msync", "-o", strace]
-        argv += ([os.path.join(BUILD, "detector-run")] if detector else []) + [
+            argv += ["strace", "-f", "--seccomp-bpf", "-ttt", "-T", "-e",
+                     "trace=" + trace, "-o", strace]
+        argv += ([wrapper or os.path.join(BUILD, "detector-run")] if detector else []) + [
             TSTCLNT, "-h", HOST, "-p", str(self.w.cport), "-d", "sql:" + self.nssdb,
             "-A", self.request]
         t = time.monotonic()
@@ -603,18 +607,25 @@ class Bench:
             wrapper = 1000 * (statistics.median(b) - statistics.median(a))
             self.row("P6", "(diagnostic) the detector-run wrapper: detector-run /bin/true − "
                      "/bin/true", "%.1f ms" % wrapper)
-            syncs = []
             if subprocess.run(["which", "strace"], capture_output=True).returncode == 0:
-                for i in range(P6_SYNC_TRIALS):
+                sphere_ports = [int(s.rsplit(":", 1)[1]) for s in self.spheres.split(",")]
+                traced = []
+                for i in range(P6_TRACE_TRIALS):
                     home = tempfile.mkdtemp(dir=self.home)
                     out = os.path.join(home, "strace")
-                    self.tstclnt(home, True, strace=out)
-                    with open(out) as f:
-                        syncs.append(1000 * sum(float(x) for x in re.findall(
-                            r"<(\d+\.\d+)>", f.read())))
+                    self.tstclnt(home, True, strace=out, trace=P6_TRACED)
+                    traced.append(p6_phases(out, self.w.cport, sphere_ports))
+                ph = {k: [1000 * t[k] for t in traced] for k in P6_PHASES}
+                self.row("P6", "(diagnostic) where a cold run's time goes, under strace "
+                         "(medians of %d runs; bench/first_visit.py says what each is)"
+                         % len(traced), "; ".join("%s %.1f ms" % (k, statistics.median(v))
+                                                  for k, v in ph.items()))
                 self.row("P6", "(diagnostic) the verdict cache's sync calls in a cold run "
                          "(on the way to the verdict)", "%.1f ms (median; %s)" % (
-                             statistics.median(syncs), ", ".join("%.1f" % x for x in syncs)))
+                             statistics.median(ph["sync"]),
+                             ", ".join("%.1f" % x for x in ph["sync"])))
+                self.raw.append("P6 under strace, per run (ms): " + "; ".join(
+                    "%s %s" % (k, ", ".join("%.1f" % x for x in v)) for k, v in ph.items()))
             self.raw.append("P6 per round (ms): " + "; ".join(
                 "%s %s" % (k, ", ".join("%.0f" % x for x in v)) for k, v in res.items()))
         except (BenchError, KeyError, OSError, subprocess.SubprocessError) as e:
@@ -678,6 +689,89 @@ class Bench:
                                ", ".join(fmt_rate(r) for r in rates[2])))
         except (BenchError, KeyError) as e:
             self.failed("P5", what, e)
+
+
+# P6's breakdown: the system calls that mark each phase of a cold run
+# (bench/first_visit.py says which), and strace -ttt -f's lines,
+# "PID SECONDS.USEC syscall(args) = ret <dur>".
+P6_TRACED = "execve,connect,openat,fdatasync,fsync,msync,pwrite64,write,sendto,sendmsg,exit_group"
+P6_PHASES = ("wrapper", "to-cert", "setup", "probes", "sync", "handover", "rest")
+P6_LINE = re.compile(r"^(\d+)\s+(\d+\.\d+)\s+(.*)$")
+
+
+def p6_phases(path, server_port, sphere_ports):
+    """The phase boundaries of one traced cold run (seconds), or raise."""
+    ev, unfinished = [], {}
+    with open(path) as f:
+        for line in f:
+            m = P6_LINE.match(line)
+            if not m:
+                continue
+            t, pid, call = float(m.group(2)), int(m.group(1)), m.group(3)
+            # A call another thread interrupted: its start, the whole text.
+            if call.endswith("<unfinished ...>"):
+                unfinished[pid] = len(ev)
+                ev.append((t, pid, call[:-len("<unfinished ...>")]))
+                continue
+            if call.startswith("<... ") and pid in unfinished:
+                i = unfinished.pop(pid)
+                ev[i] = (ev[i][0], pid, ev[i][2] + call[call.index("resumed>") + 8:])
+                continue
+            ev.append((t, pid, call))
+    if not ev:
+        raise BenchError("%s: empty trace" % path)
+    t0 = ev[0][0]
+
+    def first(pred, after=0.0):
+        for t, pid, call in ev:
+            if t >= after and pred(pid, call):
+                return t, pid, call
+        raise BenchError("%s: no event after %.6f" % (path, after))
+
+    execs = [(t, call) for t, pid, call in ev if call.startswith("execve(")]
+    t_app = [t for t, call in execs if "tstclnt" in call.split(",")[0]][0]
+    t_conn, app_pid, call = first(lambda p, c: c.startswith("connect(") and
+                                  "htons(%d)" % server_port in c, t_app)
+    fd = re.match(r"connect\((\d+)", call).group(1)
+    t_end = ev[-1][0]
+    if not sphere_ports:
+        # Stock: from the start to the connection, and the connection's life.
+        return {"start": t_conn - t0, "connected": t_end - t_conn, "total": t_end - t0}
+    t_lib = first(lambda p, c: c.startswith("openat(") and "libdetector.so.0" in c and
+                  "= -1" not in c, t_conn)[0]
+    t_probe = first(lambda p, c: c.startswith("connect(") and any(
+        "htons(%d)" % sp in c for sp in sphere_ports), t_lib)[0]
+    # The verdict cache's commit (LMDB: the data pages written, fdatasync,
+    # the meta page written through an O_DSYNC descriptor): after the probes,
+    # before the handshake goes on (a write on the server's socket).
+    def on_socket(p, c):
+        return re.match(r"(write|sendto|sendmsg)\(%s," % fd, c) is not None
+
+    t_next = first(on_socket, t_probe)[0]
+    syncs = []
+    for t, pid, call in ev:
+        if t_probe <= t < t_next and re.match(r"(fdatasync|fsync|msync|pwrite64)\(", call):
+            dur = re.findall(r"<(\d+\.\d+)>$", call)
+            syncs.append((t, t + (float(dur[0]) if dur else 0.0)))
+    sync_ms = 1000 * sum(b - a for a, b in syncs)
+    t_sync0 = syncs[0][0] if syncs else None
+    t_sync1 = max(b for _, b in syncs) if syncs else None
+    # The verdict reaches the handshake: the next write on the server's
+    # socket after the verdict (the client's Finished, or the request).
+    after = t_sync1 if t_sync1 is not None else t_probe
+    t_go = first(on_socket, after)[0]
+    return {
+        "start": t_conn - t0,
+        "connected": t_end - t_conn,
+        "wrapper": t_app - t0,
+        "to-cert": t_lib - t_conn,
+        "setup": t_probe - t_lib,
+        "probes": (t_sync0 if t_sync0 is not None else t_go) - t_probe,
+        "sync": sync_ms / 1000,
+        "handover": t_go - after,
+        "rest": t_end - t_go,
+        "total": t_end - t0,
+    }
 
 
 # --------------------------------------------------------------------------
@@ -769,10 +863,20 @@ and dilute P1, and could not hold P4's thousands of connections.
   time is `check_latency`'s `detector_check()` of the same site through the
   same spheres in a running process: the goal is that a first visit costs
   the verdict and at most 10 ms more.  The diagnostic rows split the rest:
-  `detector-run /bin/true` − `/bin/true` (the wrapper script), and the
-  verdict cache's `fdatasync`/`fsync` calls in a cold run, timed by
-  `strace -T` (they happen before the waiting handshake is told the
-  verdict).
+  `detector-run /bin/true` − `/bin/true` (the wrapper script), and cold
+  runs under `strace -f -ttt -T --seccomp-bpf` tracing only the system
+  calls that mark each phase (`p6_phases`): the wrapper (detector-run's
+  execve to tstclnt's), ClientHello to DetecTor consulted (the connect()
+  to the server to the patched libssl opening libdetector.so.0), setup
+  (that to the first probe's connect(): loading, configuration, cache
+  creation, the worker thread), the probes (to the verdict cache's
+  commit), the commit's sync calls (LMDB's data pwrite, fdatasync and
+  O_DSYNC meta-page write, before the waiting handshake is told the
+  verdict), the handover (the commit's end to the client's next write on
+  the server's socket: the enhanced libssl's 10 ms poll pause), and the
+  rest.  `make bench-first-visit` (bench/first_visit.py) runs the same
+  with more rounds, another detector-run side by side (before/after), and
+  the poll pause shortened by an LD_PRELOAD stand-in (bench/pollshim.c).
 """
 
 
@@ -814,15 +918,16 @@ def main():
     tab = table(bench.rows)
     print(machine_md + "\n\n" + tab)
     missed = [r for r in bench.rows if r[5] in ("MISSED", "FAILED")]
-    # The gateway section is make bench-gateway's (tests/tornet/
-    # measure_gateway.py): kept as it is.
+    # The sections of make bench-gateway (tests/tornet/measure_gateway.py)
+    # and make bench-first-visit (bench/first_visit.py): kept as they are.
     gateway = ""
     try:
         with open(RESULTS) as f:
             old = f.read()
-        b, e = "<!-- bench-gateway: begin -->", "<!-- bench-gateway: end -->"
-        if b in old and e in old:
-            gateway = "\n" + old[old.index(b):old.index(e) + len(e)] + "\n"
+        for name in ("bench-first-visit", "bench-gateway"):
+            b, e = "<!-- %s: begin -->" % name, "<!-- %s: end -->" % name
+            if b in old and e in old:
+                gateway += "\n" + old[old.index(b):old.index(e) + len(e)] + "\n"
     except OSError:
         pass
     with open(RESULTS + ".tmp", "w") as f:

@@ -24,6 +24,12 @@ lib=/usr/lib/@MULTIARCH@/libssl3.so
 # libssl3.so would make ldconfig point the name libssl3.so at it.
 orig=/usr/lib/detector/libssl3.so.detector-orig
 link=../detector/libssl3.so            # $lib -> /usr/lib/detector/libssl3.so
+# detector-run's cheap check that libnss3 is still $built_for: this
+# libnss3.so's modification time, copied once dpkg said so (detector-run
+# asks dpkg itself when the file has changed since).  Not shipped: written
+# here, under dpkg's lock, and removed whenever DetecTor is switched off.
+checked=/usr/lib/detector/libssl3.so.checked-against
+nss=/usr/lib/@MULTIARCH@/libnss3.so
 
 say() {
 	echo "$pkg: $*" >&2
@@ -65,7 +71,18 @@ activate() {
 	say "NSS applications now use DetecTor's libssl3.so (built for libnss3 $built_for)"
 }
 
+# Writes $checked for detector-run when libnss3 is $built_for (NOW).
+record_checked() {
+	rm -f "$checked"
+	if [ "$1" = "$built_for" ] && [ -f "$nss" ]; then
+		{ printf '%s\n%s\n' "$built_for" "$nss" >"$checked.new" &&
+			touch -r "$nss" "$checked.new" && mv -f "$checked.new" "$checked"; } ||
+			rm -f "$checked.new"
+	fi
+}
+
 deactivate() {
+	rm -f "$checked"
 	if ! diverted_by_us; then
 		return 0
 	fi
@@ -86,6 +103,7 @@ deactivate() {
 
 reconcile() {
 	now=$(installed_nss)
+	record_checked "$now"
 	if [ "$now" = "$built_for" ]; then
 		activate
 	elif diverted_by_us; then

@@ -7,6 +7,9 @@
 #   make bench-build   only build them, into $(BUILD)/bench
 #   make bench-gateway a gateway's checks through the private Tor network
 #                      (see below; GATEWAY_STEADY_SECONDS=600 by default)
+#   make bench-first-visit
+#                      where a first visit's time goes, before and after a
+#                      change to detector-run (see below; about 3 minutes)
 #
 # Not part of `make test`.  bench/run.py says what each figure is; it
 # imports the test world (tests/testworld), hence PYTHONPATH.
@@ -18,7 +21,7 @@ BENCH_BIN    := $(BUILD)/bench
 BENCH_ENGINE := $(BENCH_BIN)/check_latency
 BENCH_INTERNAL := $(BENCH_BIN)/probe_scale $(BENCH_BIN)/cache_bench
 BENCH_PROGS  := $(BENCH_BIN)/tls_server $(BENCH_BIN)/hsclient $(BENCH_ENGINE) \
-                $(BENCH_INTERNAL)
+                $(BENCH_INTERNAL) $(BENCH_BIN)/pollshim.so
 
 .PHONY: bench bench-build bench-deps
 
@@ -44,6 +47,32 @@ $(BENCH_BIN)/hsclient: bench/hsclient.c
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  CC      $@")
 	$(Q)$(CC) $(CFLAGS) -o $@ $< $(LDFLAGS) $(shell pkg-config --libs nss nspr)
+
+# bench/first_visit.py's stand-in for a shorter poll pause in the NSS
+# patch (LD_PRELOAD; never installed).
+$(BENCH_BIN)/pollshim.so: bench/pollshim.c
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  CC      $@")
+	$(Q)$(CC) $(CFLAGS) -fPIC -shared -o $@ $< $(LDFLAGS) \
+	  $(shell pkg-config --cflags --libs nspr) -ldl
+
+# make bench-first-visit: where a first visit's time goes (issue 16 items
+# 5 and 7), before and after a change to detector-run: OTHER_RUN names the
+# other detector-run (default: main's).  bench/first_visit.py says how;
+# prints a table and writes its section of bench/results.md.  Root; about
+# 3 minutes.  Not part of make test.
+OTHER_RUN ?=
+FIRST_VISIT_MAIN := $(BENCH_BIN)/detector-run.main
+
+.PHONY: bench-first-visit
+bench-first-visit: deps bench-deps
+	$(MAKE) all
+	$(MAKE) bench-build
+	o='$(OTHER_RUN)'; [ -n "$$o" ] || { git show main:detector/tools/detector-run \
+	  >$(FIRST_VISIT_MAIN) 2>/dev/null && o=$(abspath $(FIRST_VISIT_MAIN)); }; \
+	OTHER_RUN=$$o DETECTOR_BUILD=$(abspath $(BUILD)) \
+	  FIRST_VISIT_OUT=$(CURDIR)/bench/results.md \
+	  PYTHONPATH=$(CURDIR)/tests $(PYTHON) bench/first_visit.py
 
 $(BENCH_ENGINE): $(BENCH_BIN)/%: bench/%.c $(LIB_A) \
     $(wildcard detector/include/*.h)

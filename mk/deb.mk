@@ -29,6 +29,10 @@ DEB_STAMP      := $(DEB_OUT)/.built-nss-$(subst :,_,$(DEB_NSS))
 # (tests/deb only tests the packages: editing it rebuilds nothing.)
 DEB_INPUTS     := $(filter-out tests/deb/%,$(wildcard \
                     $(shell git ls-files --cached --others --exclude-standard 2>/dev/null)))
+# Source files, never made: without this, make's built-in rule for `.sh`
+# overwrote debian/libnss3-detector-switch with debian/libnss3-detector-switch.sh
+# whenever the latter was the newer (the status command was lost).
+$(DEB_INPUTS): ;
 
 .PHONY: deb deb-deps test-deb
 EXTRA_TESTS += test-deb

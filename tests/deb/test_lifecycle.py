@@ -60,6 +60,9 @@ MULTIARCH = subprocess.run(["dpkg-architecture", "-qDEB_HOST_MULTIARCH"], check=
 LIBSSL = "/usr/lib/%s/libssl3.so" % MULTIARCH
 ORIG = "/usr/lib/detector/libssl3.so.detector-orig"
 SWITCH = "/usr/lib/detector/libnss3-detector-switch"
+LIBNSS3 = "/usr/lib/%s/libnss3.so" % MULTIARCH
+# detector-run's record that dpkg vouched for this libnss3.so (its mtime).
+CHECKED = "/usr/lib/detector/libssl3.so.checked-against"
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0,
                                 reason="needs root (chroot, mount namespaces)")
@@ -151,6 +154,7 @@ def assert_stock(root, msg=""):
     assert not os.path.exists(root.file(ORIG)), "%s is left %s" % (ORIG, msg)
     owner = root.run(["dpkg", "-S", LIBSSL]).stdout
     assert owner.startswith("libnss3:%s: " % ARCH), owner
+    assert not os.path.exists(root.file(CHECKED)), "%s is left %s" % (CHECKED, msg)
 
 
 def assert_detector(root):
@@ -158,6 +162,11 @@ def assert_detector(root):
     assert "diversion of %s to %s by libnss3-detector" % (LIBSSL, ORIG) in div, div
     assert os.readlink(root.file(LIBSSL)) == "../detector/libssl3.so"
     assert root.run([SWITCH, "status"], check=False).returncode == 0
+    # detector-run trusts this libnss3.so without asking dpkg.
+    with open(root.file(CHECKED)) as f:
+        assert f.read() == "%s\n%s\n" % (built_for(), LIBNSS3)
+    assert os.stat(root.file(CHECKED)).st_mtime_ns == \
+        os.stat(root.file(LIBNSS3)).st_mtime_ns
 
 
 def assert_refused(proc):
