@@ -173,10 +173,10 @@ test_no_home_is_said_once(void **state)
 	assert_string_equal(note, "no verdict cache: neither XDG_CACHE_HOME "
 	    "nor HOME is set; verdicts are kept in memory");
 	assert_int_equal(memory_note(m, note, sizeof(note)), 0);
-	memory_record(m, "c.test", 443, key_a, &pol, DETECTOR_UNDECIDED, 3600);
+	memory_record(m, "c.test", 443, key_a, &pol, DETECTOR_REJECT, 3600);
 	assert_int_equal(memory_recall(m, "c.test", 443, key_a, &pol, 3600, &v,
 	    &when), 1);
-	assert_int_equal(v, DETECTOR_UNDECIDED);
+	assert_int_equal(v, DETECTOR_REJECT);
 	assert_int_equal(memory_note(m, note, sizeof(note)), 0);
 	detector_config_free(cfg);
 }
