@@ -188,6 +188,77 @@ test_accept_validity(void **state)
 	assert_int_equal(evidence_accept_validity(&r, 86400, now), 1);
 }
 
+/*
+ * Issue 14, key continuity: an UNDECIDED whose key a quorum confirmed
+ * within the window is accepted by history, one whose key differs is a
+ * key change; the verdict stays UNDECIDED and the reason says which, with
+ * the date.  No history, another verdict, or a window of 0: untouched.
+ */
+static void
+test_continuity(void **state)
+{
+	struct cache_policy q4 = { 4, 5, { 0 } };
+	struct cache_history h;
+	struct detector_result r;
+	unsigned char real[DETECTOR_SHA256_LEN], rogue[DETECTOR_SHA256_LEN];
+	const int64_t day = 86400, t0 = 1764720000;   /* 2025-12-03 00:00 */
+
+	(void)state;
+	memset(real, 1, sizeof(real));
+	memset(rogue, 2, sizeof(rogue));
+	memset(&h, 0, sizeof(h));
+	cache_history_confirm(&h, real, &q4, (uint32_t)t0);
+
+	memset(&r, 0, sizeof(r));
+	r.verdict = DETECTOR_UNDECIDED;
+	r.reason = strdup("only 0 of 5 spheres confirmed");
+	evidence_weigh_continuity("a.test", 443, real, &h, &q4, 30,
+	    t0 + day, &r);
+	assert_int_equal(r.verdict, DETECTOR_UNDECIDED);
+	assert_int_equal(r.history, DETECTOR_HISTORY_ACCEPTED);
+	assert_int_equal(r.history_confirmed, t0);
+	assert_string_equal(r.reason, "only 0 of 5 spheres confirmed; "
+	    "accepted by history (confirmed by a quorum on 2025-12-03 "
+	    "00:00:00 UTC)");
+	free((void *)r.reason);
+
+	memset(&r, 0, sizeof(r));
+	r.verdict = DETECTOR_UNDECIDED;
+	r.reason = strdup("x");
+	evidence_weigh_continuity("a.test", 443, rogue, &h, &q4, 30,
+	    t0 + day, &r);
+	assert_int_equal(r.verdict, DETECTOR_UNDECIDED);
+	assert_int_equal(r.history, DETECTOR_HISTORY_KEY_CHANGED);
+	assert_int_equal(r.history_confirmed, t0);
+	assert_non_null(strstr(r.reason, "x; the key changed and no quorum "
+	    "could confirm the new one (the key of a.test:443 was last "
+	    "confirmed by a quorum on 2025-12-03 00:00:00 UTC, within "
+	    "history_days = 30)"));
+	free((void *)r.reason);
+
+	/* Outside the window, off, or not an UNDECIDED: nothing. */
+	memset(&r, 0, sizeof(r));
+	r.verdict = DETECTOR_UNDECIDED;
+	evidence_weigh_continuity("a.test", 443, rogue, &h, &q4, 30,
+	    t0 + 31 * day, &r);
+	assert_int_equal(r.history, DETECTOR_HISTORY_NONE);
+	evidence_weigh_continuity("a.test", 443, rogue, &h, &q4, 0, t0, &r);
+	assert_int_equal(r.history, DETECTOR_HISTORY_NONE);
+	assert_null(r.reason);
+	r.verdict = DETECTOR_REJECT;
+	evidence_weigh_continuity("a.test", 443, rogue, &h, &q4, 30, t0, &r);
+	assert_int_equal(r.history, DETECTOR_HISTORY_NONE);
+	r.verdict = DETECTOR_ACCEPT;
+	evidence_weigh_continuity("a.test", 443, real, &h, &q4, 30, t0, &r);
+	assert_int_equal(r.history, DETECTOR_HISTORY_NONE);
+	assert_string_equal(detector_history_name(DETECTOR_HISTORY_ACCEPTED),
+	    "accepted-by-history");
+	assert_string_equal(detector_history_name(
+	    DETECTOR_HISTORY_KEY_CHANGED), "key-changed");
+	assert_string_equal(detector_history_name(DETECTOR_HISTORY_NONE),
+	    "none");
+}
+
 int
 main(void)
 {
@@ -196,6 +267,7 @@ main(void)
 		cmocka_unit_test(test_direct_missing),
 		cmocka_unit_test(test_locality),
 		cmocka_unit_test(test_accept_validity),
+		cmocka_unit_test(test_continuity),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -602,6 +602,107 @@ test_stuck_guard_holder(void **state)
 	detector_config_free(cfg);
 }
 
+/*
+ * Issue 14: the key history exists without a cache file too (cache = off:
+ * this process's memory).  An ACCEPT confirms the key; a REJECT and an
+ * UNDECIDED leave the history alone, and an UNDECIDED is not remembered
+ * at all (it answers nothing: the next check probes).
+ */
+static void
+test_history_in_memory_only(void **state)
+{
+	struct detector_config *cfg = config_with_cache("off");
+	struct memory *m = memory_for(cfg);
+	struct cache_history h;
+	struct cache_policy pol;
+	enum detector_verdict v;
+	int64_t when;
+
+	(void)state;
+	assert_int_equal(memory_policy(cfg, NULL, &pol), 0);
+	assert_int_equal(memory_history(m, "hm.test", 443, &h), 0);
+	assert_int_equal(h.n, 0);
+	memory_record(m, "hm.test", 443, key_a, &pol, DETECTOR_ACCEPT, 3600);
+	assert_int_equal(memory_history(m, "HM.test", 443, &h), 1);
+	assert_int_equal(h.n, 1);
+	assert_memory_equal(h.e[0].spki, key_a, DETECTOR_SHA256_LEN);
+	assert_int_equal(h.e[0].policy.quorum, pol.quorum);
+	memory_record(m, "hm.test", 443, key_b, &pol, DETECTOR_UNDECIDED, 3600);
+	assert_int_equal(memory_recall(m, "hm.test", 443, key_b, &pol, 3600,
+	    &v, &when), 0);
+	memory_record(m, "hm.test", 443, key_b, &pol, DETECTOR_REJECT, 3600);
+	assert_int_equal(memory_history(m, "hm.test", 443, &h), 1);
+	assert_int_equal(h.n, 1);
+	/* The ACCEPT it replaced in memory: the history still holds it. */
+	memory_record(m, "hm.test", 443, key_b, &pol, DETECTOR_ACCEPT, 3600);
+	assert_int_equal(memory_history(m, "hm.test", 443, &h), 1);
+	assert_int_equal(h.n, 2);
+	assert_int_equal(memory_history(m, "hm.test", 8443, &h), 0);
+	detector_config_free(cfg);
+}
+
+/* A read-only cache file: its history (key_a, written before) and the
+ * confirmation kept in memory (key_b) are both there.  As nobody (root
+ * writes whatever the mode). */
+static int
+ro_history_child(const struct cache_policy *pol)
+{
+	char folder[] = "/tmp/detector-test-roh-XXXXXX", path[600], note[512],
+	    err[512], cmd[600];
+	struct detector_config *cfg;
+	struct cache_history h;
+	struct cache *c;
+	struct memory *m;
+	int rc = 0;
+
+	if (geteuid() == 0 && (setgid(65534) == -1 || setuid(65534) == -1))
+		return 10;
+	if (mkdtemp(folder) == NULL)
+		return 11;
+	snprintf(path, sizeof(path), "%s/verdicts.mdb", folder);
+	if ((c = cache_open(path, note, sizeof(note), err,
+	    sizeof(err))) == NULL)
+		return 12;
+	if (cache_remember(c, "roh.test", 443, key_a, pol, DETECTOR_ACCEPT,
+	    (uint32_t)time(NULL) - 10, 86400, err, sizeof(err)) != 0)
+		return 13;
+	cache_close(c);
+	if (chmod(path, 0400) == -1)
+		return 14;
+	cfg = config_with_cache(path);
+	m = memory_for(cfg);
+	memory_record(m, "roh.test", 443, key_b, pol, DETECTOR_ACCEPT, 86400);
+	if ((c = memory_cache(m, err, sizeof(err))) == NULL ||
+	    !cache_readonly(c))
+		rc = 15;
+	else if (memory_history(m, "roh.test", 443, &h) != 1 || h.n != 2)
+		rc = 16;
+	else if (memcmp(h.e[0].spki, key_b, DETECTOR_SHA256_LEN) != 0 ||
+	    memcmp(h.e[1].spki, key_a, DETECTOR_SHA256_LEN) != 0)
+		rc = 17;
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", folder);
+	(void)!system(cmd);
+	return rc;
+}
+
+static void
+test_history_with_a_read_only_cache(void **state)
+{
+	struct detector_config *cfg = config_with_cache("off");
+	struct cache_policy pol;
+	int status;
+	pid_t pid;
+
+	(void)state;
+	assert_int_equal(memory_policy(cfg, NULL, &pol), 0);
+	if ((pid = fork()) == 0)
+		_exit(ro_history_child(&pol));
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	detector_config_free(cfg);
+}
+
 int
 main(void)
 {
@@ -615,6 +716,8 @@ main(void)
 		cmocka_unit_test(test_site_quorum_is_remembered),
 		cmocka_unit_test(test_unwritten_reject_is_not_shadowed),
 		cmocka_unit_test(test_stuck_guard_holder),
+		cmocka_unit_test(test_history_in_memory_only),
+		cmocka_unit_test(test_history_with_a_read_only_cache),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
