@@ -379,22 +379,20 @@ test_site_quorum_is_remembered(void **state)
 }
 
 /*
- * Review Medium: a REJECT that cannot be written (here: a read-only cache
- * file) is kept in memory, and must not be hidden by the older ACCEPT the
- * file holds for the same key.  As root the file is writable whatever its
- * mode, so the check runs in a child as nobody (65534).
+ * A child as nobody (as root the file is writable whatever its mode) with
+ * a read-only cache file holding an ACCEPT of key_a for HOST:443, made a
+ * moment ago: then check(memory, pol) in that process.  Its exit status:
+ * check()'s, or 10-15 if the set-up failed.
  */
 static int
-ro_shadow_child(const struct cache_policy *pol)
+read_only_child(const struct cache_policy *pol, const char *host,
+    int (*check)(struct memory *, const struct cache_policy *))
 {
 	char folder[] = "/tmp/detector-test-ro-XXXXXX", path[600], note[512],
 	    err[512], cmd[600];
-	struct detector_config *cfg;
 	struct cache *c;
 	struct memory *m;
-	enum detector_verdict v;
-	int64_t when;
-	int rc = 0;
+	int rc;
 
 	if (geteuid() == 0 && (setgid(65534) == -1 || setuid(65534) == -1))
 		return 10;
@@ -404,19 +402,57 @@ ro_shadow_child(const struct cache_policy *pol)
 	if ((c = cache_open(path, note, sizeof(note), err,
 	    sizeof(err))) == NULL)
 		return 12;
-	if (cache_remember(c, "ro.test", 443, key_a, pol, DETECTOR_ACCEPT,
+	if (cache_remember(c, host, 443, key_a, pol, DETECTOR_ACCEPT,
 	    (uint32_t)time(NULL) - 10, 86400, err, sizeof(err)) != 0)
 		return 13;
 	cache_close(c);
 	if (chmod(path, 0400) == -1)
 		return 14;
-	cfg = config_with_cache(path);
-	m = memory_for(cfg);
-	memory_record(m, "ro.test", 443, key_a, pol, DETECTOR_REJECT, 86400);
+	m = memory_for(config_with_cache(path));
 	if ((c = memory_cache(m, err, sizeof(err))) == NULL ||
 	    !cache_readonly(c))
 		rc = 15;        /* the set-up did not make it read-only */
-	else if (memory_recall(m, "ro.test", 443, key_a, pol, 86400, &v,
+	else
+		rc = check(m, pol);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", folder);
+	(void)!system(cmd);
+	return rc;
+}
+
+/* Runs read_only_child() in a child process; asserts it exits 0. */
+static void
+in_read_only_child(const char *host,
+    int (*check)(struct memory *, const struct cache_policy *))
+{
+	struct detector_config *cfg = config_with_cache("off");
+	struct cache_policy pol;
+	int status;
+	pid_t pid;
+
+	/* The policy before fork(): NSS is not used in the child. */
+	assert_int_equal(memory_policy(cfg, NULL, &pol), 0);
+	if ((pid = fork()) == 0)
+		_exit(read_only_child(&pol, host, check));
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	detector_config_free(cfg);
+}
+
+/*
+ * Review Medium: a REJECT that cannot be written (here: a read-only cache
+ * file) is kept in memory, and must not be hidden by the older ACCEPT the
+ * file holds for the same key.
+ */
+static int
+reject_not_shadowed(struct memory *m, const struct cache_policy *pol)
+{
+	enum detector_verdict v;
+	int64_t when;
+	int rc = 0;
+
+	memory_record(m, "ro.test", 443, key_a, pol, DETECTOR_REJECT, 86400);
+	if (memory_recall(m, "ro.test", 443, key_a, pol, 86400, &v,
 	    &when) != 1)
 		rc = 16;
 	else if (v != DETECTOR_REJECT)
@@ -431,28 +467,14 @@ ro_shadow_child(const struct cache_policy *pol)
 			rc = v == DETECTOR_ACCEPT ? 18 : 19;
 		clock_skew = 0;
 	}
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", folder);
-	(void)!system(cmd);
 	return rc;
 }
 
 static void
 test_unwritten_reject_is_not_shadowed(void **state)
 {
-	struct detector_config *cfg = config_with_cache("off");
-	struct cache_policy pol;
-	int status;
-	pid_t pid;
-
 	(void)state;
-	/* The policy before fork(): NSS is not used in the child. */
-	assert_int_equal(memory_policy(cfg, NULL, &pol), 0);
-	if ((pid = fork()) == 0)
-		_exit(ro_shadow_child(&pol));
-	assert_int_equal(waitpid(pid, &status, 0), pid);
-	assert_true(WIFEXITED(status));
-	assert_int_equal(WEXITSTATUS(status), 0);
-	detector_config_free(cfg);
+	in_read_only_child("ro.test", reject_not_shadowed);
 }
 
 static long
@@ -642,65 +664,26 @@ test_history_in_memory_only(void **state)
 }
 
 /* A read-only cache file: its history (key_a, written before) and the
- * confirmation kept in memory (key_b) are both there.  As nobody (root
- * writes whatever the mode). */
+ * confirmation kept in memory (key_b) are both there. */
 static int
-ro_history_child(const struct cache_policy *pol)
+history_merged(struct memory *m, const struct cache_policy *pol)
 {
-	char folder[] = "/tmp/detector-test-roh-XXXXXX", path[600], note[512],
-	    err[512], cmd[600];
-	struct detector_config *cfg;
 	struct cache_history h;
-	struct cache *c;
-	struct memory *m;
-	int rc = 0;
 
-	if (geteuid() == 0 && (setgid(65534) == -1 || setuid(65534) == -1))
-		return 10;
-	if (mkdtemp(folder) == NULL)
-		return 11;
-	snprintf(path, sizeof(path), "%s/verdicts.mdb", folder);
-	if ((c = cache_open(path, note, sizeof(note), err,
-	    sizeof(err))) == NULL)
-		return 12;
-	if (cache_remember(c, "roh.test", 443, key_a, pol, DETECTOR_ACCEPT,
-	    (uint32_t)time(NULL) - 10, 86400, err, sizeof(err)) != 0)
-		return 13;
-	cache_close(c);
-	if (chmod(path, 0400) == -1)
-		return 14;
-	cfg = config_with_cache(path);
-	m = memory_for(cfg);
 	memory_record(m, "roh.test", 443, key_b, pol, DETECTOR_ACCEPT, 86400);
-	if ((c = memory_cache(m, err, sizeof(err))) == NULL ||
-	    !cache_readonly(c))
-		rc = 15;
-	else if (memory_history(m, "roh.test", 443, &h) != 1 || h.n != 2)
-		rc = 16;
-	else if (memcmp(h.e[0].spki, key_b, DETECTOR_SHA256_LEN) != 0 ||
+	if (memory_history(m, "roh.test", 443, &h) != 1 || h.n != 2)
+		return 16;
+	if (memcmp(h.e[0].spki, key_b, DETECTOR_SHA256_LEN) != 0 ||
 	    memcmp(h.e[1].spki, key_a, DETECTOR_SHA256_LEN) != 0)
-		rc = 17;
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", folder);
-	(void)!system(cmd);
-	return rc;
+		return 17;
+	return 0;
 }
 
 static void
 test_history_with_a_read_only_cache(void **state)
 {
-	struct detector_config *cfg = config_with_cache("off");
-	struct cache_policy pol;
-	int status;
-	pid_t pid;
-
 	(void)state;
-	assert_int_equal(memory_policy(cfg, NULL, &pol), 0);
-	if ((pid = fork()) == 0)
-		_exit(ro_history_child(&pol));
-	assert_int_equal(waitpid(pid, &status, 0), pid);
-	assert_true(WIFEXITED(status));
-	assert_int_equal(WEXITSTATUS(status), 0);
-	detector_config_free(cfg);
+	in_read_only_child("roh.test", history_merged);
 }
 
 int
