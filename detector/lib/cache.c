@@ -8,6 +8,15 @@
  * truncated, overwritten, or not LMDB at all.  Such a file is detected
  * before any page is touched (a truncated map would raise SIGBUS), moved
  * aside, and replaced; nothing else is lost.
+ *
+ * Two kinds of entries share the one database (cache.h says it in full):
+ * the verdict record under "host:port" (ACCEPT or REJECT; an UNDECIDED is
+ * never written), and the key history under "\0h" "host:port": the keys a
+ * quorum confirmed there, written only by an ACCEPT, in the same write
+ * transaction as its record (cache_remember()), never shortened by
+ * anything else.  Both decoders are strict and fuzzed; everything below
+ * (file trust, the guard, fork generations, read-only files, damage)
+ * applies to both alike, since they live in the same file.
  */
 #include "cache.h"
 #include "filetrust.h"
