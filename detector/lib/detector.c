@@ -660,7 +660,6 @@ check_probe_path(struct detector *ctx, const char *host, unsigned int port,
 	struct cache_record prev;
 	int have = evidence_history(m, host, port, &prev);
 	struct cache_policy pol;
-
 	struct cache_history h;
 	int64_t now;
 
