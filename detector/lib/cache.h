@@ -145,8 +145,9 @@ int cache_list(struct cache *c, void (*fn)(void *arg, const char *key,
  * only an asker whose own validity (its cache_validity, validity_s) it is
  * within: last verified at most now and less than validity_s ago (the
  * recorder's validity set expires, and another process may trust an
- * ACCEPT less long: cache_fresh()).  REJECT and UNDECIDED keep their
- * fixed lifetimes (the same for every asker).  cache_remember():
+ * ACCEPT less long: cache_fresh()).  A REJECT keeps its fixed lifetime
+ * (the same for every asker); an UNDECIDED answers nobody.
+ * cache_remember():
  * ACCEPT is kept for validity_s, and confirms the key in the history (the
  * same transaction); REJECT for CACHE_TTL_REJECT; an UNDECIDED is refused
  * (-1): it is never remembered, so it neither replaces a verdict for the
