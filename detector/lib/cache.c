@@ -324,11 +324,30 @@ history_add(struct cache_history *h, const unsigned char *spki,
 		history_reorder(h, i);
 		return;
 	}
-	/* A new key: the one confirmed longest ago (last) makes room, but
-	 * only for a key confirmed later than it. */
+	/* A new key when full: the weakest entry (smallest quorum, then
+	 * confirmed longest ago) makes room, but only for one that says
+	 * more (a larger quorum, or as large and newer): confirmations by a
+	 * lax process (sphere-probe --quorum 1) cannot push out what a
+	 * stricter quorum confirmed. */
 	if (h->n == CACHE_HISTORY_MAX) {
-		if (h->e[h->n - 1].last_confirmed > last)
+		unsigned int weakest = 0;
+
+		for (i = 1; i < h->n; i++) {
+			if (h->e[i].policy.quorum <
+			    h->e[weakest].policy.quorum ||
+			    (h->e[i].policy.quorum ==
+			    h->e[weakest].policy.quorum &&
+			    h->e[i].last_confirmed <=
+			    h->e[weakest].last_confirmed))
+				weakest = i;
+		}
+		if (pol->quorum < h->e[weakest].policy.quorum ||
+		    (pol->quorum == h->e[weakest].policy.quorum &&
+		    last < h->e[weakest].last_confirmed))
 			return;
+		/* Drop it, keeping the order of the rest. */
+		memmove(&h->e[weakest], &h->e[weakest + 1],
+		    (h->n - weakest - 1) * sizeof(h->e[0]));
 		h->n--;
 	}
 	e = &h->e[h->n];

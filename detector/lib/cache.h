@@ -216,9 +216,10 @@ int cache_history_decode(const unsigned char *in, size_t len,
  * becomes now (never earlier than it was: a clock set back shortens
  * nothing) and its first_confirmed stays; a quorum smaller than the one
  * recorded for the key changes nothing, a larger one starts the entry
- * again under pol.  A new key is added, dropping the entry confirmed
- * longest ago when full (unless that one is newer).  Keeps the order.
- * Pure.
+ * again under pol.  A new key is added; when full, the weakest entry
+ * (smallest quorum, then confirmed longest ago) makes room if the new one
+ * says more (a larger quorum, or as large and not older), else the new
+ * key is not kept.  Keeps the order.  Pure.
  */
 void cache_history_confirm(struct cache_history *h, const unsigned char *spki,
     const struct cache_policy *pol, uint32_t now);

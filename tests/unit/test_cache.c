@@ -1037,6 +1037,25 @@ test_history_bounds_and_rotation(void **state)
 	/* A clock set back shortens nothing. */
 	cache_history_confirm(&h, b, &q4, 10);
 	assert_int_equal(h.e[0].last_confirmed, 3000);
+	/* Full: a lax process's new key (quorum 1) pushes out nothing, even
+	 * newer; a stricter one (quorum 5) pushes out the oldest of the
+	 * weakest, even older. */
+	key(rogue, 0xee);
+	cache_history_confirm(&h, rogue, &q1, 5000);
+	assert_int_equal(h.n, CACHE_HISTORY_MAX);
+	for (i = 0; i < h.n; i++)
+		assert_int_not_equal(h.e[i].spki[0], 0xee);
+	struct cache_history weak = h;
+	cache_history_confirm(&h, rogue, &q5, 1);
+	assert_int_equal(h.n, CACHE_HISTORY_MAX);
+	assert_int_equal(h.e[h.n - 1].spki[0], 0xee);
+	for (i = 0; i < h.n; i++)
+		assert_int_not_equal(h.e[i].spki[0], weak.e[h.n - 1].spki[0]);
+	/* Then a quorum-4 key cannot push out the quorum-5 one. */
+	key(rogue, 0xef);
+	cache_history_confirm(&h, rogue, &q4, 6000);
+	assert_int_equal(h.e[0].spki[0], 0xef);
+	assert_int_equal(h.e[h.n - 1].spki[0], 0xee);
 
 	/* Rotation: the old key and the new one both stay. */
 	memset(&h, 0, sizeof(h));
