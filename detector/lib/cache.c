@@ -313,8 +313,11 @@ history_add(struct cache_history *h, const unsigned char *spki,
 		if (pol->quorum < e->policy.quorum)
 			return;
 		if (pol->quorum > e->policy.quorum) {
+			/* What the smaller quorum said counts for nothing
+			 * under the larger: the entry starts again. */
 			e->policy = *pol;
 			e->first_confirmed = first;
+			e->last_confirmed = last;
 		} else if (first < e->first_confirmed)
 			e->first_confirmed = first;
 		if (last > e->last_confirmed)
@@ -362,6 +365,18 @@ void
 cache_history_confirm(struct cache_history *h, const unsigned char *spki,
     const struct cache_policy *pol, uint32_t now)
 {
+	unsigned int i;
+
+	/* Confirmations dated after now (a clock that was wrong forward,
+	 * or is now set back) are brought back to now: one stuck in the
+	 * future would otherwise never age out nor be pushed out.  They
+	 * are newest first, so the order holds. */
+	for (i = 0; i < h->n; i++) {
+		if (h->e[i].last_confirmed > now)
+			h->e[i].last_confirmed = now;
+		if (h->e[i].first_confirmed > h->e[i].last_confirmed)
+			h->e[i].first_confirmed = h->e[i].last_confirmed;
+	}
 	history_add(h, spki, pol, now, now);
 }
 
@@ -382,26 +397,44 @@ cache_history_judge(const struct cache_history *h, const unsigned char *spki,
 {
 	uint64_t window = (uint64_t)days * 86400;
 	enum cache_history_answer answer = CACHE_HISTORY_NONE;
+	uint32_t last, changed = 0;
+	int known = 0;
 	unsigned int i;
 
 	for (i = 0; days > 0 && i < h->n; i++) {
 		const struct cache_history_entry *e = &h->e[i];
 
-		/* The quorum that confirmed it is at least the asker's; a
-		 * confirmation in the future (clock set back) or too old
-		 * says nothing. */
+		/* A confirmation dated in the future (the clock was set
+		 * back, perhaps by a spoofed time server) counts as made
+		 * now: ignoring it would turn continuity off. */
+		last = e->last_confirmed > now ? now : e->last_confirmed;
+		/* The quorum that confirmed it is at least the asker's, and
+		 * it lies within the window. */
 		if (e->policy.quorum < pol->quorum ||
-		    e->last_confirmed > now ||
-		    (uint64_t)(now - e->last_confirmed) > window)
+		    (uint64_t)(now - last) > window)
 			continue;
 		if (memcmp(e->spki, spki, DETECTOR_SHA256_LEN) == 0) {
-			*when = e->last_confirmed;
-			return CACHE_HISTORY_MATCH;
+			/* Accepted only if confirmed through the asker's own
+			 * spheres (a run with other spheres, whoever chose
+			 * them, vouches for nothing); through others it only
+			 * keeps this key from counting as a change. */
+			if (e->policy.nspheres == pol->nspheres &&
+			    memcmp(e->policy.spheres, pol->spheres,
+			    CACHE_SPHERES_DIGEST_LEN) == 0) {
+				*when = last;
+				return CACHE_HISTORY_MATCH;
+			}
+			known = 1;
+			continue;
 		}
-		if (answer == CACHE_HISTORY_NONE)
-			*when = e->last_confirmed;      /* newest first */
+		/* Another key, through any spheres: a refusal only. */
+		if (answer == CACHE_HISTORY_NONE || last > changed)
+			changed = last;
 		answer = CACHE_HISTORY_CHANGED;
 	}
+	if (known || answer == CACHE_HISTORY_NONE)
+		return CACHE_HISTORY_NONE;
+	*when = changed;
 	return answer;
 }
 
@@ -1343,7 +1376,9 @@ cache_list(struct cache *c, void (*fn)(void *arg, const char *key,
 		    sizeof(key) - 1;
 
 		/* A key history: not a verdict (cache_history_get()). */
-		if (k.mv_size > 0 && ((const char *)k.mv_data)[0] == '\0')
+		if (k.mv_size >= CACHE_HISTORY_PREFIX_LEN &&
+		    memcmp(k.mv_data, CACHE_HISTORY_PREFIX,
+		    CACHE_HISTORY_PREFIX_LEN) == 0)
 			continue;
 		memcpy(key, k.mv_data, n);
 		key[n] = '\0';

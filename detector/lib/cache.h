@@ -212,9 +212,9 @@ int cache_history_decode(const unsigned char *in, size_t len,
     struct cache_history *h);
 
 /*
- * A quorum under pol confirmed spki at now: its entry's last_confirmed
- * becomes now (never earlier than it was: a clock set back shortens
- * nothing) and its first_confirmed stays; a quorum smaller than the one
+ * A quorum under pol confirmed spki at now: every confirmation dated after
+ * now is first brought back to now; its entry's last_confirmed becomes now
+ * and its first_confirmed stays; a quorum smaller than the one
  * recorded for the key changes nothing, a larger one starts the entry
  * again under pol.  A new key is added; when full, the weakest entry
  * (smallest quorum, then confirmed longest ago) makes room if the new one
@@ -231,12 +231,15 @@ void cache_history_merge(struct cache_history *h,
 /*
  * What the history says about spki for an asker under pol, when the
  * spheres could not decide.  Only entries confirmed by a quorum at least
- * the asker's (the sphere list is not compared: see docs/design.md "Key
- * continuity"), last confirmed at most now and within days days, count.
- * CACHE_HISTORY_MATCH: spki is one of them (*when: its last
- * confirmation); CACHE_HISTORY_CHANGED: there are such entries and spki is
- * none of them (*when: the newest one's last confirmation);
- * CACHE_HISTORY_NONE: no such entry (days 0: always).  Pure.
+ * the asker's and within days days of now count (one dated after now, the
+ * clock set back, counts as confirmed now).  CACHE_HISTORY_MATCH: spki is
+ * one of them, confirmed through the asker's own spheres (same number and
+ * sphere-list digest) (*when: its last confirmation);
+ * CACHE_HISTORY_CHANGED: there are such entries, through any spheres, and
+ * spki is none of them (*when: the newest one's last confirmation);
+ * CACHE_HISTORY_NONE otherwise (spki known only through other spheres, no
+ * entry, days 0).  Asymmetric on purpose: an entry another sphere list
+ * left can refuse but never accept.  Pure.
  */
 enum cache_history_answer {
 	CACHE_HISTORY_NONE = 0,

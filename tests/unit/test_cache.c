@@ -1034,9 +1034,15 @@ test_history_bounds_and_rotation(void **state)
 	cache_history_confirm(&h, a, &q1, 4000);
 	assert_memory_equal(h.e[0].spki, b, sizeof(b));
 	assert_int_equal(h.e[1].last_confirmed, 2000);
-	/* A clock set back shortens nothing. */
-	cache_history_confirm(&h, b, &q4, 10);
-	assert_int_equal(h.e[0].last_confirmed, 3000);
+	/* A clock set back: what is dated after now comes back to now
+	 * (security review M2: it would never age out otherwise). */
+	struct cache_history back = h;
+	cache_history_confirm(&back, b, &q4, 10);
+	assert_int_equal(back.n, CACHE_HISTORY_MAX);
+	assert_memory_equal(back.e[0].spki, b, sizeof(b));
+	for (i = 0; i < back.n; i++)
+		assert_true(back.e[i].first_confirmed <=
+		    back.e[i].last_confirmed && back.e[i].last_confirmed <= 10);
 	/* Full: a lax process's new key (quorum 1) pushes out nothing, even
 	 * newer; a stricter one (quorum 5) pushes out the oldest of the
 	 * weakest, even older. */
@@ -1071,14 +1077,19 @@ test_history_bounds_and_rotation(void **state)
 	assert_int_equal(cache_history_judge(&h, rogue, &q4, 30, 200100,
 	    &when), CACHE_HISTORY_CHANGED);
 	assert_int_equal(when, 200000);         /* the newest */
-	/* A quorum below the asker's says nothing; the sphere list is not
-	 * compared (docs/design.md); days 0 turns it off. */
+	/* A quorum below the asker's says nothing; days 0 turns it off.
+	 * Entries from other spheres (security review M3) refuse another
+	 * key but accept none, and keep their own key from counting as a
+	 * change. */
 	assert_int_equal(cache_history_judge(&h, rogue, &q5, 30, 200100,
 	    &when), CACHE_HISTORY_NONE);
 	assert_int_equal(cache_history_judge(&h, a, &q1, 30, 200100, &when),
 	    CACHE_HISTORY_MATCH);
 	assert_int_equal(cache_history_judge(&h, a, &elsewhere, 30, 200100,
-	    &when), CACHE_HISTORY_MATCH);
+	    &when), CACHE_HISTORY_NONE);
+	assert_int_equal(cache_history_judge(&h, rogue, &elsewhere, 30, 200100,
+	    &when), CACHE_HISTORY_CHANGED);
+	assert_int_equal(when, 200000);
 	assert_int_equal(cache_history_judge(&h, a, &q4, 0, 200100, &when),
 	    CACHE_HISTORY_NONE);
 	/* The window: a's confirmation ages out first, then b's. */
@@ -1086,13 +1097,28 @@ test_history_bounds_and_rotation(void **state)
 	    &when), CACHE_HISTORY_CHANGED);
 	assert_int_equal(cache_history_judge(&h, a, &q4, 1, 200000 + 86401,
 	    &when), CACHE_HISTORY_NONE);
-	/* A confirmation in the future (clock set back) says nothing. */
-	assert_int_equal(cache_history_judge(&h, a, &q4, 30, 150000, &when),
-	    CACHE_HISTORY_MATCH);
+	/* A confirmation in the future (clock set back) counts as made now
+	 * (security review M2: a spoofed clock must not turn it off). */
 	assert_int_equal(cache_history_judge(&h, b, &q4, 30, 150000, &when),
-	    CACHE_HISTORY_CHANGED);
+	    CACHE_HISTORY_MATCH);
+	assert_int_equal(when, 150000);
 	assert_int_equal(cache_history_judge(&h, rogue, &q4, 30, 99999,
-	    &when), CACHE_HISTORY_NONE);
+	    &when), CACHE_HISTORY_CHANGED);
+	assert_int_equal(when, 99999);
+	/* Security review L1: a larger quorum starts the entry again,
+	 * last confirmation included. */
+	struct cache_history up;
+	memset(&up, 0, sizeof(up));
+	cache_history_confirm(&up, a, &q1, 9000);
+	struct cache_history strict;
+	memset(&strict, 0, sizeof(strict));
+	cache_history_confirm(&strict, a, &q4, 1000);
+	cache_history_merge(&strict, &up);
+	assert_int_equal(strict.e[0].last_confirmed, 1000);
+	cache_history_merge(&up, &strict);
+	assert_int_equal(up.e[0].policy.quorum, 4);
+	assert_int_equal(up.e[0].last_confirmed, 1000);
+	assert_int_equal(up.e[0].first_confirmed, 1000);
 	/* A merge keeps each key's earliest first and latest last. */
 	struct cache_history other;
 	memset(&other, 0, sizeof(other));
