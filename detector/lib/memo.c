@@ -130,6 +130,15 @@ memo_confirm(struct memo *m, const char *host, unsigned int port,
 		    e->h.e[0].last_confirmed < slot->h.e[0].last_confirmed)))
 			slot = e;
 	}
+	/* A site whose history may still count is not pushed out (security
+	 * review L3: a page visiting 256 names must not evict the bank's):
+	 * the new site then has none in this process. */
+	if (slot->h.n > 0 && (slot->port != port ||
+	    strcasecmp(slot->host, host) != 0) &&
+	    slot->h.e[0].last_confirmed <= now &&
+	    now - slot->h.e[0].last_confirmed <
+	    (uint32_t)MEMO_HISTORY_KEEP_DAYS * 86400)
+		return;
 	if (slot->h.n == 0 || slot->port != port ||
 	    strcasecmp(slot->host, host) != 0) {
 		memset(slot, 0, sizeof(*slot));

@@ -28,6 +28,10 @@ struct memo_entry {
  * file cannot be had or written, the keys a quorum confirmed must still
  * count for the rest of the process's life. */
 #define MEMO_HISTORIES 256
+/* A history confirmed more recently than this is never pushed out of a
+ * full table (the new site is not kept instead): the default
+ * history_days; a process rarely lives that long. */
+#define MEMO_HISTORY_KEEP_DAYS DETECTOR_DEFAULT_HISTORY_DAYS
 
 struct memo_history {
 	char host[MEMO_HOST_MAX];
@@ -68,8 +72,8 @@ int memo_history(const struct memo *m, const char *host, unsigned int port,
     struct cache_history *h);
 /* A quorum under pol confirmed spki for host:port at now
  * (cache_history_confirm()).  A host:port without a slot takes an unused
- * one, else the one whose newest confirmation is the oldest.  The caller
- * locks. */
+ * one, else the one whose newest confirmation is the oldest if that is
+ * MEMO_HISTORY_KEEP_DAYS old, else it is not kept.  The caller locks. */
 void memo_confirm(struct memo *m, const char *host, unsigned int port,
     const unsigned char *spki, const struct cache_policy *pol, uint32_t now);
 

@@ -23,6 +23,7 @@
 #include "cache.h"
 #include "filetrust.h"
 #include "memory.h"
+#include "memo.h"
 
 static char dir[] = "/tmp/detector-test-memory-XXXXXX";
 
@@ -686,6 +687,32 @@ test_history_with_a_read_only_cache(void **state)
 	in_read_only_child("roh.test", history_merged);
 }
 
+/* Security review L3: a full table of recent histories pushes none out:
+ * the 257th site is not kept, the first one still is. */
+static void
+test_memo_history_is_not_pushed_out(void **state)
+{
+	static struct memo memo;        /* large: not on the stack */
+	struct cache_policy pol = { 4, 5, { 0 } };
+	struct cache_history h;
+	char host[64];
+	unsigned int i;
+
+	(void)state;
+	for (i = 0; i <= MEMO_HISTORIES; i++) {
+		snprintf(host, sizeof(host), "s%u.test", i);
+		memo_confirm(&memo, host, 443, key_a, &pol, 100000 + i);
+	}
+	assert_int_equal(memo_history(&memo, "s0.test", 443, &h), 1);
+	assert_int_equal(memo_history(&memo, "s256.test", 443, &h), 0);
+	/* Once the oldest is older than MEMO_HISTORY_KEEP_DAYS, it goes. */
+	memo_confirm(&memo, "late.test", 443, key_a, &pol,
+	    100000 + MEMO_HISTORY_KEEP_DAYS * 86400);
+	assert_int_equal(memo_history(&memo, "late.test", 443, &h), 1);
+	assert_int_equal(memo_history(&memo, "s0.test", 443, &h), 0);
+	assert_int_equal(memo_history(&memo, "s1.test", 443, &h), 1);
+}
+
 int
 main(void)
 {
@@ -701,6 +728,7 @@ main(void)
 		cmocka_unit_test(test_stuck_guard_holder),
 		cmocka_unit_test(test_history_in_memory_only),
 		cmocka_unit_test(test_history_with_a_read_only_cache),
+		cmocka_unit_test(test_memo_history_is_not_pushed_out),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
