@@ -62,6 +62,8 @@ extern "C" {
 #define DETECTOR_DEFAULT_PROBE_TIMEOUT_MS 20000
 #define DETECTOR_DEFAULT_DEADLINE_MS 30000
 #define DETECTOR_DEFAULT_CACHE_VALIDITY_S 86400
+#define DETECTOR_DEFAULT_HISTORY_DAYS 30        /* key continuity */
+#define DETECTOR_MAX_HISTORY_DAYS 3650
 #define DETECTOR_MAX_SPHERES 16
 #define DETECTOR_SHA256_LEN 32
 
@@ -195,6 +197,28 @@ struct detector_path {
 	uint16_t tls_version;             /* e.g. 0x0304; 0 if unknown */
 };
 
+/*
+ * Key continuity (docs/design.md "Key continuity"): what the key history
+ * of host:port (the keys a quorum of spheres confirmed there, kept in the
+ * verdict cache) said about an UNDECIDED.  Only an UNDECIDED just reached
+ * by probing asks it; the verdict stays UNDECIDED either way, so that a
+ * caller that treats only DETECTOR_ACCEPT as confirmed (a TLS session
+ * made resumable, say) still does.
+ */
+enum detector_history {
+	DETECTOR_HISTORY_NONE = 0,     /* not asked (the spheres decided, or
+	                                * the verdict was remembered), or no
+	                                * key confirmed within history_days:
+	                                * on_undecided applies */
+	DETECTOR_HISTORY_ACCEPTED,     /* a quorum confirmed this very key
+	                                * within history_days: accept,
+	                                * whatever on_undecided says */
+	DETECTOR_HISTORY_KEY_CHANGED,  /* a quorum confirmed another key
+	                                * within history_days, never this one:
+	                                * refuse (DETECTOR_ERROR_KEY_CHANGED),
+	                                * whatever on_undecided says */
+};
+
 /* The outcome of one detector_check(); read-only, freed with
  * detector_result_free(). */
 struct detector_result {
@@ -240,6 +264,12 @@ struct detector_result {
 	/* Appended: the policy this check ran under (see
 	 * detector_config_policy()). */
 	struct detector_policy policy;    /* quorum above is policy.quorum */
+	/* Appended: key continuity (enum detector_history). */
+	enum detector_history history;
+	int64_t history_confirmed;        /* unix seconds: the last quorum
+	                                   * confirmation of this key
+	                                   * (ACCEPTED), or of the newest other
+	                                   * key (KEY_CHANGED); else 0 */
 };
 
 struct detector_config;
@@ -363,9 +393,11 @@ DETECTOR_API const char *detector_excluded(struct detector *ctx,
  *
  * A verdict is remembered (see detector_config_set_cache()) for exactly
  * this key at host:port: ACCEPT for the configured validity, REJECT for
- * ten minutes, UNDECIDED for 30 seconds.  While it lasts, a check of the
- * same key is answered from memory without probing (result->cached, no
- * spheres); a different key is always probed.
+ * ten minutes; an UNDECIDED is not remembered.  While it lasts, a check of
+ * the same key is answered from memory without probing (result->cached,
+ * no spheres); a different key is always probed.  An ACCEPT also adds the
+ * key to host:port's key history, which an UNDECIDED then consults
+ * (result->history).
  */
 DETECTOR_API int detector_check(struct detector *ctx, const char *host,
     unsigned int port, const unsigned char *observed_der, size_t der_len,
@@ -546,6 +578,8 @@ DETECTOR_API const char *detector_ocsp_status_name(
 /* "unknown", "consistent", "local-path", "regional", "server-or-global". */
 DETECTOR_API const char *detector_locality_name(enum detector_locality l);
 DETECTOR_API const char *detector_outcome_name(enum detector_outcome p);
+/* "none", "accepted-by-history", "key-changed". */
+DETECTOR_API const char *detector_history_name(enum detector_history h);
 
 #ifdef __cplusplus
 }

@@ -102,8 +102,14 @@ DETECTOR_API const struct detector_nss_ops *detector_nss_v1(void);
  * handshake go on over the direct path.
  */
 #define DETECTOR_ERROR_REROUTE (DETECTOR_ERROR_BASE + 5)
+/*
+ * Key continuity (issue 14): the spheres could not decide, and the key
+ * seen directly differs from every key a quorum confirmed for the site
+ * within history_days: refused whatever on_undecided says.
+ */
+#define DETECTOR_ERROR_KEY_CHANGED (DETECTOR_ERROR_BASE + 6)
 /* The highest code DetecTor uses; all lie below SSL_ERROR_LIMIT. */
-#define DETECTOR_ERROR_LAST DETECTOR_ERROR_REROUTE
+#define DETECTOR_ERROR_LAST DETECTOR_ERROR_KEY_CHANGED
 #if DETECTOR_ERROR_LAST >= -0x3000 + 1000
 #error "DETECTOR_ERROR_* must stay inside NSS's SSL error range"
 #endif

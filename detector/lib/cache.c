@@ -8,6 +8,15 @@
  * truncated, overwritten, or not LMDB at all.  Such a file is detected
  * before any page is touched (a truncated map would raise SIGBUS), moved
  * aside, and replaced; nothing else is lost.
+ *
+ * Two kinds of entries share the one database (cache.h says it in full):
+ * the verdict record under "host:port" (ACCEPT or REJECT; an UNDECIDED is
+ * never written), and the key history under "\0h" "host:port": the keys a
+ * quorum confirmed there, written only by an ACCEPT, in the same write
+ * transaction as its record (cache_remember()), never shortened by
+ * anything else.  Both decoders are strict and fuzzed; everything below
+ * (file trust, the guard, fork generations, read-only files, damage)
+ * applies to both alike, since they live in the same file.
  */
 #include "cache.h"
 #include "filetrust.h"
@@ -192,6 +201,243 @@ cache_record_decode(const unsigned char *in, size_t len,
 	return 0;
 }
 
+/*
+ * Key history codec (layout in cache.h).  Strict like the records: a
+ * history is read from a file other code (an older or newer DetecTor, a
+ * damaged disk) may have written, and what it says decides whether a key
+ * is refused, so anything not exactly as this version writes it is
+ * refused as a whole, never read in part.
+ */
+size_t
+cache_history_encode(const struct cache_history *h,
+    unsigned char out[CACHE_HISTORY_LEN(CACHE_HISTORY_MAX)])
+{
+	unsigned int i;
+
+	if (h->n == 0 || h->n > CACHE_HISTORY_MAX)
+		return 0;
+	memset(out, 0, CACHE_HISTORY_LEN(h->n));
+	out[0] = CACHE_HISTORY_VERSION;
+	out[1] = (unsigned char)h->n;
+	for (i = 0; i < h->n; i++) {
+		const struct cache_history_entry *e = &h->e[i];
+		unsigned char *p = out + CACHE_HISTORY_LEN(i);
+
+		memcpy(p, e->spki, DETECTOR_SHA256_LEN);
+		put32(p + 32, e->first_confirmed);
+		put32(p + 36, e->last_confirmed);
+		p[40] = (unsigned char)e->policy.quorum;
+		p[41] = (unsigned char)e->policy.nspheres;
+		memcpy(p + 48, e->policy.spheres, CACHE_SPHERES_DIGEST_LEN);
+	}
+	return CACHE_HISTORY_LEN(h->n);
+}
+
+static int
+all_zero(const unsigned char *p, size_t n)
+{
+	while (n-- > 0)
+		if (*p++ != 0)
+			return 0;
+	return 1;
+}
+
+int
+cache_history_decode(const unsigned char *in, size_t len,
+    struct cache_history *h)
+{
+	unsigned int i, j, n;
+
+	memset(h, 0, sizeof(*h));
+	if (len < CACHE_HISTORY_HEADER_LEN || in[0] != CACHE_HISTORY_VERSION ||
+	    (n = in[1]) < 1 || n > CACHE_HISTORY_MAX ||
+	    len != CACHE_HISTORY_LEN(n) || in[2] != 0 || in[3] != 0)
+		return -1;
+	for (i = 0; i < n; i++) {
+		const unsigned char *p = in + CACHE_HISTORY_LEN(i);
+		struct cache_history_entry *e = &h->e[i];
+
+		if (p[40] < 1 || p[41] < p[40] ||
+		    p[41] > DETECTOR_MAX_SPHERES || !all_zero(p + 42, 6))
+			goto bad;
+		memcpy(e->spki, p, DETECTOR_SHA256_LEN);
+		e->first_confirmed = get32(p + 32);
+		e->last_confirmed = get32(p + 36);
+		e->policy.quorum = p[40];
+		e->policy.nspheres = p[41];
+		memcpy(e->policy.spheres, p + 48, CACHE_SPHERES_DIGEST_LEN);
+		if (e->first_confirmed > e->last_confirmed ||
+		    (i > 0 && e->last_confirmed > h->e[i - 1].last_confirmed))
+			goto bad;
+		for (j = 0; j < i; j++)
+			if (memcmp(h->e[j].spki, e->spki,
+			    DETECTOR_SHA256_LEN) == 0)
+				goto bad;
+	}
+	h->n = n;
+	return 0;
+bad:
+	memset(h, 0, sizeof(*h));
+	return -1;
+}
+
+/* Moves entry i up to its place by last_confirmed (newest first). */
+static void
+history_reorder(struct cache_history *h, unsigned int i)
+{
+	struct cache_history_entry e = h->e[i];
+
+	while (i > 0 && h->e[i - 1].last_confirmed < e.last_confirmed) {
+		h->e[i] = h->e[i - 1];
+		i--;
+	}
+	h->e[i] = e;
+}
+
+/* Adds or refreshes one key: first and last as given widen what is kept
+ * (under the same quorum; a larger one starts the entry again). */
+static void
+history_add(struct cache_history *h, const unsigned char *spki,
+    const struct cache_policy *pol, uint32_t first, uint32_t last)
+{
+	struct cache_history_entry *e;
+	unsigned int i;
+
+	for (i = 0; i < h->n; i++) {
+		e = &h->e[i];
+		if (memcmp(e->spki, spki, DETECTOR_SHA256_LEN) != 0)
+			continue;
+		/* A smaller quorum than the one recorded says less: it
+		 * neither refreshes nor widens what that quorum vouched
+		 * for (an asker judges by the quorum recorded). */
+		if (pol->quorum < e->policy.quorum)
+			return;
+		if (pol->quorum > e->policy.quorum) {
+			/* What the smaller quorum said counts for nothing
+			 * under the larger: the entry starts again. */
+			e->policy = *pol;
+			e->first_confirmed = first;
+			e->last_confirmed = last;
+		} else if (first < e->first_confirmed)
+			e->first_confirmed = first;
+		if (last > e->last_confirmed)
+			e->last_confirmed = last;
+		if (e->first_confirmed > e->last_confirmed)
+			e->first_confirmed = e->last_confirmed;
+		history_reorder(h, i);
+		return;
+	}
+	/* A new key when full: the weakest entry (smallest quorum, then
+	 * confirmed longest ago) makes room, but only for one that says
+	 * more (a larger quorum, or as large and newer): confirmations by a
+	 * lax process (sphere-probe --quorum 1) cannot push out what a
+	 * stricter quorum confirmed. */
+	if (h->n == CACHE_HISTORY_MAX) {
+		unsigned int weakest = 0;
+
+		for (i = 1; i < h->n; i++) {
+			if (h->e[i].policy.quorum <
+			    h->e[weakest].policy.quorum ||
+			    (h->e[i].policy.quorum ==
+			    h->e[weakest].policy.quorum &&
+			    h->e[i].last_confirmed <=
+			    h->e[weakest].last_confirmed))
+				weakest = i;
+		}
+		if (pol->quorum < h->e[weakest].policy.quorum ||
+		    (pol->quorum == h->e[weakest].policy.quorum &&
+		    last < h->e[weakest].last_confirmed))
+			return;
+		/* Drop it, keeping the order of the rest. */
+		memmove(&h->e[weakest], &h->e[weakest + 1],
+		    (h->n - weakest - 1) * sizeof(h->e[0]));
+		h->n--;
+	}
+	e = &h->e[h->n];
+	memcpy(e->spki, spki, DETECTOR_SHA256_LEN);
+	e->first_confirmed = first;
+	e->last_confirmed = last;
+	e->policy = *pol;
+	history_reorder(h, h->n++);
+}
+
+void
+cache_history_confirm(struct cache_history *h, const unsigned char *spki,
+    const struct cache_policy *pol, uint32_t now)
+{
+	unsigned int i;
+
+	/* Confirmations dated after now (a clock that was wrong forward,
+	 * or is now set back) are brought back to now: one stuck in the
+	 * future would otherwise never age out nor be pushed out.  They
+	 * are newest first, so the order holds. */
+	for (i = 0; i < h->n; i++) {
+		if (h->e[i].last_confirmed > now)
+			h->e[i].last_confirmed = now;
+		if (h->e[i].first_confirmed > h->e[i].last_confirmed)
+			h->e[i].first_confirmed = h->e[i].last_confirmed;
+	}
+	history_add(h, spki, pol, now, now);
+}
+
+void
+cache_history_merge(struct cache_history *h, const struct cache_history *src)
+{
+	unsigned int i;
+
+	for (i = 0; i < src->n; i++)
+		history_add(h, src->e[i].spki, &src->e[i].policy,
+		    src->e[i].first_confirmed, src->e[i].last_confirmed);
+}
+
+enum cache_history_answer
+cache_history_judge(const struct cache_history *h, const unsigned char *spki,
+    const struct cache_policy *pol, unsigned int days, uint32_t now,
+    uint32_t *when)
+{
+	uint64_t window = (uint64_t)days * 86400;
+	enum cache_history_answer answer = CACHE_HISTORY_NONE;
+	uint32_t last, changed = 0;
+	int known = 0;
+	unsigned int i;
+
+	for (i = 0; days > 0 && i < h->n; i++) {
+		const struct cache_history_entry *e = &h->e[i];
+
+		/* A confirmation dated in the future (the clock was set
+		 * back, perhaps by a spoofed time server) counts as made
+		 * now: ignoring it would turn continuity off. */
+		last = e->last_confirmed > now ? now : e->last_confirmed;
+		/* The quorum that confirmed it is at least the asker's, and
+		 * it lies within the window. */
+		if (e->policy.quorum < pol->quorum ||
+		    (uint64_t)(now - last) > window)
+			continue;
+		if (memcmp(e->spki, spki, DETECTOR_SHA256_LEN) == 0) {
+			/* Accepted only if confirmed through the asker's own
+			 * spheres (a run with other spheres, whoever chose
+			 * them, vouches for nothing); through others it only
+			 * keeps this key from counting as a change. */
+			if (e->policy.nspheres == pol->nspheres &&
+			    memcmp(e->policy.spheres, pol->spheres,
+			    CACHE_SPHERES_DIGEST_LEN) == 0) {
+				*when = last;
+				return CACHE_HISTORY_MATCH;
+			}
+			known = 1;
+			continue;
+		}
+		/* Another key, through any spheres: a refusal only. */
+		if (answer == CACHE_HISTORY_NONE || last > changed)
+			changed = last;
+		answer = CACHE_HISTORY_CHANGED;
+	}
+	if (known || answer == CACHE_HISTORY_NONE)
+		return CACHE_HISTORY_NONE;
+	*when = changed;
+	return answer;
+}
+
 int
 cache_policy_covers(const struct cache_policy *had,
     const struct cache_policy *want, enum detector_verdict v)
@@ -223,6 +469,21 @@ cache_key(const char *host, unsigned int port, char *out, size_t size)
 		out[i] = (char)tolower((unsigned char)host[i]);
 	len = snprintf(out + n, size - n, ":%u", port);
 	return len > 0 ? n + (size_t)len : 0;
+}
+
+/* The history key of host:port: CACHE_HISTORY_PREFIX then cache_key();
+ * its length, or 0. */
+static size_t
+history_key(const char *host, unsigned int port, char *out, size_t size)
+{
+	size_t n;
+
+	if (size < CACHE_HISTORY_PREFIX_LEN + 1)
+		return 0;
+	memcpy(out, CACHE_HISTORY_PREFIX, CACHE_HISTORY_PREFIX_LEN);
+	n = cache_key(host, port, out + CACHE_HISTORY_PREFIX_LEN,
+	    size - CACHE_HISTORY_PREFIX_LEN);
+	return n == 0 ? 0 : n + CACHE_HISTORY_PREFIX_LEN;
 }
 
 int
@@ -936,33 +1197,33 @@ cache_get(struct cache *c, const char *host, unsigned int port,
 	return found;
 }
 
-int
-cache_put(struct cache *c, const char *host, unsigned int port,
-    const struct cache_record *r, char *err, size_t errlen)
+/* Checks that c may be written; 0, or -1 with err set. */
+static int
+writable(const struct cache *c, char *err, size_t errlen)
 {
-	unsigned char rec[CACHE_RECORD_LEN];
-	char key[CACHE_KEY_MAX];
-	MDB_val k, v;
-	MDB_txn *txn;
-	int rc;
-
 	if (mine(c, err, errlen) == -1)
 		return -1;
 	if (c->readonly) {
 		snprintf(err, errlen, "verdict cache is read-only");
 		return -1;
 	}
-	if ((k.mv_size = cache_key(host, port, key, sizeof(key))) == 0) {
-		snprintf(err, errlen, "verdict cache: bad key");
-		return -1;
-	}
-	k.mv_data = key;
-	cache_record_encode(r, rec);
-	v.mv_data = rec;
-	v.mv_size = sizeof(rec);
-	if ((rc = mdb_txn_begin(c->env, NULL, 0, &txn)) != 0)
-		return fail(rc, err, errlen);
-	if ((rc = mdb_put(txn, c->dbi, &k, &v, 0)) != 0) {
+	return 0;
+}
+
+static int
+put_value(MDB_txn *txn, MDB_dbi dbi, const char *key, size_t klen,
+    const unsigned char *val, size_t vlen)
+{
+	MDB_val k = { klen, (void *)key }, v = { vlen, (void *)val };
+
+	return mdb_put(txn, dbi, &k, &v, 0);
+}
+
+/* Aborts txn and says why, or commits it: 0 or -1 with err set. */
+static int
+end_write(MDB_txn *txn, int rc, char *err, size_t errlen)
+{
+	if (rc != 0) {
 		mdb_txn_abort(txn);
 		return fail(rc, err, errlen);
 	}
@@ -972,24 +1233,107 @@ cache_put(struct cache *c, const char *host, unsigned int port,
 }
 
 int
+cache_put(struct cache *c, const char *host, unsigned int port,
+    const struct cache_record *r, char *err, size_t errlen)
+{
+	unsigned char rec[CACHE_RECORD_LEN];
+	char key[CACHE_KEY_MAX];
+	size_t klen;
+	MDB_txn *txn;
+	int rc;
+
+	if (writable(c, err, errlen) == -1)
+		return -1;
+	if ((klen = cache_key(host, port, key, sizeof(key))) == 0) {
+		snprintf(err, errlen, "verdict cache: bad key");
+		return -1;
+	}
+	cache_record_encode(r, rec);
+	if ((rc = mdb_txn_begin(c->env, NULL, 0, &txn)) != 0)
+		return fail(rc, err, errlen);
+	return end_write(txn, put_value(txn, c->dbi, key, klen, rec,
+	    sizeof(rec)), err, errlen);
+}
+
+/* The history under key in txn: 0 with *h set (empty when absent or
+ * malformed: the next confirmation replaces it), or an MDB error. */
+static int
+history_in(MDB_txn *txn, MDB_dbi dbi, const char *key, size_t klen,
+    struct cache_history *h)
+{
+	MDB_val k = { klen, (void *)key }, v;
+	int rc = mdb_get(txn, dbi, &k, &v);
+
+	if (rc != 0 || cache_history_decode(v.mv_data, v.mv_size, h) != 0)
+		memset(h, 0, sizeof(*h));
+	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+int
+cache_history_get(struct cache *c, const char *host, unsigned int port,
+    struct cache_history *h, char *err, size_t errlen)
+{
+	char key[CACHE_KEY_MAX + CACHE_HISTORY_PREFIX_LEN];
+	size_t klen;
+	MDB_txn *txn;
+	int rc;
+
+	memset(h, 0, sizeof(*h));
+	if (mine(c, err, errlen) == -1)
+		return -1;
+	if ((klen = history_key(host, port, key, sizeof(key))) == 0)
+		return 0;
+	if ((rc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn)) != 0)
+		return fail(rc, err, errlen);
+	rc = history_in(txn, c->dbi, key, klen, h);
+	mdb_txn_abort(txn);
+	if (rc != 0)
+		return fail(rc, err, errlen);
+	return h->n > 0;
+}
+
+/* Deletes, in txn, the entries whose key is key (exact) or, with prefix
+ * set, begins with it; adds how many to *removed. */
+static int
+delete_keys(MDB_txn *txn, MDB_dbi dbi, const char *key, size_t klen,
+    int prefix, int *removed)
+{
+	MDB_cursor *cur;
+	MDB_val k, v;
+	int rc;
+
+	if ((rc = mdb_cursor_open(txn, dbi, &cur)) != 0)
+		return rc;
+	for (;;) {
+		k.mv_data = (void *)key;
+		k.mv_size = klen;
+		rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+		if (rc != 0 || k.mv_size < klen ||
+		    memcmp(k.mv_data, key, klen) != 0 ||
+		    (!prefix && k.mv_size != klen))
+			break;
+		if ((rc = mdb_cursor_del(cur, 0)) != 0)
+			break;
+		(*removed)++;
+	}
+	mdb_cursor_close(cur);
+	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+int
 cache_forget(struct cache *c, const char *host, unsigned int port,
     char *err, size_t errlen)
 {
-	char key[CACHE_KEY_MAX];
+	char key[CACHE_KEY_MAX + CACHE_HISTORY_PREFIX_LEN];
 	size_t klen;
-	MDB_cursor *cur;
-	MDB_val k, v;
 	MDB_txn *txn;
-	int rc, removed = 0;
+	int rc, removed = 0, histories = 0;
 
-	if (mine(c, err, errlen) == -1)
+	if (writable(c, err, errlen) == -1)
 		return -1;
-	if (c->readonly) {
-		snprintf(err, errlen, "verdict cache is read-only");
-		return -1;
-	}
 	/* With port 0 the key is the prefix "host:", matching every port. */
-	if ((klen = cache_key(host, port ? port : 1, key, sizeof(key))) == 0) {
+	if ((klen = history_key(host, port ? port : 1, key,
+	    sizeof(key))) == 0) {
 		snprintf(err, errlen, "verdict cache: bad host '%s'", host);
 		return -1;
 	}
@@ -997,29 +1341,14 @@ cache_forget(struct cache *c, const char *host, unsigned int port,
 		klen -= 1;
 	if ((rc = mdb_txn_begin(c->env, NULL, 0, &txn)) != 0)
 		return fail(rc, err, errlen);
-	if ((rc = mdb_cursor_open(txn, c->dbi, &cur)) != 0) {
-		mdb_txn_abort(txn);
-		return fail(rc, err, errlen);
-	}
-	for (;;) {
-		k.mv_data = key;
-		k.mv_size = klen;
-		rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-		if (rc != 0 || k.mv_size < klen ||
-		    memcmp(k.mv_data, key, klen) != 0 ||
-		    (port != 0 && k.mv_size != klen))
-			break;
-		if ((rc = mdb_cursor_del(cur, 0)) != 0)
-			break;
-		removed++;
-	}
-	mdb_cursor_close(cur);
-	if (rc != 0 && rc != MDB_NOTFOUND) {
-		mdb_txn_abort(txn);
-		return fail(rc, err, errlen);
-	}
-	if ((rc = mdb_txn_commit(txn)) != 0)
-		return fail(rc, err, errlen);
+	/* The records ("host:port"), then the histories ("\0hhost:port"). */
+	rc = delete_keys(txn, c->dbi, key + CACHE_HISTORY_PREFIX_LEN,
+	    klen - CACHE_HISTORY_PREFIX_LEN, port == 0, &removed);
+	if (rc == 0)
+		rc = delete_keys(txn, c->dbi, key, klen, port == 0,
+		    &histories);
+	if (end_write(txn, rc, err, errlen) == -1)
+		return -1;
 	return removed;
 }
 
@@ -1045,6 +1374,12 @@ cache_list(struct cache *c, void (*fn)(void *arg, const char *key,
 	while ((rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
 		size_t n = k.mv_size < sizeof(key) - 1 ? k.mv_size :
 		    sizeof(key) - 1;
+
+		/* A key history: not a verdict (cache_history_get()). */
+		if (k.mv_size >= CACHE_HISTORY_PREFIX_LEN &&
+		    memcmp(k.mv_data, CACHE_HISTORY_PREFIX,
+		    CACHE_HISTORY_PREFIX_LEN) == 0)
+			continue;
 		memcpy(key, k.mv_data, n);
 		key[n] = '\0';
 		fn(arg, key, cache_record_decode(v.mv_data, v.mv_size, &r) ==
@@ -1059,7 +1394,7 @@ int
 cache_fresh(enum detector_verdict v, int64_t verified, int64_t expires,
     uint32_t validity_s, int64_t now)
 {
-	if (expires <= now)
+	if (expires <= now || v == DETECTOR_UNDECIDED)
 		return 0;
 	if (v != DETECTOR_ACCEPT)
 		return 1;
@@ -1090,26 +1425,61 @@ cache_remember(struct cache *c, const char *host, unsigned int port,
     enum detector_verdict v, uint32_t now, uint32_t validity_s, char *err,
     size_t errlen)
 {
+	char key[CACHE_KEY_MAX + CACHE_HISTORY_PREFIX_LEN];
+	unsigned char rec[CACHE_RECORD_LEN];
+	unsigned char hist[CACHE_HISTORY_LEN(CACHE_HISTORY_MAX)];
 	struct cache_record old, r;
-	uint32_t ttl = v == DETECTOR_ACCEPT ? validity_s :
-	    v == DETECTOR_REJECT ? CACHE_TTL_REJECT : CACHE_TTL_UNDECIDED;
+	struct cache_history h;
+	uint32_t ttl = v == DETECTOR_ACCEPT ? validity_s : CACHE_TTL_REJECT;
+	const char *name;
+	size_t klen, hlen;
+	MDB_val k, val;
+	MDB_txn *txn;
+	int rc;
 
-	memset(&r, 0, sizeof(r));
-	r.verdict = v;
-	r.first_seen = now;
-	if (cache_get(c, host, port, &old, err, errlen) == 1 &&
-	    memcmp(old.spki, spki, DETECTOR_SHA256_LEN) == 0 &&
-	    old.verdict == v && old.first_seen <= now)
-		r.first_seen = old.first_seen;
-	r.last_verified = now;
-	r.expires = now + ttl < now ? UINT32_MAX : now + ttl;
-	memcpy(r.spki, spki, DETECTOR_SHA256_LEN);
+	if (v != DETECTOR_ACCEPT && v != DETECTOR_REJECT) {
+		snprintf(err, errlen, "verdict cache: only an ACCEPT or a "
+		    "REJECT is remembered (%s:%u)", host, port);
+		return -1;
+	}
 	if (pol->quorum < 1 || pol->nspheres < pol->quorum ||
 	    pol->nspheres > DETECTOR_MAX_SPHERES) {
 		snprintf(err, errlen, "verdict cache: no policy for %s:%u",
 		    host, port);
 		return -1;
 	}
+	if (writable(c, err, errlen) == -1)
+		return -1;
+	if ((klen = history_key(host, port, key, sizeof(key))) == 0) {
+		snprintf(err, errlen, "verdict cache: bad key");
+		return -1;
+	}
+	name = key + CACHE_HISTORY_PREFIX_LEN;
+	memset(&r, 0, sizeof(r));
+	r.verdict = v;
+	r.first_seen = now;
+	r.last_verified = now;
+	r.expires = now + ttl < now ? UINT32_MAX : now + ttl;
+	memcpy(r.spki, spki, DETECTOR_SHA256_LEN);
 	r.policy = *pol;
-	return cache_put(c, host, port, &r, err, errlen);
+	/* One write transaction: the record and the history it confirms
+	 * are never seen apart, and no other writer runs in between. */
+	if ((rc = mdb_txn_begin(c->env, NULL, 0, &txn)) != 0)
+		return fail(rc, err, errlen);
+	k.mv_data = (void *)name;
+	k.mv_size = klen - CACHE_HISTORY_PREFIX_LEN;
+	if (mdb_get(txn, c->dbi, &k, &val) == 0 &&
+	    cache_record_decode(val.mv_data, val.mv_size, &old) == 0 &&
+	    memcmp(old.spki, spki, DETECTOR_SHA256_LEN) == 0 &&
+	    old.verdict == v && old.first_seen <= now)
+		r.first_seen = old.first_seen;
+	cache_record_encode(&r, rec);
+	rc = put_value(txn, c->dbi, name, k.mv_size, rec, sizeof(rec));
+	if (rc == 0 && v == DETECTOR_ACCEPT &&
+	    (rc = history_in(txn, c->dbi, key, klen, &h)) == 0) {
+		cache_history_confirm(&h, spki, pol, now);
+		hlen = cache_history_encode(&h, hist);
+		rc = put_value(txn, c->dbi, key, klen, hist, hlen);
+	}
+	return end_write(txn, rc, err, errlen);
 }

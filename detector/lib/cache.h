@@ -2,8 +2,31 @@
  * cache.h - the verdict cache: one LMDB file per user (or per system
  * service), shared by every process at once, crash-safe.
  *
- * Key "host:port" (host lower-cased); value a fixed 64-byte record
- * (version 2; version 1's 48-byte records are still read, see below).
+ * Two kinds of entries, both under LMDB's one (unnamed) database:
+ *
+ *   key "host:port" (host lower-cased): the verdict record, a fixed
+ *   64-byte value (version 2; version 1's 48-byte records are still read,
+ *   see cache_record_decode()).  ACCEPT and REJECT only: an UNDECIDED is
+ *   not a verdict about the key and is never written (older versions
+ *   wrote it for 30 s; such a record is listed but answers nothing).
+ *
+ *   key "\0h" "host:port" (CACHE_HISTORY_PREFIX, then the same text): the
+ *   key history of host:port, the keys a quorum of spheres confirmed there
+ *   with the first and last time each was confirmed, at most
+ *   CACHE_HISTORY_MAX of them (the one confirmed longest ago is dropped).
+ *   A record key never begins with a NUL byte (cache_key() makes it from
+ *   a C string), so the two kinds never meet; listing skips histories,
+ *   forgetting a host forgets its history too.  Fixed-length encoding,
+ *   versioned, decoded strictly (cache_history_decode()).
+ *
+ * Key continuity (docs/design.md "Key continuity"): only a fresh ACCEPT (a
+ * quorum confirmed the key now) adds to or refreshes the history, in the
+ * same write transaction as its record; nothing else ever changes or
+ * shortens it (an UNDECIDED is not written at all, a REJECT leaves the
+ * history as it was).  When the spheres cannot decide, the history is
+ * asked (cache_history_judge()): the key seen directly is accepted if a
+ * quorum confirmed it within history_days, refused as a key change if a
+ * quorum confirmed another key within history_days and never this one.
  */
 #ifndef DETECTOR_CACHE_H
 #define DETECTOR_CACHE_H
@@ -105,11 +128,12 @@ int cache_get(struct cache *c, const char *host, unsigned int port,
     struct cache_record *r, char *err, size_t errlen);
 int cache_put(struct cache *c, const char *host, unsigned int port,
     const struct cache_record *r, char *err, size_t errlen);
-/* Forgets host:port, or every port of host when port is 0; returns the
- * number of entries removed, or -1. */
+/* Forgets host:port, or every port of host when port is 0, with its key
+ * history; returns the number of verdict records removed, or -1. */
 int cache_forget(struct cache *c, const char *host, unsigned int port,
     char *err, size_t errlen);
-/* Calls fn for every entry (malformed ones are reported with r == NULL). */
+/* Calls fn for every verdict record (malformed ones are reported with
+ * r == NULL); key histories are not listed. */
 int cache_list(struct cache *c, void (*fn)(void *arg, const char *key,
     const struct cache_record *r), void *arg, char *err, size_t errlen);
 
@@ -121,25 +145,115 @@ int cache_list(struct cache *c, void (*fn)(void *arg, const char *key,
  * only an asker whose own validity (its cache_validity, validity_s) it is
  * within: last verified at most now and less than validity_s ago (the
  * recorder's validity set expires, and another process may trust an
- * ACCEPT less long: cache_fresh()).  REJECT and UNDECIDED keep their
- * fixed lifetimes (the same for every asker).  cache_remember():
- * ACCEPT is kept for validity_s, REJECT for CACHE_TTL_REJECT, UNDECIDED for
- * CACHE_TTL_UNDECIDED; first_seen survives re-verification of the same key.
+ * ACCEPT less long: cache_fresh()).  A REJECT keeps its fixed lifetime
+ * (the same for every asker); an UNDECIDED answers nobody.
+ * cache_remember():
+ * ACCEPT is kept for validity_s, and confirms the key in the history (the
+ * same transaction); REJECT for CACHE_TTL_REJECT; an UNDECIDED is refused
+ * (-1): it is never remembered, so it neither replaces a verdict for the
+ * same name nor answers a later check (an UNDECIDED record an older
+ * version left answers nothing either).  first_seen survives
+ * re-verification of the same key.
  */
 #define CACHE_TTL_REJECT 600
-#define CACHE_TTL_UNDECIDED 30
 int cache_recall(struct cache *c, const char *host, unsigned int port,
     const unsigned char *spki, const struct cache_policy *pol,
     uint32_t validity_s, uint32_t now, struct cache_record *r);
 /* May a verdict v last verified at `verified` (unix seconds) that expires
  * at `expires` answer at now an asker trusting an ACCEPT for validity_s?
- * (See cache_recall().)  Pure; memo.c asks it too. */
+ * (See cache_recall(); an UNDECIDED never does.)  Pure; memo.c asks it
+ * too. */
 int cache_fresh(enum detector_verdict v, int64_t verified, int64_t expires,
     uint32_t validity_s, int64_t now);
 int cache_remember(struct cache *c, const char *host, unsigned int port,
     const unsigned char *spki, const struct cache_policy *pol,
     enum detector_verdict v, uint32_t now, uint32_t validity_s, char *err,
     size_t errlen);
+
+/*
+ * Key history (see the top of this file).  Layout of the value (version 1,
+ * integers big-endian): a 4-byte header, then n entries of 64 bytes,
+ * newest confirmation first (last_confirmed never increasing), no key
+ * twice; the length is exactly 4 + 64 n with 1 <= n <= CACHE_HISTORY_MAX:
+ *   header: 0 version (1)   1 n   2-3 zero
+ *   entry:  0 SHA-256 of the key (32)   32 first_confirmed
+ *           36 last_confirmed (first <= last)   40 quorum
+ *           41 number of spheres (1 <= quorum <= it <= DETECTOR_MAX_SPHERES)
+ *           42-47 zero   48 digest of the sphere list (16)
+ * Anything else is refused: the history is then treated as absent (the
+ * site follows on_undecided) and replaced by the next confirmation.
+ */
+#define CACHE_HISTORY_VERSION 1
+#define CACHE_HISTORY_MAX 8
+#define CACHE_HISTORY_HEADER_LEN 4
+#define CACHE_HISTORY_ENTRY_LEN 64
+#define CACHE_HISTORY_LEN(n) \
+	(CACHE_HISTORY_HEADER_LEN + (n) * CACHE_HISTORY_ENTRY_LEN)
+#define CACHE_HISTORY_PREFIX "\0h"
+#define CACHE_HISTORY_PREFIX_LEN 2
+
+struct cache_history_entry {
+	unsigned char spki[DETECTOR_SHA256_LEN];
+	uint32_t first_confirmed;       /* unix seconds */
+	uint32_t last_confirmed;        /* unix seconds */
+	struct cache_policy policy;     /* the confirming quorum's */
+};
+
+struct cache_history {
+	unsigned int n;                 /* 0 .. CACHE_HISTORY_MAX */
+	struct cache_history_entry e[CACHE_HISTORY_MAX];  /* newest first */
+};
+
+/* Pure; decode is strict (above); encode returns the length written
+ * (0 for an empty history, which is not stored). */
+size_t cache_history_encode(const struct cache_history *h,
+    unsigned char out[CACHE_HISTORY_LEN(CACHE_HISTORY_MAX)]);
+int cache_history_decode(const unsigned char *in, size_t len,
+    struct cache_history *h);
+
+/*
+ * A quorum under pol confirmed spki at now: every confirmation dated after
+ * now is first brought back to now; its entry's last_confirmed becomes now
+ * and its first_confirmed stays; a quorum smaller than the one
+ * recorded for the key changes nothing, a larger one starts the entry
+ * again under pol.  A new key is added; when full, the weakest entry
+ * (smallest quorum, then confirmed longest ago) makes room if the new one
+ * says more (a larger quorum, or as large and not older), else the new
+ * key is not kept.  Keeps the order.  Pure.
+ */
+void cache_history_confirm(struct cache_history *h, const unsigned char *spki,
+    const struct cache_policy *pol, uint32_t now);
+/* Adds every entry of src to h as cache_history_confirm() would, keeping
+ * each key's earliest first and latest last confirmation.  Pure. */
+void cache_history_merge(struct cache_history *h,
+    const struct cache_history *src);
+
+/*
+ * What the history says about spki for an asker under pol, when the
+ * spheres could not decide.  Only entries confirmed by a quorum at least
+ * the asker's and within days days of now count (one dated after now, the
+ * clock set back, counts as confirmed now).  CACHE_HISTORY_MATCH: spki is
+ * one of them, confirmed through the asker's own spheres (same number and
+ * sphere-list digest) (*when: its last confirmation);
+ * CACHE_HISTORY_CHANGED: there are such entries, through any spheres, and
+ * spki is none of them (*when: the newest one's last confirmation);
+ * CACHE_HISTORY_NONE otherwise (spki known only through other spheres, no
+ * entry, days 0).  Asymmetric on purpose: an entry another sphere list
+ * left can refuse but never accept.  Pure.
+ */
+enum cache_history_answer {
+	CACHE_HISTORY_NONE = 0,
+	CACHE_HISTORY_MATCH,
+	CACHE_HISTORY_CHANGED,
+};
+enum cache_history_answer cache_history_judge(const struct cache_history *h,
+    const unsigned char *spki, const struct cache_policy *pol,
+    unsigned int days, uint32_t now, uint32_t *when);
+
+/* The history kept for host:port: 1 found and well-formed, 0 none (or
+ * malformed), -1 error (err set). */
+int cache_history_get(struct cache *c, const char *host, unsigned int port,
+    struct cache_history *h, char *err, size_t errlen);
 
 /* The per-user default: $XDG_CACHE_HOME/detector/verdicts.mdb or
  * ~/.cache/detector/verdicts.mdb; 0 if neither can be formed. */

@@ -97,6 +97,7 @@ detector_config_new(void)
 	cfg->enabled = 1;
 	cfg->log_level = LOG_ERRORS;
 	cfg->cache_validity_s = DETECTOR_DEFAULT_CACHE_VALIDITY_S;
+	cfg->history_days = DETECTOR_DEFAULT_HISTORY_DAYS;
 	cfg->remember = 1;
 	return cfg;
 }
@@ -620,7 +621,7 @@ detector_config_parse_bool(const char *s, int *out)
 static const char *const config_keys[] = {
 	"spheres", "quorum", "probe_timeout_ms", "deadline_ms", "exclude",
 	"on_undecided", "enabled", "log", "cache", "cache_validity",
-	"starttls", "on_mitm",
+	"starttls", "on_mitm", "history_days",
 };
 #define NKEYS (sizeof(config_keys) / sizeof(config_keys[0]))
 
@@ -921,6 +922,13 @@ config_ini_handler(struct inireader *r, void *user, const char *section,
 			return key_fail(r, name, "'%s' is not a number of "
 			    "seconds from 1 to %u", value, 365u * 86400);
 		cfg->cache_validity_s = v;
+	} else if (strcmp(name, "history_days") == 0) {
+		if (detector_config_parse_uint(value, DETECTOR_MAX_HISTORY_DAYS,
+		    &v) == -1)
+			return key_fail(r, name, "'%s' is not a number of days "
+			    "from 0 (key continuity off) to %u", value,
+			    DETECTOR_MAX_HISTORY_DAYS);
+		cfg->history_days = v;
 	} else if (strcmp(name, "enabled") == 0) {
 		if (detector_config_parse_bool(value, &cfg->enabled) == -1)
 			return key_fail(r, name, "'%s' is neither 'yes' nor "
@@ -939,7 +947,7 @@ config_ini_handler(struct inireader *r, void *user, const char *section,
 		return key_fail(r, name, "unknown key (known: spheres, "
 		    "quorum, probe_timeout_ms, deadline_ms, exclude, "
 		    "on_undecided, on_mitm, enabled, log, cache, "
-		    "cache_validity, starttls)");
+		    "cache_validity, history_days, starttls)");
 	}
 	return 1;
 }

@@ -64,6 +64,7 @@ struct detector_config {
 	char cache_path[PATH_MAX];      /* "": the per-user default; "off" */
 	int remember;                   /* consult and record verdicts */
 	unsigned int cache_validity_s;  /* how long an ACCEPT is trusted */
+	unsigned int history_days;      /* key continuity window; 0 off */
 	struct exclude_list exclude;
 	/* `starttls`: ports whose preamble differs from the usual one. */
 	struct {

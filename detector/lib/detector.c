@@ -129,6 +129,17 @@ detector_verdict_name(enum detector_verdict v)
 }
 
 const char *
+detector_history_name(enum detector_history h)
+{
+	switch (h) {
+	case DETECTOR_HISTORY_NONE: return "none";
+	case DETECTOR_HISTORY_ACCEPTED: return "accepted-by-history";
+	case DETECTOR_HISTORY_KEY_CHANGED: return "key-changed";
+	}
+	return "unknown";
+}
+
+const char *
 detector_ocsp_status_name(enum detector_ocsp_status s)
 {
 	switch (s) {
@@ -649,16 +660,25 @@ check_probe_path(struct detector *ctx, const char *host, unsigned int port,
 	struct cache_record prev;
 	int have = evidence_history(m, host, port, &prev);
 	struct cache_policy pol;
+	struct cache_history h;
+	int64_t now;
 
 	*result = NULL;
 	if (probe_spheres(ctx, host, port, ci, leaf, direct, result) == -1)
 		return -1;
 	evidence_weigh_history(host, port, ci, have, &prev, *result);
-	if (m != NULL && memory_policy(&ctx->cfg, host, &pol) == 0)
+	now = (int64_t)(PR_Now() / PR_USEC_PER_SEC);
+	if (m != NULL && memory_policy(&ctx->cfg, host, &pol) == 0) {
+		/* Key continuity: the history as it was before this check
+		 * (an UNDECIDED records nothing anyway). */
+		if ((*result)->verdict == DETECTOR_UNDECIDED &&
+		    memory_history(m, host, port, &h))
+			evidence_weigh_continuity(host, port, ci->spki_sha256,
+			    &h, &pol, ctx->cfg.history_days, now, *result);
 		memory_record(m, host, port, ci->spki_sha256, &pol,
 		    (*result)->verdict, evidence_accept_validity(*result,
-		    ctx->cfg.cache_validity_s,
-		    (int64_t)(PR_Now() / PR_USEC_PER_SEC)));
+		    ctx->cfg.cache_validity_s, now));
+	}
 	remember_reroute(ctx, host, port, ci, *result);
 	take_notes(ctx, *result);
 	reroute_note(host, port, *result);

@@ -286,3 +286,47 @@ evidence_weigh_history(const char *host, unsigned int port, const struct certinf
 	free((void *)res->locality_detail);
 	res->locality_detail = s;
 }
+
+/*
+ * Key continuity (docs/design.md): Perspectives' temporal safety, on the
+ * client.  An attacker who can intercept the direct path can usually also
+ * block Tor, so an UNDECIDED is exactly what an interception looks like
+ * to a user whose spheres are cut off.  A key that a quorum confirmed for
+ * this site recently is the best evidence left: the same key is accepted,
+ * another one refused, whatever on_undecided says.  A site never confirmed
+ * has no such evidence and follows on_undecided.
+ */
+void
+evidence_weigh_continuity(const char *host, unsigned int port,
+    const unsigned char *spki, const struct cache_history *h,
+    const struct cache_policy *pol, unsigned int days, int64_t now,
+    struct detector_result *res)
+{
+	enum cache_history_answer answer;
+	uint32_t when = 0;
+	char date[40], *s;
+	int rc;
+
+	if (res->verdict != DETECTOR_UNDECIDED || now < 0 || now > UINT32_MAX)
+		return;
+	answer = cache_history_judge(h, spki, pol, days, (uint32_t)now, &when);
+	if (answer == CACHE_HISTORY_NONE)
+		return;
+	utc(when, date, sizeof(date));
+	res->history_confirmed = when;
+	if (answer == CACHE_HISTORY_MATCH) {
+		res->history = DETECTOR_HISTORY_ACCEPTED;
+		rc = asprintf(&s, "%s; accepted by history (confirmed by a "
+		    "quorum on %s)", res->reason ? res->reason : "", date);
+	} else {
+		res->history = DETECTOR_HISTORY_KEY_CHANGED;
+		rc = asprintf(&s, "%s; the key changed and no quorum could "
+		    "confirm the new one (the key of %s:%u was last confirmed "
+		    "by a quorum on %s, within history_days = %u)",
+		    res->reason ? res->reason : "", host, port, date, days);
+	}
+	if (rc == -1)
+		return;
+	free((void *)res->reason);
+	res->reason = s;
+}

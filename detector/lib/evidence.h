@@ -45,4 +45,20 @@ void evidence_weigh_history(const char *host, unsigned int port,
     const struct certinfo *ci, int have, const struct cache_record *r,
     struct detector_result *res);
 
+/*
+ * Key continuity: when res is an UNDECIDED, what the key history h of
+ * host:port (memory_history()) says about the key seen directly (spki)
+ * for an asker under pol, counting confirmations within days days of now
+ * (cache_history_judge()).  Sets res->history and res->history_confirmed
+ * and adds it to the reason: "accepted by history (confirmed by a quorum
+ * on DATE)", or "the key changed and no quorum could confirm the new one
+ * (...)".  The verdict stays UNDECIDED.  Any other verdict is left alone.
+ * Out of memory for the reason, the old one stays; the fields are set.
+ * Pure.
+ */
+void evidence_weigh_continuity(const char *host, unsigned int port,
+    const unsigned char *spki, const struct cache_history *h,
+    const struct cache_policy *pol, unsigned int days, int64_t now,
+    struct detector_result *res);
+
 #endif

@@ -67,7 +67,7 @@ memo_store(struct memo *m, const char *host, unsigned int port,
 	struct memo_entry *slot = NULL;
 	size_t i;
 
-	if (strlen(host) >= MEMO_HOST_MAX)
+	if (strlen(host) >= MEMO_HOST_MAX || v == DETECTOR_UNDECIDED)
 		return;
 	for (i = 0; i < MEMO_ENTRIES; i++) {
 		struct memo_entry *e = &m->e[i];
@@ -87,4 +87,63 @@ memo_store(struct memo *m, const char *host, unsigned int port,
 	slot->policy = *pol;
 	slot->stored = now;
 	slot->expires = now + ttl;
+}
+
+int
+memo_history(const struct memo *m, const char *host, unsigned int port,
+    struct cache_history *h)
+{
+	size_t i;
+
+	for (i = 0; i < MEMO_HISTORIES; i++) {
+		const struct memo_history *e = &m->hist[i];
+
+		if (e->h.n > 0 && e->port == port &&
+		    strcasecmp(e->host, host) == 0) {
+			*h = e->h;
+			return 1;
+		}
+	}
+	memset(h, 0, sizeof(*h));
+	return 0;
+}
+
+void
+memo_confirm(struct memo *m, const char *host, unsigned int port,
+    const unsigned char *spki, const struct cache_policy *pol, uint32_t now)
+{
+	struct memo_history *slot = NULL;
+	size_t i;
+
+	if (strlen(host) >= MEMO_HOST_MAX)
+		return;
+	for (i = 0; i < MEMO_HISTORIES; i++) {
+		struct memo_history *e = &m->hist[i];
+
+		if (e->h.n > 0 && e->port == port &&
+		    strcasecmp(e->host, host) == 0) {
+			slot = e;
+			break;
+		}
+		/* Unused first, else the newest confirmation oldest. */
+		if (slot == NULL || (slot->h.n > 0 && (e->h.n == 0 ||
+		    e->h.e[0].last_confirmed < slot->h.e[0].last_confirmed)))
+			slot = e;
+	}
+	/* A site whose history may still count is not pushed out (security
+	 * review L3: a page visiting 256 names must not evict the bank's):
+	 * the new site then has none in this process. */
+	if (slot->h.n > 0 && (slot->port != port ||
+	    strcasecmp(slot->host, host) != 0) &&
+	    slot->h.e[0].last_confirmed <= now &&
+	    now - slot->h.e[0].last_confirmed <
+	    (uint32_t)MEMO_HISTORY_KEEP_DAYS * 86400)
+		return;
+	if (slot->h.n == 0 || slot->port != port ||
+	    strcasecmp(slot->host, host) != 0) {
+		memset(slot, 0, sizeof(*slot));
+		strcpy(slot->host, host);
+		slot->port = port;
+	}
+	cache_history_confirm(&slot->h, spki, pol, now);
 }

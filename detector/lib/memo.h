@@ -24,8 +24,24 @@ struct memo_entry {
 	PRTime expires;                 /* 0: unused slot */
 };
 
+/* A key history kept in memory (cache.h "Key history"): when the cache
+ * file cannot be had or written, the keys a quorum confirmed must still
+ * count for the rest of the process's life. */
+#define MEMO_HISTORIES 256
+/* A history confirmed more recently than this is never pushed out of a
+ * full table (the new site is not kept instead): the default
+ * history_days; a process rarely lives that long. */
+#define MEMO_HISTORY_KEEP_DAYS DETECTOR_DEFAULT_HISTORY_DAYS
+
+struct memo_history {
+	char host[MEMO_HOST_MAX];
+	unsigned int port;
+	struct cache_history h;         /* h.n == 0: unused slot */
+};
+
 struct memo {
 	struct memo_entry e[MEMO_ENTRIES];
+	struct memo_history hist[MEMO_HISTORIES];
 };
 
 /* The remembered verdict for exactly this key at host:port, if not
@@ -44,9 +60,21 @@ int memo_lookup(const struct memo *m, const char *host, unsigned int port,
 int memo_newest(const struct memo *m, const char *host, unsigned int port,
     int64_t *stored_s);
 /* Remembers a verdict for ttl microseconds (replaces any entry for
- * host:port, else the slot expiring first). */
+ * host:port, else the slot expiring first).  An UNDECIDED is not
+ * remembered (cache.h). */
 void memo_store(struct memo *m, const char *host, unsigned int port,
     const unsigned char *spki, const struct cache_policy *pol,
     enum detector_verdict v, PRTime now, PRTime ttl);
+
+/* The key history kept for host:port: 1 with *h set, else 0 (h empty).
+ * Pure; the caller locks. */
+int memo_history(const struct memo *m, const char *host, unsigned int port,
+    struct cache_history *h);
+/* A quorum under pol confirmed spki for host:port at now
+ * (cache_history_confirm()).  A host:port without a slot takes an unused
+ * one, else the one whose newest confirmation is the oldest if that is
+ * MEMO_HISTORY_KEEP_DAYS old, else it is not kept.  The caller locks. */
+void memo_confirm(struct memo *m, const char *host, unsigned int port,
+    const unsigned char *spki, const struct cache_policy *pol, uint32_t now);
 
 #endif

@@ -357,23 +357,47 @@ memory_record(struct memory *m, const char *host, unsigned int port,
     enum detector_verdict v, unsigned int validity_s)
 {
 	PRTime ttl = (PRTime)(v == DETECTOR_ACCEPT ? validity_s :
-	    v == DETECTOR_REJECT ? CACHE_TTL_REJECT : CACHE_TTL_UNDECIDED) *
-	    PR_USEC_PER_SEC;
-	struct cache *c = usable_cache(m);
+	    CACHE_TTL_REJECT) * PR_USEC_PER_SEC;
+	struct cache *c;
 	char err[256] = "";
+	uint32_t now = (uint32_t)time(NULL);
 
+	/* Not a verdict about the key: remembering it would either accept
+	 * the key unchecked or hide the spheres' coming back. */
+	if (v != DETECTOR_ACCEPT && v != DETECTOR_REJECT)
+		return;
+	c = usable_cache(m);
 	if (c != NULL && !cache_readonly(c) && cache_remember(c, host, port,
-	    spki, pol, v, (uint32_t)time(NULL), validity_s, err,
-	    sizeof(err)) == 0)
+	    spki, pol, v, now, validity_s, err, sizeof(err)) == 0)
 		return;
 	pthread_mutex_lock(&memory_lock);
 	memo_store(&m->memo, host, port, spki, pol, v, PR_Now(), ttl);
+	if (v == DETECTOR_ACCEPT)
+		memo_confirm(&m->memo, host, port, spki, pol, now);
 	if (c != NULL && !cache_readonly(c) && !m->write_failed) {
 		m->write_failed = 1;
 		note_locked(m, "cannot write the verdict cache (%s); verdicts "
 		    "are kept in memory", err);
 	}
 	pthread_mutex_unlock(&memory_lock);
+}
+
+int
+memory_history(struct memory *m, const char *host, unsigned int port,
+    struct cache_history *h)
+{
+	struct cache *c = usable_cache(m);
+	struct cache_history mine;
+	char err[256];
+
+	if (c == NULL || cache_history_get(c, host, port, h, err,
+	    sizeof(err)) != 1)
+		memset(h, 0, sizeof(*h));
+	pthread_mutex_lock(&memory_lock);
+	if (memo_history(&m->memo, host, port, &mine))
+		cache_history_merge(h, &mine);
+	pthread_mutex_unlock(&memory_lock);
+	return h->n > 0;
 }
 
 int

@@ -41,12 +41,19 @@ int memory_recall(struct memory *m, const char *host, unsigned int port,
     const unsigned char *spki, const struct cache_policy *pol,
     unsigned int validity_s, enum detector_verdict *v, int64_t *verified_at);
 
-/* Remembers a verdict reached under pol: ACCEPT for validity_s, REJECT for
- * CACHE_TTL_REJECT, UNDECIDED for CACHE_TTL_UNDECIDED.  In the cache file
- * if it can be written, else in this process's memory. */
+/* Remembers a verdict reached under pol: ACCEPT for validity_s (and the
+ * key as confirmed by a quorum in host:port's key history), REJECT for
+ * CACHE_TTL_REJECT; an UNDECIDED is not remembered at all (cache.h).  In
+ * the cache file if it can be written, else in this process's memory. */
 void memory_record(struct memory *m, const char *host, unsigned int port,
     const unsigned char *spki, const struct cache_policy *pol,
     enum detector_verdict v, unsigned int validity_s);
+
+/* The key history of host:port (cache.h): the cache file's, with what
+ * this process kept in memory only (a read-only cache, a failed write, no
+ * file) merged in.  1 with *h set, else 0 (h empty). */
+int memory_history(struct memory *m, const char *host, unsigned int port,
+    struct cache_history *h);
 
 /*
  * What the memory has to tell the user, each thing once per process: the

@@ -34,6 +34,8 @@ event_kind(int error)
 		return "refused-mitm";
 	case DETECTOR_ERROR_UNDECIDED:
 		return "refused-undecided";
+	case DETECTOR_ERROR_KEY_CHANGED:
+		return "refused-key-changed";
 	case DETECTOR_ERROR_UNCHECKABLE:
 		return "refused-uncheckable";
 	case DETECTOR_ERROR_CONFIG:

@@ -14,7 +14,10 @@
  *                                    handshake is suspended (SECWouldBlock)
  *                                    and resumed by done()
  *
- * An UNDECIDED verdict follows `on_undecided`; a REJECT is never turned
+ * An UNDECIDED verdict follows the key history first (key continuity:
+ * the key a quorum confirmed recently is accepted, another one refused
+ * with DETECTOR_ERROR_KEY_CHANGED), `on_undecided` for a site never
+ * confirmed; an UNDECIDED is never remembered.  A REJECT is never turned
  * into an accept by a timeout.  A handshake DetecTor cannot check at all
  * (a host name no DNS name has, such as "bank test"; a certificate it
  * cannot read; no memory or thread for the check) is refused with its own
@@ -73,6 +76,10 @@ static const struct PRErrorMessage glue_messages[] = {
 	    "DetecTor: the server's certificate differs from what the Tor "
 	    "spheres see; the connection is refused on this path and made "
 	    "again through a Tor sphere (on_mitm = reroute)" },
+	GLUE_MSG(DETECTOR_ERROR_KEY_CHANGED) = { "DETECTOR_ERROR_KEY_CHANGED",
+	    "DetecTor: the key changed and no quorum could confirm the new "
+	    "one (the Tor spheres could not decide, and a quorum confirmed "
+	    "another key for this server recently); connection refused" },
 };
 #undef GLUE_MSG
 
@@ -132,6 +139,11 @@ decide(const struct detector_result *res)
 		return res->revoked ? DETECTOR_ERROR_REVOKED :
 		    DETECTOR_ERROR_MITM;
 	case DETECTOR_UNDECIDED:
+		/* Key continuity, whatever on_undecided says (evidence.c). */
+		if (res->history == DETECTOR_HISTORY_KEY_CHANGED)
+			return DETECTOR_ERROR_KEY_CHANGED;
+		if (res->history == DETECTOR_HISTORY_ACCEPTED)
+			return 0;
 		return res->policy.on_undecided == DETECTOR_UNDECIDED_REJECT ?
 		    DETECTOR_ERROR_UNDECIDED : 0;
 	default:
@@ -198,13 +210,17 @@ decided(const char *host, unsigned int port,
 	int error = decide(res);
 
 	if (error != 0) {
-		detector_log(glue.cfg, LOG_ERRORS, "%s:%u REFUSED (%s): %s",
-		    host, port, detector_verdict_name(v), reason);
+		detector_log(glue.cfg, LOG_ERRORS, "%s:%u REFUSED (%s%s): %s",
+		    host, port, detector_verdict_name(v),
+		    error == DETECTOR_ERROR_KEY_CHANGED ? ", key changed" : "",
+		    reason);
 		events_refused(error, host, port, reason);
 	} else
 		detector_log(glue.cfg, LOG_DECISIONS, "%s:%u accepted (%s%s): "
 		    "%s", host, port, detector_verdict_name(v),
-		    v == DETECTOR_UNDECIDED ? ", on_undecided = accept" : "",
+		    v != DETECTOR_UNDECIDED ? "" :
+		    res->history == DETECTOR_HISTORY_ACCEPTED ?
+		    ", accepted by history" : ", on_undecided = accept",
 		    reason);
 	return error;
 }

@@ -263,11 +263,37 @@ action_name(const struct detector_result *r)
 	case DETECTOR_REJECT:
 		return "refuse";
 	case DETECTOR_UNDECIDED:
+		/* Key continuity first, as detector/nss/policy.c decides. */
+		if (r->history == DETECTOR_HISTORY_KEY_CHANGED)
+			return "refuse";
+		if (r->history == DETECTOR_HISTORY_ACCEPTED)
+			return "accept";
 		return r->policy.on_undecided == DETECTOR_UNDECIDED_REJECT ?
 		    "refuse" : "accept";
 	default:
 		return "accept";
 	}
+}
+
+/* "history: key-changed (last confirmed by a quorum 2026-12-02 ...)":
+ * only when the key history decided an UNDECIDED. */
+static void
+print_history(const struct detector_result *r)
+{
+	char when[40];
+	time_t t = (time_t)r->history_confirmed;
+	struct tm tm;
+
+	if (r->history == DETECTOR_HISTORY_NONE)
+		return;
+	if (gmtime_r(&t, &tm) == NULL ||
+	    strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", &tm) == 0)
+		snprintf(when, sizeof(when), "@%lld",
+		    (long long)r->history_confirmed);
+	printf("history: %s (%s confirmed by a quorum on %s)\n",
+	    detector_history_name(r->history),
+	    r->history == DETECTOR_HISTORY_ACCEPTED ? "this key was" :
+	    "another key was last", when);
 }
 
 /* "policy: quorum 4, on_undecided accept, on_mitm refuse ([site x]):
@@ -326,6 +352,7 @@ print_text(const struct options *o, const struct detector_path *direct,
 		putchar(*v >= 'a' && *v <= 'z' ? *v - 'a' + 'A' : *v);
 	printf(" (%u ms): %s\n", r->ms, r->reason);
 	print_evidence(r);
+	print_history(r);
 	print_policy(r);
 }
 
@@ -412,6 +439,11 @@ print_json(const struct options *o, const struct detector_path *direct,
 	    json_string(detector_locality_name(r->locality)));
 	json_object_set_new(root, "locality_detail", r->locality_detail ?
 	    json_string(r->locality_detail) : json_null());
+	json_object_set_new(root, "history",
+	    json_string(detector_history_name(r->history)));
+	json_object_set_new(root, "history_confirmed",
+	    r->history != DETECTOR_HISTORY_NONE ?
+	    json_integer((json_int_t)r->history_confirmed) : json_null());
 	print_root(root);
 }
 

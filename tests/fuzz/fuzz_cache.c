@@ -1,5 +1,6 @@
 /*
- * libFuzzer target: verdict cache records as read back from the file.
+ * libFuzzer target: verdict cache records and key histories as read back
+ * from the file (every input is given to both decoders).
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -9,10 +10,61 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+/* The newest confirmation of h, one second on (may wrap: fine). */
+static uint32_t
+get_last(const struct cache_history *h)
+{
+	return h->e[0].last_confirmed + 1;
+}
+
+/*
+ * A history that decodes is exactly what encoding gives back, and keeps
+ * every rule the decoder checks: 1..8 entries, newest first, no key twice,
+ * first <= last, a possible quorum; confirming a key and merging it into
+ * itself keeps them too, and judging it cannot read past it.
+ */
+static void
+history(const uint8_t *data, size_t size)
+{
+	unsigned char again[CACHE_HISTORY_LEN(CACHE_HISTORY_MAX)];
+	struct cache_history h, copy;
+	struct cache_policy pol = { 1, 1, { 0 } };
+	uint32_t when;
+	unsigned int i;
+
+	if (cache_history_decode(data, size, &h) != 0) {
+		if (h.n != 0)
+			__builtin_trap();
+		return;
+	}
+	if (h.n < 1 || h.n > CACHE_HISTORY_MAX ||
+	    cache_history_encode(&h, again) != size ||
+	    memcmp(again, data, size) != 0)
+		__builtin_trap();
+	(void)cache_history_judge(&h, h.e[0].spki, &pol, 30,
+	    h.e[0].last_confirmed, &when);
+	copy = h;
+	cache_history_merge(&copy, &h);
+	cache_history_confirm(&copy, data, &pol, get_last(&h));
+	if (copy.n < 1 || copy.n > CACHE_HISTORY_MAX)
+		__builtin_trap();
+	for (i = 0; i < copy.n; i++) {
+		if (copy.e[i].first_confirmed > copy.e[i].last_confirmed ||
+		    (i > 0 && copy.e[i].last_confirmed >
+		    copy.e[i - 1].last_confirmed))
+			__builtin_trap();
+	}
+	if (cache_history_decode(again, cache_history_encode(&copy, again),
+	    &h) != 0)
+		__builtin_trap();
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct cache_record r;
+
+	history(data, size);
 	unsigned char again[CACHE_RECORD_LEN];
 
 	if (cache_record_decode(data, size, &r) == 0) {

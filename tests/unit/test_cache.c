@@ -143,11 +143,14 @@ test_store_recall_forget(void **state)
 	assert_int_equal(got.first_seen, 10000);
 	assert_int_equal(got.last_verified, 20000);
 	assert_int_equal(got.expires, 20000 + 86400);
-	/* REJECT and UNDECIDED are kept briefly. */
+	/* REJECT is kept briefly; an UNDECIDED not at all (issue 14). */
 	assert_int_equal(cache_remember(c, "c.test", 443, r.spki,
-	    &r.policy, DETECTOR_UNDECIDED, 100, 86400, err, sizeof(err)), 0);
+	    &r.policy, DETECTOR_REJECT, 100, 86400, err, sizeof(err)), 0);
 	assert_int_equal(cache_get(c, "c.test", 443, &got, err, sizeof(err)), 1);
-	assert_int_equal(got.expires, 100 + CACHE_TTL_UNDECIDED);
+	assert_int_equal(got.expires, 100 + CACHE_TTL_REJECT);
+	assert_int_equal(cache_remember(c, "d.test", 443, r.spki,
+	    &r.policy, DETECTOR_UNDECIDED, 100, 86400, err, sizeof(err)), -1);
+	assert_int_equal(cache_get(c, "d.test", 443, &got, err, sizeof(err)), 0);
 	/* Forget one port, or all ports of a host, and nothing else. */
 	assert_int_equal(cache_put(c, "a.test", 8443, &r, err, sizeof(err)), 0);
 	assert_int_equal(cache_put(c, "a.testing", 443, &r, err, sizeof(err)), 0);
@@ -236,8 +239,10 @@ test_asker_validity_bounds_accept(void **state)
 	assert_int_equal(cache_fresh(DETECTOR_ACCEPT, 10, 1000, 60, 69), 1);
 	assert_int_equal(cache_fresh(DETECTOR_ACCEPT, 10, 1000, 60, 70), 0);
 	assert_int_equal(cache_fresh(DETECTOR_ACCEPT, 10, 1000, 0, 10), 0);
-	assert_int_equal(cache_fresh(DETECTOR_UNDECIDED, 10, 40, 5, 39), 1);
-	assert_int_equal(cache_fresh(DETECTOR_UNDECIDED, 10, 40, 5, 40), 0);
+	/* An UNDECIDED (left by an older version) answers nobody. */
+	assert_int_equal(cache_fresh(DETECTOR_UNDECIDED, 10, 40, 5, 39), 0);
+	assert_int_equal(cache_fresh(DETECTOR_REJECT, 10, 40, 5, 39), 1);
+	assert_int_equal(cache_fresh(DETECTOR_REJECT, 10, 40, 5, 40), 0);
 	cache_close(c);
 }
 
@@ -287,12 +292,13 @@ test_policy_of_remembered_verdicts(void **state)
 	    1100, &got), 1);
 	assert_int_equal(cache_recall(c, "p.test", 443, r.spki, &q3, UINT32_MAX,
 	    1100, &got), 0);
-	/* UNDECIDED: the same quorum only. */
-	assert_int_equal(cache_remember(c, "p.test", 443, r.spki, &q4,
-	    DETECTOR_UNDECIDED, 1000, 86400, err, sizeof(err)), 0);
+	/* UNDECIDED: an older version's record answers no one. */
+	r.verdict = DETECTOR_UNDECIDED;
+	r.first_seen = r.last_verified = 1000;
+	r.expires = 1030;
+	r.policy = q4;
+	assert_int_equal(cache_put(c, "p.test", 443, &r, err, sizeof(err)), 0);
 	assert_int_equal(cache_recall(c, "p.test", 443, r.spki, &q4, UINT32_MAX,
-	    1010, &got), 1);
-	assert_int_equal(cache_recall(c, "p.test", 443, r.spki, &q5, UINT32_MAX,
 	    1010, &got), 0);
 	/* No policy, no record. */
 	memset(&q1, 0, sizeof(q1));
@@ -886,6 +892,341 @@ test_concurrent_writers_lose_nothing(void **state)
 	assert_int_equal(found, WRITERS * EACH);
 }
 
+/* Issue 14: key continuity. */
+
+static void
+key(unsigned char *spki, unsigned char fill)
+{
+	memset(spki, fill, DETECTOR_SHA256_LEN);
+}
+
+/* A history of n keys 1..n, key i last confirmed at 1000 - i. */
+static struct cache_history
+history_of(unsigned int n)
+{
+	struct cache_history h;
+	struct cache_policy q = policy(4, 5, 0x55);
+	unsigned char spki[DETECTOR_SHA256_LEN];
+	unsigned int i;
+
+	memset(&h, 0, sizeof(h));
+	for (i = n; i >= 1; i--) {
+		key(spki, (unsigned char)i);
+		cache_history_confirm(&h, spki, &q, 1000 - i);
+	}
+	return h;
+}
+
+/*
+ * The history codec: what encoding gives decodes to the same, and every
+ * departure from the layout is refused as a whole: a length that is not
+ * 4 + 64 n, n 0 or above 8, another version, non-zero reserved bytes, an
+ * impossible quorum, first after last, entries out of order, a key twice.
+ */
+static void
+test_history_codec(void **state)
+{
+	struct cache_history h = history_of(3), back;
+	unsigned char buf[CACHE_HISTORY_LEN(CACHE_HISTORY_MAX) + 64], bad[
+	    sizeof(buf)];
+	size_t len, i;
+
+	(void)state;
+	len = cache_history_encode(&h, buf);
+	assert_int_equal(len, CACHE_HISTORY_LEN(3));
+	assert_int_equal(cache_history_decode(buf, len, &back), 0);
+	assert_memory_equal(&h, &back, sizeof(h));
+	assert_int_equal(back.e[0].spki[0], 1);  /* newest first */
+	assert_int_equal(back.e[0].last_confirmed, 999);
+	/* Lengths: one byte short or long, a whole entry too many. */
+	assert_int_equal(cache_history_decode(buf, len - 1, &back), -1);
+	assert_int_equal(cache_history_decode(buf, len + 1, &back), -1);
+	assert_int_equal(cache_history_decode(buf, 0, &back), -1);
+	assert_int_equal(cache_history_decode(buf, 3, &back), -1);
+	assert_int_equal(back.n, 0);
+	/* Header: version, n = 0 or 9, reserved. */
+	static const size_t header[] = { 0, 1, 2, 3 };
+	for (i = 0; i < 4; i++) {
+		memcpy(bad, buf, len);
+		bad[header[i]] ^= 0x40;
+		assert_int_equal(cache_history_decode(bad, len, &back), -1);
+	}
+	memcpy(bad, buf, len);
+	bad[1] = 0;
+	assert_int_equal(cache_history_decode(bad, 4, &back), -1);
+	memset(bad, 0, sizeof(bad));
+	memcpy(bad, buf, len);
+	bad[1] = CACHE_HISTORY_MAX + 1;
+	assert_int_equal(cache_history_decode(bad,
+	    CACHE_HISTORY_LEN(CACHE_HISTORY_MAX + 1), &back), -1);
+	/* Each entry's reserved bytes 42-47. */
+	for (i = 42; i < 48; i++) {
+		memcpy(bad, buf, len);
+		bad[CACHE_HISTORY_LEN(1) + i] = 1;
+		assert_int_equal(cache_history_decode(bad, len, &back), -1);
+	}
+	/* Quorum 0, above the spheres, spheres above the maximum. */
+	memcpy(bad, buf, len);
+	bad[4 + 40] = 0;
+	assert_int_equal(cache_history_decode(bad, len, &back), -1);
+	memcpy(bad, buf, len);
+	bad[4 + 40] = 6;
+	assert_int_equal(cache_history_decode(bad, len, &back), -1);
+	memcpy(bad, buf, len);
+	bad[4 + 41] = DETECTOR_MAX_SPHERES + 1;
+	assert_int_equal(cache_history_decode(bad, len, &back), -1);
+	/* first_confirmed after last_confirmed. */
+	memcpy(bad, buf, len);
+	bad[4 + 32] = 0xff;
+	assert_int_equal(cache_history_decode(bad, len, &back), -1);
+	/* Out of order: the second newer than the first. */
+	memcpy(bad, buf, len);
+	memcpy(bad + 4, buf + 4 + 64, 64);
+	memcpy(bad + 4 + 64, buf + 4, 64);
+	assert_int_equal(cache_history_decode(bad, len, &back), -1);
+	/* A key twice (same times, so the order holds). */
+	memcpy(bad, buf, len);
+	memcpy(bad + 4 + 64, buf + 4, 64);
+	assert_int_equal(cache_history_decode(bad, len, &back), -1);
+	/* An empty history is not encoded. */
+	memset(&h, 0, sizeof(h));
+	assert_int_equal(cache_history_encode(&h, buf), 0);
+}
+
+/*
+ * Bounds and rotation: at most 8 keys, the one confirmed longest ago
+ * dropped; a key confirmed again moves to the front keeping its first
+ * confirmation; a smaller quorum changes nothing; a rotation keeps both
+ * keys.  The judge: the same key matches, another within the window is a
+ * key change, nothing within the window (or days 0) says nothing; only
+ * quorums at least the asker's count, and no confirmation from the future.
+ */
+static void
+test_history_bounds_and_rotation(void **state)
+{
+	struct cache_history h = history_of(CACHE_HISTORY_MAX);
+	struct cache_policy q4 = policy(4, 5, 0x55), q1 = policy(1, 5, 0x55),
+	    q5 = policy(5, 5, 0x55), elsewhere = policy(4, 7, 0x99);
+	unsigned char a[DETECTOR_SHA256_LEN], b[DETECTOR_SHA256_LEN],
+	    rogue[DETECTOR_SHA256_LEN];
+	uint32_t when = 0;
+	unsigned int i;
+
+	(void)state;
+	assert_int_equal(h.n, CACHE_HISTORY_MAX);
+	key(a, 0xa0);
+	cache_history_confirm(&h, a, &q4, 2000);
+	assert_int_equal(h.n, CACHE_HISTORY_MAX);
+	assert_memory_equal(h.e[0].spki, a, sizeof(a));
+	for (i = 0; i < h.n; i++)
+		assert_int_not_equal(h.e[i].spki[0], CACHE_HISTORY_MAX);
+	/* Key 3 again: to the front, first confirmation kept. */
+	key(b, 3);
+	cache_history_confirm(&h, b, &q4, 3000);
+	assert_memory_equal(h.e[0].spki, b, sizeof(b));
+	assert_int_equal(h.e[0].first_confirmed, 997);
+	assert_int_equal(h.e[0].last_confirmed, 3000);
+	assert_int_equal(h.n, CACHE_HISTORY_MAX);
+	/* A smaller quorum neither refreshes nor adds strength. */
+	cache_history_confirm(&h, a, &q1, 4000);
+	assert_memory_equal(h.e[0].spki, b, sizeof(b));
+	assert_int_equal(h.e[1].last_confirmed, 2000);
+	/* A clock set back: what is dated after now comes back to now
+	 * (security review M2: it would never age out otherwise). */
+	struct cache_history back = h;
+	cache_history_confirm(&back, b, &q4, 10);
+	assert_int_equal(back.n, CACHE_HISTORY_MAX);
+	assert_memory_equal(back.e[0].spki, b, sizeof(b));
+	for (i = 0; i < back.n; i++)
+		assert_true(back.e[i].first_confirmed <=
+		    back.e[i].last_confirmed && back.e[i].last_confirmed <= 10);
+	/* Full: a lax process's new key (quorum 1) pushes out nothing, even
+	 * newer; a stricter one (quorum 5) pushes out the oldest of the
+	 * weakest, even older. */
+	key(rogue, 0xee);
+	cache_history_confirm(&h, rogue, &q1, 5000);
+	assert_int_equal(h.n, CACHE_HISTORY_MAX);
+	for (i = 0; i < h.n; i++)
+		assert_int_not_equal(h.e[i].spki[0], 0xee);
+	struct cache_history weak = h;
+	cache_history_confirm(&h, rogue, &q5, 1);
+	assert_int_equal(h.n, CACHE_HISTORY_MAX);
+	assert_int_equal(h.e[h.n - 1].spki[0], 0xee);
+	for (i = 0; i < h.n; i++)
+		assert_int_not_equal(h.e[i].spki[0], weak.e[h.n - 1].spki[0]);
+	/* Then a quorum-4 key cannot push out the quorum-5 one. */
+	key(rogue, 0xef);
+	cache_history_confirm(&h, rogue, &q4, 6000);
+	assert_int_equal(h.e[0].spki[0], 0xef);
+	assert_int_equal(h.e[h.n - 1].spki[0], 0xee);
+
+	/* Rotation: the old key and the new one both stay. */
+	memset(&h, 0, sizeof(h));
+	cache_history_confirm(&h, a, &q4, 100000);
+	cache_history_confirm(&h, b, &q4, 200000);
+	assert_int_equal(h.n, 2);
+	key(rogue, 0xee);
+	assert_int_equal(cache_history_judge(&h, a, &q4, 30, 200100, &when),
+	    CACHE_HISTORY_MATCH);
+	assert_int_equal(when, 100000);
+	assert_int_equal(cache_history_judge(&h, b, &q4, 30, 200100, &when),
+	    CACHE_HISTORY_MATCH);
+	assert_int_equal(cache_history_judge(&h, rogue, &q4, 30, 200100,
+	    &when), CACHE_HISTORY_CHANGED);
+	assert_int_equal(when, 200000);         /* the newest */
+	/* A quorum below the asker's says nothing; days 0 turns it off.
+	 * Entries from other spheres (security review M3) refuse another
+	 * key but accept none, and keep their own key from counting as a
+	 * change. */
+	assert_int_equal(cache_history_judge(&h, rogue, &q5, 30, 200100,
+	    &when), CACHE_HISTORY_NONE);
+	assert_int_equal(cache_history_judge(&h, a, &q1, 30, 200100, &when),
+	    CACHE_HISTORY_MATCH);
+	assert_int_equal(cache_history_judge(&h, a, &elsewhere, 30, 200100,
+	    &when), CACHE_HISTORY_NONE);
+	assert_int_equal(cache_history_judge(&h, rogue, &elsewhere, 30, 200100,
+	    &when), CACHE_HISTORY_CHANGED);
+	assert_int_equal(when, 200000);
+	assert_int_equal(cache_history_judge(&h, a, &q4, 0, 200100, &when),
+	    CACHE_HISTORY_NONE);
+	/* The window: a's confirmation ages out first, then b's. */
+	assert_int_equal(cache_history_judge(&h, a, &q4, 1, 200001,
+	    &when), CACHE_HISTORY_CHANGED);
+	assert_int_equal(cache_history_judge(&h, a, &q4, 1, 200000 + 86401,
+	    &when), CACHE_HISTORY_NONE);
+	/* A confirmation in the future (clock set back) counts as made now
+	 * (security review M2: a spoofed clock must not turn it off). */
+	assert_int_equal(cache_history_judge(&h, b, &q4, 30, 150000, &when),
+	    CACHE_HISTORY_MATCH);
+	assert_int_equal(when, 150000);
+	assert_int_equal(cache_history_judge(&h, rogue, &q4, 30, 99999,
+	    &when), CACHE_HISTORY_CHANGED);
+	assert_int_equal(when, 99999);
+	/* Security review L1: a larger quorum starts the entry again,
+	 * last confirmation included. */
+	struct cache_history up;
+	memset(&up, 0, sizeof(up));
+	cache_history_confirm(&up, a, &q1, 9000);
+	struct cache_history strict;
+	memset(&strict, 0, sizeof(strict));
+	cache_history_confirm(&strict, a, &q4, 1000);
+	cache_history_merge(&strict, &up);
+	assert_int_equal(strict.e[0].last_confirmed, 1000);
+	cache_history_merge(&up, &strict);
+	assert_int_equal(up.e[0].policy.quorum, 4);
+	assert_int_equal(up.e[0].last_confirmed, 1000);
+	assert_int_equal(up.e[0].first_confirmed, 1000);
+	/* A merge keeps each key's earliest first and latest last. */
+	struct cache_history other;
+	memset(&other, 0, sizeof(other));
+	cache_history_confirm(&other, a, &q4, 300000);
+	cache_history_merge(&h, &other);
+	assert_int_equal(h.n, 2);
+	assert_memory_equal(h.e[0].spki, a, sizeof(a));
+	assert_int_equal(h.e[0].first_confirmed, 100000);
+	assert_int_equal(h.e[0].last_confirmed, 300000);
+}
+
+static int
+history_of_file(struct cache *c, const char *host, struct cache_history *h)
+{
+	return cache_history_get(c, host, 443, h, err, sizeof(err));
+}
+
+static void
+count_entries(void *arg, const char *k, const struct cache_record *r)
+{
+	(void)r;
+	assert_true(k[0] != '\0');
+	if (strncmp(k, "h.test:", 7) == 0)
+		(*(int *)arg)++;
+}
+
+/*
+ * In the file: an ACCEPT confirms the key in the history (same
+ * transaction), a REJECT leaves it, an UNDECIDED is refused and leaves
+ * both the history and a planted 400-day ACCEPT as they were.  Listing
+ * shows records only; forgetting a port or a host takes the history too.
+ * A malformed history is absent, and the next ACCEPT replaces it.  A
+ * handle from before fork() reads no history.
+ */
+static void
+test_history_in_the_file(void **state)
+{
+	struct cache *c = cache_open(path, note, sizeof(note), err, sizeof(err));
+	struct cache_policy q4 = policy(4, 5, 0x55);
+	struct cache_record planted = record(DETECTOR_ACCEPT, 0x11), got;
+	struct cache_history h;
+	unsigned char real[DETECTOR_SHA256_LEN], rogue[DETECTOR_SHA256_LEN];
+	uint32_t now = 1700000000;
+	int n = 0, status;
+	pid_t pid;
+
+	(void)state;
+	assert_non_null(c);
+	key(real, 0x11);
+	key(rogue, 0xee);
+	assert_int_equal(history_of_file(c, "h.test", &h), 0);
+	assert_int_equal(cache_remember(c, "h.test", 443, real, &q4,
+	    DETECTOR_ACCEPT, now, 86400, err, sizeof(err)), 0);
+	assert_int_equal(history_of_file(c, "h.test", &h), 1);
+	assert_int_equal(h.n, 1);
+	assert_memory_equal(h.e[0].spki, real, sizeof(real));
+	assert_int_equal(h.e[0].first_confirmed, now);
+	/* A REJECT of the rogue key: the record changes, the history not. */
+	assert_int_equal(cache_remember(c, "h.test", 443, rogue, &q4,
+	    DETECTOR_REJECT, now + 10, 86400, err, sizeof(err)), 0);
+	assert_int_equal(history_of_file(c, "h.test", &h), 1);
+	assert_int_equal(h.n, 1);
+	assert_int_equal(h.e[0].last_confirmed, now);
+	/* A planted 400-day ACCEPT for the real key survives an UNDECIDED
+	 * of the rogue key (it was overwritten before issue 14). */
+	planted.first_seen = planted.last_verified = now;
+	planted.expires = now + 400 * 86400;
+	planted.policy = q4;
+	assert_int_equal(cache_put(c, "h.test", 443, &planted, err,
+	    sizeof(err)), 0);
+	assert_int_equal(cache_remember(c, "h.test", 443, rogue, &q4,
+	    DETECTOR_UNDECIDED, now + 20, 86400, err, sizeof(err)), -1);
+	assert_int_equal(cache_get(c, "h.test", 443, &got, err, sizeof(err)),
+	    1);
+	assert_memory_equal(&got, &planted, sizeof(got));
+	assert_int_equal(cache_recall(c, "h.test", 443, rogue, &q4,
+	    UINT32_MAX, now + 30, &got), 0);
+	assert_int_equal(history_of_file(c, "h.test", &h), 1);
+	assert_int_equal(h.n, 1);
+	/* Rotation: a quorum confirms a new key; both stay. */
+	key(rogue, 0x22);
+	assert_int_equal(cache_remember(c, "h.test", 443, rogue, &q4,
+	    DETECTOR_ACCEPT, now + 40, 86400, err, sizeof(err)), 0);
+	assert_int_equal(history_of_file(c, "h.test", &h), 1);
+	assert_int_equal(h.n, 2);
+	assert_memory_equal(h.e[0].spki, rogue, sizeof(rogue));
+	assert_memory_equal(h.e[1].spki, real, sizeof(real));
+	/* Listing: records only. */
+	assert_int_equal(cache_list(c, count_entries, &n, err, sizeof(err)),
+	    0);
+	assert_int_equal(n, 1);
+	/* A handle from before fork() reads nothing in the child. */
+	if ((pid = fork()) == 0)
+		_exit(cache_history_get(c, "h.test", 443, &h, err,
+		    sizeof(err)) == -1 && h.n == 0 ? 0 : 1);
+	assert_true(waitpid(pid, &status, 0) == pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	/* Forgetting the port, then a whole host, takes the history. */
+	assert_int_equal(cache_forget(c, "h.test", 443, err, sizeof(err)), 1);
+	assert_int_equal(history_of_file(c, "h.test", &h), 0);
+	assert_int_equal(cache_remember(c, "h.test", 8443, real, &q4,
+	    DETECTOR_ACCEPT, now, 86400, err, sizeof(err)), 0);
+	assert_int_equal(cache_remember(c, "h.testing", 443, real, &q4,
+	    DETECTOR_ACCEPT, now, 86400, err, sizeof(err)), 0);
+	assert_int_equal(cache_forget(c, "h.test", 0, err, sizeof(err)), 1);
+	assert_int_equal(cache_history_get(c, "h.test", 8443, &h, err,
+	    sizeof(err)), 0);
+	assert_int_equal(history_of_file(c, "h.testing", &h), 1);
+	cache_close(c);
+}
+
 int
 main(void)
 {
@@ -906,6 +1247,9 @@ main(void)
 		cmocka_unit_test(test_folder_above_swapped_during_open),
 		cmocka_unit_test(test_trusted_symlink_and_sticky_folder),
 		cmocka_unit_test(test_concurrent_writers_lose_nothing),
+		cmocka_unit_test(test_history_codec),
+		cmocka_unit_test(test_history_bounds_and_rotation),
+		cmocka_unit_test(test_history_in_the_file),
 	};
 	return cmocka_run_group_tests_name("cache", tests, setup, teardown);
 }

@@ -857,6 +857,38 @@ test_sphere_groups(void **state)
 	    "t.conf: key 'quorum'", "more than the 1 spheres");
 }
 
+/* Issue 14: history_days, 0 (off) to 3650, [detector] only, once. */
+static void
+test_history_days(void **state)
+{
+	struct detector_config *c;
+
+	(void)state;
+	c = detector_config_new();
+	assert_int_equal(c->history_days, DETECTOR_DEFAULT_HISTORY_DAYS);
+	assert_int_equal(c->history_days, 30);
+	detector_config_free(c);
+	c = expect_string_ok("history_days = 0\n");
+	assert_int_equal(c->history_days, 0);
+	detector_config_free(c);
+	c = expect_string_ok("[detector]\nhistory_days = 3650\n");
+	assert_int_equal(c->history_days, 3650);
+	detector_config_free(c);
+	expect_string_error("history_days = 3651\n", "t.conf:1: ",
+	    "key 'history_days': '3651' is not a number of days from 0 (key "
+	    "continuity off) to 3650");
+	expect_string_error("history_days = -1\n", "t.conf:1: ",
+	    "key 'history_days'");
+	expect_string_error("history_days = 30d\n", "t.conf:1: ",
+	    "key 'history_days'");
+	expect_string_error("history_days =\n", "t.conf:1: ",
+	    "key 'history_days'");
+	expect_string_error("history_days = 1\nhistory_days = 2\n",
+	    "t.conf:2: ", "key 'history_days': set twice (lines 1 and 2)");
+	expect_string_error("[site a.example]\nhistory_days = 5\n",
+	    "t.conf:2: ", "key 'history_days': unknown in a [site] section");
+}
+
 int
 main(void)
 {
@@ -883,6 +915,7 @@ main(void)
 		cmocka_unit_test(test_site_sections),
 		cmocka_unit_test(test_site_errors),
 		cmocka_unit_test(test_sphere_groups),
+		cmocka_unit_test(test_history_days),
 	};
 	return cmocka_run_group_tests_name("config", tests, setup, teardown);
 }

@@ -188,6 +188,88 @@ test_accept_validity(void **state)
 	assert_int_equal(evidence_accept_validity(&r, 86400, now), 1);
 }
 
+/*
+ * Issue 14, key continuity: an UNDECIDED whose key a quorum confirmed
+ * within the window is accepted by history, one whose key differs is a
+ * key change; the verdict stays UNDECIDED and the reason says which, with
+ * the date.  No history, another verdict, or a window of 0: untouched.
+ */
+/* An UNDECIDED with reason, weighed against h (a.test:443, quorum 4). */
+static struct detector_result
+weigh(const struct cache_history *h, const unsigned char *spki,
+    unsigned int days, int64_t now, const char *reason)
+{
+	struct cache_policy q4 = { 4, 5, { 0 } };
+	struct detector_result r;
+
+	memset(&r, 0, sizeof(r));
+	r.verdict = DETECTOR_UNDECIDED;
+	r.reason = reason ? strdup(reason) : NULL;
+	evidence_weigh_continuity("a.test", 443, spki, h, &q4, days, now, &r);
+	return r;
+}
+
+static void
+test_continuity(void **state)
+{
+	struct cache_policy q4 = { 4, 5, { 0 } };
+	struct cache_history h;
+	struct detector_result r;
+	unsigned char real[DETECTOR_SHA256_LEN], rogue[DETECTOR_SHA256_LEN];
+	const int64_t day = 86400, t0 = 1764720000;   /* 2025-12-03 00:00 */
+	size_t i;
+
+	(void)state;
+	memset(real, 1, sizeof(real));
+	memset(rogue, 2, sizeof(rogue));
+	memset(&h, 0, sizeof(h));
+	cache_history_confirm(&h, real, &q4, (uint32_t)t0);
+
+	/* The real key: accepted by history; another: a key change. */
+	static const struct {
+		unsigned char fill;
+		enum detector_history want;
+		const char *reason;
+	} cases[] = {
+		{ 1, DETECTOR_HISTORY_ACCEPTED, "r; accepted by history "
+		    "(confirmed by a quorum on 2025-12-03 00:00:00 UTC)" },
+		{ 2, DETECTOR_HISTORY_KEY_CHANGED, "r; the key changed and no "
+		    "quorum could confirm the new one (the key of a.test:443 "
+		    "was last confirmed by a quorum on 2025-12-03 00:00:00 "
+		    "UTC, within history_days = 30)" },
+	};
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		unsigned char spki[DETECTOR_SHA256_LEN];
+
+		memset(spki, cases[i].fill, sizeof(spki));
+		r = weigh(&h, spki, 30, t0 + day, "r");
+		assert_int_equal(r.verdict, DETECTOR_UNDECIDED);
+		assert_int_equal(r.history, cases[i].want);
+		assert_int_equal(r.history_confirmed, t0);
+		assert_string_equal(r.reason, cases[i].reason);
+		free((void *)r.reason);
+	}
+
+	/* Outside the window, off, or not an UNDECIDED: nothing. */
+	r = weigh(&h, rogue, 30, t0 + 31 * day, NULL);
+	assert_int_equal(r.history, DETECTOR_HISTORY_NONE);
+	r = weigh(&h, rogue, 0, t0, NULL);
+	assert_int_equal(r.history, DETECTOR_HISTORY_NONE);
+	assert_null(r.reason);
+	r.verdict = DETECTOR_REJECT;
+	evidence_weigh_continuity("a.test", 443, rogue, &h, &q4, 30, t0, &r);
+	assert_int_equal(r.history, DETECTOR_HISTORY_NONE);
+	r.verdict = DETECTOR_ACCEPT;
+	evidence_weigh_continuity("a.test", 443, real, &h, &q4, 30, t0, &r);
+	assert_int_equal(r.history, DETECTOR_HISTORY_NONE);
+	assert_string_equal(detector_history_name(DETECTOR_HISTORY_ACCEPTED),
+	    "accepted-by-history");
+	assert_string_equal(detector_history_name(
+	    DETECTOR_HISTORY_KEY_CHANGED), "key-changed");
+	assert_string_equal(detector_history_name(DETECTOR_HISTORY_NONE),
+	    "none");
+}
+
 int
 main(void)
 {
@@ -196,6 +278,7 @@ main(void)
 		cmocka_unit_test(test_direct_missing),
 		cmocka_unit_test(test_locality),
 		cmocka_unit_test(test_accept_validity),
+		cmocka_unit_test(test_continuity),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -24,6 +24,7 @@
 #include "filetrust.h"
 #include "fixture.h"
 #include "memory.h"
+#include "memo.h"
 
 static char dir[] = "/tmp/detector-test-memory-XXXXXX";
 
@@ -168,10 +169,10 @@ test_no_home_is_said_once(void **state)
 	assert_string_equal(note, "no verdict cache: neither XDG_CACHE_HOME "
 	    "nor HOME is set; verdicts are kept in memory");
 	assert_int_equal(memory_note(m, note, sizeof(note)), 0);
-	memory_record(m, "c.test", 443, key_a, &pol, DETECTOR_UNDECIDED, 3600);
+	memory_record(m, "c.test", 443, key_a, &pol, DETECTOR_REJECT, 3600);
 	assert_int_equal(memory_recall(m, "c.test", 443, key_a, &pol, 3600, &v,
 	    &when), 1);
-	assert_int_equal(v, DETECTOR_UNDECIDED);
+	assert_int_equal(v, DETECTOR_REJECT);
 	assert_int_equal(memory_note(m, note, sizeof(note)), 0);
 	detector_config_free(cfg);
 }
@@ -374,22 +375,20 @@ test_site_quorum_is_remembered(void **state)
 }
 
 /*
- * Review Medium: a REJECT that cannot be written (here: a read-only cache
- * file) is kept in memory, and must not be hidden by the older ACCEPT the
- * file holds for the same key.  As root the file is writable whatever its
- * mode, so the check runs in a child as nobody (65534).
+ * A child as nobody (as root the file is writable whatever its mode) with
+ * a read-only cache file holding an ACCEPT of key_a for HOST:443, made a
+ * moment ago: then check(memory, pol) in that process.  Its exit status:
+ * check()'s, or 10-15 if the set-up failed.
  */
 static int
-ro_shadow_child(const struct cache_policy *pol)
+read_only_child(const struct cache_policy *pol, const char *host,
+    int (*check)(struct memory *, const struct cache_policy *))
 {
 	char folder[] = "/tmp/detector-test-ro-XXXXXX", path[600], note[512],
 	    err[512], cmd[600];
-	struct detector_config *cfg;
 	struct cache *c;
 	struct memory *m;
-	enum detector_verdict v;
-	int64_t when;
-	int rc = 0;
+	int rc;
 
 	if (geteuid() == 0 && (setgid(65534) == -1 || setuid(65534) == -1))
 		return 10;
@@ -399,19 +398,57 @@ ro_shadow_child(const struct cache_policy *pol)
 	if ((c = cache_open(path, note, sizeof(note), err,
 	    sizeof(err))) == NULL)
 		return 12;
-	if (cache_remember(c, "ro.test", 443, key_a, pol, DETECTOR_ACCEPT,
+	if (cache_remember(c, host, 443, key_a, pol, DETECTOR_ACCEPT,
 	    (uint32_t)time(NULL) - 10, 86400, err, sizeof(err)) != 0)
 		return 13;
 	cache_close(c);
 	if (chmod(path, 0400) == -1)
 		return 14;
-	cfg = config_with_cache(path);
-	m = memory_for(cfg);
-	memory_record(m, "ro.test", 443, key_a, pol, DETECTOR_REJECT, 86400);
+	m = memory_for(config_with_cache(path));
 	if ((c = memory_cache(m, err, sizeof(err))) == NULL ||
 	    !cache_readonly(c))
 		rc = 15;        /* the set-up did not make it read-only */
-	else if (memory_recall(m, "ro.test", 443, key_a, pol, 86400, &v,
+	else
+		rc = check(m, pol);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", folder);
+	(void)!system(cmd);
+	return rc;
+}
+
+/* Runs read_only_child() in a child process; asserts it exits 0. */
+static void
+in_read_only_child(const char *host,
+    int (*check)(struct memory *, const struct cache_policy *))
+{
+	struct detector_config *cfg = config_with_cache("off");
+	struct cache_policy pol;
+	int status;
+	pid_t pid;
+
+	/* The policy before fork(): NSS is not used in the child. */
+	assert_int_equal(memory_policy(cfg, NULL, &pol), 0);
+	if ((pid = fork()) == 0)
+		_exit(read_only_child(&pol, host, check));
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	detector_config_free(cfg);
+}
+
+/*
+ * Review Medium: a REJECT that cannot be written (here: a read-only cache
+ * file) is kept in memory, and must not be hidden by the older ACCEPT the
+ * file holds for the same key.
+ */
+static int
+reject_not_shadowed(struct memory *m, const struct cache_policy *pol)
+{
+	enum detector_verdict v;
+	int64_t when;
+	int rc = 0;
+
+	memory_record(m, "ro.test", 443, key_a, pol, DETECTOR_REJECT, 86400);
+	if (memory_recall(m, "ro.test", 443, key_a, pol, 86400, &v,
 	    &when) != 1)
 		rc = 16;
 	else if (v != DETECTOR_REJECT)
@@ -426,28 +463,14 @@ ro_shadow_child(const struct cache_policy *pol)
 			rc = v == DETECTOR_ACCEPT ? 18 : 19;
 		clock_skew = 0;
 	}
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", folder);
-	(void)!system(cmd);
 	return rc;
 }
 
 static void
 test_unwritten_reject_is_not_shadowed(void **state)
 {
-	struct detector_config *cfg = config_with_cache("off");
-	struct cache_policy pol;
-	int status;
-	pid_t pid;
-
 	(void)state;
-	/* The policy before fork(): NSS is not used in the child. */
-	assert_int_equal(memory_policy(cfg, NULL, &pol), 0);
-	if ((pid = fork()) == 0)
-		_exit(ro_shadow_child(&pol));
-	assert_int_equal(waitpid(pid, &status, 0), pid);
-	assert_true(WIFEXITED(status));
-	assert_int_equal(WEXITSTATUS(status), 0);
-	detector_config_free(cfg);
+	in_read_only_child("ro.test", reject_not_shadowed);
 }
 
 static long
@@ -597,6 +620,94 @@ test_stuck_guard_holder(void **state)
 	detector_config_free(cfg);
 }
 
+/*
+ * Issue 14: the key history exists without a cache file too (cache = off:
+ * this process's memory).  An ACCEPT confirms the key; a REJECT and an
+ * UNDECIDED leave the history alone, and an UNDECIDED is not remembered
+ * at all (it answers nothing: the next check probes).
+ */
+static void
+test_history_in_memory_only(void **state)
+{
+	struct detector_config *cfg = config_with_cache("off");
+	struct memory *m = memory_for(cfg);
+	struct cache_history h;
+	struct cache_policy pol;
+	enum detector_verdict v;
+	int64_t when;
+
+	(void)state;
+	assert_int_equal(memory_policy(cfg, NULL, &pol), 0);
+	assert_int_equal(memory_history(m, "hm.test", 443, &h), 0);
+	assert_int_equal(h.n, 0);
+	memory_record(m, "hm.test", 443, key_a, &pol, DETECTOR_ACCEPT, 3600);
+	assert_int_equal(memory_history(m, "HM.test", 443, &h), 1);
+	assert_int_equal(h.n, 1);
+	assert_memory_equal(h.e[0].spki, key_a, DETECTOR_SHA256_LEN);
+	assert_int_equal(h.e[0].policy.quorum, pol.quorum);
+	memory_record(m, "hm.test", 443, key_b, &pol, DETECTOR_UNDECIDED, 3600);
+	assert_int_equal(memory_recall(m, "hm.test", 443, key_b, &pol, 3600,
+	    &v, &when), 0);
+	memory_record(m, "hm.test", 443, key_b, &pol, DETECTOR_REJECT, 3600);
+	assert_int_equal(memory_history(m, "hm.test", 443, &h), 1);
+	assert_int_equal(h.n, 1);
+	/* The ACCEPT it replaced in memory: the history still holds it. */
+	memory_record(m, "hm.test", 443, key_b, &pol, DETECTOR_ACCEPT, 3600);
+	assert_int_equal(memory_history(m, "hm.test", 443, &h), 1);
+	assert_int_equal(h.n, 2);
+	assert_int_equal(memory_history(m, "hm.test", 8443, &h), 0);
+	detector_config_free(cfg);
+}
+
+/* A read-only cache file: its history (key_a, written before) and the
+ * confirmation kept in memory (key_b) are both there. */
+static int
+history_merged(struct memory *m, const struct cache_policy *pol)
+{
+	struct cache_history h;
+
+	memory_record(m, "roh.test", 443, key_b, pol, DETECTOR_ACCEPT, 86400);
+	if (memory_history(m, "roh.test", 443, &h) != 1 || h.n != 2)
+		return 16;
+	if (memcmp(h.e[0].spki, key_b, DETECTOR_SHA256_LEN) != 0 ||
+	    memcmp(h.e[1].spki, key_a, DETECTOR_SHA256_LEN) != 0)
+		return 17;
+	return 0;
+}
+
+static void
+test_history_with_a_read_only_cache(void **state)
+{
+	(void)state;
+	in_read_only_child("roh.test", history_merged);
+}
+
+/* Security review L3: a full table of recent histories pushes none out:
+ * the 257th site is not kept, the first one still is. */
+static void
+test_memo_history_is_not_pushed_out(void **state)
+{
+	static struct memo memo;        /* large: not on the stack */
+	struct cache_policy pol = { 4, 5, { 0 } };
+	struct cache_history h;
+	char host[64];
+	unsigned int i;
+
+	(void)state;
+	for (i = 0; i <= MEMO_HISTORIES; i++) {
+		snprintf(host, sizeof(host), "s%u.test", i);
+		memo_confirm(&memo, host, 443, key_a, &pol, 100000 + i);
+	}
+	assert_int_equal(memo_history(&memo, "s0.test", 443, &h), 1);
+	assert_int_equal(memo_history(&memo, "s256.test", 443, &h), 0);
+	/* Once the oldest is older than MEMO_HISTORY_KEEP_DAYS, it goes. */
+	memo_confirm(&memo, "late.test", 443, key_a, &pol,
+	    100000 + MEMO_HISTORY_KEEP_DAYS * 86400);
+	assert_int_equal(memo_history(&memo, "late.test", 443, &h), 1);
+	assert_int_equal(memo_history(&memo, "s0.test", 443, &h), 0);
+	assert_int_equal(memo_history(&memo, "s1.test", 443, &h), 1);
+}
+
 int
 main(void)
 {
@@ -610,6 +721,9 @@ main(void)
 		cmocka_unit_test(test_site_quorum_is_remembered),
 		cmocka_unit_test(test_unwritten_reject_is_not_shadowed),
 		cmocka_unit_test(test_stuck_guard_holder),
+		cmocka_unit_test(test_history_in_memory_only),
+		cmocka_unit_test(test_history_with_a_read_only_cache),
+		cmocka_unit_test(test_memo_history_is_not_pushed_out),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
