@@ -166,14 +166,16 @@ while IFS= read -r line; do
 	"Files $ref/"*" and $g/patched/"*" differ")
 		f=${line#"Files $ref/"}
 		f=${f%% and *}
-		cp -p "$ref/$f" "$g/patched/$f"
+		# Not -p: the file must be newer than the objects made from the
+		# unpatched one, or ninja would keep them.
+		cp "$ref/$f" "$g/patched/$f"
 		;;
 	"Only in $ref"*)
 		d=${line#"Only in "}
 		f=${d#*: }
 		d=${d%%: *}
 		rel=${d#"$ref"}
-		cp -a "$d/$f" "$g/patched$rel/$f"
+		cp -R "$d/$f" "$g/patched$rel/$f"
 		;;
 	"Only in $g/patched"*)
 		d=${line#"Only in "}
@@ -190,6 +192,11 @@ diff -rq -x out -x .pc -x dist "$ref" "$g/patched" >/dev/null ||
 	die "the patched tree still differs from ${ref#"$root"/} after syncing"
 build_tree "$g/patched" patched
 rm -f "$g/cur"
+if [ "$synced" != 0 ] || [ -n "$(diff -rq -x out -x .pc -x dist "$g/unpatched/nss" "$g/patched/nss" | head -1)" ]; then
+	! cmp -s "$g/unpatched/dist/Release/bin/ssl_gtest" "$g/patched/dist/Release/bin/ssl_gtest" ||
+		die "the patched ssl_gtest is the unpatched one although the sources differ (stale objects?)" \
+			"delete $g/patched and run again"
+fi
 [ -z "$build_only" ] || exit 0
 
 # --- The test database ------------------------------------------------------
