@@ -63,6 +63,8 @@ done
 jobs=${NSS_GTEST_JOBS:-2}
 [[ "$jobs" =~ ^[1-9][0-9]?$ ]] || die "NSS_GTEST_JOBS must be a number from 1 to 99, not '$jobs'"
 detector_lib=${DETECTOR_LIB:-$root/build/lib/libdetector.so.0}
+[ -n "$build_only" ] || [ -f "$detector_lib" ] ||
+	die "$detector_lib does not exist" "run 'make' first (or set DETECTOR_LIB)"
 src=$root/build/nss/src
 nice=(nice -n 15)
 
@@ -93,7 +95,7 @@ mkdir -p "$g/results"
 exec 9>"$top/.lock"
 flock 9
 # Trees of other NSS versions are of no further use.
-for old in "$top"/*/; do
+for old in "$top"/nss-*/; do
 	[ "${old%/}" = "$g" ] || rm -rf "$old"
 done
 
@@ -113,7 +115,8 @@ build_tree() {
 	# nowhere; only dist/ is named absolutely, through cur.  (A source named
 	# through cur would put both configurations' ninja files in one place.)
 	gyp_args=(-f ninja --depth=. --generator-output=.
-		-Dpython=/usr/bin/python3 -Dtarget_arch=x64
+		-Dpython=/usr/bin/python3
+		-Dtarget_arch="$(/usr/bin/python3 "$t/nss/coreconf/detect_host_arch.py")"
 		-Denable_sslkeylogfile=0 -Dsign_libs=0 -Duse_system_sqlite=1
 		-Dnspr_include_dir=/usr/include/nspr -Dnspr_lib_dir=
 		-Dnss_dist_dir="$g/cur/dist" -Dnss_dist_obj_dir="$g/cur/dist/Release")
@@ -265,6 +268,14 @@ names=$(
 } >"$run/detector.conf"
 chmod 0600 "$run/detector.conf"
 
+# ssl_gtest needs no network, loopback included (in-memory sockets; no
+# socket() call under strace): where a network namespace can be made (root),
+# each run gets one of its own, with no interface up.
+netns=()
+if unshare -n true 2>/dev/null; then
+	netns=(unshare -n)
+fi
+
 # run_suite NAME TREE [ENV...]: NSS_GTEST_JOBS shards at once, as NSS's
 # driver runs them with GNU parallel.  ssl_gtest links NSS statically except
 # libnssutil3.so, which comes from its own build (as in NSS's driver).
@@ -274,7 +285,7 @@ run_suite() {
 	start=$(date +%s)
 	rm -f "$g/results/$name".*
 	for ((i = 0; i < jobs; i++)); do
-		env -u DETECTOR_CONFIG -u DETECTOR_LOG -u DETECTOR_SPHERES -u NSS_DETECTOR_LIBRARY \
+		"${netns[@]}" env -u DETECTOR_CONFIG -u DETECTOR_LOG -u DETECTOR_SPHERES -u NSS_DETECTOR_LIBRARY \
 			HOME="$run/home" XDG_CONFIG_HOME="$run/home/.config" XDG_CACHE_HOME="$run/home/.cache" \
 			GTEST_SHARD_INDEX=$i GTEST_TOTAL_SHARDS=$jobs LD_LIBRARY_PATH="$dist/lib" "$@" \
 			"${nice[@]}" "$dist/bin/ssl_gtest" -d "$db" --gtest_filter="$filter" \
@@ -292,7 +303,6 @@ run_suite unpatched unpatched || true
 say "patched, libdetector not loadable"
 run_suite patched patched NSS_DETECTOR_LIBRARY="$run/no-such-libdetector.so.0" || true
 say "patched, libdetector loaded, every host excluded"
-[ -f "$detector_lib" ] || die "$detector_lib does not exist" "run 'make' first"
 run_suite excluded patched NSS_DETECTOR_LIBRARY="$detector_lib" \
 	DETECTOR_CONFIG="$run/detector.conf" || true
 
