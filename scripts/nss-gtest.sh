@@ -81,8 +81,9 @@ ref=""
 for d in "$src"/nss-*/; do
 	[ -d "$d" ] && ref=${d%/}
 done
-[ -n "$ref" ] && [ -f "$root/build/nss/ssl/.prepared" ] ||
+if [ -z "$ref" ] || [ ! -f "$root/build/nss/ssl/.prepared" ]; then
 	die "no prepared NSS source in build/nss/src" "run 'make nss' first (it fetches, verifies and patches it)"
+fi
 tree_name=${ref##*/}
 dsc=$src/nss_${tree_name#nss-}.dsc
 [ -f "$dsc" ] || die "$dsc is missing" "run 'make nss' again"
@@ -189,13 +190,13 @@ while IFS= read -r line; do
 	*) die "cannot sync the patched tree: diff said: $line" ;;
 	esac
 	synced=$((synced + 1))
-done < <(diff -rq -x out -x .pc -x dist "$ref" "$g/patched" || true)
+done < <(diff -rq -x out "$ref/nss" "$g/patched/nss" || true)
 [ "$synced" = 0 ] || say "patched: $synced file(s) taken from ${ref#"$root"/} (the current series)"
-diff -rq -x out -x .pc -x dist "$ref" "$g/patched" >/dev/null ||
+diff -rq -x out "$ref/nss" "$g/patched/nss" >/dev/null ||
 	die "the patched tree still differs from ${ref#"$root"/} after syncing"
 build_tree "$g/patched" patched
 rm -f "$g/cur"
-if [ "$synced" != 0 ] || [ -n "$(diff -rq -x out -x .pc -x dist "$g/unpatched/nss" "$g/patched/nss" | head -1)" ]; then
+if [ "$synced" != 0 ] || [ -n "$(diff -rq -x out "$g/unpatched/nss" "$g/patched/nss" | head -1)" ]; then
 	! cmp -s "$g/unpatched/dist/Release/bin/ssl_gtest" "$g/patched/dist/Release/bin/ssl_gtest" ||
 		die "the patched ssl_gtest is the unpatched one although the sources differ (stale objects?)" \
 			"delete $g/patched and run again"
@@ -216,8 +217,11 @@ if [ ! -f "$db/.done" ]; then
 	(
 		set +eu
 		fail=0
+		# shellcheck disable=SC2317  # called by the eval'd function
 		html_msg() { [ "$1" = "$2" ] || { echo "$me: $3 failed (status $1)" >&2; fail=1; }; }
+		# shellcheck disable=SC2034  # read by the eval'd function
 		SSLGTESTDIR=$db BINDIR=/usr/bin QADIR=$g/unpatched/nss/tests
+		# shellcheck disable=SC2034
 		R_NOISE_FILE=$g/results/noise
 		eval "$(sed -n '/^ssl_gtest_certs()/,/^}/p' "$g/unpatched/nss/tests/ssl_gtests/ssl_gtests.sh")"
 		ssl_gtest_certs
@@ -239,7 +243,8 @@ fi
 # host this list misses shows up in the report as not excluded.
 run=$g/run
 rm -rf "$run"
-mkdir -m 0700 -p "$run" "$run/home"
+mkdir -p "$run/home"
+chmod 0700 "$run" "$run/home"
 tests_dir=$g/unpatched/nss/gtests/ssl_gtest
 names=$(
 	{
@@ -287,7 +292,7 @@ run_suite() {
 	for ((i = 0; i < jobs; i++)); do
 		"${netns[@]}" env -u DETECTOR_CONFIG -u DETECTOR_LOG -u DETECTOR_SPHERES -u NSS_DETECTOR_LIBRARY \
 			HOME="$run/home" XDG_CONFIG_HOME="$run/home/.config" XDG_CACHE_HOME="$run/home/.cache" \
-			GTEST_SHARD_INDEX=$i GTEST_TOTAL_SHARDS=$jobs LD_LIBRARY_PATH="$dist/lib" "$@" \
+			GTEST_SHARD_INDEX="$i" GTEST_TOTAL_SHARDS="$jobs" LD_LIBRARY_PATH="$dist/lib" "$@" \
 			"${nice[@]}" "$dist/bin/ssl_gtest" -d "$db" --gtest_filter="$filter" \
 			--gtest_output="xml:$g/results/$name.$i.xml" \
 			>"$g/results/$name.$i.log" 2>&1 &
