@@ -45,6 +45,7 @@
 #include "glue.h"
 #include "host.h"
 #include "log.h"
+#include "reroute.h"
 
 /* Indexed by code: a code without its message, or two codes sharing one
  * slot, fails to compile (-Werror=override-init, the asserts below). */
@@ -139,6 +140,31 @@ decide(const struct detector_result *res)
 	}
 }
 
+/* Whether a REJECT of this result may be rerouted: on_mitm = reroute for
+ * the host, and the process's libssl asked for the reroute ops (an older
+ * one must never be handed DETECTOR_ERROR_REROUTE). */
+static int
+reroute_applies(int error, const struct detector_result *res)
+{
+	return error == DETECTOR_ERROR_MITM &&
+	    res->policy.on_mitm == DETECTOR_MITM_REROUTE && reroute_nss_wanted();
+}
+
+/* The refusal code under on_mitm (docs/reroute.md section 3): a REJECT
+ * whose spheres agree on the real key (reroute.c remembered the plan for
+ * this rogue key) is rerouted; anything else is refused as it is. */
+static int
+reroute_or_refuse(int error, const char *host, unsigned int port,
+    const struct certinfo *ci, const struct detector_result *res)
+{
+	struct reroute_plan plan;
+
+	if (reroute_applies(error, res) &&
+	    reroute_recall(host, port, ci->spki_sha256, &plan))
+		return DETECTOR_ERROR_REROUTE;
+	return error;
+}
+
 /* A context for one handshake to port; NULL with err set. */
 static struct detector *
 glue_context(unsigned int port, char *err, size_t errlen)
@@ -190,14 +216,20 @@ uncheckable(const char *host, unsigned int port, const char *fmt, ...)
 
 /* Decides on a verdict and says so: the refusal code, 0 accepts. */
 static int
-decided(const char *host, unsigned int port,
+decided(const char *host, unsigned int port, const struct certinfo *ci,
     const struct detector_result *res)
 {
 	enum detector_verdict v = res->verdict;
 	const char *reason = res->reason;
-	int error = decide(res);
+	int error = reroute_or_refuse(decide(res), host, port, ci, res);
 
-	if (error != 0) {
+	if (error == DETECTOR_ERROR_REROUTE) {
+		detector_log(glue.cfg, LOG_ERRORS, "%s:%u REJECTED on this "
+		    "path (%s), rerouting through a sphere (on_mitm = "
+		    "reroute): %s", host, port, detector_verdict_name(v),
+		    reason);
+		events_refused(error, host, port, reason);
+	} else if (error != 0) {
 		detector_log(glue.cfg, LOG_ERRORS, "%s:%u REFUSED (%s): %s",
 		    host, port, detector_verdict_name(v), reason);
 		events_refused(error, host, port, reason);
@@ -227,7 +259,7 @@ probe_and_decide(struct detector *ctx, const char *host, unsigned int port,
 		error = uncheckable(host, port, "%s", detector_error(ctx));
 	} else {
 		glue_note(res);
-		error = decided(host, port, res);
+		error = decided(host, port, ci, res);
 	}
 	detector_result_free(res);
 	detector_free(ctx);
@@ -291,14 +323,30 @@ glue_check(const char *host, unsigned int port, const unsigned char *der,
 	}
 	if (found) {
 		glue_note(res);
-		*error = decide(res);
-		detector_log(cfg, *error ? LOG_ERRORS : LOG_DECISIONS,
-		    "%s:%u %s: remembered verdict '%s' for this key, no probe",
-		    host, port, *error ? "REFUSED" : "accepted",
-		    detector_verdict_name(res->verdict));
-		if (*error != 0)
-			events_refused(*error, host, port, res->reason);
+		*error = reroute_or_refuse(decide(res), host, port, &ci, res);
+		if (reroute_applies(*error, res)) {
+			/* A REJECT remembered by another process: no plan
+			 * here, so one fresh check finds the spheres' key. */
+			detector_log(cfg, LOG_DECISIONS, "%s:%u remembered "
+			    "verdict 'reject' for this key, but no reroute "
+			    "plan in this process: probing again", host, port);
+			found = 0;
+			*error = 0;
+		} else {
+			detector_log(cfg, *error ? LOG_ERRORS : LOG_DECISIONS,
+			    "%s:%u %s: remembered verdict '%s' for this key, "
+			    "no probe", host, port, *error ==
+			    DETECTOR_ERROR_REROUTE ? "REJECTED, rerouting" :
+			    *error ? "REFUSED" : "accepted",
+			    detector_verdict_name(res->verdict));
+			if (*error != 0)
+				events_refused(*error, host, port,
+				    res->reason);
+		}
 		detector_result_free(res);
+		res = NULL;
+	}
+	if (found) {
 		detector_free(ctx);
 		return DETECTOR_NSS_DECIDED;
 	}
