@@ -20,7 +20,10 @@
  *                  socket for it to become readable, not on NSS's layer, as
  *                  an event loop watching the OS descriptor does
  *
- * usage: asyncclient [-n N] [-t MS] [--smtp] [--raw-wait] [--twice|--refuse-late|--reset|--reset-own] DBDIR HOST PORT ADDR
+ *   --fetch        after the handshake, send a request and print the answer
+ *                  (fetch.h: an HTTP GET, or with --smtp an EHLO)
+ *
+ * usage: asyncclient [-n N] [-t MS] [--smtp] [--fetch] [--raw-wait] [--twice|--refuse-late|--reset|--reset-own] DBDIR HOST PORT ADDR
  * -t MS gives up after MS milliseconds (default 60000).
  * --smtp speaks SMTP's plaintext EHLO/STARTTLS first (blocking), as a mail
  * client does, then hands the socket to NSS.
@@ -44,6 +47,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fetch.h"
+
 #define MAX_CONNS 64
 #define POLL_MS 50
 #define LIMIT_MS 60000
@@ -64,6 +69,7 @@ static PRThread *app_thread;
 static unsigned int callbacks_here, callbacks_elsewhere;
 static int limit_ms = LIMIT_MS;
 static int starttls_smtp;
+static int fetch;
 
 static SECStatus
 auth_later(void *arg, PRFileDesc *fd, PRBool checksig, PRBool is_server)
@@ -99,6 +105,13 @@ finish(struct conn *c, int ok, const char *what)
 	c->ok = ok;
 	if (ok) {
 		printf("result: ok\n");
+		fetch_session(c->fd);
+		if (fetch && fetch_response(c->fd, starttls_smtp) == -1) {
+			c->ok = 0;
+			e = PR_GetError();
+			printf("fetch: failed %s\n", PR_ErrorToName(e) ?
+			    PR_ErrorToName(e) : "?");
+		}
 		return;
 	}
 	printf("result: failed %s: %s (%s)\n", PR_ErrorToName(e) ?
@@ -278,12 +291,14 @@ main(int argc, char **argv)
 			starttls_smtp = 1;
 		else if (strcmp(argv[a], "--raw-wait") == 0)
 			raw_wait = 1;
+		else if (strcmp(argv[a], "--fetch") == 0)
+			fetch = 1;
 		else
 			break;
 	}
 	if (argc - a != 4 || n < 1 || n > MAX_CONNS) {
 		fprintf(stderr, "usage: asyncclient [-n N] [-t MS] [--smtp] "
-		    "[--raw-wait] [--twice|"
+		    "[--fetch] [--raw-wait] [--twice|"
 		    "--refuse-late|--reset|--reset-own] DBDIR HOST PORT ADDR\n");
 		return 2;
 	}

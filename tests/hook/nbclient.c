@@ -6,11 +6,14 @@
  * under detector-run, the longest call shows whether DetecTor's probes ever
  * blocked the application's thread.
  *
- * usage: nbclient DBDIR HOST PORT ADDR [COUNT [nocache]]
+ * usage: nbclient DBDIR HOST PORT ADDR [COUNT [nocache|cache] [fetch]]
  * Makes COUNT (default 1) connections one after the other, in one process;
  * "nocache" turns NSS's session cache off, so that every connection makes
  * a full handshake (otherwise the second one resumes the first session).
+ * "fetch": after each handshake, sends an HTTP request and prints the
+ * answer (fetch.h).
  * prints per connection: "result: ok" or "result: failed <NAME>: <text>",
+ *         after a handshake "resumed: 0|1" (and with fetch "response: ..."),
  *         then "max_call_ms: N", "polls: N", "total_ms: N"
  */
 #include <nss.h>
@@ -23,11 +26,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fetch.h"
+
 #define POLL_MS 50
 #define LIMIT_MS 60000
 
 static unsigned int max_call_ms;
 static int no_cache;
+static int fetch;
 
 static PRIntervalTime
 call_start(void)
@@ -99,6 +105,9 @@ handshake(const char *host, const PRNetAddr *addr)
 		call_end(start);
 		if (rv == SECSuccess) {
 			printf("result: ok\n");
+			fetch_session(fd);
+			if (fetch && fetch_response(fd, 0) == -1)
+				rc = fail("fetch");
 			break;
 		}
 		if (PR_GetError() != PR_WOULD_BLOCK_ERROR &&
@@ -125,12 +134,15 @@ main(int argc, char **argv)
 	PRNetAddr addr;
 	int i, count = argc >= 6 ? atoi(argv[5]) : 1, rc = 0;
 
-	if (argc < 5 || argc > 7) {
+	if (argc < 5 || argc > 8) {
 		fprintf(stderr, "usage: nbclient DBDIR HOST PORT ADDR [COUNT "
-		    "[nocache]]\n");
+		    "[nocache|cache] [fetch]]\n");
 		return 2;
 	}
-	no_cache = argc == 7 && strcmp(argv[6], "nocache") == 0;
+	for (i = 6; i < argc; i++) {
+		no_cache |= strcmp(argv[i], "nocache") == 0;
+		fetch |= strcmp(argv[i], "fetch") == 0;
+	}
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (NSS_Init(argv[1]) != SECSuccess || NSS_SetDomesticPolicy() !=
 	    SECSuccess)
