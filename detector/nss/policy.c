@@ -96,6 +96,7 @@ static struct {
 	struct detector_config *cfg;    /* NULL: the configuration is bad */
 	char cfg_error[1024];
 	PRInt32 cfg_error_said;         /* the configuration error, once */
+	PRInt32 unconfirmed_wanted;     /* detector_nss_unconfirmed_v1() */
 } glue;
 
 /* The process's DetecTor settings, read once. */
@@ -138,6 +139,18 @@ decide(const struct detector_result *res)
 	default:
 		return 0;
 	}
+}
+
+/* An acceptance without a quorum's ACCEPT (UNDECIDED accepted by
+ * on_undecided, or by history) must not leave a resumable session: said
+ * to a libssl that understands it (detector_nss_unconfirmed_v1). */
+static int
+unconfirmed(int error, const struct detector_result *res)
+{
+	if (error == 0 && res->verdict != DETECTOR_ACCEPT &&
+	    PR_ATOMIC_ADD(&glue.unconfirmed_wanted, 0) != 0)
+		return DETECTOR_NSS_ACCEPT_UNCONFIRMED;
+	return error;
 }
 
 /* Whether a REJECT of this result may be rerouted: on_mitm = reroute for
@@ -221,7 +234,8 @@ decided(const char *host, unsigned int port, const struct certinfo *ci,
 {
 	enum detector_verdict v = res->verdict;
 	const char *reason = res->reason;
-	int error = reroute_or_refuse(decide(res), host, port, ci, res);
+	int error = unconfirmed(reroute_or_refuse(decide(res), host, port, ci,
+	    res), res);
 
 	if (error == DETECTOR_ERROR_REROUTE) {
 		detector_log(glue.cfg, LOG_ERRORS, "%s:%u REJECTED on this "
@@ -229,15 +243,16 @@ decided(const char *host, unsigned int port, const struct certinfo *ci,
 		    "reroute): %s", host, port, detector_verdict_name(v),
 		    reason);
 		events_refused(error, host, port, reason);
-	} else if (error != 0) {
+	} else if (error < 0) {
 		detector_log(glue.cfg, LOG_ERRORS, "%s:%u REFUSED (%s): %s",
 		    host, port, detector_verdict_name(v), reason);
 		events_refused(error, host, port, reason);
 	} else
-		detector_log(glue.cfg, LOG_DECISIONS, "%s:%u accepted (%s%s): "
+		detector_log(glue.cfg, LOG_DECISIONS, "%s:%u accepted (%s%s%s): "
 		    "%s", host, port, detector_verdict_name(v),
 		    v == DETECTOR_UNDECIDED ? ", on_undecided = accept" : "",
-		    reason);
+		    error == DETECTOR_NSS_ACCEPT_UNCONFIRMED ? ", session not "
+		    "resumable" : "", reason);
 	return error;
 }
 
@@ -323,7 +338,8 @@ glue_check(const char *host, unsigned int port, const unsigned char *der,
 	}
 	if (found) {
 		glue_note(res);
-		*error = reroute_or_refuse(decide(res), host, port, &ci, res);
+		*error = unconfirmed(reroute_or_refuse(decide(res), host,
+		    port, &ci, res), res);
 		if (reroute_applies(*error, res)) {
 			/* A REJECT remembered by another process: no plan
 			 * here, so one fresh check finds the spheres' key. */
@@ -333,13 +349,15 @@ glue_check(const char *host, unsigned int port, const unsigned char *der,
 			found = 0;
 			*error = 0;
 		} else {
-			detector_log(cfg, *error ? LOG_ERRORS : LOG_DECISIONS,
-			    "%s:%u %s: remembered verdict '%s' for this key, "
-			    "no probe", host, port, *error ==
+			detector_log(cfg, *error < 0 ? LOG_ERRORS :
+			    LOG_DECISIONS, "%s:%u %s: remembered verdict '%s' "
+			    "for this key, no probe%s", host, port, *error ==
 			    DETECTOR_ERROR_REROUTE ? "REJECTED, rerouting" :
-			    *error ? "REFUSED" : "accepted",
-			    detector_verdict_name(res->verdict));
-			if (*error != 0)
+			    *error < 0 ? "REFUSED" : "accepted",
+			    detector_verdict_name(res->verdict), *error ==
+			    DETECTOR_NSS_ACCEPT_UNCONFIRMED ? "; session not "
+			    "resumable" : "");
+			if (*error < 0)
 				events_refused(*error, host, port,
 				    res->reason);
 		}
@@ -382,6 +400,15 @@ glue_probe_and_decide(const char *host, unsigned int port,
 static const struct detector_nss_ops glue_ops = {
 	1, glue_check, workers_cancel,
 };
+
+unsigned int
+detector_nss_unconfirmed_v1(void)
+{
+	if (detector_nss_v1() == NULL)
+		return 0;
+	(void)PR_ATOMIC_SET(&glue.unconfirmed_wanted, 1);
+	return 1;
+}
 
 const struct detector_nss_ops *
 detector_nss_v1(void)
