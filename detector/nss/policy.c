@@ -248,11 +248,11 @@ decided(const char *host, unsigned int port, const struct certinfo *ci,
 		    host, port, detector_verdict_name(v), reason);
 		events_refused(error, host, port, reason);
 	} else
-		detector_log(glue.cfg, LOG_DECISIONS, "%s:%u accepted (%s%s%s): "
-		    "%s", host, port, detector_verdict_name(v),
+		detector_log(glue.cfg, LOG_DECISIONS, "%s:%u accepted (%s%s): "
+		    "%s%s", host, port, detector_verdict_name(v),
 		    v == DETECTOR_UNDECIDED ? ", on_undecided = accept" : "",
-		    error == DETECTOR_NSS_ACCEPT_UNCONFIRMED ? ", session not "
-		    "resumable" : "", reason);
+		    reason, error == DETECTOR_NSS_ACCEPT_UNCONFIRMED ? "; "
+		    "session not resumable" : "");
 	return error;
 }
 
