@@ -79,12 +79,22 @@ def members(body):
 # constants that must agree.
 OPS = {"header": "detector_nss_ops", "patch": "sslDetectorOps",
        "decl": (r"typedef void \(\*ssl_DetectorDoneFn\)", r"#define SSL_DETECTOR_PENDING\s+\d+"),
-       "consts": [("DETECTOR_NSS_PENDING", "SSL_DETECTOR_PENDING")]}
+       "consts": [("DETECTOR_NSS_PENDING", "SSL_DETECTOR_PENDING")], "what": "",
+       "last": r"(void\s*\(\s*\*\s*cancel\s*\)\s*\(\s*void\s*\*\s*pending\s*\)\s*;)",
+       "swap": r"(int \(\*check\)\(.*?\);)(\s*)(void \(\*cancel\)\(void \*pending\);)",
+       "mutation": ("a parameter's type changed in the patch's copy",
+                    lambda t: t.replace("unsigned int derLen", "unsigned short derLen", 1))}
 REROUTE_OPS = {"header": "detector_nss_reroute_ops", "patch": "sslDetectorRerouteOps",
                "decl": (r"typedef void \(\*ssl_DetectorRerouteFn\)",
                         r"#define SSL_DETECTOR_ERROR_REROUTE[^\n]*"),
                "consts": [("DETECTOR_ERROR_MITM", "SSL_DETECTOR_ERROR_MITM"),
-                          ("DETECTOR_ERROR_REROUTE", "SSL_DETECTOR_ERROR_REROUTE")]}
+                          ("DETECTOR_ERROR_REROUTE", "SSL_DETECTOR_ERROR_REROUTE")],
+               "what": "(reroute ops) ",
+               "last": r"(void\s*\(\s*\*\s*release\s*\)\s*\(\s*void\s*\*\s*handle\s*\)\s*;)",
+               "swap": r"(int \(\*verify\)\(.*?\);)(\s*)(void \(\*release\)\(void \*handle\);)",
+               "mutation": ("the reroute code changed in the patch's copy",
+                            lambda t: re.sub(r"(#define SSL_DETECTOR_ERROR_REROUTE \(-0x3000 \+ 0x380 \+ )5\)",
+                                             r"\g<1>6)", t, count=1))}
 
 
 def header_struct(text, spec=OPS):
@@ -213,40 +223,24 @@ def main():
               "error codes)" if rerouting else "not looked up: this libssl never reroutes"),
               compare_reroute(header_text, text))
 
-    if copies:
-        name, text = copies[0]
-        # A member appended to the header only.
-        grown = re.sub(r"(void\s*\(\s*\*\s*cancel\s*\)\s*\(\s*void\s*\*\s*pending\s*\)\s*;)",
-                       r"\1\n\tint (*extra)(void);", header_text, count=1)
-        swapped = re.sub(r"(int \(\*check\)\(.*?\);)(\s*)(void \(\*cancel\)\(void \*pending\);)",
-                         r"\3\2\1", text, count=1, flags=re.S)
-        narrowed = text.replace("unsigned int derLen", "unsigned short derLen", 1)
-        for what, h, p, changed in (("a member appended to the header", grown, text, grown != header_text),
-                                    ("two members swapped in the patch's copy", header_text, swapped,
-                                     swapped != text),
-                                    ("a parameter's type changed in the patch's copy", header_text, narrowed,
-                                     narrowed != text)):
+    # Each spec's mutations must be reported: a member appended to the
+    # header only, two members swapped in the patch's copy, and one more.
+    for spec in (OPS, REROUTE_OPS):
+        found = [(n, t) for n, t in copies if spec is OPS or '"detector_nss_reroute_v1"' in t]
+        if not found:
+            continue
+        name, text = found[0]
+        what, mutate = spec["mutation"]
+        for what, h, p in ((spec["what"] + "a member appended to the header",
+                            re.sub(spec["last"], r"\1\n\tint (*extra)(void);", header_text, count=1),
+                            text),
+                           (spec["what"] + "two members swapped in the patch's copy", header_text,
+                            re.sub(spec["swap"], r"\3\2\1", text, count=1, flags=re.S)),
+                           (spec["what"] + what, header_text, mutate(text))):
+            changed = h != header_text or p != text
             check(f"detects {what}",
-                  [] if changed and compare(h, p) else
+                  [] if changed and compare(h, p, spec) else
                   [f"the mutation did not apply to {name}" if not changed else "not detected"])
-        rerouting = [(n, t) for n, t in copies if '"detector_nss_reroute_v1"' in t]
-        if rerouting:
-            name, text = rerouting[0]
-            grown = re.sub(r"(void\s*\(\s*\*\s*release\s*\)\s*\(\s*void\s*\*\s*handle\s*\)\s*;)",
-                           r"\1\n\tint (*extra)(void);", header_text, count=1)
-            swapped = re.sub(r"(int \(\*verify\)\(.*?\);)(\s*)(void \(\*release\)\(void \*handle\);)",
-                             r"\3\2\1", text, count=1, flags=re.S)
-            recoded = re.sub(r"(#define SSL_DETECTOR_ERROR_REROUTE \(-0x3000 \+ 0x380 \+ )5\)", r"\g<1>6)",
-                             text, count=1)
-            for what, h, p, changed in (("a member appended to the header's reroute ops", grown, text,
-                                         grown != header_text),
-                                        ("two reroute members swapped in the patch's copy", header_text,
-                                         swapped, swapped != text),
-                                        ("the reroute code changed in the patch's copy", header_text,
-                                         recoded, recoded != text)):
-                check(f"detects {what}",
-                      [] if changed and compare(h, p, REROUTE_OPS) else
-                      [f"the mutation did not apply to {name}" if not changed else "not detected"])
     print(f"{passed} passed, {failed} failed")
     return 1 if failed or not passed else 0
 
