@@ -248,3 +248,19 @@ def test_every_sphere_down_at_reroute_time_refuses(nw, tmpdir_, client):
     assert app.rc != 0, app
     assert_refused(nw, app)
     assert "REFUSED (reroute)" in app.err, app
+
+
+def test_a_remembered_rogue_key_reroutes_at_once(nw, tmpdir_):
+    # Two connections in one process: the second shows the same rogue key,
+    # the REJECT and its plan are remembered, so it is rerouted without a
+    # new check (one probe per sphere for the check, one tunnel per
+    # connection).
+    app = run(nw, tmpdir_, nw.nbclient(count=2), REROUTE + "cache = off\n")
+    assert re.findall(r"^result: (.*)$", app.out, re.M) == ["ok", "ok"], app
+    assert app.out.count(nw.real_marker) == 2, app
+    assert app.err.count("probing the spheres") == 1, app
+    assert "remembered verdict 'reject' for this key, no probe" in app.err, app
+    assert app.err.count("REROUTED %s:%d via" % (HOST, nw.port)) == 2, app
+    tokens = {r["password"] for s in nw.spheres for r in s.sessions_since(0)}
+    assert len(tokens) == 3, "one isolation token for the check, one per reroute:\n%s" % app
+    assert nw.mitm.app_bytes == 0, app
