@@ -119,8 +119,8 @@ class NssRerouteWorld:
         return [NBCLIENT, self.db, hosts, str(self.port), MITM_ADDR, str(count),
                 "nocache", "fetch", *words]
 
-    def asyncclient(self):
-        return [ASYNCCLIENT, "--fetch", self.db, HOST, str(self.port), MITM_ADDR]
+    def asyncclient(self, *options):
+        return [ASYNCCLIENT, "--fetch", *options, self.db, HOST, str(self.port), MITM_ADDR]
 
     def purple(self):
         return [PURPLE_CLIENT, "--fetch", self.pki.ca_crt, HOST, str(self.port), "30"]
@@ -250,12 +250,14 @@ def test_every_sphere_down_at_reroute_time_refuses(nw, tmpdir_, client):
     assert "REFUSED (reroute)" in app.err, app
 
 
-def test_a_remembered_rogue_key_reroutes_at_once(nw, tmpdir_):
+@pytest.mark.parametrize("client", ["nbclient", "asyncclient"])
+def test_a_remembered_rogue_key_reroutes_at_once(nw, tmpdir_, client):
     # Two connections in one process: the second shows the same rogue key,
     # the REJECT and its plan are remembered, so it is rerouted without a
     # new check (one probe per sphere for the check, one tunnel per
     # connection).
-    app = run(nw, tmpdir_, nw.nbclient(count=2), REROUTE + "cache = off\n")
+    argv = nw.nbclient(count=2) if client == "nbclient" else nw.asyncclient("-r", "2")
+    app = run(nw, tmpdir_, argv, REROUTE + "cache = off\n")
     assert re.findall(r"^result: (.*)$", app.out, re.M) == ["ok", "ok"], app
     assert app.out.count(nw.real_marker) == 2, app
     assert app.err.count("probing the spheres") == 1, app
