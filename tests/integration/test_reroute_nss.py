@@ -97,6 +97,7 @@ class NssRerouteWorld:
                         for _ in range(5)]
         with self.mitm._lock:
             self.mitm.app_bytes = 0
+            self.mitm.handshakes = 0
         return ",".join(s.address for s in self.spheres)
 
     def stop_spheres(self):
@@ -149,12 +150,14 @@ def assert_rerouted(nw, app):
     assert re.search(r"REROUTED %s:%d via 127\.0\.0\.1:\d+" % (re.escape(HOST), nw.port),
                      app.err), app
     assert nw.mitm.app_bytes == 0, "the MITM received application data:\n%s" % app
+    assert nw.mitm.handshakes == 0, "the MITM completed a handshake:\n%s" % app
 
 
 def assert_refused(nw, app):
     assert nw.real_marker not in app.out and nw.mitm_marker not in app.out, app
     assert "DETECTOR_ERROR_MITM" in app.out + app.err, app
     assert nw.mitm.app_bytes == 0, "the MITM received application data:\n%s" % app
+    assert nw.mitm.handshakes == 0, "the MITM completed a handshake:\n%s" % app
 
 
 # -- acceptance 1: unmodified tstclnt
@@ -200,6 +203,22 @@ def test_libpurple_client_is_rerouted(nw, tmpdir_):
     app = run(nw, tmpdir_, nw.purple(), REROUTE)
     assert_rerouted(nw, app)
     assert "result: connected" in app.out, app
+    # glib was already polling the descriptor when it was swapped: the
+    # interceptor's connection is shut down, which wakes it (libpurple's own
+    # 5 s timer would otherwise be what wakes it).
+    [elapsed] = [int(x) for x in re.findall(r"^elapsed_ms: (\d+)$", app.out, re.M)]
+    assert elapsed < 3000, "libpurple took %d ms:\n%s" % (elapsed, app)
+
+
+@pytest.mark.parametrize("words", [(), ("tls12",)], ids=["tls13", "tls12"])
+def test_a_rerouted_session_is_not_resumed(nw, tmpdir_, words):
+    # NSS's session cache on: the rerouted session (its peer a sphere) is
+    # never cached, so the second connection is rerouted again, not resumed.
+    argv = [a for a in nw.nbclient(*words, count=2) if a != "nocache"] + ["cache"]
+    app = run(nw, tmpdir_, argv, REROUTE)
+    assert re.findall(r"^resumed: (\d)$", app.out, re.M) == ["0", "0"], app
+    assert app.err.count("REROUTED %s:%d via" % (HOST, nw.port)) == 2, app
+    assert nw.mitm.app_bytes == 0, app
 
 
 # -- acceptance 5: per-site policy, one process
