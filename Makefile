@@ -151,13 +151,13 @@ $(BUILD)/detector-run: detector/tools/detector-run
 	install -m 0755 $< $@
 
 # An unmodified NSS application: links the system NSS only.
-$(BUILD)/tests/nbclient: tests/hook/nbclient.c
+$(BUILD)/tests/nbclient: tests/hook/nbclient.c tests/hook/fetch.h
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  CC      $@")
 	$(Q)$(CC) $(CFLAGS) -o $@ $< $(LDFLAGS) $(shell pkg-config --libs nss nspr)
 
 # An asynchronous-authentication NSS application (as Firefox): system NSS only.
-$(BUILD)/tests/asyncclient: tests/hook/asyncclient.c
+$(BUILD)/tests/asyncclient: tests/hook/asyncclient.c tests/hook/fetch.h
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  CC      $@")
 	$(Q)$(CC) $(CFLAGS) -o $@ $< $(LDFLAGS) $(shell pkg-config --libs nss nspr)

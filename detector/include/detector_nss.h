@@ -162,6 +162,23 @@ struct detector_nss_reroute_ops {
 DETECTOR_API const struct detector_nss_reroute_ops *detector_nss_reroute_v1(
     void);
 
+/*
+ * No unchecked resumption (issue 14), a separate and separately versioned
+ * entry as for rerouting.  A libssl that calls detector_nss_unconfirmed_v1()
+ * declares that it understands one more answer of check() (as *error, or
+ * as done()'s error): DETECTOR_NSS_ACCEPT_UNCONFIRMED, "accepted, but no
+ * quorum of spheres confirmed this key (an UNDECIDED accepted by
+ * on_undecided = accept, or by the key's history): keep the session out of
+ * the session cache", so that the next connection shows its certificate
+ * and is checked again instead of resuming.  Positive: every refusal code
+ * is negative.  Any other libssl is answered 0 for such an acceptance, as
+ * before.
+ */
+#define DETECTOR_NSS_ACCEPT_UNCONFIRMED 1
+
+/* 1 (the version of this answer); 0 when DetecTor is disabled. */
+DETECTOR_API unsigned int detector_nss_unconfirmed_v1(void);
+
 #ifdef __cplusplus
 }
 #endif

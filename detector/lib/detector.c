@@ -462,7 +462,8 @@ reroute_note(const char *host, unsigned int port, struct detector_result *res)
 	char *note;
 
 	if (res->verdict != DETECTOR_REJECT ||
-	    res->policy.on_mitm != DETECTOR_MITM_REROUTE)
+	    res->policy.on_mitm != DETECTOR_MITM_REROUTE ||
+	    reroute_nss_wanted())
 		return;
 	if (asprintf(&note, "%s%s%s:%u: on_mitm = reroute%s%s%s, but "
 	    "rerouting is not available in this version: the connection is "

@@ -32,6 +32,8 @@ event_kind(int error)
 	case DETECTOR_ERROR_MITM:
 	case DETECTOR_ERROR_REVOKED:    /* the reason says "revoked" */
 		return "refused-mitm";
+	case DETECTOR_ERROR_REROUTE:    /* refused on the direct path */
+		return "rerouted";
 	case DETECTOR_ERROR_UNDECIDED:
 		return "refused-undecided";
 	case DETECTOR_ERROR_KEY_CHANGED:

@@ -48,6 +48,7 @@
 #include "glue.h"
 #include "host.h"
 #include "log.h"
+#include "reroute.h"
 
 /* Indexed by code: a code without its message, or two codes sharing one
  * slot, fails to compile (-Werror=override-init, the asserts below). */
@@ -102,6 +103,7 @@ static struct {
 	struct detector_config *cfg;    /* NULL: the configuration is bad */
 	char cfg_error[1024];
 	PRInt32 cfg_error_said;         /* the configuration error, once */
+	PRInt32 unconfirmed_wanted;     /* detector_nss_unconfirmed_v1() */
 } glue;
 
 /* The process's DetecTor settings, read once. */
@@ -149,6 +151,43 @@ decide(const struct detector_result *res)
 	default:
 		return 0;
 	}
+}
+
+/* An acceptance without a quorum's ACCEPT (UNDECIDED accepted by
+ * on_undecided, or by history) must not leave a resumable session: said
+ * to a libssl that understands it (detector_nss_unconfirmed_v1). */
+static int
+unconfirmed(int error, const struct detector_result *res)
+{
+	if (error == 0 && res->verdict != DETECTOR_ACCEPT &&
+	    PR_ATOMIC_ADD(&glue.unconfirmed_wanted, 0) != 0)
+		return DETECTOR_NSS_ACCEPT_UNCONFIRMED;
+	return error;
+}
+
+/* Whether a REJECT of this result may be rerouted: on_mitm = reroute for
+ * the host, and the process's libssl asked for the reroute ops (an older
+ * one must never be handed DETECTOR_ERROR_REROUTE). */
+static int
+reroute_applies(int error, const struct detector_result *res)
+{
+	return error == DETECTOR_ERROR_MITM &&
+	    res->policy.on_mitm == DETECTOR_MITM_REROUTE && reroute_nss_wanted();
+}
+
+/* The refusal code under on_mitm (docs/reroute.md section 3): a REJECT
+ * whose spheres agree on the real key (reroute.c remembered the plan for
+ * this rogue key) is rerouted; anything else is refused as it is. */
+static int
+reroute_or_refuse(int error, const char *host, unsigned int port,
+    const struct certinfo *ci, const struct detector_result *res)
+{
+	struct reroute_plan plan;
+
+	if (reroute_applies(error, res) &&
+	    reroute_recall(host, port, ci->spki_sha256, &plan))
+		return DETECTOR_ERROR_REROUTE;
+	return error;
 }
 
 /* A context for one handshake to port; NULL with err set. */
@@ -202,14 +241,21 @@ uncheckable(const char *host, unsigned int port, const char *fmt, ...)
 
 /* Decides on a verdict and says so: the refusal code, 0 accepts. */
 static int
-decided(const char *host, unsigned int port,
+decided(const char *host, unsigned int port, const struct certinfo *ci,
     const struct detector_result *res)
 {
 	enum detector_verdict v = res->verdict;
 	const char *reason = res->reason;
-	int error = decide(res);
+	int error = unconfirmed(reroute_or_refuse(decide(res), host, port, ci,
+	    res), res);
 
-	if (error != 0) {
+	if (error == DETECTOR_ERROR_REROUTE) {
+		detector_log(glue.cfg, LOG_ERRORS, "%s:%u REJECTED on this "
+		    "path (%s), rerouting through a sphere (on_mitm = "
+		    "reroute): %s", host, port, detector_verdict_name(v),
+		    reason);
+		events_refused(error, host, port, reason);
+	} else if (error < 0) {
 		detector_log(glue.cfg, LOG_ERRORS, "%s:%u REFUSED (%s%s): %s",
 		    host, port, detector_verdict_name(v),
 		    error == DETECTOR_ERROR_KEY_CHANGED ? ", key changed" : "",
@@ -217,11 +263,12 @@ decided(const char *host, unsigned int port,
 		events_refused(error, host, port, reason);
 	} else
 		detector_log(glue.cfg, LOG_DECISIONS, "%s:%u accepted (%s%s): "
-		    "%s", host, port, detector_verdict_name(v),
+		    "%s%s", host, port, detector_verdict_name(v),
 		    v != DETECTOR_UNDECIDED ? "" :
 		    res->history == DETECTOR_HISTORY_ACCEPTED ?
 		    ", accepted by history" : ", on_undecided = accept",
-		    reason);
+		    reason, error == DETECTOR_NSS_ACCEPT_UNCONFIRMED ? "; "
+		    "session not resumable" : "");
 	return error;
 }
 
@@ -243,7 +290,7 @@ probe_and_decide(struct detector *ctx, const char *host, unsigned int port,
 		error = uncheckable(host, port, "%s", detector_error(ctx));
 	} else {
 		glue_note(res);
-		error = decided(host, port, res);
+		error = decided(host, port, ci, res);
 	}
 	detector_result_free(res);
 	detector_free(ctx);
@@ -307,14 +354,33 @@ glue_check(const char *host, unsigned int port, const unsigned char *der,
 	}
 	if (found) {
 		glue_note(res);
-		*error = decide(res);
-		detector_log(cfg, *error ? LOG_ERRORS : LOG_DECISIONS,
-		    "%s:%u %s: remembered verdict '%s' for this key, no probe",
-		    host, port, *error ? "REFUSED" : "accepted",
-		    detector_verdict_name(res->verdict));
-		if (*error != 0)
-			events_refused(*error, host, port, res->reason);
+		*error = unconfirmed(reroute_or_refuse(decide(res), host,
+		    port, &ci, res), res);
+		if (reroute_applies(*error, res)) {
+			/* A REJECT remembered by another process: no plan
+			 * here, so one fresh check finds the spheres' key. */
+			detector_log(cfg, LOG_DECISIONS, "%s:%u remembered "
+			    "verdict 'reject' for this key, but no reroute "
+			    "plan in this process: probing again", host, port);
+			found = 0;
+			*error = 0;
+		} else {
+			detector_log(cfg, *error < 0 ? LOG_ERRORS :
+			    LOG_DECISIONS, "%s:%u %s: remembered verdict '%s' "
+			    "for this key, no probe%s", host, port, *error ==
+			    DETECTOR_ERROR_REROUTE ? "REJECTED, rerouting" :
+			    *error < 0 ? "REFUSED" : "accepted",
+			    detector_verdict_name(res->verdict), *error ==
+			    DETECTOR_NSS_ACCEPT_UNCONFIRMED ? "; session not "
+			    "resumable" : "");
+			if (*error < 0)
+				events_refused(*error, host, port,
+				    res->reason);
+		}
 		detector_result_free(res);
+		res = NULL;
+	}
+	if (found) {
 		detector_free(ctx);
 		return DETECTOR_NSS_DECIDED;
 	}
@@ -350,6 +416,15 @@ glue_probe_and_decide(const char *host, unsigned int port,
 static const struct detector_nss_ops glue_ops = {
 	1, glue_check, workers_cancel,
 };
+
+unsigned int
+detector_nss_unconfirmed_v1(void)
+{
+	if (detector_nss_v1() == NULL)
+		return 0;
+	(void)PR_ATOMIC_SET(&glue.unconfirmed_wanted, 1);
+	return 1;
+}
 
 const struct detector_nss_ops *
 detector_nss_v1(void)

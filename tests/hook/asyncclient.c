@@ -20,8 +20,13 @@
  *                  socket for it to become readable, not on NSS's layer, as
  *                  an event loop watching the OS descriptor does
  *
- * usage: asyncclient [-n N] [-t MS] [--smtp] [--raw-wait] [--twice|--refuse-late|--reset|--reset-own] DBDIR HOST PORT ADDR
+ *   --fetch        after the handshake, send a request and print the answer
+ *                  (fetch.h: an HTTP GET, or with --smtp an EHLO)
+ *
+ * usage: asyncclient [-n N] [-r ROUNDS] [-t MS] [--smtp] [--fetch] [--raw-wait] [--twice|--refuse-late|--reset|--reset-own] DBDIR HOST PORT ADDR
  * -t MS gives up after MS milliseconds (default 60000).
+ * -r ROUNDS: the N connections, then N more once they have ended, ROUNDS
+ * times in all (default 1), in one process.
  * --smtp speaks SMTP's plaintext EHLO/STARTTLS first (blocking), as a mail
  * client does, then hands the socket to NSS.
  * prints per connection "result: ok" or "result: failed <NAME>: <text>",
@@ -44,6 +49,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fetch.h"
+
 #define MAX_CONNS 64
 #define POLL_MS 50
 #define LIMIT_MS 60000
@@ -64,6 +71,7 @@ static PRThread *app_thread;
 static unsigned int callbacks_here, callbacks_elsewhere;
 static int limit_ms = LIMIT_MS;
 static int starttls_smtp;
+static int fetch;
 
 static SECStatus
 auth_later(void *arg, PRFileDesc *fd, PRBool checksig, PRBool is_server)
@@ -99,6 +107,13 @@ finish(struct conn *c, int ok, const char *what)
 	c->ok = ok;
 	if (ok) {
 		printf("result: ok\n");
+		fetch_session(c->fd);
+		if (fetch && fetch_response(c->fd, starttls_smtp) == -1) {
+			c->ok = 0;
+			e = PR_GetError();
+			printf("fetch: failed %s\n", PR_ErrorToName(e) ?
+			    PR_ErrorToName(e) : "?");
+		}
 		return;
 	}
 	printf("result: failed %s: %s (%s)\n", PR_ErrorToName(e) ?
@@ -259,13 +274,15 @@ main(int argc, char **argv)
 	unsigned int max_poll_ms = 0, polls = 0;
 	PRIntervalTime t0;
 	PRNetAddr addr;
-	int i, n = 1, left, failed = 0, a = 1, raw_wait = 0;
+	int i, n = 1, left, failed = 0, a = 1, raw_wait = 0, rounds = 1;
 
 	for (; a < argc && argv[a][0] == '-'; a++) {
 		if (strcmp(argv[a], "-n") == 0 && a + 1 < argc)
 			n = atoi(argv[++a]);
 		else if (strcmp(argv[a], "-t") == 0 && a + 1 < argc)
 			limit_ms = atoi(argv[++a]);
+		else if (strcmp(argv[a], "-r") == 0 && a + 1 < argc)
+			rounds = atoi(argv[++a]);
 		else if (strcmp(argv[a], "--twice") == 0)
 			misbehaviour = TWICE;
 		else if (strcmp(argv[a], "--refuse-late") == 0)
@@ -278,12 +295,14 @@ main(int argc, char **argv)
 			starttls_smtp = 1;
 		else if (strcmp(argv[a], "--raw-wait") == 0)
 			raw_wait = 1;
+		else if (strcmp(argv[a], "--fetch") == 0)
+			fetch = 1;
 		else
 			break;
 	}
 	if (argc - a != 4 || n < 1 || n > MAX_CONNS) {
-		fprintf(stderr, "usage: asyncclient [-n N] [-t MS] [--smtp] "
-		    "[--raw-wait] [--twice|"
+		fprintf(stderr, "usage: asyncclient [-n N] [-r ROUNDS] [-t MS] [--smtp] "
+		    "[--fetch] [--raw-wait] [--twice|"
 		    "--refuse-late|--reset|--reset-own] DBDIR HOST PORT ADDR\n");
 		return 2;
 	}
@@ -298,6 +317,7 @@ main(int argc, char **argv)
 	}
 	app_thread = PR_GetCurrentThread();
 	t0 = PR_IntervalNow();
+next_round:
 	for (i = 0; i < n; i++) {
 		if (open_conn(&conns[i], argv[a + 1], &addr) == -1)
 			finish(&conns[i], 0, "connect");
@@ -341,15 +361,19 @@ main(int argc, char **argv)
 			max_poll_ms = start;
 		polls++;
 	}
-	printf("max_poll_ms: %u\npolls: %u\ntotal_ms: %u\n", max_poll_ms,
-	    polls, PR_IntervalToMilliseconds(PR_IntervalNow() - t0));
-	printf("handshake_callbacks: %u on the application's thread, %u on "
-	    "others\n", callbacks_here, callbacks_elsewhere);
 	for (i = 0; i < n; i++) {
 		failed |= !conns[i].ok;
 		if (conns[i].fd != NULL)
 			PR_Close(conns[i].fd);
 	}
+	if (--rounds > 0 && left == 0) {
+		memset(conns, 0, sizeof(conns));
+		goto next_round;
+	}
+	printf("max_poll_ms: %u\npolls: %u\ntotal_ms: %u\n", max_poll_ms,
+	    polls, PR_IntervalToMilliseconds(PR_IntervalNow() - t0));
+	printf("handshake_callbacks: %u on the application's thread, %u on "
+	    "others\n", callbacks_here, callbacks_elsewhere);
 	NSS_Shutdown();
 	PR_Cleanup();
 	return failed;

@@ -7,7 +7,10 @@
  * "tls_cached" verifier with its CA pool.  Run under detector-run, the same
  * plugin gets DetecTor's libssl3.so.
  *
- * usage: purple_client CA_FILE HOST PORT [LIMIT_S]
+ * usage: purple_client [--fetch] CA_FILE HOST PORT [LIMIT_S]
+ * --fetch: once connected, write an HTTP request through libpurple and
+ * print the answer as "response: ..." (read from libpurple's input watch on
+ * the raw descriptor, as a protocol plugin reads) before the result line.
  * CA_FILE (PEM) is added to libpurple's CA pool, as a user trusting a
  * private CA would ("-": none, only the system's CAs are trusted).  HOST
  * is resolved by libpurple itself.  libpurple's user directory is a fresh
@@ -28,6 +31,7 @@
  * PURPLE_CLIENT_DEBUG=1 in the environment shows all of libpurple's debug
  * output on stderr (warnings and errors are always shown).
  */
+#include <errno.h>
 #include <ftw.h>
 #include <glib-unix.h>
 #include <prerror.h>
@@ -215,10 +219,47 @@ finish(const char *result, int rc)
 	g_main_loop_quit(loop);
 }
 
+static gboolean fetch;
+static GString *response;
+
+/* libpurple's input watch: the answer, until the server closes. */
+static void
+readable(gpointer data, PurpleSslConnection *gsc, PurpleInputCondition cond)
+{
+	char buf[1024];
+	size_t n, i;
+
+	(void)data, (void)cond;
+	while ((n = purple_ssl_read(gsc, buf, sizeof(buf))) > 0 &&
+	    n != (size_t)-1)
+		g_string_append_len(response, buf, (gssize)n);
+	if (n == (size_t)-1 && errno == EAGAIN)
+		return;
+	for (i = 0; i < response->len; i++) {
+		if (response->str[i] < 0x20 || response->str[i] > 0x7e)
+			response->str[i] = '.';
+	}
+	printf("response: %s\n", response->str);
+	g_string_free(response, TRUE);
+	purple_ssl_close(gsc);
+	finish("connected", 0);
+}
+
 static void
 connected(gpointer data, PurpleSslConnection *gsc, PurpleInputCondition cond)
 {
+	static const char req[] = "GET / HTTP/1.0\r\n\r\n";
+
 	(void)data, (void)cond;
+	if (fetch) {
+		response = g_string_new("");
+		if (purple_ssl_write(gsc, req, sizeof(req) - 1) ==
+		    sizeof(req) - 1) {
+			purple_ssl_input_add(gsc, readable, NULL);
+			return;
+		}
+		g_string_free(response, TRUE);
+	}
 	purple_ssl_close(gsc);
 	finish("connected", 0);
 }
@@ -371,10 +412,15 @@ main(int argc, char **argv)
 	gchar *userdir;
 	int port, limit_s, rc;
 
+	if (argc > 1 && strcmp(argv[1], "--fetch") == 0) {
+		fetch = TRUE;
+		argc--;
+		argv++;
+	}
 	if (argc < 4 || argc > 5 || (port = atoi(argv[3])) <= 0 ||
 	    port > 65535 ||
 	    (limit_s = argc == 5 ? atoi(argv[4]) : LIMIT_S) <= 0) {
-		fprintf(stderr, "usage: purple_client CA_FILE HOST PORT "
+		fprintf(stderr, "usage: purple_client [--fetch] CA_FILE HOST PORT "
 		    "[LIMIT_S]\n");
 		return 2;
 	}

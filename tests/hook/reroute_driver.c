@@ -94,7 +94,9 @@ now_ms(void)
 	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
 }
 
-/* The NSS integration's way: check() refuses, open() gives the descriptor.
+/* The NSS integration's way: check() asks for a reroute (it refuses with
+ * DETECTOR_ERROR_REROUTE, since this process looked the reroute entry up
+ * and on_mitm = reroute), open() gives the descriptor.
  * Returns the descriptor, or -1 after printing why (exit code in *rc). */
 static void wait_file(const char *path);
 
@@ -117,8 +119,8 @@ ops_reroute(const char *mode, const char *host, unsigned int port,
 	r = v1->check(host, port, der->data, (unsigned int)der->len, 1, NULL,
 	    NULL, &pending, &error);
 	printf("check_error: %d\n", error);
-	if (r != DETECTOR_NSS_DECIDED || error != DETECTOR_ERROR_MITM) {
-		printf("REFUSED: the check did not refuse as a MITM\n");
+	if (r != DETECTOR_NSS_DECIDED || error != DETECTOR_ERROR_REROUTE) {
+		printf("REFUSED: the check did not ask for a reroute\n");
 		*rc = 2;
 		return -1;
 	}

@@ -10,6 +10,8 @@ also what a user with a non-standard submission port does.  Real postfix
 preamble and presents the world's rogue certificate.
 """
 
+import re
+
 from test_nss_hook import run_app
 from test_nss_hook_async import asyncclient, results
 from testworld.ports import MITM_ADDR, REAL_ADDR
@@ -46,3 +48,16 @@ def test_without_the_preamble_the_spheres_cannot_confirm(world, nssdb, tmpdir_, 
     assert results(app) == ["ok"], app
     assert "accepted (undecided, on_undecided = accept)" in app.err, app
     assert "0 disagreed, 5 failed" in app.err, app
+
+
+def test_smtp_client_through_the_mitm_is_rerouted_to_postfix(world, nssdb, tmpdir_, mail):
+    # on_mitm = reroute (issue 12, acceptance 3): the application spoke its
+    # EHLO/STARTTLS to the MITM; the tunnel through a sphere speaks the same
+    # preamble to the real postfix, the handshake starts over there, and the
+    # application's EHLO inside TLS is answered by postfix.
+    port = mail.port["smtp"]
+    app = run_app(world, tmpdir_, asyncclient(nssdb, port, MITM_ADDR, "--smtp", "--fetch"),
+                  MITM_ADDR, config=config(port) + "on_mitm = reroute\n")
+    assert results(app) == ["ok"], app
+    assert "REROUTED server.test:%d via" % port in app.err, app
+    assert re.search(r"^response: 250[- ]", app.out, re.M), app

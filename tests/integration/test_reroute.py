@@ -319,7 +319,7 @@ def test_smtp_preamble_is_replayed_through_the_tunnel():
 
 
 # ---- The same through the NSS integration's entry points (what the patched
-# libssl calls): detector_nss_v1()->check refuses, then
+# libssl calls): detector_nss_v1()->check asks for a reroute, then
 # detector_nss_reroute_v1()->open/verify/release.
 
 def ops_run(w, mode, between=None):
@@ -341,7 +341,7 @@ def ops_run(w, mode, between=None):
 def test_nss_ops_reroute(rw, mode):
     rc, f, out, _ = ops_run(rw, mode)
     assert rc == 0, out
-    assert f["check_error"] == str(-0x3000 + 0x380), out  # DETECTOR_ERROR_MITM
+    assert f["check_error"] == str(-0x3000 + 0x380 + 5), out  # DETECTOR_ERROR_REROUTE
     assert rw.real_marker in f["RESPONSE"], out
     assert "REROUTED %s:%d via 127.0.0.1:" % (HOST, rw.port) in out, out   # the log line
     assert rw.mitm.app_bytes == 0

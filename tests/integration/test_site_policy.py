@@ -4,8 +4,9 @@ the most specific section wins.  One configuration file, unmodified
 tstclnt under detector-run: one site's section lets a check through that
 the global policy refuses, while the other site is refused.
 
-Until the reroute mechanism exists, `on_mitm = reroute` refuses too, and
-says so: never a silent refusal under a policy that promised a reroute.
+`on_mitm = reroute` in one site's section reroutes that site
+(test_reroute_nss.py tests the reroute itself) while the global refuse
+still refuses the others.
 
 The server presents one certificate for server.test and other.test
 (tstclnt's -a names the host checked, while it connects to server.test).
@@ -64,17 +65,15 @@ def test_a_site_section_applies_its_own_quorum(world, nssdb, tmpdir_, sites):
     assert "%s:%d accepted (accept)" % (OTHER, port) in app.err, app
 
 
-def test_another_site_in_the_same_file_is_refused(world, nssdb, tmpdir_, sites):
+def test_another_site_in_the_same_file_is_rerouted(world, nssdb, tmpdir_, sites):
     # server.test through the rogue-CA MITM, under the same file: its own
-    # section asks for a reroute, which does not exist yet: refused, and
-    # the log says that the reroute was not available.
+    # section asks for a reroute: the connection is made again through a
+    # sphere and reaches the real server.
     app = run_app(world, tmpdir_, tstclnt(nssdb, world.cport), MITM_ADDR,
                   spheres=sites["spheres"], config=SITES)
-    assert app.rc != 0 and "hello" not in app.out, app
-    assert "DETECTOR_ERROR_MITM" in app.err, app
-    assert "on_mitm = reroute ([site %s]), but rerouting is not available" % HOST \
-        in app.err, app
-    assert "the connection is refused" in app.err, app
+    assert app.rc == 0 and "hello" in app.out, app
+    assert "REROUTED %s:%d via" % (HOST, world.cport) in app.err, app
+    assert "rerouting is not available" not in app.err, app
     # other.test under the global on_mitm (refuse): no reroute note.
     plain = run_app(world, tmpdir_, tstclnt(nssdb, world.cport), MITM_ADDR,
                     spheres=sites["spheres"], config=GLOBAL)

@@ -18,6 +18,11 @@ patch in nss-patches/*/series), this checks:
   * the entry point libssl looks up is the one the header declares
     (detector_nss_v1), and the pending code is the same value.
 
+The same holds for `struct detector_nss_reroute_ops` (the separately
+versioned reroute entry, detector_nss_reroute_v1) in every series whose
+ssldetector.c looks that entry up; a series that does not is a libssl that
+never reroutes, and is fine.
+
 It then proves that it can fail: a member appended to the header, and two
 members swapped in the patch's copy, must each be reported.
 
@@ -69,52 +74,76 @@ def members(body):
     return names
 
 
-def header_struct(text):
-    """(members, C text declaring struct detector_nss_ops, entry point)."""
+# One ABI struct libssl mirrors: the header's struct, the patch's typedef,
+# the patch's declarations to compile (first .. last pattern) and the
+# constants that must agree.
+OPS = {"header": "detector_nss_ops", "patch": "sslDetectorOps",
+       "decl": (r"typedef void \(\*ssl_DetectorDoneFn\)", r"#define SSL_DETECTOR_PENDING\s+\d+"),
+       "consts": [("DETECTOR_NSS_PENDING", "SSL_DETECTOR_PENDING")], "what": "",
+       "last": r"(void\s*\(\s*\*\s*cancel\s*\)\s*\(\s*void\s*\*\s*pending\s*\)\s*;)",
+       "swap": r"(int \(\*check\)\(.*?\);)(\s*)(void \(\*cancel\)\(void \*pending\);)",
+       "mutation": ("a parameter's type changed in the patch's copy",
+                    lambda t: t.replace("unsigned int derLen", "unsigned short derLen", 1))}
+REROUTE_OPS = {"header": "detector_nss_reroute_ops", "patch": "sslDetectorRerouteOps",
+               "decl": (r"typedef void \(\*ssl_DetectorRerouteFn\)",
+                        r"#define SSL_DETECTOR_ERROR_REROUTE[^\n]*"),
+               "consts": [("DETECTOR_ERROR_MITM", "SSL_DETECTOR_ERROR_MITM"),
+                          ("DETECTOR_ERROR_REROUTE", "SSL_DETECTOR_ERROR_REROUTE")],
+               "what": "(reroute ops) ",
+               "last": r"(void\s*\(\s*\*\s*release\s*\)\s*\(\s*void\s*\*\s*handle\s*\)\s*;)",
+               "swap": r"(int \(\*verify\)\(.*?\);)(\s*)(void \(\*release\)\(void \*handle\);)",
+               "mutation": ("the reroute code changed in the patch's copy",
+                            lambda t: re.sub(r"(#define SSL_DETECTOR_ERROR_REROUTE \(-0x3000 \+ 0x380 \+ )5\)",
+                                             r"\g<1>6)", t, count=1))}
+
+
+def header_struct(text, spec=OPS):
+    """(members, entry point) of the header's struct."""
     text = strip_comments(text)
-    m = re.search(r"struct\s+detector_nss_ops\s*\{(.*?)\}\s*;", text, re.S)
+    m = re.search(r"struct\s+%s\s*\{([^{}]*)\}\s*;" % spec["header"], text)
     if not m:
-        raise ValueError("no 'struct detector_nss_ops { ... };' in the header")
-    entry = re.search(r"struct\s+detector_nss_ops\s*\*\s*(detector_nss_v\d+)\s*\(\s*void\s*\)", text)
+        raise ValueError("no 'struct %s { ... };' in the header" % spec["header"])
+    entry = re.search(r"struct\s+%s\s*\*\s*(detector_\w+_v\d+)\s*\(\s*void\s*\)" % spec["header"],
+                      text)
     return members(m.group(1)), entry.group(1) if entry else None
 
 
-def patch_struct(text):
-    """(members, entry point looked up, minimum version accepted)."""
+def patch_struct(text, spec=OPS):
+    """(members, the entry points the patch looks up)."""
     text = strip_comments(text)
-    m = re.search(r"typedef\s+struct\s*\{(.*?)\}\s*sslDetectorOps\s*;", text, re.S)
+    m = re.search(r"typedef\s+struct\s*\{([^{}]*)\}\s*%s\s*;" % spec["patch"], text)
     if not m:
-        raise ValueError("no 'typedef struct { ... } sslDetectorOps;' in ssldetector.c")
-    entry = re.search(r'PR_FindFunctionSymbol\s*\(\s*\w+\s*,\s*"(\w+)"\s*\)', text)
-    return members(m.group(1)), entry.group(1) if entry else None
+        raise ValueError("no 'typedef struct { ... } %s;' in ssldetector.c" % spec["patch"])
+    entries = re.findall(r'PR_FindFunctionSymbol\s*\(\s*\w+\s*,\s*"(\w+)"\s*\)', text)
+    return members(m.group(1)), entries
 
 
-def compile_check(header_text, patch_text, names):
+def compile_check(header_text, patch_text, names, spec=OPS):
     """None when gcc accepts the pairwise type/offset/size assertions, else
     its complaint."""
-    # The patch's declarations: everything from the first typedef through
-    # the pending code, without NSS's includes.
-    decl = re.search(r"typedef void \(\*ssl_DetectorDoneFn\).*?#define SSL_DETECTOR_PENDING\s+\d+",
-                     patch_text, re.S)
-    if not decl:
-        return "cannot find the ops declarations (ssl_DetectorDoneFn .. SSL_DETECTOR_PENDING) in ssldetector.c"
+    # The patch's declarations, without NSS's includes.
+    first, last = spec["decl"]
+    decls = [re.search(first + ".*?" + last, patch_text, re.S) for first, last in
+             ([OPS["decl"]] + ([spec["decl"]] if spec is not OPS else []))]
+    if not all(decls):
+        return "cannot find the declarations (%s .. %s) in ssldetector.c" % (first, last)
+    h, p = "struct " + spec["header"], spec["patch"]
     with tempfile.TemporaryDirectory(prefix="detector-ops-") as d:
         inc = os.path.join(d, "include")
         os.mkdir(inc)
-        for h in glob.glob(os.path.join(os.path.dirname(HEADER), "*.h")):
-            with open(h, encoding="utf-8") as src, open(os.path.join(inc, os.path.basename(h)), "w") as dst:
+        for hdr in glob.glob(os.path.join(os.path.dirname(HEADER), "*.h")):
+            with open(hdr, encoding="utf-8") as src, open(os.path.join(inc, os.path.basename(hdr)), "w") as dst:
                 dst.write(src.read())
         with open(os.path.join(inc, "detector_nss.h"), "w") as f:
             f.write(header_text)
-        c = ["#include <stddef.h>", '#include "detector_nss.h"', decl.group(0),
+        c = ["#include <stddef.h>", '#include "detector_nss.h"'] + [m.group(0) for m in decls] + [
              "#define SAME(a, b) __builtin_types_compatible_p(__typeof__(a), __typeof__(b))",
-             "_Static_assert(sizeof(struct detector_nss_ops) == sizeof(sslDetectorOps), \"size\");",
-             "_Static_assert(DETECTOR_NSS_PENDING == SSL_DETECTOR_PENDING, \"pending code\");"]
+             f"_Static_assert(sizeof({h}) == sizeof({p}), \"size\");"]
+        for a, b in spec["consts"]:
+            c.append(f"_Static_assert({a} == {b}, \"{a}\");")
         for n in names:
-            c.append(f"_Static_assert(SAME(((struct detector_nss_ops *)0)->{n}, ((sslDetectorOps *)0)->{n}), "
-                     f"\"type of {n}\");")
-            c.append(f"_Static_assert(offsetof(struct detector_nss_ops, {n}) == offsetof(sslDetectorOps, {n}), "
-                     f"\"offset of {n}\");")
+            c.append(f"_Static_assert(SAME((({h} *)0)->{n}, (({p} *)0)->{n}), \"type of {n}\");")
+            c.append(f"_Static_assert(offsetof({h}, {n}) == offsetof({p}, {n}), \"offset of {n}\");")
         src = os.path.join(d, "ops.c")
         with open(src, "w") as f:
             f.write("\n".join(c) + "\n")
@@ -123,23 +152,30 @@ def compile_check(header_text, patch_text, names):
         return None if p.returncode == 0 else p.stdout
 
 
-def compare(header_text, patch_text):
+def compare(header_text, patch_text, spec=OPS):
     """A list of mismatches (empty: the two agree)."""
     problems = []
     try:
-        h_names, h_entry = header_struct(header_text)
-        p_names, p_entry = patch_struct(patch_text)
+        h_names, h_entry = header_struct(header_text, spec)
+        p_names, p_entries = patch_struct(patch_text, spec)
     except ValueError as e:
         return [str(e)]
     if h_names != p_names:
         problems.append(f"members differ: header {h_names}, patch {p_names}")
-    if not h_entry or h_entry != p_entry:
-        problems.append(f"entry point differs: header declares {h_entry}, patch looks up {p_entry}")
+    if not h_entry or h_entry not in p_entries:
+        problems.append(f"entry point differs: header declares {h_entry}, patch looks up {p_entries}")
     if not problems:
-        err = compile_check(header_text, patch_text, h_names)
+        err = compile_check(header_text, patch_text, h_names, spec)
         if err:
             problems.append("gcc: " + err.strip())
     return problems
+
+
+def compare_reroute(header_text, patch_text):
+    """compare() for the reroute entry, if this patch looks it up."""
+    if '"detector_nss_reroute_v1"' not in strip_comments(patch_text):
+        return []
+    return compare(header_text, patch_text, REROUTE_OPS)
 
 
 def series_patches():
@@ -182,22 +218,28 @@ def main():
     for name, text in copies:
         check(f"{name}: ops struct matches {os.path.relpath(args.header, ROOT)} "
               f"(members, types, offsets, size, entry point, pending code)", compare(header_text, text))
+        rerouting = '"detector_nss_reroute_v1"' in text
+        check(f"{name}: reroute ops struct " + ("matches (members, types, offsets, size, entry point, "
+              "error codes)" if rerouting else "not looked up: this libssl never reroutes"),
+              compare_reroute(header_text, text))
 
-    if copies:
-        name, text = copies[0]
-        # A member appended to the header only.
-        grown = re.sub(r"(void\s*\(\s*\*\s*cancel\s*\)\s*\(\s*void\s*\*\s*pending\s*\)\s*;)",
-                       r"\1\n\tint (*extra)(void);", header_text, count=1)
-        swapped = re.sub(r"(int \(\*check\)\(.*?\);)(\s*)(void \(\*cancel\)\(void \*pending\);)",
-                         r"\3\2\1", text, count=1, flags=re.S)
-        narrowed = text.replace("unsigned int derLen", "unsigned short derLen", 1)
-        for what, h, p, changed in (("a member appended to the header", grown, text, grown != header_text),
-                                    ("two members swapped in the patch's copy", header_text, swapped,
-                                     swapped != text),
-                                    ("a parameter's type changed in the patch's copy", header_text, narrowed,
-                                     narrowed != text)):
+    # Each spec's mutations must be reported: a member appended to the
+    # header only, two members swapped in the patch's copy, and one more.
+    for spec in (OPS, REROUTE_OPS):
+        found = [(n, t) for n, t in copies if spec is OPS or '"detector_nss_reroute_v1"' in t]
+        if not found:
+            continue
+        name, text = found[0]
+        what, mutate = spec["mutation"]
+        for what, h, p in ((spec["what"] + "a member appended to the header",
+                            re.sub(spec["last"], r"\1\n\tint (*extra)(void);", header_text, count=1),
+                            text),
+                           (spec["what"] + "two members swapped in the patch's copy", header_text,
+                            re.sub(spec["swap"], r"\3\2\1", text, count=1, flags=re.S)),
+                           (spec["what"] + what, header_text, mutate(text))):
+            changed = h != header_text or p != text
             check(f"detects {what}",
-                  [] if changed and compare(h, p) else
+                  [] if changed and compare(h, p, spec) else
                   [f"the mutation did not apply to {name}" if not changed else "not detected"])
     print(f"{passed} passed, {failed} failed")
     return 1 if failed or not passed else 0
