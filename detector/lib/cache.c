@@ -398,7 +398,6 @@ cache_history_judge(const struct cache_history *h, const unsigned char *spki,
 	uint64_t window = (uint64_t)days * 86400;
 	enum cache_history_answer answer = CACHE_HISTORY_NONE;
 	uint32_t last, changed = 0;
-	int known = 0;
 	unsigned int i;
 
 	for (i = 0; days > 0 && i < h->n; i++) {
@@ -415,16 +414,18 @@ cache_history_judge(const struct cache_history *h, const unsigned char *spki,
 			continue;
 		if (memcmp(e->spki, spki, DETECTOR_SHA256_LEN) == 0) {
 			/* Accepted only if confirmed through the asker's own
-			 * spheres (a run with other spheres, whoever chose
-			 * them, vouches for nothing); through others it only
-			 * keeps this key from counting as a change. */
+			 * spheres.  A run with other spheres, whoever chose
+			 * them, vouches for nothing: its entry for this key
+			 * neither accepts it nor cancels a refusal that
+			 * another confirmed key gives (security review 2,
+			 * M1: one such run for the rogue key turned the
+			 * browser's KEY_CHANGED into on_undecided). */
 			if (e->policy.nspheres == pol->nspheres &&
 			    memcmp(e->policy.spheres, pol->spheres,
 			    CACHE_SPHERES_DIGEST_LEN) == 0) {
 				*when = last;
 				return CACHE_HISTORY_MATCH;
 			}
-			known = 1;
 			continue;
 		}
 		/* Another key, through any spheres: a refusal only. */
@@ -432,7 +433,7 @@ cache_history_judge(const struct cache_history *h, const unsigned char *spki,
 			changed = last;
 		answer = CACHE_HISTORY_CHANGED;
 	}
-	if (known || answer == CACHE_HISTORY_NONE)
+	if (answer == CACHE_HISTORY_NONE)
 		return CACHE_HISTORY_NONE;
 	*when = changed;
 	return answer;

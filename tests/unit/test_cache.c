@@ -1076,14 +1076,15 @@ test_history_bounds_and_rotation(void **state)
 	assert_int_equal(when, 200000);         /* the newest */
 	/* A quorum below the asker's says nothing; days 0 turns it off.
 	 * Entries from other spheres (security review M3) refuse another
-	 * key but accept none, and keep their own key from counting as a
-	 * change. */
+	 * key but accept none, not even their own key (review 2, M1: a
+	 * foreign entry for a key must not cancel the refusal another
+	 * confirmed key gives). */
 	assert_int_equal(cache_history_judge(&h, rogue, &q5, 30, 200100,
 	    &when), CACHE_HISTORY_NONE);
 	assert_int_equal(cache_history_judge(&h, a, &q1, 30, 200100, &when),
 	    CACHE_HISTORY_MATCH);
 	assert_int_equal(cache_history_judge(&h, a, &elsewhere, 30, 200100,
-	    &when), CACHE_HISTORY_NONE);
+	    &when), CACHE_HISTORY_CHANGED);
 	assert_int_equal(cache_history_judge(&h, rogue, &elsewhere, 30, 200100,
 	    &when), CACHE_HISTORY_CHANGED);
 	assert_int_equal(when, 200000);
@@ -1125,6 +1126,49 @@ test_history_bounds_and_rotation(void **state)
 	assert_memory_equal(h.e[0].spki, a, sizeof(a));
 	assert_int_equal(h.e[0].first_confirmed, 100000);
 	assert_int_equal(h.e[0].last_confirmed, 300000);
+}
+
+/*
+ * Security review 2, M1: the browser's spheres confirmed the real key; a
+ * run through other spheres (sphere-probe --spheres ... behind the
+ * interceptor) recorded the rogue key.  With Tor blocked, the rogue key
+ * is still a key change for the browser, whichever entry is newer, and is
+ * accepted by history only by whoever confirmed it through the same
+ * spheres.  (Before the fix the foreign entry cancelled the refusal: NONE,
+ * and on_undecided = accept let the interceptor through.)
+ */
+static void
+test_history_foreign_entry_cancels_no_refusal(void **state)
+{
+	struct cache_policy mine = policy(4, 5, 0x55),
+	    foreign = policy(4, 5, 0x99);
+	unsigned char real[DETECTOR_SHA256_LEN], rogue[DETECTOR_SHA256_LEN];
+	struct cache_history h;
+	uint32_t when = 0;
+	int order;
+
+	(void)state;
+	memset(real, 0x21, sizeof(real));
+	memset(rogue, 0x66, sizeof(rogue));
+	for (order = 0; order < 2; order++) {
+		memset(&h, 0, sizeof(h));
+		/* Confirmations come in time order: foreign newer, then
+		 * the browser's own newer. */
+		if (order == 0) {
+			cache_history_confirm(&h, real, &mine, 1000);
+			cache_history_confirm(&h, rogue, &foreign, 2000);
+		} else {
+			cache_history_confirm(&h, rogue, &foreign, 1000);
+			cache_history_confirm(&h, real, &mine, 2000);
+		}
+		assert_int_equal(cache_history_judge(&h, rogue, &mine, 30, 3000,
+		    &when), CACHE_HISTORY_CHANGED);
+		assert_int_equal(when, order ? 2000 : 1000);
+		assert_int_equal(cache_history_judge(&h, real, &mine, 30, 3000,
+		    &when), CACHE_HISTORY_MATCH);
+		assert_int_equal(cache_history_judge(&h, rogue, &foreign, 30,
+		    3000, &when), CACHE_HISTORY_MATCH);
+	}
 }
 
 static int
@@ -1249,6 +1293,7 @@ main(void)
 		cmocka_unit_test(test_concurrent_writers_lose_nothing),
 		cmocka_unit_test(test_history_codec),
 		cmocka_unit_test(test_history_bounds_and_rotation),
+		cmocka_unit_test(test_history_foreign_entry_cancels_no_refusal),
 		cmocka_unit_test(test_history_in_the_file),
 	};
 	return cmocka_run_group_tests_name("cache", tests, setup, teardown);
