@@ -22,9 +22,11 @@ lost, processes fell back to memory, one died of SIGBUS.  Here:
   The crowd's probes all go out at once, and on a busy machine some of
   them fail (a run saw 13 of 100 apps find no sphere answering): such an
   app is UNDECIDED, which is not the cache's doing.  So the MITM's half
-  runs with on_undecided = reject (refused either way) and the clean half
-  with the default (connects either way); two spheres, quorum 2, keep the
-  burst at 200 probes.
+  runs with on_undecided = reject (refused either way: once the clean half
+  has had the real key confirmed, an undecided MITM app is refused as a
+  key change, DETECTOR_ERROR_KEY_CHANGED) and the clean half with the
+  default (connects either way, by history once confirmed); two spheres,
+  quorum 2, keep the burst at 200 probes.
 """
 
 import os
@@ -162,7 +164,7 @@ def test_100_tstclnt_at_once_same_name_fresh_cache(world, nssdb, tmpdir_):
         elif addr == REAL_ADDR and (rc != 0 or "hello" not in o):
             problems.append("the clean path was not accepted: " + what)
         elif addr == MITM_ADDR and (rc == 0 or not re.search(
-                r"DETECTOR_ERROR_(MITM|UNDECIDED)", e)):
+                r"DETECTOR_ERROR_(MITM|UNDECIDED|KEY_CHANGED)", e)):
             problems.append("the MITM was not refused: " + what)
         undecided += "(undecided" in e
         if re.search(r"damaged|corrupt|kept in memory|verdict cache", e):
