@@ -469,15 +469,18 @@ class TorNetwork:
         elif n.kind == "middle":
             lines += ["ExitRelay 0", "ExitPolicy reject *:*"]
         else:
-            # Order matters. Pitfall 1: 'accept 127.0.0.0/8, reject *:*' makes
-            # clients see no exit at all. Pitfall 2: for IP targets clients
-            # pick exits by port only, hence the final 'accept *4:*' (the two
-            # /1 rejects still block every public IPv4 address).
+            # Pitfall 1: a policy that accepts only 127.0.0.0/8 makes clients
+            # see no exit at all: clients using microdescriptors (bridged
+            # spheres must) see only the policy summary, and a summary counts
+            # public addresses only (any policy rejecting most of them is
+            # "reject 1-65535"). So the policy accepts every IPv4 address
+            # and containment is the kernel's: exit connections start from
+            # 127.0.0.1, which Linux refuses (EINVAL) towards any
+            # non-loopback address; tor skips the bind for loopback targets.
             lines += ["ExitRelay 1",
-                      "ExitPolicy accept 127.0.0.0/8:*",
-                      "ExitPolicy reject 0.0.0.0/1:*",
-                      "ExitPolicy reject 128.0.0.0/1:*",
-                      "ExitPolicy accept *4:*"]
+                      "ExitPolicyRejectPrivate 0",
+                      "OutboundBindAddressExit " + RELAY_ADDR,
+                      "ExitPolicy accept *:*"]
         return lines
 
     def _start_nodes(self, nodes, deadline):

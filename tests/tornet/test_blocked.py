@@ -8,8 +8,8 @@ private network namespace drops that user's TCP to every relay port
 (7000-7190, the bridge's own ORPort included), leaving only the bridge's
 obfs4 port. Without bridges, `start` gives up naming the sphere "Tor
 unreachable (possible blocking)"; with the obfs4 bridge it
-bootstraps and every circuit starts at the bridge (no stream: see
-test_bridges.py on the exits' microdescriptor policy).
+bootstraps, every circuit starts at the bridge, and sphere-probe through
+it refuses the test world's MITM (REJECT).
 Runs only inside `tornet.py isolate` (never touches the machine's own
 firewall).
 """
@@ -25,8 +25,8 @@ import pytest
 
 from testworld import tornet as tn
 from testworld.processes import stop_child
-from test_bridges import (BRIDGE_OBFS4PORT, OBFS4PROXY, bridged_tor_section,
-                          first_hops, start_obfs4_bridge)
+from test_bridges import (BRIDGE_OBFS4PORT, OBFS4PROXY, assert_mitm_refused,
+                          bridged_tor_section, first_hops, start_obfs4_bridge)
 
 UID = 65534                 # nobody
 SOCKS_PORT = 9196           # control 9197
@@ -109,7 +109,8 @@ def test_blocked_sphere_is_reported_as_tor_unreachable(blocked):
         walled.remove()
 
 
-def test_blocked_sphere_gets_through_an_obfs4_bridge(blocked, tmp_path):
+def test_blocked_sphere_gets_through_an_obfs4_bridge(blocked, world,
+                                                    sphere_probe, tmp_path):
     net = blocked
     proc, fp, cert = start_obfs4_bridge(net, str(tmp_path / "bridge"))
     walled = Walled(net)
@@ -123,6 +124,8 @@ def test_blocked_sphere_gets_through_an_obfs4_bridge(blocked, tmp_path):
             p = walled.run(bridged, "status", "--json")
             (st,) = json.loads(p.stdout)["spheres"]
             assert st["bootstrap"]["progress"] == 100 and st["usable"], st
+            assert first_hops(SOCKS_PORT + 1) == {fp}
+            assert_mitm_refused(sphere_probe, world, SOCKS_PORT)
             assert first_hops(SOCKS_PORT + 1) == {fp}
         finally:
             walled.run(bridged, "stop")

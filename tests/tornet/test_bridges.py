@@ -1,9 +1,10 @@
 """`[spheres] bridges` on the private Tor network (issue 14, bridges part):
 a sphere configured with one relay of the network as its (plain) bridge
-bootstraps through it and every one of its circuits starts at the bridge;
-the same with an obfs4
-bridge: a bridge relay started here, serving obfs4 through Debian's
-obfs4proxy. (test_blocked.py: the same behind nftables.)"""
+bootstraps through it, every one of its circuits starts at the bridge, and
+sphere-probe through it refuses the test world's MITM (REJECT: the sphere
+saw the real server's key); the same with an obfs4 bridge: a bridge relay
+started here, serving obfs4 through Debian's obfs4proxy. (test_blocked.py:
+the same behind nftables.)"""
 
 import json
 import os
@@ -15,6 +16,7 @@ import pytest
 import stem.control
 
 from testworld import tornet as tn
+from testworld.ports import HOST, MITM_ADDR
 from testworld.processes import stop_child
 
 SOCKS_PORT = 9192      # control 9193
@@ -42,15 +44,33 @@ def bridged_tor_section(net):
     assert "UseMicrodescriptors = 0\n" in tor
     return tor.replace("UseMicrodescriptors = 0\n", "")
 
-# Without UseMicrodescriptors 0 the spheres see the exits' microdescriptor
-# policy summary, which for this network's exit policy (every public IPv4
-# address rejected, 127.0.0.0/8 accepted) is "reject 1-65535": so a bridged
-# sphere bootstraps and builds circuits, but gets no exit for a stream.
-# These tests therefore check the bootstrap and the circuits' first hop,
-# not a connection through the sphere.
+
+def assert_mitm_refused(sphere_probe, world, socks_port, tries=10):
+    """sphere-probe, with this one sphere (quorum 1), of server.test while
+    the direct path goes to the world's MITM: REJECT, and the sphere saw
+    the real server's key (a stream through the bridged sphere carried the
+    TLS handshake). Without UseMicrodescriptors 0 the sphere sees only the
+    exits' microdescriptor policy summary; before tornet.py's exits accepted
+    every address that summary was "reject 1-65535" and no stream left a
+    bridged sphere. Retried while the sphere fails (an exit may refuse
+    streams in the first seconds, pitfall 5 of tornet.py)."""
+    args = ["--json", "--quorum", "1",
+            "--spheres", "%s:%d" % (tn.RELAY_ADDR, socks_port),
+            "--resolve", "%s:%d:%s" % (HOST, world.cport, MITM_ADDR),
+            "%s:%d" % (HOST, world.cport)]
+    for attempt in range(tries):
+        run = sphere_probe.run(*args)
+        (s,) = run.json["spheres"]
+        if s["status"] not in ("failed", "timeout") or attempt == tries - 1:
+            break
+        time.sleep(2)
+    assert (run.rc, run.json["verdict"]) == (2, "reject"), run
+    assert run.json["direct"]["spki_sha256"] == world.rogue.spki_sha256, run
+    assert s["status"] == "mismatch", run
+    assert s["spki_sha256"] == world.real.spki_sha256, run
 
 
-def test_sphere_through_a_plain_bridge(net, tmp_path):
+def test_sphere_through_a_plain_bridge(net, world, sphere_probe, tmp_path):
     bridge = next(n for n in net.nodes if n.kind == "middle")
     exit_fp = net.exits[1].fingerprint
     conf = tmp_path / "bridged.conf"
@@ -70,6 +90,8 @@ def test_sphere_through_a_plain_bridge(net, tmp_path):
         p = run("status", "--json")
         (st,) = json.loads(p.stdout)["spheres"]
         assert st["bootstrap"]["progress"] == 100 and st["usable"], st
+        assert first_hops(SOCKS_PORT + 1) == {bridge.fingerprint}
+        assert_mitm_refused(sphere_probe, world, SOCKS_PORT)
         assert first_hops(SOCKS_PORT + 1) == {bridge.fingerprint}
     finally:
         run("stop")
@@ -119,7 +141,7 @@ def start_obfs4_bridge(net, d):
 @pytest.mark.skipif(not os.access(OBFS4PROXY, os.X_OK),
                     reason="obfs4proxy is not installed (Debian package "
                     "obfs4proxy)")
-def test_sphere_through_an_obfs4_bridge(net, tmp_path):
+def test_sphere_through_an_obfs4_bridge(net, world, sphere_probe, tmp_path):
     proc, fp, cert = start_obfs4_bridge(net, str(tmp_path / "bridge"))
     try:
         conf = tmp_path / "obfs4.conf"
@@ -139,6 +161,8 @@ def test_sphere_through_an_obfs4_bridge(net, tmp_path):
             p = run("status", "--json")
             (st,) = json.loads(p.stdout)["spheres"]
             assert st["bootstrap"]["progress"] == 100 and st["usable"], st
+            assert first_hops(OBFS4_SOCKS_PORT + 1) == {fp}
+            assert_mitm_refused(sphere_probe, world, OBFS4_SOCKS_PORT)
             assert first_hops(OBFS4_SOCKS_PORT + 1) == {fp}
         finally:
             run("stop")
