@@ -73,7 +73,8 @@ def test_one_exit_can_have_its_own_view_of_names(net):
 
 
 def test_servers_by_ip_address_work_too(net):
-    # pitfall 2: IP targets need the trailing 'accept *4:*' in the policy
+    # pitfall 2: IP targets need an exit policy that accepts the address
+    # (the exits' 'accept *:*', contained by OutboundBindAddressExit)
     for sphere in net.spheres:
         sock = socks5.connect(sphere["socks"], tn.SERVER_ADDR, net.server[2])
         net._tls_handshake(sock)
