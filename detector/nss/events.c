@@ -42,6 +42,12 @@ event_kind(int error)
 		return "refused-uncheckable";
 	case DETECTOR_ERROR_CONFIG:
 		return "config-error";
+	/* Not a refusal: accepted although the spheres could not decide
+	 * (on_undecided = accept, or by the key history).  The user learns
+	 * that the protection is degraded: Tor unreachable, possibly
+	 * blocked (issue 14). */
+	case DETECTOR_NSS_ACCEPT_UNCONFIRMED:
+		return "accepted-unconfirmed";
 	default:
 		return NULL;
 	}

@@ -27,16 +27,19 @@
 #define EVENTS_MAX 4096
 
 /*
- * Writes the event for refusal code error (a DETECTOR_ERROR_*) of
- * host:port by application app into out: one line of JSON, NUL-ended,
- * reason cut to fit.  Returns its length, or 0 if error is not a refusal.
+ * Writes the event for refusal code error (a DETECTOR_ERROR_*, or
+ * DETECTOR_NSS_ACCEPT_UNCONFIRMED for a connection accepted although the
+ * spheres could not decide) of host:port by application app into out: one
+ * line of JSON, NUL-ended, reason cut to fit.  Returns its length, or 0 if
+ * error is none of these.
  * Pure (no I/O), for the tests and fuzzers.
  */
 size_t events_format(char *out, size_t size, int error, const char *host,
     unsigned int port, const char *app, long pid, long long when,
     const char *reason);
 
-/* Sends the event for a refusal to the session's agent, if one listens. */
+/* Sends the event for a refusal (or an unconfirmed acceptance, as
+ * events_format() says) to the session's agent, if one listens. */
 void events_refused(int error, const char *host, unsigned int port,
     const char *reason);
 

@@ -261,7 +261,7 @@ decided(const char *host, unsigned int port, const struct certinfo *ci,
 		    error == DETECTOR_ERROR_KEY_CHANGED ? ", key changed" : "",
 		    reason);
 		events_refused(error, host, port, reason);
-	} else
+	} else {
 		detector_log(glue.cfg, LOG_DECISIONS, "%s:%u accepted (%s%s): "
 		    "%s%s", host, port, detector_verdict_name(v),
 		    v != DETECTOR_UNDECIDED ? "" :
@@ -269,6 +269,11 @@ decided(const char *host, unsigned int port, const struct certinfo *ci,
 		    ", accepted by history" : ", on_undecided = accept",
 		    reason, error == DETECTOR_NSS_ACCEPT_UNCONFIRMED ? "; "
 		    "session not resumable" : "");
+		/* The desktop hears of it: the spheres could not decide. */
+		if (v == DETECTOR_UNDECIDED)
+			events_refused(DETECTOR_NSS_ACCEPT_UNCONFIRMED, host,
+			    port, reason);
+	}
 	return error;
 }
 

@@ -246,6 +246,28 @@ def test_no_notification_daemon_then_one(desktop, agent):
     calls = wait_for("the notification", desktop.calls)
     assert len(calls) == 1 and "other.test:443" in calls[0]["summary"], calls
 
+def test_reroute_and_unconfirmed_acceptance_are_told_as_such(desktop, agent):
+    """Not every event is a refusal: a reroute and an acceptance the
+    spheres could not confirm (Tor unreachable) each give their own
+    notice, never the words 'DetecTor refused'."""
+    agent.send(event(event="rerouted", host="r.test"))
+    agent.send(event(event="accepted-unconfirmed", host="u.test",
+                     reason="only 0 of 5 spheres confirmed the key"))
+    calls = wait_for("two notifications",
+                     lambda: desktop.calls() if len(desktop.calls()) >= 2
+                     else None)
+    assert len(calls) == 2, calls
+    rerouted = [c for c in calls if "r.test:443" in c["summary"]]
+    unconfirmed = [c for c in calls if "u.test:443" in c["summary"]]
+    assert len(rerouted) == 1 and len(unconfirmed) == 1, calls
+    assert "rerouted through Tor" in rerouted[0]["summary"], rerouted
+    assert "DetecTor rerouted the connection" in rerouted[0]["body"], rerouted
+    assert "Tor spheres unreachable" in unconfirmed[0]["summary"], unconfirmed
+    assert "DetecTor accepted it unconfirmed" in unconfirmed[0]["body"]
+    assert "Tor may be blocked" in unconfirmed[0]["body"], unconfirmed
+    assert not any("refused" in c["body"] for c in calls), calls
+
+
 # -- 3. what libdetector sends, and where it refuses to send
 
 def listener(path):
@@ -455,5 +477,27 @@ def test_config_error_and_undecided_events(world, nssdb, tmpdir_, monkeypatch):
         [ev] = [json.loads(d) for d in received(s)]
         assert ev["event"] == "refused-undecided" and ev["port"] == world.cport, ev
         assert ev["reason"] in app.err, (ev, app)
+    finally:
+        s.close()
+
+
+def test_unconfirmed_acceptance_sends_its_event(world, nssdb, tmpdir_,
+                                                monkeypatch):
+    """Tor unreachable (issue 14): four of five spheres black holes, the
+    default on_undecided = accept lets the clean connection through, and
+    the desktop is told it was not confirmed: one accepted-unconfirmed
+    event, no refusal."""
+    s = event_listener(tmpdir_, monkeypatch)
+    try:
+        spheres = world.sphere_list(world.honest[0], *world.blackholes[:4])
+        app = run_app(world, fresh(tmpdir_, "unc"), tstclnt(nssdb, world.cport),
+                      REAL_ADDR, spheres=spheres,
+                      config="[detector]\nprobe_timeout_ms = 1500\n"
+                      "deadline_ms = 1500\n")
+        assert app.rc == 0 and "DETECTOR_ERROR" not in app.err, app
+        [ev] = [json.loads(d) for d in received(s)]
+        assert ev["event"] == "accepted-unconfirmed", ev
+        assert ev["host"] == "server.test" and ev["port"] == world.cport, ev
+        assert "1 of 5" in ev["reason"] or "spheres" in ev["reason"], ev
     finally:
         s.close()
