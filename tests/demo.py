@@ -285,7 +285,9 @@ def main():
                     "through a fresh Tor circuit of a sphere that saw the "
                     "real key; tstclnt checked the real certificate and got "
                     "the real server's marker. The MITM got no application "
-                    "byte. The user loses speed, not safety.")
+                    "byte. The user loses speed, not safety. (The first "
+                    "run's REJECT was in the verdict cache; a new process "
+                    "has no reroute plan for it, so it probed once more.)")
     except KeyboardInterrupt:
         print("\ndemo: interrupted", file=sys.stderr)
         return 130
