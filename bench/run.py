@@ -25,6 +25,9 @@ not to be tuned until a goal passes.
       cache minus stock tstclnt, against the verdict time of the same
       check (detector_check() in a running process); and where the rest
       goes (the detector-run wrapper, the cache's sync, a warm run).
+  P7  reroute: time to the first response byte of an unmodified tstclnt
+      rerouted through a sphere (its direct path a rogue-CA MITM) ÷ the
+      same on the clean path; context, no goal.
 
 Everything runs on loopback in the test world of tests/testworld/world.py
 (test CA, microsocks spheres each in a mount namespace: root is needed) plus
@@ -37,6 +40,7 @@ tests/ on PYTHONPATH, as `make bench` does.
 import os
 import platform
 import re
+import select
 import statistics
 import subprocess
 import sys
@@ -45,7 +49,7 @@ import time
 
 from testworld import WorldError
 from testworld.faults import Blackhole
-from testworld.ports import HOST, REAL_ADDR, SPHERE_ADDR, free_port, wait_tls
+from testworld.ports import HOST, MITM_ADDR, REAL_ADDR, SPHERE_ADDR, free_port, wait_tls
 from testworld.processes import Process
 from testworld.relay import SlowLink
 from testworld.tlsbytes import CountingRelay, TlsParseError, handshake_bytes_to_certificate
@@ -80,6 +84,7 @@ P4_LIMIT = 64             # the engine's admission control: checks running at on
 P4_QUEUE = 4096           # and checks waiting (probe_scale's defaults)
 P6_TRIALS = 9             # rounds of (stock, cold, warm, verdict), alternating
 P6_TRACE_TRIALS = 7       # cold runs under strace: where the time goes
+P7_TRIALS = 9             # rounds of (stock, direct, rerouted), time to the first byte
 TSTCLNT = "/usr/bin/tstclnt"
 P5_ENTRIES = 1000000
 P5_SAMPLES = 200000
@@ -538,11 +543,14 @@ class Bench:
     # -- P6
 
     def tstclnt(self, home, detector, conf=None, strace=None,
-                trace="fdatasync,fsync,msync", wrapper=None, env_extra=None):
-        """Wall time of one unmodified tstclnt (server.test resolving to the
-        bench server in a private /etc/hosts), stock or under detector-run
-        (WRAPPER: another one); STRACE: the file for an strace of the
-        TRACE system calls (timestamps and durations)."""
+                trace="fdatasync,fsync,msync", wrapper=None, env_extra=None,
+                addr=REAL_ADDR, first_byte=False):
+        """Wall time of one unmodified tstclnt (server.test resolving to
+        ADDR, the concurrent server or its MITM, in a private /etc/hosts),
+        stock or under detector-run (WRAPPER: another one); STRACE: the file
+        for an strace of the TRACE system calls (timestamps and durations).
+        FIRST_BYTE: the time to the first byte of the server's answer on
+        tstclnt's stdout instead (its diagnostics go to stderr)."""
         env = self.env("enhanced")
         env["HOME"] = home
         env.update(env_extra or {})
@@ -550,7 +558,7 @@ class Bench:
             env["DETECTOR_CONFIG"] = conf
         hosts = os.path.join(home, "hosts")
         with open(hosts, "w") as f:
-            f.write("127.0.0.1\tlocalhost\n%s\t%s\n" % (REAL_ADDR, HOST))
+            f.write("127.0.0.1\tlocalhost\n%s\t%s\n" % (addr, HOST))
         argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
                 'mount --bind "$0" /etc/hosts && exec "$@"', hosts]
         if strace:
@@ -560,13 +568,24 @@ class Bench:
             TSTCLNT, "-h", HOST, "-p", str(self.w.cport), "-d", "sql:" + self.nssdb,
             "-A", self.request]
         t = time.monotonic()
-        p = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, capture_output=True,
-                           text=True, timeout=CMD_TIMEOUT)
+        p = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+        first = None
+        try:
+            if first_byte and select.select([p.stdout], [], [], CMD_TIMEOUT)[0]:
+                if os.read(p.stdout.fileno(), 1):
+                    first = 1000 * (time.monotonic() - t)
+            out, err = p.communicate(timeout=CMD_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.communicate()
+            raise BenchError("tstclnt: still running after %ss (killed)" % CMD_TIMEOUT)
         ms = 1000 * (time.monotonic() - t)
-        if p.returncode != 0:
+        if p.returncode != 0 or (first_byte and first is None):
             raise BenchError("tstclnt (%s): exit %d: %s" % (
-                "detector-run" if detector else "stock", p.returncode, p.stderr[-600:]))
-        return ms
+                "detector-run" if detector else "stock", p.returncode, err[-600:]))
+        self.last_err = err
+        return first if first_byte else ms
 
     def p6(self):
         self.request = os.path.join(self.w.dir, "request")
@@ -630,6 +649,52 @@ class Bench:
                 "%s %s" % (k, ", ".join("%.0f" % x for x in v)) for k, v in res.items()))
         except (BenchError, KeyError, OSError, subprocess.SubprocessError) as e:
             self.failed("P6", what, e)
+
+    # -- P7
+
+    def p7(self):
+        """Time to the first response byte, rerouted ÷ direct (issue 12;
+        context, no goal)."""
+        if not hasattr(self, "request"):
+            self.request = os.path.join(self.w.dir, "request")
+            with open(self.request, "w") as f:
+                f.write("GET / HTTP/1.0\r\n\r\n")
+        conf = os.path.join(self.w.dir, "reroute.conf")
+        with open(conf, "w") as f:
+            f.write("[detector]\non_mitm = reroute\n")
+        what = ("reroute: time to the first response byte, unmodified tstclnt under "
+                "detector-run with on_mitm = reroute through the rogue-CA MITM (check + "
+                "reroute through a microsocks sphere) ÷ the same on the clean path "
+                "(check + accept); cold cache both, 5 spheres, quorum %d" % P2_QUORUM)
+        try:
+            res = {"stock": [], "direct": [], "rerouted": []}
+            load = []
+            for i in range(P7_TRIALS):
+                load.append(os.getloadavg()[0])
+                res["stock"].append(self.tstclnt(tempfile.mkdtemp(dir=self.home), False,
+                                                 first_byte=True))
+                res["direct"].append(self.tstclnt(tempfile.mkdtemp(dir=self.home), True,
+                                                  conf=conf, first_byte=True))
+                res["rerouted"].append(self.tstclnt(tempfile.mkdtemp(dir=self.home), True,
+                                                    conf=conf, addr=MITM_ADDR,
+                                                    first_byte=True))
+                if not re.search(r"REROUTED %s:%d via" % (re.escape(HOST), self.w.cport),
+                                 self.last_err):
+                    raise BenchError("tstclnt through the MITM was not rerouted: %s"
+                                     % self.last_err[-600:])
+            load.append(os.getloadavg()[0])
+            med = {k: statistics.median(v) for k, v in res.items()}
+            self.row("P7", what, "%.2f× (rerouted %.0f ms ÷ direct %.0f ms; +%.0f ms)" % (
+                med["rerouted"] / med["direct"], med["rerouted"], med["direct"],
+                med["rerouted"] - med["direct"]), load=max(load))
+            self.row("P7", "(diagnostic) the same ÷ stock tstclnt on the clean path (no "
+                     "DetecTor)", "%.2f× (rerouted %.0f ms ÷ stock %.0f ms)" % (
+                         med["rerouted"] / med["stock"], med["rerouted"], med["stock"]),
+                     load=max(load))
+            self.raw.append("P7 time to the first response byte per round (ms): " + "; ".join(
+                "%s %s" % (k, ", ".join("%.0f" % x for x in v)) for k, v in res.items()))
+        except (BenchError, OSError, subprocess.SubprocessError) as e:
+            self.failed("P7", what, e)
 
     # -- P5
 
@@ -877,6 +942,20 @@ and dilute P1, and could not hold P4's thousands of connections.
   rest.  `make bench-first-visit` (bench/first_visit.py) runs the same
   with more rounds, another detector-run side by side (before/after), and
   the poll pause shortened by an LD_PRELOAD stand-in (bench/pollshim.c).
+- **P7**: the same `tstclnt` and concurrent server, timed from its start
+  to the first byte of the server's answer on its stdout (its diagnostics
+  go to stderr), with a fresh HOME each run (a cold verdict cache) and
+  `on_mitm = reroute`.  *Direct*: server.test resolves to the real server
+  (check, ACCEPT).  *Rerouted*: it resolves to the test world's MITM in
+  front of the same server (rogue certificate from the same CA): the check
+  REJECTs, awaiting every sphere (a reroute plan is made from all the
+  answers), and the patched libssl starts the handshake over through a
+  fresh SOCKS5 tunnel to a microsocks sphere that saw the real key
+  (docs/reroute.md); every rerouted run is checked for DetecTor's
+  `REROUTED server.test:port via` line.  *Stock*: tstclnt without
+  DetecTor on the clean path.  The three alternate for several rounds;
+  medians.  Loopback spheres cost no Tor circuit: through Tor the reroute
+  adds a circuit's latency (docs/tor-network.md).
 """
 
 
@@ -901,7 +980,8 @@ def main():
         bench = Bench(w)
         only = [x.strip().lower() for x in os.environ.get("BENCH_ONLY", "").split(",")
                 if x.strip()]
-        for section in (bench.p1, bench.p2, bench.p3, bench.p4, bench.p5, bench.p6):
+        for section in (bench.p1, bench.p2, bench.p3, bench.p4, bench.p5, bench.p6,
+                        bench.p7):
             if only and section.__name__ not in only:
                 continue
             log("%s ..." % section.__name__.upper())
