@@ -21,14 +21,16 @@
  *                  an event loop watching the OS descriptor does
  *
  *   --fetch        after the handshake, send a request and print the answer
- *                  (fetch.h: an HTTP GET, or with --smtp an EHLO)
+ *                  (fetch.h: an HTTP GET, with --smtp an EHLO, with --xmpp
+ *                  the stream header, answered by the server's features)
  *
- * usage: asyncclient [-n N] [-r ROUNDS] [-t MS] [--smtp] [--fetch] [--raw-wait] [--twice|--refuse-late|--reset|--reset-own] DBDIR HOST PORT ADDR
+ * usage: asyncclient [-n N] [-r ROUNDS] [-t MS] [--smtp|--xmpp] [--fetch] [--raw-wait] [--twice|--refuse-late|--reset|--reset-own] DBDIR HOST PORT ADDR
  * -t MS gives up after MS milliseconds (default 60000).
  * -r ROUNDS: the N connections, then N more once they have ended, ROUNDS
  * times in all (default 1), in one process.
  * --smtp speaks SMTP's plaintext EHLO/STARTTLS first (blocking), as a mail
- * client does, then hands the socket to NSS.
+ * client does, then hands the socket to NSS; --xmpp the same with XMPP's
+ * stream header, <starttls/> and <proceed/> (RFC 6120, 5.4).
  * prints per connection "result: ok" or "result: failed <NAME>: <text>",
  * then "max_poll_ms: N" (the longest single PR_Poll call), "polls: N",
  * "total_ms: N" and "handshake_callbacks: N on the application's thread,
@@ -70,7 +72,7 @@ static enum misbehaviour misbehaviour = NONE;
 static PRThread *app_thread;
 static unsigned int callbacks_here, callbacks_elsewhere;
 static int limit_ms = LIMIT_MS;
-static int starttls_smtp;
+static enum fetch_proto proto;  /* FETCH_HTTP: TLS from the first byte */
 static int fetch;
 
 static SECStatus
@@ -108,7 +110,7 @@ finish(struct conn *c, int ok, const char *what)
 	if (ok) {
 		printf("result: ok\n");
 		fetch_session(c->fd);
-		if (fetch && fetch_response(c->fd, starttls_smtp) == -1) {
+		if (fetch && fetch_response(c->fd, proto) == -1) {
 			c->ok = 0;
 			e = PR_GetError();
 			printf("fetch: failed %s\n", PR_ErrorToName(e) ?
@@ -188,7 +190,7 @@ smtp_reply(PRFileDesc *tcp)
 }
 
 static int
-smtp_send(PRFileDesc *tcp, const char *cmd)
+plain_send(PRFileDesc *tcp, const char *cmd)
 {
 	int len = (int)strlen(cmd);
 
@@ -196,17 +198,57 @@ smtp_send(PRFileDesc *tcp, const char *cmd)
 	    0 : -1;
 }
 
-/* The plaintext part of SMTP STARTTLS (RFC 3207), as a mail client does
- * before it hands the socket to NSS. */
+/* Reads, a byte at a time so that nothing of the TLS that follows is
+ * consumed, until buf ends with `end`; 0 then, -1 after 10 s, on close or
+ * when buf is full. */
 static int
-smtp_starttls(PRFileDesc *tcp, const PRNetAddr *addr)
+plain_recv_until(PRFileDesc *tcp, char *buf, size_t size, const char *end)
 {
-	if (PR_Connect(tcp, addr, PR_SecondsToInterval(10)) != PR_SUCCESS ||
-	    smtp_reply(tcp) != 220 || smtp_send(tcp, "EHLO client.test\r\n") ||
-	    smtp_reply(tcp) != 250 || smtp_send(tcp, "STARTTLS\r\n") ||
-	    smtp_reply(tcp) != 220)
+	PRIntervalTime until = PR_IntervalNow() + PR_SecondsToInterval(10);
+	size_t n = 0;
+
+	while (n + 1 < size) {
+		PRIntervalTime now = PR_IntervalNow();
+
+		if ((PRInt32)(now - until) >= 0 ||
+		    PR_Recv(tcp, buf + n, 1, 0, until - now) != 1)
+			return -1;
+		buf[++n] = '\0';
+		if (fetch_ends_with(buf, n, end))
+			return 0;
+	}
+	return -1;
+}
+
+/* XMPP's plaintext part (RFC 6120, 5.4): the stream header, the server's
+ * features offering STARTTLS, <starttls/>, and its <proceed/>. */
+static int
+xmpp_preamble(PRFileDesc *tcp)
+{
+	char buf[4096];
+
+	return plain_send(tcp, FETCH_XMPP_STREAM) ||
+	    plain_recv_until(tcp, buf, sizeof(buf), "</stream:features>") ||
+	    strstr(buf, "urn:ietf:params:xml:ns:xmpp-tls") == NULL ||
+	    plain_send(tcp,
+	    "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>") ||
+	    plain_recv_until(tcp, buf, sizeof(buf), "/>") ||
+	    strncmp(buf, "<proceed ", 9) != 0 ? -1 : 0;
+}
+
+/* The plaintext part of STARTTLS (SMTP: RFC 3207), as a mail or chat
+ * client does before it hands the socket to NSS. */
+static int
+starttls(PRFileDesc *tcp, const PRNetAddr *addr)
+{
+	if (PR_Connect(tcp, addr, PR_SecondsToInterval(10)) != PR_SUCCESS)
 		return -1;
-	return 0;
+	if (proto == FETCH_XMPP)
+		return xmpp_preamble(tcp);
+	return smtp_reply(tcp) != 220 ||
+	    plain_send(tcp, "EHLO client.test\r\n") ||
+	    smtp_reply(tcp) != 250 || plain_send(tcp, "STARTTLS\r\n") ||
+	    smtp_reply(tcp) != 220 ? -1 : 0;
 }
 
 static int
@@ -217,7 +259,7 @@ open_conn(struct conn *c, const char *host, const PRNetAddr *addr)
 
 	if (tcp == NULL)
 		return -1;
-	if (starttls_smtp && smtp_starttls(tcp, addr) == -1) {
+	if (proto != FETCH_HTTP && starttls(tcp, addr) == -1) {
 		PR_Close(tcp);
 		return -1;
 	}
@@ -234,7 +276,7 @@ open_conn(struct conn *c, const char *host, const PRNetAddr *addr)
 	    SSL_HandshakeCallback(c->fd, handshake_done, c) != SECSuccess ||
 	    SSL_ResetHandshake(c->fd, PR_FALSE) != SECSuccess)
 		return -1;
-	if (!starttls_smtp && PR_Connect(c->fd, addr, PR_INTERVAL_NO_WAIT) !=
+	if (proto == FETCH_HTTP && PR_Connect(c->fd, addr, PR_INTERVAL_NO_WAIT) !=
 	    PR_SUCCESS && PR_GetError() != PR_IN_PROGRESS_ERROR)
 		return -1;
 	return 0;
@@ -292,7 +334,9 @@ main(int argc, char **argv)
 		else if (strcmp(argv[a], "--reset-own") == 0)
 			misbehaviour = RESET_OWN;
 		else if (strcmp(argv[a], "--smtp") == 0)
-			starttls_smtp = 1;
+			proto = FETCH_SMTP;
+		else if (strcmp(argv[a], "--xmpp") == 0)
+			proto = FETCH_XMPP;
 		else if (strcmp(argv[a], "--raw-wait") == 0)
 			raw_wait = 1;
 		else if (strcmp(argv[a], "--fetch") == 0)
@@ -301,8 +345,8 @@ main(int argc, char **argv)
 			break;
 	}
 	if (argc - a != 4 || n < 1 || n > MAX_CONNS) {
-		fprintf(stderr, "usage: asyncclient [-n N] [-r ROUNDS] [-t MS] [--smtp] "
-		    "[--fetch] [--raw-wait] [--twice|"
+		fprintf(stderr, "usage: asyncclient [-n N] [-r ROUNDS] [-t MS] "
+		    "[--smtp|--xmpp] [--fetch] [--raw-wait] [--twice|"
 		    "--refuse-late|--reset|--reset-own] DBDIR HOST PORT ADDR\n");
 		return 2;
 	}

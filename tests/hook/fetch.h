@@ -5,11 +5,13 @@
  * client is one C file linking the system NSS only.
  *
  *   fetch_session(fd)     prints "resumed: 0|1" (SSL_GetChannelInfo)
- *   fetch_response(fd, smtp)
- *                         sends "GET / HTTP/1.0" (or, after SMTP STARTTLS,
- *                         "EHLO client.test"), reads the answer until the
- *                         server closes (or 10 s), prints
- *                         "response: <bytes, non-printable as '.'>";
+ *   fetch_response(fd, proto)
+ *                         sends "GET / HTTP/1.0" (FETCH_HTTP), or after
+ *                         STARTTLS "EHLO client.test" (FETCH_SMTP) or
+ *                         XMPP's stream header again (FETCH_XMPP), reads
+ *                         the answer until the server closes, the SMTP
+ *                         line ends or the XMPP features end (or 10 s),
+ *                         prints "response: <bytes, non-printable as '.'>";
  *                         -1 if sending or reading failed
  */
 #ifndef FETCH_H
@@ -20,6 +22,14 @@
 #include <ssl.h>
 #include <stdio.h>
 #include <string.h>
+
+enum fetch_proto { FETCH_HTTP, FETCH_SMTP, FETCH_XMPP };
+
+/* What an XMPP client sends first, in plaintext and again inside TLS
+ * (RFC 6120, 5.4.3.3: the stream restarts after STARTTLS). */
+#define FETCH_XMPP_STREAM "<?xml version='1.0'?><stream:stream " \
+	"to='server.test' version='1.0' xmlns='jabber:client' " \
+	"xmlns:stream='http://etherx.jabber.org/streams'>"
 
 static void
 fetch_session(PRFileDesc *fd)
@@ -44,11 +54,24 @@ fetch_wait(PRFileDesc *fd, PRInt16 how, PRIntervalTime until)
 	return PR_Poll(&pd, 1, until - now) < 0 ? -1 : 0;
 }
 
+/* 1 when buf[0..len) ends with end. */
 static int
-fetch_response(PRFileDesc *fd, int smtp)
+fetch_ends_with(const char *buf, size_t len, const char *end)
 {
-	const char *req = smtp ? "EHLO client.test\r\n" :
-	    "GET / HTTP/1.0\r\n\r\n";
+	size_t n = strlen(end);
+
+	return len >= n && memcmp(buf + len - n, end, n) == 0;
+}
+
+static int
+fetch_response(PRFileDesc *fd, enum fetch_proto proto)
+{
+	static const char *const req_end[][2] = {
+		[FETCH_HTTP] = { "GET / HTTP/1.0\r\n\r\n", NULL },
+		[FETCH_SMTP] = { "EHLO client.test\r\n", "\n" },
+		[FETCH_XMPP] = { FETCH_XMPP_STREAM, "</stream:features>" },
+	};
+	const char *req = req_end[proto][0], *end = req_end[proto][1];
 	PRIntervalTime until = PR_IntervalNow() + PR_SecondsToInterval(10);
 	char buf[4096];
 	size_t len = 0, sent = 0, i;
@@ -71,8 +94,8 @@ fetch_response(PRFileDesc *fd, int smtp)
 
 		if (n > 0)
 			len += (size_t)n;
-		if (n == 0 || len == sizeof(buf) - 1 || (smtp && len > 0 &&
-		    buf[len - 1] == '\n'))
+		if (n == 0 || len == sizeof(buf) - 1 || (end != NULL &&
+		    fetch_ends_with(buf, len, end)))
 			break;
 		if (n < 0 && (PR_GetError() != PR_WOULD_BLOCK_ERROR ||
 		    fetch_wait(fd, PR_POLL_READ, until) == -1))

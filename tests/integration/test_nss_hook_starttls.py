@@ -17,9 +17,9 @@ from test_nss_hook_async import asyncclient, results
 from testworld.ports import MITM_ADDR, REAL_ADDR
 
 
-def config(port, mapped=True):
+def config(port, mapped=True, proto="smtp"):
     return "[detector]\nprobe_timeout_ms = 3000\ndeadline_ms = 3000\n" + \
-        ("starttls = %d:smtp\n" % port if mapped else "")
+        ("starttls = %d:%s\n" % (port, proto) if mapped else "")
 
 
 def test_smtp_client_clean_path_probed_with_starttls(world, nssdb, tmpdir_, mail):
@@ -61,3 +61,39 @@ def test_smtp_client_through_the_mitm_is_rerouted_to_postfix(world, nssdb, tmpdi
     assert results(app) == ["ok"], app
     assert "REROUTED server.test:%d via" % port in app.err, app
     assert re.search(r"^response: 250[- ]", app.out, re.M), app
+
+
+def test_xmpp_client_clean_path_probed_with_starttls(world, nssdb, tmpdir_, mail):
+    port = mail.port["xmpp"]
+    app = run_app(world, tmpdir_, asyncclient(nssdb, port, REAL_ADDR, "--xmpp"), REAL_ADDR,
+                  config=config(port, proto="xmpp"))
+    assert results(app) == ["ok"], app
+    assert "accepted (accept)" in app.err, app
+
+
+def test_xmpp_client_mitm_refused(world, nssdb, tmpdir_, mail):
+    port = mail.port["xmpp"]
+    app = run_app(world, tmpdir_, asyncclient(nssdb, port, MITM_ADDR, "--xmpp"), MITM_ADDR,
+                  config=config(port, proto="xmpp") + "on_mitm = refuse\n")
+    [result] = results(app)
+    assert result.startswith("failed DETECTOR_ERROR_MITM"), app
+
+
+def test_xmpp_client_through_the_mitm_is_rerouted_to_prosody(world, nssdb, tmpdir_, mail):
+    # The same as the SMTP test above with XMPP: the application's stream
+    # header, <starttls/> and <proceed/> went to the MITM; the tunnel speaks
+    # them to the real prosody, and the stream the application restarts
+    # inside TLS is answered by prosody's features after TLS (SASL; the
+    # MITM's canned features offer only STARTTLS).  The application's TLS
+    # with the MITM never completed: no application byte reached it.
+    port = mail.port["xmpp"]
+    mitm = mail.mitm["xmpp"]
+    intercepted, tls_done = mitm.intercepted, mitm.tls_done
+    app = run_app(world, tmpdir_, asyncclient(nssdb, port, MITM_ADDR, "--xmpp", "--fetch"),
+                  MITM_ADDR, config=config(port, proto="xmpp") + "on_mitm = reroute\n")
+    assert results(app) == ["ok"], app
+    assert "REROUTED server.test:%d via" % port in app.err, app
+    assert re.search(r"^response: .*<stream:features.*"
+                     r"urn:ietf:params:xml:ns:xmpp-sasl.*</stream:features>$", app.out,
+                     re.M), app
+    assert mitm.intercepted > intercepted and mitm.tls_done == tls_done, app
