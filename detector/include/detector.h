@@ -270,6 +270,11 @@ struct detector_result {
 	                                   * confirmation of this key
 	                                   * (ACCEPTED), or of the newest other
 	                                   * key (KEY_CHANGED); else 0 */
+	/* Appended: a fresh REJECT whose spheres agree on another key (a
+	 * quorum of them, more than any rival): 1 if on_mitm = reroute
+	 * would make the connection again through them (docs/reroute.md),
+	 * else 0 (a refusal whatever on_mitm says). */
+	int reroute_planned;
 };
 
 struct detector_config;

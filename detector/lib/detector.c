@@ -636,7 +636,7 @@ check_recall(struct detector *ctx, const char *host, unsigned int port,
  * rogue key, so that the next handshake showing it reroutes at once. */
 static void
 remember_reroute(struct detector *ctx, const char *host, unsigned int port,
-    const struct certinfo *ci, const struct detector_result *res)
+    const struct certinfo *ci, struct detector_result *res)
 {
 	struct reroute_plan plan;
 	char err[256];
@@ -647,6 +647,7 @@ remember_reroute(struct detector *ctx, const char *host, unsigned int port,
 		plan.log_level = ctx->cfg.log_level;
 		plan.log_syslog = ctx->cfg.log_syslog;
 		reroute_remember(&plan, ci->spki_sha256);
+		res->reroute_planned = !res->revoked;
 	}
 }
 

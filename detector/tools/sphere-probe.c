@@ -261,7 +261,10 @@ action_name(const struct detector_result *r)
 {
 	switch (r->verdict) {
 	case DETECTOR_REJECT:
-		return "refuse";
+		/* Rerouted only when the spheres agree on the real key (and
+		 * never a revoked certificate), as policy.c decides. */
+		return r->policy.on_mitm == DETECTOR_MITM_REROUTE &&
+		    r->reroute_planned ? "reroute" : "refuse";
 	case DETECTOR_UNDECIDED:
 		/* Key continuity first, as detector/nss/policy.c decides. */
 		if (r->history == DETECTOR_HISTORY_KEY_CHANGED)

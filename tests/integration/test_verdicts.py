@@ -93,6 +93,28 @@ def test_direct_path_through_mitm_rejects(world, probe):
     assert re.search(r"mismatch|disagree|differ", j["reason"], re.I), run
 
 
+def test_reject_under_reroute_reports_the_reroute_only_if_the_spheres_agree(
+        world, probe, tmp_path):
+    """sphere-probe's policy.action is what an NSS application would do
+    (issue 12): with on_mitm = reroute, 'reroute' when a quorum of spheres
+    agrees on the real key; 'refuse' when the REJECT has no such quorum
+    (three honest spheres and a lying one at quorum 4)."""
+    conf = tmp_path / "reroute.conf"
+    conf.write_text("[detector]\non_mitm = reroute\n")
+    run = probe.run(*probe_args(world, world.honest, MITM_ADDR, None,
+                                "--config", str(conf)))
+    assert run.rc == EXIT_REJECT, run
+    assert run.json["policy"]["on_mitm"] == "reroute", run
+    assert run.json["policy"]["action"] == "reroute", run
+    mixed = world.honest[:3] + [world.lying]
+    run = probe.run(*probe_args(world, mixed, MITM_ADDR, None,
+                                "--config", str(conf)))
+    assert run.rc == EXIT_REJECT, run
+    assert run.json["policy"]["action"] == "refuse", run
+    plain = probe.run(*probe_args(world, world.honest, MITM_ADDR))
+    assert plain.json["policy"]["action"] == "refuse", plain
+
+
 def test_mitm_text_report_names_the_mismatch(world, probe):
     run = probe.run("--resolve", world.resolve(MITM_ADDR), "--spheres",
                     world.sphere_list(*world.honest), "%s:%d" % (HOST, world.port))
