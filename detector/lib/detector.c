@@ -18,12 +18,14 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "backoff.h"
 #include "cache.h"
 #include "certinfo.h"
 #include "check.h"
 #include "config.h"
 #include "evidence.h"
 #include "host.h"
+#include "monotonic.h"
 #include "memory.h"
 #include "probe.h"
 #include "reroute.h"
@@ -651,6 +653,61 @@ remember_reroute(struct detector *ctx, const char *host, unsigned int port,
 	}
 }
 
+/*
+ * Every sphere was silent for this host:port, key and policy a moment ago
+ * and its key history decided (backoff.h): decide by the history again
+ * without waiting for the spheres, and say so.  1 with *result set, 0 to
+ * probe (no back-off, or the history no longer decides), -1 on error.
+ */
+static int
+check_backoff(struct detector *ctx, const char *host, unsigned int port,
+    const struct certinfo *ci, const struct cache_policy *pol,
+    const struct cache_history *h, int64_t now,
+    struct detector_result **result)
+{
+	int64_t mono = monotonic_ms(), since, until;
+	struct detector_result *res;
+	unsigned int silent;
+
+	if (!backoff_active(host, port, ci->spki_sha256, pol, mono, &since,
+	    &until, &silent))
+		return 0;
+	if ((res = result_new(ctx, host)) == NULL)
+		return seterr(ctx, "out of memory");
+	res->failures = res->nspheres = 0;
+	if (asprintf((char **)&res->reason, "spheres not asked: every sphere "
+	    "failed to answer for %s:%u %lld s ago (%u check%s in a row); "
+	    "they are asked again after %lld s, or at once when a sphere "
+	    "answers another check", host, port,
+	    (long long)((mono - since) / 1000), silent, silent == 1 ? "" :
+	    "s", (long long)((until - mono + 999) / 1000)) == -1)
+		res->reason = NULL;
+	if (res->reason != NULL)
+		evidence_weigh_continuity(host, port, ci->spki_sha256, h, pol,
+		    ctx->cfg.history_days, now, res);
+	if (res->reason != NULL && res->history == DETECTOR_HISTORY_NONE) {
+		/* The history no longer decides (its window ended): ask. */
+		detector_result_free(res);
+		return 0;
+	}
+	res->ms = (unsigned int)(monotonic_ms() - mono);
+	take_notes(ctx, res);
+	return finish(ctx, res, result) == -1 ? -1 : 1;
+}
+
+/* Did any sphere answer (show a certificate) in this check? */
+static int
+spheres_answered(const struct detector_result *res)
+{
+	size_t i;
+
+	for (i = 0; i < res->nspheres; i++) {
+		if (res->spheres[i].have_cert)
+			return 1;
+	}
+	return 0;
+}
+
 /* check_probe() with the certificate seen directly (leaf) and the direct
  * path (chain and staple), either NULL when not known. */
 static int
@@ -664,19 +721,31 @@ check_probe_path(struct detector *ctx, const char *host, unsigned int port,
 	struct cache_policy pol;
 	struct cache_history h;
 	int64_t now;
+	int have_h, rc;
 
 	*result = NULL;
+	now = (int64_t)(PR_Now() / PR_USEC_PER_SEC);
+	/* The history known before this check (an UNDECIDED records nothing
+	 * anyway), and the policy it is judged under. */
+	have_h = m != NULL && memory_policy(&ctx->cfg, host, &pol) == 0 &&
+	    memory_history(m, host, port, &h);
+	if (have_h && (rc = check_backoff(ctx, host, port, ci, &pol, &h, now,
+	    result)) != 0)
+		return rc == 1 ? 0 : -1;
 	if (probe_spheres(ctx, host, port, ci, leaf, direct, result) == -1)
 		return -1;
 	evidence_weigh_history(host, port, ci, have, &prev, *result);
-	now = (int64_t)(PR_Now() / PR_USEC_PER_SEC);
+	if (spheres_answered(*result))
+		backoff_clear();
 	if (m != NULL && memory_policy(&ctx->cfg, host, &pol) == 0) {
-		/* Key continuity: the history as it was before this check
-		 * (an UNDECIDED records nothing anyway). */
-		if ((*result)->verdict == DETECTOR_UNDECIDED &&
-		    memory_history(m, host, port, &h))
+		/* Key continuity. */
+		if ((*result)->verdict == DETECTOR_UNDECIDED && have_h) {
 			evidence_weigh_continuity(host, port, ci->spki_sha256,
 			    &h, &pol, ctx->cfg.history_days, now, *result);
+			if (!spheres_answered(*result))
+				backoff_note(host, port, ci->spki_sha256, &pol,
+				    (*result)->history, monotonic_ms());
+		}
 		memory_record(m, host, port, ci->spki_sha256, &pol,
 		    (*result)->verdict, evidence_accept_validity(*result,
 		    ctx->cfg.cache_validity_s, now));
