@@ -201,7 +201,8 @@ struct detector_path {
  * Key continuity (docs/design.md "Key continuity"): what the key history
  * of host:port (the keys a quorum of spheres confirmed there, kept in the
  * verdict cache) said about an UNDECIDED.  Only an UNDECIDED just reached
- * by probing asks it; the verdict stays UNDECIDED either way, so that a
+ * by probing asks it, or one reached without asking the spheres because
+ * every sphere was silent a moment ago (backoff_until); the verdict stays UNDECIDED either way, so that a
  * caller that treats only DETECTOR_ACCEPT as confirmed (a TLS session
  * made resumable, say) still does.
  */
@@ -232,7 +233,8 @@ struct detector_result {
 	size_t nspheres;
 	const struct detector_path *spheres;
 	/* Appended fields. */
-	int cached;                       /* remembered: no sphere was asked */
+	int cached;                       /* remembered: no sphere was asked
+	                                   * (backoff_until: neither) */
 	int64_t verified_at;              /* cached: unix time of that check */
 	const char *note;                 /* about the verdict memory (a cache
 	                                   * set aside, read-only, unwritable),
@@ -275,6 +277,12 @@ struct detector_result {
 	 * would make the connection again through them (docs/reroute.md),
 	 * else 0 (a refusal whatever on_mitm says). */
 	int reroute_planned;
+	/* Not 0: the spheres were not asked.  Every sphere failed to answer
+	 * this host, port and key a moment ago and the key history decided
+	 * (history says how); it decides again until this unix time, unless
+	 * a sphere answers another check first (docs/detector.conf.5,
+	 * history_days). */
+	int64_t backoff_until;
 };
 
 struct detector_config;

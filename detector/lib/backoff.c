@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "check.h"
 
@@ -27,6 +28,7 @@ struct backoff_entry {
 };
 
 static struct backoff_entry table[BACKOFF_ENTRIES];
+static uint64_t generation;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 
@@ -46,6 +48,28 @@ static void
 install(void)
 {
 	(void)pthread_atfork(atfork_prepare, atfork_release, atfork_release);
+}
+
+int64_t
+backoff_now_ms(void)
+{
+	struct timespec ts;
+
+	if (clock_gettime(CLOCK_BOOTTIME, &ts) != 0)
+		return 0;       /* never on Linux; 0 only ever shortens */
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+uint64_t
+backoff_generation(void)
+{
+	uint64_t g;
+
+	pthread_once(&once, install);
+	pthread_mutex_lock(&lock);
+	g = generation;
+	pthread_mutex_unlock(&lock);
+	return g;
 }
 
 int64_t
@@ -113,7 +137,7 @@ backoff_active(const char *host, unsigned int port,
 void
 backoff_note(const char *host, unsigned int port,
     const unsigned char *spki, const struct cache_policy *pol,
-    enum detector_history h, int64_t now_ms)
+    enum detector_history h, int64_t start_ms, uint64_t gen, int64_t now_ms)
 {
 	struct backoff_entry *e;
 	unsigned int silent = 1;
@@ -123,12 +147,24 @@ backoff_note(const char *host, unsigned int port,
 		return;
 	pthread_once(&once, install);
 	pthread_mutex_lock(&lock);
-	if ((e = find(host, port)) != NULL) {
-		/* The same question asked again: the spheres stay silent. */
-		if (e->h == h && memcmp(e->spki, spki, DETECTOR_SHA256_LEN) ==
-		    0 && same_policy(&e->pol, pol) && e->silent < 64)
+	if (gen != generation) {
+		/* A sphere answered another check meanwhile. */
+		pthread_mutex_unlock(&lock);
+		return;
+	}
+	if ((e = find(host, port)) != NULL && e->h == h &&
+	    memcmp(e->spki, spki, DETECTOR_SHA256_LEN) == 0 &&
+	    same_policy(&e->pol, pol)) {
+		/* The same question asked again.  A check that ran alongside
+		 * the one that made the entry leaves it as it is. */
+		if (start_ms < e->until_ms) {
+			pthread_mutex_unlock(&lock);
+			return;
+		}
+		if (start_ms - e->until_ms <= backoff_delay_ms(h, e->silent) &&
+		    e->silent < 64)
 			silent = e->silent + 1;
-	} else {
+	} else if (e == NULL) {
 		/* A free slot, else the one whose back-off ends first. */
 		e = &table[0];
 		for (i = 0; i < BACKOFF_ENTRIES; i++) {
@@ -158,5 +194,6 @@ backoff_clear(void)
 	pthread_once(&once, install);
 	pthread_mutex_lock(&lock);
 	memset(table, 0, sizeof(table));
+	generation++;
 	pthread_mutex_unlock(&lock);
 }

@@ -13,7 +13,10 @@
  * spheres stay silent; an acceptance by history 5 s, doubling to 30 s, so
  * that a key the spheres would now refuse is not kept accepted for long.
  * Any sphere answering any check ends every back-off: Tor is reachable.
- * Sites without a history always wait for the spheres.
+ * Sites without a history always wait for the spheres, and so does a
+ * direct path that staples an OCSP response (what it says is news).  The
+ * clock is CLOCK_BOOTTIME: a back-off does not outlive a suspend.
+ * docs/design.md ("Key continuity") says why an acceptance may back off.
  */
 #ifndef DETECTOR_BACKOFF_H
 #define DETECTOR_BACKOFF_H
@@ -37,11 +40,25 @@ int backoff_active(const char *host, unsigned int port,
     const unsigned char *spki, const struct cache_policy *pol, int64_t now_ms,
     int64_t *since_ms, int64_t *until_ms, unsigned int *silent);
 
-/* A check whose spheres were all silent, decided by history as h says
- * (DETECTOR_HISTORY_NONE: nothing is kept). */
+/* Milliseconds on CLOCK_BOOTTIME (counts a suspend), the clock of every
+ * *_ms above and below. */
+int64_t backoff_now_ms(void);
+
+/* Changes at every backoff_clear(): read when a check starts, handed to
+ * backoff_note() when it ends. */
+uint64_t backoff_generation(void);
+
+/*
+ * A check that started at start_ms (generation gen) and ended at now_ms
+ * with every sphere silent, decided by history as h says
+ * (DETECTOR_HISTORY_NONE: nothing is kept).  Nothing either when a sphere
+ * answered another check meanwhile (gen is old).  The back-off doubles
+ * only for a check that started after the last one ended; one that
+ * started long after (more than that back-off's length) starts over.
+ */
 void backoff_note(const char *host, unsigned int port,
     const unsigned char *spki, const struct cache_policy *pol,
-    enum detector_history h, int64_t now_ms);
+    enum detector_history h, int64_t start_ms, uint64_t gen, int64_t now_ms);
 
 /* A sphere answered a check: every back-off ends. */
 void backoff_clear(void);

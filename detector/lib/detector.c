@@ -25,7 +25,6 @@
 #include "config.h"
 #include "evidence.h"
 #include "host.h"
-#include "monotonic.h"
 #include "memory.h"
 #include "probe.h"
 #include "reroute.h"
@@ -662,25 +661,25 @@ remember_reroute(struct detector *ctx, const char *host, unsigned int port,
 static int
 check_backoff(struct detector *ctx, const char *host, unsigned int port,
     const struct certinfo *ci, const struct cache_policy *pol,
-    const struct cache_history *h, int64_t now,
-    struct detector_result **result)
+    const struct cache_history *h, struct detector_result **result)
 {
-	int64_t mono = monotonic_ms(), since, until;
+	int64_t t = backoff_now_ms(), since, until;
+	int64_t now = (int64_t)(PR_Now() / PR_USEC_PER_SEC);
 	struct detector_result *res;
 	unsigned int silent;
 
-	if (!backoff_active(host, port, ci->spki_sha256, pol, mono, &since,
+	if (!backoff_active(host, port, ci->spki_sha256, pol, t, &since,
 	    &until, &silent))
 		return 0;
 	if ((res = result_new(ctx, host)) == NULL)
 		return seterr(ctx, "out of memory");
-	res->failures = res->nspheres = 0;
+	res->backoff_until = now + (until - t + 999) / 1000;
 	if (asprintf((char **)&res->reason, "spheres not asked: every sphere "
-	    "failed to answer for %s:%u %lld s ago (%u check%s in a row); "
-	    "they are asked again after %lld s, or at once when a sphere "
-	    "answers another check", host, port,
-	    (long long)((mono - since) / 1000), silent, silent == 1 ? "" :
-	    "s", (long long)((until - mono + 999) / 1000)) == -1)
+	    "failed to answer for %s:%u %.1f s ago (%u time%s in a row); "
+	    "they are asked again in %lld s, or at once when a sphere answers "
+	    "another check", host, port, (double)(t - since) / 1000.0,
+	    silent, silent == 1 ? "" : "s",
+	    (long long)((until - t + 999) / 1000)) == -1)
 		res->reason = NULL;
 	if (res->reason != NULL)
 		evidence_weigh_continuity(host, port, ci->spki_sha256, h, pol,
@@ -690,7 +689,7 @@ check_backoff(struct detector *ctx, const char *host, unsigned int port,
 		detector_result_free(res);
 		return 0;
 	}
-	res->ms = (unsigned int)(monotonic_ms() - mono);
+	res->ms = (unsigned int)(backoff_now_ms() - t);
 	take_notes(ctx, res);
 	return finish(ctx, res, result) == -1 ? -1 : 1;
 }
@@ -720,31 +719,35 @@ check_probe_path(struct detector *ctx, const char *host, unsigned int port,
 	int have = evidence_history(m, host, port, &prev);
 	struct cache_policy pol;
 	struct cache_history h;
-	int64_t now;
-	int have_h, rc;
+	int64_t now, start_ms = backoff_now_ms();
+	uint64_t gen = backoff_generation();
+	int rc;
 
 	*result = NULL;
-	now = (int64_t)(PR_Now() / PR_USEC_PER_SEC);
-	/* The history known before this check (an UNDECIDED records nothing
-	 * anyway), and the policy it is judged under. */
-	have_h = m != NULL && memory_policy(&ctx->cfg, host, &pol) == 0 &&
-	    memory_history(m, host, port, &h);
-	if (have_h && (rc = check_backoff(ctx, host, port, ci, &pol, &h, now,
-	    result)) != 0)
+	/* Every sphere silent a moment ago: the history decides again,
+	 * unless the direct path staples something (what it says is news). */
+	if ((direct == NULL || direct->ocsp.len == 0) && m != NULL &&
+	    memory_policy(&ctx->cfg, host, &pol) == 0 &&
+	    memory_history(m, host, port, &h) &&
+	    (rc = check_backoff(ctx, host, port, ci, &pol, &h, result)) != 0)
 		return rc == 1 ? 0 : -1;
 	if (probe_spheres(ctx, host, port, ci, leaf, direct, result) == -1)
 		return -1;
 	evidence_weigh_history(host, port, ci, have, &prev, *result);
 	if (spheres_answered(*result))
 		backoff_clear();
+	now = (int64_t)(PR_Now() / PR_USEC_PER_SEC);
 	if (m != NULL && memory_policy(&ctx->cfg, host, &pol) == 0) {
-		/* Key continuity. */
-		if ((*result)->verdict == DETECTOR_UNDECIDED && have_h) {
+		/* Key continuity: the history as it was before this check
+		 * (an UNDECIDED records nothing anyway). */
+		if ((*result)->verdict == DETECTOR_UNDECIDED &&
+		    memory_history(m, host, port, &h)) {
 			evidence_weigh_continuity(host, port, ci->spki_sha256,
 			    &h, &pol, ctx->cfg.history_days, now, *result);
 			if (!spheres_answered(*result))
 				backoff_note(host, port, ci->spki_sha256, &pol,
-				    (*result)->history, monotonic_ms());
+				    (*result)->history, start_ms, gen,
+				    backoff_now_ms());
 		}
 		memory_record(m, host, port, ci->spki_sha256, &pol,
 		    (*result)->verdict, evidence_accept_validity(*result,
