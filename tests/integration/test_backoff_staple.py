@@ -16,24 +16,17 @@ import pytest
 
 from conftest import BUILD
 from test_continuity import Gate, block
-from test_ocsp import ADDRS, Stapling
+from test_ocsp import ADDRS, serve_stapling
 from testworld.ports import HOST
 
 PATHCHECK = os.path.join(BUILD, "tests", "pathcheck")
 
 
-class BackoffStapling(Stapling):
-    # The world (and its sphere folders) is shared by the session.
-    prefix = "backoff-ocsp"
-
-
 @pytest.fixture(scope="module")
 def stapling(world, scratch):
-    d = os.path.join(scratch, "ocsp-backoff")
-    os.mkdir(d, 0o700)
-    s = BackoffStapling(world, d)
-    yield s
-    s.stop()
+    # test_ocsp's servers; the world (and its sphere folders) is shared by
+    # the session, so the spheres have names of their own.
+    yield from serve_stapling(world, scratch, "backoff-ocsp")
 
 
 def pathcheck(conf, port, *addrs):

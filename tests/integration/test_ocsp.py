@@ -89,13 +89,20 @@ class Stapling:
             p.stop()
 
 
-@pytest.fixture(scope="module")
-def stapling(world, scratch):
-    d = os.path.join(scratch, "ocsp")
+def serve_stapling(world, scratch, prefix="ocsp"):
+    """A Stapling in scratch/PREFIX whose spheres are named PREFIX-...,
+    stopped when the generator ends (for a module's fixture)."""
+    d = os.path.join(scratch, prefix)
     os.mkdir(d, 0o700)
     s = Stapling(world, d)
+    s.prefix = prefix
     yield s
     s.stop()
+
+
+@pytest.fixture(scope="module")
+def stapling(world, scratch):
+    yield from serve_stapling(world, scratch)
 
 
 def check(probe, st, direct, spheres, quorum):
