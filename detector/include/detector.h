@@ -195,6 +195,10 @@ struct detector_path {
 	const struct detector_der *certs;
 	struct detector_der ocsp;         /* stapled OCSP response; len 0: none */
 	uint16_t tls_version;             /* e.g. 0x0304; 0 if unknown */
+	/* Appended: the region the sphere exits in, as detector.conf names
+	 * it ("europe" from "spheres = europe=127.0.0.1:9162, ..."); NULL
+	 * for the direct path and for an unnamed sphere. */
+	const char *region;
 };
 
 /*
@@ -307,6 +311,10 @@ DETECTOR_API unsigned int detector_config_deadline(
 DETECTOR_API unsigned int detector_config_nspheres(
     const struct detector_config *cfg);
 DETECTOR_API const char *detector_config_sphere(
+    const struct detector_config *cfg, unsigned int i);
+/* The i-th sphere's region name ("europe" for "europe=127.0.0.1:9162"),
+ * or NULL when it has none or i is out of range. */
+DETECTOR_API const char *detector_config_sphere_region(
     const struct detector_config *cfg, unsigned int i);
 /*
  * Where verdicts are remembered: an absolute path to the cache file, "off"
