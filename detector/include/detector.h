@@ -56,8 +56,9 @@ extern "C" {
 #define DETECTOR_API
 #endif
 
+/* detector-spheres' five spheres, named by the region each exits in. */
 #define DETECTOR_DEFAULT_SPHERES \
-	"127.0.0.1:9160,127.0.0.1:9162,127.0.0.1:9164,127.0.0.1:9166,127.0.0.1:9168"
+	"asia=127.0.0.1:9160,europe=127.0.0.1:9162,north-america=127.0.0.1:9164,africa-south-america=127.0.0.1:9166,oceania-antarctica=127.0.0.1:9168"
 #define DETECTOR_DEFAULT_QUORUM 4
 #define DETECTOR_DEFAULT_PROBE_TIMEOUT_MS 20000
 #define DETECTOR_DEFAULT_DEADLINE_MS 30000
