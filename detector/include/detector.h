@@ -56,8 +56,9 @@ extern "C" {
 #define DETECTOR_API
 #endif
 
+/* detector-spheres' five spheres, named by the region each exits in. */
 #define DETECTOR_DEFAULT_SPHERES \
-	"127.0.0.1:9160,127.0.0.1:9162,127.0.0.1:9164,127.0.0.1:9166,127.0.0.1:9168"
+	"asia=127.0.0.1:9160,europe=127.0.0.1:9162,north-america=127.0.0.1:9164,africa-south-america=127.0.0.1:9166,oceania-antarctica=127.0.0.1:9168"
 #define DETECTOR_DEFAULT_QUORUM 4
 #define DETECTOR_DEFAULT_PROBE_TIMEOUT_MS 20000
 #define DETECTOR_DEFAULT_DEADLINE_MS 30000
@@ -195,6 +196,10 @@ struct detector_path {
 	const struct detector_der *certs;
 	struct detector_der ocsp;         /* stapled OCSP response; len 0: none */
 	uint16_t tls_version;             /* e.g. 0x0304; 0 if unknown */
+	/* Appended: the region the sphere exits in, as detector.conf names
+	 * it ("europe" from "spheres = europe=127.0.0.1:9162, ..."); NULL
+	 * for the direct path and for an unnamed sphere. */
+	const char *region;
 };
 
 /*
@@ -315,6 +320,10 @@ DETECTOR_API unsigned int detector_config_deadline(
 DETECTOR_API unsigned int detector_config_nspheres(
     const struct detector_config *cfg);
 DETECTOR_API const char *detector_config_sphere(
+    const struct detector_config *cfg, unsigned int i);
+/* The i-th sphere's region name ("europe" for "europe=127.0.0.1:9162"),
+ * or NULL when it has none or i is out of range. */
+DETECTOR_API const char *detector_config_sphere_region(
     const struct detector_config *cfg, unsigned int i);
 /*
  * Where verdicts are remembered: an absolute path to the cache file, "off"

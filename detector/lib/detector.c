@@ -339,6 +339,7 @@ detector_result_free(struct detector_result *r)
 	if (r == NULL)
 		return;
 	for (i = 0; i < r->nspheres; i++) {
+		free((void *)r->spheres[i].region);
 		path_release((struct detector_path *)&r->spheres[i]);
 		if (r->ocsp_spheres != NULL)
 			free((void *)r->ocsp_spheres[i].error);
@@ -582,6 +583,10 @@ probe_spheres(struct detector *ctx, const char *host, unsigned int port,
 	}
 	run_probes(ctx, probes, paths, n, start, ci ? ci->spki_sha256 : NULL,
 	    ci ? ci->cert_sha256 : NULL, res);
+	/* After the probes: a retry would have cleared it (path_release). */
+	for (i = 0; i < n; i++)
+		if (ctx->cfg.spheres[i].name[0] != '\0')
+			paths[i].region = strdup(ctx->cfg.spheres[i].name);
 	res->ms = PR_IntervalToMilliseconds(PR_IntervalNow() - start);
 	if (ci == NULL) {
 		res->matches = res->mismatches = res->failures = 0;
