@@ -940,8 +940,8 @@ and dilute P1, and could not hold P4's thousands of connections.
   verdict), the handover (the commit's end to the client's next write on
   the server's socket: the enhanced libssl's 10 ms poll pause), and the
   rest.  `make bench-first-visit` (bench/first_visit.py) runs the same
-  with more rounds, another detector-run side by side (before/after), and
-  the poll pause shortened by an LD_PRELOAD stand-in (bench/pollshim.c).
+  with more rounds and another detector-run and libraries side by side
+  (before/after: OTHER_RUN, OTHER_LIB).
 - **P7**: the same `tstclnt` and concurrent server, timed from its start
   to the first byte of the server's answer on its stdout (its diagnostics
   go to stderr), with a fresh HOME each run (a cold verdict cache) and

@@ -478,7 +478,27 @@ static struct {
 	pthread_cond_t ready;
 	pid_t running;                  /* whose prepare thread runs; 0 none */
 	pid_t started;                  /* who started one */
-} prep = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0 };
+	pthread_once_t once;
+} prep = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0,
+    PTHREAD_ONCE_INIT };
+
+/* After fork() the child has one thread: one of the parent's that held the
+ * lock is not there to let go of it. */
+static void
+prepare_atfork_child(void)
+{
+	pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+	pthread_cond_t ready = PTHREAD_COND_INITIALIZER;
+
+	prep.lock = lock;
+	prep.ready = ready;
+}
+
+static void
+prepare_init(void)
+{
+	(void)pthread_atfork(NULL, NULL, prepare_atfork_child);
+}
 
 static void
 prepare_thread(void *arg)
@@ -522,6 +542,7 @@ detector_nss_prepare_v1(void)
 	if (detector_nss_v1() == NULL || glue.cfg == NULL ||
 	    !glue.cfg->remember)
 		return;
+	(void)pthread_once(&prep.once, prepare_init);
 	pthread_mutex_lock(&prep.lock);
 	if (prep.started != me) {
 		prep.started = me;

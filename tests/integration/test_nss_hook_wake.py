@@ -1,5 +1,6 @@
-"""The verdict wakes the waiting handshake at once (issue 16 item 5, the
-handover of the first visit).
+"""The first visit's waits in the patched libssl (issue 16 item 5): the
+verdict wakes the waiting handshake at once, and libdetector gets ready
+while the server answers the ClientHello.
 
 Nothing on a socket announces DetecTor's verdict, so the patched ssl_Poll
 pauses a socket that awaits one and then reports it ready.  The pause used
@@ -17,12 +18,14 @@ their median compared: with the old sleep every handshake's longest call
 
 import os
 import re
+import socket
 import statistics
+import subprocess
 
 from conftest import BUILD
-from test_nss_hook import PRELOAD, nbclient, run_app
+from test_nss_hook import PRELOAD, marks, nbclient, probes_seen, run_app
 from test_nss_hook_async import asyncclient
-from testworld.ports import REAL_ADDR
+from testworld.ports import BROKEN_ADDR, REAL_ADDR, free_port
 
 STUB = os.path.join(BUILD, "tests", "libstubdetector.so")
 ROUNDS = 40
@@ -74,3 +77,71 @@ def test_a_verdict_ends_the_poll_pause_of_an_asynchronous_application(world, nss
     assert len(ms) >= 1, app
     assert statistics.median(ms) <= 4, ms
     assert sum(x >= 8 for x in ms) <= len(ms) // 4, ms
+
+
+def test_libdetector_gets_ready_at_the_client_hello_without_probing(world, nssdb, tmpdir_):
+    # A server that accepts and never answers: no certificate ever comes.
+    # libdetector is loaded once the ClientHello is out and opens the
+    # verdict cache on its own thread (detector_nss_prepare_v1) while the
+    # server is awaited; before, nothing was loaded or opened until a
+    # certificate came.  Nothing may be probed: no name goes out before
+    # the certificate.
+    port = free_port(BROKEN_ADDR)
+    silent = socket.socket()
+    silent.bind((BROKEN_ADDR, port))
+    silent.listen(4)
+    try:
+        seen = marks(world)
+        app = run_app(world, tmpdir_, asyncclient(nssdb, port, BROKEN_ADDR, "-t", "1500"),
+                      BROKEN_ADDR)
+    finally:
+        silent.close()
+    assert re.findall(r"^result: (.*)$", app.out, re.M) == \
+        ["failed TIMEOUT: 1 connections without an outcome after 1500 ms"], app
+    cache = os.path.join(tmpdir_, ".cache", "detector", "verdicts.mdb")
+    assert os.path.exists(cache), "the cache was not opened before the certificate:\n%s" % app
+    assert probes_seen(world, seen) == 0, app
+
+
+WANTS = r"""
+import ctypes, sys
+lib = ctypes.CDLL(sys.argv[1])
+lib.detector_nss_wants_v1.argtypes = [ctypes.c_char_p, ctypes.c_uint]
+for host in sys.argv[2:]:
+    print(host, lib.detector_nss_wants_v1(host.encode(), 443))
+"""
+
+
+def wants(tmpdir, config, *hosts):
+    """detector_nss_wants_v1(host, 443) for each host, in a process of its
+    own under config."""
+    conf = os.path.join(tmpdir, "wants.conf")
+    with open(conf, "w") as f:
+        f.write(config)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DETECTOR_")}
+    env.update(HOME=tmpdir, DETECTOR_CONFIG=conf, DETECTOR_LOG="errors")
+    if PRELOAD:
+        env.update(LD_PRELOAD=PRELOAD, ASAN_OPTIONS="detect_leaks=0")
+    out = subprocess.run(["/usr/bin/python3", "-c", WANTS,
+                          os.path.join(BUILD, "lib", "libdetector.so.0")] + list(hosts),
+                         env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out
+    return dict(line.rsplit(" ", 1) for line in out.stdout.splitlines())
+
+
+def test_wants_says_which_hosts_the_tls12_hold_applies_to(tmpdir_):
+    # Security review 2, M-B: the patched libssl holds a TLS 1.2 client's
+    # second round while an asynchronous application authenticates, but
+    # only for hosts DetecTor will check (detector_nss_wants_v1): an
+    # excluded host's handshake goes on as without DetecTor.
+    got = wants(tmpdir_, "[detector]\nexclude = corp.example, 10.0.0.0/8\n",
+                "server.test", "intra.corp.example", "INTRA.Corp.Example.", "10.1.2.3",
+                "bank test")
+    assert got == {"server.test": "1", "intra.corp.example": "0",
+                   "INTRA.Corp.Example.": "0", "10.1.2.3": "0",
+                   "bank test": "1"}, got
+    # Disabled: nothing is held; an invalid configuration refuses every
+    # handshake, so every host is held.
+    assert wants(tmpdir_, "[detector]\nenabled = no\n", "server.test") == {"server.test": "0"}
+    assert wants(tmpdir_, "[detector]\nquorum = banana\n", "server.test") == \
+        {"server.test": "1"}
