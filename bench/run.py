@@ -817,7 +817,11 @@ def p6_phases(path, server_port, sphere_ports):
     for t, pid, call in ev:
         if t_probe <= t < t_next and re.match(r"(fdatasync|fsync|msync|pwrite64)\(", call):
             dur = re.findall(r"<(\d+\.\d+)>$", call)
-            syncs.append((t, t + (float(dur[0]) if dur else 0.0)))
+            end = t + (float(dur[0]) if dur else 0.0)
+            # Only what ends before the handshake goes on: the worker's
+            # sync after the handover (cache_sync()) may start first.
+            if end <= t_next:
+                syncs.append((t, end))
     sync_ms = 1000 * sum(b - a for a, b in syncs)
     t_sync0 = syncs[0][0] if syncs else None
     t_sync1 = max(b for _, b in syncs) if syncs else None
