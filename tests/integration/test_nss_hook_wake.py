@@ -145,3 +145,57 @@ def test_wants_says_which_hosts_the_tls12_hold_applies_to(tmpdir_):
     assert wants(tmpdir_, "[detector]\nenabled = no\n", "server.test") == {"server.test": "0"}
     assert wants(tmpdir_, "[detector]\nquorum = banana\n", "server.test") == \
         {"server.test": "1"}
+
+
+import pytest
+
+
+@pytest.mark.parametrize("detector", [True, False])
+def test_tls12_second_round_is_not_held_for_an_excluded_host(world, nssdb, tmpdir_, detector):
+    # Security review 2, M-B.  An application that authenticates
+    # asynchronously (here taking 1 s over it, as a slow OCSP check or a
+    # user's answer would) lets stock NSS send TLS 1.2's second round
+    # (ClientKeyExchange, Finished) before it has decided; the patch holds
+    # it back for hosts DetecTor will check, and held it for every host.
+    # An excluded host must go on as without DetecTor: the server finishes
+    # its handshake long before the application's check ends.
+    import ssl
+    import threading
+    import time
+    port = free_port(REAL_ADDR)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(world.real.crt, world.real.key)
+    listener = socket.socket()
+    listener.bind((REAL_ADDR, port))
+    listener.listen(4)
+    listener.settimeout(20)
+    done = {}
+
+    def serve():
+        conn, _ = listener.accept()
+        accepted = time.monotonic()
+        with ctx.wrap_socket(conn, server_side=True, do_handshake_on_connect=False) as tls:
+            tls.settimeout(10)
+            try:
+                tls.do_handshake()
+                done["after"] = time.monotonic() - accepted
+                tls.recv(1)     # until the client closes
+            except (OSError, ssl.SSLError) as e:
+                done["error"] = repr(e)
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    try:
+        app = run_app(world, tmpdir_, asyncclient(nssdb, port, REAL_ADDR, "-a", "1000",
+                                                  "-t", "8000"),
+                      REAL_ADDR, config="[detector]\nexclude = server.test\n",
+                      detector=detector)
+        server.join(15)
+    finally:
+        listener.close()
+    assert re.findall(r"^result: (.*)$", app.out, re.M) == ["ok"], app
+    assert ("excluded" in app.err) == detector, app
+    assert "after" in done, (done, app)
+    # Held: about 1 s (the application's check).  Not held: a few ms.
+    assert done["after"] < 0.6, (done, app)
