@@ -11,7 +11,10 @@ PYTHONPATH, DETECTOR_BUILD); `BENCH_ROUNDS` and `BENCH_TRACES` set the loops.
   totals       rounds of (stock, cold, cold with OTHER_RUN, warm, verdict)
                in turn, medians: OTHER_RUN is another detector-run (e.g.
                the one before a change: `git show main:detector/tools/
-               detector-run`), so that before and after share one run
+               detector-run`), OTHER_LIB the folder of another libssl3.so
+               and libdetector.so.0 for it (e.g. a copy of main's
+               build/lib; default: this build's), so that before and after
+               share one run
   wrapper      detector-run /bin/true − /bin/true, for both wrappers
   breakdown    cold runs under `strace -f -ttt --seccomp-bpf`, tracing a few
                system calls that mark each phase (only those calls stop:
@@ -19,12 +22,22 @@ PYTHONPATH, DETECTOR_BUILD); `BENCH_ROUNDS` and `BENCH_TRACES` set the loops.
                traces, per run:
                  wrapper      detector-run's execve → tstclnt's execve
                  to-cert      tstclnt's connect() to the server → the
-                              patched libssl opens libdetector.so.0 (the
-                              ClientHello, the server's flight, NSS's own
-                              certificate check: what item 7 could overlap)
+                              patched libssl opens libdetector.so.0 (before
+                              issue 16 item 5's change: the ClientHello, the
+                              server's flight, NSS's own certificate check;
+                              since, libdetector is loaded at the
+                              ClientHello)
                  setup        libdetector.so.0 opened → the first probe's
                               connect() to a sphere (loading, configuration,
-                              cache creation, the worker thread)
+                              cache creation, the worker thread; since
+                              libdetector is loaded at the ClientHello,
+                              also the wait for the server's answer)
+                 cert         tstclnt's connect() → its last read of the
+                              server's socket before the first probe (the
+                              server's flight: the certificate is there)
+                 after-cert   that read → the first probe's connect(): what
+                              is left of the setup on the way to the probes
+                              (NSS's own certificate check included)
                  probes       first probe connect() → the cache's sync
                               starts (the spheres' answers: the verdict)
                  sync         the cache's fdatasync/fsync calls
@@ -42,6 +55,7 @@ bench-first-visit: bench/results.md) also writes them as that file's
 """
 
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -59,7 +73,10 @@ ROUNDS = int(os.environ.get("BENCH_ROUNDS", "11"))
 TRACES = int(os.environ.get("BENCH_TRACES", "9"))
 WRAPPER_RUNS = 31
 OTHER_RUN = os.environ.get("OTHER_RUN")
-TRACED = os.environ.get("FIRST_VISIT_TRACE", bench_run.P6_TRACED)
+OTHER_LIB = os.environ.get("OTHER_LIB")
+# The server's flight, for the "cert" mark: reads as well.
+TRACED = os.environ.get("FIRST_VISIT_TRACE", bench_run.P6_TRACED + ",read,recvfrom")
+CERT_PHASES = ("cert", "after-cert")
 
 
 def med(xs):
@@ -94,14 +111,39 @@ class FirstVisit(bench_run.Bench):
 
 
 def other_wrapper(w):
-    """OTHER_RUN, next to a lib/ that is BUILD's (the same libraries)."""
+    """OTHER_RUN (default: this build's), next to a lib/ that is OTHER_LIB
+    (default: BUILD's, the same libraries)."""
     other = os.path.join(w.dir, "other-run")
     os.mkdir(other)
-    os.symlink(os.path.join(bench_run.BUILD, "lib"), os.path.join(other, "lib"))
-    with open(OTHER_RUN, "rb") as src, open(os.path.join(other, "detector-run"), "wb") as dst:
+    os.symlink(os.path.abspath(OTHER_LIB) if OTHER_LIB else os.path.join(bench_run.BUILD, "lib"),
+               os.path.join(other, "lib"))
+    with open(OTHER_RUN or os.path.join(bench_run.BUILD, "detector-run"), "rb") as src, \
+            open(os.path.join(other, "detector-run"), "wb") as dst:
         dst.write(src.read())
     os.chmod(os.path.join(other, "detector-run"), 0o755)
     return os.path.join(other, "detector-run")
+
+
+def cert_phases(path, server_port, sphere_ports):
+    """The "cert" and "after-cert" marks of one traced cold run (seconds):
+    tstclnt's connect() to the server, its last read of that socket before
+    the first probe's connect(), that probe."""
+    conn = fd = cert = None
+    for line in open(path):
+        m = bench_run.P6_LINE.match(line)
+        if not m:
+            continue
+        t, call = float(m.group(2)), m.group(3)
+        if conn is None:
+            c = re.match(r"connect\((\d+),.*htons\(%d\)" % server_port, call)
+            if c:
+                conn, fd = t, c.group(1)
+        elif re.match(r"(read|recvfrom)\(%s," % fd, call) and "= -1" not in call:
+            cert = t
+        elif cert is not None and call.startswith("connect(") and any(
+                "htons(%d)" % p in call for p in sphere_ports):
+            return {"cert": cert - conn, "after-cert": t - cert}
+    raise bench_run.BenchError("%s: no server read before the first probe" % path)
 
 
 def measure(w):
@@ -109,10 +151,9 @@ def measure(w):
     out = {"load_start": os.getloadavg()[0]}
     try:
         new = os.path.join(bench_run.BUILD, "detector-run")
-        shim = {"LD_PRELOAD": os.path.join(bench_run.BIN, "pollshim.so")}
-        variants = [("cold", new, None), ("cold, 1 ms poll pauses", new, shim)]
-        if OTHER_RUN:
-            variants.append(("cold, other detector-run", other_wrapper(w), None))
+        variants = [("cold", new, None)]
+        if OTHER_RUN or OTHER_LIB:
+            variants.append(("cold, other", other_wrapper(w), None))
         res = {k: [] for k in ["stock", "warm", "verdict"] + [v[0] for v in variants]}
         loads = []
         for i in range(ROUNDS):
@@ -129,15 +170,15 @@ def measure(w):
             loads.append(os.getloadavg()[0])
         out["res"], out["load_rounds"] = res, med(loads)
         out["wrapper"] = {"new": fv.wrapper_ms(new)}
-        if OTHER_RUN:
+        if OTHER_RUN or OTHER_LIB:
             out["wrapper"]["other"] = fv.wrapper_ms(variants[-1][1])
         out["load_wrapper"] = os.getloadavg()[0]
         sphere_ports = [int(s.rsplit(":", 1)[1]) for s in fv.spheres.split(",")]
-        traces = {"stock": [], "cold": [], "cold, 1 ms poll pauses": []}
+        traces = {"stock": []}
+        traces.update((name, []) for name, _, _ in variants)
         tloads = []
         for i in range(TRACES):
-            for name, wr, env in (("stock", None, None), ("cold", new, None),
-                                  ("cold, 1 ms poll pauses", new, shim)):
+            for name, wr, env in [("stock", None, None)] + variants:
                 home = tempfile.mkdtemp(dir=fv.home)
                 path = os.path.join(home, "strace")
                 if wr is None:
@@ -147,8 +188,10 @@ def measure(w):
                 if os.environ.get("FIRST_VISIT_KEEP"):
                     subprocess.run(["cp", path, "%s.%s.%d" % (os.environ["FIRST_VISIT_KEEP"],
                                                               name[:6].strip(","), i)])
-                traces[name].append(bench_run.p6_phases(
-                    path, w.cport, sphere_ports if wr else []))
+                phases = bench_run.p6_phases(path, w.cport, sphere_ports if wr else [])
+                if wr:
+                    phases.update(cert_phases(path, w.cport, sphere_ports))
+                traces[name].append(phases)
             tloads.append(os.getloadavg()[0])
         out["traces"], out["load_traces"] = traces, med(tloads)
         # Item 7 on the lean server: a whole stock handshake (TCP connect,
@@ -197,12 +240,12 @@ def report(m):
         if name == "stock":
             continue
         parts = ["%s %.1f" % (k, med([1000 * t[k] for t in runs]))
-                 for k in ("start", "connected", "total") + bench_run.P6_PHASES]
+                 for k in ("start", "connected", "total") + bench_run.P6_PHASES + CERT_PHASES]
         row("under strace, %s (medians of %d runs, ms)" % (name, len(runs)),
             "; ".join(parts), m["load_traces"])
-    cert = med([1000 * t["to-cert"] for t in tr["cold"]])
-    row("item 7: ClientHello → DetecTor consulted, test world's forking server "
-        "(strace: connect → libdetector opened)",
+    cert = med([1000 * t["cert"] for t in tr["cold"]])
+    row("item 7: ClientHello → the server's flight read, test world's forking server "
+        "(strace: connect → tstclnt's last read of the socket before the probes)",
         "%.1f ms = %.0f%% of the verdict (%.0f ms)" % (cert, 100 * cert / medr["verdict"],
                                                      medr["verdict"]), m["load_traces"])
     row("item 7: one whole stock handshake on the lean server (bench/tls_server; "
@@ -220,7 +263,7 @@ def report(m):
             continue
         raw.append("under strace, %s, per run (ms): " % name + "; ".join(
             "%s %s" % (k, ", ".join("%.1f" % (1000 * t[k]) for t in runs))
-            for k in bench_run.P6_PHASES))
+            for k in bench_run.P6_PHASES + CERT_PHASES))
     raw.append("load average (1 min): start %.2f, rounds %.2f, traces %.2f, end %.2f on %d "
                "cores" % (m["load_start"], m["load_rounds"], m["load_traces"], m["load_end"],
                           bench_run.CORES))
@@ -252,7 +295,9 @@ def main():
 def other_name():
     name = os.path.basename(OTHER_RUN or "")
     if name == "detector-run.main":
-        return "main's (`git show main:detector/tools/detector-run`)"
+        name = "main's detector-run (`git show main:detector/tools/detector-run`)"
+    if OTHER_LIB:
+        name = "%s with the libraries in %s" % (name or "this detector-run", OTHER_LIB)
     return name or "not measured"
 
 
@@ -266,7 +311,7 @@ def write_section(path, m, text):
                             capture_output=True, text=True).stdout.strip()
     section = (BEGIN + "\n## First visit, broken down (`make bench-first-visit`)\n\n"
                "Written by bench/first_visit.py (its docstring says how), %s UTC, commit "
-               "%s, %d rounds and %d traced runs per variant; *other detector-run* is %s.  "
+               "%s, %d rounds and %d traced runs per variant; *cold, other* is %s.  "
                "Load average beside every figure: above the core count the figure measures "
                "the machine's contention as much as DetecTor (unreliable).\n\n%s%s\n"
                % (time.strftime("%Y-%m-%d %H:%M", time.gmtime()), commit or "?", ROUNDS,

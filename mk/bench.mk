@@ -21,7 +21,7 @@ BENCH_BIN    := $(BUILD)/bench
 BENCH_ENGINE := $(BENCH_BIN)/check_latency
 BENCH_INTERNAL := $(BENCH_BIN)/probe_scale $(BENCH_BIN)/cache_bench
 BENCH_PROGS  := $(BENCH_BIN)/tls_server $(BENCH_BIN)/hsclient $(BENCH_ENGINE) \
-                $(BENCH_INTERNAL) $(BENCH_BIN)/pollshim.so
+                $(BENCH_INTERNAL)
 
 .PHONY: bench bench-build bench-deps
 
@@ -48,20 +48,15 @@ $(BENCH_BIN)/hsclient: bench/hsclient.c
 	@$(if $(Q),echo "  CC      $@")
 	$(Q)$(CC) $(CFLAGS) -o $@ $< $(LDFLAGS) $(shell pkg-config --libs nss nspr)
 
-# bench/first_visit.py's stand-in for a shorter poll pause in the NSS
-# patch (LD_PRELOAD; never installed).
-$(BENCH_BIN)/pollshim.so: bench/pollshim.c
-	@mkdir -p $(@D)
-	@$(if $(Q),echo "  CC      $@")
-	$(Q)$(CC) $(CFLAGS) -fPIC -shared -o $@ $< $(LDFLAGS) \
-	  $(shell pkg-config --cflags --libs nspr) -ldl
-
 # make bench-first-visit: where a first visit's time goes (issue 16 items
-# 5 and 7), before and after a change to detector-run: OTHER_RUN names the
-# other detector-run (default: main's).  bench/first_visit.py says how;
+# 5 and 7), before and after a change: OTHER_RUN names the other
+# detector-run (default: main's), OTHER_LIB the folder of the other
+# libssl3.so and libdetector.so.0 (default: this build's; e.g. a copy of
+# main's build/lib).  bench/first_visit.py says how;
 # prints a table and writes its section of bench/results.md.  Root; about
 # 3 minutes.  Not part of make test.
 OTHER_RUN ?=
+OTHER_LIB ?=
 FIRST_VISIT_MAIN := $(BENCH_BIN)/detector-run.main
 
 .PHONY: bench-first-visit
@@ -70,7 +65,7 @@ bench-first-visit: deps bench-deps
 	$(MAKE) bench-build
 	o='$(OTHER_RUN)'; [ -n "$$o" ] || { git show main:detector/tools/detector-run \
 	  >$(FIRST_VISIT_MAIN) 2>/dev/null && o=$(abspath $(FIRST_VISIT_MAIN)); }; \
-	OTHER_RUN=$$o DETECTOR_BUILD=$(abspath $(BUILD)) \
+	OTHER_RUN=$$o OTHER_LIB='$(OTHER_LIB)' DETECTOR_BUILD=$(abspath $(BUILD)) \
 	  FIRST_VISIT_OUT=$(CURDIR)/bench/results.md \
 	  PYTHONPATH=$(CURDIR)/tests $(PYTHON) bench/first_visit.py
 

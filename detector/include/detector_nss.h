@@ -179,6 +179,26 @@ DETECTOR_API const struct detector_nss_reroute_ops *detector_nss_reroute_v1(
 /* 1 (the version of this answer); 0 when DetecTor is disabled. */
 DETECTOR_API unsigned int detector_nss_unconfirmed_v1(void);
 
+/*
+ * Getting ready early (issue 16 item 5), a separate entry as above.  A
+ * libssl calls it once, right after detector_nss_v1(), when it loads
+ * libdetector at its first ClientHello: the verdict cache is opened on a
+ * thread of its own while the server answers, so that the first check
+ * does not wait for it.  Returns at once; probes nothing.  An older
+ * libssl never calls it: the cache is then opened by the first check.
+ */
+DETECTOR_API void detector_nss_prepare_v1(void);
+
+/*
+ * Whether check() would look at host:port at all: 0 when DetecTor is
+ * disabled or an `exclude` rule covers the host, else 1.  A libssl holds a
+ * TLS 1.2 client's second round back, while the application's own
+ * certificate check runs, only for a host DetecTor wants; one that does
+ * not look it up holds every host's.
+ */
+DETECTOR_API unsigned int detector_nss_wants_v1(const char *host,
+    unsigned int port);
+
 #ifdef __cplusplus
 }
 #endif

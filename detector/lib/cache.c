@@ -754,8 +754,11 @@ try_open(struct cache *c, int readonly, int alone, int *mdb_rc, char *err,
 		goto fail;
 	if ((rc = mdb_env_set_mapsize(c->env, CACHE_MAP_SIZE)) != 0)
 		goto fail_env;
+	/* MDB_NOMETASYNC: the commit before a verdict is handed over syncs
+	 * its data pages only; cache_sync() (after the handover) makes the
+	 * meta page durable.  See cache_sync(). */
 	rc = mdb_env_open(c->env, c->mdb, MDB_NOSUBDIR | MDB_NOTLS |
-	    (readonly ? MDB_RDONLY : 0), 0600);
+	    MDB_NOMETASYNC | (readonly ? MDB_RDONLY : 0), 0600);
 	if (rc != 0)
 		goto fail_env;
 	if (mdb_env_get_fd(c->env, &fd) != 0 || filetrust_check_fd(fd, path,
@@ -1483,4 +1486,33 @@ cache_remember(struct cache *c, const char *host, unsigned int port,
 		rc = put_value(txn, c->dbi, key, klen, hist, hlen);
 	}
 	return end_write(txn, rc, err, errlen);
+}
+
+/*
+ * Crash consistency (issue 16 item 5, the first visit).  The environment
+ * is opened with MDB_NOMETASYNC: a commit writes its data pages and waits
+ * for them to reach the disk (fdatasync), then writes the meta page that
+ * points at them without waiting.  LMDB keeps two meta pages and only ever
+ * writes the older one, so the file is never corrupt: after a crash of the
+ * machine before the meta page reached the disk the file is as it was
+ * before that commit (the last verdicts are lost; the next visit probes
+ * again).  A crash of the process loses nothing: the written pages are in
+ * the kernel's page cache.  This saves the commit's second wait for the
+ * disk, before the verdict is handed over; cache_sync() waits for it
+ * afterwards (the NSS worker calls it once a verdict has been handed over;
+ * any later write commit also makes it durable).  Read-only handles have
+ * nothing to sync.  0, or -1 with err set.
+ */
+int
+cache_sync(struct cache *c, char *err, size_t errlen)
+{
+	int rc;
+
+	if (mine(c, err, errlen) == -1)
+		return -1;
+	if (c->readonly)
+		return 0;
+	if ((rc = mdb_env_sync(c->env, 1)) != 0)
+		return fail(rc, err, errlen);
+	return 0;
 }

@@ -255,6 +255,10 @@ enum cache_history_answer cache_history_judge(const struct cache_history *h,
 int cache_history_get(struct cache *c, const char *host, unsigned int port,
     struct cache_history *h, char *err, size_t errlen);
 
+/* Makes the verdicts committed so far durable (the meta page: see "Crash
+ * consistency" in cache.c).  0, or -1 with err set. */
+int cache_sync(struct cache *c, char *err, size_t errlen);
+
 /* The per-user default: $XDG_CACHE_HOME/detector/verdicts.mdb or
  * ~/.cache/detector/verdicts.mdb; 0 if neither can be formed. */
 int cache_default_path(char *out, size_t size);

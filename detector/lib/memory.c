@@ -431,3 +431,29 @@ memory_cache(struct memory *m, char *err, size_t errlen)
 	}
 	return c;
 }
+
+/*
+ * Makes the verdicts this process wrote durable: cache_sync() on every
+ * cache file it has open (see "Crash consistency" in cache.c).  Called
+ * once a verdict has been handed over, so that the wait for the disk is
+ * not on the way to the verdict.  Never opens a file; a failure is only
+ * a lost durability (the next commit syncs again) and is not reported.
+ */
+void
+memory_sync(void)
+{
+	struct cache *caches[16];
+	char err[256];
+	struct memory *m;
+	unsigned int i, n = 0;
+
+	pthread_mutex_lock(&memory_lock);
+	for (m = memories; m != NULL && n < 16; m = m->next) {
+		if (m->cache != NULL && cache_usable(m->cache) &&
+		    !cache_readonly(m->cache))
+			caches[n++] = m->cache;
+	}
+	pthread_mutex_unlock(&memory_lock);
+	for (i = 0; i < n; i++)
+		(void)cache_sync(caches[i], err, sizeof(err));
+}

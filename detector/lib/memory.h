@@ -67,4 +67,8 @@ int memory_note(struct memory *m, char *buf, size_t size);
  * when there is none (cache = off, no HOME, it cannot be opened). */
 struct cache *memory_cache(struct memory *m, char *err, size_t errlen);
 
+/* cache_sync() on every cache file this process has open (after a
+ * verdict was handed over: see "Crash consistency" in cache.c). */
+void memory_sync(void);
+
 #endif

@@ -39,8 +39,12 @@
 #include <prinit.h>
 #include <sslerr.h>
 #include <pratom.h>
+#include <pthread.h>
+#include <prthread.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "check.h"
 #include "config.h"
@@ -48,6 +52,7 @@
 #include "glue.h"
 #include "host.h"
 #include "log.h"
+#include "memory.h"
 #include "reroute.h"
 
 /* Indexed by code: a code without its message, or two codes sharing one
@@ -312,6 +317,20 @@ probe_and_decide(struct detector *ctx, const char *host, unsigned int port,
 	return error;
 }
 
+static void prepared_wait(void);
+
+/* The host as NSS matched it (*host then points to name); one it cannot
+ * be read as (err says why) is matched as it stands.  The `exclude` rule
+ * that covers it, or NULL. */
+static const char *
+glue_excluded(const struct detector_config *cfg, const char **host,
+    char name[CHECK_HOST_SIZE], char *err, size_t errlen)
+{
+	if (host_normalise(*host, name, CHECK_HOST_SIZE, err, errlen) != -1)
+		*host = name;
+	return exclude_match(&cfg->exclude, *host);
+}
+
 static int
 glue_check(const char *host, unsigned int port, const unsigned char *der,
     unsigned int der_len, int may_block, detector_nss_done_fn done,
@@ -341,19 +360,19 @@ glue_check(const char *host, unsigned int port, const unsigned char *der,
 		events_refused(*error, host, port, glue.cfg_error);
 		return DETECTOR_NSS_DECIDED;
 	}
-	/* The host as NSS matched it; one it cannot be read as is refused
-	 * unless excluded as it stands. */
-	if (host_normalise(host, name, sizeof(name), err, sizeof(err)) != -1)
-		host = name;
-	if ((rule = exclude_match(&cfg->exclude, host)) != NULL) {
+	if ((rule = glue_excluded(cfg, &host, name, err, sizeof(err))) !=
+	    NULL) {
 		detector_log(cfg, LOG_DECISIONS, "%s:%u not probed: excluded "
 		    "by '%s'", host, port, rule);
 		return DETECTOR_NSS_DECIDED;
 	}
+	/* One it cannot be read as is refused unless excluded as it
+	 * stands. */
 	if (host != name) {
 		*error = uncheckable(host, port, "%s", err);
 		return DETECTOR_NSS_DECIDED;
 	}
+	prepared_wait();
 	if (certinfo_read(der, der_len, &ci, err, sizeof(err)) == -1) {
 		*error = uncheckable(host, port, "certificate not understood: "
 		    "%s", err);
@@ -403,8 +422,7 @@ glue_check(const char *host, unsigned int port, const unsigned char *der,
 		*error = probe_and_decide(ctx, host, port, &ci);
 		return DETECTOR_NSS_DECIDED;
 	}
-	detector_free(ctx);
-	switch (workers_start(host, port, &ci, done, arg, pending)) {
+	switch (workers_start(ctx, host, port, &ci, done, arg, pending)) {
 	case -1:
 		*error = uncheckable(host, port, "cannot start the check (out "
 		    "of memory or threads)");
@@ -422,10 +440,10 @@ glue_check(const char *host, unsigned int port, const unsigned char *der,
 }
 
 int
-glue_probe_and_decide(const char *host, unsigned int port,
-    const struct certinfo *ci)
+glue_probe_and_decide(struct detector *ctx, const char *host,
+    unsigned int port, const struct certinfo *ci)
 {
-	return probe_and_decide(NULL, host, port, ci);
+	return probe_and_decide(ctx, host, port, ci);
 }
 
 static const struct detector_nss_ops glue_ops = {
@@ -449,4 +467,121 @@ detector_nss_v1(void)
 	if (glue.cfg != NULL && !glue.cfg->enabled)
 		return NULL;
 	return &glue_ops;
+}
+
+/*
+ * Getting ready at the first ClientHello (detector_nss_prepare_v1, issue 16
+ * item 5): a libssl that calls it once it has loaded libdetector, when its
+ * first handshake has sent the ClientHello, has the verdict cache opened
+ * (the folder and files made, checked and mapped, HOME resolved) on a
+ * thread of its own while the server answers, instead of after the
+ * certificate came.  Nothing is probed and nothing leaves the machine.  A
+ * check that comes while the cache is being opened waits for it, as it
+ * would have waited opening it itself (at most PREPARE_WAIT_MS; then it
+ * goes on with this process's memory, memory.c).  Per process: a child of
+ * fork() opens its own cache when it needs it, as before.
+ */
+#define PREPARE_WAIT_MS 5000
+
+static struct {
+	pthread_mutex_t lock;
+	pthread_cond_t ready;
+	pid_t running;                  /* whose prepare thread runs; 0 none */
+	pid_t started;                  /* who started one */
+	pthread_once_t once;
+} prep = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0,
+    PTHREAD_ONCE_INIT };
+
+/* After fork() the child has one thread: one of the parent's that held the
+ * lock is not there to let go of it. */
+static void
+prepare_atfork_child(void)
+{
+	pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+	pthread_cond_t ready = PTHREAD_COND_INITIALIZER;
+
+	prep.lock = lock;
+	prep.ready = ready;
+}
+
+static void
+prepare_init(void)
+{
+	(void)pthread_atfork(NULL, NULL, prepare_atfork_child);
+}
+
+static void
+prepare_thread(void *arg)
+{
+	struct memory *m;
+	char err[256];
+
+	(void)arg;
+	if ((m = memory_for(glue.cfg)) != NULL)
+		(void)memory_cache(m, err, sizeof(err));
+	pthread_mutex_lock(&prep.lock);
+	prep.running = 0;
+	pthread_cond_broadcast(&prep.ready);
+	pthread_mutex_unlock(&prep.lock);
+}
+
+/* A check waits for this process's prepare thread, if one runs. */
+static void
+prepared_wait(void)
+{
+	struct timespec until;
+
+	pthread_mutex_lock(&prep.lock);
+	if (prep.running == getpid()) {
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += PREPARE_WAIT_MS / 1000;
+		while (prep.running == getpid() && pthread_cond_timedwait(
+		    &prep.ready, &prep.lock, &until) == 0)
+			;
+	}
+	pthread_mutex_unlock(&prep.lock);
+}
+
+void
+detector_nss_prepare_v1(void)
+{
+	pid_t me = getpid();
+
+	/* Disabled, or a configuration that refuses everything: nothing
+	 * to open. */
+	if (detector_nss_v1() == NULL || glue.cfg == NULL ||
+	    !glue.cfg->remember)
+		return;
+	(void)pthread_once(&prep.once, prepare_init);
+	pthread_mutex_lock(&prep.lock);
+	if (prep.started != me) {
+		prep.started = me;
+		prep.running = me;
+		if (PR_CreateThread(PR_SYSTEM_THREAD, prepare_thread, NULL,
+		    PR_PRIORITY_NORMAL, PR_GLOBAL_THREAD, PR_UNJOINABLE_THREAD,
+		    0) == NULL)
+			prep.running = 0;
+	}
+	pthread_mutex_unlock(&prep.lock);
+}
+
+/*
+ * Whether check() would look at host:port at all (M-B of the second patch
+ * review): a libssl that asks holds a TLS 1.2 client's second round back
+ * only for such hosts, so that an excluded host's handshake goes on as
+ * without DetecTor.  0 when DetecTor is disabled or `exclude` covers the
+ * host; 1 otherwise (also for a configuration that refuses everything, and
+ * for a name DetecTor cannot read, which check() refuses).
+ */
+unsigned int
+detector_nss_wants_v1(const char *host, unsigned int port)
+{
+	char name[CHECK_HOST_SIZE], err[256];
+
+	(void)port;
+	if (detector_nss_v1() == NULL)
+		return 0;
+	if (glue.cfg == NULL || host == NULL)
+		return 1;
+	return glue_excluded(glue.cfg, &host, name, err, sizeof(err)) == NULL;
 }

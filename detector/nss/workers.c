@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "glue.h"
+#include "memory.h"
 
 #define WORKERS_MAX 32
 
@@ -58,6 +59,7 @@ struct check {
 	char *host;
 	unsigned int port;
 	struct certinfo ci;
+	struct detector *ctx;           /* the starter's, for the probes */
 	struct waiter *waiters;
 	struct check *next;             /* in pool.queued / .running */
 };
@@ -101,6 +103,7 @@ waiter_unref_locked(struct waiter *w)
 static void
 check_free(struct check *c)
 {
+	detector_free(c->ctx);
 	free(c->host);
 	free(c);
 }
@@ -165,8 +168,19 @@ worker(void *arg)
 	struct check *c = arg;
 
 	while (c != NULL) {
-		deliver(c, abandoned(c) ? 0 : glue_probe_and_decide(c->host,
-		    c->port, &c->ci));
+		struct detector *ctx = c->ctx;
+
+		c->ctx = NULL;          /* glue_probe_and_decide() frees it */
+		if (abandoned(c)) {
+			detector_free(ctx);
+			deliver(c, 0);
+		} else {
+			deliver(c, glue_probe_and_decide(ctx, c->host, c->port,
+			    &c->ci));
+			/* The verdict's commit waited for its data pages only;
+			 * the rest waits here, after the handover. */
+			memory_sync();
+		}
 		PR_Lock(pool.lock);
 		if ((c = pool.queued) != NULL) {
 			pool.queued = c->next;
@@ -211,16 +225,24 @@ find_check(struct check *c, const char *host, unsigned int port,
 }
 
 /* Makes a waiter for host:port and key: joins a check already queued or
- * running, or starts one.  Returns 1 if it joined one. */
+ * running, or starts one with ctx (always taken: freed when joining or
+ * failing).  Returns 1 if it joined one. */
 int
-workers_start(const char *host, unsigned int port, const struct certinfo *ci,
-    detector_nss_done_fn done, void *arg, void **pending)
+workers_start(struct detector *ctx, const char *host, unsigned int port,
+    const struct certinfo *ci, detector_nss_done_fn done, void *arg,
+    void **pending)
 {
 	struct waiter *w = calloc(1, sizeof(*w));
 	struct check *c, *fresh = calloc(1, sizeof(*fresh));
 	int joined = 0;
 
-	if (w == NULL || fresh == NULL || (fresh->host = strdup(host)) == NULL)
+	if (fresh == NULL) {
+		detector_free(ctx);
+		free(w);
+		return -1;
+	}
+	fresh->ctx = ctx;               /* freed with fresh unless it runs */
+	if (w == NULL || (fresh->host = strdup(host)) == NULL)
 		goto fail;
 	fresh->ci = *ci;
 	fresh->port = port;

@@ -24,8 +24,10 @@
  *                  (fetch.h: an HTTP GET, with --smtp an EHLO, with --xmpp
  *                  the stream header, answered by the server's features)
  *
- * usage: asyncclient [-n N] [-r ROUNDS] [-t MS] [--smtp|--xmpp] [--fetch] [--raw-wait] [--twice|--refuse-late|--reset|--reset-own] DBDIR HOST PORT ADDR
+ * usage: asyncclient [-n N] [-r ROUNDS] [-t MS] [-a MS] [--smtp|--xmpp] [--fetch] [--raw-wait] [--twice|--refuse-late|--reset|--reset-own] DBDIR HOST PORT ADDR
  * -t MS gives up after MS milliseconds (default 60000).
+ * -a MS: the application's own check takes MS milliseconds (a slow
+ * verification: OCSP, a user's answer); the loop goes on meanwhile.
  * -r ROUNDS: the N connections, then N more once they have ended, ROUNDS
  * times in all (default 1), in one process.
  * --smtp speaks SMTP's plaintext EHLO/STARTTLS first (blocking), as a mail
@@ -62,8 +64,10 @@ enum misbehaviour { NONE, TWICE, REFUSE_LATE, RESET, RESET_OWN };
 struct conn {
 	PRFileDesc *fd;
 	int auth_wanted;        /* the hook asked; verify on the next turn */
+	PRIntervalTime auth_asked;      /* when (for -a) */
 	int auth_done;          /* SSL_AuthCertificateComplete(fd, 0) called */
 	int misbehaved;
+	int handshake_done;     /* NSS's handshake callback ran */
 	int finished;
 	int ok;
 };
@@ -72,6 +76,7 @@ static enum misbehaviour misbehaviour = NONE;
 static PRThread *app_thread;
 static unsigned int callbacks_here, callbacks_elsewhere;
 static int limit_ms = LIMIT_MS;
+static unsigned int auth_delay_ms;     /* -a */
 static enum fetch_proto proto;  /* FETCH_HTTP: TLS from the first byte */
 static int fetch;
 
@@ -84,6 +89,7 @@ auth_later(void *arg, PRFileDesc *fd, PRBool checksig, PRBool is_server)
 	(void)checksig;
 	(void)is_server;
 	c->auth_wanted = 1;
+	c->auth_asked = PR_IntervalNow();
 	return SECWouldBlock;
 }
 
@@ -92,8 +98,10 @@ auth_later(void *arg, PRFileDesc *fd, PRBool checksig, PRBool is_server)
 static void
 handshake_done(PRFileDesc *fd, void *arg)
 {
+	struct conn *c = arg;
+
 	(void)fd;
-	(void)arg;
+	c->handshake_done = 1;
 	if (PR_GetCurrentThread() == app_thread)
 		callbacks_here++;
 	else
@@ -292,13 +300,17 @@ step(struct conn *c)
 		 * what stock NSS does here is the reference. */
 		c->auth_wanted = 0;
 		(void)SSL_ResetHandshake(c->fd, PR_FALSE);
-	} else if (c->auth_wanted)
+	} else if (c->auth_wanted && PR_IntervalToMilliseconds(PR_IntervalNow() -
+	    c->auth_asked) >= auth_delay_ms)
 		authenticate(c);
 	else if (c->auth_done)
 		misbehave(c);
 	if (c->finished)
 		return;
-	if (SSL_ForceHandshake(c->fd) == SECSuccess) {
+	/* A TLS 1.2 handshake whose server finished while the application
+	 * was still checking (-a) completes inside SSL_AuthCertificateComplete;
+	 * SSL_ForceHandshake would then wait for a record that never comes. */
+	if (c->handshake_done || SSL_ForceHandshake(c->fd) == SECSuccess) {
 		finish(c, 1, "");
 		return;
 	}
@@ -323,6 +335,8 @@ main(int argc, char **argv)
 			n = atoi(argv[++a]);
 		else if (strcmp(argv[a], "-t") == 0 && a + 1 < argc)
 			limit_ms = atoi(argv[++a]);
+		else if (strcmp(argv[a], "-a") == 0 && a + 1 < argc)
+			auth_delay_ms = (unsigned int)atoi(argv[++a]);
 		else if (strcmp(argv[a], "-r") == 0 && a + 1 < argc)
 			rounds = atoi(argv[++a]);
 		else if (strcmp(argv[a], "--twice") == 0)
@@ -345,7 +359,7 @@ main(int argc, char **argv)
 			break;
 	}
 	if (argc - a != 4 || n < 1 || n > MAX_CONNS) {
-		fprintf(stderr, "usage: asyncclient [-n N] [-r ROUNDS] [-t MS] "
+		fprintf(stderr, "usage: asyncclient [-n N] [-r ROUNDS] [-t MS] [-a MS] "
 		    "[--smtp|--xmpp] [--fetch] [--raw-wait] [--twice|"
 		    "--refuse-late|--reset|--reset-own] DBDIR HOST PORT ADDR\n");
 		return 2;
