@@ -140,6 +140,17 @@ detector_history_name(enum detector_history h)
 }
 
 const char *
+detector_tolerance_name(enum detector_tolerance t)
+{
+	switch (t) {
+	case DETECTOR_TOLERANCE_OFF: return "off";
+	case DETECTOR_TOLERANCE_SAME_ISSUER: return "same-issuer";
+	case DETECTOR_TOLERANCE_SURVEY: return "survey";
+	}
+	return "unknown";
+}
+
+const char *
 detector_ocsp_status_name(enum detector_ocsp_status s)
 {
 	switch (s) {
@@ -381,11 +392,13 @@ run_probes(struct detector *ctx, struct probe *probes,
 		tally_paths(paths, probes, n, &t);
 		/* A survey (no reference key) awaits every sphere; so does a
 		 * REJECT that may be rerouted: its plan needs k spheres that
-		 * agree, not the n-k+1 that made it final (reroute.c). */
+		 * agree, not the n-k+1 that made it final (reroute.c); and
+		 * one a tolerance may accept, which needs a quorum too. */
 		if (spki == NULL ? t.pending == 0 :
 		    verdict_decide(&t, &res->verdict) && (t.pending == 0 ||
 		    res->verdict != DETECTOR_REJECT ||
-		    res->policy.on_mitm != DETECTOR_MITM_REROUTE))
+		    (res->policy.on_mitm != DETECTOR_MITM_REROUTE &&
+		    res->tolerance == DETECTOR_TOLERANCE_OFF)))
 			break;
 		if ((PRInt32)(now - overall) >= 0) {
 			for (i = 0; i < n; i++) {
@@ -445,6 +458,8 @@ result_new(struct detector *ctx, const char *host)
 
 	if (res != NULL) {
 		config_policy_for(&ctx->cfg, host, &res->policy);
+		config_evidence_for(&ctx->cfg, host,
+		    &res->require_direct_staple, &res->tolerance);
 		res->quorum = res->policy.quorum;
 		res->verdict = DETECTOR_UNDECIDED;
 	}
@@ -525,6 +540,101 @@ excluded(struct detector *ctx, const char *host, unsigned int port,
 }
 
 /*
+ * The direct path again, for the evidence options of the host's [site]
+ * section, when the caller gave only the certificate (detector_check(),
+ * the NSS integration) and they need the direct staple or chain: with
+ * require_direct_staple once a sphere's path stapled a response, with
+ * tolerance = same-issuer for a REJECT.  A second direct connection, as
+ * the application made (the system resolver); believed only if it shows
+ * the very certificate checked.  1 with *out (to free), 0 when not
+ * needed, -1 when needed and not had (*why set).
+ */
+static int
+direct_again(struct detector *ctx, const char *host, unsigned int port,
+    const struct certinfo *ci, const struct detector_result *res,
+    struct detector_path **out, char *why, size_t whylen)
+{
+	struct detector_path *p = NULL;
+	int stapled = 0;
+	size_t i;
+
+	*out = NULL;
+	for (i = 0; i < res->nspheres; i++)
+		stapled |= res->spheres[i].ocsp.len > 0;
+	if (!(res->require_direct_staple && stapled) &&
+	    !(res->tolerance == DETECTOR_TOLERANCE_SAME_ISSUER &&
+	    res->verdict == DETECTOR_REJECT))
+		return 0;
+	if (detector_fetch(ctx, host, port, NULL, &p) == -1) {
+		snprintf(why, whylen, "%.480s", ctx->err);
+		return -1;
+	}
+	if (p->status != DETECTOR_PATH_SEEN || p->ncerts == 0 ||
+	    memcmp(p->cert_sha256, ci->cert_sha256, DETECTOR_SHA256_LEN) != 0) {
+		snprintf(why, whylen, "%s", p->status != DETECTOR_PATH_SEEN ?
+		    (p->error ? p->error : "no certificate") : "it showed "
+		    "another certificate");
+		detector_path_free(p);
+		return -1;
+	}
+	*out = p;
+	return 1;
+}
+
+/*
+ * What a check weighs besides the count of keys (evidence.c): the
+ * staples (revoked wins, missing freshness), then the site's
+ * require_direct_staple and tolerance = same-issuer.  Survey, which needs
+ * the verdict memory, is weighed by check_probe_path().
+ */
+static void
+weigh_evidence(struct detector *ctx, const char *host, unsigned int port,
+    const struct certinfo *ci, const struct detector_der *leaf,
+    const struct detector_path *direct, struct detector_result *res)
+{
+	struct detector_path *again = NULL, bare;
+	char why[512] = "", *s;
+	int rc = 0;
+
+	if (direct == NULL && (rc = direct_again(ctx, host, port, ci, res,
+	    &again, why, sizeof(why))) == 1) {
+		direct = again;
+		leaf = &again->certs[0];
+	} else if (rc == -1) {
+		const struct detector_der *copy = leaf;
+		size_t i;
+
+		/* Not had: the direct path is known to staple nothing we
+		 * could read, which require_direct_staple refuses (fail
+		 * closed).  Its certificate: the caller's, else a sphere's
+		 * byte-identical copy. */
+		for (i = 0; copy == NULL && i < res->nspheres; i++)
+			if (res->spheres[i].status == DETECTOR_PATH_MATCH &&
+			    res->spheres[i].ncerts > 0)
+				copy = &res->spheres[i].certs[0];
+		if (copy != NULL) {
+			memset(&bare, 0, sizeof(bare));
+			bare.via = "direct";
+			bare.ncerts = 1;
+			bare.certs = copy;
+			direct = &bare;
+			leaf = copy;
+		}
+	}
+	evidence_staples(host, port, leaf, direct, res);
+	if (rc == -1 && res->require_direct_staple &&
+	    asprintf(&s, "%s (the direct staple was asked of a second direct "
+	    "connection, which failed: %s)", res->reason, why) != -1) {
+		free((void *)res->reason);
+		res->reason = s;
+	}
+	evidence_require_staple(host, port, res);
+	if (leaf != NULL)
+		evidence_same_issuer(host, port, leaf, direct, res);
+	detector_path_free(again);
+}
+
+/*
  * Probes host:port through every sphere.  With a reference key (ci), as
  * detector_check(): stops as soon as the verdict is final.  Without
  * (ci == NULL), as detector_survey(): awaits every sphere.
@@ -590,7 +700,7 @@ probe_spheres(struct detector *ctx, const char *host, unsigned int port,
 	} else {
 		res->reason = make_reason(host, port, res);
 		if (res->reason != NULL)
-			evidence_staples(host, port, leaf, direct, res);
+			weigh_evidence(ctx, host, port, ci, leaf, direct, res);
 		res->locality = verdict_locality(res->spheres, res->nspheres,
 		    (char **)&res->locality_detail);
 	}
@@ -665,6 +775,11 @@ check_probe_path(struct detector *ctx, const char *host, unsigned int port,
 	struct cache_history h;
 	int64_t now;
 
+	unsigned char seen[DETECTOR_MAX_SPHERES][DETECTOR_SHA256_LEN];
+	struct cache_sightings sightings;
+	size_t nseen = 0;
+	enum detector_verdict v;
+
 	*result = NULL;
 	if (probe_spheres(ctx, host, port, ci, leaf, direct, result) == -1)
 		return -1;
@@ -677,11 +792,30 @@ check_probe_path(struct detector *ctx, const char *host, unsigned int port,
 		    memory_history(m, host, port, &h))
 			evidence_weigh_continuity(host, port, ci->spki_sha256,
 			    &h, &pol, ctx->cfg.history_days, now, *result);
-		memory_record(m, host, port, ci->spki_sha256, &pol,
-		    (*result)->verdict, evidence_accept_validity(*result,
-		    ctx->cfg.cache_validity_s, now));
+		/* tolerance = survey: what the spheres saw, kept, and this
+		 * check's sightings. */
+		if ((*result)->tolerance == DETECTOR_TOLERANCE_SURVEY) {
+			nseen = evidence_sightings(*result, ci->spki_sha256,
+			    seen);
+			evidence_weigh_survey(ci->spki_sha256,
+			    (const unsigned char (*)[DETECTOR_SHA256_LEN])seen,
+			    nseen, memory_sightings(m, host, port, &sightings) ?
+			    &sightings : NULL, &pol, ctx->cfg.survey_days, now,
+			    *result);
+		}
+		/* A tolerated ACCEPT is no quorum's: neither remembered nor
+		 * in the key history; a staple refusal is not about the key
+		 * (and would be recalled as a plain REJECT). */
+		v = (*result)->tolerated != DETECTOR_TOLERANCE_OFF ||
+		    (*result)->staple_refused ? DETECTOR_UNDECIDED :
+		    (*result)->verdict;
+		memory_record_seen(m, host, port, ci->spki_sha256, &pol, v,
+		    evidence_accept_validity(*result,
+		    ctx->cfg.cache_validity_s, now),
+		    (const unsigned char (*)[DETECTOR_SHA256_LEN])seen, nseen);
 	}
-	remember_reroute(ctx, host, port, ci, *result);
+	if (!(*result)->staple_refused)
+		remember_reroute(ctx, host, port, ci, *result);
 	take_notes(ctx, *result);
 	reroute_note(host, port, *result);
 	return 0;

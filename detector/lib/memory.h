@@ -67,4 +67,18 @@ int memory_note(struct memory *m, char *buf, size_t size);
  * when there is none (cache = off, no HOME, it cannot be opened). */
 struct cache *memory_cache(struct memory *m, char *err, size_t errlen);
 
+/* memory_record(), with the nseen keys spheres saw (tolerance =
+ * survey; cache.h "Sightings") recorded in the same transaction; v may be
+ * UNDECIDED (only the sightings are then recorded).  In memory when the
+ * file cannot be written. */
+void memory_record_seen(struct memory *m, const char *host, unsigned int port,
+    const unsigned char *spki, const struct cache_policy *pol,
+    enum detector_verdict v, unsigned int validity_s,
+    const unsigned char (*seen)[DETECTOR_SHA256_LEN], size_t nseen);
+
+/* The sightings of host:port: the file's, with what this process kept in
+ * memory only merged in.  1 with *s set, else 0 (s empty). */
+int memory_sightings(struct memory *m, const char *host, unsigned int port,
+    struct cache_sightings *s);
+
 #endif
