@@ -472,19 +472,27 @@ cache_key(const char *host, unsigned int port, char *out, size_t size)
 	return len > 0 ? n + (size_t)len : 0;
 }
 
+/* prefix (plen bytes) then cache_key(); its length, or 0. */
+static size_t
+prefixed_key(const char *prefix, size_t plen, const char *host,
+    unsigned int port, char *out, size_t size)
+{
+	size_t n;
+
+	if (size < plen + 1)
+		return 0;
+	memcpy(out, prefix, plen);
+	n = cache_key(host, port, out + plen, size - plen);
+	return n == 0 ? 0 : n + plen;
+}
+
 /* The history key of host:port: CACHE_HISTORY_PREFIX then cache_key();
  * its length, or 0. */
 static size_t
 history_key(const char *host, unsigned int port, char *out, size_t size)
 {
-	size_t n;
-
-	if (size < CACHE_HISTORY_PREFIX_LEN + 1)
-		return 0;
-	memcpy(out, CACHE_HISTORY_PREFIX, CACHE_HISTORY_PREFIX_LEN);
-	n = cache_key(host, port, out + CACHE_HISTORY_PREFIX_LEN,
-	    size - CACHE_HISTORY_PREFIX_LEN);
-	return n == 0 ? 0 : n + CACHE_HISTORY_PREFIX_LEN;
+	return prefixed_key(CACHE_HISTORY_PREFIX, CACHE_HISTORY_PREFIX_LEN,
+	    host, port, out, size);
 }
 
 int
@@ -1256,18 +1264,51 @@ cache_put(struct cache *c, const char *host, unsigned int port,
 	    sizeof(rec)), err, errlen);
 }
 
-/* The history under key in txn: 0 with *h set (empty when absent or
- * malformed: the next confirmation replaces it), or an MDB error. */
+/* A strict decoder of a key history or sightings record (cache.h), which
+ * leaves out empty when it refuses in. */
+typedef int (*decode_fn)(const unsigned char *in, size_t len, void *out);
+
 static int
-history_in(MDB_txn *txn, MDB_dbi dbi, const char *key, size_t klen,
-    struct cache_history *h)
+decode_history(const unsigned char *in, size_t len, void *out)
+{
+	return cache_history_decode(in, len, out);
+}
+
+/* The value under key in txn, decoded into out (size bytes): 0 with out
+ * set (empty when absent or malformed: the next write replaces it), or
+ * an MDB error. */
+static int
+value_in(MDB_txn *txn, MDB_dbi dbi, const char *key, size_t klen,
+    decode_fn decode, void *out, size_t size)
 {
 	MDB_val k = { klen, (void *)key }, v;
 	int rc = mdb_get(txn, dbi, &k, &v);
 
-	if (rc != 0 || cache_history_decode(v.mv_data, v.mv_size, h) != 0)
-		memset(h, 0, sizeof(*h));
+	if (rc != 0 || decode(v.mv_data, v.mv_size, out) != 0)
+		memset(out, 0, size);
 	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+static int
+history_in(MDB_txn *txn, MDB_dbi dbi, const char *key, size_t klen,
+    struct cache_history *h)
+{
+	return value_in(txn, dbi, key, klen, decode_history, h, sizeof(*h));
+}
+
+/* value_in() in a read transaction of its own: 0 or an MDB error. */
+static int
+value_get(struct cache *c, const char *key, size_t klen, decode_fn decode,
+    void *out, size_t size)
+{
+	MDB_txn *txn;
+	int rc;
+
+	if ((rc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn)) != 0)
+		return rc;
+	rc = value_in(txn, c->dbi, key, klen, decode, out, size);
+	mdb_txn_abort(txn);
+	return rc;
 }
 
 int
@@ -1276,7 +1317,6 @@ cache_history_get(struct cache *c, const char *host, unsigned int port,
 {
 	char key[CACHE_KEY_MAX + CACHE_HISTORY_PREFIX_LEN];
 	size_t klen;
-	MDB_txn *txn;
 	int rc;
 
 	memset(h, 0, sizeof(*h));
@@ -1284,11 +1324,8 @@ cache_history_get(struct cache *c, const char *host, unsigned int port,
 		return -1;
 	if ((klen = history_key(host, port, key, sizeof(key))) == 0)
 		return 0;
-	if ((rc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn)) != 0)
-		return fail(rc, err, errlen);
-	rc = history_in(txn, c->dbi, key, klen, h);
-	mdb_txn_abort(txn);
-	if (rc != 0)
+	if ((rc = value_get(c, key, klen, decode_history, h,
+	    sizeof(*h))) != 0)
 		return fail(rc, err, errlen);
 	return h->n > 0;
 }
@@ -1694,26 +1731,14 @@ cache_sightings_judge(const struct cache_sightings *s,
 static size_t
 sightings_key(const char *host, unsigned int port, char *out, size_t size)
 {
-	size_t n;
-
-	if (size < CACHE_SIGHTINGS_PREFIX_LEN + 1)
-		return 0;
-	memcpy(out, CACHE_SIGHTINGS_PREFIX, CACHE_SIGHTINGS_PREFIX_LEN);
-	n = cache_key(host, port, out + CACHE_SIGHTINGS_PREFIX_LEN,
-	    size - CACHE_SIGHTINGS_PREFIX_LEN);
-	return n == 0 ? 0 : n + CACHE_SIGHTINGS_PREFIX_LEN;
+	return prefixed_key(CACHE_SIGHTINGS_PREFIX, CACHE_SIGHTINGS_PREFIX_LEN,
+	    host, port, out, size);
 }
 
 static int
-sightings_in(MDB_txn *txn, MDB_dbi dbi, const char *key, size_t klen,
-    struct cache_sightings *s)
+decode_sightings(const unsigned char *in, size_t len, void *out)
 {
-	MDB_val k = { klen, (void *)key }, v;
-	int rc = mdb_get(txn, dbi, &k, &v);
-
-	if (rc != 0 || cache_sightings_decode(v.mv_data, v.mv_size, s) != 0)
-		memset(s, 0, sizeof(*s));
-	return rc == MDB_NOTFOUND ? 0 : rc;
+	return cache_sightings_decode(in, len, out);
 }
 
 static int
@@ -1729,7 +1754,8 @@ sightings_put(MDB_txn *txn, MDB_dbi dbi, const char *host, unsigned int port,
 
 	if ((klen = sightings_key(host, port, key, sizeof(key))) == 0)
 		return 0;
-	if ((rc = sightings_in(txn, dbi, key, klen, &s)) != 0)
+	if ((rc = value_in(txn, dbi, key, klen, decode_sightings, &s,
+	    sizeof(s))) != 0)
 		return rc;
 	for (i = 0; i < nseen; i++)
 		cache_sightings_add(&s, seen[i], pol, now);
@@ -1758,7 +1784,6 @@ cache_sightings_get(struct cache *c, const char *host, unsigned int port,
 {
 	char key[CACHE_KEY_MAX + CACHE_SIGHTINGS_PREFIX_LEN];
 	size_t klen;
-	MDB_txn *txn;
 	int rc;
 
 	memset(s, 0, sizeof(*s));
@@ -1766,11 +1791,8 @@ cache_sightings_get(struct cache *c, const char *host, unsigned int port,
 		return -1;
 	if ((klen = sightings_key(host, port, key, sizeof(key))) == 0)
 		return 0;
-	if ((rc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn)) != 0)
-		return fail(rc, err, errlen);
-	rc = sightings_in(txn, c->dbi, key, klen, s);
-	mdb_txn_abort(txn);
-	if (rc != 0)
+	if ((rc = value_get(c, key, klen, decode_sightings, s,
+	    sizeof(*s))) != 0)
 		return fail(rc, err, errlen);
 	return s->n > 0;
 }

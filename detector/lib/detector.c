@@ -629,7 +629,14 @@ weigh_evidence(struct detector *ctx, const char *host, unsigned int port,
 		res->reason = s;
 	}
 	evidence_require_staple(host, port, res);
-	if (leaf != NULL)
+	if (rc == -1 && res->tolerance == DETECTOR_TOLERANCE_SAME_ISSUER &&
+	    res->verdict == DETECTOR_REJECT && asprintf(&s, "%s; not "
+	    "tolerated (tolerance = same-issuer): the direct path's staple "
+	    "was asked of a second direct connection, which failed: %s",
+	    res->reason, why) != -1) {
+		free((void *)res->reason);
+		res->reason = s;
+	} else if (leaf != NULL)
 		evidence_same_issuer(host, port, leaf, direct, res);
 	detector_path_free(again);
 }
@@ -751,7 +758,9 @@ remember_reroute(struct detector *ctx, const char *host, unsigned int port,
 	struct reroute_plan plan;
 	char err[256];
 
-	if (res->verdict == DETECTOR_REJECT && reroute_plan(res,
+	/* A staple refusal is not about the key: nothing to go around. */
+	if (res->verdict == DETECTOR_REJECT && !res->staple_refused &&
+	    reroute_plan(res,
 	    ctx->cfg.spheres, ctx->cfg.nspheres, host, port, ctx->starttls,
 	    ctx->cfg.deadline_ms, &plan, err, sizeof(err)) == 0) {
 		plan.log_level = ctx->cfg.log_level;
@@ -759,6 +768,37 @@ remember_reroute(struct detector *ctx, const char *host, unsigned int port,
 		reroute_remember(&plan, ci->spki_sha256);
 		res->reroute_planned = !res->revoked;
 	}
+}
+
+/*
+ * Records the verdict of a fresh check under pol, after tolerance =
+ * survey had its say (the sightings kept, and this check's, recorded
+ * with the verdict).  A tolerated ACCEPT is no quorum's: neither
+ * remembered nor in the key history; a staple refusal is not about the
+ * key (and would be recalled as a plain REJECT): neither is recorded.
+ */
+static void
+survey_and_record(struct detector *ctx, struct memory *m, const char *host,
+    unsigned int port, const struct certinfo *ci,
+    const struct cache_policy *pol, int64_t now, struct detector_result *res)
+{
+	unsigned char seen[DETECTOR_MAX_SPHERES][DETECTOR_SHA256_LEN];
+	struct cache_sightings kept;
+	size_t nseen = 0;
+	enum detector_verdict v;
+
+	if (res->tolerance == DETECTOR_TOLERANCE_SURVEY) {
+		nseen = evidence_sightings(res, ci->spki_sha256, seen);
+		evidence_weigh_survey(ci->spki_sha256,
+		    (const unsigned char (*)[DETECTOR_SHA256_LEN])seen, nseen,
+		    memory_sightings(m, host, port, &kept) ? &kept : NULL, pol,
+		    ctx->cfg.survey_days, now, res);
+	}
+	v = res->tolerated != DETECTOR_TOLERANCE_OFF || res->staple_refused ?
+	    DETECTOR_UNDECIDED : res->verdict;
+	memory_record_seen(m, host, port, ci->spki_sha256, pol, v,
+	    evidence_accept_validity(res, ctx->cfg.cache_validity_s, now),
+	    (const unsigned char (*)[DETECTOR_SHA256_LEN])seen, nseen);
 }
 
 /* check_probe() with the certificate seen directly (leaf) and the direct
@@ -775,11 +815,6 @@ check_probe_path(struct detector *ctx, const char *host, unsigned int port,
 	struct cache_history h;
 	int64_t now;
 
-	unsigned char seen[DETECTOR_MAX_SPHERES][DETECTOR_SHA256_LEN];
-	struct cache_sightings sightings;
-	size_t nseen = 0;
-	enum detector_verdict v;
-
 	*result = NULL;
 	if (probe_spheres(ctx, host, port, ci, leaf, direct, result) == -1)
 		return -1;
@@ -792,30 +827,9 @@ check_probe_path(struct detector *ctx, const char *host, unsigned int port,
 		    memory_history(m, host, port, &h))
 			evidence_weigh_continuity(host, port, ci->spki_sha256,
 			    &h, &pol, ctx->cfg.history_days, now, *result);
-		/* tolerance = survey: what the spheres saw, kept, and this
-		 * check's sightings. */
-		if ((*result)->tolerance == DETECTOR_TOLERANCE_SURVEY) {
-			nseen = evidence_sightings(*result, ci->spki_sha256,
-			    seen);
-			evidence_weigh_survey(ci->spki_sha256,
-			    (const unsigned char (*)[DETECTOR_SHA256_LEN])seen,
-			    nseen, memory_sightings(m, host, port, &sightings) ?
-			    &sightings : NULL, &pol, ctx->cfg.survey_days, now,
-			    *result);
-		}
-		/* A tolerated ACCEPT is no quorum's: neither remembered nor
-		 * in the key history; a staple refusal is not about the key
-		 * (and would be recalled as a plain REJECT). */
-		v = (*result)->tolerated != DETECTOR_TOLERANCE_OFF ||
-		    (*result)->staple_refused ? DETECTOR_UNDECIDED :
-		    (*result)->verdict;
-		memory_record_seen(m, host, port, ci->spki_sha256, &pol, v,
-		    evidence_accept_validity(*result,
-		    ctx->cfg.cache_validity_s, now),
-		    (const unsigned char (*)[DETECTOR_SHA256_LEN])seen, nseen);
+		survey_and_record(ctx, m, host, port, ci, &pol, now, *result);
 	}
-	if (!(*result)->staple_refused)
-		remember_reroute(ctx, host, port, ci, *result);
+	remember_reroute(ctx, host, port, ci, *result);
 	take_notes(ctx, *result);
 	reroute_note(host, port, *result);
 	return 0;

@@ -18,12 +18,15 @@ Every tolerated ACCEPT says so (the reason, --json's evidence.tolerated);
 every attack each mode must resist is refused."""
 
 import os
+import threading
 
 import pytest
 
 from testworld.ocsp import backdated, respond
 from testworld.ports import HOST, free_port, wait_tls
 from testworld.processes import Process, run
+from testworld.relay import Relay, relay
+from testworld.services import close_quietly
 from testworld.world import Sphere
 
 EXIT_ACCEPT, EXIT_REJECT = 0, 2
@@ -31,6 +34,37 @@ ADDRS = {"good": "127.0.0.12", "regional": "127.0.0.13", "bare": "127.0.0.14",
          "stale": "127.0.0.15", "lookalike": "127.0.0.16", "otherca": "127.0.0.17",
          "real-bare": "127.0.0.18"}
 NSPHERES = 5
+# Servers an NSS application's direct path reaches: its handshake waits
+# for DetecTor while DetecTor's second direct connection reads the
+# staple, which one single-threaded s_server would only accept after the
+# first ended.  Two of them behind a relay taking turns, as a real site's
+# servers would serve both at once.
+CONCURRENT = ("good", "regional", "bare", "real-bare")
+
+
+class TakingTurns(Relay):
+    """Each connection to the least busy of several upstreams."""
+    kind = "taking-turns"
+
+    def __init__(self, addr, upstreams, port):
+        self.active = {u: 0 for u in upstreams}
+        self.turns = threading.Lock()
+        super().__init__(addr, upstreams[0], port=port)
+
+    def _serve(self, conn):
+        with self.turns:
+            up = min(self.active, key=self.active.get)
+            self.active[up] += 1
+        sock = None
+        try:
+            sock = self._connect(up)
+            relay(conn, sock, self._stop, self.lifetime)
+        except (OSError, ValueError):
+            pass
+        finally:
+            close_quietly(conn, sock)
+            with self.turns:
+                self.active[up] -= 1
 
 
 def make_ca(d, name, cn):
@@ -93,16 +127,25 @@ class Sites:
             "real-bare": (real.crt, real.key, ca.crt, None),
         }
         self.port = free_port(*ADDRS.values())
+        self.relays = []
         for kind, (crt, key, chain, staple) in self.servers.items():
             addr = ADDRS[kind]
-            argv = ["openssl", "s_server", "-accept", "%s:%d" % (addr, self.port),
-                    "-cert", crt, "-key", key, "-cert_chain", chain, "-www"]
-            if staple:
-                argv += ["-status_file", staple]
-            proc = Process("s_server tolerance-" + kind, argv,
-                           os.path.join(d, "s_server-%s.log" % kind))
-            self.procs.append(proc)
-            wait_tls(addr, self.port, proc)
+            ports = [self.port]
+            if kind in CONCURRENT:
+                ports = [free_port(addr) for _ in range(3)]
+            for i, port in enumerate(ports):
+                argv = ["openssl", "s_server", "-accept", "%s:%d" % (addr, port),
+                        "-cert", crt, "-key", key, "-cert_chain", chain, "-www"]
+                if staple:
+                    argv += ["-status_file", staple]
+                proc = Process("s_server tolerance-%s%d" % (kind, i), argv,
+                               os.path.join(d, "s_server-%s%d.log" % (kind, i)))
+                self.procs.append(proc)
+                wait_tls(addr, port, proc)
+            if kind in CONCURRENT:
+                self.relays.append(TakingTurns(addr, [(addr, p) for p in ports],
+                                               self.port))
+                wait_tls(addr, self.port)
         self.spheres = [Sphere(world, "tolerance%d" % i, {HOST: ADDRS["good"]})
                         for i in range(NSPHERES)]
         for s in self.spheres:
@@ -118,6 +161,8 @@ class Sites:
                 f.write("127.0.0.1\tlocalhost\n%s\t%s\n" % (ADDRS[kind], HOST))
 
     def stop(self):
+        for r in self.relays:
+            r.stop()
         for p in self.procs:
             p.stop()
 
@@ -309,3 +354,44 @@ def test_survey_one_lying_sphere_is_contradicted(probe, sites, tmpdir_):
     r = check(probe, sites, "otherca", config=c, env=env, cache=True)
     assert r.rc == EXIT_REJECT, r
     assert evidence(r)["tolerated"] is None, r
+
+
+# -- through the NSS integration (an unmodified tstclnt under detector-run)
+
+def nss_app(sites, nssdb, tmpdir_, direct, site_text):
+    from test_nss_hook import run_app, tstclnt
+    return run_app(sites.world, tmpdir_, tstclnt(nssdb, sites.port), ADDRS[direct],
+                   spheres=sites.world.sphere_list(*sites.spheres),
+                   config="[detector]\nquorum = 4\ncache = off\n" + site_text)
+
+
+def test_nss_require_direct_staple(sites, nssdb, tmpdir_):
+    """The NSS hook hands over the certificate only: the direct staple is
+    read by a second direct connection (inside the application's own
+    name space, so to the same server), and its absence refuses."""
+    sites.point()
+    site = "[site %s]\nrequire_direct_staple = yes\n" % HOST
+    app = nss_app(sites, nssdb, tmpdir_, "real-bare", site)
+    assert app.rc != 0, app
+    assert "DETECTOR_ERROR_STAPLE_MISSING" in app.err, app
+    assert "REFUSED" in app.err and "require_direct_staple" in app.err, app
+    ok = os.path.join(tmpdir_, "good")
+    os.mkdir(ok, 0o700)
+    app = nss_app(sites, nssdb, ok, "good", site)
+    assert app.rc == 0, app
+
+
+def test_nss_same_issuer_logged_as_tolerated(sites, nssdb, tmpdir_):
+    sites.point()
+    site = "[site %s]\ntolerance = same-issuer\n" % HOST
+    app = nss_app(sites, nssdb, tmpdir_, "regional", site)
+    assert app.rc == 0, app
+    assert "accepted (accept)" in app.err, app
+    assert "tolerated (tolerance = same-issuer, [site %s])" % HOST in app.err, app
+    # The same CA's certificate without its fresh staple: refused.
+    bare = os.path.join(tmpdir_, "bare")
+    os.mkdir(bare, 0o700)
+    app = nss_app(sites, nssdb, bare, "bare", site)
+    assert app.rc != 0, app
+    assert "DETECTOR_ERROR_MITM" in app.err, app
+    assert "not tolerated (tolerance = same-issuer)" in app.err, app
