@@ -1303,3 +1303,12 @@ config_evidence_for(const struct detector_config *cfg, const char *host,
 		}
 	}
 }
+
+/* The heap memory of a configuration copied into a context (config_copy()),
+ * which detector_free() lets go of. */
+void
+config_release(struct detector_config *cfg)
+{
+	exclude_clear(&cfg->exclude);
+	sites_clear(cfg);
+}

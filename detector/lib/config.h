@@ -138,6 +138,9 @@ void config_evidence_for(const struct detector_config *cfg, const char *host,
  * 0, or -1 if unknown. */
 int config_parse_tolerance(const char *s, enum detector_tolerance *t);
 
+/* Frees what config_copy() allocated in cfg (not cfg itself). */
+void config_release(struct detector_config *cfg);
+
 /* Deep copy (the exclude list and the sites are heap memory). */
 int config_copy(struct detector_config *dst, const struct detector_config *src);
 

@@ -64,7 +64,8 @@ detector_free(struct detector *ctx)
 {
 	if (ctx == NULL)
 		return;
-	exclude_clear(&ctx->cfg.exclude);
+	/* The configuration's [site] sections too (they were leaked). */
+	config_release(&ctx->cfg);
 	free(ctx);
 }
 
@@ -88,7 +89,7 @@ detector_configure(struct detector *ctx, const struct detector_config *cfg)
 		    "or NSS_NoDB_Init() before detector_configure()");
 	if (config_copy(&copy, cfg) == -1)
 		return seterr(ctx, "out of memory");
-	exclude_clear(&ctx->cfg.exclude);
+	config_release(&ctx->cfg);
 	ctx->cfg = copy;
 	ctx->configured = 1;
 	ctx->memory = NULL;
@@ -722,6 +723,25 @@ memory_of(struct detector *ctx)
 	return ctx->memory;
 }
 
+/*
+ * Whether a remembered verdict v may answer for host under its [site]
+ * evidence options.  With require_direct_staple, never: the cache is
+ * keyed by the key, and the staple of this connection is what must be
+ * seen (an attacker replaying an old certificate of the same key would
+ * otherwise pass on a remembered ACCEPT).  With a tolerance, not a
+ * REJECT: the next check may tolerate the key, and says so.
+ */
+static int
+recall_allowed(struct detector *ctx, const char *host, enum detector_verdict v)
+{
+	enum detector_tolerance t;
+	int require;
+
+	config_evidence_for(&ctx->cfg, host, &require, &t);
+	return !require && (t == DETECTOR_TOLERANCE_OFF ||
+	    v != DETECTOR_REJECT);
+}
+
 int
 check_recall(struct detector *ctx, const char *host, unsigned int port,
     const struct certinfo *ci, struct detector_result **result)
@@ -735,7 +755,8 @@ check_recall(struct detector *ctx, const char *host, unsigned int port,
 	*result = NULL;
 	if (m == NULL || memory_policy(&ctx->cfg, host, &pol) == -1 ||
 	    !memory_recall(m, host, port, ci->spki_sha256, &pol,
-	    ctx->cfg.cache_validity_s, &v, &when))
+	    ctx->cfg.cache_validity_s, &v, &when) ||
+	    !recall_allowed(ctx, host, v))
 		return 0;
 	if ((res = result_new(ctx, host)) == NULL)
 		return seterr(ctx, "out of memory");

@@ -229,6 +229,20 @@ def test_require_direct_staple(probe, sites, tmpdir_):
     assert "verdict: REJECT" in t.out and "require_direct_staple" in t.out, t
 
 
+def test_require_direct_staple_not_answered_from_memory(probe, sites, tmpdir_):
+    """The verdict cache is keyed by the key: an ACCEPT remembered for a
+    connection that stapled must not answer one with the same key that
+    does not (an old certificate of a stolen key, replayed)."""
+    sites.point()
+    env = probe.env(HOME=tmpdir_, XDG_CACHE_HOME=os.path.join(tmpdir_, "cache"))
+    c = conf(tmpdir_, "[site %s]\nrequire_direct_staple = yes\n" % HOST)
+    r = check(probe, sites, "good", config=c, env=env, cache=True)
+    assert r.rc == EXIT_ACCEPT, r
+    r = check(probe, sites, "real-bare", config=c, env=env, cache=True)
+    assert r.rc == EXIT_REJECT, r
+    assert evidence(r)["staple_refused"] is True, r
+
+
 # -- tolerance = same-issuer
 
 SAME_ISSUER = "[site %s]\ntolerance = same-issuer\n" % HOST
