@@ -20,29 +20,8 @@
 EXTRA_TESTS += test-firefox
 deps: firefox-deps
 
-FIREFOX_DESCRIPTOR = $(firstword $(shell awk '$$1 == "app" && $$2 == "firefox-esr" { print FILENAME; exit }' coreleases/*.bundled 2>/dev/null))
-FIREFOX_VERSION    = $(shell awk '$$1 == "app" && $$2 == "firefox-esr" { print $$3; exit }' coreleases/*.bundled 2>/dev/null)
-
 firefox-deps:
-	@set -e; want='$(FIREFOX_VERSION)'; \
-	if [ -z "$$want" ]; then \
-	  echo "firefox-deps: no coreleases/*.bundled names firefox-esr; not installing it"; exit 0; \
-	fi; \
-	have=$$(dpkg-query -W -f='$${db:Status-Abbrev} $${Version}' firefox-esr 2>/dev/null | awk '$$1 == "ii" { print $$2 }'); \
-	if [ "$$have" = "$$want" ]; then \
-	  echo "firefox-deps: firefox-esr $$want installed ($(FIREFOX_DESCRIPTOR))"; exit 0; \
-	fi; \
-	if [ "$$(id -u)" != 0 ]; then \
-	  echo "firefox-deps: firefox-esr $${have:-not installed}; the co-release $(FIREFOX_DESCRIPTOR) is for $$want: run 'make deps' as root to install it"; exit 0; \
-	fi; \
-	if ! apt-cache madison firefox-esr | awk -F'|' '{ gsub(/ /, "", $$2); print $$2 }' | grep -qxF "$$want"; then \
-	  echo "firefox-deps: Debian's archive no longer serves firefox-esr $$want (the version $(FIREFOX_DESCRIPTOR) is for; it serves: $$(apt-cache madison firefox-esr | awk -F'|' '{ gsub(/ /, "", $$2); printf "%s ", $$2 }'))"; \
-	  echo "firefox-deps: keeping firefox-esr $${have:-not installed}; make test-firefox will skip until a descriptor for a served version exists (coreleases/README.md)"; \
-	  exit 0; \
-	fi; \
-	echo "firefox-deps: installing firefox-esr=$$want (co-release $(FIREFOX_DESCRIPTOR))"; \
-	DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 install -y \
-	  --no-install-recommends --allow-downgrades "firefox-esr=$$want"
+	@scripts/bundled-app-deps.sh firefox-esr test-firefox
 
 test-firefox: corelease
 	cd tests/firefox && DETECTOR_BUILD=$(abspath $(BUILD)) \

@@ -12,15 +12,8 @@
 set -euo pipefail
 
 me=${DETECTOR_SCRIPT:-apt-source-index}
-die() {
-	{
-		echo "$me: error: $1"
-		shift
-		for line in "$@"; do echo "$me:   $line"; done
-	} >&2
-	exit 1
-}
-say() { echo "$me: $*"; }
+# die, say
+. "$(dirname "$0")/common.sh"
 
 [ $# -ge 3 ] || die "usage: scripts/apt-source-index.sh PACKAGE VERSION LOG [RERUN [HINT]]"
 package=$1 version=$2 log=$3 rerun=${4:-make nss}

@@ -28,15 +28,8 @@ set -euo pipefail
 me=corelease-prepare
 root=$(cd "$(dirname "$0")/.." && pwd)
 
-die() {
-	{
-		echo "$me: error: $1"
-		shift
-		for line in "$@"; do echo "$me:   $line"; done
-	} >&2
-	exit 1
-}
-say() { echo "$me: $*"; }
+# die, say
+. "$(dirname "$0")/common.sh"
 
 # The headers lib/ssl includes live in these directories of NSS's lib/ (NSS's
 # own build exports them to dist/public/nss and dist/private/nss).

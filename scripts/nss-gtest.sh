@@ -40,15 +40,8 @@ set -euo pipefail
 
 me=nss-gtest
 root=$(cd "$(dirname "$0")/.." && pwd)
-die() {
-	{
-		echo "$me: error: $1"
-		shift
-		for line in "$@"; do echo "$me:   $line"; done
-	} >&2
-	exit 1
-}
-say() { echo "$me: $*"; }
+# die, say
+. "$(dirname "$0")/common.sh"
 
 filter='*'
 build_only=""

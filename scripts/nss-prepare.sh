@@ -30,15 +30,8 @@ set -euo pipefail
 me=nss-prepare
 root=$(cd "$(dirname "$0")/.." && pwd)
 
-die() {
-	{
-		echo "$me: error: $1"
-		shift
-		for line in "$@"; do echo "$me:   $line"; done
-	} >&2
-	exit 1
-}
-say() { echo "$me: $*"; }
+# die, say
+. "$(dirname "$0")/common.sh"
 
 [ $# -eq 1 ] || die "usage: scripts/nss-prepare.sh BUILD_DIR"
 mkdir -p "$1"

@@ -56,8 +56,9 @@ extern "C" {
 #define DETECTOR_API
 #endif
 
+/* detector-spheres' five spheres, named by the region each exits in. */
 #define DETECTOR_DEFAULT_SPHERES \
-	"127.0.0.1:9160,127.0.0.1:9162,127.0.0.1:9164,127.0.0.1:9166,127.0.0.1:9168"
+	"asia=127.0.0.1:9160,europe=127.0.0.1:9162,north-america=127.0.0.1:9164,africa-south-america=127.0.0.1:9166,oceania-antarctica=127.0.0.1:9168"
 #define DETECTOR_DEFAULT_QUORUM 4
 #define DETECTOR_DEFAULT_PROBE_TIMEOUT_MS 20000
 #define DETECTOR_DEFAULT_DEADLINE_MS 30000
@@ -196,13 +197,18 @@ struct detector_path {
 	const struct detector_der *certs;
 	struct detector_der ocsp;         /* stapled OCSP response; len 0: none */
 	uint16_t tls_version;             /* e.g. 0x0304; 0 if unknown */
+	/* Appended: the region the sphere exits in, as detector.conf names
+	 * it ("europe" from "spheres = europe=127.0.0.1:9162, ..."); NULL
+	 * for the direct path and for an unnamed sphere. */
+	const char *region;
 };
 
 /*
  * Key continuity (docs/design.md "Key continuity"): what the key history
  * of host:port (the keys a quorum of spheres confirmed there, kept in the
  * verdict cache) said about an UNDECIDED.  Only an UNDECIDED just reached
- * by probing asks it; the verdict stays UNDECIDED either way, so that a
+ * by probing asks it, or one reached without asking the spheres because
+ * every sphere was silent a moment ago (backoff_until); the verdict stays UNDECIDED either way, so that a
  * caller that treats only DETECTOR_ACCEPT as confirmed (a TLS session
  * made resumable, say) still does.
  */
@@ -258,7 +264,8 @@ struct detector_result {
 	size_t nspheres;
 	const struct detector_path *spheres;
 	/* Appended fields. */
-	int cached;                       /* remembered: no sphere was asked */
+	int cached;                       /* remembered: no sphere was asked
+	                                   * (backoff_until: neither) */
 	int64_t verified_at;              /* cached: unix time of that check */
 	const char *note;                 /* about the verdict memory (a cache
 	                                   * set aside, read-only, unwritable),
@@ -301,6 +308,12 @@ struct detector_result {
 	 * would make the connection again through them (docs/reroute.md),
 	 * else 0 (a refusal whatever on_mitm says). */
 	int reroute_planned;
+	/* Not 0: the spheres were not asked.  Every sphere failed to answer
+	 * this host, port and key a moment ago and the key history decided
+	 * (history says how); it decides again until this unix time, unless
+	 * a sphere answers another check first (docs/detector.conf.5,
+	 * history_days). */
+	int64_t backoff_until;
 	/* Appended: the evidence options of the host's [site] section
 	 * (detector.conf(5)) and what they did. */
 	int require_direct_staple;        /* in force for this host */
@@ -346,6 +359,10 @@ DETECTOR_API unsigned int detector_config_deadline(
 DETECTOR_API unsigned int detector_config_nspheres(
     const struct detector_config *cfg);
 DETECTOR_API const char *detector_config_sphere(
+    const struct detector_config *cfg, unsigned int i);
+/* The i-th sphere's region name ("europe" for "europe=127.0.0.1:9162"),
+ * or NULL when it has none or i is out of range. */
+DETECTOR_API const char *detector_config_sphere_region(
     const struct detector_config *cfg, unsigned int i);
 /*
  * Where verdicts are remembered: an absolute path to the cache file, "off"

@@ -299,8 +299,8 @@ config_parse_spheres(const char *list, struct sphere *out, unsigned int *n,
 {
 	struct sphere *tmp;
 	unsigned int count = 0, m;
-	const char *p = list, *dup;
-	char tok[1024];
+	const char *p = list, *dup, *addrs;
+	char tok[1024], name[SPHERE_NAME_MAX + 1];
 
 	if ((tmp = calloc(DETECTOR_MAX_SPHERES, sizeof(*tmp))) == NULL) {
 		snprintf(err, errlen, "out of memory");
@@ -326,8 +326,20 @@ config_parse_spheres(const char *list, struct sphere *out, unsigned int *n,
 		memcpy(tok, p, len);
 		tok[len] = '\0';
 		p += len;
-		if (parse_sphere(tok, &tmp[count], err, errlen) == -1)
+		if (config_sphere_name(tok, name, &addrs, err, errlen) == -1 ||
+		    parse_sphere(addrs, &tmp[count], err, errlen) == -1)
 			goto fail;
+		memcpy(tmp[count].name, name, sizeof(name));
+		for (m = 0; name[0] != '\0' && m < count; m++) {
+			if (strcmp(tmp[m].name, name) == 0) {
+				snprintf(err, errlen, "sphere name '%s' is "
+				    "given to %s and to %s: give each sphere "
+				    "its own name (detector-spheres list "
+				    "prints them)", name, tmp[m].text,
+				    tmp[count].text);
+				goto fail;
+			}
+		}
 		for (m = 0; m < tmp[count].nmembers; m++) {
 			if ((dup = member_listed(tmp, count, &tmp[count],
 			    m)) != NULL) {
@@ -1311,4 +1323,55 @@ config_release(struct detector_config *cfg)
 {
 	exclude_clear(&cfg->exclude);
 	sites_clear(cfg);
+}
+
+/*
+ * "europe=127.0.0.1:9160": the region a sphere exits in, as detector-spheres
+ * names it, so that reports can say where an attack sits ("europe
+ * (127.0.0.1:9160)") rather than only which SOCKS port saw it.  The name
+ * reaches logs and hook environments, so it is kept to a charset that
+ * needs no quoting anywhere.
+ */
+int
+config_sphere_name(const char *tok, char name[SPHERE_NAME_MAX + 1],
+    const char **rest, char *err, size_t errlen)
+{
+	const char *eq = strchr(tok, '=');
+	size_t len, i;
+
+	name[0] = '\0';
+	*rest = tok;
+	if (eq == NULL)
+		return 0;
+	len = (size_t)(eq - tok);
+	for (i = 0; i < len; i++) {
+		char c = tok[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+		    (c == '-' && i > 0)))
+			break;
+	}
+	if (len == 0 || len > SPHERE_NAME_MAX || i < len ||
+	    strchr(eq + 1, '=') != NULL) {
+		snprintf(err, errlen, "sphere '%.80s%s': %s; write NAME=ip:port "
+		    "(for example europe=127.0.0.1:9162, as 'detector-spheres "
+		    "list' prints it), NAME being 1-%d lower-case letters, "
+		    "digits or '-'", tok, strlen(tok) > 80 ? "..." : "",
+		    strchr(eq + 1, '=') != NULL ? "more than one '='" :
+		    len == 0 ? "empty name before '='" : "bad name",
+		    SPHERE_NAME_MAX);
+		return -1;
+	}
+	memcpy(name, tok, len);
+	name[len] = '\0';
+	*rest = eq + 1;
+	return 0;
+}
+
+const char *
+detector_config_sphere_region(const struct detector_config *cfg,
+    unsigned int i)
+{
+	return i < cfg->nspheres && cfg->spheres[i].name[0] != '\0' ?
+	    cfg->spheres[i].name : NULL;
 }

@@ -13,6 +13,7 @@
 #define CONFIG_STARTTLS_MAX 32    /* `starttls` port mappings */
 #define CONFIG_SITES_MAX 256      /* [site NAME] sections */
 #define SPHERE_MEMBERS_MAX 8      /* SOCKS ports of one sphere group */
+#define SPHERE_NAME_MAX 32        /* "europe": detector-spheres' names */
 
 struct sphere_member {
 	struct sockaddr_storage addr;
@@ -29,6 +30,9 @@ struct sphere {
 	struct sphere_member member[SPHERE_MEMBERS_MAX];
 	unsigned int nmembers;
 	char text[SPHERE_MEMBERS_MAX * 48];     /* as listed, '|' between */
+	/* Appended: the region the sphere exits in, "europe" from
+	 * "europe=127.0.0.1:9160" (detector-spheres list); "" unnamed. */
+	char name[SPHERE_NAME_MAX + 1];
 };
 
 /* A [site NAME] section: the policy for NAME and every name below it
@@ -82,9 +86,18 @@ struct detector_config {
 	unsigned int survey_days;
 };
 
-/* Parses one sphere list into out[]; pure, used by the setter and tests. */
+/* Parses one sphere list into out[]; pure, used by the setter and tests.
+ * Each entry is "ip:port", a group "ip:port|ip:port", either optionally
+ * named by the region it exits in: "europe=127.0.0.1:9160". */
 int config_parse_spheres(const char *list, struct sphere *out,
     unsigned int *n, char *err, size_t errlen);
+
+/* The "NAME=" before one sphere entry tok: NAME (1 to SPHERE_NAME_MAX
+ * lower-case letters, digits or '-', not starting with '-') into name
+ * ("" when tok has no '='), *rest after the '='.  0, or -1 with err
+ * saying what to write. */
+int config_sphere_name(const char *tok, char name[SPHERE_NAME_MAX + 1],
+    const char **rest, char *err, size_t errlen);
 
 /* What every configuration must satisfy however it was made (the quorum
  * is at most the number of spheres): 0, or -1 with err set. */

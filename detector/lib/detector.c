@@ -18,6 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "backoff.h"
 #include "cache.h"
 #include "certinfo.h"
 #include "check.h"
@@ -350,6 +351,7 @@ detector_result_free(struct detector_result *r)
 	if (r == NULL)
 		return;
 	for (i = 0; i < r->nspheres; i++) {
+		free((void *)r->spheres[i].region);
 		path_release((struct detector_path *)&r->spheres[i]);
 		if (r->ocsp_spheres != NULL)
 			free((void *)r->ocsp_spheres[i].error);
@@ -699,6 +701,10 @@ probe_spheres(struct detector *ctx, const char *host, unsigned int port,
 	}
 	run_probes(ctx, probes, paths, n, start, ci ? ci->spki_sha256 : NULL,
 	    ci ? ci->cert_sha256 : NULL, res);
+	/* After the probes: a retry would have cleared it (path_release). */
+	for (i = 0; i < n; i++)
+		if (ctx->cfg.spheres[i].name[0] != '\0')
+			paths[i].region = strdup(ctx->cfg.spheres[i].name);
 	res->ms = PR_IntervalToMilliseconds(PR_IntervalNow() - start);
 	if (ci == NULL) {
 		res->matches = res->mismatches = res->failures = 0;
@@ -822,6 +828,61 @@ survey_and_record(struct detector *ctx, struct memory *m, const char *host,
 	    (const unsigned char (*)[DETECTOR_SHA256_LEN])seen, nseen);
 }
 
+/*
+ * Every sphere was silent for this host:port, key and policy a moment ago
+ * and its key history decided (backoff.h): decide by the history again
+ * without waiting for the spheres, and say so.  1 with *result set, 0 to
+ * probe (no back-off, or the history no longer decides), -1 on error.
+ */
+static int
+check_backoff(struct detector *ctx, const char *host, unsigned int port,
+    const struct certinfo *ci, const struct cache_policy *pol,
+    const struct cache_history *h, struct detector_result **result)
+{
+	int64_t t = backoff_now_ms(), since, until;
+	int64_t now = (int64_t)(PR_Now() / PR_USEC_PER_SEC);
+	struct detector_result *res;
+	unsigned int silent;
+
+	if (!backoff_active(host, port, ci->spki_sha256, pol, t, &since,
+	    &until, &silent))
+		return 0;
+	if ((res = result_new(ctx, host)) == NULL)
+		return seterr(ctx, "out of memory");
+	res->backoff_until = now + (until - t + 999) / 1000;
+	if (asprintf((char **)&res->reason, "spheres not asked: every sphere "
+	    "failed to answer for %s:%u %.1f s ago (%u time%s in a row); "
+	    "they are asked again in %lld s, or at once when a sphere answers "
+	    "another check", host, port, (double)(t - since) / 1000.0,
+	    silent, silent == 1 ? "" : "s",
+	    (long long)((until - t + 999) / 1000)) == -1)
+		res->reason = NULL;
+	if (res->reason != NULL)
+		evidence_weigh_continuity(host, port, ci->spki_sha256, h, pol,
+		    ctx->cfg.history_days, now, res);
+	if (res->reason != NULL && res->history == DETECTOR_HISTORY_NONE) {
+		/* The history no longer decides (its window ended): ask. */
+		detector_result_free(res);
+		return 0;
+	}
+	res->ms = (unsigned int)(backoff_now_ms() - t);
+	take_notes(ctx, res);
+	return finish(ctx, res, result) == -1 ? -1 : 1;
+}
+
+/* Did any sphere answer (show a certificate) in this check? */
+static int
+spheres_answered(const struct detector_result *res)
+{
+	size_t i;
+
+	for (i = 0; i < res->nspheres; i++) {
+		if (res->spheres[i].have_cert)
+			return 1;
+	}
+	return 0;
+}
+
 /* check_probe() with the certificate seen directly (leaf) and the direct
  * path (chain and staple), either NULL when not known. */
 static int
@@ -834,20 +895,36 @@ check_probe_path(struct detector *ctx, const char *host, unsigned int port,
 	int have = evidence_history(m, host, port, &prev);
 	struct cache_policy pol;
 	struct cache_history h;
-	int64_t now;
+	int64_t now, start_ms = backoff_now_ms();
+	uint64_t gen = backoff_generation();
+	int rc;
 
 	*result = NULL;
+	/* Every sphere silent a moment ago: the history decides again,
+	 * unless the direct path staples something (what it says is news). */
+	if ((direct == NULL || direct->ocsp.len == 0) && m != NULL &&
+	    memory_policy(&ctx->cfg, host, &pol) == 0 &&
+	    memory_history(m, host, port, &h) &&
+	    (rc = check_backoff(ctx, host, port, ci, &pol, &h, result)) != 0)
+		return rc == 1 ? 0 : -1;
 	if (probe_spheres(ctx, host, port, ci, leaf, direct, result) == -1)
 		return -1;
 	evidence_weigh_history(host, port, ci, have, &prev, *result);
+	if (spheres_answered(*result))
+		backoff_clear();
 	now = (int64_t)(PR_Now() / PR_USEC_PER_SEC);
 	if (m != NULL && memory_policy(&ctx->cfg, host, &pol) == 0) {
 		/* Key continuity: the history as it was before this check
 		 * (an UNDECIDED records nothing anyway). */
 		if ((*result)->verdict == DETECTOR_UNDECIDED &&
-		    memory_history(m, host, port, &h))
+		    memory_history(m, host, port, &h)) {
 			evidence_weigh_continuity(host, port, ci->spki_sha256,
 			    &h, &pol, ctx->cfg.history_days, now, *result);
+			if (!spheres_answered(*result))
+				backoff_note(host, port, ci->spki_sha256, &pol,
+				    (*result)->history, start_ms, gen,
+				    backoff_now_ms());
+		}
 		survey_and_record(ctx, m, host, port, ci, &pol, now, *result);
 	}
 	remember_reroute(ctx, host, port, ci, *result);

@@ -64,7 +64,8 @@ verdict_ocsp(const struct detector_ocsp *direct, int direct_known,
 	    !fresh_good(direct) && direct->status != DETECTOR_OCSP_REVOKED;
 }
 
-/* The spheres of one key, as "a, b and c" appended to *s. */
+/* The spheres of one key, as "a, b and c" appended to *s; a sphere named
+ * by its region as "europe (127.0.0.1:9162)". */
 static int
 name_group(const struct detector_path *p, size_t n,
     const unsigned char *key, int direct_key, char **s)
@@ -86,8 +87,10 @@ name_group(const struct detector_path *p, size_t n,
 		if (!in)
 			continue;
 		said++;
-		if (asprintf(&more, "%s%s%s", *s, said == 1 ? "" :
-		    said == count ? " and " : ", ", p[i].via) == -1)
+		if (asprintf(&more, "%s%s%s%s%s%s", *s, said == 1 ? "" :
+		    said == count ? " and " : ", ", p[i].region ? p[i].region :
+		    "", p[i].region ? " (" : "", p[i].via,
+		    p[i].region ? ")" : "") == -1)
 			return -1;
 		free(*s);
 		*s = more;

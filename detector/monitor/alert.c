@@ -206,8 +206,9 @@ write_report(const struct mon_config *mc, struct mon_cycle_service *cs)
 	cli_iso_time(obs->now, when, sizeof(when));
 	mconfig_target(s, target, sizeof(target));
 	fprintf(f, "detector-monitor report\n\nservice:  %s\ntarget:   %s\n"
-	    "time:     %s\nstatus:   %s\nevents:  ", s->name, target, when,
-	    mon_status_name(cs->a.status));
+	    "time:     %s\nstatus:   %s\nwhere:    %s: %s\nevents:  ", s->name,
+	    target, when, mon_status_name(cs->a.status),
+	    detector_locality_name(cs->a.locality), cs->a.where);
 	for (ev = 0; ev < MON_EV_COUNT; ev++)
 		if (cs->a.events[ev])
 			fprintf(f, " %s", mon_event_name(ev));
@@ -219,14 +220,17 @@ write_report(const struct mon_config *mc, struct mon_cycle_service *cs)
 	fprintf(f, "\npaths:\n");
 	for (i = 0; i < obs->npaths; i++) {
 		const struct mon_obs_path *p = &obs->paths[i];
+		char label[2 * MON_VIA_MAX + 4];
+
+		report_path_label(p, label, sizeof(label));
 		if (p->ok) {
 			cli_hex(p->spki, MON_KEY_LEN, hex);
 			cli_hex(p->cert, MON_KEY_LEN, cert);
 			fprintf(f, "  %-24s %s key %s\n  %-24s cert %s "
-			    "(%u ms)\n", p->via, p->expected ? "expected  " :
+			    "(%u ms)\n", label, p->expected ? "expected  " :
 			    "UNEXPECTED", hex, "", cert, p->ms);
 		} else {
-			fprintf(f, "  %-24s down       %s (%u ms)\n", p->via,
+			fprintf(f, "  %-24s down       %s (%u ms)\n", label,
 			    p->error ? p->error : "no certificate", p->ms);
 		}
 	}
@@ -615,9 +619,10 @@ alert_service(const struct mon_alert_opts *o, struct mon_cycle_service *cs)
 			seen_by(&cs->obs, &a->new_unexpected, paths,
 			    sizeof(paths));
 			snprintf(line, sizeof(line), "%s: unexpected key %s%s "
-			    "seen by %s (expected %s)", target, unexpected,
-			    a->returning.n ? " (seen before: it is back)" : "",
-			    paths, expected);
+			    "seen by %s (expected %s); where: %s: %s", target,
+			    unexpected, a->returning.n ? " (seen before: it is "
+			    "back)" : "", paths, expected,
+			    detector_locality_name(a->locality), a->where);
 			break;
 		case MON_EV_RECOVERED: {
 			struct mon_keylist exp = { 0 };
@@ -676,6 +681,9 @@ alert_service(const struct mon_alert_opts *o, struct mon_cycle_service *cs)
 		snprintf(num, sizeof(num), "%u", a->spheres_down);
 		alert_env_set(&e, "DETECTOR_SPHERES_DOWN", num);
 		alert_env_set(&e, "DETECTOR_REPORT", cs->report);
+		alert_env_set(&e, "DETECTOR_LOCALITY",
+		    detector_locality_name(a->locality));
+		alert_env_set(&e, "DETECTOR_LOCALITY_DETAIL", a->where);
 		alert_env_set(&e, "DETECTOR_SUMMARY", line);
 		alert_run_hooks(o->mc, &e, mon_event_name(ev));
 		alert_env_free(&e);
@@ -697,7 +705,8 @@ alert_heartbeat(const struct mon_alert_opts *o, enum mon_status st,
 	    "DETECTOR_EXPECTED_KEYS", "DETECTOR_SEEN_KEYS",
 	    "DETECTOR_UNEXPECTED_KEYS", "DETECTOR_RETURNING_KEYS",
 	    "DETECTOR_SUSPICIOUS_KEYS", "DETECTOR_PATHS", "DETECTOR_ERRORS",
-	    "DETECTOR_SPHERES_OK", "DETECTOR_SPHERES_DOWN", "DETECTOR_REPORT" };
+	    "DETECTOR_SPHERES_OK", "DETECTOR_SPHERES_DOWN", "DETECTOR_REPORT",
+	    "DETECTOR_LOCALITY", "DETECTOR_LOCALITY_DETAIL" };
 	size_t i;
 
 	alert_env_set(&e, "DETECTOR_EVENT", "heartbeat");

@@ -26,6 +26,7 @@
  */
 #include "monitor.h"
 
+#include <stdio.h>
 #include <string.h>
 
 static const char *const event_names[MON_EV_COUNT] = {
@@ -265,6 +266,7 @@ assess(const struct mon_service *svc, unsigned int down_after,
 		}
 	}
 
+	assess_locality(obs, a);
 	if (a->unexpected.n > 0) {
 		a->status = MON_CRITICAL;
 		a->why = "unexpected key";
@@ -280,5 +282,96 @@ assess(const struct mon_service *svc, unsigned int down_after,
 	} else {
 		a->status = MON_OK;
 		a->why = "";
+	}
+}
+
+/* Appends the spheres that answered and saw (un)expected keys as "a, b
+ * and c", each by region where it has one: "europe (127.0.0.1:9162)". */
+static size_t
+name_spheres(const struct mon_observation *obs, int expected, char *buf,
+    size_t size)
+{
+	size_t i, count = 0, said = 0, len;
+
+	for (i = 0; i < obs->npaths; i++)
+		count += !obs->paths[i].direct && obs->paths[i].ok &&
+		    obs->paths[i].expected == expected;
+	for (i = 0; i < obs->npaths; i++) {
+		const struct mon_obs_path *p = &obs->paths[i];
+
+		if (p->direct || !p->ok || p->expected != expected)
+			continue;
+		said++;
+		len = strlen(buf);
+		snprintf(buf + len, size - len, "%s%s%s%s%s", said == 1 ? "" :
+		    said == count ? " and " : ", ", p->region, p->region[0] ?
+		    " (" : "", p->via, p->region[0] ? ")" : "");
+	}
+	return count;
+}
+
+void
+assess_locality(const struct mon_observation *obs, struct mon_assessment *a)
+{
+	const struct mon_obs_path *direct = NULL;
+	char bad[512] = "", good[512] = "";
+	size_t i, nbad, ngood;
+
+	for (i = 0; i < obs->npaths; i++)
+		if (obs->paths[i].direct)
+			direct = &obs->paths[i];
+	nbad = name_spheres(obs, 0, bad, sizeof(bad));
+	ngood = name_spheres(obs, 1, good, sizeof(good));
+	if (nbad == 0 && ngood == 0) {
+		a->locality = DETECTOR_LOCALITY_UNKNOWN;
+		snprintf(a->where, sizeof(a->where), "no sphere reached the "
+		    "service%s: where a key would be intercepted cannot be "
+		    "told", direct && direct->ok ? " (only the direct path "
+		    "did)" : "");
+	} else if (nbad == 0 && direct != NULL && direct->ok &&
+	    !direct->expected) {
+		a->locality = DETECTOR_LOCALITY_LOCAL_PATH;
+		snprintf(a->where, sizeof(a->where), "only the direct path "
+		    "sees a key you did not deploy; the %zu sphere%s that "
+		    "answered see%s a deployed key: the monitor's own network "
+		    "path intercepts (next to the server: its LAN, its hosting "
+		    "network or this host), so clients near the server are "
+		    "attacked, the rest of the world is not", ngood,
+		    ngood == 1 ? "" : "s", ngood == 1 ? "s" : "");
+	} else if (nbad == 0) {
+		a->locality = DETECTOR_LOCALITY_CONSISTENT;
+		snprintf(a->where, sizeof(a->where), "every path that "
+		    "answered sees a deployed key (%zu sphere%s%s)", ngood,
+		    ngood == 1 ? "" : "s", direct && direct->ok ?
+		    " and the direct path" : "");
+	} else if (ngood > 0) {
+		a->locality = DETECTOR_LOCALITY_REGIONAL;
+		snprintf(a->where, sizeof(a->where), "%s see%s a key you did "
+		    "not deploy, %s a deployed one: an interceptor on those "
+		    "regions' paths (or a DNS hijack seen only there), not at "
+		    "the server", bad, nbad == 1 ? "s" : "", good);
+	} else {
+		a->locality = DETECTOR_LOCALITY_SERVER_OR_GLOBAL;
+		if (direct != NULL && direct->ok && direct->expected)
+			snprintf(a->where, sizeof(a->where), "every sphere "
+			    "that answered (%zu) sees a key you did not "
+			    "deploy while the direct path sees a deployed "
+			    "one: the world is sent elsewhere, by a global DNS "
+			    "hijack of the name or an attacker on the "
+			    "server's upstream network (hosting provider, "
+			    "transit)", nbad);
+		else if (direct != NULL && direct->ok)
+			snprintf(a->where, sizeof(a->where), "every path, the "
+			    "direct one and %zu sphere%s, sees a key you did "
+			    "not deploy: the server itself (or the network "
+			    "right in front of it) serves it: a compromise, "
+			    "or a key deployed without being listed as a pin "
+			    "or pem", nbad, nbad == 1 ? "" : "s");
+		else
+			snprintf(a->where, sizeof(a->where), "every sphere "
+			    "that answered (%zu) sees a key you did not deploy "
+			    "and there is no direct path to compare with: the "
+			    "server itself serves it, or a global DNS hijack "
+			    "sends the world elsewhere", nbad);
 	}
 }

@@ -292,7 +292,7 @@ setup_bind(struct setup *s, struct mon_state *st)
 
 static void
 obs_add(struct mon_observation *obs, const struct detector_path *p,
-    const char *via, int direct, const char *error)
+    const char *via, const char *region, int direct, const char *error)
 {
 	struct mon_obs_path *op;
 
@@ -301,6 +301,7 @@ obs_add(struct mon_observation *obs, const struct detector_path *p,
 	op = &obs->paths[obs->npaths++];
 	memset(op, 0, sizeof(*op));
 	snprintf(op->via, sizeof(op->via), "%s", via);
+	snprintf(op->region, sizeof(op->region), "%s", region ? region : "");
 	op->direct = direct;
 	if (p == NULL) {
 		op->error = error;
@@ -350,16 +351,18 @@ probe_service(struct setup *s, size_t i, int tor_only)
 			    detector_error(s->ctx));
 	}
 	if (!tor_only)
-		obs_add(obs, cs->direct, "direct", 1, cs->direct_err);
+		obs_add(obs, cs->direct, "direct", NULL, 1, cs->direct_err);
 	if (cs->res != NULL) {
 		for (k = 0; k < cs->res->nspheres; k++)
 			obs_add(obs, &cs->res->spheres[k],
-			    cs->res->spheres[k].via, 0, NULL);
+			    cs->res->spheres[k].via,
+			    cs->res->spheres[k].region, 0, NULL);
 	} else {
 		/* No survey at all: every sphere is down, by name. */
 		for (k = 0; k < detector_config_nspheres(s->dcfg); k++)
 			obs_add(obs, NULL, detector_config_sphere(s->dcfg,
-			    (unsigned int)k), 0, cs->survey_err);
+			    (unsigned int)k), detector_config_sphere_region(
+			    s->dcfg, (unsigned int)k), 0, cs->survey_err);
 	}
 	cs->probed = 1;
 }

@@ -187,6 +187,9 @@ struct mon_obs_path {
 	unsigned char cert[MON_KEY_LEN];
 	int expected;                   /* set by assess() */
 	const struct detector_path *raw;   /* the chain, for reports */
+	char region[MON_VIA_MAX];       /* the sphere's region ("europe",
+	                                   detector.conf's spheres = NAME=);
+	                                   "" for direct or unnamed */
 };
 
 struct mon_observation {
@@ -224,12 +227,40 @@ struct mon_assessment {
 	struct mon_keylist returning;   /* of those, seen before */
 	size_t nwent_down, ncame_up;
 	size_t went_down[MON_MAX_PATHS], came_up[MON_MAX_PATHS];  /* indices */
+	/* Where a key the operator did not deploy is seen, from the
+	 * monitor's vantage (assess_locality()); "where" is one line naming
+	 * the paths, spheres by region: "europe (127.0.0.1:9162)". */
+	enum detector_locality locality;
+	char where[1024];
 };
 
 /* Compares obs with svc's expected keys and ss's history, fills a, and
  * updates ss (history, alert state, path states).  Pure. */
 void assess(const struct mon_service *svc, unsigned int down_after,
     struct mon_svc_state *ss, struct mon_observation *obs,
+    struct mon_assessment *a);
+
+/*
+ * Where the unexpected keys sit, from what the paths saw against the
+ * expected keys (not against the direct path: the operator knows the
+ * right keys).  The monitor runs next to the server or anywhere; its
+ * direct path is its own network's way to the server:
+ *   CONSISTENT        every path that answered sees a deployed key
+ *   LOCAL_PATH        only the direct path sees another key: the monitor's
+ *                     own network (next to the server: the server's LAN,
+ *                     its hosting network, this host) intercepts
+ *   REGIONAL          some spheres see another key, others a deployed
+ *                     one: an interceptor on those regions' paths
+ *   SERVER_OR_GLOBAL  every sphere that answered sees another key: the
+ *                     server itself serves it when the direct path sees it
+ *                     too (a compromise, or a key deployed without being
+ *                     listed), else a global DNS hijack or the server's
+ *                     upstream network (the direct path sees a deployed
+ *                     key)
+ *   UNKNOWN           no sphere answered, or no path at all
+ * Fills a->locality and a->where.  Pure; called by assess().
+ */
+void assess_locality(const struct mon_observation *obs,
     struct mon_assessment *a);
 
 const char *mon_event_name(enum mon_event_type ev);
@@ -305,6 +336,10 @@ void report_nagios(FILE *out, const struct mon_cycle_service *cs, size_t n,
 /* One line of JSON for the cycle. */
 int report_json(FILE *out, const struct mon_cycle_service *cs, size_t n,
     unsigned int ms, int64_t now);
+/* How reports name a path: "direct", "127.0.0.1:9164", or by region
+ * "europe (127.0.0.1:9162)". */
+void report_path_label(const struct mon_obs_path *p, char *buf,
+    size_t size);
 /* "2 services OK, 1 CRITICAL (web: unexpected key ...)" */
 void report_summary(char *buf, size_t size, const struct mon_cycle_service *cs,
     size_t n, int all);

@@ -75,8 +75,9 @@ service_text(const struct mon_cycle_service *cs, char *buf, size_t size)
 			by += cs->obs.paths[i].ok && !cs->obs.paths[i].expected;
 		cli_hex(a->unexpected.k[0], MON_KEY_LEN, hex);
 		snprintf(buf, size, "%s: unexpected key %.16s%s seen by %zu "
-		    "of %zu paths", cs->svc->name, hex, a->unexpected.n > 1 ?
-		    " (and others)" : "", by, cs->obs.npaths);
+		    "of %zu paths (%s)", cs->svc->name, hex,
+		    a->unexpected.n > 1 ? " (and others)" : "", by,
+		    cs->obs.npaths, detector_locality_name(a->locality));
 		break;
 	case MON_WARNING:
 		if (a->paths_ok == 0)
@@ -157,15 +158,22 @@ report_nagios(FILE *out, const struct mon_cycle_service *cs, size_t n,
 		fprintf(out, "%s %s %s: %s\n",
 		    mon_status_name(cs[i].a.status), cs[i].svc->name, target,
 		    service_detail(&cs[i], one, sizeof(one)));
+		if (cs[i].a.unexpected.n > 0)
+			fprintf(out, "  where: %s: %s\n",
+			    detector_locality_name(cs[i].a.locality),
+			    cs[i].a.where);
 		for (j = 0; j < cs[i].obs.npaths; j++) {
 			const struct mon_obs_path *p = &cs[i].obs.paths[j];
+			char label[2 * MON_VIA_MAX + 4];
+
+			report_path_label(p, label, sizeof(label));
 			if (p->ok) {
 				cli_hex(p->spki, MON_KEY_LEN, hex);
-				fprintf(out, "  %-24s %-10s %.16s\n", p->via,
+				fprintf(out, "  %-24s %-10s %.16s\n", label,
 				    p->expected ? "expected" : "UNEXPECTED",
 				    hex);
 			} else {
-				fprintf(out, "  %-24s %-10s %s\n", p->via,
+				fprintf(out, "  %-24s %-10s %s\n", label,
 				    "down", p->error ? p->error :
 				    "no certificate");
 			}
@@ -203,8 +211,10 @@ service_json(const struct mon_cycle_service *cs)
 	for (i = 0; i < cs->obs.npaths; i++) {
 		const struct mon_obs_path *p = &cs->obs.paths[i];
 		json_array_append_new(paths, json_pack(
-		    "{s:s, s:s, s:o, s:o, s:o, s:I}",
+		    "{s:s, s:o, s:s, s:o, s:o, s:o, s:I}",
 		    "via", p->via,
+		    "region", p->region[0] ? json_string(p->region) :
+		    json_null(),
 		    "status", !p->ok ? "down" : p->expected ? "expected" :
 		    "unexpected",
 		    "spki_sha256", key_json(p->ok, p->spki),
@@ -215,7 +225,7 @@ service_json(const struct mon_cycle_service *cs)
 	}
 	service_text(cs, text, sizeof(text));
 	return json_pack("{s:s, s:s, s:I, s:s, s:s, s:s, s:o, s:o, s:o, "
-	    "s:o, s:I, s:I}",
+	    "s:o, s:I, s:I, s:s, s:s}",
 	    "name", s->name, "host", s->host, "port",
 	    (json_int_t)mconfig_port(s), "protocol",
 	    mconfig_proto_name(s->proto), "status",
@@ -223,7 +233,9 @@ service_json(const struct mon_cycle_service *cs)
 	    "expected", expected, "events", events, "paths", paths,
 	    "report", cs->report[0] ? json_string(cs->report) : json_null(),
 	    "spheres_ok", (json_int_t)cs->a.spheres_ok,
-	    "spheres_down", (json_int_t)cs->a.spheres_down);
+	    "spheres_down", (json_int_t)cs->a.spheres_down,
+	    "locality", detector_locality_name(cs->a.locality),
+	    "locality_detail", cs->a.where);
 }
 
 int
@@ -261,4 +273,13 @@ report_json(FILE *out, const struct mon_cycle_service *cs, size_t n,
 	fflush(out);
 	free(text);
 	return 0;
+}
+
+void
+report_path_label(const struct mon_obs_path *p, char *buf, size_t size)
+{
+	if (p->region[0] != '\0')
+		snprintf(buf, size, "%s (%s)", p->region, p->via);
+	else
+		snprintf(buf, size, "%s", p->via);
 }

@@ -256,18 +256,28 @@ decided(const char *host, unsigned int port, const struct certinfo *ci,
 	const char *reason = res->reason;
 	int error = unconfirmed(reroute_or_refuse(decide(res), host, port, ci,
 	    res), res);
+	/* Where the attack sits (issue 17), on the same line: bounded so
+	 * that the line (1 KiB) keeps its start; none for a remembered
+	 * verdict, which has no paths to tell. */
+	const char *where = res->locality_detail != NULL ? "; where: " : "";
+	const char *wname = res->locality_detail != NULL ?
+	    detector_locality_name(res->locality) : "";
+	const char *wsep = res->locality_detail != NULL ? ": " : "";
+	const char *wdetail = res->locality_detail != NULL ?
+	    res->locality_detail : "";
 
 	if (error == DETECTOR_ERROR_REROUTE) {
 		detector_log(glue.cfg, LOG_ERRORS, "%s:%u REJECTED on this "
 		    "path (%s), rerouting through a sphere (on_mitm = "
-		    "reroute): %s", host, port, detector_verdict_name(v),
-		    reason);
+		    "reroute): %s%s%s%s%.480s", host, port,
+		    detector_verdict_name(v), reason, where, wname, wsep,
+		    wdetail);
 		events_refused(error, host, port, reason);
 	} else if (error < 0) {
-		detector_log(glue.cfg, LOG_ERRORS, "%s:%u REFUSED (%s%s): %s",
-		    host, port, detector_verdict_name(v),
+		detector_log(glue.cfg, LOG_ERRORS, "%s:%u REFUSED (%s%s): "
+		    "%s%s%s%s%.480s", host, port, detector_verdict_name(v),
 		    error == DETECTOR_ERROR_KEY_CHANGED ? ", key changed" : "",
-		    reason);
+		    reason, where, wname, wsep, wdetail);
 		events_refused(error, host, port, reason);
 	} else {
 		detector_log(glue.cfg, LOG_DECISIONS, "%s:%u accepted (%s%s): "

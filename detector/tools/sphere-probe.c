@@ -166,10 +166,38 @@ version_name(uint16_t v)
 	}
 }
 
-static void
-print_row(const struct detector_path *p, int verbose)
+/* How the reports name a path: "direct", "127.0.0.1:9164", or with the
+ * sphere's region (detector.conf's "europe=127.0.0.1:9162") "europe
+ * (127.0.0.1:9162)", as the locality detail does. */
+static const char *
+path_label(const struct detector_path *p, char *buf, size_t size)
 {
-	char spki[65], cert[65];
+	if (p->region == NULL)
+		return p->via;
+	snprintf(buf, size, "%s (%s)", p->region, p->via);
+	return buf;
+}
+
+/* The width of the path column: the longest label, at least 22. */
+static int
+label_width(const struct detector_result *r)
+{
+	char buf[128];
+	size_t i, w = 22, len;
+
+	for (i = 0; r != NULL && i < r->nspheres; i++) {
+		len = strlen(path_label(&r->spheres[i], buf, sizeof(buf)));
+		if (len > w)
+			w = len;
+	}
+	return (int)w;
+}
+
+static void
+print_row(const struct detector_path *p, int verbose, int w)
+{
+	char spki[65], cert[65], label[128];
+	const char *name = path_label(p, label, sizeof(label));
 
 	if (p->have_cert) {
 		cli_hex(p->spki_sha256, 32, spki);
@@ -179,22 +207,22 @@ print_row(const struct detector_path *p, int verbose)
 		strcpy(cert, "-");
 	}
 	if (verbose) {
-		printf("  %-22s %-10s %6u ms  %s\n", p->via,
+		printf("  %-*s %-10s %6u ms  %s\n", w, name,
 		    detector_path_status_name(p->status), p->ms,
 		    version_name(p->tls_version));
-		printf("  %22s spki sha256 %s\n", "", spki);
-		printf("  %22s cert sha256 %s\n", "", cert);
+		printf("  %*s spki sha256 %s\n", w, "", spki);
+		printf("  %*s cert sha256 %s\n", w, "", cert);
 		if (p->have_cert)
-			printf("  %22s chain %zu certificate(s), OCSP "
-			    "staple %s\n", "", p->ncerts,
+			printf("  %*s chain %zu certificate(s), OCSP "
+			    "staple %s\n", w, "", p->ncerts,
 			    p->ocsp.len ? "present" : "none");
 		if (p->error != NULL)
-			printf("  %22s %s\n", "", p->error);
+			printf("  %*s %s\n", w, "", p->error);
 		return;
 	}
 	if (p->have_cert)
 		spki[16] = '\0';
-	printf("  %-22s %-10s %-17s %6u ms%s%s\n", p->via,
+	printf("  %-*s %-10s %-17s %6u ms%s%s\n", w, name,
 	    detector_path_status_name(p->status), spki, p->ms,
 	    p->error ? "  " : "", p->error ? p->error : "");
 }
@@ -226,6 +254,7 @@ print_ocsp(const char *via, const struct detector_ocsp *oc)
 static void
 print_evidence(const struct detector_result *r)
 {
+	char label[128];
 	size_t i;
 	int any = r->ocsp_direct.status != DETECTOR_OCSP_NONE;
 
@@ -239,7 +268,8 @@ print_evidence(const struct detector_result *r)
 	printf("stapled OCSP responses:\n");
 	print_ocsp("direct", &r->ocsp_direct);
 	for (i = 0; r->ocsp_spheres != NULL && i < r->nspheres; i++)
-		print_ocsp(r->spheres[i].via, &r->ocsp_spheres[i]);
+		print_ocsp(path_label(&r->spheres[i], label, sizeof(label)),
+		    &r->ocsp_spheres[i]);
 }
 
 static json_t *
@@ -329,13 +359,13 @@ policy_json(const struct detector_result *r)
 /* The text report's first lines: what was asked (mode: "" or
  * "--survey "), then the column names unless verbose. */
 static void
-print_head(const struct options *o, const char *mode)
+print_head(const struct options *o, const char *mode, int w)
 {
 	printf("sphere-probe %s%s:%u%s%s\n\n", mode, o->host, o->port,
 	    o->starttls ? " STARTTLS " : "", o->starttls ?
 	    detector_starttls_name(o->starttls) : "");
 	if (!o->verbose)
-		printf("  %-22s %-10s %-17s %9s\n", "path", "status",
+		printf("  %-*s %-10s %-17s %9s\n", w, "path", "status",
 		    "key (SPKI SHA-256)", "time");
 }
 
@@ -346,10 +376,12 @@ print_text(const struct options *o, const struct detector_path *direct,
 	size_t i;
 	const char *v = detector_verdict_name(r->verdict);
 
-	print_head(o, "");
-	print_row(direct, o->verbose);
+	int w = label_width(r);
+
+	print_head(o, "", w);
+	print_row(direct, o->verbose, w);
 	for (i = 0; i < r->nspheres; i++)
-		print_row(&r->spheres[i], o->verbose);
+		print_row(&r->spheres[i], o->verbose, w);
 	printf("\nverdict: ");
 	for (; *v; v++)
 		putchar(*v >= 'a' && *v <= 'z' ? *v - 'a' + 'A' : *v);
@@ -390,6 +422,8 @@ spheres_json(const struct detector_result *r)
 		    "tls_version", p->tls_version ?
 		    json_string(version_name(p->tls_version)) : json_null(),
 		    "chain_length", (json_int_t)p->ncerts);
+		json_object_set_new(one, "region", p->region ?
+		    json_string(p->region) : json_null());
 		if (r->ocsp_spheres != NULL)
 			json_object_set_new(one, "ocsp",
 			    ocsp_json(&r->ocsp_spheres[i]));
@@ -509,9 +543,9 @@ print_survey(const struct options *o, const struct detector_result *r)
 		    "reason", r->reason, "ms", (json_int_t)r->ms));
 		return rc;
 	}
-	print_head(o, "--survey ");
+	print_head(o, "--survey ", label_width(r));
 	for (i = 0; i < r->nspheres; i++)
-		print_row(&r->spheres[i], o->verbose);
+		print_row(&r->spheres[i], o->verbose, label_width(r));
 	printf("\nsurvey (%u ms): %s; %u distinct key%s\n", r->ms, r->reason,
 	    nkeys, nkeys == 1 ? "" : "s");
 	return rc;

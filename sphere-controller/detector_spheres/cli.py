@@ -477,20 +477,34 @@ def cmd_status(args):
 
 def cmd_list(args):
     """The spheres as libdetector's configuration lists them: one entry per
-    sphere, its instances' SOCKS addresses joined by '|' (see
-    docs/tor-network.md, "Several tor processes per sphere")."""
+    sphere, named by the sphere (the region it exits in), its instances'
+    SOCKS addresses joined by '|': "europe=127.0.0.1:9162|127.0.0.1:9172"
+    (see docs/tor-network.md, "Several tor processes per sphere"). The name
+    is what DetecTor's reports show ("europe (127.0.0.1:9162)"); sphere
+    names are already restricted to what detector.conf accepts (NAME_RE)."""
     _, _, spheres = resolve(args)
     groups = {}
     for s in spheres:
         groups.setdefault(s.group, []).append(s)
+    entries = [list_entry(g, [s.socks for s in members])
+               for g, members in groups.items()]
     if args.json:
-        json.dump([{"sphere": g, "socks": [s.socks for s in members]}
-                   for g, members in groups.items()], sys.stdout, indent=1)
+        json.dump([{"sphere": g, "socks": [s.socks for s in members],
+                    "entry": e} for (g, members), e in zip(groups.items(),
+                                                          entries)],
+                  sys.stdout, indent=1)
         print()
     else:
-        print("spheres = " + ", ".join("|".join(s.socks for s in members)
-                                       for members in groups.values()))
+        print("spheres = " + ", ".join(entries))
     return 0
+
+
+def list_entry(name, socks):
+    """One sphere of detector.conf's `spheres =`: "europe=ADDR|ADDR". A name
+    detector.conf would refuse (a sphere.json edited by hand) is left out
+    rather than printed into a line DetecTor cannot read."""
+    addrs = "|".join(socks)
+    return "%s=%s" % (name, addrs) if configmod.NAME_RE.fullmatch(name) else addrs
 
 
 def cmd_newnym(args):

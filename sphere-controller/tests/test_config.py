@@ -488,15 +488,16 @@ def test_list_groups_instances_per_sphere(tmp_path, capsys):
     assert cli.main(["list", "--config", str(conf), "--state-dir",
                      str(tmp_path / "state")]) == 0
     assert capsys.readouterr().out == (
-        "spheres = 127.0.0.1:9160|127.0.0.1:9164, "
-        "127.0.0.1:9162|127.0.0.1:9166\n")
+        "spheres = a=127.0.0.1:9160|127.0.0.1:9164, "
+        "b=127.0.0.1:9162|127.0.0.1:9166\n")
     assert cli.main(["list", "--json", "--config", str(conf), "--state-dir",
                      str(tmp_path / "state"), "--sphere", "b"]) == 0
     assert json.loads(capsys.readouterr().out) == [
-        {"sphere": "b", "socks": ["127.0.0.1:9162", "127.0.0.1:9166"]}]
+        {"sphere": "b", "socks": ["127.0.0.1:9162", "127.0.0.1:9166"],
+         "entry": "b=127.0.0.1:9162|127.0.0.1:9166"}]
     assert cli.main(["list", "--config", str(conf), "--state-dir",
                      str(tmp_path / "state"), "--sphere", "a.2"]) == 0
-    assert capsys.readouterr().out == "spheres = 127.0.0.1:9164\n"
+    assert capsys.readouterr().out == "spheres = a=127.0.0.1:9164\n"
 
 
 # ---- bridges ---------------------------------------------------------

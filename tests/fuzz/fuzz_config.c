@@ -2,13 +2,14 @@
  * libFuzzer target: configuration files (through libinih, the shared line
  * reader and our handler: config_load_string(), what
  * detector_config_load_file() calls after reading the file), [site NAME]
- * sections and the policy lookup, sphere lists (and groups) and exclusion
- * rules.
+ * sections and the policy lookup, sphere lists (groups, region names:
+ * "europe=127.0.0.1:9162|127.0.0.1:9172") and exclusion rules.
  *
  * Invariants checked beyond "no crash": a refused text leaves the
  * configuration exactly as it was (all or nothing), and an accepted one
  * is internally consistent (quorum within the sphere count, every site's
- * quorum too, every sphere with 1 to SPHERE_MEMBERS_MAX members), and a
+ * quorum too, every sphere with 1 to SPHERE_MEMBERS_MAX members and a
+ * region name of the safe charset and length, or none), and a
  * copy answers policy lookups as the original does.
  */
 #include <stddef.h>
@@ -19,6 +20,22 @@
 #include "config.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* A sphere's region name: "" or 1-32 of [a-z0-9-], not starting with '-'
+ * (it reaches logs and hook environments unquoted). */
+static int
+name_ok(const char *name)
+{
+	size_t i, len = strnlen(name, SPHERE_NAME_MAX + 1);
+
+	if (len > SPHERE_NAME_MAX || name[0] == '-')
+		return 0;
+	for (i = 0; i < len; i++)
+		if (!((name[i] >= 'a' && name[i] <= 'z') ||
+		    (name[i] >= '0' && name[i] <= '9') || name[i] == '-'))
+			return 0;
+	return 1;
+}
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -38,7 +55,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			__builtin_trap();
 		for (i = 0; i < cfg->nspheres; i++)
 			if (cfg->spheres[i].nmembers < 1 ||
-			    cfg->spheres[i].nmembers > SPHERE_MEMBERS_MAX)
+			    cfg->spheres[i].nmembers > SPHERE_MEMBERS_MAX ||
+			    !name_ok(cfg->spheres[i].name))
 				__builtin_trap();
 		for (i = 0; i < cfg->nsites; i++)
 			if (cfg->sites[i].quorum > cfg->nspheres ||

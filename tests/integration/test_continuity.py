@@ -31,7 +31,7 @@ import time
 import pytest
 
 from conftest import HERE
-from test_nss_hook import marks, probes_seen, run_app, tstclnt
+from test_nss_hook import marks, nbclient, probes_seen, run_app, tstclnt
 from testworld.ports import MITM_ADDR, REAL_ADDR, SPHERE_ADDR
 from testworld.relay import Relay
 
@@ -284,3 +284,60 @@ def test_sphere_probe_reports_history(world, probe, tmpdir_, gates):
                       world.resolve(REAL_ADDR, world.cport), target,
                       env=probe.env(HOME=other), cache=True)
     assert fresh.json["history"] == "none" and fresh.json["history_confirmed"] is None, fresh
+
+
+# -- (g) the spheres all silent (Tor blocked by dropping): an application
+#    that stays up (a browser, a mail client) waits the probe timeout once,
+#    not at every connection (detector/lib/backoff.h).  nbclient makes
+#    several connections in one process.
+
+SLOW = "[detector]\nprobe_timeout_ms = 3000\ndeadline_ms = 3000\n"
+NOT_ASKED = "spheres not asked: every sphere failed to answer"
+
+
+def nb_run(world, nssdb, home, gates, addr, count, config):
+    app = run_app(world, home, nbclient(nssdb, world.cport, addr, count=count,
+                                        cache=False),
+                  addr, spheres=world.sphere_list(*gates), config=config)
+    results = re.findall(r"^result: (.*)$", app.out, re.M)
+    totals = [int(t) for t in re.findall(r"^total_ms: (\d+)$", app.out, re.M)]
+    assert len(results) == count and len(totals) == count, app
+    return app, results, totals
+
+
+def test_silent_spheres_history_accept_waits_once(world, nssdb, tmpdir_, gates):
+    confirmed(world, nssdb, tmpdir_, gates, SLOW + "cache_validity = 1\n")
+    time.sleep(1.2)
+    block(gates, "hang")
+    app, results, totals = nb_run(world, nssdb, tmpdir_, gates, REAL_ADDR, 3,
+                                  SLOW + "cache_validity = 1\n")
+    assert results == ["ok"] * 3, app
+    assert len(BY_HISTORY.findall(app.err)) == 3, app
+    assert totals[0] >= 2900, app            # the spheres' whole timeout once
+    assert max(totals[1:]) < 1500, app       # then decided by history at once
+    assert app.err.count(NOT_ASKED) == 2, app
+
+
+def test_silent_spheres_key_change_refused_at_once(world, nssdb, tmpdir_, gates):
+    confirmed(world, nssdb, tmpdir_, gates, SLOW)
+    block(gates, "hang")
+    app, results, totals = nb_run(world, nssdb, tmpdir_, gates, MITM_ADDR, 3,
+                                  SLOW)
+    assert all(r.startswith("failed %s" % KEY_CHANGED) for r in results), app
+    assert totals[0] >= 2900, app
+    assert max(totals[1:]) < 1500, app
+    assert app.err.count(NOT_ASKED) == 2, app
+    assert app.err.count("REFUSED (undecided, key changed)") == 3, app
+
+
+def test_silent_spheres_never_seen_site_always_waits(world, nssdb, tmpdir_,
+                                                     gates):
+    # No history: nothing to decide by, so every connection asks the
+    # spheres (and follows on_undecided).
+    block(gates, "hang")
+    config = SLOW + "on_undecided = accept\n"
+    app, results, totals = nb_run(world, nssdb, tmpdir_, gates, MITM_ADDR, 2,
+                                  config)
+    assert results == ["ok"] * 2, app
+    assert min(totals) >= 2900, app
+    assert NOT_ASKED not in app.err, app

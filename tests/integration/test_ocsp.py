@@ -35,6 +35,8 @@ ADDRS = {"good": "127.0.0.6", "revoked": "127.0.0.7", "none": "127.0.0.8",
 class Stapling:
     """The five servers on one port, and spheres leading to them."""
 
+    prefix = "ocsp"           # of the spheres' names (folders in the world)
+
     def __init__(self, world, directory):
         self.world, self.dir = world, directory
         self.procs, self.spheres = [], {}
@@ -74,7 +76,8 @@ class Stapling:
         """A sphere resolving server.test to the server of `kind`."""
         key = (kind, i)
         if key not in self.spheres:
-            s = Sphere(self.world, "ocsp-%s%d" % (kind, i), {HOST: ADDRS[kind]})
+            s = Sphere(self.world, "%s-%s%d" % (self.prefix, kind, i),
+                       {HOST: ADDRS[kind]})
             s.wait()
             self.spheres[key] = s
         return self.spheres[key]
@@ -86,13 +89,20 @@ class Stapling:
             p.stop()
 
 
-@pytest.fixture(scope="module")
-def stapling(world, scratch):
-    d = os.path.join(scratch, "ocsp")
+def serve_stapling(world, scratch, prefix="ocsp"):
+    """A Stapling in scratch/PREFIX whose spheres are named PREFIX-...,
+    stopped when the generator ends (for a module's fixture)."""
+    d = os.path.join(scratch, prefix)
     os.mkdir(d, 0o700)
     s = Stapling(world, d)
+    s.prefix = prefix
     yield s
     s.stop()
+
+
+@pytest.fixture(scope="module")
+def stapling(world, scratch):
+    yield from serve_stapling(world, scratch)
 
 
 def check(probe, st, direct, spheres, quorum):

@@ -43,7 +43,7 @@ def test_two_instances_of_one_sphere(net, tmp_path):
                                   net.server[2])
             assert net._tls_handshake(sock)
         p = run("list")
-        assert p.stdout == "spheres = 127.0.0.1:%d|127.0.0.1:%d\n" % (
+        assert p.stdout == "spheres = twin=127.0.0.1:%d|127.0.0.1:%d\n" % (
             SOCKS_PORT, SOCKS_PORT + 2)
     finally:
         p = run("stop")
