@@ -65,6 +65,7 @@ extern "C" {
 #define DETECTOR_DEFAULT_CACHE_VALIDITY_S 86400
 #define DETECTOR_DEFAULT_HISTORY_DAYS 30        /* key continuity */
 #define DETECTOR_MAX_HISTORY_DAYS 3650
+#define DETECTOR_DEFAULT_SURVEY_DAYS 7          /* tolerance = survey */
 #define DETECTOR_MAX_SPHERES 16
 #define DETECTOR_SHA256_LEN 32
 
@@ -225,6 +226,31 @@ enum detector_history {
 	                                * whatever on_undecided says */
 };
 
+/*
+ * Tolerance for a site that serves several keys (detector.conf(5), a
+ * [site NAME] section's `tolerance`; off by default).  A REJECT whose
+ * direct key differs from the spheres' may be accepted instead when:
+ *   SAME_ISSUER  at least a quorum of spheres saw either the direct key or
+ *                a certificate with the direct certificate's subject whose
+ *                issuing key (a certificate in that sphere's own chain
+ *                whose key verifies both leaves' signatures) also signed
+ *                the direct certificate; and the direct path staples a
+ *                fresh good OCSP response signed by that issuing key (or
+ *                its delegated responder).
+ *   SURVEY       a sphere saw the direct key within survey_days, in a
+ *                check where at least a quorum of spheres answered and no
+ *                other key was seen by a quorum (the sighting was not
+ *                contradicted), through the same spheres.
+ * Never for a revoked certificate.  Such an ACCEPT is logged as tolerated
+ * (result->tolerated, the reason), not remembered in the verdict cache and
+ * never added to the key history.
+ */
+enum detector_tolerance {
+	DETECTOR_TOLERANCE_OFF = 0,
+	DETECTOR_TOLERANCE_SAME_ISSUER,
+	DETECTOR_TOLERANCE_SURVEY,
+};
+
 /* The outcome of one detector_check(); read-only, freed with
  * detector_result_free(). */
 struct detector_result {
@@ -288,6 +314,19 @@ struct detector_result {
 	 * a sphere answers another check first (docs/detector.conf.5,
 	 * history_days). */
 	int64_t backoff_until;
+	/* Appended: the evidence options of the host's [site] section
+	 * (detector.conf(5)) and what they did. */
+	int require_direct_staple;        /* in force for this host */
+	enum detector_tolerance tolerance; /* in force for this host */
+	int staple_refused;               /* a REJECT because the direct path
+	                                   * stapled no fresh good response
+	                                   * while the spheres' did
+	                                   * (ocsp_direct_missing) under
+	                                   * require_direct_staple = yes;
+	                                   * the key itself matched */
+	enum detector_tolerance tolerated; /* not OFF: an ACCEPT only by that
+	                                   * tolerance (the spheres saw
+	                                   * another key): see the reason */
 };
 
 struct detector_config;
@@ -602,6 +641,8 @@ DETECTOR_API const char *detector_locality_name(enum detector_locality l);
 DETECTOR_API const char *detector_outcome_name(enum detector_outcome p);
 /* "none", "accepted-by-history", "key-changed". */
 DETECTOR_API const char *detector_history_name(enum detector_history h);
+/* "off", "same-issuer", "survey". */
+DETECTOR_API const char *detector_tolerance_name(enum detector_tolerance t);
 
 #ifdef __cplusplus
 }

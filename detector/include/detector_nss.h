@@ -108,8 +108,14 @@ DETECTOR_API const struct detector_nss_ops *detector_nss_v1(void);
  * within history_days: refused whatever on_undecided says.
  */
 #define DETECTOR_ERROR_KEY_CHANGED (DETECTOR_ERROR_BASE + 6)
+/*
+ * require_direct_staple = yes for the site (issue 17): the spheres' paths
+ * staple a fresh good OCSP response for the certificate and the direct
+ * path none, a stale or an unusable one (result->staple_refused).
+ */
+#define DETECTOR_ERROR_STAPLE_MISSING (DETECTOR_ERROR_BASE + 7)
 /* The highest code DetecTor uses; all lie below SSL_ERROR_LIMIT. */
-#define DETECTOR_ERROR_LAST DETECTOR_ERROR_KEY_CHANGED
+#define DETECTOR_ERROR_LAST DETECTOR_ERROR_STAPLE_MISSING
 #if DETECTOR_ERROR_LAST >= -0x3000 + 1000
 #error "DETECTOR_ERROR_* must stay inside NSS's SSL error range"
 #endif

@@ -472,19 +472,27 @@ cache_key(const char *host, unsigned int port, char *out, size_t size)
 	return len > 0 ? n + (size_t)len : 0;
 }
 
+/* prefix (plen bytes) then cache_key(); its length, or 0. */
+static size_t
+prefixed_key(const char *prefix, size_t plen, const char *host,
+    unsigned int port, char *out, size_t size)
+{
+	size_t n;
+
+	if (size < plen + 1)
+		return 0;
+	memcpy(out, prefix, plen);
+	n = cache_key(host, port, out + plen, size - plen);
+	return n == 0 ? 0 : n + plen;
+}
+
 /* The history key of host:port: CACHE_HISTORY_PREFIX then cache_key();
  * its length, or 0. */
 static size_t
 history_key(const char *host, unsigned int port, char *out, size_t size)
 {
-	size_t n;
-
-	if (size < CACHE_HISTORY_PREFIX_LEN + 1)
-		return 0;
-	memcpy(out, CACHE_HISTORY_PREFIX, CACHE_HISTORY_PREFIX_LEN);
-	n = cache_key(host, port, out + CACHE_HISTORY_PREFIX_LEN,
-	    size - CACHE_HISTORY_PREFIX_LEN);
-	return n == 0 ? 0 : n + CACHE_HISTORY_PREFIX_LEN;
+	return prefixed_key(CACHE_HISTORY_PREFIX, CACHE_HISTORY_PREFIX_LEN,
+	    host, port, out, size);
 }
 
 int
@@ -1259,18 +1267,51 @@ cache_put(struct cache *c, const char *host, unsigned int port,
 	    sizeof(rec)), err, errlen);
 }
 
-/* The history under key in txn: 0 with *h set (empty when absent or
- * malformed: the next confirmation replaces it), or an MDB error. */
+/* A strict decoder of a key history or sightings record (cache.h), which
+ * leaves out empty when it refuses in. */
+typedef int (*decode_fn)(const unsigned char *in, size_t len, void *out);
+
 static int
-history_in(MDB_txn *txn, MDB_dbi dbi, const char *key, size_t klen,
-    struct cache_history *h)
+decode_history(const unsigned char *in, size_t len, void *out)
+{
+	return cache_history_decode(in, len, out);
+}
+
+/* The value under key in txn, decoded into out (size bytes): 0 with out
+ * set (empty when absent or malformed: the next write replaces it), or
+ * an MDB error. */
+static int
+value_in(MDB_txn *txn, MDB_dbi dbi, const char *key, size_t klen,
+    decode_fn decode, void *out, size_t size)
 {
 	MDB_val k = { klen, (void *)key }, v;
 	int rc = mdb_get(txn, dbi, &k, &v);
 
-	if (rc != 0 || cache_history_decode(v.mv_data, v.mv_size, h) != 0)
-		memset(h, 0, sizeof(*h));
+	if (rc != 0 || decode(v.mv_data, v.mv_size, out) != 0)
+		memset(out, 0, size);
 	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+static int
+history_in(MDB_txn *txn, MDB_dbi dbi, const char *key, size_t klen,
+    struct cache_history *h)
+{
+	return value_in(txn, dbi, key, klen, decode_history, h, sizeof(*h));
+}
+
+/* value_in() in a read transaction of its own: 0 or an MDB error. */
+static int
+value_get(struct cache *c, const char *key, size_t klen, decode_fn decode,
+    void *out, size_t size)
+{
+	MDB_txn *txn;
+	int rc;
+
+	if ((rc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn)) != 0)
+		return rc;
+	rc = value_in(txn, c->dbi, key, klen, decode, out, size);
+	mdb_txn_abort(txn);
+	return rc;
 }
 
 int
@@ -1279,7 +1320,6 @@ cache_history_get(struct cache *c, const char *host, unsigned int port,
 {
 	char key[CACHE_KEY_MAX + CACHE_HISTORY_PREFIX_LEN];
 	size_t klen;
-	MDB_txn *txn;
 	int rc;
 
 	memset(h, 0, sizeof(*h));
@@ -1287,11 +1327,8 @@ cache_history_get(struct cache *c, const char *host, unsigned int port,
 		return -1;
 	if ((klen = history_key(host, port, key, sizeof(key))) == 0)
 		return 0;
-	if ((rc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn)) != 0)
-		return fail(rc, err, errlen);
-	rc = history_in(txn, c->dbi, key, klen, h);
-	mdb_txn_abort(txn);
-	if (rc != 0)
+	if ((rc = value_get(c, key, klen, decode_history, h,
+	    sizeof(*h))) != 0)
 		return fail(rc, err, errlen);
 	return h->n > 0;
 }
@@ -1324,6 +1361,9 @@ delete_keys(MDB_txn *txn, MDB_dbi dbi, const char *key, size_t klen,
 	return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
+static int sightings_forget(MDB_txn *txn, MDB_dbi dbi, const char *name,
+    size_t nlen, int prefix, int *removed);
+
 int
 cache_forget(struct cache *c, const char *host, unsigned int port,
     char *err, size_t errlen)
@@ -1351,6 +1391,9 @@ cache_forget(struct cache *c, const char *host, unsigned int port,
 	if (rc == 0)
 		rc = delete_keys(txn, c->dbi, key, klen, port == 0,
 		    &histories);
+	if (rc == 0)
+		rc = sightings_forget(txn, c->dbi, key + CACHE_HISTORY_PREFIX_LEN,
+		    klen - CACHE_HISTORY_PREFIX_LEN, port == 0, &histories);
 	if (end_write(txn, rc, err, errlen) == -1)
 		return -1;
 	return removed;
@@ -1429,6 +1472,21 @@ cache_remember(struct cache *c, const char *host, unsigned int port,
     enum detector_verdict v, uint32_t now, uint32_t validity_s, char *err,
     size_t errlen)
 {
+	return cache_remember_seen(c, host, port, spki, pol, v, now,
+	    validity_s, NULL, 0, err, errlen);
+}
+
+static int sightings_put(MDB_txn *txn, MDB_dbi dbi, const char *host,
+    unsigned int port, const unsigned char (*seen)[DETECTOR_SHA256_LEN],
+    size_t nseen, const struct cache_policy *pol, uint32_t now);
+
+int
+cache_remember_seen(struct cache *c, const char *host, unsigned int port,
+    const unsigned char *spki, const struct cache_policy *pol,
+    enum detector_verdict v, uint32_t now, uint32_t validity_s,
+    const unsigned char (*seen)[DETECTOR_SHA256_LEN], size_t nseen,
+    char *err, size_t errlen)
+{
 	char key[CACHE_KEY_MAX + CACHE_HISTORY_PREFIX_LEN];
 	unsigned char rec[CACHE_RECORD_LEN];
 	unsigned char hist[CACHE_HISTORY_LEN(CACHE_HISTORY_MAX)];
@@ -1441,7 +1499,8 @@ cache_remember(struct cache *c, const char *host, unsigned int port,
 	MDB_txn *txn;
 	int rc;
 
-	if (v != DETECTOR_ACCEPT && v != DETECTOR_REJECT) {
+	if (v != DETECTOR_ACCEPT && v != DETECTOR_REJECT &&
+	    (v != DETECTOR_UNDECIDED || nseen == 0)) {
 		snprintf(err, errlen, "verdict cache: only an ACCEPT or a "
 		    "REJECT is remembered (%s:%u)", host, port);
 		return -1;
@@ -1472,6 +1531,13 @@ cache_remember(struct cache *c, const char *host, unsigned int port,
 		return fail(rc, err, errlen);
 	k.mv_data = (void *)name;
 	k.mv_size = klen - CACHE_HISTORY_PREFIX_LEN;
+	/* What the spheres saw (tolerance = survey), with the verdict, if
+	 * any, in the same transaction; an UNDECIDED writes only that. */
+	if (nseen > 0 && (rc = sightings_put(txn, c->dbi, host, port, seen,
+	    nseen, pol, now)) != 0)
+		return end_write(txn, rc, err, errlen);
+	if (v == DETECTOR_UNDECIDED)
+		return end_write(txn, 0, err, errlen);
 	if (mdb_get(txn, c->dbi, &k, &val) == 0 &&
 	    cache_record_decode(val.mv_data, val.mv_size, &old) == 0 &&
 	    memcmp(old.spki, spki, DETECTOR_SHA256_LEN) == 0 &&
@@ -1515,4 +1581,250 @@ cache_sync(struct cache *c, char *err, size_t errlen)
 	if ((rc = mdb_env_sync(c->env, 1)) != 0)
 		return fail(rc, err, errlen);
 	return 0;
+}
+
+/*
+ * Sightings (tolerance = survey; layout and rules in cache.h).  Strict
+ * like the history: a record not exactly as this version writes it is
+ * refused whole and treated as absent (no key is tolerated by it).
+ */
+size_t
+cache_sightings_encode(const struct cache_sightings *s,
+    unsigned char out[CACHE_SIGHTINGS_LEN(CACHE_SIGHTINGS_MAX)])
+{
+	unsigned int i;
+
+	if (s->n == 0 || s->n > CACHE_SIGHTINGS_MAX)
+		return 0;
+	memset(out, 0, CACHE_SIGHTINGS_LEN(s->n));
+	out[0] = CACHE_SIGHTINGS_VERSION;
+	out[1] = (unsigned char)s->n;
+	for (i = 0; i < s->n; i++) {
+		const struct cache_sighting *e = &s->e[i];
+		unsigned char *p = out + CACHE_SIGHTINGS_LEN(i);
+
+		memcpy(p, e->spki, DETECTOR_SHA256_LEN);
+		put32(p + 32, e->first_seen);
+		put32(p + 36, e->last_seen);
+		p[40] = (unsigned char)e->nspheres;
+		memcpy(p + 48, e->spheres, CACHE_SPHERES_DIGEST_LEN);
+	}
+	return CACHE_SIGHTINGS_LEN(s->n);
+}
+
+int
+cache_sightings_decode(const unsigned char *in, size_t len,
+    struct cache_sightings *s)
+{
+	unsigned int i, j, n;
+
+	memset(s, 0, sizeof(*s));
+	if (len < CACHE_SIGHTINGS_HEADER_LEN ||
+	    in[0] != CACHE_SIGHTINGS_VERSION || (n = in[1]) < 1 ||
+	    n > CACHE_SIGHTINGS_MAX || len != CACHE_SIGHTINGS_LEN(n) ||
+	    in[2] != 0 || in[3] != 0)
+		return -1;
+	for (i = 0; i < n; i++) {
+		const unsigned char *p = in + CACHE_SIGHTINGS_LEN(i);
+		struct cache_sighting *e = &s->e[i];
+
+		if (p[40] < 1 || p[40] > DETECTOR_MAX_SPHERES ||
+		    !all_zero(p + 41, 7))
+			goto bad;
+		memcpy(e->spki, p, DETECTOR_SHA256_LEN);
+		e->first_seen = get32(p + 32);
+		e->last_seen = get32(p + 36);
+		e->nspheres = p[40];
+		memcpy(e->spheres, p + 48, CACHE_SPHERES_DIGEST_LEN);
+		if (e->first_seen > e->last_seen ||
+		    (i > 0 && e->last_seen > s->e[i - 1].last_seen))
+			goto bad;
+		for (j = 0; j < i; j++)
+			if (memcmp(s->e[j].spki, e->spki,
+			    DETECTOR_SHA256_LEN) == 0 &&
+			    s->e[j].nspheres == e->nspheres &&
+			    memcmp(s->e[j].spheres, e->spheres,
+			    CACHE_SPHERES_DIGEST_LEN) == 0)
+				goto bad;
+	}
+	s->n = n;
+	return 0;
+bad:
+	memset(s, 0, sizeof(*s));
+	return -1;
+}
+
+/* One sighting: refreshed if its key and spheres are known (first_seen
+ * kept, the earliest), else added, the oldest dropped when full; newest
+ * first.  A time after now (clock set back) is brought back to now. */
+static void
+sighting_add(struct cache_sightings *s, const unsigned char *spki,
+    unsigned int nspheres, const unsigned char *spheres, uint32_t first,
+    uint32_t last)
+{
+	struct cache_sighting e;
+	unsigned int i;
+
+	for (i = 0; i < s->n; i++) {
+		if (memcmp(s->e[i].spki, spki, DETECTOR_SHA256_LEN) == 0 &&
+		    s->e[i].nspheres == nspheres &&
+		    memcmp(s->e[i].spheres, spheres,
+		    CACHE_SPHERES_DIGEST_LEN) == 0)
+			break;
+	}
+	if (i < s->n) {
+		e = s->e[i];
+		if (first < e.first_seen)
+			e.first_seen = first;
+		if (last > e.last_seen)
+			e.last_seen = last;
+		memmove(&s->e[i], &s->e[i + 1], (s->n - i - 1) * sizeof(e));
+		s->n--;
+	} else {
+		memset(&e, 0, sizeof(e));
+		memcpy(e.spki, spki, DETECTOR_SHA256_LEN);
+		e.nspheres = nspheres;
+		memcpy(e.spheres, spheres, CACHE_SPHERES_DIGEST_LEN);
+		e.first_seen = first;
+		e.last_seen = last;
+		if (s->n == CACHE_SIGHTINGS_MAX) {
+			if (s->e[s->n - 1].last_seen > last)
+				return;         /* older than all kept */
+			s->n--;
+		}
+	}
+	if (e.first_seen > e.last_seen)
+		e.first_seen = e.last_seen;
+	for (i = s->n; i > 0 && s->e[i - 1].last_seen < e.last_seen; i--)
+		s->e[i] = s->e[i - 1];
+	s->e[i] = e;
+	s->n++;
+}
+
+void
+cache_sightings_add(struct cache_sightings *s, const unsigned char *spki,
+    const struct cache_policy *pol, uint32_t now)
+{
+	unsigned int i;
+
+	for (i = 0; i < s->n; i++) {
+		if (s->e[i].last_seen > now)
+			s->e[i].last_seen = now;
+		if (s->e[i].first_seen > s->e[i].last_seen)
+			s->e[i].first_seen = s->e[i].last_seen;
+	}
+	if (pol->nspheres < 1 || pol->nspheres > DETECTOR_MAX_SPHERES)
+		return;
+	sighting_add(s, spki, pol->nspheres, pol->spheres, now, now);
+}
+
+void
+cache_sightings_merge(struct cache_sightings *s,
+    const struct cache_sightings *src)
+{
+	unsigned int i;
+
+	for (i = 0; i < src->n; i++)
+		sighting_add(s, src->e[i].spki, src->e[i].nspheres,
+		    src->e[i].spheres, src->e[i].first_seen,
+		    src->e[i].last_seen);
+}
+
+int
+cache_sightings_judge(const struct cache_sightings *s,
+    const unsigned char *spki, const struct cache_policy *pol,
+    unsigned int days, uint32_t now, uint32_t *when)
+{
+	uint64_t window = (uint64_t)days * 86400;
+	uint32_t last;
+	unsigned int i;
+
+	for (i = 0; days > 0 && i < s->n; i++) {
+		const struct cache_sighting *e = &s->e[i];
+
+		last = e->last_seen > now ? now : e->last_seen;
+		/* Through the asker's own spheres only: a run through
+		 * spheres someone else chose vouches for nothing. */
+		if (memcmp(e->spki, spki, DETECTOR_SHA256_LEN) != 0 ||
+		    e->nspheres != pol->nspheres ||
+		    memcmp(e->spheres, pol->spheres,
+		    CACHE_SPHERES_DIGEST_LEN) != 0 ||
+		    (uint64_t)(now - last) > window)
+			continue;
+		*when = last;
+		return 1;
+	}
+	return 0;
+}
+
+/* "\0h\0s" then cache_key(): a name never holds a NUL, so this never
+ * meets a history key ("\0h" then the name); older versions skip it when
+ * listing (it begins with the history prefix).  Its length, or 0. */
+static size_t
+sightings_key(const char *host, unsigned int port, char *out, size_t size)
+{
+	return prefixed_key(CACHE_SIGHTINGS_PREFIX, CACHE_SIGHTINGS_PREFIX_LEN,
+	    host, port, out, size);
+}
+
+static int
+decode_sightings(const unsigned char *in, size_t len, void *out)
+{
+	return cache_sightings_decode(in, len, out);
+}
+
+static int
+sightings_put(MDB_txn *txn, MDB_dbi dbi, const char *host, unsigned int port,
+    const unsigned char (*seen)[DETECTOR_SHA256_LEN], size_t nseen,
+    const struct cache_policy *pol, uint32_t now)
+{
+	char key[CACHE_KEY_MAX + CACHE_SIGHTINGS_PREFIX_LEN];
+	unsigned char out[CACHE_SIGHTINGS_LEN(CACHE_SIGHTINGS_MAX)];
+	struct cache_sightings s;
+	size_t klen, i, len;
+	int rc;
+
+	if ((klen = sightings_key(host, port, key, sizeof(key))) == 0)
+		return 0;
+	if ((rc = value_in(txn, dbi, key, klen, decode_sightings, &s,
+	    sizeof(s))) != 0)
+		return rc;
+	for (i = 0; i < nseen; i++)
+		cache_sightings_add(&s, seen[i], pol, now);
+	if ((len = cache_sightings_encode(&s, out)) == 0)
+		return 0;
+	return put_value(txn, dbi, key, klen, out, len);
+}
+
+static int
+sightings_forget(MDB_txn *txn, MDB_dbi dbi, const char *name, size_t nlen,
+    int prefix, int *removed)
+{
+	char key[CACHE_KEY_MAX + CACHE_SIGHTINGS_PREFIX_LEN];
+
+	if (nlen > CACHE_KEY_MAX)
+		return 0;
+	memcpy(key, CACHE_SIGHTINGS_PREFIX, CACHE_SIGHTINGS_PREFIX_LEN);
+	memcpy(key + CACHE_SIGHTINGS_PREFIX_LEN, name, nlen);
+	return delete_keys(txn, dbi, key, nlen + CACHE_SIGHTINGS_PREFIX_LEN,
+	    prefix, removed);
+}
+
+int
+cache_sightings_get(struct cache *c, const char *host, unsigned int port,
+    struct cache_sightings *s, char *err, size_t errlen)
+{
+	char key[CACHE_KEY_MAX + CACHE_SIGHTINGS_PREFIX_LEN];
+	size_t klen;
+	int rc;
+
+	memset(s, 0, sizeof(*s));
+	if (mine(c, err, errlen) == -1)
+		return -1;
+	if ((klen = sightings_key(host, port, key, sizeof(key))) == 0)
+		return 0;
+	if ((rc = value_get(c, key, klen, decode_sightings, s,
+	    sizeof(*s))) != 0)
+		return fail(rc, err, errlen);
+	return s->n > 0;
 }

@@ -263,4 +263,80 @@ int cache_sync(struct cache *c, char *err, size_t errlen);
  * ~/.cache/detector/verdicts.mdb; 0 if neither can be formed. */
 int cache_default_path(char *out, size_t size);
 
+/*
+ * Sightings (tolerance = survey, detector.conf(5)): the keys individual
+ * spheres saw for host:port in checks where the sighting was not
+ * contradicted (at least a quorum of spheres answered and no other key
+ * was seen by a quorum: evidence_sightings()), whether or not the
+ * spheres confirmed them.  Kept under its own key, "\0h\0s" "host:port"
+ * (CACHE_SIGHTINGS_PREFIX), so that the key history's layout, which
+ * older versions sharing the file read strictly, stays as it is; older
+ * versions skip it when listing.  Written in the same transaction as the
+ * check's verdict (cache_remember_seen()), forgotten with the host.
+ * Layout (version 1, integers big-endian): a 4-byte header, then n
+ * entries of 64 bytes, newest sighting first (last_seen never
+ * increasing), no key and sphere list twice; length exactly 4 + 64 n,
+ * 1 <= n <= CACHE_SIGHTINGS_MAX (the one seen longest ago is dropped):
+ *   header: 0 version (1)   1 n   2-3 zero
+ *   entry:  0 SHA-256 of the key (32)   32 first_seen   36 last_seen
+ *           (first <= last)   40 number of spheres (1 ..
+ *           DETECTOR_MAX_SPHERES)   41-47 zero   48 digest of the
+ *           sphere list (16)
+ * Anything else is refused whole: absent, replaced by the next sighting.
+ */
+#define CACHE_SIGHTINGS_VERSION 1
+#define CACHE_SIGHTINGS_MAX 16
+#define CACHE_SIGHTINGS_HEADER_LEN 4
+#define CACHE_SIGHTINGS_ENTRY_LEN 64
+#define CACHE_SIGHTINGS_LEN(n) \
+	(CACHE_SIGHTINGS_HEADER_LEN + (n) * CACHE_SIGHTINGS_ENTRY_LEN)
+#define CACHE_SIGHTINGS_PREFIX "\0h\0s"
+#define CACHE_SIGHTINGS_PREFIX_LEN 4
+
+struct cache_sighting {
+	unsigned char spki[DETECTOR_SHA256_LEN];
+	uint32_t first_seen;            /* unix seconds */
+	uint32_t last_seen;             /* unix seconds */
+	unsigned int nspheres;          /* of the sphere list seen through */
+	unsigned char spheres[CACHE_SPHERES_DIGEST_LEN];
+};
+
+struct cache_sightings {
+	unsigned int n;                 /* 0 .. CACHE_SIGHTINGS_MAX */
+	struct cache_sighting e[CACHE_SIGHTINGS_MAX];   /* newest first */
+};
+
+/* Pure; decode is strict (above); encode returns the length (0 for none,
+ * which is not stored). */
+size_t cache_sightings_encode(const struct cache_sightings *s,
+    unsigned char out[CACHE_SIGHTINGS_LEN(CACHE_SIGHTINGS_MAX)]);
+int cache_sightings_decode(const unsigned char *in, size_t len,
+    struct cache_sightings *s);
+/* spki was seen through pol's spheres at now: refreshed or added (the
+ * one seen longest ago makes room); entries dated after now are brought
+ * back to now.  Keeps the order.  Pure. */
+void cache_sightings_add(struct cache_sightings *s, const unsigned char *spki,
+    const struct cache_policy *pol, uint32_t now);
+/* Adds every entry of src to s (earliest first, latest last).  Pure. */
+void cache_sightings_merge(struct cache_sightings *s,
+    const struct cache_sightings *src);
+/* 1 with *when (its last sighting, at most now) if spki was seen through
+ * pol's own spheres (same number and digest) within days days of now;
+ * else 0 (days 0: never).  Pure. */
+int cache_sightings_judge(const struct cache_sightings *s,
+    const unsigned char *spki, const struct cache_policy *pol,
+    unsigned int days, uint32_t now, uint32_t *when);
+/* The sightings kept for host:port: 1 found, 0 none (or malformed), -1
+ * error (err set). */
+int cache_sightings_get(struct cache *c, const char *host, unsigned int port,
+    struct cache_sightings *s, char *err, size_t errlen);
+/* cache_remember(), and in the same write transaction the nseen keys
+ * spheres saw (cache_sightings_add()); v may then be UNDECIDED, which
+ * writes the sightings only. */
+int cache_remember_seen(struct cache *c, const char *host, unsigned int port,
+    const unsigned char *spki, const struct cache_policy *pol,
+    enum detector_verdict v, uint32_t now, uint32_t validity_s,
+    const unsigned char (*seen)[DETECTOR_SHA256_LEN], size_t nseen,
+    char *err, size_t errlen);
+
 #endif

@@ -199,3 +199,42 @@ detector_cert_hashes(const unsigned char *der, size_t len,
 	memcpy(cert_sha256, ci.cert_sha256, DETECTOR_SHA256_LEN);
 	return 0;
 }
+
+/*
+ * The DER subject Name of a certificate (tolerance = same-issuer compares
+ * it byte for byte): the fifth field of tbsCertificate after the optional
+ * version, walked as certinfo_spki() walks it.  0, or -1.
+ */
+int
+certinfo_subject(const unsigned char *der, size_t len,
+    const unsigned char **subject, size_t *subject_len)
+{
+	struct der_cursor c = { der, len };
+	const unsigned char *whole, *val;
+	size_t wlen, vlen, i;
+	unsigned char tag;
+
+	if (der_next(&c, &tag, &whole, &wlen, &val, &vlen) == -1 ||
+	    tag != TAG_SEQUENCE || c.left != 0)
+		return -1;
+	c.p = val;
+	c.left = vlen;
+	if (der_next(&c, &tag, &whole, &wlen, &val, &vlen) == -1 ||
+	    tag != TAG_SEQUENCE)
+		return -1;
+	c.p = val;
+	c.left = vlen;
+	if (c.left > 0 && c.p[0] == TAG_CTX0 &&
+	    der_next(&c, &tag, &whole, &wlen, &val, &vlen) == -1)
+		return -1;
+	/* serial, signature, issuer, validity, subject */
+	for (i = 0; i < 5; i++) {
+		if (der_next(&c, &tag, &whole, &wlen, &val, &vlen) == -1 ||
+		    (i > 0 && tag != TAG_SEQUENCE) ||
+		    (i == 0 && tag != TAG_INTEGER))
+			return -1;
+	}
+	*subject = whole;
+	*subject_len = wlen;
+	return 0;
+}

@@ -66,4 +66,9 @@ int certinfo_read(const unsigned char *der, size_t len, struct certinfo *ci,
  * (rsaEncryption), EC on a named curve, another EC, else ANY.  Pure. */
 enum probe_keytype certinfo_keytype(const unsigned char *spki, size_t len);
 
+/* The DER subject Name (the whole TLV) of a DER certificate, pointing
+ * into it.  Strict as certinfo_spki().  Pure; 0, or -1. */
+int certinfo_subject(const unsigned char *der, size_t len,
+    const unsigned char **subject, size_t *subject_len);
+
 #endif

@@ -98,6 +98,7 @@ detector_config_new(void)
 	cfg->log_level = LOG_ERRORS;
 	cfg->cache_validity_s = DETECTOR_DEFAULT_CACHE_VALIDITY_S;
 	cfg->history_days = DETECTOR_DEFAULT_HISTORY_DAYS;
+	cfg->survey_days = DETECTOR_DEFAULT_SURVEY_DAYS;
 	cfg->remember = 1;
 	return cfg;
 }
@@ -633,7 +634,7 @@ detector_config_parse_bool(const char *s, int *out)
 static const char *const config_keys[] = {
 	"spheres", "quorum", "probe_timeout_ms", "deadline_ms", "exclude",
 	"on_undecided", "enabled", "log", "cache", "cache_validity",
-	"starttls", "on_mitm", "history_days",
+	"starttls", "on_mitm", "history_days", "survey_days",
 };
 #define NKEYS (sizeof(config_keys) / sizeof(config_keys[0]))
 
@@ -830,8 +831,13 @@ config_section(struct inireader *r, void *user, const char *section)
 	st->site->line = inireader_line(r);
 	st->site->on_undecided = -1;
 	st->site->on_mitm = -1;
+	st->site->require_direct_staple = -1;
+	st->site->tolerance = -1;
 	return 1;
 }
+
+static int site_evidence_key(struct inireader *r, struct site *site,
+    const char *name, const char *value);
 
 /* A key of a [site NAME] section. */
 static int
@@ -849,8 +855,7 @@ site_key(struct inireader *r, struct ini_state *st, const char *name,
 		if (strcmp(name, keys[k]) == 0)
 			break;
 	if (k == 3)
-		return key_fail(r, name, "unknown in a [site] section (known: "
-		    "quorum, on_undecided, on_mitm)");
+		return site_evidence_key(r, site, name, value);
 	if (site->key_line[k] > 0)
 		return key_fail(r, name, "set twice in [site %s] (lines %d "
 		    "and %d): remove one", site->match.rules[0].text,
@@ -941,6 +946,12 @@ config_ini_handler(struct inireader *r, void *user, const char *section,
 			    "from 0 (key continuity off) to %u", value,
 			    DETECTOR_MAX_HISTORY_DAYS);
 		cfg->history_days = v;
+	} else if (strcmp(name, "survey_days") == 0) {
+		if (detector_config_parse_uint(value, DETECTOR_MAX_HISTORY_DAYS,
+		    &v) == -1 || v < 1)
+			return key_fail(r, name, "'%s' is not a number of days "
+			    "from 1 to %u", value, DETECTOR_MAX_HISTORY_DAYS);
+		cfg->survey_days = v;
 	} else if (strcmp(name, "enabled") == 0) {
 		if (detector_config_parse_bool(value, &cfg->enabled) == -1)
 			return key_fail(r, name, "'%s' is neither 'yes' nor "
@@ -959,7 +970,7 @@ config_ini_handler(struct inireader *r, void *user, const char *section,
 		return key_fail(r, name, "unknown key (known: spheres, "
 		    "quorum, probe_timeout_ms, deadline_ms, exclude, "
 		    "on_undecided, on_mitm, enabled, log, cache, "
-		    "cache_validity, history_days, starttls)");
+		    "cache_validity, history_days, survey_days, starttls)");
 	}
 	return 1;
 }
@@ -1223,6 +1234,95 @@ detector_config_load_default(struct detector_config *cfg)
 			return seterr(cfg, "DETECTOR_SPHERES: %s", err);
 	}
 	return 0;
+}
+
+/*
+ * The evidence options of a [site NAME] section (issue 17), per site and
+ * off by default: require_direct_staple = yes | no, tolerance = off |
+ * same-issuer | survey.  1, or 0 after key_fail().
+ */
+static int
+site_evidence_key(struct inireader *r, struct site *site, const char *name,
+    const char *value)
+{
+	int line = inireader_line(r), k, b;
+	enum detector_tolerance t;
+
+	if (strcmp(name, "require_direct_staple") == 0)
+		k = 0;
+	else if (strcmp(name, "tolerance") == 0)
+		k = 1;
+	else
+		return key_fail(r, name, "unknown in a [site] section (known: "
+		    "quorum, on_undecided, on_mitm, require_direct_staple, "
+		    "tolerance)");
+	if (site->evidence_line[k] > 0)
+		return key_fail(r, name, "set twice in [site %s] (lines %d "
+		    "and %d): remove one", site->match.rules[0].text,
+		    site->evidence_line[k], line);
+	site->evidence_line[k] = line;
+	if (k == 0) {
+		if (detector_config_parse_bool(value, &b) == -1)
+			return key_fail(r, name, "'%s' is neither 'yes' nor "
+			    "'no'", value);
+		site->require_direct_staple = b;
+	} else {
+		if (config_parse_tolerance(value, &t) == -1)
+			return key_fail(r, name, "'%s' is not one of off, "
+			    "same-issuer, survey", value);
+		site->tolerance = (int)t;
+	}
+	return 1;
+}
+
+int
+config_parse_tolerance(const char *s, enum detector_tolerance *t)
+{
+	if (strcmp(s, "off") == 0)
+		*t = DETECTOR_TOLERANCE_OFF;
+	else if (strcmp(s, "same-issuer") == 0)
+		*t = DETECTOR_TOLERANCE_SAME_ISSUER;
+	else if (strcmp(s, "survey") == 0)
+		*t = DETECTOR_TOLERANCE_SURVEY;
+	else
+		return -1;
+	return 0;
+}
+
+/* Each from the most specific section that sets it, as
+ * config_policy_for(). */
+void
+config_evidence_for(const struct detector_config *cfg, const char *host,
+    int *require_direct_staple, enum detector_tolerance *tolerance)
+{
+	size_t rw = 0, tw = 0, i, w;
+
+	*require_direct_staple = 0;
+	*tolerance = DETECTOR_TOLERANCE_OFF;
+	for (i = 0; host != NULL && i < cfg->nsites; i++) {
+		const struct site *s = &cfg->sites[i];
+
+		if (exclude_match(&s->match, host) == NULL)
+			continue;
+		w = site_weight(s) + 1;
+		if (s->require_direct_staple != -1 && w > rw) {
+			*require_direct_staple = s->require_direct_staple;
+			rw = w;
+		}
+		if (s->tolerance != -1 && w > tw) {
+			*tolerance = (enum detector_tolerance)s->tolerance;
+			tw = w;
+		}
+	}
+}
+
+/* The heap memory of a configuration copied into a context (config_copy()),
+ * which detector_free() lets go of. */
+void
+config_release(struct detector_config *cfg)
+{
+	exclude_clear(&cfg->exclude);
+	sites_clear(cfg);
 }
 
 /*

@@ -44,6 +44,10 @@ struct site {
 	int on_undecided;               /* -1: the global one */
 	int on_mitm;                    /* -1: the global one */
 	int key_line[3];                /* quorum, on_undecided, on_mitm */
+	/* Appended: the evidence options (config_evidence_for()). */
+	int require_direct_staple;      /* -1: the global one (no) */
+	int tolerance;                  /* -1: the global one (off) */
+	int evidence_line[2];           /* the two keys' lines */
 };
 
 enum log_level {
@@ -78,6 +82,8 @@ struct detector_config {
 	unsigned int nstarttls;
 	char path[PATH_MAX];            /* file loaded by load_default, if any */
 	char err[1024];
+	/* Appended: tolerance = survey's window (days, 1 .. history max). */
+	unsigned int survey_days;
 };
 
 /* Parses one sphere list into out[]; pure, used by the setter and tests.
@@ -134,6 +140,19 @@ const struct site *config_site_for(const struct detector_config *cfg,
 /* The policy in force for host (normalised). */
 void config_policy_for(const struct detector_config *cfg, const char *host,
     struct detector_policy *out);
+
+/* The evidence options in force for host (normalised): the most
+ * specific [site] section's require_direct_staple and tolerance, else
+ * no and off (there are no global ones: both are per site, opt-in). */
+void config_evidence_for(const struct detector_config *cfg, const char *host,
+    int *require_direct_staple, enum detector_tolerance *tolerance);
+
+/* A [site] key's value for `tolerance`: "off", "same-issuer", "survey";
+ * 0, or -1 if unknown. */
+int config_parse_tolerance(const char *s, enum detector_tolerance *t);
+
+/* Frees what config_copy() allocated in cfg (not cfg itself). */
+void config_release(struct detector_config *cfg);
 
 /* Deep copy (the exclude list and the sites are heap memory). */
 int config_copy(struct detector_config *dst, const struct detector_config *src);

@@ -65,7 +65,8 @@ detector_free(struct detector *ctx)
 {
 	if (ctx == NULL)
 		return;
-	exclude_clear(&ctx->cfg.exclude);
+	/* The configuration's [site] sections too (they were leaked). */
+	config_release(&ctx->cfg);
 	free(ctx);
 }
 
@@ -89,7 +90,7 @@ detector_configure(struct detector *ctx, const struct detector_config *cfg)
 		    "or NSS_NoDB_Init() before detector_configure()");
 	if (config_copy(&copy, cfg) == -1)
 		return seterr(ctx, "out of memory");
-	exclude_clear(&ctx->cfg.exclude);
+	config_release(&ctx->cfg);
 	ctx->cfg = copy;
 	ctx->configured = 1;
 	ctx->memory = NULL;
@@ -136,6 +137,17 @@ detector_history_name(enum detector_history h)
 	case DETECTOR_HISTORY_NONE: return "none";
 	case DETECTOR_HISTORY_ACCEPTED: return "accepted-by-history";
 	case DETECTOR_HISTORY_KEY_CHANGED: return "key-changed";
+	}
+	return "unknown";
+}
+
+const char *
+detector_tolerance_name(enum detector_tolerance t)
+{
+	switch (t) {
+	case DETECTOR_TOLERANCE_OFF: return "off";
+	case DETECTOR_TOLERANCE_SAME_ISSUER: return "same-issuer";
+	case DETECTOR_TOLERANCE_SURVEY: return "survey";
 	}
 	return "unknown";
 }
@@ -383,11 +395,13 @@ run_probes(struct detector *ctx, struct probe *probes,
 		tally_paths(paths, probes, n, &t);
 		/* A survey (no reference key) awaits every sphere; so does a
 		 * REJECT that may be rerouted: its plan needs k spheres that
-		 * agree, not the n-k+1 that made it final (reroute.c). */
+		 * agree, not the n-k+1 that made it final (reroute.c); and
+		 * one a tolerance may accept, which needs a quorum too. */
 		if (spki == NULL ? t.pending == 0 :
 		    verdict_decide(&t, &res->verdict) && (t.pending == 0 ||
 		    res->verdict != DETECTOR_REJECT ||
-		    res->policy.on_mitm != DETECTOR_MITM_REROUTE))
+		    (res->policy.on_mitm != DETECTOR_MITM_REROUTE &&
+		    res->tolerance == DETECTOR_TOLERANCE_OFF)))
 			break;
 		if ((PRInt32)(now - overall) >= 0) {
 			for (i = 0; i < n; i++) {
@@ -447,6 +461,8 @@ result_new(struct detector *ctx, const char *host)
 
 	if (res != NULL) {
 		config_policy_for(&ctx->cfg, host, &res->policy);
+		config_evidence_for(&ctx->cfg, host,
+		    &res->require_direct_staple, &res->tolerance);
 		res->quorum = res->policy.quorum;
 		res->verdict = DETECTOR_UNDECIDED;
 	}
@@ -527,6 +543,108 @@ excluded(struct detector *ctx, const char *host, unsigned int port,
 }
 
 /*
+ * The direct path again, for the evidence options of the host's [site]
+ * section, when the caller gave only the certificate (detector_check(),
+ * the NSS integration) and they need the direct staple or chain: with
+ * require_direct_staple once a sphere's path stapled a response, with
+ * tolerance = same-issuer for a REJECT.  A second direct connection, as
+ * the application made (the system resolver); believed only if it shows
+ * the very certificate checked.  1 with *out (to free), 0 when not
+ * needed, -1 when needed and not had (*why set).
+ */
+static int
+direct_again(struct detector *ctx, const char *host, unsigned int port,
+    const struct certinfo *ci, const struct detector_result *res,
+    struct detector_path **out, char *why, size_t whylen)
+{
+	struct detector_path *p = NULL;
+	int stapled = 0;
+	size_t i;
+
+	*out = NULL;
+	for (i = 0; i < res->nspheres; i++)
+		stapled |= res->spheres[i].ocsp.len > 0;
+	if (!(res->require_direct_staple && stapled) &&
+	    !(res->tolerance == DETECTOR_TOLERANCE_SAME_ISSUER &&
+	    res->verdict == DETECTOR_REJECT))
+		return 0;
+	if (detector_fetch(ctx, host, port, NULL, &p) == -1) {
+		snprintf(why, whylen, "%.480s", ctx->err);
+		return -1;
+	}
+	if (p->status != DETECTOR_PATH_SEEN || p->ncerts == 0 ||
+	    memcmp(p->cert_sha256, ci->cert_sha256, DETECTOR_SHA256_LEN) != 0) {
+		snprintf(why, whylen, "%s", p->status != DETECTOR_PATH_SEEN ?
+		    (p->error ? p->error : "no certificate") : "it showed "
+		    "another certificate");
+		detector_path_free(p);
+		return -1;
+	}
+	*out = p;
+	return 1;
+}
+
+/*
+ * What a check weighs besides the count of keys (evidence.c): the
+ * staples (revoked wins, missing freshness), then the site's
+ * require_direct_staple and tolerance = same-issuer.  Survey, which needs
+ * the verdict memory, is weighed by check_probe_path().
+ */
+static void
+weigh_evidence(struct detector *ctx, const char *host, unsigned int port,
+    const struct certinfo *ci, const struct detector_der *leaf,
+    const struct detector_path *direct, struct detector_result *res)
+{
+	struct detector_path *again = NULL, bare;
+	char why[512] = "", *s;
+	int rc = 0;
+
+	if (direct == NULL && (rc = direct_again(ctx, host, port, ci, res,
+	    &again, why, sizeof(why))) == 1) {
+		direct = again;
+		leaf = &again->certs[0];
+	} else if (rc == -1) {
+		const struct detector_der *copy = leaf;
+		size_t i;
+
+		/* Not had: the direct path is known to staple nothing we
+		 * could read, which require_direct_staple refuses (fail
+		 * closed).  Its certificate: the caller's, else a sphere's
+		 * byte-identical copy. */
+		for (i = 0; copy == NULL && i < res->nspheres; i++)
+			if (res->spheres[i].status == DETECTOR_PATH_MATCH &&
+			    res->spheres[i].ncerts > 0)
+				copy = &res->spheres[i].certs[0];
+		if (copy != NULL) {
+			memset(&bare, 0, sizeof(bare));
+			bare.via = "direct";
+			bare.ncerts = 1;
+			bare.certs = copy;
+			direct = &bare;
+			leaf = copy;
+		}
+	}
+	evidence_staples(host, port, leaf, direct, res);
+	if (rc == -1 && res->require_direct_staple &&
+	    asprintf(&s, "%s (the direct staple was asked of a second direct "
+	    "connection, which failed: %s)", res->reason, why) != -1) {
+		free((void *)res->reason);
+		res->reason = s;
+	}
+	evidence_require_staple(host, port, res);
+	if (rc == -1 && res->tolerance == DETECTOR_TOLERANCE_SAME_ISSUER &&
+	    res->verdict == DETECTOR_REJECT && asprintf(&s, "%s; not "
+	    "tolerated (tolerance = same-issuer): the direct path's staple "
+	    "was asked of a second direct connection, which failed: %s",
+	    res->reason, why) != -1) {
+		free((void *)res->reason);
+		res->reason = s;
+	} else if (leaf != NULL)
+		evidence_same_issuer(host, port, leaf, direct, res);
+	detector_path_free(again);
+}
+
+/*
  * Probes host:port through every sphere.  With a reference key (ci), as
  * detector_check(): stops as soon as the verdict is final.  Without
  * (ci == NULL), as detector_survey(): awaits every sphere.
@@ -596,7 +714,7 @@ probe_spheres(struct detector *ctx, const char *host, unsigned int port,
 	} else {
 		res->reason = make_reason(host, port, res);
 		if (res->reason != NULL)
-			evidence_staples(host, port, leaf, direct, res);
+			weigh_evidence(ctx, host, port, ci, leaf, direct, res);
 		res->locality = verdict_locality(res->spheres, res->nspheres,
 		    (char **)&res->locality_detail);
 	}
@@ -609,6 +727,25 @@ memory_of(struct detector *ctx)
 	if (ctx->memory == NULL && ctx->cfg.remember)
 		ctx->memory = memory_for(&ctx->cfg);
 	return ctx->memory;
+}
+
+/*
+ * Whether a remembered verdict v may answer for host under its [site]
+ * evidence options.  With require_direct_staple, never: the cache is
+ * keyed by the key, and the staple of this connection is what must be
+ * seen (an attacker replaying an old certificate of the same key would
+ * otherwise pass on a remembered ACCEPT).  With a tolerance, not a
+ * REJECT: the next check may tolerate the key, and says so.
+ */
+static int
+recall_allowed(struct detector *ctx, const char *host, enum detector_verdict v)
+{
+	enum detector_tolerance t;
+	int require;
+
+	config_evidence_for(&ctx->cfg, host, &require, &t);
+	return !require && (t == DETECTOR_TOLERANCE_OFF ||
+	    v != DETECTOR_REJECT);
 }
 
 int
@@ -624,7 +761,8 @@ check_recall(struct detector *ctx, const char *host, unsigned int port,
 	*result = NULL;
 	if (m == NULL || memory_policy(&ctx->cfg, host, &pol) == -1 ||
 	    !memory_recall(m, host, port, ci->spki_sha256, &pol,
-	    ctx->cfg.cache_validity_s, &v, &when))
+	    ctx->cfg.cache_validity_s, &v, &when) ||
+	    !recall_allowed(ctx, host, v))
 		return 0;
 	if ((res = result_new(ctx, host)) == NULL)
 		return seterr(ctx, "out of memory");
@@ -647,7 +785,9 @@ remember_reroute(struct detector *ctx, const char *host, unsigned int port,
 	struct reroute_plan plan;
 	char err[256];
 
-	if (res->verdict == DETECTOR_REJECT && reroute_plan(res,
+	/* A staple refusal is not about the key: nothing to go around. */
+	if (res->verdict == DETECTOR_REJECT && !res->staple_refused &&
+	    reroute_plan(res,
 	    ctx->cfg.spheres, ctx->cfg.nspheres, host, port, ctx->starttls,
 	    ctx->cfg.deadline_ms, &plan, err, sizeof(err)) == 0) {
 		plan.log_level = ctx->cfg.log_level;
@@ -655,6 +795,37 @@ remember_reroute(struct detector *ctx, const char *host, unsigned int port,
 		reroute_remember(&plan, ci->spki_sha256);
 		res->reroute_planned = !res->revoked;
 	}
+}
+
+/*
+ * Records the verdict of a fresh check under pol, after tolerance =
+ * survey had its say (the sightings kept, and this check's, recorded
+ * with the verdict).  A tolerated ACCEPT is no quorum's: neither
+ * remembered nor in the key history; a staple refusal is not about the
+ * key (and would be recalled as a plain REJECT): neither is recorded.
+ */
+static void
+survey_and_record(struct detector *ctx, struct memory *m, const char *host,
+    unsigned int port, const struct certinfo *ci,
+    const struct cache_policy *pol, int64_t now, struct detector_result *res)
+{
+	unsigned char seen[DETECTOR_MAX_SPHERES][DETECTOR_SHA256_LEN];
+	struct cache_sightings kept;
+	size_t nseen = 0;
+	enum detector_verdict v;
+
+	if (res->tolerance == DETECTOR_TOLERANCE_SURVEY) {
+		nseen = evidence_sightings(res, ci->spki_sha256, seen);
+		evidence_weigh_survey(ci->spki_sha256,
+		    (const unsigned char (*)[DETECTOR_SHA256_LEN])seen, nseen,
+		    memory_sightings(m, host, port, &kept) ? &kept : NULL, pol,
+		    ctx->cfg.survey_days, now, res);
+	}
+	v = res->tolerated != DETECTOR_TOLERANCE_OFF || res->staple_refused ?
+	    DETECTOR_UNDECIDED : res->verdict;
+	memory_record_seen(m, host, port, ci->spki_sha256, pol, v,
+	    evidence_accept_validity(res, ctx->cfg.cache_validity_s, now),
+	    (const unsigned char (*)[DETECTOR_SHA256_LEN])seen, nseen);
 }
 
 /*
@@ -754,9 +925,7 @@ check_probe_path(struct detector *ctx, const char *host, unsigned int port,
 				    (*result)->history, start_ms, gen,
 				    backoff_now_ms());
 		}
-		memory_record(m, host, port, ci->spki_sha256, &pol,
-		    (*result)->verdict, evidence_accept_validity(*result,
-		    ctx->cfg.cache_validity_s, now));
+		survey_and_record(ctx, m, host, port, ci, &pol, now, *result);
 	}
 	remember_reroute(ctx, host, port, ci, *result);
 	take_notes(ctx, *result);

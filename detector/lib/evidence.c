@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "probe.h"
 #include "staple.h"
 #include "verdict.h"
 
@@ -329,4 +330,274 @@ evidence_weigh_continuity(const char *host, unsigned int port,
 		return;
 	free((void *)res->reason);
 	res->reason = s;
+}
+
+/*
+ * The evidence options of a [site] section (issue 17; detector.conf(5)),
+ * each off by default.
+ */
+
+/* "; (tolerance = same-issuer, [site NAME])" and the like, for reasons. */
+static const char *
+site_of(const struct detector_result *res)
+{
+	return res->policy.site[0] ? res->policy.site : "(global)";
+}
+
+/*
+ * require_direct_staple = yes: a server that staples a fresh good
+ * response on every sphere's path but not on this one is withholding it
+ * here, which is what an attacker holding an old or revoked certificate's
+ * key (and no fresh response for it) looks like.  An ACCEPT or an
+ * UNDECIDED becomes a REJECT of its own (staple_refused), never
+ * remembered: the key itself matched.
+ */
+void
+evidence_require_staple(const char *host, unsigned int port,
+    struct detector_result *res)
+{
+	char *s;
+
+	if (!res->require_direct_staple || !res->ocsp_direct_missing ||
+	    res->revoked || (res->verdict != DETECTOR_ACCEPT &&
+	    res->verdict != DETECTOR_UNDECIDED))
+		return;
+	res->verdict = DETECTOR_REJECT;
+	res->staple_refused = 1;
+	if (asprintf(&s, "refused by require_direct_staple = yes ([site %s]): "
+	    "the spheres' paths staple a fresh good OCSP response for %s:%u "
+	    "and the direct path %s: %s", site_of(res), host, port,
+	    res->ocsp_direct.status == DETECTOR_OCSP_NONE ? "staples none" :
+	    res->ocsp_direct.status == DETECTOR_OCSP_INVALID ?
+	    "an unusable one" : "a stale one", res->reason ? res->reason :
+	    "") == -1)
+		return;
+	free((void *)res->reason);
+	res->reason = s;
+}
+
+/* The REJECT a tolerance may turn into an ACCEPT. */
+static int
+tolerable(const struct detector_result *res, enum detector_tolerance t)
+{
+	return res->tolerance == t && res->verdict == DETECTOR_REJECT &&
+	    !res->revoked && !res->staple_refused;
+}
+
+static void
+tolerate(struct detector_result *res, enum detector_tolerance t,
+    const char *why)
+{
+	char *s;
+
+	if (asprintf(&s, "tolerated (tolerance = %s, [site %s]): %s; the "
+	    "spheres did not confirm this key: %s", detector_tolerance_name(t),
+	    site_of(res), why, res->reason ? res->reason : "") == -1)
+		return;             /* out of memory: the REJECT stands */
+	free((void *)res->reason);
+	res->reason = s;
+	res->verdict = DETECTOR_ACCEPT;
+	res->tolerated = t;
+}
+
+/*
+ * Whether path p's own chain carries a certificate whose key verified
+ * both p's leaf and the direct leaf (so both were signed by one issuing
+ * key, and ocsp_issuers() also required each leaf's issuer name to be
+ * that certificate's subject).  Each such certificate is added to out
+ * (once; at most max in all).
+ */
+static int
+common_issuers(const struct detector_der *leaf, const struct detector_path *p,
+    struct detector_der *out, size_t *have, size_t max)
+{
+	struct detector_der cands[PROBE_MAX_CERTS], one;
+	size_t n, i, j;
+	int found = 0;
+
+	if (p->ncerts < 2 || p->certs == NULL)
+		return 0;
+	n = p->ncerts - 1 < PROBE_MAX_CERTS ? p->ncerts - 1 : PROBE_MAX_CERTS;
+	memcpy(cands, p->certs + 1, n * sizeof(cands[0]));
+	n = ocsp_issuers(leaf->data, leaf->len, cands, n);
+	for (i = 0; i < n; i++) {
+		one = cands[i];
+		if (ocsp_issuers(p->certs[0].data, p->certs[0].len, &one,
+		    1) != 1)
+			continue;
+		found = 1;
+		for (j = 0; j < *have && !same_der(&out[j], &cands[i]); j++)
+			;
+		if (j == *have && *have < max)
+			out[(*have)++] = cands[i];
+	}
+	return found;
+}
+
+/*
+ * tolerance = same-issuer.  The issuing CA is its key, not its name: an
+ * attacker can make a CA certificate with any name, so the issuer that
+ * counts is a certificate carried in the spheres' own chains whose key
+ * verifies the signature on both the sphere's certificate and the direct
+ * one; the direct path's chain is never asked.  At least a quorum of
+ * spheres must vouch (the direct key itself, or a certificate with the
+ * direct certificate's subject from that issuing key), and the direct
+ * path must staple a fresh good OCSP response signed by that key (or its
+ * delegated responder) about the direct certificate.
+ */
+void
+evidence_same_issuer(const char *host, unsigned int port,
+    const struct detector_der *leaf, const struct detector_path *direct,
+    struct detector_result *res)
+{
+	struct detector_der issuers[OCSP_MAX_ISSUERS];
+	const unsigned char *subj, *psubj;
+	size_t slen, pslen, i, nissuers = 0;
+	unsigned int vouch = 0;
+	struct detector_ocsp o;
+	char err[256], why[512];
+
+	(void)host;
+	(void)port;
+	if (!tolerable(res, DETECTOR_TOLERANCE_SAME_ISSUER) || leaf == NULL ||
+	    certinfo_subject(leaf->data, leaf->len, &subj, &slen) == -1)
+		return;
+	for (i = 0; i < res->nspheres; i++) {
+		const struct detector_path *p = &res->spheres[i];
+
+		if (p->status == DETECTOR_PATH_MATCH ||
+		    p->status == DETECTOR_PATH_KEY_MATCH) {
+			vouch++;
+			continue;
+		}
+		if (p->status != DETECTOR_PATH_MISMATCH || p->ncerts < 2 ||
+		    certinfo_subject(p->certs[0].data, p->certs[0].len,
+		    &psubj, &pslen) == -1 || pslen != slen ||
+		    memcmp(psubj, subj, slen) != 0)
+			continue;
+		vouch += common_issuers(leaf, p, issuers, &nissuers,
+		    OCSP_MAX_ISSUERS);
+	}
+	if (vouch < res->quorum || nissuers == 0) {
+		snprintf(why, sizeof(why), "%u of %zu spheres vouch for the "
+		    "direct certificate's subject and issuing key (quorum %u)",
+		    vouch, res->nspheres, res->quorum);
+		goto not_tolerated;
+	}
+	if (direct == NULL || direct->ocsp.len == 0) {
+		snprintf(why, sizeof(why), "the direct path staples no OCSP "
+		    "response");
+		goto not_tolerated;
+	}
+	memset(&o, 0, sizeof(o));
+	if (ocsp_check(direct->ocsp.data, direct->ocsp.len, leaf->data,
+	    leaf->len, issuers, nissuers, (int64_t)time(NULL), &o, err,
+	    sizeof(err)) == -1) {
+		snprintf(why, sizeof(why), "the direct path's OCSP response "
+		    "is not one the spheres' issuing key signed: %s", err);
+		goto not_tolerated;
+	}
+	if (o.status != DETECTOR_OCSP_GOOD || !o.fresh) {
+		snprintf(why, sizeof(why), "the direct path's OCSP response "
+		    "from that issuer is %s%s", o.fresh ? "" : "stale, ",
+		    detector_ocsp_status_name(o.status));
+		goto not_tolerated;
+	}
+	snprintf(why, sizeof(why), "%u of %zu spheres see a certificate with "
+	    "the same subject from the same issuing key (quorum %u), and the "
+	    "direct path staples a fresh good OCSP response signed by it",
+	    vouch, res->nspheres, res->quorum);
+	tolerate(res, DETECTOR_TOLERANCE_SAME_ISSUER, why);
+	return;
+not_tolerated:
+	{
+		char *s;
+
+		if (asprintf(&s, "%s; not tolerated (tolerance = same-issuer):"
+		    " %s", res->reason ? res->reason : "", why) != -1) {
+			free((void *)res->reason);
+			res->reason = s;
+		}
+	}
+}
+
+size_t
+evidence_sightings(const struct detector_result *res,
+    const unsigned char *direct_spki,
+    unsigned char (*out)[DETECTOR_SHA256_LEN])
+{
+	const unsigned char *keys[DETECTOR_MAX_SPHERES];
+	unsigned int count[DETECTOR_MAX_SPHERES];
+	size_t i, j, nkeys = 0, answered = 0, n = 0;
+
+	for (i = 0; i < res->nspheres && i < DETECTOR_MAX_SPHERES; i++) {
+		const struct detector_path *p = &res->spheres[i];
+		const unsigned char *k;
+
+		if (p->status == DETECTOR_PATH_MATCH ||
+		    p->status == DETECTOR_PATH_KEY_MATCH)
+			k = direct_spki;
+		else if (p->status == DETECTOR_PATH_MISMATCH)
+			k = p->spki_sha256;
+		else
+			continue;
+		answered++;
+		for (j = 0; j < nkeys; j++)
+			if (memcmp(keys[j], k, DETECTOR_SHA256_LEN) == 0)
+				break;
+		if (j == nkeys) {
+			keys[nkeys] = k;
+			count[nkeys++] = 0;
+		}
+		count[j]++;
+	}
+	/* Too few answered: blocking the other spheres must not let one
+	 * path's key in uncontradicted. */
+	if (answered < res->quorum)
+		return 0;
+	for (i = 0; i < nkeys; i++) {
+		for (j = 0; j < nkeys; j++)
+			if (j != i && count[j] >= res->quorum)
+				break;
+		if (j < nkeys)
+			continue;       /* a quorum saw another key */
+		memcpy(out[n++], keys[i], DETECTOR_SHA256_LEN);
+	}
+	return n;
+}
+
+void
+evidence_weigh_survey(const unsigned char *spki,
+    const unsigned char (*seen)[DETECTOR_SHA256_LEN], size_t nseen,
+    const struct cache_sightings *s, const struct cache_policy *pol,
+    unsigned int days, int64_t now, struct detector_result *res)
+{
+	uint32_t when = 0;
+	char why[256], date[40];
+	size_t i;
+
+	if (!tolerable(res, DETECTOR_TOLERANCE_SURVEY) || now < 0 ||
+	    now > UINT32_MAX)
+		return;
+	/* With require_direct_staple, a tolerated key needs its staple
+	 * too. */
+	if (res->require_direct_staple &&
+	    (res->ocsp_direct.status != DETECTOR_OCSP_GOOD ||
+	    !res->ocsp_direct.fresh))
+		return;
+	for (i = 0; i < nseen; i++) {
+		if (memcmp(seen[i], spki, DETECTOR_SHA256_LEN) == 0) {
+			snprintf(why, sizeof(why), "a sphere sees this key now "
+			    "and no quorum sees another");
+			tolerate(res, DETECTOR_TOLERANCE_SURVEY, why);
+			return;
+		}
+	}
+	if (s == NULL || !cache_sightings_judge(s, spki, pol, days,
+	    (uint32_t)now, &when))
+		return;
+	utc(when, date, sizeof(date));
+	snprintf(why, sizeof(why), "a sphere saw this key on %s, within "
+	    "survey_days = %u, and no quorum saw another then", date, days);
+	tolerate(res, DETECTOR_TOLERANCE_SURVEY, why);
 }

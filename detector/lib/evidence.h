@@ -61,4 +61,53 @@ void evidence_weigh_continuity(const char *host, unsigned int port,
     const struct cache_policy *pol, unsigned int days, int64_t now,
     struct detector_result *res);
 
+/*
+ * The evidence options of the host's [site] section (detector.conf(5)),
+ * applied in this order once the staples are weighed.
+ *
+ * evidence_require_staple(): with require_direct_staple, an ACCEPT or
+ * UNDECIDED whose direct path lacks the fresh good staple the spheres'
+ * paths carry (ocsp_direct_missing) becomes a REJECT (staple_refused),
+ * the reason saying why.
+ *
+ * evidence_same_issuer(): with tolerance = same-issuer, a REJECT (not
+ * revoked, not staple_refused) becomes a tolerated ACCEPT when at least
+ * a quorum of spheres saw the direct key or a certificate with the
+ * direct certificate's subject whose issuing key, a certificate in that
+ * sphere's own chain, also verifies the direct certificate's signature,
+ * and the direct path (direct, leaf: the direct certificate) staples a
+ * fresh good OCSP response signed by that key or its delegated
+ * responder.  Otherwise the reason says why not.  NSS must be up.
+ */
+void evidence_require_staple(const char *host, unsigned int port,
+    struct detector_result *res);
+void evidence_same_issuer(const char *host, unsigned int port,
+    const struct detector_der *leaf, const struct detector_path *direct,
+    struct detector_result *res);
+
+/*
+ * The keys the spheres of res saw (the direct key for a MATCH or
+ * KEY_MATCH) that count as sightings for tolerance = survey: none when
+ * fewer than a quorum of spheres answered; else every key no other key
+ * outnumbered with a quorum (a key contradicted by a quorum at the same
+ * time is not a sighting).  Written to out (DETECTOR_MAX_SPHERES room);
+ * how many.  Pure.
+ */
+size_t evidence_sightings(const struct detector_result *res,
+    const unsigned char *direct_spki,
+    unsigned char (*out)[DETECTOR_SHA256_LEN]);
+
+/*
+ * tolerance = survey: a REJECT (not revoked, not staple_refused) of the
+ * direct key spki becomes a tolerated ACCEPT when this check's sightings
+ * (seen, nseen: evidence_sightings()) hold it, or the kept ones (s, may
+ * be NULL) hold it seen through pol's spheres within days of now
+ * (cache_sightings_judge()).  With require_direct_staple, only if the
+ * direct path stapled a fresh good response.  Pure.
+ */
+void evidence_weigh_survey(const unsigned char *spki,
+    const unsigned char (*seen)[DETECTOR_SHA256_LEN], size_t nseen,
+    const struct cache_sightings *s, const struct cache_policy *pol,
+    unsigned int days, int64_t now, struct detector_result *res);
+
 #endif

@@ -147,3 +147,55 @@ memo_confirm(struct memo *m, const char *host, unsigned int port,
 	}
 	cache_history_confirm(&slot->h, spki, pol, now);
 }
+
+int
+memo_sightings(const struct memo *m, const char *host, unsigned int port,
+    struct cache_sightings *s)
+{
+	size_t i;
+
+	for (i = 0; i < MEMO_SIGHTINGS; i++) {
+		const struct memo_sightings *e = &m->sight[i];
+
+		if (e->s.n > 0 && e->port == port &&
+		    strcasecmp(e->host, host) == 0) {
+			*s = e->s;
+			return 1;
+		}
+	}
+	memset(s, 0, sizeof(*s));
+	return 0;
+}
+
+void
+memo_sight(struct memo *m, const char *host, unsigned int port,
+    const unsigned char (*seen)[DETECTOR_SHA256_LEN], size_t nseen,
+    const struct cache_policy *pol, uint32_t now)
+{
+	struct memo_sightings *slot = NULL;
+	size_t i;
+
+	if (strlen(host) >= MEMO_HOST_MAX || nseen == 0)
+		return;
+	for (i = 0; i < MEMO_SIGHTINGS; i++) {
+		struct memo_sightings *e = &m->sight[i];
+
+		if (e->s.n > 0 && e->port == port &&
+		    strcasecmp(e->host, host) == 0) {
+			slot = e;
+			break;
+		}
+		/* Unused first, else the one seen longest ago. */
+		if (slot == NULL || (slot->s.n > 0 && (e->s.n == 0 ||
+		    e->s.e[0].last_seen < slot->s.e[0].last_seen)))
+			slot = e;
+	}
+	if (slot->s.n == 0 || slot->port != port ||
+	    strcasecmp(slot->host, host) != 0) {
+		memset(slot, 0, sizeof(*slot));
+		strcpy(slot->host, host);
+		slot->port = port;
+	}
+	for (i = 0; i < nseen; i++)
+		cache_sightings_add(&slot->s, seen[i], pol, now);
+}

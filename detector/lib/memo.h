@@ -39,9 +39,21 @@ struct memo_history {
 	struct cache_history h;         /* h.n == 0: unused slot */
 };
 
+/* Sightings kept in memory (cache.h "Sightings"), for the same reason:
+ * tolerance = survey with cache = off or an unwritable cache.  A small
+ * table: only sites with tolerance = survey record any. */
+#define MEMO_SIGHTINGS 64
+
+struct memo_sightings {
+	char host[MEMO_HOST_MAX];
+	unsigned int port;
+	struct cache_sightings s;       /* s.n == 0: unused slot */
+};
+
 struct memo {
 	struct memo_entry e[MEMO_ENTRIES];
 	struct memo_history hist[MEMO_HISTORIES];
+	struct memo_sightings sight[MEMO_SIGHTINGS];
 };
 
 /* The remembered verdict for exactly this key at host:port, if not
@@ -76,5 +88,16 @@ int memo_history(const struct memo *m, const char *host, unsigned int port,
  * MEMO_HISTORY_KEEP_DAYS old, else it is not kept.  The caller locks. */
 void memo_confirm(struct memo *m, const char *host, unsigned int port,
     const unsigned char *spki, const struct cache_policy *pol, uint32_t now);
+
+/* The sightings kept for host:port: 1 with *s set, else 0 (s empty).
+ * Pure; the caller locks. */
+int memo_sightings(const struct memo *m, const char *host, unsigned int port,
+    struct cache_sightings *s);
+/* The nseen keys were seen through pol's spheres for host:port at now
+ * (cache_sightings_add()).  A host:port without a slot takes an unused
+ * one, else the one seen longest ago.  The caller locks. */
+void memo_sight(struct memo *m, const char *host, unsigned int port,
+    const unsigned char (*seen)[DETECTOR_SHA256_LEN], size_t nseen,
+    const struct cache_policy *pol, uint32_t now);
 
 #endif

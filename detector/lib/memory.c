@@ -356,6 +356,15 @@ memory_record(struct memory *m, const char *host, unsigned int port,
     const unsigned char *spki, const struct cache_policy *pol,
     enum detector_verdict v, unsigned int validity_s)
 {
+	memory_record_seen(m, host, port, spki, pol, v, validity_s, NULL, 0);
+}
+
+void
+memory_record_seen(struct memory *m, const char *host, unsigned int port,
+    const unsigned char *spki, const struct cache_policy *pol,
+    enum detector_verdict v, unsigned int validity_s,
+    const unsigned char (*seen)[DETECTOR_SHA256_LEN], size_t nseen)
+{
 	PRTime ttl = (PRTime)(v == DETECTOR_ACCEPT ? validity_s :
 	    CACHE_TTL_REJECT) * PR_USEC_PER_SEC;
 	struct cache *c;
@@ -364,13 +373,16 @@ memory_record(struct memory *m, const char *host, unsigned int port,
 
 	/* Not a verdict about the key: remembering it would either accept
 	 * the key unchecked or hide the spheres' coming back. */
-	if (v != DETECTOR_ACCEPT && v != DETECTOR_REJECT)
+	if (v != DETECTOR_ACCEPT && v != DETECTOR_REJECT &&
+	    (v != DETECTOR_UNDECIDED || nseen == 0))
 		return;
 	c = usable_cache(m);
-	if (c != NULL && !cache_readonly(c) && cache_remember(c, host, port,
-	    spki, pol, v, now, validity_s, err, sizeof(err)) == 0)
+	if (c != NULL && !cache_readonly(c) && cache_remember_seen(c, host,
+	    port, spki, pol, v, now, validity_s, seen, nseen, err,
+	    sizeof(err)) == 0)
 		return;
 	pthread_mutex_lock(&memory_lock);
+	memo_sight(&m->memo, host, port, seen, nseen, pol, now);
 	memo_store(&m->memo, host, port, spki, pol, v, PR_Now(), ttl);
 	if (v == DETECTOR_ACCEPT)
 		memo_confirm(&m->memo, host, port, spki, pol, now);
@@ -456,4 +468,22 @@ memory_sync(void)
 	pthread_mutex_unlock(&memory_lock);
 	for (i = 0; i < n; i++)
 		(void)cache_sync(caches[i], err, sizeof(err));
+}
+
+int
+memory_sightings(struct memory *m, const char *host, unsigned int port,
+    struct cache_sightings *s)
+{
+	struct cache *c = usable_cache(m);
+	struct cache_sightings mine;
+	char err[256];
+
+	if (c == NULL || cache_sightings_get(c, host, port, s, err,
+	    sizeof(err)) != 1)
+		memset(s, 0, sizeof(*s));
+	pthread_mutex_lock(&memory_lock);
+	if (memo_sightings(&m->memo, host, port, &mine))
+		cache_sightings_merge(s, &mine);
+	pthread_mutex_unlock(&memory_lock);
+	return s->n > 0;
 }

@@ -71,4 +71,18 @@ struct cache *memory_cache(struct memory *m, char *err, size_t errlen);
  * verdict was handed over: see "Crash consistency" in cache.c). */
 void memory_sync(void);
 
+/* memory_record(), with the nseen keys spheres saw (tolerance =
+ * survey; cache.h "Sightings") recorded in the same transaction; v may be
+ * UNDECIDED (only the sightings are then recorded).  In memory when the
+ * file cannot be written. */
+void memory_record_seen(struct memory *m, const char *host, unsigned int port,
+    const unsigned char *spki, const struct cache_policy *pol,
+    enum detector_verdict v, unsigned int validity_s,
+    const unsigned char (*seen)[DETECTOR_SHA256_LEN], size_t nseen);
+
+/* The sightings of host:port: the file's, with what this process kept in
+ * memory only merged in.  1 with *s set, else 0 (s empty). */
+int memory_sightings(struct memory *m, const char *host, unsigned int port,
+    struct cache_sightings *s);
+
 #endif

@@ -31,6 +31,7 @@ event_kind(int error)
 	switch (error) {
 	case DETECTOR_ERROR_MITM:
 	case DETECTOR_ERROR_REVOKED:    /* the reason says "revoked" */
+	case DETECTOR_ERROR_STAPLE_MISSING:     /* ... "require_direct_staple" */
 		return "refused-mitm";
 	case DETECTOR_ERROR_REROUTE:    /* refused on the direct path */
 		return "rerouted";

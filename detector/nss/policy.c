@@ -86,6 +86,11 @@ static const struct PRErrorMessage glue_messages[] = {
 	    "DetecTor: the key changed and no quorum could confirm the new "
 	    "one (the Tor spheres could not decide, and a quorum confirmed "
 	    "another key for this server recently); connection refused" },
+	GLUE_MSG(DETECTOR_ERROR_STAPLE_MISSING) = {
+	    "DETECTOR_ERROR_STAPLE_MISSING",
+	    "DetecTor: the Tor spheres receive a fresh OCSP response for the "
+	    "server's certificate and this connection did not, and the site "
+	    "requires it (require_direct_staple = yes); connection refused" },
 };
 #undef GLUE_MSG
 
@@ -144,6 +149,7 @@ decide(const struct detector_result *res)
 		 * own: the user is told the certificate is revoked, not that
 		 * the spheres disagree. */
 		return res->revoked ? DETECTOR_ERROR_REVOKED :
+		    res->staple_refused ? DETECTOR_ERROR_STAPLE_MISSING :
 		    DETECTOR_ERROR_MITM;
 	case DETECTOR_UNDECIDED:
 		/* Key continuity, whatever on_undecided says (evidence.c). */
@@ -159,12 +165,14 @@ decide(const struct detector_result *res)
 }
 
 /* An acceptance without a quorum's ACCEPT (UNDECIDED accepted by
- * on_undecided, or by history) must not leave a resumable session: said
+ * on_undecided, or by history; an ACCEPT only by a site's tolerance)
+ * must not leave a resumable session: said
  * to a libssl that understands it (detector_nss_unconfirmed_v1). */
 static int
 unconfirmed(int error, const struct detector_result *res)
 {
-	if (error == 0 && res->verdict != DETECTOR_ACCEPT &&
+	if (error == 0 && (res->verdict != DETECTOR_ACCEPT ||
+	    res->tolerated != DETECTOR_TOLERANCE_OFF) &&
 	    PR_ATOMIC_ADD(&glue.unconfirmed_wanted, 0) != 0)
 		return DETECTOR_NSS_ACCEPT_UNCONFIRMED;
 	return error;

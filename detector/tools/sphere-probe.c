@@ -481,6 +481,14 @@ print_json(const struct options *o, const struct detector_path *direct,
 	json_object_set_new(root, "history_confirmed",
 	    r->history != DETECTOR_HISTORY_NONE ?
 	    json_integer((json_int_t)r->history_confirmed) : json_null());
+	/* The site's evidence options (issue 17) and what they did. */
+	json_object_set_new(root, "evidence", json_pack("{s:b, s:s, s:b, s:o}",
+	    "require_direct_staple", r->require_direct_staple,
+	    "tolerance", detector_tolerance_name(r->tolerance),
+	    "staple_refused", r->staple_refused,
+	    "tolerated", r->tolerated != DETECTOR_TOLERANCE_OFF ?
+	    json_string(detector_tolerance_name(r->tolerated)) :
+	    json_null()));
 	print_root(root);
 }
 

@@ -1,6 +1,7 @@
 /*
- * libFuzzer target: verdict cache records and key histories as read back
- * from the file (every input is given to both decoders).
+ * libFuzzer target: verdict cache records, key histories and sightings
+ * (tolerance = survey) as read back from the file (every input is given
+ * to the three decoders).
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -59,12 +60,57 @@ history(const uint8_t *data, size_t size)
 		__builtin_trap();
 }
 
+/*
+ * Sightings that decode are exactly what encoding gives back and keep the
+ * decoder's rules (1..16 entries, newest first, first <= last, no key and
+ * sphere list twice); adding a key and merging them into themselves keeps
+ * them too, bounded, and judging cannot read past them.
+ */
+static void
+sightings(const uint8_t *data, size_t size)
+{
+	unsigned char again[CACHE_SIGHTINGS_LEN(CACHE_SIGHTINGS_MAX)];
+	struct cache_sightings s, copy;
+	struct cache_policy pol = { 1, 1, { 0 } };
+	uint32_t when;
+	unsigned int i;
+
+	if (cache_sightings_decode(data, size, &s) != 0) {
+		if (s.n != 0)
+			__builtin_trap();
+		return;
+	}
+	if (s.n < 1 || s.n > CACHE_SIGHTINGS_MAX ||
+	    cache_sightings_encode(&s, again) != size ||
+	    memcmp(again, data, size) != 0)
+		__builtin_trap();
+	pol.nspheres = s.e[0].nspheres;
+	memcpy(pol.spheres, s.e[0].spheres, CACHE_SPHERES_DIGEST_LEN);
+	if (!cache_sightings_judge(&s, s.e[0].spki, &pol, 1,
+	    s.e[0].last_seen, &when) || when != s.e[0].last_seen)
+		__builtin_trap();
+	copy = s;
+	cache_sightings_merge(&copy, &s);
+	cache_sightings_add(&copy, data, &pol, s.e[0].last_seen + 1);
+	if (copy.n < 1 || copy.n > CACHE_SIGHTINGS_MAX)
+		__builtin_trap();
+	for (i = 0; i < copy.n; i++) {
+		if (copy.e[i].first_seen > copy.e[i].last_seen ||
+		    (i > 0 && copy.e[i].last_seen > copy.e[i - 1].last_seen))
+			__builtin_trap();
+	}
+	if (cache_sightings_decode(again, cache_sightings_encode(&copy, again),
+	    &s) != 0)
+		__builtin_trap();
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct cache_record r;
 
 	history(data, size);
+	sightings(data, size);
 	unsigned char again[CACHE_RECORD_LEN];
 
 	if (cache_record_decode(data, size, &r) == 0) {

@@ -87,3 +87,18 @@ fixture_slurp(const char *dir, const char *name, unsigned char *buf,
 	fclose(f);
 	return n;
 }
+
+int
+fixture_testworld(const char *script, const char *dir)
+{
+	const char *src = getenv("DETECTOR_SRC");
+	char cmd[1024];
+
+	snprintf(cmd, sizeof(cmd), "/usr/bin/python3 '%s/tests/testworld/%s' "
+	    "'%s'", src ? src : ".", script, dir);
+	if (system(cmd) != 0) {
+		fprintf(stderr, "fixture: '%s' failed\n", cmd);
+		return -1;
+	}
+	return 0;
+}

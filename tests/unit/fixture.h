@@ -37,4 +37,9 @@ const char *fixture_write(const char *dir, const char *name,
 size_t fixture_slurp(const char *dir, const char *name, unsigned char *buf,
     size_t size);
 
+/* Runs /usr/bin/python3 tests/testworld/SCRIPT DIR (the source tree:
+ * $DETECTOR_SRC, else the working folder), the generators of test PKIs
+ * (ocsp.py, ocsp_confusion.py).  0, or -1 (and says so on stderr). */
+int fixture_testworld(const char *script, const char *dir);
+
 #endif

@@ -42,19 +42,10 @@ slurp(const char *name, unsigned char *buf, size_t size)
 static int
 setup(void **state)
 {
-	char cmd[800];
-	const char *src = getenv("DETECTOR_SRC");
-
 	(void)state;
-	if (fixture_setup(dir, FIXTURE_NSS) == -1)
-		return -1;
-	snprintf(cmd, sizeof(cmd), "/usr/bin/python3 %s/tests/testworld/ocsp.py "
-	    "'%s'", src ? src : ".", dir);
-	if (system(cmd) != 0)
-		return -1;
-	snprintf(cmd, sizeof(cmd), "/usr/bin/python3 %s/tests/testworld/"
-	    "ocsp_confusion.py '%s'", src ? src : ".", dir);
-	if (system(cmd) != 0)
+	if (fixture_setup(dir, FIXTURE_NSS) == -1 ||
+	    fixture_testworld("ocsp.py", dir) == -1 ||
+	    fixture_testworld("ocsp_confusion.py", dir) == -1)
 		return -1;
 	ec_leaf_len = slurp("ec-leaf.cder", ec_leaf, sizeof(ec_leaf));
 	ec_ca_len = slurp("ec-ca.cder", ec_ca, sizeof(ec_ca));
