@@ -564,7 +564,8 @@ direct_again(struct detector *ctx, const char *host, unsigned int port,
 	*out = NULL;
 	for (i = 0; i < res->nspheres; i++)
 		stapled |= res->spheres[i].ocsp.len > 0;
-	if (!(res->require_direct_staple && stapled) &&
+	if (!(res->require_direct_staple && (stapled ||
+	    res->verdict == DETECTOR_UNDECIDED)) &&
 	    !(res->tolerance == DETECTOR_TOLERANCE_SAME_ISSUER &&
 	    res->verdict == DETECTOR_REJECT))
 		return 0;
@@ -897,12 +898,15 @@ check_probe_path(struct detector *ctx, const char *host, unsigned int port,
 	struct cache_history h;
 	int64_t now, start_ms = backoff_now_ms();
 	uint64_t gen = backoff_generation();
-	int rc;
+	enum detector_tolerance tol;
+	int rc, rds, have_pol;
 
 	*result = NULL;
 	/* Every sphere silent a moment ago: the history decides again,
-	 * unless the direct path staples something (what it says is news). */
-	if ((direct == NULL || direct->ocsp.len == 0) && m != NULL &&
+	 * unless the direct path staples something (what it says is news)
+	 * or must (require_direct_staple: only a probe reads its staple). */
+	config_evidence_for(&ctx->cfg, host, &rds, &tol);
+	if ((direct == NULL || direct->ocsp.len == 0) && !rds && m != NULL &&
 	    memory_policy(&ctx->cfg, host, &pol) == 0 &&
 	    memory_history(m, host, port, &h) &&
 	    (rc = check_backoff(ctx, host, port, ci, &pol, &h, result)) != 0)
@@ -913,20 +917,21 @@ check_probe_path(struct detector *ctx, const char *host, unsigned int port,
 	if (spheres_answered(*result))
 		backoff_clear();
 	now = (int64_t)(PR_Now() / PR_USEC_PER_SEC);
-	if (m != NULL && memory_policy(&ctx->cfg, host, &pol) == 0) {
-		/* Key continuity: the history as it was before this check
-		 * (an UNDECIDED records nothing anyway). */
-		if ((*result)->verdict == DETECTOR_UNDECIDED &&
-		    memory_history(m, host, port, &h)) {
-			evidence_weigh_continuity(host, port, ci->spki_sha256,
-			    &h, &pol, ctx->cfg.history_days, now, *result);
-			if (!spheres_answered(*result))
-				backoff_note(host, port, ci->spki_sha256, &pol,
-				    (*result)->history, start_ms, gen,
-				    backoff_now_ms());
-		}
-		survey_and_record(ctx, m, host, port, ci, &pol, now, *result);
+	have_pol = m != NULL && memory_policy(&ctx->cfg, host, &pol) == 0;
+	/* Key continuity: the history as it was before this check (an
+	 * UNDECIDED records nothing anyway). */
+	if (have_pol && (*result)->verdict == DETECTOR_UNDECIDED &&
+	    memory_history(m, host, port, &h)) {
+		evidence_weigh_continuity(host, port, ci->spki_sha256, &h,
+		    &pol, ctx->cfg.history_days, now, *result);
+		if (!spheres_answered(*result))
+			backoff_note(host, port, ci->spki_sha256, &pol,
+			    (*result)->history, start_ms, gen,
+			    backoff_now_ms());
 	}
+	evidence_require_staple_undecided(host, port, *result);
+	if (have_pol)
+		survey_and_record(ctx, m, host, port, ci, &pol, now, *result);
 	remember_reroute(ctx, host, port, ci, *result);
 	take_notes(ctx, *result);
 	reroute_note(host, port, *result);

@@ -376,6 +376,32 @@ evidence_require_staple(const char *host, unsigned int port,
 	res->reason = s;
 }
 
+void
+evidence_require_staple_undecided(const char *host, unsigned int port,
+    struct detector_result *res)
+{
+	char *s;
+
+	/* A key change is refused as such already. */
+	if (!res->require_direct_staple || res->verdict != DETECTOR_UNDECIDED ||
+	    res->history == DETECTOR_HISTORY_KEY_CHANGED ||
+	    (res->ocsp_direct.status == DETECTOR_OCSP_GOOD &&
+	    res->ocsp_direct.fresh))
+		return;
+	if (asprintf(&s, "refused by require_direct_staple = yes ([site %s]): "
+	    "the spheres could not decide, so no sphere's staple could vouch "
+	    "for %s:%u, and the direct path staples no fresh good OCSP "
+	    "response itself: %s", site_of(res), host, port, res->reason ?
+	    res->reason : "") == -1)
+		s = NULL;       /* the refusal stands, said shorter */
+	res->verdict = DETECTOR_REJECT;
+	res->staple_refused = 1;
+	if (s != NULL) {
+		free((void *)res->reason);
+		res->reason = s;
+	}
+}
+
 /* The REJECT a tolerance may turn into an ACCEPT. */
 static int
 tolerable(const struct detector_result *res, enum detector_tolerance t)
@@ -551,11 +577,17 @@ evidence_sightings(const struct detector_result *res,
 		}
 		count[j]++;
 	}
-	/* Too few answered: blocking the other spheres must not let one
-	 * path's key in uncontradicted. */
-	if (answered < res->quorum)
+	/* Every sphere must have answered: blocking some spheres (the
+	 * local attacker can drop their Tor traffic) must not leave one
+	 * lying path's key uncontradicted, nor may a run at a lower quorum
+	 * (sphere-probe -k 1) with most spheres failing.  Security review of
+	 * issue 17, M1 and M2. */
+	if (answered < res->quorum || answered < res->nspheres)
 		return 0;
 	for (i = 0; i < nkeys; i++) {
+		/* One path alone is one exit, one possible liar. */
+		if (count[i] < 2 && answered >= 2)
+			continue;
 		for (j = 0; j < nkeys; j++)
 			if (j != i && count[j] >= res->quorum)
 				break;

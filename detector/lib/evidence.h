@@ -81,14 +81,27 @@ void evidence_weigh_continuity(const char *host, unsigned int port,
  */
 void evidence_require_staple(const char *host, unsigned int port,
     struct detector_result *res);
+
+/*
+ * With require_direct_staple, an UNDECIDED (the spheres could not decide,
+ * so no sphere's staple was there to compare with: Tor blocked, say),
+ * also one the key history or the back-off accepted, whose direct path
+ * does not staple a fresh good response becomes a REJECT
+ * (staple_refused): an attacker replaying a stolen key without its
+ * revoked status must not pass by blocking Tor.  Applied after the key
+ * history.
+ */
+void evidence_require_staple_undecided(const char *host, unsigned int port,
+    struct detector_result *res);
 void evidence_same_issuer(const char *host, unsigned int port,
     const struct detector_der *leaf, const struct detector_path *direct,
     struct detector_result *res);
 
 /*
  * The keys the spheres of res saw (the direct key for a MATCH or
- * KEY_MATCH) that count as sightings for tolerance = survey: none when
- * fewer than a quorum of spheres answered; else every key no other key
+ * KEY_MATCH) that count as sightings for tolerance = survey: none unless
+ * every sphere answered (and at least a quorum); else every key at least
+ * two spheres saw (one, with a single sphere) that no other key
  * outnumbered with a quorum (a key contradicted by a quorum at the same
  * time is not a sighting).  Written to out (DETECTOR_MAX_SPHERES room);
  * how many.  Pure.

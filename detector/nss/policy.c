@@ -285,7 +285,9 @@ decided(const char *host, unsigned int port, const struct certinfo *ci,
 		    reason, where, wname, wsep, wdetail);
 		events_refused(error, host, port, reason);
 	} else {
-		detector_log(glue.cfg, LOG_DECISIONS, "%s:%u accepted (%s%s): "
+		/* A tolerated ACCEPT is said by default (log = errors). */
+		detector_log(glue.cfg, res->tolerated != DETECTOR_TOLERANCE_OFF ?
+		    LOG_ERRORS : LOG_DECISIONS, "%s:%u accepted (%s%s): "
 		    "%s%s", host, port, detector_verdict_name(v),
 		    v != DETECTOR_UNDECIDED ? "" :
 		    res->history == DETECTOR_HISTORY_ACCEPTED ?

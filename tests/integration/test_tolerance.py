@@ -19,6 +19,7 @@ every attack each mode must resist is refused."""
 
 import os
 import threading
+import time
 
 import pytest
 
@@ -33,6 +34,7 @@ EXIT_ACCEPT, EXIT_REJECT = 0, 2
 ADDRS = {"good": "127.0.0.12", "regional": "127.0.0.13", "bare": "127.0.0.14",
          "stale": "127.0.0.15", "lookalike": "127.0.0.16", "otherca": "127.0.0.17",
          "real-bare": "127.0.0.18"}
+DEAD = "127.0.0.19"     # no server: a sphere pointed there fails (Tor blocked)
 NSPHERES = 5
 # Servers an NSS application's direct path reaches: its handshake waits
 # for DetecTor while DetecTor's second direct connection reads the
@@ -158,7 +160,8 @@ class Sites:
         kinds = list(kinds) + ["good"] * (NSPHERES - len(kinds))
         for s, kind in zip(self.spheres, kinds):
             with open(s.hosts_file, "w") as f:
-                f.write("127.0.0.1\tlocalhost\n%s\t%s\n" % (ADDRS[kind], HOST))
+                f.write("127.0.0.1\tlocalhost\n%s\t%s\n"
+                        % (ADDRS.get(kind, DEAD), HOST))
 
     def stop(self):
         for r in self.relays:
@@ -244,6 +247,41 @@ def test_require_direct_staple_not_answered_from_memory(probe, sites, tmpdir_):
 
 
 # -- tolerance = same-issuer
+
+def test_require_direct_staple_when_tor_is_blocked(probe, sites, tmpdir_):
+    """Every sphere failing (Tor blocked) leaves no sphere staple to
+    compare with: the direct path must staple a fresh good response
+    itself, even for a key the key history knows (security review of
+    issue 17, H1: a stolen key replayed without its staple passed)."""
+    sites.point()
+    env = probe.env(HOME=tmpdir_, XDG_CACHE_HOME=os.path.join(tmpdir_, "cache"))
+    c = conf(tmpdir_, "[detector]\ncache_validity = 1\n"
+             "[site %s]\nrequire_direct_staple = yes\n" % HOST)
+    r = check(probe, sites, "good", config=c, env=env, cache=True)
+    assert r.rc == EXIT_ACCEPT, r              # the key enters the history
+    time.sleep(1.2)
+    sites.point(*["dead"] * NSPHERES)
+    try:
+        r = check(probe, sites, "real-bare", config=c, env=env, cache=True)
+        assert r.rc == EXIT_REJECT, r
+        assert r.json["verdict"] == "reject", r
+        assert evidence(r)["staple_refused"] is True, r
+        assert "the spheres could not decide" in r.json["reason"], r
+        # the direct path stapling a fresh good response: accepted by
+        # history as before
+        r = check(probe, sites, "good", config=c, env=env, cache=True)
+        assert r.json["verdict"] == "undecided", r
+        assert r.json["history"] == "accepted-by-history", r
+        assert evidence(r)["staple_refused"] is False, r
+        # a site never seen, no staple: refused whatever on_undecided says
+        fresh = probe.env(HOME=os.path.join(tmpdir_, "h2"),
+                          XDG_CACHE_HOME=os.path.join(tmpdir_, "cache2"))
+        os.mkdir(os.path.join(tmpdir_, "h2"), 0o700)
+        r = check(probe, sites, "real-bare", config=c, env=fresh, cache=True)
+        assert r.rc == EXIT_REJECT and evidence(r)["staple_refused"], r
+    finally:
+        sites.point()
+
 
 SAME_ISSUER = "[site %s]\ntolerance = same-issuer\n" % HOST
 
@@ -370,13 +408,34 @@ def test_survey_one_lying_sphere_is_contradicted(probe, sites, tmpdir_):
     assert evidence(r)["tolerated"] is None, r
 
 
+def test_survey_one_lying_and_one_blocked_sphere_record_nothing(
+        probe, sites, tmpdir_):
+    """One sphere's path leads to another CA's certificate, another sphere
+    is blocked, the other three (under the quorum of 4) agree on the real
+    key: nothing contradicts the liar with a quorum, yet its key must not
+    become a sighting that tolerates it later (security review of issue
+    17, M2: it did)."""
+    env = survey_env(probe, tmpdir_)
+    c = conf(tmpdir_, SURVEY)
+    sites.point("otherca", "dead")
+    try:
+        r = check(probe, sites, "good", config=c, env=env, cache=True)
+        assert r.json["verdict"] == "undecided", r
+    finally:
+        sites.point()
+    r = check(probe, sites, "otherca", config=c, env=env, cache=True)
+    assert r.rc == EXIT_REJECT, r
+    assert evidence(r)["tolerated"] is None, r
+
+
 # -- through the NSS integration (an unmodified tstclnt under detector-run)
 
-def nss_app(sites, nssdb, tmpdir_, direct, site_text):
+def nss_app(sites, nssdb, tmpdir_, direct, site_text, log="decisions"):
     from test_nss_hook import run_app, tstclnt
     return run_app(sites.world, tmpdir_, tstclnt(nssdb, sites.port), ADDRS[direct],
                    spheres=sites.world.sphere_list(*sites.spheres),
-                   config="[detector]\nquorum = 4\ncache = off\n" + site_text)
+                   config="[detector]\nquorum = 4\ncache = off\n" + site_text,
+                   log=log)
 
 
 def test_nss_require_direct_staple(sites, nssdb, tmpdir_):
@@ -398,7 +457,9 @@ def test_nss_require_direct_staple(sites, nssdb, tmpdir_):
 def test_nss_same_issuer_logged_as_tolerated(sites, nssdb, tmpdir_):
     sites.point()
     site = "[site %s]\ntolerance = same-issuer\n" % HOST
-    app = nss_app(sites, nssdb, tmpdir_, "regional", site)
+    # Said at the default log level (errors), where a confirmed ACCEPT
+    # is not (security review of issue 17, L1).
+    app = nss_app(sites, nssdb, tmpdir_, "regional", site, log="errors")
     assert app.rc == 0, app
     assert "accepted (accept)" in app.err, app
     assert "tolerated (tolerance = same-issuer, [site %s])" % HOST in app.err, app

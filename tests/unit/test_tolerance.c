@@ -134,10 +134,24 @@ test_sightings_of_a_check(void **state)
 	/* Three and two: neither reaches the quorum, both are sightings. */
 	memset(p[3].spki_sha256, 2, DETECTOR_SHA256_LEN);
 	assert_int_equal(evidence_sightings(&r, direct, out), 2);
-	/* A match is the direct key. */
+	/* A match is the direct key; one path alone is no sighting (one
+	 * exit, one possible liar). */
 	p[0].status = DETECTOR_PATH_MATCH;
-	assert_int_equal(evidence_sightings(&r, direct, out), 3);
+	assert_int_equal(evidence_sightings(&r, direct, out), 2);
+	assert_int_equal(out[0][0], 1);
+	assert_int_equal(out[1][0], 2);
+	p[1].status = DETECTOR_PATH_MATCH;
+	assert_int_equal(evidence_sightings(&r, direct, out), 2);
 	assert_int_equal(out[0][0], 9);
+	assert_int_equal(out[1][0], 2);
+	/* One lying sphere and one blocked, the other three honest: no
+	 * quorum contradicts the liar, but not every sphere answered, so
+	 * nothing is a sighting (security review of issue 17, M2). */
+	free((void *)r.reason);
+	result(&r, p, 5, 4, DETECTOR_REJECT, DETECTOR_PATH_MISMATCH, 1);
+	memset(p[0].spki_sha256, 2, DETECTOR_SHA256_LEN);
+	p[1].status = DETECTOR_PATH_TIMEOUT;
+	assert_int_equal(evidence_sightings(&r, direct, out), 0);
 	/* Fewer than a quorum answered (the rest blocked): none at all, so
 	 * blocking spheres cannot let one path's key in. */
 	p[0].status = p[1].status = DETECTOR_PATH_TIMEOUT;
