@@ -58,6 +58,8 @@ def test_defaults_shown_are_the_engine_defaults():
     assert doc["on_undecided"] == ["accept"]
     assert doc["enabled"] == ["yes"]
     assert doc["log"] == ["errors,stderr"]
+    assert doc["history_days"] == [define("DETECTOR_DEFAULT_HISTORY_DAYS")]
+    assert doc["survey_days"] == [define("DETECTOR_DEFAULT_SURVEY_DAYS")]
 
 
 def test_as_shipped_sets_nothing():
